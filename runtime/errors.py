@@ -1,0 +1,80 @@
+"""Quadrant's exceptions: one tree, so that every entry point can turn bad input into one clear line.
+
+    QuadrantError
+    ├── InputError (ValueError)             bad input from the user: exit 2 on the command line
+    │   ├── StudyError                      an image or DICOM file that cannot be used
+    │   │   └── StudyNotFoundError (FileNotFoundError)
+    │   ├── QuestionError                   empty, over-long or not a yes/no question
+    │   ├── ParaphraseError                 a paraphrase list or file that cannot be used
+    │   ├── ManifestError                   a dataset manifest that cannot be used
+    │   └── OptionError                     an option value that makes no sense (unknown preset, rule, ...)
+    ├── ModelError                          a model that cannot be loaded or scored
+    │   ├── ModelNotFoundError (FileNotFoundError)
+    │   └── UnsupportedModelError           a family or tokenizer Quadrant cannot score
+    └── MissingDependencyError (ImportError) an optional package is needed: the message names the extra
+
+Messages say what happened, to what, and what to do. Foreign exceptions are translated where they enter
+(`raise StudyError(...) from exc`), never further up.
+"""
+
+from __future__ import annotations
+
+
+class QuadrantError(Exception):
+    """Base of every error Quadrant raises on purpose."""
+
+
+class InputError(QuadrantError, ValueError):
+    """The user's input cannot be used; the command line exits 2."""
+
+
+class StudyError(InputError):
+    """An image or DICOM file that cannot be read or is out of bounds."""
+
+
+class StudyNotFoundError(StudyError, FileNotFoundError):
+    """The study path does not exist or is not a file."""
+
+
+class QuestionError(InputError):
+    """The question is empty, too long, or not a yes/no question."""
+
+
+class ParaphraseError(InputError):
+    """A paraphrase list or file is malformed."""
+
+
+class ManifestError(InputError):
+    """A dataset manifest is malformed."""
+
+
+class OptionError(InputError):
+    """An option's value is not one Quadrant knows."""
+
+
+class ModelError(QuadrantError):
+    """A model that cannot be loaded or scored."""
+
+
+class ModelNotFoundError(ModelError, FileNotFoundError):
+    """Neither a local directory, a preset, nor a cached hub id."""
+
+
+class UnsupportedModelError(ModelError):
+    """A model family or tokenizer that Quadrant cannot score (for example: no single-token yes/no)."""
+
+
+class MissingDependencyError(QuadrantError, ImportError):
+    """An optional dependency is missing; the message names the pip extra that provides it."""
+
+
+def require(module: str, extra: str):
+    """Import an optional dependency at the edge where it is needed, naming the extra when it is absent."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise MissingDependencyError(
+            f"{module} is not installed: pip install 'quadrant[{extra}]'"
+        ) from exc
