@@ -1,0 +1,128 @@
+"""Reading yes/no off the next-token logits: which token ids count as "yes" and "no", and the arithmetic.
+
+Scoring the first answer token instead of generating text is what makes a check cost one forward pass per
+prompt (SPEC, Scoring). Tokenizers differ in whether the answer follows a space ("ASSISTANT: yes") or not
+("model\nyes"), so every casing with and without a leading space is tried and the single-token ones kept.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from .errors import UnsupportedModelError
+
+_VARIANTS = {
+    "yes": ("yes", "Yes", "YES"),
+    "no": ("no", "No", "NO"),
+}
+
+
+@dataclass(frozen=True)
+class AnswerTokens:
+    """The token ids whose logits are summed (logsumexp) into l_yes and l_no."""
+
+    yes: tuple[int, ...]
+    no: tuple[int, ...]
+
+    def to_json(self) -> dict:
+        return {"yes": list(self.yes), "no": list(self.no)}
+
+
+def find_answer_tokens(tokenizer) -> AnswerTokens:
+    """Collect the single-token spellings of yes and no; refuse a tokenizer that has none on either side."""
+    found: dict[str, list[int]] = {}
+    for side, words in _VARIANTS.items():
+        ids: list[int] = []
+        for word in words:
+            for text in (word, " " + word):
+                encoded = tokenizer.encode(text, add_special_tokens=False)
+                if len(encoded) == 1 and encoded[0] not in ids:
+                    ids.append(encoded[0])
+        found[side] = sorted(ids)
+    overlap = set(found["yes"]) & set(found["no"])
+    if not found["yes"] or not found["no"] or overlap:
+        missing = [side for side in ("yes", "no") if not found[side]]
+        reason = f"no single-token spelling of {' or '.join(missing)}" if missing else "yes and no share a token"
+        raise UnsupportedModelError(
+            f"this tokenizer cannot be scored from one answer token ({reason}); "
+            "use --scoring generate to generate and parse the answer instead"
+        )
+    return AnswerTokens(yes=tuple(found["yes"]), no=tuple(found["no"]))
+
+
+def margins_from_logits(logits: torch.Tensor, tokens: AnswerTokens) -> torch.Tensor:
+    """m = logsumexp(yes logits) - logsumexp(no logits), row by row, computed in float32."""
+    logits = logits.float()
+    yes = torch.logsumexp(logits[..., list(tokens.yes)], dim=-1)
+    no = torch.logsumexp(logits[..., list(tokens.no)], dim=-1)
+    return yes - no
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One prompt's reading: margin > 0 means yes. Generated answers may be "unclear" with no margin."""
+
+    answer: str
+    margin: float | None
+    generated: str | None = None
+
+    @classmethod
+    def from_margin(cls, margin: float) -> "Answer":
+        return cls(answer="yes" if margin > 0 else "no", margin=float(margin))
+
+    @property
+    def p_yes(self) -> float | None:
+        if self.margin is None:
+            return None
+        return _sigmoid(self.margin)
+
+    @property
+    def entropy(self) -> float | None:
+        """Binary entropy of (p_yes, 1 - p_yes) in bits, computed stably from the margin."""
+        if self.margin is None:
+            return None
+        return binary_entropy_bits(self.margin)
+
+    def negated(self) -> "Answer":
+        """The same reading seen through an inverted phrasing: yes to "can it be ruled out?" means no."""
+        flipped = {"yes": "no", "no": "yes"}.get(self.answer, self.answer)
+        margin = None if self.margin is None else -self.margin
+        return Answer(answer=flipped, margin=margin, generated=self.generated)
+
+
+def _sigmoid(m: float) -> float:
+    if m >= 0:
+        return 1.0 / (1.0 + math.exp(-m))
+    e = math.exp(m)
+    return e / (1.0 + e)
+
+
+def binary_entropy_bits(margin: float) -> float:
+    """H(sigmoid(m)) in bits without computing log(0): uses log p = -softplus(-m)."""
+    p = _sigmoid(margin)
+    log_p = -_softplus(-margin)
+    log_q = -_softplus(margin)
+    return -(p * log_p + (1.0 - p) * log_q) / math.log(2.0)
+
+
+def _softplus(x: float) -> float:
+    return max(x, 0.0) + math.log1p(math.exp(-abs(x)))
+
+
+_HEDGES = ("unclear", "uncertain", "cannot", "can't", "not sure", "possibly", "maybe", "indeterminate")
+
+
+def parse_generated(text: str) -> Answer:
+    """Generate-and-parse mode: the first yes/no word decides, unless the text hedges before it."""
+    words = "".join(c.lower() if c.isalpha() or c.isspace() or c == "'" else " " for c in text).split()
+    lowered = " ".join(words)
+    for word in words:
+        if word in ("yes", "no"):
+            before = lowered.split(word, 1)[0]
+            if any(h in before for h in _HEDGES):
+                break
+            return Answer(answer=word, margin=None, generated=text)
+    return Answer(answer="unclear", margin=None, generated=text)

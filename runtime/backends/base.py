@@ -1,0 +1,55 @@
+"""The scoring interface every backend implements (STYLE habit 1).
+
+A backend takes a list of requests and returns one result per request, in order. How it batches is its own
+business: requests that share an image object are one study, and a fast backend may run that image once.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from PIL import Image
+
+
+@dataclass(frozen=True, eq=False)
+class ScoreRequest:
+    """One prompt to score: the rendered text (SPEC `rendered`) and the image it goes with, if any.
+
+    Requests holding the very same image object belong to one study; backends group them by identity.
+    """
+
+    rendered: str
+    image: Image.Image | None
+
+
+@dataclass(frozen=True)
+class ScoreResult:
+    """The yes-minus-no margin of the next-token logits, and which computation produced it."""
+
+    margin: float
+    path: str
+
+
+class Scorer(ABC):
+    """Scores prompts on a loaded model. Construction stores settings; heavy work happens in `load`."""
+
+    name: str = "base"
+
+    @abstractmethod
+    def margins(self, requests: Sequence[ScoreRequest]) -> list[ScoreResult]:
+        """One margin per request, in the requests' order."""
+
+    @abstractmethod
+    def generate(self, requests: Sequence[ScoreRequest], max_new_tokens: int = 8) -> list[str]:
+        """Greedy continuations, for models whose first token is not the answer (generate-and-parse)."""
+
+
+def group_by_image(requests: Sequence[ScoreRequest]) -> dict[int | None, list[int]]:
+    """Request indices per study (image object identity); text-only requests under the key None."""
+    groups: dict[int | None, list[int]] = {}
+    for index, request in enumerate(requests):
+        key = None if request.image is None else id(request.image)
+        groups.setdefault(key, []).append(index)
+    return groups

@@ -1,0 +1,212 @@
+"""One check: a study and a yes/no question in, a verdict out (preprocess, forward, postprocess).
+
+Preprocess renders every phrasing with the image and the ablated prompt 0; forward hands all of them to a
+scoring backend in one call (so a fast backend can share the image prefix, and `check_many` can batch
+studies); postprocess orients inverted answers and classifies.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+from PIL import Image
+
+from .ablation import ablated_image, check_ablation, default_ablation
+from .answers import Answer, parse_generated
+from .backends import BACKENDS, Scorer, ScoreRequest
+from .errors import InputError, OptionError
+from .images import Study
+from .loading import LoadedModel
+from .paraphrases import Phrasing, paraphrase_set, validate_question
+from .reliance import (
+    Reliance,
+    flip_count,
+    majority_reliant,
+    margin_spread,
+    oriented,
+    pairwise_disagreement,
+    quadrant,
+)
+from .verdict import PromptReading, TextOnlyReading, Verdict
+
+SCORING_MODES = ("logits", "generate")
+
+
+@dataclass(frozen=True)
+class CheckOptions:
+    """How a check is run; every SPEC default is an option here."""
+
+    ablation: str | None = None  # None: `none` where the family allows it, else `blank`
+    reliance: Reliance = Reliance()
+    k: int = 5
+    scoring: str = "logits"
+    ablate_all: bool = False  # ablate every phrasing and judge reliance by majority
+
+    def __post_init__(self):
+        if self.scoring not in SCORING_MODES:
+            raise OptionError(f"unknown scoring mode {self.scoring!r}; choose one of {', '.join(SCORING_MODES)}")
+        if self.k < 0:
+            raise OptionError(f"the number of paraphrases must be >= 0, got {self.k}")
+
+
+@dataclass(frozen=True)
+class CheckRequest:
+    """One study and one question, as a dataset row or a command line gives them."""
+
+    study: Study
+    question: str
+    paraphrases: Sequence[Phrasing] | None = None
+    label: str | None = None
+    study_id: str | None = None
+    swap_image: Image.Image | None = None
+
+
+@dataclass
+class _Prepared:
+    request: CheckRequest
+    phrasings: list[Phrasing]
+    with_image: list[ScoreRequest]
+    ablated: list[ScoreRequest]
+    ablation: str
+
+
+class Checker:
+    """Runs checks on one loaded model through one backend."""
+
+    def __init__(self, loaded: LoadedModel, backend: str = "torch", options: CheckOptions = CheckOptions()):
+        self.loaded = loaded
+        self.backend = BACKENDS.canonical(backend)
+        self.options = options
+        self.scorer: Scorer = BACKENDS.get(backend)(loaded)
+        self.ablation = check_ablation(
+            options.ablation or default_ablation(loaded.family.accepts_imageless),
+            loaded.family.accepts_imageless,
+            loaded.family.name,
+        )
+
+    def check(self, study: Study, question: str, paraphrases: Sequence[Phrasing] | None = None,
+              label: str | None = None) -> Verdict:
+        (verdict,) = self.check_many([CheckRequest(study, question, paraphrases, label)])
+        return verdict
+
+    def check_many(self, requests: Sequence[CheckRequest]) -> list[Verdict]:
+        """Several studies in one scoring call; timing is the batch's, shared evenly."""
+        started = time.perf_counter()
+        prepared = [self._prepare(r) for r in requests]
+        score_requests = [s for p in prepared for s in p.with_image + p.ablated]
+        scoring_started = time.perf_counter()
+        readings, path = self._score(score_requests)
+        scoring_ms = (time.perf_counter() - scoring_started) * 1000
+        verdicts = []
+        offset = 0
+        for p in prepared:
+            n_with, n_ablated = len(p.with_image), len(p.ablated)
+            answers = readings[offset : offset + n_with]
+            ablated = readings[offset + n_with : offset + n_with + n_ablated]
+            offset += n_with + n_ablated
+            verdicts.append(self._verdict(p, answers, ablated))
+        total_ms = (time.perf_counter() - started) * 1000
+        share = len(requests) or 1
+        timing = {
+            "total": round(total_ms / share, 3),
+            "scoring": round(scoring_ms / share, 3),
+            "path": path,
+            "studies_in_batch": len(requests),
+        }
+        return [_with_timing(v, timing) for v in verdicts]
+
+    # -- preprocess ----------------------------------------------------------------------------------
+
+    def _prepare(self, request: CheckRequest) -> _Prepared:
+        """Validate the inputs and render every prompt, before any model work."""
+        question = validate_question(request.question)
+        _check_label(request.label)
+        phrasings = paraphrase_set(question, k=self.options.k, user=request.paraphrases)
+        image = request.study.image
+        with_image = [ScoreRequest(self._render(p.text, True), image) for p in phrasings]
+        blank = ablated_image(self.ablation, image, request.study.sha256, request.swap_image)
+        ablated_phrasings = phrasings if self.options.ablate_all else phrasings[:1]
+        ablated = [ScoreRequest(self._render(p.text, blank is not None), blank) for p in ablated_phrasings]
+        return _Prepared(request, phrasings, with_image, ablated, self.ablation)
+
+    def _render(self, text: str, with_image: bool) -> str:
+        loaded = self.loaded
+        return loaded.family.render(loaded.processor, loaded.wrap(text), with_image, loaded.chat_template)
+
+    # -- forward -------------------------------------------------------------------------------------
+
+    def _score(self, requests: list[ScoreRequest]) -> tuple[list[Answer], str]:
+        """Answers in request order, and which computation produced them (recorded in timing_ms)."""
+        if self.options.scoring == "generate":
+            return [parse_generated(text) for text in self.scorer.generate(requests)], "generate"
+        results = self.scorer.margins(requests)
+        return [Answer.from_margin(r.margin) for r in results], "+".join(sorted({r.path for r in results}))
+
+    # -- postprocess ---------------------------------------------------------------------------------
+
+    def _verdict(self, p: _Prepared, answers: list[Answer], ablated: list[Answer]) -> Verdict:
+        inverted = [ph.inverted for ph in p.phrasings]
+        seen = oriented(answers, inverted)
+        consistent = flip_count(seen) == 0
+        reliance = self.options.reliance
+        if self.options.ablate_all:
+            reliant = majority_reliant(reliance, answers, ablated)
+            flip_reliant = majority_reliant(Reliance("flip"), answers, ablated)
+        else:
+            reliant = reliance.is_reliant(answers[0], ablated[0])
+            flip_reliant = answers[0].answer != ablated[0].answer
+        label = _check_label(p.request.label)
+        first = answers[0]
+        shift = None if first.margin is None or ablated[0].margin is None else first.margin - ablated[0].margin
+        texts_only = [
+            TextOnlyReading(
+                text=ph.text, ablation=p.ablation, rendered=req.rendered, answer=a.answer,
+                p_yes=a.p_yes, margin=a.margin, generated=a.generated,
+            )
+            for ph, req, a in zip(p.phrasings, p.ablated, ablated)
+        ]
+        return Verdict(
+            quadrant=quadrant(consistent, reliant),
+            consistent=consistent,
+            image_reliant=reliant,
+            answer=first.answer,
+            question=p.phrasings[0].text,
+            prompts=[
+                PromptReading(
+                    text=ph.text, inverted=ph.inverted, rendered=req.rendered, answer=a.answer,
+                    p_yes=a.p_yes, margin=a.margin, entropy=a.entropy, generated=a.generated,
+                )
+                for ph, req, a in zip(p.phrasings, p.with_image, answers)
+            ],
+            text_only=texts_only[0],
+            margin_shift=shift,
+            reliance=reliance.to_json(),
+            flip_count=flip_count(seen),
+            pairwise_disagreement=pairwise_disagreement(seen),
+            margin_spread=margin_spread(seen),
+            entropy=first.entropy,
+            label=label,
+            correct=None if label is None else first.answer == label,
+            model=self.loaded.to_json(self.backend),
+            image=p.request.study.to_json(),
+            timing_ms={},
+            scoring=self.options.scoring,
+            flip_reliant=flip_reliant,
+            text_only_all=texts_only if self.options.ablate_all else None,
+            study_id=p.request.study_id,
+        )
+
+
+def _check_label(label: str | None) -> str | None:
+    if label is None:
+        return None
+    normalized = str(label).strip().lower()
+    if normalized not in ("yes", "no"):
+        raise InputError(f"a label must be 'yes' or 'no', got {label!r}")
+    return normalized
+
+
+def _with_timing(verdict: Verdict, timing: dict) -> Verdict:
+    return replace(verdict, timing_ms=dict(timing))

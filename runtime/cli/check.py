@@ -1,0 +1,45 @@
+"""`quadrant check`: one study, one question, one verdict."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from ..images import load_study
+from ..paraphrases import parse_paraphrase_text, read_paraphrase_file
+from ..verdict import Verdict
+from .options import add_model_options, build_checker
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("check", help="check one study and one yes/no question")
+    parser.add_argument("--image", required=True, help="PNG, JPEG or DICOM study")
+    parser.add_argument("--question", required=True, help='a yes/no question, e.g. "Is there a pleural effusion?"')
+    parser.add_argument("--paraphrase", action="append", default=[], metavar="TEXT",
+                        help="a paraphrase (repeat for several); prefix with '!' to mark it inverted")
+    parser.add_argument("--paraphrases", metavar="FILE", help="JSON list or one paraphrase a line")
+    parser.add_argument("--label", choices=("yes", "no"), help="the true answer, if known")
+    parser.add_argument("--json", action="store_true", help="print exactly one JSON object, the verdict")
+    add_model_options(parser)
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    study = load_study(args.image)  # bad input fails before the model loads
+    paraphrases = parse_paraphrase_text("\n".join(args.paraphrase))
+    if args.paraphrases:
+        paraphrases += read_paraphrase_file(args.paraphrases)
+    checker = build_checker(args)
+    verdict = checker.check(study, args.question, paraphrases or None, label=args.label)
+    if args.json:
+        json.dump(verdict.to_json(), sys.stdout)
+        sys.stdout.write("\n")
+    else:
+        from .report import print_verdict
+
+        print_verdict(verdict)
+    return 0
+
+
+__all__ = ["register", "run", "Verdict"]

@@ -1,0 +1,54 @@
+"""The human-readable verdict of `quadrant check`."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+from ..verdict import Verdict
+
+_EXPLANATION = {
+    "Ideal": "consistent across phrasings, and the image moved the answer",
+    "Fragile": "the image moved the answer, but the phrasings disagree",
+    "Dangerous": "consistent, but the answer does not depend on the image: the model may be answering from "
+    "the text alone",
+    "Worst": "the phrasings disagree and the answer does not depend on the image",
+}
+_STYLE = {"Ideal": "bold green", "Fragile": "bold yellow", "Dangerous": "bold red", "Worst": "bold red"}
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def print_verdict(verdict: Verdict, console: Console | None = None) -> None:
+    console = console or Console()
+    model, image = verdict.model, verdict.image
+    console.print(f"Study  {image['format']} {image['width']}x{image['height']}  sha256 {image['sha256'][:16]}…")
+    console.print(
+        f"Model  {model['name']} ({model['family']}, {model['backend']}, {model['device']}, {model['dtype']})  "
+        f"{model['fingerprint'][:23]}…"
+    )
+    table = Table(show_edge=False, pad_edge=False)
+    for column, justify in (("#", "right"), ("phrasing", "left"), ("answer", "left"), ("p(yes)", "right"),
+                            ("margin", "right")):
+        table.add_column(column, justify=justify)
+    for index, prompt in enumerate(verdict.prompts):
+        text = prompt.text + (" [dim](inverted)[/dim]" if prompt.inverted else "")
+        table.add_row(str(index), text, prompt.answer, _fmt(prompt.p_yes, ".3f"), _fmt(prompt.margin, "+.3f"))
+    t = verdict.text_only
+    table.add_row("T", f"{t.text} [dim](text only, ablation {t.ablation})[/dim]", t.answer,
+                  _fmt(t.p_yes, ".3f"), _fmt(t.margin, "+.3f"))
+    console.print(table)
+    rule = verdict.reliance
+    console.print(
+        f"Margin shift {_fmt(verdict.margin_shift, '+.3f')} (reliance rule {rule['rule']}, threshold "
+        f"{rule['threshold']}); {verdict.flip_count} of {len(verdict.prompts) - 1} paraphrases disagree"
+    )
+    if verdict.correct is not None:
+        console.print(f"Label {verdict.label}: the answer is {'correct' if verdict.correct else 'WRONG'}")
+    console.print(
+        f"Verdict [{_STYLE[verdict.quadrant]}]{verdict.quadrant.upper()}[/]: answer {verdict.answer!r}, "
+        f"{_EXPLANATION[verdict.quadrant]}.  ({verdict.timing_ms.get('total', 0):.0f} ms)"
+    )
+    console.print("[dim]Not for diagnostic use.[/dim]")

@@ -1,0 +1,27 @@
+"""PaliGemma: no chat template (the processor itself builds `<image>*N<bos>prompt\\n`), no prompt without an
+image, and prefix-LM attention: image and question attend to each other, so a cached image prefix is not
+exact and the backend runs one batched full forward instead."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from ..errors import UnsupportedModelError
+from .base import Family
+
+
+class PaliGemmaFamily(Family):
+    name = "paligemma"
+    accepts_imageless = False
+    prefix_cache_exact = False
+    forward_keys = Family.forward_keys + ("token_type_ids",)
+
+    def render(self, processor, text: str, with_image: bool, chat_template: str | None = None) -> str:
+        """The processor's input text is the rendered prompt: PaliGemma's convention has no template."""
+        return text
+
+    def encode(self, processor, rendered: Sequence[str], images) -> dict:
+        if images is None:
+            raise UnsupportedModelError("PaliGemma cannot score a prompt without an image: use --ablation blank")
+        encoded = processor(text=list(rendered), images=list(images), return_tensors="pt", padding=True)
+        return {k: v for k, v in encoded.items() if k in self.forward_keys}

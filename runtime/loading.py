@@ -1,0 +1,170 @@
+"""Loading a model for scoring: preset, local directory or hub id; LoRA adapter; device and dtype.
+
+Loading is kept apart from computing (STYLE: constructors store settings, loading is explicit): a
+`ModelSpec` says what was asked for, `load_model` does the heavy work once, and everything downstream takes
+the resulting `LoadedModel`.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from .answers import AnswerTokens, find_answer_tokens
+from .errors import ModelError, ModelNotFoundError, OptionError
+from .families import Family, family_for_config
+from .fingerprint import fingerprint
+
+DEFAULT_PROMPT = "{question} Answer with yes or no."
+DEVICES = ("auto", "cpu", "cuda")
+DTYPES = {"auto": None, "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What the user asked for, before anything is loaded."""
+
+    model: str = "demo"
+    adapter: str | None = None
+    device: str = "auto"
+    dtype: str = "auto"
+    chat_template: str | None = None  # a Jinja template overriding the model's own
+    prompt: str | None = None  # overrides the preset's "{question} ..." wrapper
+
+
+@dataclass
+class LoadedModel:
+    """A model ready to score, with everything a verdict must record about it."""
+
+    model: torch.nn.Module
+    processor: object
+    family: Family
+    name: str
+    fingerprint: str
+    device: torch.device
+    dtype: torch.dtype
+    answer_tokens: AnswerTokens
+    prompt: str = DEFAULT_PROMPT
+    chat_template: str | None = None
+    extra: dict = field(default_factory=dict)
+
+    def to_json(self, backend: str) -> dict:
+        return {
+            "name": self.name,
+            "fingerprint": self.fingerprint,
+            "backend": backend,
+            "device": str(self.device),
+            "dtype": str(self.dtype).replace("torch.", ""),
+            "family": self.family.name,
+            "answer_tokens": self.answer_tokens.to_json(),
+        }
+
+    def wrap(self, question: str) -> str:
+        """The question inside this model's instruction."""
+        return self.prompt.replace("{question}", question)
+
+
+def resolve_device(device: str) -> torch.device:
+    if device not in DEVICES:
+        raise OptionError(f"unknown device {device!r}; choose one of {', '.join(DEVICES)}")
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise OptionError("--device cuda was asked for, but no CUDA GPU is available to PyTorch here")
+    return torch.device(device)
+
+
+def resolve_dtype(dtype: str, device: torch.device, family: Family) -> torch.dtype:
+    """fp32 on CPU; on GPU bf16 (Gemma3 overflows in fp16, and bf16 costs the others nothing)."""
+    if dtype not in DTYPES:
+        raise OptionError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
+    if DTYPES[dtype] is not None:
+        return DTYPES[dtype]
+    return torch.float32 if device.type == "cpu" else torch.bfloat16
+
+
+def resolve_source(spec: ModelSpec) -> tuple[str, str, str | None, str]:
+    """(display name, model source, adapter, prompt) from a preset name, a directory or a hub id."""
+    from quadrant.models.presets import PRESETS
+
+    prompt = spec.prompt
+    if spec.model in PRESETS:
+        preset = PRESETS.get(spec.model)
+        if not preset.source or (os.path.isabs(preset.source) and not Path(preset.source).is_dir()):
+            hint = preset.setup_hint or f"expected the model files at {preset.source}"
+            raise ModelNotFoundError(f"preset {preset.name!r} is not available here: {hint}")
+        adapter = spec.adapter or preset.adapter
+        return preset.name, preset.source, adapter, prompt or preset.prompt
+    path = Path(spec.model).expanduser()
+    if path.exists() and not (path / "config.json").is_file():
+        raise ModelNotFoundError(f"{spec.model} is not a model directory (no config.json in it)")
+    looks_like_path = path.exists() or spec.model.startswith((".", "/", "~")) or spec.model.count("/") > 1
+    if looks_like_path and not path.exists():
+        raise ModelNotFoundError(f"model directory {spec.model} does not exist")
+    return (path.name if path.exists() else spec.model), spec.model, spec.adapter, prompt or DEFAULT_PROMPT
+
+
+def load_model(spec: ModelSpec = ModelSpec()) -> LoadedModel:
+    """Load processor, model and adapter; find the answer tokens; fingerprint the weights."""
+    from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
+
+    name, source, adapter, prompt = resolve_source(spec)
+    if "{question}" not in prompt:
+        raise OptionError("the prompt template must contain {question}")
+    device = resolve_device(spec.device)
+    try:
+        config = AutoConfig.from_pretrained(source)
+        family = family_for_config(config)
+        dtype = resolve_dtype(spec.dtype, device, family)
+        processor = AutoProcessor.from_pretrained(source)
+        model = AutoModelForImageTextToText.from_pretrained(source, dtype=dtype)
+    except OSError as exc:
+        raise ModelNotFoundError(
+            f"cannot load model {source!r}: not a preset, a model directory, or a hub id available offline "
+            f"({_first_line(exc)})"
+        ) from exc
+    if adapter is not None:
+        model = _apply_adapter(model, adapter)
+    processor.tokenizer.padding_side = "right"
+    model.to(device).eval()
+    return LoadedModel(
+        model=model,
+        processor=processor,
+        family=family,
+        name=name,
+        fingerprint=fingerprint(_local_dir(source), Path(adapter) if adapter else None),
+        device=device,
+        dtype=dtype,
+        answer_tokens=find_answer_tokens(processor.tokenizer),
+        prompt=prompt,
+        chat_template=spec.chat_template,
+    )
+
+
+def _apply_adapter(model, adapter: str):
+    """Fold a LoRA adapter into the weights: scoring then runs at the base model's speed."""
+    import peft
+    if not (Path(adapter) / "adapter_config.json").is_file():
+        raise ModelNotFoundError(f"adapter directory {adapter} has no adapter_config.json")
+    try:
+        return peft.PeftModel.from_pretrained(model, adapter).merge_and_unload()
+    except (ValueError, KeyError, RuntimeError) as exc:
+        raise ModelError(f"adapter {adapter} does not fit this model: {_first_line(exc)}") from exc
+
+
+def _local_dir(source: str) -> Path:
+    """Where the weights lie on disk: the directory itself, or the hub cache's snapshot."""
+    path = Path(source).expanduser()
+    if path.is_dir():
+        return path
+    from huggingface_hub import snapshot_download
+
+    return Path(snapshot_download(source, local_files_only=True))
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__

@@ -1,0 +1,80 @@
+"""The verdict: everything one check found, as SPEC's schema-v1 JSON (and read back from it)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class PromptReading:
+    """One phrasing with the image: its text, how it was rendered, and what the model answered."""
+
+    text: str
+    inverted: bool
+    rendered: str
+    answer: str
+    p_yes: float | None
+    margin: float | None
+    entropy: float | None
+    generated: str | None = None
+
+
+@dataclass(frozen=True)
+class TextOnlyReading:
+    """The ablated pass of prompt 0 (or of every phrasing, with `ablate_all`)."""
+
+    text: str
+    ablation: str
+    rendered: str
+    answer: str
+    p_yes: float | None
+    margin: float | None
+    generated: str | None = None
+
+
+@dataclass(frozen=True)
+class Verdict:
+    quadrant: str
+    consistent: bool
+    image_reliant: bool
+    answer: str
+    question: str
+    prompts: list[PromptReading]
+    text_only: TextOnlyReading
+    margin_shift: float | None
+    reliance: dict
+    flip_count: int
+    pairwise_disagreement: float
+    margin_spread: float | None
+    entropy: float | None
+    label: str | None
+    correct: bool | None
+    model: dict
+    image: dict
+    timing_ms: dict
+    scoring: str = "logits"
+    flip_reliant: bool | None = None  # the paper's rule, kept beside the chosen one for dataset reports
+    text_only_all: list[TextOnlyReading] | None = None
+    study_id: str | None = None
+    extra: dict = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        data = {"schema_version": SCHEMA_VERSION, **asdict(self)}
+        if data["text_only_all"] is None:
+            del data["text_only_all"]
+        if not data["extra"]:
+            del data["extra"]
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict) -> "Verdict":
+        """Read back what `to_json` wrote (samples.jsonl lines included)."""
+        data = dict(data)
+        data.pop("schema_version", None)
+        data["prompts"] = [PromptReading(**p) for p in data["prompts"]]
+        data["text_only"] = TextOnlyReading(**data["text_only"])
+        if data.get("text_only_all") is not None:
+            data["text_only_all"] = [TextOnlyReading(**t) for t in data["text_only_all"]]
+        return cls(**data)
