@@ -1,0 +1,88 @@
+"""Loading one study, from disk or from an upload, into the 8-bit RGB picture every model family takes.
+
+The file is read whole, hashed, and offered to each reader in READERS in turn; the first whose magic-byte
+check accepts it decodes it. DICOM goes first: a DICOM file's 128-byte preamble may itself hold another
+format's header (DICOM-TIFF dual files exist), but "DICM" at offset 128 is unambiguous.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image
+
+from ..errors import StudyError, StudyNotFoundError
+from .base import HEAD_BYTES, MAX_FILE_BYTES, Reader
+from .dicom import DicomReader
+from .raster import RasterReader
+
+#: tried in order; a new format is one more Reader here
+READERS: list[Reader] = [DicomReader(), RasterReader()]
+
+
+@dataclass(frozen=True)
+class Study:
+    """One decoded study: the picture a processor takes, and the facts the verdict records about it."""
+
+    image: Image.Image  # 8-bit RGB, EXIF orientation applied
+    sha256: str  # of the file's bytes as given
+    width: int
+    height: int
+    format: str  # "PNG", "JPEG", "DICOM", or Pillow's name for another raster format
+
+    def to_json(self) -> dict:
+        """The verdict's `image` block: enough to identify the study, nothing that identifies the patient."""
+        return {"sha256": self.sha256, "width": self.width, "height": self.height, "format": self.format}
+
+
+def load_study(path: str | os.PathLike) -> Study:
+    """Load a study file, refusing a missing path, a folder, an empty or oversized file before reading it."""
+    path = Path(path)
+    name = path.name or str(path)
+    if not path.exists():
+        raise StudyNotFoundError(f"{name}: no such study file")
+    if not path.is_file():
+        raise StudyNotFoundError(f"{name}: is a folder or special file, not a study file")
+    _check_size(path.stat().st_size, name)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise StudyError(f"{name}: the study file cannot be read ({exc.strerror or type(exc).__name__})") from exc
+    return load_study_bytes(data, name)
+
+
+def load_study_bytes(data: bytes, name: str = "upload") -> Study:
+    """Load a study from its bytes (an upload), with exactly the checks load_study applies to a file."""
+    name = os.path.basename(str(name).replace("\\", "/")) or "upload"
+    data = bytes(data)
+    _check_size(len(data), name)
+    reader = _reader_for(data, name)
+    decoded = reader.read(data, name)
+    image = decoded.image
+    return Study(
+        image=image,
+        sha256=hashlib.sha256(data).hexdigest(),
+        width=image.width,
+        height=image.height,
+        format=decoded.format,
+    )
+
+
+def _check_size(size: int, name: str) -> None:
+    if size == 0:
+        raise StudyError(f"{name}: the file is empty (0 bytes)")
+    if size > MAX_FILE_BYTES:
+        raise StudyError(
+            f"{name}: the file is {size / 2**20:.0f} MiB, over the {MAX_FILE_BYTES // 2**20} MiB limit for a study"
+        )
+
+
+def _reader_for(data: bytes, name: str) -> Reader:
+    head = data[:HEAD_BYTES]
+    for reader in READERS:
+        if reader.can_read(head):
+            return reader
+    raise StudyError(f"{name}: not a PNG, JPEG, DICOM or other image Quadrant can read")
