@@ -61,6 +61,7 @@ class CheckRequest:
     label: str | None = None
     study_id: str | None = None
     swap_image: Image.Image | None = None
+    extra: dict | None = None  # manifest columns carried into the verdict (e.g. finding)
 
 
 @dataclass
@@ -196,6 +197,7 @@ class Checker:
             flip_reliant=flip_reliant,
             text_only_all=texts_only if self.options.ablate_all else None,
             study_id=p.request.study_id,
+            extra=dict(p.request.extra or {}),
         )
 
 

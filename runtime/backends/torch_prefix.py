@@ -59,8 +59,8 @@ class PrefixSharedScorer(TorchScorer):
             margins = self.full_forward_margins([requests[i].rendered for i in chunk], None)
             for index, margin in zip(chunk, margins):
                 results[index] = ScoreResult(margin=margin, path=BATCHED)
-        studies = [self._tokenize_study(requests, indices) for indices in groups.values()]
         use_prefix = self.prefix_ok()
+        studies = [self._tokenize_study(requests, indices, use_prefix) for indices in groups.values()]
         for batch in self._batches(studies, by_prefix=use_prefix):
             margins = self._prefix_margins(batch) if use_prefix else self._batched_margins(batch)
             path = PREFIX if use_prefix else BATCHED
@@ -84,7 +84,7 @@ class PrefixSharedScorer(TorchScorer):
         rendered = [
             family.render(processor, self.loaded.wrap(t), True, self.loaded.chat_template) for t in texts
         ]
-        study = self._tokenize_study([ScoreRequest(r, image) for r in rendered], [0, 1])
+        study = self._tokenize_study([ScoreRequest(r, image) for r in rendered], [0, 1], for_prefix=True)
         if study.prefix_len < 1:
             return False
         cached = self._prefix_margins([study])
@@ -97,9 +97,16 @@ class PrefixSharedScorer(TorchScorer):
 
     # -- preparing studies ---------------------------------------------------------------------------
 
-    def _tokenize_study(self, requests: Sequence[ScoreRequest], indices: list[int]) -> _Study:
+    def _tokenize_study(self, requests: Sequence[ScoreRequest], indices: list[int], for_prefix: bool) -> _Study:
+        """Tokenize one study's prompts; for the cached path, with the image preprocessed only once."""
         image = requests[indices[0]].image
-        inputs = self.encode([requests[i].rendered for i in indices], [image] * len(indices))
+        rendered = [requests[i].rendered for i in indices]
+        inputs = None
+        if for_prefix:
+            inputs = self.loaded.family.encode_one_image(self.loaded.processor, rendered, image)
+        if inputs is None:
+            inputs = self.loaded.family.encode(self.loaded.processor, rendered, [image] * len(indices))
+        inputs = {k: self._to_device(k, v) for k, v in inputs.items()}
         return _Study(indices=indices, inputs=inputs, prefix_len=self._shared_prefix_len(inputs))
 
     def _shared_prefix_len(self, inputs: dict[str, torch.Tensor]) -> int:
@@ -153,7 +160,7 @@ class PrefixSharedScorer(TorchScorer):
             if key in family.prefix_keys:
                 per_study = [t[:, :prefix_len] for t in per_study]
             prefix_inputs[key] = torch.cat(per_study)
-        cache = model(**prefix_inputs, use_cache=True).past_key_values
+        cache = model(**prefix_inputs, use_cache=True, logits_to_keep=1).past_key_values
         repeats = torch.tensor([len(s.indices) for s in batch], device=self.loaded.device)
         cache.batch_select_indices(torch.repeat_interleave(torch.arange(len(batch), device=repeats.device), repeats))
 

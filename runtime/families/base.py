@@ -49,6 +49,54 @@ class Family:
         encoded = processor(**kwargs)
         return {k: v for k, v in encoded.items() if k in self.forward_keys and isinstance(v, torch.Tensor)}
 
+    def encode_one_image(self, processor, rendered: Sequence[str], image: Image.Image) -> dict | None:
+        """All prompts of one study with the image preprocessed once, or None where that is not exact.
+
+        The processor expands the image placeholder into image tokens; it does so identically for every
+        prompt of a study. So prompt 0 goes through the processor with the image, and the others are
+        tokenized as text with prompt 0's expansion spliced in at the placeholder. That is exact when the
+        expansion ends on a special token (the text after it is then tokenized on its own in both forms),
+        which is checked here, on prompt 0 itself, rather than assumed; otherwise None, and the caller
+        runs the processor on every prompt.
+        """
+        first = self.encode(processor, rendered[:1], [image])
+        tokenizer = processor.tokenizer
+        bos = getattr(tokenizer, "bos_token", None)
+        add_special = not (bos and all(r.startswith(bos) for r in rendered))
+        raw = [tokenizer(r, add_special_tokens=add_special)["input_ids"] for r in rendered]
+        expanded = first["input_ids"][0].tolist()
+        placeholder = self.placeholder_id(tokenizer)
+        if placeholder is None or raw[0].count(placeholder) != 1 or any(r.count(placeholder) != 1 for r in raw):
+            return None
+        at = raw[0].index(placeholder)
+        span = len(expanded) - len(raw[0]) + 1
+        expansion = expanded[at : at + span]
+        special = set(tokenizer.all_special_ids) | set(tokenizer.added_tokens_decoder)
+        exact = (
+            span >= 1
+            and expanded[:at] == raw[0][:at]
+            and expanded[at + span :] == raw[0][at + 1 :]
+            and expansion[-1] in special
+            and all(r.index(placeholder) == at and r[:at] == raw[0][:at] for r in raw)
+        )
+        if not exact:
+            return None
+        rows = [r[:at] + expansion + r[at + 1 :] for r in raw]
+        width = max(len(r) for r in rows)
+        pad = tokenizer.pad_token_id or 0
+        input_ids = torch.tensor([r + [pad] * (width - len(r)) for r in rows])
+        attention_mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows])
+        images_only = {k: v for k, v in first.items() if k not in ("input_ids", "attention_mask")}
+        if any(k in self.prefix_keys for k in images_only):
+            return None  # per-token tensors (token_type_ids) would need splicing too
+        return {"input_ids": input_ids, "attention_mask": attention_mask, **images_only}
+
+    def placeholder_id(self, tokenizer) -> int | None:
+        """The token id of the image placeholder as the rendered template writes it."""
+        token = getattr(tokenizer, "image_token", None) or "<image>"
+        token_id = tokenizer.convert_tokens_to_ids(token)
+        return None if token_id == tokenizer.unk_token_id else token_id
+
     def images_argument(self, images: Sequence[Image.Image]):
         """One image per text, nested per text: the form every family's processor accepts."""
         return [[image] for image in images]

@@ -1,0 +1,124 @@
+"""`quadrant bench`: what a full check costs against the naive way and against one answer.
+
+Everything runs in one process on one machine, so the ratios are fair even where the absolute numbers
+are not comparable across machines. The model is built offline with LLaVA-1.5's shape where it matters
+for cost (CLIP 336 px, patch 14: 576 image tokens) and a narrower language model on CPU.
+"""
+
+from __future__ import annotations
+
+import platform
+import resource
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .backends import ScoreRequest
+from .backends.torch_naive import NaiveScorer
+from .check import Checker, CheckOptions
+from .images import Study
+from .loading import ModelSpec, load_model
+
+QUESTION = "Is there a pleural effusion?"
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    hidden: int = 256
+    layers: int = 4
+    warmup: int = 2
+    repeats: int = 7
+    device: str = "auto"
+    families: bool = True
+
+
+def _median_ms(fn: Callable[[], object], warmup: int, repeats: int) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        started = time.perf_counter()
+        fn()
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        times.append((time.perf_counter() - started) * 1000)
+    return statistics.median(times)
+
+
+def _study(seed: int = 0, size: int = 512) -> Study:
+    """A chest-sized synthetic study; its content does not change the cost."""
+    rng = np.random.default_rng(seed)
+    pixels = rng.integers(0, 256, (size, size), dtype=np.uint8)
+    image = Image.fromarray(pixels, mode="L").convert("RGB")
+    return Study(image=image, sha256=f"{seed:064x}", width=size, height=size, format="PNG")
+
+
+def _measure(model_dir: str, config: BenchConfig) -> dict:
+    """Naive, one-forward and Quadrant timings on one model, plus the largest margin difference."""
+    loaded = load_model(ModelSpec(model=model_dir, device=config.device))
+    fast = Checker(loaded, "torch", CheckOptions())
+    naive = Checker(loaded, "torch-naive", CheckOptions())
+    study = _study()
+    one = NaiveScorer(loaded)
+    first = fast.check(study, QUESTION)
+    single = [ScoreRequest(first.prompts[0].rendered, study.image)]
+    timings = {
+        "naive_ms": _median_ms(lambda: naive.check(study, QUESTION), config.warmup, config.repeats),
+        "one_forward_ms": _median_ms(lambda: one.margins(single), config.warmup, config.repeats),
+        "quadrant_ms": _median_ms(lambda: fast.check(study, QUESTION), config.warmup, config.repeats),
+    }
+    reference = naive.check(study, QUESTION)
+    pairs = list(zip(first.prompts, reference.prompts)) + [(first.text_only, reference.text_only)]
+    timings["max_margin_diff"] = max(abs(a.margin - b.margin) for a, b in pairs)
+    timings["same_verdict"] = first.quadrant == reference.quadrant
+    timings["path"] = first.timing_ms["path"]
+    timings["prompts"] = len(first.prompts) + 1
+    timings["device"] = str(loaded.device)
+    timings["dtype"] = str(loaded.dtype).replace("torch.", "")
+    return timings
+
+
+def _peak_rss_mib() -> float:
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024 * 1024) if platform.system() == "Darwin" else peak / 1024
+
+
+def run_bench(config: BenchConfig = BenchConfig()) -> dict:
+    """The benchmark's JSON: headline on the LLaVA-1.5-shaped model, then a row per family."""
+    from quadrant.models.tiny import FAMILIES, TinySpec, build_tiny, llava_15_shaped
+
+    torch.set_flush_denormal(True)
+    with tempfile.TemporaryDirectory() as tmp:
+        model_dir = str(llava_15_shaped(f"{tmp}/llava15", hidden=config.hidden, layers=config.layers))
+        if torch.cuda.is_available():
+            torch.cuda.reset_peak_memory_stats()
+        headline = _measure(model_dir, config)
+        result = {
+            "model": {"family": "llava", "image_tokens": 576, "image_size": 336, "patch_size": 14,
+                      "hidden": config.hidden, "layers": config.layers,
+                      "note": "LLaVA-1.5 image geometry; the language model is narrower than 7B"},
+            **headline,
+            "speedup": headline["naive_ms"] / headline["quadrant_ms"],
+            "overhead": headline["quadrant_ms"] / headline["one_forward_ms"],
+            "peak_rss_mib": round(_peak_rss_mib(), 1),
+            "torch": torch.__version__,
+            "threads": torch.get_num_threads(),
+        }
+        if torch.cuda.is_available():
+            result["peak_cuda_mib"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+        if config.families:
+            result["families"] = []
+            for family in FAMILIES:
+                spec = TinySpec(hidden=128, layers=2, vision_hidden=64, image_size=64, patch_size=8)
+                row = _measure(str(build_tiny(family, f"{tmp}/{family}", spec)), config)
+                row["speedup"] = row["naive_ms"] / row["quadrant_ms"]
+                result["families"].append({"family": family, **row})
+    return result

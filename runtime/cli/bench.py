@@ -1,0 +1,40 @@
+"""`quadrant bench`: the fast path against the naive way and against one forward, on this machine."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("bench", help="time a full check against the naive way and one forward")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    parser.add_argument("--hidden", type=int, default=256, help="language-model width (default 256 on any device)")
+    parser.add_argument("--layers", type=int, default=4)
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--no-families", action="store_true", help="skip the per-family rows")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..bench import BenchConfig, run_bench
+
+    config = BenchConfig(hidden=args.hidden, layers=args.layers, repeats=args.repeats, device=args.device,
+                         families=not args.no_families)
+    result = run_bench(config)
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    m = result["model"]
+    print(f"Model: LLaVA-shaped, {m['image_tokens']} image tokens, LM width {m['hidden']} x {m['layers']} layers, "
+          f"on {result['device']} ({result['dtype']}), {result['threads']} threads")
+    print(f"  naive (each of {result['prompts']} prompts its own forward): {result['naive_ms']:8.1f} ms")
+    print(f"  one with-image forward of one prompt:        {result['one_forward_ms']:8.1f} ms")
+    print(f"  Quadrant full check ({result['path']}):        {result['quadrant_ms']:8.1f} ms")
+    print(f"  speedup {result['speedup']:.2f}x   overhead {result['overhead']:.2f}x   "
+          f"max |margin diff| {result['max_margin_diff']:.1e}   peak RSS {result['peak_rss_mib']:.0f} MiB")
+    for row in result.get("families", []):
+        print(f"  {row['family']:10s} naive {row['naive_ms']:7.1f} ms  quadrant {row['quadrant_ms']:7.1f} ms  "
+              f"speedup {row['speedup']:.2f}x  path {row['path']}  max diff {row['max_margin_diff']:.1e}")
+    return 0

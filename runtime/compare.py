@@ -1,0 +1,34 @@
+"""Comparing evaluations: one row per configuration, and the paper's headline correlation between flip
+rate and Dangerous fraction across them (Pearson r with n and a 95% interval)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .errors import InputError
+from .evaluate import SUMMARY, read_samples
+from .metrics import pearson
+
+
+def load_summaries(directories: list[str]) -> list[dict]:
+    rows = []
+    for directory in directories:
+        path = Path(directory) / SUMMARY
+        if not path.is_file():
+            raise InputError(f"{directory} has no {SUMMARY}: run quadrant evaluate --out {directory} first")
+        with open(path, encoding="utf-8") as handle:
+            summary = json.load(handle)
+        samples = read_samples(directory)
+        model = samples[0]["model"] if samples else {}
+        rows.append({"config": str(directory), "model": model.get("name"), "summary": summary})
+    return rows
+
+
+def compare(directories: list[str]) -> dict:
+    rows = load_summaries(directories)
+    flip = [r["summary"]["flip_rate"] for r in rows]
+    dangerous = [r["summary"]["fractions"]["Dangerous"] for r in rows]
+    pairs = [(f, d) for f, d in zip(flip, dangerous) if f is not None and d is not None]
+    correlation = pearson([f for f, _ in pairs], [d for _, d in pairs])
+    return {"rows": rows, "flip_vs_dangerous": correlation}

@@ -1,0 +1,135 @@
+"""Dataset manifests (SPEC, Manifest): CSV or JSONL rows of image, question, optional label, paraphrases
+and study_id. Extra columns (such as `finding`) are kept, so reports can break results down by them.
+
+Image paths are relative to the manifest's folder unless absolute: a manifest and its images move together.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import ManifestError, ParaphraseError
+from .paraphrases import Phrasing
+
+REQUIRED = ("image", "question")
+_LABELS = {"yes": "yes", "no": "no", "1": "yes", "0": "no", "1.0": "yes", "0.0": "no", "true": "yes",
+           "false": "no", "": None}
+
+
+@dataclass(frozen=True)
+class ManifestRow:
+    image: Path
+    question: str
+    study_id: str
+    label: str | None = None
+    paraphrases: tuple[Phrasing, ...] | None = None
+    extra: dict = field(default_factory=dict)
+
+
+def read_manifest(path: str | Path) -> list[ManifestRow]:
+    """All rows, validated; a ManifestError names the file, the row and the problem."""
+    path = Path(path)
+    if not path.is_file():
+        raise ManifestError(f"manifest {path} does not exist or is not a file")
+    records = list(_records(path))
+    if not records:
+        raise ManifestError(f"manifest {path} has no rows")
+    rows = [_row(path, number, record) for number, record in records]
+    seen: set[str] = set()
+    for row in rows:
+        if row.study_id in seen:
+            raise ManifestError(f"manifest {path}: study_id {row.study_id!r} appears more than once")
+        seen.add(row.study_id)
+    return rows
+
+
+def _records(path: Path) -> Iterator[tuple[int, dict]]:
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ManifestError(f"manifest {path} is not UTF-8 text") from exc
+    if path.suffix.lower() in (".jsonl", ".ndjson"):
+        for number, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ManifestError(f"manifest {path}, line {number}: not valid JSON ({exc.msg})") from exc
+            if not isinstance(record, dict):
+                raise ManifestError(f"manifest {path}, line {number}: expected a JSON object")
+            yield number, record
+        return
+    reader = csv.DictReader(text.splitlines())
+    missing = [c for c in REQUIRED if c not in (reader.fieldnames or [])]
+    if missing:
+        raise ManifestError(f"manifest {path} lacks the column(s) {', '.join(missing)}")
+    for number, record in enumerate(reader, start=2):
+        yield number, record
+
+
+def _row(path: Path, number: int, record: dict) -> ManifestRow:
+    where = f"manifest {path.name}, row {number}"
+    for column in REQUIRED:
+        if not str(record.get(column) or "").strip():
+            raise ManifestError(f"{where}: empty {column}")
+    image = Path(str(record["image"]).strip())
+    if not image.is_absolute():
+        image = path.parent / image
+    raw_label = str(record.get("label") if record.get("label") is not None else "").strip().lower()
+    if raw_label not in _LABELS:
+        raise ManifestError(f"{where}: label must be yes or no, got {record.get('label')!r}")
+    return ManifestRow(
+        image=image,
+        question=str(record["question"]).strip(),
+        study_id=str(record.get("study_id") or "").strip() or f"row-{number}",
+        label=_LABELS[raw_label],
+        paraphrases=_paraphrases(where, record.get("paraphrases")),
+        extra={k: v for k, v in record.items()
+               if k not in ("image", "question", "label", "paraphrases", "study_id") and k},
+    )
+
+
+def _paraphrases(where: str, value) -> tuple[Phrasing, ...] | None:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise ManifestError(f"{where}: paraphrases must be a JSON list ({exc.msg})") from exc
+    if not isinstance(value, list):
+        raise ManifestError(f"{where}: paraphrases must be a JSON list")
+    result = []
+    for item in value:
+        if isinstance(item, str):
+            result.append(Phrasing(item))
+        elif isinstance(item, dict) and isinstance(item.get("text"), str):
+            inverted = item.get("inverted", False)
+            if not isinstance(inverted, bool):
+                raise ManifestError(f"{where}: 'inverted' must be true or false")
+            result.append(Phrasing(item["text"], inverted))
+        else:
+            raise ManifestError(f"{where}: each paraphrase must be a string or {{\"text\": ..., \"inverted\": ...}}")
+    return tuple(result) or None
+
+
+def write_manifest_csv(path: str | Path, rows: list[dict]) -> Path:
+    """Write manifest rows (dicts with at least image and question) as CSV, columns in a stable order."""
+    path = Path(path)
+    columns = list(REQUIRED) + ["label", "study_id"]
+    for row in rows:
+        columns += [k for k in row if k not in columns]
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: ("" if row.get(k) is None else row[k]) for k in columns})
+    return path
+
+
+__all__ = ["ManifestRow", "read_manifest", "write_manifest_csv", "ParaphraseError"]

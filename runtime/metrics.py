@@ -1,0 +1,138 @@
+"""Dataset metrics (SPEC, "Dataset metrics"), computed from verdict JSON alone so that a summary can be
+rebuilt from samples.jsonl at any time.
+
+Confidence intervals are Wilson score intervals for proportions and Fisher-z intervals for Pearson r:
+both behave at the small n and extreme proportions these reports meet (Dangerous at 98.5% of 200 samples).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from .reliance import QUADRANTS, quadrant
+
+Z95 = 1.959963984540054
+
+
+def wilson_interval(successes: int, n: int, z: float = Z95) -> tuple[float, float] | None:
+    if n == 0:
+        return None
+    p = successes / n
+    denominator = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denominator
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denominator
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def pearson(xs: Sequence[float], ys: Sequence[float]) -> dict:
+    """Pearson r with n and a 95% Fisher-z interval (None where n is too small or a side is constant)."""
+    n = len(xs)
+    result = {"r": None, "n": n, "ci95": None}
+    if n < 3:
+        return result
+    mx, my = sum(xs) / n, sum(ys) / n
+    sxx = sum((x - mx) ** 2 for x in xs)
+    syy = sum((y - my) ** 2 for y in ys)
+    if sxx == 0 or syy == 0:
+        return result
+    r = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / math.sqrt(sxx * syy)
+    result["r"] = r
+    if n > 3 and abs(r) < 1:
+        z, se = math.atanh(r), 1 / math.sqrt(n - 3)
+        result["ci95"] = (math.tanh(z - Z95 * se), math.tanh(z + Z95 * se))
+    return result
+
+
+def auroc(positive: Sequence[float], negative: Sequence[float]) -> float | None:
+    """P(score of a positive > score of a negative), ties counted half (Mann-Whitney)."""
+    if not positive or not negative:
+        return None
+    ranked = sorted([(s, 1) for s in positive] + [(s, 0) for s in negative])
+    rank_sum, i = 0.0, 0
+    while i < len(ranked):
+        j = i
+        while j < len(ranked) and ranked[j][0] == ranked[i][0]:
+            j += 1
+        average_rank = (i + j + 1) / 2
+        rank_sum += average_rank * sum(label for _, label in ranked[i:j])
+        i = j
+    n_pos, n_neg = len(positive), len(negative)
+    return (rank_sum - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
+
+
+def _mean(values: Sequence[float]) -> float | None:
+    values = [v for v in values if v is not None]
+    return sum(values) / len(values) if values else None
+
+
+def fractions(quadrants: Sequence[str]) -> tuple[dict, dict]:
+    n = len(quadrants)
+    counts = {q: sum(x == q for x in quadrants) for q in QUADRANTS}
+    share = {q: (counts[q] / n if n else None) for q in QUADRANTS}
+    return share, {q: wilson_interval(counts[q], n) for q in QUADRANTS}
+
+
+def summarize(verdicts: Sequence[dict], by: str | None = "finding") -> dict:
+    """The summary.json of an evaluation: SPEC's keys first, then the breakdowns."""
+    n = len(verdicts)
+    quadrants = [v["quadrant"] for v in verdicts]
+    share, ci = fractions(quadrants)
+    paper = [quadrant(v["consistent"], v["flip_reliant"]) for v in verdicts]
+    paper_share, paper_ci = fractions(paper)
+    labelled = [v for v in verdicts if v.get("correct") is not None]
+    flips = sum(not v["consistent"] for v in verdicts)
+    entropies_dangerous = [v["entropy"] for v in verdicts if v["quadrant"] == "Dangerous" and v["entropy"] is not None]
+    entropies_rest = [v["entropy"] for v in verdicts if v["quadrant"] != "Dangerous" and v["entropy"] is not None]
+    summary = {
+        "n": n,
+        "flip_rate": flips / n if n else None,
+        "flip_rate_ci95": wilson_interval(flips, n),
+        "pairwise_flip_rate": _mean([v["pairwise_disagreement"] for v in verdicts]),
+        "fractions": share,
+        "fractions_ci95": ci,
+        "accuracy": (sum(v["correct"] for v in labelled) / len(labelled)) if labelled else None,
+        "n_labelled": len(labelled),
+        "text_only_agreement": (sum(v["text_only"]["answer"] == v["answer"] for v in verdicts) / n) if n else None,
+        "reliance": verdicts[0]["reliance"] if verdicts else None,
+        "fractions_flip_rule": paper_share,
+        "fractions_flip_rule_ci95": paper_ci,
+        "per_quadrant": {
+            q: {
+                "n": sum(x == q for x in quadrants),
+                "accuracy": _mean([float(v["correct"]) for v in labelled if v["quadrant"] == q]),
+                "mean_entropy": _mean([v["entropy"] for v in verdicts if v["quadrant"] == q]),
+            }
+            for q in QUADRANTS
+        },
+        # entropy is LOWER on confident answers: AUROC of (-entropy) for "is Dangerous" shows how well
+        # confidence screening would find the Dangerous samples (0.5 = not at all)
+        "entropy_auroc_dangerous": auroc([-e for e in entropies_dangerous], [-e for e in entropies_rest]),
+        "median_abs_margin_shift": _median([abs(v["margin_shift"]) for v in verdicts if v["margin_shift"] is not None]),
+    }
+    if by and any(by in (v.get("extra") or {}) for v in verdicts):
+        summary[f"by_{by}"] = {
+            key: _group_summary([v for v in verdicts if (v.get("extra") or {}).get(by) == key])
+            for key in sorted({(v.get("extra") or {}).get(by) for v in verdicts} - {None})
+        }
+    return summary
+
+
+def _group_summary(verdicts: Sequence[dict]) -> dict:
+    n = len(verdicts)
+    labelled = [v for v in verdicts if v.get("correct") is not None]
+    share, _ = fractions([v["quadrant"] for v in verdicts])
+    return {
+        "n": n,
+        "accuracy": (sum(v["correct"] for v in labelled) / len(labelled)) if labelled else None,
+        "flip_rate": sum(not v["consistent"] for v in verdicts) / n,
+        "fractions": share,
+    }
+
+
+def _median(values: list[float]) -> float | None:
+    if not values:
+        return None
+    values = sorted(values)
+    mid = len(values) // 2
+    return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2

@@ -1,0 +1,45 @@
+"""Shared fixtures: tiny real models of every family, built offline once per session, and study files."""
+
+from __future__ import annotations
+
+import os
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+os.environ["TOKENIZERS_PARALLELISM"] = "false"
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from quadrant.models.tiny import FAMILIES, build_tiny  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory):
+    """family name -> directory of a tiny random model of that family (built on first use)."""
+    built: dict[str, str] = {}
+
+    def get(family: str) -> str:
+        if family not in built:
+            built[family] = str(build_tiny(family, tmp_path_factory.mktemp(f"tiny-{family}")))
+        return built[family]
+
+    return get
+
+
+def write_png(path, seed: int = 0, size=(72, 60)) -> str:
+    """A random grayscale-ish RGB study: different seeds give images the tiny models answer differently."""
+    rng = np.random.default_rng(seed)
+    pixels = rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(path)
+    return str(path)
+
+
+@pytest.fixture
+def study_png(tmp_path) -> str:
+    return write_png(tmp_path / "study.png")
+
+
+ALL_FAMILIES = FAMILIES

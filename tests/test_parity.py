@@ -1,0 +1,137 @@
+"""`quadrant check --json` against an independent, plain Hugging Face forward, for every family.
+
+The oracle below shares no code with Quadrant: it renders with the processor's own chat template, tokenizes
+with the processor, runs the model once per prompt and reads the last position's logits.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from transformers import AutoModelForImageTextToText, AutoProcessor
+
+from conftest import ALL_FAMILIES
+from quadrant.cli.main import main
+
+TOLERANCE = 1e-4
+
+
+def run_check_json(capsys, *argv) -> dict:
+    code = main(["check", *argv, "--json"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert len(out.strip().splitlines()) == 1  # exactly one JSON object on stdout
+    return json.loads(out)
+
+
+class PlainForward:
+    """A plain HF forward: one prompt, one call, no cache, no batching."""
+
+    def __init__(self, directory: str):
+        self.processor = AutoProcessor.from_pretrained(directory)
+        self.model = AutoModelForImageTextToText.from_pretrained(directory, dtype=torch.float32).eval()
+
+    def margin(self, rendered: str, image, yes: list[int], no: list[int]) -> float:
+        kwargs = {"text": rendered, "return_tensors": "pt"}
+        if self.model.config.model_type != "paligemma":
+            kwargs["add_special_tokens"] = not rendered.startswith(self.processor.tokenizer.bos_token)
+        if image is not None:
+            kwargs["images"] = image
+        inputs = {k: v for k, v in self.processor(**kwargs).items() if k != "labels"}
+        with torch.no_grad():
+            logits = self.model(**inputs).logits[0, -1].double()
+        return float(torch.logsumexp(logits[yes], 0) - torch.logsumexp(logits[no], 0))
+
+    def render(self, text: str, with_image: bool) -> str:
+        content = ([{"type": "image"}] if with_image else []) + [{"type": "text", "text": text}]
+        return self.processor.apply_chat_template(
+            [{"role": "user", "content": content}], add_generation_prompt=True, tokenize=False
+        )
+
+
+def ablated(verdict: dict, image: Image.Image):
+    mode = verdict["text_only"]["ablation"]
+    if mode == "none":
+        return None
+    assert mode == "blank"
+    return Image.fromarray(np.full((image.height, image.width, 3), 128, dtype=np.uint8))
+
+
+@pytest.mark.parametrize("backend", ["torch", "torch-naive"])
+@pytest.mark.parametrize("family", ALL_FAMILIES)
+def test_check_margins_equal_a_plain_forward(family, backend, tiny_model, study_png, capsys):
+    directory = tiny_model(family)
+    verdict = run_check_json(
+        capsys, "--image", study_png, "--question", "Is there a pleural effusion?", "--model", directory,
+        "--backend", backend,
+        "--paraphrase", "Any effusion?",
+        "--paraphrase", "Is there any layering pleural fluid on either side, looking carefully at both "
+                        "costophrenic angles and the lung bases on this frontal chest radiograph?",
+        "--paraphrase", "!Can a pleural effusion be ruled out?",
+    )
+    oracle = PlainForward(directory)
+    image = Image.open(study_png).convert("RGB")
+    yes, no = verdict["model"]["answer_tokens"]["yes"], verdict["model"]["answer_tokens"]["no"]
+    assert [p["inverted"] for p in verdict["prompts"]] == [False, False, False, True]
+    for prompt in verdict["prompts"]:
+        if family != "paligemma":
+            assert prompt["rendered"] == oracle.render(prompt["text"] + " Answer with yes or no.", True)
+        expected = oracle.margin(prompt["rendered"], image, yes, no)
+        assert abs(prompt["margin"] - expected) < TOLERANCE, prompt["text"]
+        assert prompt["answer"] == ("yes" if expected > 0 else "no")
+    text_only = verdict["text_only"]
+    expected = oracle.margin(text_only["rendered"], ablated(verdict, image), yes, no)
+    assert abs(text_only["margin"] - expected) < TOLERANCE
+    assert verdict["margin_shift"] == pytest.approx(verdict["prompts"][0]["margin"] - text_only["margin"])
+
+
+def test_text_only_prompt_keeps_the_bos_of_its_with_image_twin(tiny_model, study_png, capsys):
+    """Gemma's rendered prompt starts with <bos>: neither pass may add a second one, nor lose it."""
+    from quadrant.families import FAMILIES
+
+    directory = tiny_model("gemma3")
+    verdict = run_check_json(capsys, "--image", study_png, "--question", "Is there a pneumothorax?",
+                             "--model", directory)
+    processor = AutoProcessor.from_pretrained(directory)
+    family = FAMILIES.get("gemma3")()
+    bos = processor.tokenizer.bos_token_id
+    image = Image.open(study_png).convert("RGB")
+    with_image = family.encode(processor, [verdict["prompts"][0]["rendered"]], [image])["input_ids"][0]
+    text_only = family.encode(processor, [verdict["text_only"]["rendered"]], None)["input_ids"][0]
+    for ids in (with_image, text_only):
+        assert ids[0] == bos and (ids == bos).sum() == 1
+
+
+def test_verdict_has_every_schema_v1_key(tiny_model, study_png, capsys):
+    verdict = run_check_json(capsys, "--image", study_png, "--question", "Is there cardiomegaly?",
+                             "--model", tiny_model("llava"), "--label", "yes")
+    for key in ("quadrant", "consistent", "image_reliant", "answer", "prompts", "text_only", "margin_shift",
+                "reliance", "flip_count", "entropy", "label", "correct", "model", "image", "timing_ms"):
+        assert key in verdict
+    assert verdict["schema_version"] == 1
+    assert verdict["quadrant"] in ("Ideal", "Fragile", "Dangerous", "Worst")
+    assert len(verdict["prompts"]) == 6  # the question and five bank paraphrases
+    for key in ("text", "inverted", "rendered", "answer", "p_yes", "margin", "entropy"):
+        assert key in verdict["prompts"][0]
+    for key in ("text", "ablation", "rendered", "answer", "p_yes", "margin"):
+        assert key in verdict["text_only"]
+    for key in ("name", "fingerprint", "backend", "device", "dtype", "answer_tokens"):
+        assert key in verdict["model"]
+    assert verdict["model"]["fingerprint"].startswith("sha256:")
+    for key in ("sha256", "width", "height", "format"):
+        assert key in verdict["image"]
+    assert verdict["correct"] == (verdict["answer"] == "yes")
+    assert verdict["reliance"] == {"rule": "either", "threshold": 0.5}
+
+
+def test_same_input_same_verdict(tiny_model, study_png, capsys):
+    args = ("--image", study_png, "--question", "Is there a pneumothorax?", "--model", tiny_model("llava"),
+            "--ablation", "noise")
+    first, second = run_check_json(capsys, *args), run_check_json(capsys, *args)
+    for verdict in (first, second):
+        verdict.pop("timing_ms")
+    assert first == second
