@@ -7,8 +7,7 @@ import json
 import sys
 
 from ..images import load_study
-from ..paraphrases import parse_paraphrase_text, read_paraphrase_file
-from ..verdict import Verdict
+from ..paraphrases import parse_paraphrase_text, read_paraphrase_file, validate_question
 from .options import add_model_options, build_checker
 
 
@@ -26,7 +25,8 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    study = load_study(args.image)  # bad input fails before the model loads
+    validate_question(args.question)  # bad input fails before the model loads
+    study = load_study(args.image)
     paraphrases = parse_paraphrase_text("\n".join(args.paraphrase))
     if args.paraphrases:
         paraphrases += read_paraphrase_file(args.paraphrases)
@@ -41,5 +41,3 @@ def run(args: argparse.Namespace) -> int:
         print_verdict(verdict)
     return 0
 
-
-__all__ = ["register", "run", "Verdict"]

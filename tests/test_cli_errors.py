@@ -1,0 +1,154 @@
+"""Every kind of bad input named in SPEC "Reliability and security": exit 2, one line naming the problem,
+no traceback. Most cases run the command in-process (the real CLI code path); a few run the installed
+console script as a separate process, exactly as a user would."""
+
+from __future__ import annotations
+
+import importlib.util
+import struct
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+
+import pydicom
+import pytest
+from pydicom.data import get_testdata_file
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+from quadrant.cli.main import main
+
+QUESTION = "Is there a pleural effusion?"
+
+
+def _png_header_only(path: Path, width: int, height: int) -> Path:
+    """A PNG whose header claims huge dimensions (no pixel data needed to refuse it)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b""))
+    return path
+
+
+def _dicom_without_pixels(path: Path) -> Path:
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1"
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.PatientName = "Doe^Jane"
+    ds.PatientID = "SECRET123"
+    ds.Modality = "CR"
+    ds.SOPClassUID = meta.MediaStorageSOPClassUID
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+def _truncated_png(path: Path, study_png: str) -> Path:
+    data = Path(study_png).read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    return path
+
+
+def _write(path: Path, data: bytes) -> str:
+    path.write_bytes(data)
+    return str(path)
+
+
+def _unsupported_dicom() -> str:
+    return get_testdata_file("MR_small_jpeg_ls_lossless.dcm")
+
+
+CASES = {
+    "missing path": (lambda tmp, png: str(tmp / "nope.png"), "nope.png"),
+    "a folder": (lambda tmp, png: str(tmp), "folder"),
+    "zero bytes": (lambda tmp, png: _write(tmp / "empty.png", b""), "empty"),
+    "not an image": (lambda tmp, png: _write(tmp / "notes.png", b"hello"), "notes.png"),
+    "truncated": (lambda tmp, png: str(_truncated_png(tmp / "cut.png", png)), "cut.png"),
+    "huge dimensions": (lambda tmp, png: str(_png_header_only(tmp / "huge.png", 60000, 60000)), "huge.png"),
+    "DICOM without pixels": (lambda tmp, png: str(_dicom_without_pixels(tmp / "nopix.dcm")), "pixel data"),
+}
+
+
+def _run(capsys, argv) -> tuple[int, str, str]:
+    code = main(argv)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _assert_one_clean_line(code: int, out: str, err: str, *expected: str) -> None:
+    assert code == 2
+    assert out == ""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+    for text in expected:
+        assert text.lower() in lines[0].lower(), lines[0]
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_bad_study_exits_2_with_one_line(case, tmp_path, study_png, capsys):
+    make, expected = CASES[case]
+    image = make(tmp_path, study_png)
+    code, out, err = _run(capsys, ["check", "--image", image, "--question", QUESTION, "--json"])
+    _assert_one_clean_line(code, out, err, expected)
+    assert "SECRET123" not in err and "Doe" not in err
+
+
+def test_dicom_in_a_syntax_no_installed_decoder_reads(capsys):
+    path = _unsupported_dicom()
+    try:
+        pydicom.dcmread(path).pixel_array
+        pytest.skip("a JPEG-LS decoder is installed here")
+    except Exception:
+        pass
+    code, out, err = _run(capsys, ["check", "--image", path, "--question", QUESTION])
+    _assert_one_clean_line(code, out, err, "JPEG-LS", "pip install")
+
+
+@pytest.mark.parametrize(
+    "question, expected",
+    [("", "empty"), ("   ", "empty"), ("Is there " + "a very long effusion " * 20 + "?", "long"),
+     ("What is the cardiothoracic ratio?", "yes or no"), ("Describe the lungs.", "yes or no")],
+)
+def test_bad_question_exits_2_with_one_line(question, expected, study_png, capsys):
+    code, out, err = _run(capsys, ["check", "--image", study_png, "--question", question])
+    _assert_one_clean_line(code, out, err, expected)
+
+
+def test_bad_paraphrase_file_and_missing_model(tmp_path, study_png, capsys):
+    bad = tmp_path / "p.json"
+    bad.write_text('[{"text": 3}]')
+    code, out, err = _run(capsys, ["check", "--image", study_png, "--question", QUESTION, "--paraphrases", str(bad)])
+    _assert_one_clean_line(code, out, err, "p.json")
+    code, out, err = _run(capsys, ["check", "--image", study_png, "--question", QUESTION,
+                                   "--model", str(tmp_path / "no-such-model")])
+    _assert_one_clean_line(code, out, err, "no-such-model")
+
+
+def test_unknown_options_exit_2_with_one_line(study_png, tiny_model, capsys):
+    code, out, err = _run(capsys, ["check", "--image", study_png, "--question", QUESTION, "--reliance", "vibes"])
+    _assert_one_clean_line(code, out, err, "vibes")
+    code, out, err = _run(capsys, ["check", "--image", study_png, "--question", QUESTION,
+                                   "--model", tiny_model("llava"), "--backend", "tensorflow"])
+    _assert_one_clean_line(code, out, err, "unknown backend")
+    code, out, err = _run(capsys, ["check", "--image", study_png, "--question", QUESTION,
+                                   "--model", tiny_model("paligemma"), "--ablation", "none"])
+    _assert_one_clean_line(code, out, err, "without an image")
+
+
+def test_the_installed_command_reports_bad_input_without_traceback(tmp_path):
+    """As a user runs it: a separate process, the console script, a file that is not an image."""
+    notes = tmp_path / "scan.jpg"
+    notes.write_text("not a picture")
+    script = Path(sys.executable).with_name("quadrant")
+    assert script.exists(), "the quadrant console script is not installed"
+    done = subprocess.run([str(script), "check", "--image", str(notes), "--question", QUESTION, "--json"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert len(done.stderr.strip().splitlines()) == 1 and "scan.jpg" in done.stderr
+    assert "Traceback" not in done.stderr
