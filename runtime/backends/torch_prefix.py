@@ -60,7 +60,11 @@ class PrefixSharedScorer(TorchScorer):
             for index, margin in zip(chunk, margins):
                 results[index] = ScoreResult(margin=margin, path=BATCHED)
         use_prefix = self.prefix_ok()
-        studies = [self._tokenize_study(requests, indices, use_prefix) for indices in groups.values()]
+        studies = [
+            self._tokenize_study(requests, chunk, use_prefix)
+            for indices in groups.values()
+            for chunk in _chunks(indices, self.max_batch)
+        ]
         for batch in self._batches(studies, by_prefix=use_prefix):
             margins = self._prefix_margins(batch) if use_prefix else self._batched_margins(batch)
             path = PREFIX if use_prefix else BATCHED

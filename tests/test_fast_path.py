@@ -1,0 +1,95 @@
+"""The prefix-shared fast path against the naive way, for every family: same margins (1e-4, fp32), same
+verdicts, with paraphrases of very different lengths, inverted ones, and several studies in one batch."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from conftest import ALL_FAMILIES, write_png
+from quadrant.backends.torch_prefix import PrefixSharedScorer
+from quadrant.check import Checker, CheckOptions, CheckRequest
+from quadrant.images import load_study
+from quadrant.loading import ModelSpec, load_model
+from quadrant.paraphrases import Phrasing
+
+TOLERANCE = 1e-4
+PHRASINGS = [
+    Phrasing("Any effusion?"),
+    Phrasing("Is there any layering pleural fluid in either hemithorax, blunting the costophrenic angles, on "
+             "this frontal chest radiograph taken in the upright position?"),
+    Phrasing("Can a pleural effusion be ruled out?", inverted=True),
+    Phrasing("Is fluid present?"),
+]
+EXPECTED_PATH = {"llava": "prefix-shared", "gemma3": "prefix-shared", "idefics3": "prefix-shared",
+                 "paligemma": "batched"}
+
+
+@pytest.fixture
+def studies(tmp_path):
+    sizes = [(72, 60), (60, 60), (40, 90)]  # Idefics3 splits images by aspect ratio: prefixes differ
+    return [load_study(write_png(tmp_path / f"s{i}.png", seed=i, size=size)) for i, size in enumerate(sizes)]
+
+
+def _requests(studies):
+    questions = ["Is there a pleural effusion?", "Is there a pneumothorax?", "Is there cardiomegaly?"]
+    return [
+        CheckRequest(study, question, PHRASINGS if i != 1 else None, label="yes")
+        for i, (study, question) in enumerate(zip(studies, questions))
+    ]
+
+
+@pytest.mark.parametrize("family", ALL_FAMILIES)
+def test_fast_path_equals_naive_for_a_batch_of_studies(family, tiny_model, studies):
+    loaded = load_model(ModelSpec(model=tiny_model(family)))
+    options = CheckOptions(ablation="blank" if family == "paligemma" else None)
+    fast = Checker(loaded, "torch", options).check_many(_requests(studies))
+    naive = Checker(loaded, "torch-naive", options).check_many(_requests(studies))
+    assert len(fast) == len(naive) == 3
+    for f, n in zip(fast, naive):
+        assert f.quadrant == n.quadrant and f.consistent == n.consistent and f.image_reliant == n.image_reliant
+        assert [p.answer for p in f.prompts] == [p.answer for p in n.prompts]
+        for a, b in zip(f.prompts + [f.text_only], n.prompts + [n.text_only]):
+            assert abs(a.margin - b.margin) < TOLERANCE
+        assert EXPECTED_PATH[family] in f.timing_ms["path"]
+        assert n.timing_ms["path"] == "naive"
+        assert f.timing_ms["studies_in_batch"] == 3
+
+
+def test_batches_stay_within_the_bound(tiny_model, studies):
+    """Memory stays flat as a dataset grows: no forward ever sees more rows than max_batch."""
+    loaded = load_model(ModelSpec(model=tiny_model("llava")))
+    checker = Checker(loaded, "torch")
+    checker.scorer.max_batch = 5
+    seen: list[int] = []
+    hook = loaded.model.model.language_model.register_forward_hook(
+        lambda module, args, kwargs, output: seen.append(kwargs["inputs_embeds"].shape[0]), with_kwargs=True
+    )
+    try:
+        verdicts = checker.check_many(_requests(studies) * 3)
+    finally:
+        hook.remove()
+    assert len(verdicts) == 9
+    assert seen and max(seen) <= 5
+
+
+def test_self_check_falls_back_when_the_cache_is_not_exact(tiny_model, studies):
+    """PaliGemma's prefix-LM attention makes a cached image prefix inexact: the self-check must see it."""
+    loaded = load_model(ModelSpec(model=tiny_model("paligemma")))
+    loaded.family.prefix_cache_exact = True  # pretend not to know, as with an unfamiliar family
+    scorer = PrefixSharedScorer(loaded)
+    assert scorer.prefix_ok() is False
+
+
+def test_prefix_tokens_equal_the_processors_for_every_family(tiny_model, studies):
+    """Preprocessing the image once and splicing its tokens must give the processor's own token ids."""
+    for family in ALL_FAMILIES:
+        loaded = load_model(ModelSpec(model=tiny_model(family)))
+        rendered = [loaded.family.render(loaded.processor, loaded.wrap(p.text), True) for p in PHRASINGS]
+        spliced = loaded.family.encode_one_image(loaded.processor, rendered, studies[2].image)
+        full = loaded.family.encode(loaded.processor, rendered, [studies[2].image] * len(rendered))
+        if spliced is None:
+            continue  # the family said splicing would not be exact; the processor runs on every prompt
+        assert torch.equal(spliced["input_ids"], full["input_ids"])
+        assert torch.equal(spliced["attention_mask"], full["attention_mask"])
+        assert torch.equal(spliced["pixel_values"][0], full["pixel_values"][0])
