@@ -1,0 +1,159 @@
+"""`quadrant evaluate` and `quadrant compare` on a real tiny model and real files: outputs, resume after a
+kill, fail-if gates, unreadable rows, and the metrics behind the summary."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import write_png
+from quadrant.cli.main import main
+from quadrant.metrics import auroc, pearson, wilson_interval
+
+QUESTIONS = ["Is there a pleural effusion?", "Is there cardiomegaly?", "Is there a pneumothorax?"]
+
+
+def make_manifest(folder: Path, n: int, broken: int | None = None) -> Path:
+    (folder / "images").mkdir(parents=True, exist_ok=True)
+    rows = []
+    for i in range(n):
+        image = f"images/{i}.png"
+        if i != broken:
+            write_png(folder / image, seed=100 + i)
+        rows.append({"image": image, "question": QUESTIONS[i % 3], "label": "yes" if i % 2 else "no",
+                     "study_id": f"s{i:03d}", "finding": ["effusion", "heart", "ptx"][i % 3]})
+    path = folder / "manifest.csv"
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def samples(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
+
+
+def test_evaluate_writes_samples_summary_report_and_plots(tmp_path, tiny_model, capsys):
+    manifest = make_manifest(tmp_path / "data", 6, broken=4)
+    out = tmp_path / "run"
+    code = main(["evaluate", "--manifest", str(manifest), "--out", str(out), "--model", tiny_model("llava"),
+                 "--quiet", "--batch-size", "4"])
+    assert code == 0, capsys.readouterr().err
+    rows = samples(out)
+    assert sorted(r["study_id"] for r in rows) == ["s000", "s001", "s002", "s003", "s005"]
+    assert all(r["extra"]["finding"] in ("effusion", "heart", "ptx") for r in rows)
+    errors = [json.loads(line) for line in (out / "errors.jsonl").read_text().splitlines()]
+    assert [e["study_id"] for e in errors] == ["s004"] and "4.png" in errors[0]["error"]
+    summary = json.loads((out / "summary.json").read_text())
+    for key in ("n", "flip_rate", "pairwise_flip_rate", "fractions", "accuracy", "text_only_agreement"):
+        assert key in summary
+    assert summary["n"] == 5 and summary["n_errors"] == 1
+    assert set(summary["fractions"]) == {"Ideal", "Fragile", "Dangerous", "Worst"}
+    assert sum(summary["fractions"].values()) == pytest.approx(1.0)
+    assert summary["accuracy"] == pytest.approx(sum(r["correct"] for r in rows) / 5)
+    assert summary["flip_rate"] == pytest.approx(sum(not r["consistent"] for r in rows) / 5)
+    assert set(summary["by_finding"]) == {"effusion", "heart", "ptx"}
+    assert "fractions_flip_rule" in summary
+    for name in ("report.md", "quadrants.png", "margin_shift.png"):
+        assert (out / name).stat().st_size > 0
+
+
+def test_rerun_resumes_without_redoing_or_duplicating(tmp_path, tiny_model, capsys):
+    manifest = make_manifest(tmp_path / "data", 5)
+    out = tmp_path / "run"
+    argv = ["evaluate", "--manifest", str(manifest), "--out", str(out), "--model", tiny_model("llava"),
+            "--quiet", "--batch-size", "2"]
+    assert main(argv) == 0
+    lines = (out / "samples.jsonl").read_text().splitlines(keepends=True)
+    # as if killed while writing the fourth sample: three whole lines and a torn one
+    (out / "samples.jsonl").write_text("".join(lines[:3]) + lines[3][:40])
+    assert main(argv) == 0
+    after = (out / "samples.jsonl").read_text().splitlines(keepends=True)
+    assert after[:3] == lines[:3]  # finished samples untouched, byte for byte
+    assert sorted(json.loads(x)["study_id"] for x in after) == [f"s{i:03d}" for i in range(5)]
+    assert main(argv) == 0  # a third run has nothing to do and changes nothing
+    assert (out / "samples.jsonl").read_text().splitlines(keepends=True) == after
+
+
+def test_killed_process_resumes(tmp_path, tiny_model):
+    """A real kill: SIGKILL the command once it has written some samples, then run it again."""
+    manifest = make_manifest(tmp_path / "data", 8)
+    out = tmp_path / "run"
+    command = [str(Path(sys.executable).with_name("quadrant")), "evaluate", "--manifest", str(manifest),
+               "--out", str(out), "--model", tiny_model("llava"), "--quiet", "--batch-size", "1"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        path = out / "samples.jsonl"
+        if path.exists() and len(path.read_text().splitlines()) >= 2:
+            break
+        time.sleep(0.05)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    before = [json.loads(x)["study_id"] for x in (out / "samples.jsonl").read_text().splitlines() if x.endswith("}")]
+    assert len(before) >= 2
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    ids = [r["study_id"] for r in samples(out)]
+    assert sorted(ids) == [f"s{i:03d}" for i in range(8)]
+    assert ids[: len(before)] == before
+
+
+def test_fail_if_rules(tmp_path, tiny_model, capsys):
+    manifest = make_manifest(tmp_path / "data", 3)
+    out = tmp_path / "run"
+    base = ["evaluate", "--manifest", str(manifest), "--out", str(out), "--model", tiny_model("llava"), "--quiet"]
+    assert main(base + ["--fail-if", "flip_rate>-1", "--fail-if", "accuracy<-1"]) == 1
+    err = capsys.readouterr().err
+    assert "flip_rate>-1" in err and "accuracy<-1" not in err
+    assert (out / "summary.json").exists()  # everything written before failing
+    assert main(base + ["--fail-if", "dangerous>2"]) == 0
+    assert main(base + ["--fail-if", "sparkle>0.5"]) == 2
+    assert "sparkle" in capsys.readouterr().err
+
+
+def test_bad_manifest_is_refused_before_the_model_loads(tmp_path, capsys):
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("image,question,label\na.png,Is there a nodule?,maybe\n")
+    code = main(["evaluate", "--manifest", str(manifest), "--out", str(tmp_path / "o"), "--model", "/nowhere"])
+    err = capsys.readouterr().err
+    assert code == 2 and "label" in err and "maybe" in err and len(err.strip().splitlines()) == 1
+
+
+def test_compare_reports_rows_and_correlation(tmp_path, tiny_model, capsys):
+    manifest = make_manifest(tmp_path / "data", 3)
+    dirs = []
+    for name, family in (("a", "llava"), ("b", "gemma3"), ("c", "idefics3"), ("d", "llava")):
+        out = tmp_path / name
+        args = ["evaluate", "--manifest", str(manifest), "--out", str(out), "--model", tiny_model(family), "--quiet"]
+        if name == "d":
+            args += ["--ablation", "noise"]
+        assert main(args) == 0
+        dirs.append(str(out))
+    capsys.readouterr()
+    assert main(["compare", *dirs, "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert len(result["rows"]) == 4 and result["flip_vs_dangerous"]["n"] == 4
+    assert main(["compare", *dirs]) == 0
+    text = capsys.readouterr().out
+    assert sum(line.startswith("| ") for line in text.splitlines()) == 5 and "Pearson r" in text
+    assert main(["compare", str(tmp_path / "nothing")]) == 2
+
+
+def test_metric_formulas():
+    low, high = wilson_interval(197, 200)
+    assert low == pytest.approx(0.9568, abs=1e-3) and high == pytest.approx(0.9949, abs=1e-3)
+    assert wilson_interval(0, 0) is None
+    r = pearson([0.1, 0.2, 0.3, 0.4, 0.5], [0.9, 0.7, 0.6, 0.3, 0.2])
+    assert r["r"] == pytest.approx(-0.98788, abs=1e-4) and r["n"] == 5 and r["ci95"][0] < r["r"] < r["ci95"][1]
+    assert pearson([1, 2], [3, 4])["r"] is None
+    assert auroc([3, 4], [1, 2]) == 1.0 and auroc([1, 2], [3, 4]) == 0.0 and auroc([1], [1]) == 0.5
