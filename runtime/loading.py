@@ -123,8 +123,8 @@ def load_model(spec: ModelSpec = ModelSpec()) -> LoadedModel:
         model = AutoModelForImageTextToText.from_pretrained(source, dtype=dtype)
     except OSError as exc:
         raise ModelNotFoundError(
-            f"cannot load model {source!r}: not a preset, a model directory, or a hub id available offline "
-            f"({_first_line(exc)})"
+            f"cannot load model {source!r}: not a preset, a model directory, or a hub id available offline"
+            f"{_preset_hint(source)} ({_first_line(exc)})"
         ) from exc
     if adapter is not None:
         model = _apply_adapter(model, adapter)
@@ -163,6 +163,15 @@ def _local_dir(source: str) -> Path:
     from huggingface_hub import snapshot_download
 
     return Path(snapshot_download(source, local_files_only=True))
+
+
+def _preset_hint(name: str) -> str:
+    import difflib
+
+    from quadrant.models.presets import PRESETS
+
+    close = difflib.get_close_matches(name.lower(), PRESETS.names(), n=1)
+    return f"; did you mean the preset {close[0]!r}?" if close else f"; presets: {', '.join(PRESETS.names())}"
 
 
 def _first_line(exc: BaseException) -> str:

@@ -1,0 +1,108 @@
+"""Loading: LoRA adapters, fingerprints, presets, answer tokens, devices, and the generate-and-parse mode."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import torch
+from PIL import Image
+from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+from transformers import AutoModelForImageTextToText, AutoProcessor, PreTrainedTokenizerFast
+
+from quadrant.answers import find_answer_tokens
+from quadrant.cli.main import main
+from quadrant.errors import ModelNotFoundError, OptionError, UnsupportedModelError
+from quadrant.fingerprint import fingerprint
+from quadrant.loading import ModelSpec, load_model, resolve_device
+
+LM_ONLY = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj)"
+
+
+def make_adapter(model_dir: str, out_dir) -> str:
+    from peft import LoraConfig, get_peft_model
+
+    model = AutoModelForImageTextToText.from_pretrained(model_dir)
+    torch.manual_seed(3)
+    config = LoraConfig(r=4, lora_alpha=8, target_modules=LM_ONLY, init_lora_weights=False)
+    peft_model = get_peft_model(model, config)
+    peft_model.save_pretrained(out_dir)
+    return str(out_dir)
+
+
+def test_adapter_margins_match_an_unmerged_peft_forward(tiny_model, study_png, tmp_path, capsys):
+    from peft import PeftModel
+
+    base = tiny_model("llava")
+    adapter = make_adapter(base, tmp_path / "lora")
+    code = main(["check", "--image", study_png, "--question", "Is there a pneumothorax?", "--model", base,
+                 "--adapter", adapter, "--json"])
+    verdict = json.loads(capsys.readouterr().out)
+    assert code == 0
+    processor = AutoProcessor.from_pretrained(base)
+    model = PeftModel.from_pretrained(AutoModelForImageTextToText.from_pretrained(base), adapter).eval()
+    plain = AutoModelForImageTextToText.from_pretrained(base).eval()
+    yes, no = verdict["model"]["answer_tokens"]["yes"], verdict["model"]["answer_tokens"]["no"]
+    image = Image.open(study_png).convert("RGB")
+    inputs = processor(text=verdict["prompts"][0]["rendered"], images=image, return_tensors="pt")
+    with torch.no_grad():
+        logits = model(**inputs).logits[0, -1]
+        base_logits = plain(**inputs).logits[0, -1]
+    margin = float(torch.logsumexp(logits[yes], 0) - torch.logsumexp(logits[no], 0))
+    base_margin = float(torch.logsumexp(base_logits[yes], 0) - torch.logsumexp(base_logits[no], 0))
+    assert abs(verdict["prompts"][0]["margin"] - margin) < 1e-4
+    assert abs(margin - base_margin) > 1e-3  # the adapter really changed the answer's margin
+    assert verdict["model"]["fingerprint"] != fingerprint(base)
+
+
+def test_fingerprint_follows_the_weights_not_the_path(tiny_model, tmp_path):
+    base = tiny_model("llava")
+    copy = shutil.copytree(base, tmp_path / "copy")
+    assert fingerprint(base) == fingerprint(copy)
+    weights = next(copy.glob("*.safetensors"))
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 1
+    weights.write_bytes(bytes(data))
+    assert fingerprint(base) != fingerprint(copy)
+
+
+def test_unknown_model_names_a_close_preset(tmp_path):
+    with pytest.raises(ModelNotFoundError, match="did you mean the preset 'medgemma-4b'"):
+        load_model(ModelSpec(model="medgemma-4"))
+    with pytest.raises(ModelNotFoundError, match="no config.json"):
+        load_model(ModelSpec(model=str(tmp_path)))
+
+
+def test_preset_whose_source_needs_setup_says_how(tmp_path):
+    with pytest.raises(ModelNotFoundError, match="convert"):
+        load_model(ModelSpec(model="llava-med"))
+
+
+def test_tokenizer_without_single_token_answers_is_refused():
+    trainer = trainers.BpeTrainer(vocab_size=60, special_tokens=["<unk>"])
+    raw = Tokenizer(models.BPE(unk_token="<unk>"))
+    raw.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    raw.train_from_iterator(["the heart is enlarged", "a pleural effusion"] * 10, trainer)
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=raw, unk_token="<unk>")
+    with pytest.raises(UnsupportedModelError, match="--scoring generate"):
+        find_answer_tokens(tokenizer)
+
+
+def test_cuda_refused_where_there_is_none():
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    with pytest.raises(OptionError, match="no CUDA GPU"):
+        resolve_device("cuda")
+
+
+def test_generate_and_parse_mode_runs_end_to_end(tiny_model, study_png, capsys):
+    code = main(["check", "--image", study_png, "--question", "Is there a pneumothorax?",
+                 "--model", tiny_model("llava"), "--scoring", "generate", "--json"])
+    verdict = json.loads(capsys.readouterr().out)
+    assert code == 0
+    assert verdict["scoring"] == "generate" and verdict["timing_ms"]["path"] == "generate"
+    for prompt in verdict["prompts"]:
+        assert prompt["margin"] is None and isinstance(prompt["generated"], str)
+        assert prompt["answer"] in ("yes", "no", "unclear")
+    assert verdict["quadrant"] in ("Ideal", "Fragile", "Dangerous", "Worst")
