@@ -26,7 +26,10 @@ from .torch_common import TorchScorer
 
 log = logging.getLogger(__name__)
 
-SELF_CHECK_TOLERANCE = 1e-4
+# Within fp32 rounding the cached path is exact (measured ~3e-7); half precision rounds both paths
+# differently by ~1e-2, so the check there only catches gross attention differences.
+SELF_CHECK_TOLERANCE = {torch.float32: 1e-4}
+HALF_PRECISION_TOLERANCE = 5e-2
 PREFIX = "prefix-shared"
 BATCHED = "batched"
 
@@ -94,7 +97,7 @@ class PrefixSharedScorer(TorchScorer):
         cached = self._prefix_margins([study])
         full = self.full_forward_margins(rendered, [image, image])
         error = max(abs(a - b) for a, b in zip(cached, full))
-        if error > SELF_CHECK_TOLERANCE:
+        if error > SELF_CHECK_TOLERANCE.get(self.loaded.dtype, HALF_PRECISION_TOLERANCE):
             log.warning("prefix cache is off by %.2g on this model; using batched full forwards", error)
             return False
         return True
