@@ -1,0 +1,1 @@
+"""The export stage: merging LoRA adapters into base weights and compiling models to ONNX / TensorRT."""

@@ -14,7 +14,7 @@ import warnings
 from ..errors import QuadrantError
 
 EXIT_OK, EXIT_RULE, EXIT_INPUT, EXIT_INTERNAL = 0, 1, 2, 3
-_SUBCOMMANDS = ("check", "evaluate", "compare", "bench")
+_SUBCOMMANDS = ("check", "evaluate", "compare", "bench", "phantoms")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -28,6 +28,9 @@ def build_parser() -> argparse.ArgumentParser:
     import importlib
 
     parser = _Parser(prog="quadrant", description="Is a medical VLM's answer consistent, and does it look at the image?")
+    from quadrant import __version__
+
+    parser.add_argument("--version", action="version", version=f"quadrant {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     for name in _SUBCOMMANDS:
         importlib.import_module(f"quadrant.cli.{name}").register(subparsers)
