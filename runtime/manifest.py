@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import ManifestError, ParaphraseError
-from .paraphrases import Phrasing
+from .paraphrases import Phrasing, phrasings_from_json
 
 REQUIRED = ("image", "question")
 _LABELS = {"yes": "yes", "no": "no", "1": "yes", "0": "no", "1.0": "yes", "0.0": "no", "true": "yes",
@@ -95,6 +95,7 @@ def _row(path: Path, number: int, record: dict) -> ManifestRow:
 
 
 def _paraphrases(where: str, value) -> tuple[Phrasing, ...] | None:
+    """The optional `paraphrases` cell: a JSON list (a string in CSV, a list in JSONL), or empty."""
     if value is None or (isinstance(value, str) and not value.strip()):
         return None
     if isinstance(value, str):
@@ -102,34 +103,7 @@ def _paraphrases(where: str, value) -> tuple[Phrasing, ...] | None:
             value = json.loads(value)
         except json.JSONDecodeError as exc:
             raise ManifestError(f"{where}: paraphrases must be a JSON list ({exc.msg})") from exc
-    if not isinstance(value, list):
-        raise ManifestError(f"{where}: paraphrases must be a JSON list")
-    result = []
-    for item in value:
-        if isinstance(item, str):
-            result.append(Phrasing(item))
-        elif isinstance(item, dict) and isinstance(item.get("text"), str):
-            inverted = item.get("inverted", False)
-            if not isinstance(inverted, bool):
-                raise ManifestError(f"{where}: 'inverted' must be true or false")
-            result.append(Phrasing(item["text"], inverted))
-        else:
-            raise ManifestError(f"{where}: each paraphrase must be a string or {{\"text\": ..., \"inverted\": ...}}")
-    return tuple(result) or None
-
-
-def write_manifest_csv(path: str | Path, rows: list[dict]) -> Path:
-    """Write manifest rows (dicts with at least image and question) as CSV, columns in a stable order."""
-    path = Path(path)
-    columns = list(REQUIRED) + ["label", "study_id"]
-    for row in rows:
-        columns += [k for k in row if k not in columns]
-    with open(path, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=columns)
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: ("" if row.get(k) is None else row[k]) for k in columns})
-    return path
-
-
-__all__ = ["ManifestRow", "read_manifest", "write_manifest_csv", "ParaphraseError"]
+    try:
+        return tuple(phrasings_from_json(value, source=f"{where}: paraphrases")) or None
+    except ParaphraseError as exc:
+        raise ManifestError(str(exc)) from exc

@@ -1,0 +1,56 @@
+"""Manifests: CSV and JSONL in SPEC's format, paths relative to the manifest, and a clear error per bad row."""
+
+import json
+
+import pytest
+
+from quadrant.errors import ManifestError
+from quadrant.manifest import read_manifest
+
+
+def test_csv_and_jsonl_read_the_same(tmp_path):
+    (tmp_path / "csv").mkdir()
+    (tmp_path / "csv" / "m.csv").write_text(
+        'image,question,label,paraphrases,study_id,finding\n'
+        'a.png,Is there a nodule?,1,"[""Any nodule?"", {""text"": ""Can a nodule be ruled out?"", ""inverted"": true}]",s1,nodule\n'
+        '/abs/b.png,Is there a pneumothorax?,,,,\n'
+    )
+    rows = read_manifest(tmp_path / "csv" / "m.csv")
+    assert rows[0].image == tmp_path / "csv" / "a.png" and rows[0].label == "yes" and rows[0].study_id == "s1"
+    assert [p.inverted for p in rows[0].paraphrases] == [False, True]
+    assert rows[0].extra == {"finding": "nodule"}
+    assert str(rows[1].image) == "/abs/b.png" and rows[1].label is None and rows[1].paraphrases is None
+    assert rows[1].study_id == "row-3"  # stable across runs: the line number
+    lines = [{"image": "a.png", "question": "Is there a nodule?", "label": "no",
+              "paraphrases": ["Any nodule?"], "study_id": "j1"}]
+    (tmp_path / "m.jsonl").write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+    (row,) = read_manifest(tmp_path / "m.jsonl")
+    assert row.label == "no" and row.paraphrases[0].text == "Any nodule?" and row.image == tmp_path / "a.png"
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("image,label\na.png,yes\n", "lacks the column(s) question"),
+        ("image,question\n,Is there a nodule?\n", "row 2: empty image"),
+        ("image,question,label\na.png,Is there a nodule?,maybe\n", "label must be yes or no"),
+        ("image,question,paraphrases\na.png,Is there a nodule?,not json\n", "JSON list"),
+        ("image,question,paraphrases\na.png,Is there a nodule?,[3]\n", "item 1"),
+        ("image,question,study_id\na.png,Is there a nodule?,x\nb.png,Any mass?,x\n", "more than once"),
+        ("image,question\n", "no rows"),
+    ],
+)
+def test_bad_manifests_name_the_row_and_problem(tmp_path, content, message):
+    path = tmp_path / "m.csv"
+    path.write_text(content)
+    with pytest.raises(ManifestError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        read_manifest(path)
+
+
+def test_missing_manifest_and_bad_jsonl(tmp_path):
+    with pytest.raises(ManifestError, match="does not exist"):
+        read_manifest(tmp_path / "none.csv")
+    path = tmp_path / "m.jsonl"
+    path.write_text('{"image": "a.png", "question": "Is there a nodule?"}\n[1]\n')
+    with pytest.raises(ManifestError, match="line 2: expected a JSON object"):
+        read_manifest(path)
