@@ -135,3 +135,20 @@ def test_same_input_same_verdict(tiny_model, study_png, capsys):
     for verdict in (first, second):
         verdict.pop("timing_ms")
     assert first == second
+
+
+def test_a_real_dicom_chest_radiograph_end_to_end(tiny_model, capsys):
+    """RG1_UNCR from pydicom-data: a Philips CR chest, MONOCHROME1, 15-bit, read by path (no network)."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.find_spec("data_store")
+    path = Path(spec.origin).parent / "data" / "RG1_UNCR.dcm"
+    verdict = run_check_json(capsys, "--image", str(path), "--question", "Is there a pleural effusion?",
+                             "--model", tiny_model("llava"))
+    assert verdict["image"]["format"] == "DICOM"
+    assert (verdict["image"]["width"], verdict["image"]["height"]) == (1841, 1955)
+    assert len(verdict["image"]["sha256"]) == 64
+    text = json.dumps(verdict)
+    for identifier in ("CompressedSamples", "9RG1", "19400305"):  # its PatientName, PatientID, birth date
+        assert identifier not in text
