@@ -10,8 +10,10 @@ os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
 os.environ["TOKENIZERS_PARALLELISM"] = "false"
 
 import numpy as np  # noqa: E402
+import torch  # noqa: E402
 import pytest  # noqa: E402
 from PIL import Image  # noqa: E402
+from transformers import AutoModelForImageTextToText  # noqa: E402
 
 from quadrant.models.tiny import FAMILIES, build_tiny  # noqa: E402
 
@@ -43,3 +45,17 @@ def study_png(tmp_path) -> str:
 
 
 ALL_FAMILIES = FAMILIES
+LM_ONLY = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj)"
+
+
+def make_adapter(model_dir: str, out_dir) -> str:
+    """A non-zero LoRA on the language model only (the CLIP tower has q/k/v_proj too)."""
+    from peft import LoraConfig, get_peft_model
+
+    model = AutoModelForImageTextToText.from_pretrained(model_dir)
+    torch.manual_seed(3)
+    config = LoraConfig(r=4, lora_alpha=8, target_modules=LM_ONLY, init_lora_weights=False)
+    peft_model = get_peft_model(model, config)
+    peft_model.save_pretrained(out_dir)
+    return str(out_dir)
+

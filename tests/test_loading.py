@@ -11,25 +11,12 @@ from PIL import Image
 from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 from transformers import AutoModelForImageTextToText, AutoProcessor, PreTrainedTokenizerFast
 
+from conftest import make_adapter
 from quadrant.answers import find_answer_tokens
 from quadrant.cli.main import main
 from quadrant.errors import ModelNotFoundError, OptionError, UnsupportedModelError
 from quadrant.fingerprint import fingerprint
 from quadrant.loading import ModelSpec, load_model, resolve_device
-
-LM_ONLY = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj)"
-
-
-def make_adapter(model_dir: str, out_dir) -> str:
-    from peft import LoraConfig, get_peft_model
-
-    model = AutoModelForImageTextToText.from_pretrained(model_dir)
-    torch.manual_seed(3)
-    config = LoraConfig(r=4, lora_alpha=8, target_modules=LM_ONLY, init_lora_weights=False)
-    peft_model = get_peft_model(model, config)
-    peft_model.save_pretrained(out_dir)
-    return str(out_dir)
-
 
 def test_adapter_margins_match_an_unmerged_peft_forward(tiny_model, study_png, tmp_path, capsys):
     from peft import PeftModel
