@@ -80,12 +80,13 @@ class Checker:
         self.loaded = loaded
         self.backend = BACKENDS.canonical(backend)
         self.options = options
-        self.scorer: Scorer = BACKENDS.get(backend)(loaded)
         self.ablation = check_ablation(
             options.ablation or default_ablation(loaded.family.accepts_imageless),
             loaded.family.accepts_imageless,
             loaded.family.name,
         )
+        self.scorer: Scorer = BACKENDS.get(backend)(loaded)
+        self.scorer.prepare()
 
     def check(self, study: Study, question: str, paraphrases: Sequence[Phrasing] | None = None,
               label: str | None = None) -> Verdict:

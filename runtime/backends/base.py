@@ -37,6 +37,9 @@ class Scorer(ABC):
 
     name: str = "base"
 
+    def prepare(self) -> None:
+        """One-time work before the first request (a self-check, a warm-up); kept out of any check's timing."""
+
     @abstractmethod
     def margins(self, requests: Sequence[ScoreRequest]) -> list[ScoreResult]:
         """One margin per request, in the requests' order."""

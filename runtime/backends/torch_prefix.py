@@ -77,6 +77,9 @@ class PrefixSharedScorer(TorchScorer):
 
     # -- the self-check ------------------------------------------------------------------------------
 
+    def prepare(self) -> None:
+        self.prefix_ok()
+
     def prefix_ok(self) -> bool:
         """Whether the cached prefix reproduces a full forward on this model (checked once)."""
         if self._prefix_ok is None:
