@@ -25,16 +25,19 @@ from pathlib import Path
 RULES = ("flip", "margin", "either")
 QUADRANTS = ("Ideal", "Fragile", "Dangerous", "Worst")
 THRESHOLDS = (0.25, 0.5, 1.0)
+#: thresholds swept for the choice of the default reliance rule (either: flip, or |shift| >= t)
+SWEEP = (0.1, 0.2, 0.25, 0.3, 0.4, 0.5, 0.75, 1.0, 1.5, 2.0)
 
 
-def collect(preset: str, manifest: Path, batch: int = 8) -> list[dict]:
-    """One record per manifest row: label, finding, the with-image and text-only margins of every phrasing."""
+def collect(preset: str, manifest: Path, batch: int = 8, ablate_all: bool = True) -> list[dict]:
+    """One record per manifest row: label, finding, the with-image margins of every phrasing and the
+    text-only margins of every phrasing (of prompt 0 only, without `ablate_all`)."""
     from quadrant.check import Checker, CheckOptions, CheckRequest
     from quadrant.images import load_study
     from quadrant.loading import ModelSpec, load_model
 
     loaded = load_model(ModelSpec(model=preset, device="cpu"))
-    checker = Checker(loaded, "torch", CheckOptions(ablation="none", ablate_all=True))
+    checker = Checker(loaded, "torch", CheckOptions(ablation="none", ablate_all=ablate_all))
     with open(manifest, newline="", encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))
     studies: dict[str, object] = {}
@@ -56,7 +59,7 @@ def collect(preset: str, manifest: Path, batch: int = 8) -> list[dict]:
                 "texts": [p["text"] for p in v["prompts"]],
                 "inverted": [p["inverted"] for p in v["prompts"]],
                 "m_image": [p["margin"] for p in v["prompts"]],
-                "m_text": [t["margin"] for t in v["text_only_all"]],
+                "m_text": [t["margin"] for t in (v.get("text_only_all") or [v["text_only"]])],
             })
     return records
 
@@ -88,6 +91,10 @@ def summarise(records: Sequence[dict], thresholds: Sequence[float] = THRESHOLDS)
     for t in thresholds:
         rules[f"margin@{t:g}"] = fractions([s >= t for s in shift0])
         rules[f"either@{t:g}"] = fractions([f or s >= t for f, s in zip(flipped, shift0)])
+    sweep = {}
+    for t in SWEEP:
+        f = fractions([fl or s >= t for fl, s in zip(flipped, shift0)])
+        sweep[f"{t:g}"] = {"Ideal": f["Ideal"], "Dangerous": f["Dangerous"]}
     shifts = [abs(a - b) for r in records for a, b in zip(r["m_image"], r["m_text"])]
     shifts_sorted = sorted(shifts)
     per_finding_low = {
@@ -110,6 +117,7 @@ def summarise(records: Sequence[dict], thresholds: Sequence[float] = THRESHOLDS)
         "text_only_yes_rate": round(sum(r["m_text"][0] > 0 for r in records) / n, 4),
         "text_only_agreement": round(1 - sum(flipped) / n, 4),
         "fractions": rules,
+        "either_sweep": sweep,
         "margin_shift_per_prompt": {
             "n": len(shifts),
             "median": round(statistics.median(shifts_sorted), 4),
@@ -125,7 +133,7 @@ def summarise(records: Sequence[dict], thresholds: Sequence[float] = THRESHOLDS)
 
 
 def measure(presets: Sequence[str] = ("demo", "demo-shortcut"), n: int = 200, seed: int = 777,
-            workdir: str | Path | None = None) -> dict:
+            workdir: str | Path | None = None, records_out: str | Path | None = None) -> dict:
     """Generate n fresh studies (seed never used in training) and summarise every preset on them."""
     from quadrant.models.phantoms import generate_phantoms
 
@@ -136,6 +144,9 @@ def measure(presets: Sequence[str] = ("demo", "demo-shortcut"), n: int = 200, se
         for preset in presets:
             started = time.perf_counter()
             records = collect(preset, manifest)
+            if records_out:
+                with open(records_out, "a", encoding="utf-8") as fh:
+                    fh.writelines(json.dumps({"preset": preset, **r}) + "\n" for r in records)
             summary = summarise(records)
             summary["wall_s"] = round(time.perf_counter() - started, 1)
             out["presets"][preset] = summary
@@ -171,13 +182,14 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=777)
     parser.add_argument("--preset", action="append", help="default: demo and demo-shortcut")
     parser.add_argument("--out", help="write the full result as JSON here")
+    parser.add_argument("--records", help="append every sample's margins here (JSON lines)")
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
 
     torch.set_num_threads(int(os.environ.get("QUADRANT_TRAIN_THREADS", "2")))
     torch.set_flush_denormal(True)
-    result = measure(args.preset or ("demo", "demo-shortcut"), args.n, args.seed)
+    result = measure(args.preset or ("demo", "demo-shortcut"), args.n, args.seed, records_out=args.records)
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     print(json.dumps(result, indent=2))
