@@ -51,7 +51,28 @@ def find_studies(seed: int = SEED, limit: int = 5000) -> dict[str, tuple[int, di
     raise RuntimeError("not every wanted finding set occurred; raise the limit")
 
 
-def make_samples(out_dir: str | Path = SAMPLES_DIR, seed: int = SEED) -> list[Path]:
+def model_answers(out_dir: str | Path, presets=("demo", "demo-shortcut")) -> dict[str, dict[str, list[tuple]]]:
+    """What each bundled preset answers to each sample's five phantom questions, through Quadrant's checker:
+    {preset: {file: [(finding, answer, correct, quadrant), ...]}} (default reliance rule)."""
+    from quadrant.check import Checker, CheckRequest
+    from quadrant.images import load_study
+    from quadrant.loading import ModelSpec, load_model
+
+    out = Path(out_dir)
+    result: dict[str, dict[str, list[tuple]]] = {}
+    for preset in presets:
+        checker = Checker(load_model(ModelSpec(model=preset, device="cpu")), "torch")
+        result[preset] = {}
+        for stem, present, fmt in WANTED:
+            study = load_study(out / f"{stem}.{fmt}")
+            requests = [CheckRequest(study, QUESTIONS[f], label="yes" if f in present else "no") for f in FINDINGS]
+            result[preset][f"{stem}.{fmt}"] = [
+                (f, v.answer, v.correct, v.quadrant) for f, v in zip(FINDINGS, checker.check_many(requests))
+            ]
+    return result
+
+
+def make_samples(out_dir: str | Path = SAMPLES_DIR, seed: int = SEED, with_answers: bool = False) -> list[Path]:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     found = find_studies(seed)
@@ -67,11 +88,12 @@ def make_samples(out_dir: str | Path = SAMPLES_DIR, seed: int = SEED) -> list[Pa
             Image.fromarray(to_uint8(image)).save(path, format="PNG")
         written.append(path)
         rows.append((path.name, study, findings))
-    (out / "README.md").write_text(_readme(rows, seed), encoding="utf-8")
+    answers = model_answers(out) if with_answers else None
+    (out / "README.md").write_text(_readme(rows, seed, answers), encoding="utf-8")
     return written
 
 
-def _readme(rows, seed: int) -> str:
+def _readme(rows, seed: int, answers: dict | None = None) -> str:
     head = "| file | study | " + " | ".join(FINDINGS) + " |"
     lines = [
         "# Sample studies",
@@ -85,6 +107,19 @@ def _readme(rows, seed: int) -> str:
     ]
     for name, study, findings in rows:
         lines.append(f"| `{name}` | {study} | " + " | ".join("**yes**" if findings[f] else "no" for f in FINDINGS) + " |")
+    if answers:
+        from quadrant.reliance import DEFAULT_RULE, DEFAULT_THRESHOLD
+
+        lines += [
+            "",
+            "What the bundled models answer to each file's five phantom questions (answer, then the quadrant",
+            f"under the default reliance rule, `{DEFAULT_RULE}` at {DEFAULT_THRESHOLD:g}; a wrong answer is marked ✗):",
+        ]
+        for preset, per_file in answers.items():
+            lines += ["", f"`{preset}`:", "", head.replace("| study ", ""), "|---|" + "---|" * len(FINDINGS)]
+            for name, readings in per_file.items():
+                cells = [f"{a}{'' if ok else ' ✗'}, {q}" for _, a, ok, q in readings]
+                lines.append(f"| `{name}` | " + " | ".join(cells) + " |")
     lines += [
         "",
         "The DICOM file is a 16-bit CR (12 bits stored, MONOCHROME2, window over the full range) with no real",
@@ -92,9 +127,12 @@ def _readme(rows, seed: int) -> str:
         "",
         *[f"- {f}: \"{QUESTIONS[f]}\"" for f in FINDINGS],
         "",
-        "Try: `quadrant check --image models/samples/effusion.png --question \"Is there a pleural effusion?\"`",
+        "Try `quadrant check --image models/samples/cardiomegaly-effusion.png --question \"Is there a pleural",
+        "effusion?\"`, then the same with `--model demo-shortcut`. `effusion.png` is a subtle one: `demo`",
+        "misses its effusion on most phrasings (a Fragile verdict).",
         "",
-        "Regenerate (about a second): `python -m quadrant.models.make_samples --out models/samples`.",
+        "Regenerate (about a second; `--with-answers` adds the tables above, a few seconds more):",
+        "`python -m quadrant.models.make_samples --out models/samples --with-answers`.",
         "",
     ]
     return "\n".join(lines)
@@ -104,8 +142,9 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=str(SAMPLES_DIR))
     parser.add_argument("--seed", type=int, default=SEED)
+    parser.add_argument("--with-answers", action="store_true", help="add what the bundled models answer")
     args = parser.parse_args(argv)
-    for path in make_samples(args.out, args.seed):
+    for path in make_samples(args.out, args.seed, args.with_answers):
         print(path)
     return 0
 

@@ -1,20 +1,22 @@
 """Train the bundled `demo` model: a 1.9M-parameter LLaVA that reads synthetic chest phantoms.
 
-    python -m quadrant.models.train_demo --out models/demo          # about 12 minutes on 2 CPU cores
+    python -m quadrant.models.train_demo --out models/demo     # about 7 minutes on 2 CPU cores (longer
+                                                               # when other jobs share them)
 
-Two stages (what worked when end-to-end training from scratch sat at chance):
+Two stages (end-to-end training from scratch sat at chance for hundreds of steps):
 
-1. The vision tower and projector learn the five findings through a multi-label probe (attention pooling
-   per finding over the projected patch tokens, BCE), with the language model untouched.
+1. The vision tower and projector learn the five findings through a probe head (attention pooling per
+   finding over the projected patch tokens, multi-label BCE) plus, for the small or thin findings
+   (pneumothorax, nodule), a per-patch BCE on where the renderer drew them. The language model waits.
 2. End to end: each step takes 12 phantoms and asks each about all five findings in two training
    phrasings. Loss = cross-entropy of the answer token (" yes" / " no" after "ASSISTANT:") + a symmetric
-   KL between the two phrasings' yes/no distributions + 0.5 x the stage-1 BCE. Question tokens are noised
-   (10% replaced, 5% dropped) so that unseen words in a held-out phrasing do not derail the answer.
-   Learning rates 5e-4 vision / 1e-3 projector / 2e-3 language model, cosine decay.
+   KL between the two phrasings' yes/no distributions + 0.5 x the stage-1 probe loss. Question tokens
+   are noised (10% replaced, 5% dropped) so that unseen words in a held-out phrasing do not derail the
+   answer. Learning rates 5e-4 vision / 1e-3 projector / 2e-3 language model, cosine decay.
 
-The model never sees a prompt without its image: without one it has no trained answer, which is what
-Quadrant's text-only pass should find in a grounded model. Everything is seeded; the same seed and thread
-count give the same weights. The phrasings Quadrant asks at check time are held out (training.assert_held_out).
+The model never sees a prompt without its image: it is taught no answer for Quadrant's text-only pass.
+Everything is seeded; the same seed and thread count give the same weights. The phrasings Quadrant asks
+at check time are held out (training.assert_held_out). The model card is models/demo/README.md.
 """
 
 from __future__ import annotations

@@ -415,7 +415,7 @@ def logits_with_image(model, layout: PromptLayout, features: torch.Tensor, suffi
     embeds = embeds.clone()
     embeds[:, is_image] = features.to(embeds.dtype)
     out = lm(inputs_embeds=embeds, use_cache=True)
-    cache = out.past_key_values
+    cache = out.cache
     cache.batch_repeat_interleave(per_image)
     ids, mask = pad_rows(suffixes, layout.pad_id)
     p = len(layout.prefix)
@@ -525,7 +525,3 @@ def write_json(path: Path, data: dict) -> None:
 
 def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
-
-
-def cpu_threads() -> int:
-    return int(os.environ.get("QUADRANT_TRAIN_THREADS", "2"))
