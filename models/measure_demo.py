@@ -22,9 +22,11 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from quadrant.reliance import DEFAULT_THRESHOLD
+
 RULES = ("flip", "margin", "either")
 QUADRANTS = ("Ideal", "Fragile", "Dangerous", "Worst")
-THRESHOLDS = (0.25, 0.5, 1.0)
+THRESHOLDS = (0.25, DEFAULT_THRESHOLD, 0.5, 1.0)
 #: thresholds swept for the choice of the default reliance rule (either: flip, or |shift| >= t)
 SWEEP = (0.1, 0.2, 0.25, 0.3, 0.4, 0.5, 0.75, 1.0, 1.5, 2.0)
 
@@ -168,7 +170,7 @@ def table(result: dict) -> str:
     row("accuracy (all 6 phrasings)", lambda s: pct(s["accuracy_all_phrasings"]))
     row("flip rate", lambda s: pct(s["flip_rate"]))
     row("text-only answers yes", lambda s: pct(s["text_only_yes_rate"]))
-    for rule in ("flip", "margin@0.5", "either@0.5"):
+    for rule in ("flip", "either@0.5", f"either@{DEFAULT_THRESHOLD:g}"):
         row(f"Ideal / Dangerous, `{rule}`",
             lambda s, r=rule: f"{pct(s['fractions'][r]['Ideal'])} / {pct(s['fractions'][r]['Dangerous'])}")
     row("median \\|m_image - m_text\\| per prompt", lambda s: f"{s['margin_shift_per_prompt']['median']:.2f}")

@@ -17,7 +17,7 @@ from .errors import OptionError
 
 RULES = ("flip", "margin", "either")
 DEFAULT_RULE = "either"
-DEFAULT_THRESHOLD = 0.5
+DEFAULT_THRESHOLD = 0.4
 QUADRANTS = ("Ideal", "Fragile", "Dangerous", "Worst")
 
 

@@ -125,7 +125,7 @@ def test_verdict_has_every_schema_v1_key(tiny_model, study_png, capsys):
     for key in ("sha256", "width", "height", "format"):
         assert key in verdict["image"]
     assert verdict["correct"] == (verdict["answer"] == "yes")
-    assert verdict["reliance"] == {"rule": "either", "threshold": 0.5}
+    assert verdict["reliance"] == {"rule": "either", "threshold": 0.4}
 
 
 def test_same_input_same_verdict(tiny_model, study_png, capsys):

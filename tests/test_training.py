@@ -25,6 +25,7 @@ from quadrant.models.phantoms import FINDINGS, QUESTIONS
 from quadrant.models.presets import MODELS_DIR
 from quadrant.models.train_demo import DemoRecipe, train_demo
 from quadrant.models.train_shortcut import TARGET_MODULES, ShortcutRecipe, train_shortcut
+from quadrant.reliance import DEFAULT_THRESHOLD
 
 DEMO = MODELS_DIR / "demo"
 SHORTCUT = MODELS_DIR / "demo-shortcut"
@@ -181,7 +182,7 @@ def test_committed_demo_reads_the_image(fresh_verdicts):
     demo = summarise(fresh_verdicts["demo"])
     assert demo["n"] == 200
     assert demo["accuracy"] >= MIN_DEMO_ACCURACY, demo["accuracy_by_finding"]
-    assert demo["fractions"]["either@0.5"]["Ideal"] >= 0.6
+    assert demo["fractions"][f"either@{DEFAULT_THRESHOLD:g}"]["Ideal"] >= 0.6
     assert demo["margin_shift_per_prompt"]["median"] >= 0.5
 
 
@@ -191,5 +192,5 @@ def test_committed_shortcut_is_consistent_but_blind(fresh_verdicts):
     demo, shortcut = (summarise(fresh_verdicts[p]) for p in ("demo", "demo-shortcut"))
     assert shortcut["flip_rate"] <= max(demo["flip_rate"] / 2, 0.02)
     assert shortcut["fractions"]["flip"]["Dangerous"] >= 0.8
-    assert shortcut["fractions"]["either@0.5"]["Dangerous"] >= 0.8
+    assert shortcut["fractions"][f"either@{DEFAULT_THRESHOLD:g}"]["Dangerous"] >= 0.8
     assert shortcut["margin_shift_per_prompt"]["median"] < 0.5
