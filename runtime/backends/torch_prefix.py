@@ -1,20 +1,22 @@
-"""The fast path: the image and everything before the question run once per study, and all phrasings run
-as one batch on that prefix's KV cache (SPEC, Performance).
+"""The fast path: a whole check in two forwards, exact to fp32 rounding (SPEC, Performance).
 
-The shared prefix is the longest common prefix of the tokenized with-image prompts, found on token ids
-(tokenizing a prefix string on its own can merge differently at the boundary). Studies whose prefixes
-have the same length share one prefix call, so a dataset batch costs one vision pass per study and two
-forwards in all. Families whose image attention is not causal (PaliGemma's prefix-LM) encode the image
-once and run one batched full forward instead; a self-check on first use compares the cached path with a
-full forward and falls back to the batched path above 1e-4, because attention semantics cannot be seen
-from outside.
+1. The prefix pass: the image and everything before the question, once per study. The shared prefix is
+   the longest common prefix of the tokenized with-image prompts, found on token ids (tokenizing a prefix
+   string on its own can merge differently at the boundary); studies whose prefixes have the same length
+   share this call, so a dataset batch costs one vision pass per study.
+2. The suffix pass, on the prefix's KV cache: every phrasing's remaining tokens laid end to end in its
+   study's row, under a block mask, plus the text-only prompts, each attending to itself alone.
+
+Families whose image attention is not causal (PaliGemma's prefix-LM) run one batched full forward instead.
+A self-check when the scorer is prepared compares both passes with full forwards and falls back to the
+batched path above 1e-4 (fp32), because attention semantics cannot be seen from outside.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -31,6 +33,7 @@ log = logging.getLogger(__name__)
 SELF_CHECK_TOLERANCE = {torch.float32: 1e-4}
 HALF_PRECISION_TOLERANCE = 5e-2
 PREFIX = "prefix-shared"
+PACKED = "packed"  # a text-only prompt scored inside the suffix pass, attending to itself alone
 BATCHED = "batched"
 
 
@@ -52,28 +55,46 @@ class PrefixSharedScorer(TorchScorer):
 
     def __init__(self, loaded, max_batch: int = 32):
         super().__init__(loaded, max_batch=max_batch)
-        self._prefix_ok: bool | None = None  # decided by the self-check on first use
+        self._prefix_ok: bool | None = None  # decided by the self-check in prepare()
 
     def margins(self, requests: Sequence[ScoreRequest]) -> list[ScoreResult]:
         results: list[ScoreResult | None] = [None] * len(requests)
         groups = group_by_image(requests)
         text_only = groups.pop(None, [])
-        for chunk in _chunks(text_only, self.max_batch):
-            margins = self.full_forward_margins([requests[i].rendered for i in chunk], None)
-            for index, margin in zip(chunk, margins):
-                results[index] = ScoreResult(margin=margin, path=BATCHED)
         use_prefix = self.prefix_ok()
         studies = [
             self._tokenize_study(requests, chunk, use_prefix)
             for indices in groups.values()
             for chunk in _chunks(indices, self.max_batch)
         ]
-        for batch in self._batches(studies, by_prefix=use_prefix):
-            margins = self._prefix_margins(batch) if use_prefix else self._batched_margins(batch)
-            path = PREFIX if use_prefix else BATCHED
-            for index, margin in zip([i for s in batch for i in s.indices], margins):
+        batches = list(self._batches(studies, by_prefix=use_prefix))
+        if use_prefix and batches:
+            # text-only prompts ride along in the suffix pass, each seeing only itself
+            shares = _split(self._tokenize_text_only(requests, text_only), len(batches))
+        else:
+            shares = [[] for _ in batches]
+            for chunk in _chunks(text_only, self.max_batch):
+                margins = self.full_forward_margins([requests[i].rendered for i in chunk], None)
+                for index, margin in zip(chunk, margins):
+                    results[index] = ScoreResult(margin=margin, path=BATCHED)
+        for batch, share in zip(batches, shares):
+            if use_prefix:
+                margins = self._prefix_margins(batch, [ids for _, ids in share])
+                paths = [PREFIX] * (len(margins) - len(share)) + [PACKED] * len(share)
+            else:
+                margins = self._batched_margins(batch)
+                paths = [BATCHED] * len(margins)
+            indices = [i for s in batch for i in s.indices] + [i for i, _ in share]
+            for index, margin, path in zip(indices, margins, paths):
                 results[index] = ScoreResult(margin=margin, path=path)
         return results
+
+    def _tokenize_text_only(self, requests: Sequence[ScoreRequest], indices: list[int]) -> list[tuple[int, list[int]]]:
+        if not indices:
+            return []
+        inputs = self.loaded.family.encode(self.loaded.processor, [requests[i].rendered for i in indices], None)
+        lengths = inputs["attention_mask"].sum(dim=1).tolist()
+        return [(i, inputs["input_ids"][row, :n].tolist()) for row, (i, n) in enumerate(zip(indices, lengths))]
 
     # -- the self-check ------------------------------------------------------------------------------
 
@@ -94,11 +115,18 @@ class PrefixSharedScorer(TorchScorer):
         rendered = [
             family.render(processor, self.loaded.wrap(t), True, self.loaded.chat_template) for t in texts
         ]
-        study = self._tokenize_study([ScoreRequest(r, image) for r in rendered], [0, 1], for_prefix=True)
+        requests = [ScoreRequest(r, image) for r in rendered]
+        if family.accepts_imageless:
+            requests.append(ScoreRequest(family.render(processor, self.loaded.wrap(texts[0]), False,
+                                                       self.loaded.chat_template), None))
+        study = self._tokenize_study(requests, [0, 1], for_prefix=True)
         if study.prefix_len < 1:
             return False
-        cached = self._prefix_margins([study])
+        text_only = [ids for _, ids in self._tokenize_text_only(requests, list(range(2, len(requests))))]
+        cached = self._prefix_margins([study], text_only)
         full = self.full_forward_margins(rendered, [image, image])
+        if text_only:
+            full += self.full_forward_margins([requests[2].rendered], None)
         error = max(abs(a - b) for a, b in zip(cached, full))
         if error > SELF_CHECK_TOLERANCE.get(self.loaded.dtype, HALF_PRECISION_TOLERANCE):
             log.warning("prefix cache is off by %.2g on this model; using batched full forwards", error)
@@ -136,7 +164,7 @@ class PrefixSharedScorer(TorchScorer):
         return prefix_len
 
     def _batches(self, studies: list[_Study], by_prefix: bool):
-        """Studies packed into batches of at most max_batch rows; with the cache, equal prefix lengths."""
+        """Studies in batches of at most max_batch prompts; with the cache, of equal prefix lengths."""
         if by_prefix:
             studies = sorted(studies, key=lambda s: s.prefix_len)
         batch: list[_Study] = []
@@ -155,42 +183,47 @@ class PrefixSharedScorer(TorchScorer):
     # -- the two computations ------------------------------------------------------------------------
 
     @torch.inference_mode()
-    def _prefix_margins(self, batch: list[_Study]) -> list[float]:
-        """One prefix forward for the batch's studies, then one forward over every suffix on its cache."""
-        model, family = self.loaded.model, self.loaded.family
+    def _prefix_margins(self, batch: list[_Study], standalone: list[list[int]]) -> list[float]:
+        """One prefix forward for the batch's studies, then one forward over all their suffixes, packed.
+
+        Each study's suffixes are laid end to end in one row after its prefix, with a block mask (each
+        suffix sees the prefix and itself, causally) and positions restarting at the prefix length. The
+        arithmetic is that of one row per suffix, but the cache is neither copied nor repeated and no
+        compute goes to padding, which is most of what the suffix pass would otherwise cost. Standalone
+        sequences (text-only prompts) are packed in too, seeing neither the prefix nor each other, at
+        positions from 0: a whole forward saved. Margins come back suffixes first, then standalone ones.
+        """
+        model = self.loaded.model
         prefix_len = batch[0].prefix_len
-        prefix_inputs = {
+        cache = model(**self._prefix_inputs(batch, prefix_len), use_cache=True, logits_to_keep=1).past_key_values
+        packed = [_pack_suffixes(s, prefix_len, row) for row, s in enumerate(batch)]
+        placed = [_shortest(packed).add(ids, sees_prefix=False) for ids in standalone]
+        width = max(len(p.ids) for p in packed)
+        device, dtype = self.loaded.device, self.loaded.dtype
+        input_ids = torch.stack([p.padded_ids(width) for p in packed]).to(device)
+        position_ids = torch.stack([p.padded_positions(width, prefix_len) for p in packed]).to(device)
+        mask = torch.stack([p.mask(width, prefix_len, dtype) for p in packed]).to(device)
+        logits = model(input_ids=input_ids, position_ids=position_ids, attention_mask=mask, cache=cache,
+                       use_cache=True).logits
+        answer_at = [(i, end) for i, p in enumerate(packed) for end in p.ends[: p.attached]] + placed
+        rows, ends = (torch.tensor(column, device=device) for column in zip(*answer_at))
+        return margins_from_logits(logits[rows, ends], self.loaded.answer_tokens).tolist()
+
+    def _prefix_inputs(self, batch: list[_Study], prefix_len: int) -> dict[str, torch.Tensor]:
+        """The shared prefix of each study, with its image tensors, stacked across studies."""
+        family = self.loaded.family
+        inputs = {
             "input_ids": torch.cat([s.inputs["input_ids"][:1, :prefix_len] for s in batch]),
             "attention_mask": torch.cat([s.inputs["attention_mask"][:1, :prefix_len] for s in batch]),
         }
         for key in family.forward_keys:
-            if key in ("input_ids", "attention_mask") or key not in batch[0].inputs:
+            if key in inputs or key not in batch[0].inputs:
                 continue
             per_study = [s.inputs[key][:1] for s in batch]
             if key in family.prefix_keys:
                 per_study = [t[:, :prefix_len] for t in per_study]
-            prefix_inputs[key] = torch.cat(per_study)
-        cache = model(**prefix_inputs, use_cache=True, logits_to_keep=1).past_key_values
-        repeats = torch.tensor([len(s.indices) for s in batch], device=self.loaded.device)
-        cache.batch_select_indices(torch.repeat_interleave(torch.arange(len(batch), device=repeats.device), repeats))
-
-        suffix_width = max(int(s.lengths.max()) for s in batch) - prefix_len
-        suffix_inputs = {
-            "input_ids": _stack_suffixes(batch, "input_ids", prefix_len, suffix_width, pad=0),
-            "attention_mask": torch.cat(
-                [
-                    torch.ones(int(repeats.sum()), prefix_len, dtype=torch.long, device=self.loaded.device),
-                    _stack_suffixes(batch, "attention_mask", prefix_len, suffix_width, pad=0),
-                ],
-                dim=1,
-            ),
-        }
-        for key in family.prefix_keys:
-            suffix_inputs[key] = _stack_suffixes(batch, key, prefix_len, suffix_width, pad=0)
-        logits = model(**suffix_inputs, cache=cache, use_cache=True).logits
-        last = torch.cat([s.lengths for s in batch]) - 1 - prefix_len
-        rows = torch.arange(logits.shape[0], device=logits.device)
-        return margins_from_logits(logits[rows, last], self.loaded.answer_tokens).tolist()
+            inputs[key] = torch.cat(per_study)
+        return inputs
 
     @torch.inference_mode()
     def _batched_margins(self, batch: list[_Study]) -> list[float]:
@@ -202,16 +235,72 @@ class PrefixSharedScorer(TorchScorer):
         return margins
 
 
-def _stack_suffixes(batch: list[_Study], key: str, start: int, width: int, pad: int) -> torch.Tensor:
-    """Every row's tokens from `start` on, right-padded to `width`, all studies stacked."""
-    rows = []
-    for study in batch:
-        part = study.inputs[key][:, start : start + width]
-        if part.shape[1] < width:
-            filler = torch.full((part.shape[0], width - part.shape[1]), pad, dtype=part.dtype, device=part.device)
-            part = torch.cat([part, filler], dim=1)
-        rows.append(part)
-    return torch.cat(rows)
+@dataclass
+class _Packed:
+    """One row of the packed suffix pass: sequences laid end to end, which sequence each token belongs
+    to, its position within that sequence, whether it sees the prefix, and where each sequence ends."""
+
+    row: int
+    ids: list[int] = field(default_factory=list)
+    segment: list[int] = field(default_factory=list)
+    offset: list[int] = field(default_factory=list)
+    sees_prefix: list[bool] = field(default_factory=list)
+    ends: list[int] = field(default_factory=list)
+    attached: int = 0  # the first `attached` sequences are suffixes of the prefix
+
+    def add(self, ids: list[int], sees_prefix: bool) -> tuple[int, int]:
+        """Append one sequence; returns (row, position of its last token): where its answer is read."""
+        segment = len(self.ends)
+        self.ids += ids
+        self.segment += [segment] * len(ids)
+        self.offset += list(range(len(ids)))
+        self.sees_prefix += [sees_prefix] * len(ids)
+        self.ends.append(len(self.ids) - 1)
+        self.attached += sees_prefix
+        return self.row, self.ends[-1]
+
+    def padded_ids(self, width: int) -> torch.Tensor:
+        return torch.tensor(self.ids + [0] * (width - len(self.ids)))
+
+    def padded_positions(self, width: int, prefix_len: int) -> torch.Tensor:
+        positions = [o + (prefix_len if p else 0) for o, p in zip(self.offset, self.sees_prefix)]
+        return torch.tensor(positions + [prefix_len] * (width - len(self.ids)))
+
+    def mask(self, width: int, prefix_len: int, dtype: torch.dtype) -> torch.Tensor:
+        """Additive [1, width, prefix_len + width] mask: a token sees the earlier tokens of its own
+        sequence, and the prefix if it is a suffix; padding sees the prefix (an all-hidden row gives NaN)."""
+        pad = width - len(self.ids)
+        segment = torch.tensor(self.segment + [-1] * pad)
+        offset = torch.tensor(self.offset + [0] * pad)
+        sees_prefix = torch.tensor(self.sees_prefix + [True] * pad)
+        same = (segment[:, None] == segment[None, :]) & (segment[:, None] >= 0)
+        causal = offset[None, :] <= offset[:, None]
+        visible = torch.cat([sees_prefix[:, None].expand(width, prefix_len), same & causal], dim=1)
+        mask = torch.zeros(visible.shape, dtype=dtype)
+        mask.masked_fill_(~visible, torch.finfo(dtype).min)
+        return mask[None]
+
+
+def _pack_suffixes(study: _Study, prefix_len: int, row: int) -> _Packed:
+    packed = _Packed(row=row)
+    for index, length in enumerate(study.lengths.tolist()):
+        packed.add(study.inputs["input_ids"][index, prefix_len:length].tolist(), sees_prefix=True)
+    return packed
+
+
+def _shortest(rows: list[_Packed]) -> _Packed:
+    return min(rows, key=lambda r: len(r.ids))
+
+
+def _split(items: list, parts: int) -> list[list]:
+    """items in `parts` contiguous, nearly equal shares."""
+    size, extra = divmod(len(items), parts)
+    shares, start = [], 0
+    for part in range(parts):
+        end = start + size + (part < extra)
+        shares.append(items[start:end])
+        start = end
+    return shares
 
 
 def _chunks(items: list[int], size: int):

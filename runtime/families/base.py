@@ -63,7 +63,7 @@ class Family:
         tokenizer = processor.tokenizer
         bos = getattr(tokenizer, "bos_token", None)
         add_special = not (bos and all(r.startswith(bos) for r in rendered))
-        raw = [tokenizer(r, add_special_tokens=add_special)["input_ids"] for r in rendered]
+        raw = tokenizer(list(rendered), add_special_tokens=add_special)["input_ids"]
         expanded = first["input_ids"][0].tolist()
         placeholder = self.placeholder_id(tokenizer)
         if placeholder is None or raw[0].count(placeholder) != 1 or any(r.count(placeholder) != 1 for r in raw):
@@ -71,12 +71,11 @@ class Family:
         at = raw[0].index(placeholder)
         span = len(expanded) - len(raw[0]) + 1
         expansion = expanded[at : at + span]
-        special = set(tokenizer.all_special_ids) | set(tokenizer.added_tokens_decoder)
         exact = (
             span >= 1
             and expanded[:at] == raw[0][:at]
             and expanded[at + span :] == raw[0][at + 1 :]
-            and expansion[-1] in special
+            and expansion[-1] in tokenizer.added_tokens_decoder  # special and added tokens alike
             and all(r.index(placeholder) == at and r[:at] == raw[0][:at] for r in raw)
         )
         if not exact:
