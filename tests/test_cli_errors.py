@@ -4,7 +4,6 @@ console script as a separate process, exactly as a user would."""
 
 from __future__ import annotations
 
-import importlib.util
 import struct
 import subprocess
 import sys
