@@ -68,6 +68,12 @@ class MissingDependencyError(QuadrantError, ImportError):
     """An optional dependency is missing; the message names the pip extra that provides it."""
 
 
+def one_line(exc: BaseException, limit: int = 200) -> str:
+    """A foreign exception's text squeezed onto one short line, for the reason part of a message."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def require(module: str, extra: str):
     """Import an optional dependency at the edge where it is needed, naming the extra when it is absent."""
     import importlib

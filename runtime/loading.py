@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from .answers import AnswerTokens, find_answer_tokens
-from .errors import ModelError, ModelNotFoundError, OptionError
+from .errors import ModelError, ModelNotFoundError, OptionError, one_line
 from .families import Family, family_for_config
 from .fingerprint import fingerprint
 
@@ -124,7 +124,7 @@ def load_model(spec: ModelSpec = ModelSpec()) -> LoadedModel:
     except OSError as exc:
         raise ModelNotFoundError(
             f"cannot load model {source!r}: not a preset, a model directory, or a hub id available offline"
-            f"{_preset_hint(source)} ({_first_line(exc)})"
+            f"{_preset_hint(source)} ({one_line(exc)})"
         ) from exc
     if adapter is not None:
         model = _apply_adapter(model, adapter)
@@ -152,7 +152,7 @@ def _apply_adapter(model, adapter: str):
     try:
         return peft.PeftModel.from_pretrained(model, adapter).merge_and_unload()
     except (ValueError, KeyError, RuntimeError) as exc:
-        raise ModelError(f"adapter {adapter} does not fit this model: {_first_line(exc)}") from exc
+        raise ModelError(f"adapter {adapter} does not fit this model: {one_line(exc)}") from exc
 
 
 def _local_dir(source: str) -> Path:
@@ -172,8 +172,3 @@ def _preset_hint(name: str) -> str:
 
     close = difflib.get_close_matches(name.lower(), PRESETS.names(), n=1)
     return f"; did you mean the preset {close[0]!r}?" if close else f"; presets: {', '.join(PRESETS.names())}"
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__

@@ -11,7 +11,7 @@ import os
 import sys
 import warnings
 
-from ..errors import QuadrantError
+from ..errors import QuadrantError, one_line
 
 EXIT_OK, EXIT_RULE, EXIT_INPUT, EXIT_INTERNAL = 0, 1, 2, 3
 _SUBCOMMANDS = ("check", "evaluate", "compare", "bench", "phantoms", "export")
@@ -67,8 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # the last line of defence: no traceback for a user, unless asked
         if os.environ.get("QUADRANT_DEBUG"):
             raise
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        print(f"quadrant {args.command}: unexpected error: {type(exc).__name__}: {message} "
+        print(f"quadrant {args.command}: unexpected error: {type(exc).__name__}: {one_line(exc)} "
               "(set QUADRANT_DEBUG=1 for the traceback)", file=sys.stderr)
         return EXIT_INTERNAL
 

@@ -78,9 +78,3 @@ def data_range(values: np.ndarray) -> tuple[float, float]:
 def gray_to_rgb(gray: np.ndarray) -> Image.Image:
     """An 8-bit grayscale array as an RGB image, the only mode image processors are guaranteed to take."""
     return Image.fromarray(np.ascontiguousarray(gray, dtype=np.uint8)).convert("RGB")
-
-
-def one_line(exc: BaseException, limit: int = 200) -> str:
-    """A foreign exception's text squeezed onto one short line, for the reason part of a message."""
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image
 
-from ..errors import StudyError
-from .base import Decoded, Reader, check_dimensions, data_range, gray_to_rgb, one_line, window_to_uint8
+from ..errors import StudyError, one_line
+from .base import Decoded, Reader, check_dimensions, data_range, gray_to_rgb, window_to_uint8
 
 if TYPE_CHECKING:
     import pydicom

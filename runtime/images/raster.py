@@ -13,8 +13,8 @@ import warnings
 import numpy as np
 from PIL import Image, ImageOps
 
-from ..errors import StudyError
-from .base import Decoded, Reader, check_dimensions, data_range, gray_to_rgb, one_line, window_to_uint8
+from ..errors import StudyError, one_line
+from .base import Decoded, Reader, check_dimensions, data_range, gray_to_rgb, window_to_uint8
 
 #: the Pillow formats a study may come in; anything else is "not an image" to Quadrant
 FORMATS = ("PNG", "JPEG", "TIFF", "BMP", "GIF", "WEBP", "PPM", "JPEG2000")
