@@ -1,9 +1,17 @@
 """A model's fingerprint: one hash over its weight files and its adapter's, so two verdicts can be told
-apart by the exact weights that produced them (SPEC, Verdict JSON `model.fingerprint`)."""
+apart by the exact weights that produced them (SPEC, Verdict JSON `model.fingerprint`).
+
+Hashing a 4B model's 8 GB of weights takes tens of seconds, on every load; so each file's digest is
+remembered in a small JSON cache keyed by its path, size and modification time, and recomputed only when
+one of those changes.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import json
+import os
+import tempfile
 from pathlib import Path
 
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".onnx", ".data")
@@ -15,19 +23,69 @@ def weight_files(directory: Path) -> list[Path]:
     return sorted(p for p in directory.rglob("*") if p.is_file() and p.name.endswith(_WEIGHT_SUFFIXES))
 
 
-def fingerprint(*directories: Path | None) -> str:
-    """sha256 over (relative name, bytes) of every weight file of the given directories, in order.
+def fingerprint(*directories: Path | str | None) -> str:
+    """sha256 over (relative name, file digest) of every weight file of the given directories, in order.
 
-    Names are hashed with the bytes so that swapping two shards changes the fingerprint; the directories'
-    own paths are not, so a copied model keeps its fingerprint.
+    Names are hashed with the contents so that swapping two shards changes the fingerprint; the
+    directories' own paths are not, so a copied model keeps its fingerprint.
     """
+    cache = _DigestCache.load()
     digest = hashlib.sha256()
     for index, directory in enumerate(directories):
         if directory is None:
             continue
-        for path in weight_files(Path(directory)):
-            digest.update(f"{index}:{path.relative_to(directory).as_posix()}\0".encode())
-            with open(path, "rb") as handle:
-                while chunk := handle.read(_CHUNK):
-                    digest.update(chunk)
+        directory = Path(directory)
+        for path in weight_files(directory):
+            digest.update(f"{index}:{path.relative_to(directory).as_posix()}:{cache.digest(path)}\0".encode())
+    cache.save()
     return "sha256:" + digest.hexdigest()
+
+
+def file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class _DigestCache:
+    """File digests by (path, size, mtime); a cache that cannot be read or written is simply not used."""
+
+    def __init__(self, path: Path, entries: dict[str, list]):
+        self.path = path
+        self.entries = entries
+        self.changed = False
+
+    @classmethod
+    def load(cls) -> "_DigestCache":
+        root = os.environ.get("QUADRANT_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "quadrant")
+        path = Path(root) / "fingerprints.json"
+        try:
+            entries = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            entries = {}
+        return cls(path, entries if isinstance(entries, dict) else {})
+
+    def digest(self, path: Path) -> str:
+        stat = path.stat()
+        key = str(path.resolve())
+        stamp = [stat.st_size, stat.st_mtime_ns]
+        entry = self.entries.get(key)
+        if isinstance(entry, list) and len(entry) == 3 and entry[:2] == stamp:
+            return entry[2]
+        value = file_digest(path)
+        self.entries[key] = stamp + [value]
+        self.changed = True
+        return value
+
+    def save(self) -> None:
+        if not self.changed:
+            return
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile("w", dir=self.path.parent, delete=False, suffix=".tmp") as handle:
+                json.dump(self.entries, handle)
+            os.replace(handle.name, self.path)
+        except OSError:
+            pass  # a read-only home: fingerprints are still right, only slower next time

@@ -93,3 +93,23 @@ def test_generate_and_parse_mode_runs_end_to_end(tiny_model, study_png, capsys):
         assert prompt["margin"] is None and isinstance(prompt["generated"], str)
         assert prompt["answer"] in ("yes", "no", "unclear")
     assert verdict["quadrant"] in ("Ideal", "Fragile", "Dangerous", "Worst")
+
+
+def test_fingerprint_cache_notices_a_changed_file(tiny_model, tmp_path, monkeypatch):
+    """Digests are cached by path, size and mtime: an edit in place must still change the fingerprint."""
+    import os
+
+    monkeypatch.setenv("QUADRANT_CACHE", str(tmp_path / "cache"))
+    model = shutil.copytree(tiny_model("llava"), tmp_path / "model")
+    first = fingerprint(model)
+    assert (tmp_path / "cache" / "fingerprints.json").exists()
+    assert fingerprint(model) == first  # served from the cache
+    weights = next(model.glob("*.safetensors"))
+    stat = weights.stat()
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 1
+    weights.write_bytes(bytes(data))
+    os.utime(weights, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1))
+    assert fingerprint(model) != first
+    (tmp_path / "cache" / "fingerprints.json").write_text("not json")
+    assert fingerprint(model) != first  # a corrupt cache is ignored, not trusted
