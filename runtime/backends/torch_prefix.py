@@ -227,10 +227,13 @@ class PrefixSharedScorer(TorchScorer):
 
     @torch.inference_mode()
     def _batched_margins(self, batch: list[_Study]) -> list[float]:
-        """Each study's prompts as one padded full forward (exact for every family)."""
+        """Each study's prompts as one padded full forward (exact for every family), the image encoded
+        once where the family allows."""
+        model, family = self.loaded.model, self.loaded.family
         margins: list[float] = []
         for study in batch:
-            logits = self.loaded.model(**study.inputs).logits
+            inputs = family.with_shared_image(model, study.inputs) or study.inputs
+            logits = model(**inputs).logits
             margins += self.last_token_margins(logits, study.lengths - 1)
         return margins
 

@@ -90,6 +90,11 @@ class Family:
             return None  # per-token tensors (token_type_ids) would need splicing too
         return {"input_ids": input_ids, "attention_mask": attention_mask, **images_only}
 
+    def with_shared_image(self, model, inputs: dict) -> dict | None:
+        """Forward inputs for rows that all show one image, with the image encoded once instead of per
+        row; None where the family does not support it (the rows then carry the pixels themselves)."""
+        return None
+
     def placeholder_id(self, tokenizer) -> int | None:
         """The token id of the image placeholder as the rendered template writes it."""
         token = getattr(tokenizer, "image_token", None) or "<image>"

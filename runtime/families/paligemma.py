@@ -1,10 +1,12 @@
 """PaliGemma: no chat template (the processor itself builds `<image>*N<bos>prompt\\n`), no prompt without an
 image, and prefix-LM attention: image and question attend to each other, so a cached image prefix is not
-exact and the backend runs one batched full forward instead."""
+exact and the backend runs one batched full forward instead, with the image encoded once for all rows."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+
+from transformers.modeling_outputs import BaseModelOutputWithPooling
 
 from ..errors import UnsupportedModelError
 from .base import Family
@@ -25,3 +27,12 @@ class PaliGemmaFamily(Family):
             raise UnsupportedModelError("PaliGemma cannot score a prompt without an image: use --ablation blank")
         encoded = processor(text=list(rendered), images=list(images), return_tensors="pt", padding=True)
         return {k: v for k, v in encoded.items() if k in self.forward_keys}
+
+    def with_shared_image(self, model, inputs: dict) -> dict:
+        """Encode the first row's pixels once and hand every row the same features (the model's own
+        `mm_encoder_outputs` input), so the vision tower runs once per study rather than once per row."""
+        rows = inputs["input_ids"].shape[0]
+        features = model.model.get_image_features(inputs["pixel_values"][:1]).pooler_output
+        shared = BaseModelOutputWithPooling(pooler_output=features.expand(rows, -1, -1))
+        rest = {k: v for k, v in inputs.items() if k != "pixel_values"}
+        return {**rest, "mm_encoder_outputs": {"image": shared}}
