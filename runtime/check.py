@@ -119,6 +119,11 @@ class Checker:
         }
         return [_with_timing(v, timing) for v in verdicts]
 
+    def validate(self, request: CheckRequest) -> None:
+        """Raise the InputError this request would raise, without scoring it (so a dataset can set a bad
+        row aside instead of losing its batch)."""
+        self._prepare(request)
+
     # -- preprocess ----------------------------------------------------------------------------------
 
     def _prepare(self, request: CheckRequest) -> _Prepared:

@@ -1,8 +1,9 @@
 """Evaluating a whole dataset: every manifest row checked, appended to samples.jsonl as it finishes.
 
 Resumable by construction: a finished sample is one flushed and fsynced line with its study_id, and a rerun
-skips the ids already there (a half-written last line from a kill is dropped and redone). Rows whose
-study cannot be read go to errors.jsonl with the message, never into the metrics, and never stop the run.
+skips the ids already there (a half-written last line from a kill is dropped and redone). Rows that cannot
+be checked (an unreadable study, a question that is not yes/no) go to errors.jsonl with the message, never
+into the metrics, and never stop the run.
 """
 
 from __future__ import annotations
@@ -126,10 +127,12 @@ def evaluate(
 
 def _request(checker: Checker, row: ManifestRow, swap_path: Path) -> CheckRequest:
     swap = load_study(swap_path).image if checker.ablation == "swap" else None
-    return CheckRequest(
+    request = CheckRequest(
         study=load_study(row.image), question=row.question, paraphrases=row.paraphrases, label=row.label,
         study_id=row.study_id, swap_image=swap, extra=row.extra,
     )
+    checker.validate(request)
+    return request
 
 
 def _failed_ids(out_dir: Path) -> set[str]:

@@ -21,14 +21,15 @@ from quadrant.metrics import auroc, pearson, wilson_interval
 QUESTIONS = ["Is there a pleural effusion?", "Is there cardiomegaly?", "Is there a pneumothorax?"]
 
 
-def make_manifest(folder: Path, n: int, broken: int | None = None) -> Path:
+def make_manifest(folder: Path, n: int, broken: int | None = None, bad_question: int | None = None) -> Path:
     (folder / "images").mkdir(parents=True, exist_ok=True)
     rows = []
     for i in range(n):
         image = f"images/{i}.png"
         if i != broken:
             write_png(folder / image, seed=100 + i)
-        rows.append({"image": image, "question": QUESTIONS[i % 3], "label": "yes" if i % 2 else "no",
+        question = "What is the cardiothoracic ratio?" if i == bad_question else QUESTIONS[i % 3]
+        rows.append({"image": image, "question": question, "label": "yes" if i % 2 else "no",
                      "study_id": f"s{i:03d}", "finding": ["effusion", "heart", "ptx"][i % 3]})
     path = folder / "manifest.csv"
     with open(path, "w", newline="") as handle:
@@ -43,7 +44,7 @@ def samples(out: Path) -> list[dict]:
 
 
 def test_evaluate_writes_samples_summary_report_and_plots(tmp_path, tiny_model, capsys):
-    manifest = make_manifest(tmp_path / "data", 6, broken=4)
+    manifest = make_manifest(tmp_path / "data", 7, broken=4, bad_question=6)
     out = tmp_path / "run"
     code = main(["evaluate", "--manifest", str(manifest), "--out", str(out), "--model", tiny_model("llava"),
                  "--quiet", "--batch-size", "4"])
@@ -52,11 +53,12 @@ def test_evaluate_writes_samples_summary_report_and_plots(tmp_path, tiny_model, 
     assert sorted(r["study_id"] for r in rows) == ["s000", "s001", "s002", "s003", "s005"]
     assert all(r["extra"]["finding"] in ("effusion", "heart", "ptx") for r in rows)
     errors = [json.loads(line) for line in (out / "errors.jsonl").read_text().splitlines()]
-    assert [e["study_id"] for e in errors] == ["s004"] and "4.png" in errors[0]["error"]
+    assert [e["study_id"] for e in errors] == ["s004", "s006"]
+    assert "4.png" in errors[0]["error"] and "yes or no" in errors[1]["error"]
     summary = json.loads((out / "summary.json").read_text())
     for key in ("n", "flip_rate", "pairwise_flip_rate", "fractions", "accuracy", "text_only_agreement"):
         assert key in summary
-    assert summary["n"] == 5 and summary["n_errors"] == 1
+    assert summary["n"] == 5 and summary["n_errors"] == 2
     assert set(summary["fractions"]) == {"Ideal", "Fragile", "Dangerous", "Worst"}
     assert sum(summary["fractions"].values()) == pytest.approx(1.0)
     assert summary["accuracy"] == pytest.approx(sum(r["correct"] for r in rows) / 5)
