@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from .errors import InputError
-from .evaluate import SUMMARY, read_samples
+from .evaluate import SUMMARY, first_sample
 from .metrics import pearson
 
 
@@ -19,8 +19,7 @@ def load_summaries(directories: list[str]) -> list[dict]:
             raise InputError(f"{directory} has no {SUMMARY}: run quadrant evaluate --out {directory} first")
         with open(path, encoding="utf-8") as handle:
             summary = json.load(handle)
-        samples = read_samples(directory)
-        model = samples[0]["model"] if samples else {}
+        model = (first_sample(directory) or {}).get("model", {})
         rows.append({"config": str(directory), "model": model.get("name"), "summary": summary})
     return rows
 

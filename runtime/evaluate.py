@@ -143,17 +143,32 @@ def _failed_ids(out_dir: Path) -> set[str]:
         return {json.loads(line)["study_id"] for line in handle if line.strip()}
 
 
-def read_samples(out_dir: str | Path) -> list[dict]:
+# what a summary does not need of a verdict: the bulk of each line (every prompt's rendered text and margins)
+_HEAVY = ("prompts", "text_only_all", "model", "image", "timing_ms")
+
+
+def read_outcomes(out_dir: str | Path) -> list[dict]:
+    """Every verdict in samples.jsonl without its per-prompt detail: what a summary needs, a few hundred
+    bytes per sample, so that summarising a large dataset does not hold every verdict whole."""
     path = Path(out_dir) / SAMPLES
     if not path.exists():
         return []
     with open(path, encoding="utf-8") as handle:
-        return [json.loads(line) for line in handle if line.strip()]
+        return [{k: v for k, v in json.loads(line).items() if k not in _HEAVY} for line in handle if line.strip()]
+
+
+def first_sample(out_dir: str | Path) -> dict | None:
+    path = Path(out_dir) / SAMPLES
+    if not path.exists():
+        return None
+    with open(path, encoding="utf-8") as handle:
+        line = handle.readline()
+    return json.loads(line) if line.strip() else None
 
 
 def write_summary(out_dir: Path, rows: Sequence[ManifestRow] | None = None) -> dict:
     """summary.json, plots and report from samples.jsonl (only rows of the manifest, when given)."""
-    samples = read_samples(out_dir)
+    samples = read_outcomes(out_dir)
     if rows is not None:
         wanted = {r.study_id for r in rows}
         samples = [s for s in samples if s["study_id"] in wanted]
