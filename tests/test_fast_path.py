@@ -93,3 +93,18 @@ def test_prefix_tokens_equal_the_processors_for_every_family(tiny_model, studies
         assert torch.equal(spliced["input_ids"], full["input_ids"])
         assert torch.equal(spliced["attention_mask"], full["attention_mask"])
         assert torch.equal(spliced["pixel_values"][0], full["pixel_values"][0])
+
+
+@pytest.mark.parametrize("family", ALL_FAMILIES)
+def test_half_precision_keeps_the_fast_path(family, tiny_model, studies):
+    """bf16, as on a GPU (run here on the CPU): the self-check must not reject the cache for rounding
+    alone, and the two ways must still agree to bf16's precision."""
+    loaded = load_model(ModelSpec(model=tiny_model(family), dtype="bfloat16"))
+    options = CheckOptions(ablation="blank" if family == "paligemma" else None)
+    fast = Checker(loaded, "torch", options).check_many(_requests(studies))
+    naive = Checker(loaded, "torch-naive", options).check_many(_requests(studies))
+    for f, n in zip(fast, naive):
+        assert f.model["dtype"] == "bfloat16"
+        assert EXPECTED_PATH[family] in f.timing_ms["path"]
+        for a, b in zip(f.prompts + [f.text_only], n.prompts + [n.text_only]):
+            assert abs(a.margin - b.margin) < 1e-2
