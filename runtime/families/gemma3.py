@@ -1,6 +1,13 @@
 """Gemma3 (MedGemma). Its attention over image tokens is bidirectional, chosen by token_type_ids: the
 prefix call must carry them or the image block silently turns causal (measured 0.06 off)."""
 
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from PIL import Image
+
 from .base import Family
 
 
@@ -8,3 +15,34 @@ class Gemma3Family(Family):
     name = "gemma3"
     prefix_keys = ("token_type_ids",)
     forward_keys = Family.forward_keys + ("token_type_ids",)
+
+    def encode_one_image(self, processor, rendered: Sequence[str], image: Image.Image) -> dict | None:
+        """The image preprocessed once (at MedGemma's 896 px, the costly part of tokenizing a study).
+
+        Gemma3's processor expands the image placeholder as text (`full_image_sequence`, surrounded by
+        blank lines that a tokenizer may merge with the question), so instead of splicing token ids this
+        expands every prompt's text the same way and tokenizes it whole; token_type_ids mark the image
+        tokens. Prompt 0's result must equal the processor's own, or None (the processor then runs on
+        every prompt).
+        """
+        sequence = getattr(processor, "full_image_sequence", None)
+        placeholder = getattr(processor, "boi_token", None)
+        if not sequence or not placeholder or any(r.count(placeholder) != 1 for r in rendered):
+            return None
+        first = self.encode(processor, rendered[:1], [image])
+        tokenizer = processor.tokenizer
+        bos = getattr(tokenizer, "bos_token", None)
+        add_special = not (bos and all(r.startswith(bos) for r in rendered))
+        texts = [r.replace(placeholder, sequence) for r in rendered]
+        tokens = tokenizer(texts, add_special_tokens=add_special, padding=True, return_tensors="pt")
+        input_ids, attention_mask = tokens["input_ids"], tokens["attention_mask"]
+        token_type_ids = (input_ids == tokenizer.image_token_id).long() * attention_mask
+        length = int(first["attention_mask"][0].sum())
+        if not (
+            torch.equal(input_ids[0, :length], first["input_ids"][0, :length])
+            and torch.equal(token_type_ids[0, :length], first["token_type_ids"][0, :length])
+            and int(attention_mask[0].sum()) == length
+        ):
+            return None
+        return {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids,
+                "pixel_values": first["pixel_values"]}
