@@ -9,6 +9,13 @@ import torch
 from PIL import Image
 
 
+def adds_special_tokens(tokenizer, rendered: Sequence[str]) -> bool:
+    """The processor's rule, for with-image and text-only prompts alike: add special tokens unless the
+    rendered text already starts with BOS (a text-only prompt must not lose, or double, its BOS)."""
+    bos = getattr(tokenizer, "bos_token", None)
+    return not (bos and all(r.startswith(bos) for r in rendered))
+
+
 class Family:
     """A chat-templated image-text-to-text family (LLaVA-like by default).
 
@@ -41,9 +48,8 @@ class Family:
         its with-image twin has (SPEC, Verdict JSON). Rows are right-padded: the real tokens of every row
         then sit at positions 0..len-1, exactly where an unpadded forward puts them.
         """
-        bos = getattr(processor.tokenizer, "bos_token", None)
-        add_special = not (bos and all(r.startswith(bos) for r in rendered))
-        kwargs = {"text": list(rendered), "return_tensors": "pt", "padding": True, "add_special_tokens": add_special}
+        kwargs = {"text": list(rendered), "return_tensors": "pt", "padding": True,
+                  "add_special_tokens": adds_special_tokens(processor.tokenizer, rendered)}
         if images is not None:
             kwargs["images"] = self.images_argument(images)
         encoded = processor(**kwargs)
@@ -61,9 +67,7 @@ class Family:
         """
         first = self.encode(processor, rendered[:1], [image])
         tokenizer = processor.tokenizer
-        bos = getattr(tokenizer, "bos_token", None)
-        add_special = not (bos and all(r.startswith(bos) for r in rendered))
-        raw = tokenizer(list(rendered), add_special_tokens=add_special)["input_ids"]
+        raw = tokenizer(list(rendered), add_special_tokens=adds_special_tokens(tokenizer, rendered))["input_ids"]
         expanded = first["input_ids"][0].tolist()
         placeholder = self.placeholder_id(tokenizer)
         if placeholder is None or raw[0].count(placeholder) != 1 or any(r.count(placeholder) != 1 for r in raw):

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import torch
 from PIL import Image
 
-from .base import Family
+from .base import Family, adds_special_tokens
 
 
 class Gemma3Family(Family):
@@ -31,10 +31,9 @@ class Gemma3Family(Family):
             return None
         first = self.encode(processor, rendered[:1], [image])
         tokenizer = processor.tokenizer
-        bos = getattr(tokenizer, "bos_token", None)
-        add_special = not (bos and all(r.startswith(bos) for r in rendered))
         texts = [r.replace(placeholder, sequence) for r in rendered]
-        tokens = tokenizer(texts, add_special_tokens=add_special, padding=True, return_tensors="pt")
+        tokens = tokenizer(texts, add_special_tokens=adds_special_tokens(tokenizer, rendered), padding=True,
+                           return_tensors="pt")
         input_ids, attention_mask = tokens["input_ids"], tokens["attention_mask"]
         token_type_ids = (input_ids == tokenizer.image_token_id).long() * attention_mask
         length = int(first["attention_mask"][0].sum())
