@@ -13,12 +13,13 @@ from pathlib import Path
 
 import torch
 
+from quadrant.models.presets import DEFAULT_PROMPT
+
 from .answers import AnswerTokens, find_answer_tokens
 from .errors import ModelError, ModelNotFoundError, OptionError, one_line
 from .families import Family, family_for_config
 from .fingerprint import fingerprint
 
-DEFAULT_PROMPT = "{question} Answer with yes or no."
 DEVICES = ("auto", "cpu", "cuda")
 DTYPES = {"auto": None, "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
