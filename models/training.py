@@ -29,6 +29,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from quadrant.answers import AnswerTokens, margins_from_logits
+
 from .phantoms import FINDINGS, QUESTIONS, render_phantom, to_uint8
 from .presets import DEFAULT_PROMPT
 
@@ -439,9 +441,7 @@ def logits_text_only(model, layout: PromptLayout, rows: Sequence[Sequence[int]])
 
 def margins(logits: torch.Tensor, layout: PromptLayout) -> torch.Tensor:
     """Quadrant's margin: logsumexp over the yes spellings minus logsumexp over the no spellings."""
-    yes = torch.logsumexp(logits[:, list(layout.answer_yes)], dim=-1)
-    no = torch.logsumexp(logits[:, list(layout.answer_no)], dim=-1)
-    return yes - no
+    return margins_from_logits(logits, AnswerTokens(yes=layout.answer_yes, no=layout.answer_no))
 
 
 def answer_ce(logits: torch.Tensor, targets: torch.Tensor, layout: PromptLayout) -> torch.Tensor:
