@@ -139,12 +139,11 @@ class PrefixSharedScorer(TorchScorer):
         """Tokenize one study's prompts; for the cached path, with the image preprocessed only once."""
         image = requests[indices[0]].image
         rendered = [requests[i].rendered for i in indices]
-        inputs = None
-        if for_prefix:
-            inputs = self.loaded.family.encode_one_image(self.loaded.processor, rendered, image)
-        if inputs is None:
-            inputs = self.loaded.family.encode(self.loaded.processor, rendered, [image] * len(indices))
-        inputs = {k: self._to_device(k, v) for k, v in inputs.items()}
+        once = self.loaded.family.encode_one_image(self.loaded.processor, rendered, image) if for_prefix else None
+        if once is None:
+            inputs = self.encode(rendered, [image] * len(indices))
+        else:
+            inputs = {k: self._to_device(k, v) for k, v in once.items()}
         return _Study(indices=indices, inputs=inputs, prefix_len=self._shared_prefix_len(inputs))
 
     def _shared_prefix_len(self, inputs: dict[str, torch.Tensor]) -> int:
