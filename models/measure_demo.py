@@ -22,10 +22,9 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from quadrant.reliance import DEFAULT_THRESHOLD
+from quadrant.reliance import DEFAULT_THRESHOLD, QUADRANTS, quadrant
 
 RULES = ("flip", "margin", "either")
-QUADRANTS = ("Ideal", "Fragile", "Dangerous", "Worst")
 THRESHOLDS = (0.25, DEFAULT_THRESHOLD, 0.5, 1.0)
 #: thresholds swept for the choice of the default reliance rule (either: flip, or |shift| >= t)
 SWEEP = (0.1, 0.2, 0.25, 0.3, 0.4, 0.5, 0.75, 1.0, 1.5, 2.0)
@@ -86,7 +85,7 @@ def summarise(records: Sequence[dict], thresholds: Sequence[float] = THRESHOLDS)
     def fractions(reliant: Sequence[bool]) -> dict:
         counts = dict.fromkeys(QUADRANTS, 0)
         for c, rel in zip(consistent, reliant):
-            counts[("Ideal" if rel else "Dangerous") if c else ("Fragile" if rel else "Worst")] += 1
+            counts[quadrant(c, rel)] += 1
         return {q: round(k / n, 4) for q, k in counts.items()}
 
     rules = {"flip": fractions(flipped)}
