@@ -2,13 +2,16 @@
 and study_id. Extra columns (such as `finding`) are kept, so reports can break results down by them.
 
 Image paths are relative to the manifest's folder unless absolute: a manifest and its images move together.
+`write_manifest` writes what `read_manifest` reads: the rows read back equal the rows written.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import json
-from collections.abc import Iterator
+import os
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,6 +19,9 @@ from .errors import ManifestError, ParaphraseError
 from .paraphrases import Phrasing, phrasings_from_json
 
 REQUIRED = ("image", "question")
+COLUMNS = ("image", "question", "label", "paraphrases", "study_id")
+#: the file types by their name's ending; anything else is read as CSV, but written only when asked plainly
+SUFFIXES = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 _LABELS = {"yes": "yes", "no": "no", "1": "yes", "0": "no", "1.0": "yes", "0.0": "no", "true": "yes",
            "false": "no", "": None}
 
@@ -89,8 +95,7 @@ def _row(path: Path, number: int, record: dict) -> ManifestRow:
         study_id=str(record.get("study_id") or "").strip() or f"row-{number}",
         label=_LABELS[raw_label],
         paraphrases=_paraphrases(where, record.get("paraphrases")),
-        extra={k: v for k, v in record.items()
-               if k not in ("image", "question", "label", "paraphrases", "study_id") and k},
+        extra={k: v for k, v in record.items() if k not in COLUMNS and k},
     )
 
 
@@ -107,3 +112,63 @@ def _paraphrases(where: str, value) -> tuple[Phrasing, ...] | None:
         return tuple(phrasings_from_json(value, source=f"{where}: paraphrases")) or None
     except ParaphraseError as exc:
         raise ManifestError(str(exc)) from exc
+
+
+# ------------------------------------------------------------------------------------------------ writing
+def manifest_format(path: str | Path) -> str:
+    """"csv" or "jsonl", from the file name; a ManifestError for any other ending."""
+    kind = SUFFIXES.get(Path(path).suffix.lower())
+    if kind is None:
+        raise ManifestError(f"{path}: a manifest's name must end in {', '.join(SUFFIXES)} (CSV or JSONL)")
+    return kind
+
+
+def write_manifest(path: str | Path, rows: Sequence[ManifestRow]) -> Path:
+    """Write rows as CSV or JSONL (by the name's ending), image paths relative to the manifest's folder.
+
+    Written whole to a temporary file and renamed into place, so an interrupted build never leaves a
+    half manifest that `evaluate` would take for a whole one.
+    """
+    path = Path(path)
+    kind = manifest_format(path)
+    if not rows:
+        raise ManifestError(f"{path}: no rows to write (a manifest needs at least one)")
+    folder = path.parent.resolve()
+    records = [_record(row, folder) for row in rows]
+    text = _jsonl(records) if kind == "jsonl" else _csv(records)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(text, encoding="utf-8")
+    os.replace(partial, path)
+    return path
+
+
+def _record(row: ManifestRow, folder: Path) -> dict:
+    image = Path(os.path.relpath(row.image.resolve(), folder)).as_posix()
+    paraphrases = [p.to_json() for p in row.paraphrases] if row.paraphrases else None
+    record = {"image": image, "question": row.question, "label": row.label, "paraphrases": paraphrases,
+              "study_id": row.study_id}
+    clash = sorted(set(row.extra) & set(COLUMNS))
+    if clash:
+        raise ManifestError(f"study {row.study_id}: extra column(s) {', '.join(clash)} clash with the manifest's own")
+    return {**record, **row.extra}
+
+
+def _jsonl(records: list[dict]) -> str:
+    lines = [json.dumps({k: v for k, v in r.items() if v is not None}, ensure_ascii=False) for r in records]
+    return "\n".join(lines) + "\n"
+
+
+def _csv(records: list[dict]) -> str:
+    columns = list(COLUMNS)
+    for record in records:
+        columns += [k for k in record if k not in columns]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    for record in records:
+        cells = dict(record)
+        if cells["paraphrases"] is not None:
+            cells["paraphrases"] = json.dumps(cells["paraphrases"], ensure_ascii=False)
+        writer.writerow({k: "" if cells.get(k) is None else cells[k] for k in columns})
+    return buffer.getvalue()
