@@ -59,7 +59,7 @@ class _RateColumn(ProgressColumn):
 
     def render(self, task: Task) -> Text:
         speed = task.finished_speed or task.speed
-        shown = "?" if speed is None else f"{speed:.1f}"
+        shown = "?" if speed is None else f"{speed:,.0f}" if speed >= 100 else f"{speed:.1f}"
         return Text(f"{shown} {self.unit}/s", style="progress.data.speed")
 
 

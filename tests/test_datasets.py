@@ -9,6 +9,8 @@ import csv
 import gzip
 import io
 import json
+import os
+import pty
 import re
 import subprocess
 import sys
@@ -387,3 +389,37 @@ def test_evaluate_runs_on_built_manifests_with_the_demo_model(tmp_path, capsys):
     result = subprocess.run([sys.executable, "-c", script, *runs], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert "Pearson r" in result.stdout and "eval-padchest" in result.stdout
+
+
+# ------------------------------------------------------------------------------------------------ progress
+def run_with_terminal_stderr(args: list[str]) -> tuple[int, str]:
+    """The CLI with stderr on a pseudo-terminal, as a person at a shell sees it."""
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "quadrant.cli.main", *args], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=slave, env={**os.environ, "COLUMNS": "160"})
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            data = os.read(master, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(master)
+    return proc.wait(), b"".join(chunks).decode("utf-8", "replace")
+
+
+def test_progress_bar_on_a_terminal_and_silent_otherwise(tmp_path):
+    root = make_mimic(tmp_path / "mimic")
+    args = ["manifest", "mimic-cxr", "--root", str(root), "--out", str(tmp_path / "m.csv")]
+    code, shown = run_with_terminal_stderr(args)
+    assert code == 0
+    for text in ("reading mimic-cxr-2.0.0-metadata.csv.gz", "reading mimic-cxr-2.0.0-chexpert.csv.gz",
+                 "checking images", "rows/s"):
+        assert text in shown
+    code, quiet = run_with_terminal_stderr([*args, "--quiet"])
+    assert code == 0 and "reading" not in quiet
+    piped = subprocess.run([sys.executable, "-m", "quadrant.cli.main", *args], capture_output=True, text=True)
+    assert piped.returncode == 0 and piped.stderr == ""  # not a terminal: no bar, no redraw codes in a log
