@@ -8,10 +8,9 @@ Image paths are relative to the manifest's folder unless absolute: a manifest an
 from __future__ import annotations
 
 import csv
-import io
 import json
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -126,49 +125,60 @@ def manifest_format(path: str | Path) -> str:
 def write_manifest(path: str | Path, rows: Sequence[ManifestRow]) -> Path:
     """Write rows as CSV or JSONL (by the name's ending), image paths relative to the manifest's folder.
 
-    Written whole to a temporary file and renamed into place, so an interrupted build never leaves a
-    half manifest that `evaluate` would take for a whole one.
+    Streamed to a temporary file and renamed into place, so an interrupted build never leaves a half
+    manifest that `evaluate` would take for a whole one.
     """
     path = Path(path)
     kind = manifest_format(path)
     if not rows:
         raise ManifestError(f"{path}: no rows to write (a manifest needs at least one)")
-    folder = path.parent.resolve()
-    records = [_record(row, folder) for row in rows]
-    text = _jsonl(records) if kind == "jsonl" else _csv(records)
     path.parent.mkdir(parents=True, exist_ok=True)
+    relative = _relative_paths(path.parent)
     partial = path.with_name(path.name + ".partial")
-    partial.write_text(text, encoding="utf-8")
-    os.replace(partial, path)
+    try:
+        with open(partial, "w", encoding="utf-8", newline="") as handle:
+            (_write_jsonl if kind == "jsonl" else _write_csv)(handle, rows, relative)
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
     return path
 
 
-def _record(row: ManifestRow, folder: Path) -> dict:
-    image = Path(os.path.relpath(row.image.resolve(), folder)).as_posix()
-    paraphrases = [p.to_json() for p in row.paraphrases] if row.paraphrases else None
-    record = {"image": image, "question": row.question, "label": row.label, "paraphrases": paraphrases,
-              "study_id": row.study_id}
+def _relative_paths(folder: Path) -> Callable[[Path], str]:
+    """image -> its path relative to `folder`, as read_manifest joins it back. The folder is resolved once
+    (a symlinked folder followed by '..' would lead elsewhere); each distinct image is computed once, since
+    a dataset's rows repeat an image for every finding."""
+    start, done = str(folder.resolve()), {}
+
+    def relative(image: Path) -> str:
+        if image not in done:
+            done[image] = Path(os.path.relpath(os.path.abspath(image), start)).as_posix()
+        return done[image]
+
+    return relative
+
+
+def _record(row: ManifestRow, relative: Callable[[Path], str]) -> dict:
     clash = sorted(set(row.extra) & set(COLUMNS))
     if clash:
         raise ManifestError(f"study {row.study_id}: extra column(s) {', '.join(clash)} clash with the manifest's own")
-    return {**record, **row.extra}
+    paraphrases = [p.to_json() for p in row.paraphrases] if row.paraphrases else None
+    return {"image": relative(row.image), "question": row.question, "label": row.label,
+            "paraphrases": paraphrases, "study_id": row.study_id, **row.extra}
 
 
-def _jsonl(records: list[dict]) -> str:
-    lines = [json.dumps({k: v for k, v in r.items() if v is not None}, ensure_ascii=False) for r in records]
-    return "\n".join(lines) + "\n"
+def _write_jsonl(handle, rows: Sequence[ManifestRow], relative: Callable[[Path], str]) -> None:
+    for row in rows:
+        record = {k: v for k, v in _record(row, relative).items() if v is not None}
+        handle.write(json.dumps(record, ensure_ascii=False) + "\n")
 
 
-def _csv(records: list[dict]) -> str:
-    columns = list(COLUMNS)
-    for record in records:
-        columns += [k for k in record if k not in columns]
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+def _write_csv(handle, rows: Sequence[ManifestRow], relative: Callable[[Path], str]) -> None:
+    columns = list(dict.fromkeys([*COLUMNS, *(key for row in rows for key in row.extra)]))
+    writer = csv.DictWriter(handle, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
-    for record in records:
-        cells = dict(record)
-        if cells["paraphrases"] is not None:
-            cells["paraphrases"] = json.dumps(cells["paraphrases"], ensure_ascii=False)
-        writer.writerow({k: "" if cells.get(k) is None else cells[k] for k in columns})
-    return buffer.getvalue()
+    for row in rows:
+        record = _record(row, relative)
+        if record["paraphrases"] is not None:
+            record["paraphrases"] = json.dumps(record["paraphrases"], ensure_ascii=False)
+        writer.writerow({k: "" if record.get(k) is None else record[k] for k in columns})

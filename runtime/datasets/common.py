@@ -87,6 +87,15 @@ def row_id(dataset_id: str, finding: str) -> str:
     return f"{dataset_id}/{finding.replace(' ', '-')}"
 
 
+_EXTRAS: dict[tuple[str, str], dict[str, str]] = {}
+
+
+def extra_columns(finding: str, view: str) -> dict[str, str]:
+    """A row's extra manifest columns. One dict per (finding, view), shared by every row that has them
+    (read-only): a dataset has millions of rows and a handful of these."""
+    return _EXTRAS.setdefault((finding, view), {"finding": finding, "view": view})
+
+
 def find_file(root: Path, names: Sequence[str], what: str) -> Path:
     """The first of `names` present in `root`, else a ManifestError naming what was looked for."""
     if not root.is_dir():

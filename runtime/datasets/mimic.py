@@ -27,6 +27,7 @@ from ..manifest import ManifestRow
 from .common import (
     BuildResult,
     check_images,
+    extra_columns,
     find_file,
     label_table,
     no_rows,
@@ -50,7 +51,7 @@ def build(root: str | Path, *, findings: str | None = None, views: tuple[str, ..
           progress: bool | None = None) -> BuildResult:
     """The manifest rows for `root` under the rules above; `split_name` keeps one split of the split file
     (`split` defaults to the one at the root)."""
-    root = Path(root)
+    root = Path(root).resolve()
     table = label_table(NAME)
     chosen = resolve_findings(NAME, findings, table)
     columns = {finding: table[finding] for finding in chosen}
@@ -83,7 +84,7 @@ def build(root: str | Path, *, findings: str | None = None, views: tuple[str, ..
             if value in _LABELS:
                 result.rows.append(ManifestRow(
                     image=image, question=question_for(finding), study_id=row_id(f"s{study}", finding),
-                    label=_LABELS[value], extra={"finding": finding, "view": view},
+                    label=_LABELS[value], extra=extra_columns(finding, view),
                 ))
             else:
                 result.skipped[_SKIPPED[value]] += 1

@@ -26,6 +26,7 @@ from ..manifest import ManifestRow
 from .common import (
     BuildResult,
     check_images,
+    extra_columns,
     find_file,
     label_table,
     no_rows,
@@ -46,7 +47,7 @@ def build(root: str | Path, *, findings: str | None = None,
           projections: tuple[str, ...] = DEFAULT_PROJECTIONS, physician_only: bool = False,
           skip_missing_images: bool = False, progress: bool | None = None) -> BuildResult:
     """The manifest rows for `root` under the rules above."""
-    root = Path(root)
+    root = Path(root).resolve()
     table = label_table(NAME)
     chosen = resolve_findings(NAME, findings, table)
     names = {finding: {label.strip().lower() for label in table[finding]} for finding in chosen}
@@ -70,7 +71,7 @@ def build(root: str | Path, *, findings: str | None = None,
             result.rows.append(ManifestRow(
                 image=root / image_dir / image_id, question=question_for(finding),
                 study_id=row_id(PurePath(image_id).stem, finding), label="yes" if wanted & labels else "no",
-                extra={"finding": finding, "view": record["Projection"].strip()},
+                extra=extra_columns(finding, record["Projection"].strip()),
             ))
     if not result.rows:
         raise no_rows(path, result, "")
