@@ -306,6 +306,9 @@ def test_missing_image_files_are_reported_or_skipped(tmp_path, capsys):
     ("padchest", "findings pleural other", "padchest has no label for 'pleural other'"),
     ("padchest", "findings efusion", "did you mean 'pleural effusion'?"),
     ("padchest", "out manifest.txt", "must end in .csv, .jsonl"),
+    ("mimic-cxr", "views pa", "ViewPosition values in mimic-cxr-2.0.0-metadata.csv.gz: AP 3, PA 2, LATERAL 2"),
+    ("mimic-cxr", "views ,", "--views is empty"),
+    ("mimic-cxr", "label maybe", "mimic-cxr-2.0.0-chexpert.csv.gz, line 2: Pleural Effusion is 'maybe'"),
     ("padchest", "root nowhere", "not a folder"),
 ])
 def test_missing_files_and_columns_exit_2_naming_them(tmp_path, dataset, damage, message):
@@ -328,8 +331,10 @@ def test_missing_files_and_columns_exit_2_naming_them(tmp_path, dataset, damage,
             writer.writerows(records)
     elif verb == "not":
         (root / "mimic-cxr-2.0.0-chexpert.csv.gz").write_text("subject_id,study_id\n")
-    elif verb == "findings":
-        args += ["--findings", what]
+    elif verb in ("findings", "views"):
+        args += [f"--{verb}", what]
+    elif verb == "label":
+        make_mimic(root, labels={("10000032", "50000001"): {"Pleural Effusion": what}})
     elif verb == "out":
         args[3] = str(tmp_path / what)
     elif verb == "root":

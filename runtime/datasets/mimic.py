@@ -68,7 +68,7 @@ def build(root: str | Path, *, findings: str | None = None, views: tuple[str, ..
     result = BuildResult(rows=[], findings=chosen)
     what = f"in split {split_name!r} with" if in_split is not None else "with"
     seen: set[str] = set()
-    for number, record in read_csv(chexpert, ["subject_id", "study_id", *columns.values()], progress=progress):
+    for number, record in read_csv(chexpert, ["study_id", *columns.values()], progress=progress):
         study = record["study_id"].strip()
         if study in seen:
             result.skipped["duplicate study rows in the label file"] += 1
