@@ -166,15 +166,15 @@ def test_mimic_rows_follow_the_rules(tmp_path, capsys):
     # S1: effusion 1.0, cardiomegaly 0.0 (edema -1.0 and the 11 blanks skipped); S2 has only a lateral;
     # S3: pneumothorax, effusion, support devices (cardiomegaly -1.0 skipped); S4: no finding
     assert {k: r.label for k, r in rows.items()} == {
-        "s50000001/pleural-effusion": "yes", "s50000001/cardiomegaly": "no",
-        "s50000003/pneumothorax": "yes", "s50000003/pleural-effusion": "no", "s50000003/support-devices": "yes",
-        "s50000004/no-finding": "yes",
+        "s50000001-pleural-effusion": "yes", "s50000001-cardiomegaly": "no",
+        "s50000003-pneumothorax": "yes", "s50000003-pleural-effusion": "no", "s50000003-support-devices": "yes",
+        "s50000004-no-finding": "yes",
     }
-    first = rows["s50000001/pleural-effusion"]
+    first = rows["s50000001-pleural-effusion"]
     # the first PA/AP image by dicom_id: 2b3c... (PA), not 1a2b... (lateral, smaller id) nor 3c4d... (AP)
     assert first.image == out.parent / "../mimic/files/p10/p10000032/s50000001/2b3c4d5e-00000000-00000000-00000000-00000001.jpg"
     assert first.image.resolve().is_file()
-    assert rows["s50000003/pneumothorax"].image.name.startswith("5e6f7081")  # of two APs, the first by id
+    assert rows["s50000003-pneumothorax"].image.name.startswith("5e6f7081")  # of two APs, the first by id
     assert first.question == FINDING_QUESTIONS["pleural effusion"] == "Is there a pleural effusion?"
     assert first.extra == {"finding": "pleural effusion", "view": "PA"}
     assert "labels -1.0 (uncertain): 2" in stdout and "labels blank (not mentioned): 34" in stdout
@@ -187,14 +187,14 @@ def test_mimic_views_split_and_findings(tmp_path, capsys):
     out = tmp_path / "ap.jsonl"
     assert build(capsys, "mimic-cxr", "--root", str(root), "--out", str(out), "--views", "AP")[0] == 0
     rows = by_id(out)
-    assert rows["s50000001/pleural-effusion"].image.name.startswith("3c4d5e6f")  # now the AP image
+    assert rows["s50000001-pleural-effusion"].image.name.startswith("3c4d5e6f")  # now the AP image
     assert not any(k.startswith("s50000004") for k in rows)  # PA only
     out = tmp_path / "test.csv"
     code, stdout, _ = build(capsys, "mimic-cxr", "--root", str(root), "--out", str(out), "--split-name", "test",
                             "--findings", "Pleural Effusion, no finding")
     assert code == 0
-    assert {k: r.label for k, r in by_id(out).items()} == {"s50000001/pleural-effusion": "yes",
-                                                           "s50000004/no-finding": "yes"}
+    assert {k: r.label for k, r in by_id(out).items()} == {"s50000001-pleural-effusion": "yes",
+                                                           "s50000004-no-finding": "yes"}
     assert "studies in split 'test' with no PA/AP image: 2" in stdout  # S2 (lateral only) and S3 (train)
     code, _, err = build(capsys, "mimic-cxr", "--root", str(root), "--out", str(out), "--split-name", "holdout")
     assert code == 2 and "no images in split 'holdout'" in err and "test, train" in err
@@ -231,12 +231,12 @@ def test_padchest_rows_follow_the_rules(tmp_path, capsys):
     yes = sorted(k for k, r in rows.items() if r.label == "yes")
     # i01, i02, i08 kept (PA/AP, a readable list, no 'exclude'); five findings each
     assert len(rows) == 15 and {tag(k) for k in rows} == {"i01", "i02", "i08"}
-    assert yes == [f"{image_id(s)[:-4]}/{f}" for s, f in [
+    assert yes == [f"{image_id(s)[:-4]}-{f}" for s, f in [
         ("i01", "cardiomegaly"), ("i01", "pleural-effusion"),   # ' cardiomegaly' trimmed
         ("i02", "no-finding"),                                  # 'normal': no for every other finding
         ("i08", "atelectasis"), ("i08", "nasogastric-tube"),    # 'Laminar Atelectasis ', 'NSG tube'
     ]]
-    assert rows[f"{image_id('i01')[:-4]}/pleural-effusion"].image == out.parent / "padchest/0" / image_id("i01")
+    assert rows[f"{image_id('i01')[:-4]}-pleural-effusion"].image == out.parent / "padchest/0" / image_id("i01")
     assert "images whose Projection is not PA or AP: 2" in stdout  # i03 AP_horizontal, i04 L
     assert "images labelled 'exclude': 1" in stdout
     assert "images whose Labels is not a list: 2" in stdout  # blank, and code that literal_eval refuses

@@ -83,8 +83,9 @@ def question_for(finding: str) -> str:
 
 
 def row_id(dataset_id: str, finding: str) -> str:
-    """A study_id unique per row: the dataset's own study or image id, and the finding."""
-    return f"{dataset_id}/{finding.replace(' ', '-')}"
+    """A study_id unique per row: the dataset's own study or image id, and the finding, joined as the phantoms'
+    ids are ("s50414267-pleural-effusion"), so that it is also a safe file name."""
+    return f"{dataset_id}-{finding.replace(' ', '-')}"
 
 
 _EXTRAS: dict[tuple[str, str], dict[str, str]] = {}

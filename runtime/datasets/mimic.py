@@ -11,7 +11,7 @@ Reads, at the dataset's root:
 Rules: a row per study and finding whose label is 1.0 (yes) or 0.0 (no); -1.0 and blank are skipped. The
 study's image is its first by dicom_id whose ViewPosition is one of `views`; a study without one is skipped.
 
-Identifiers: the row's study_id is "s{study_id}/{finding}". subject_id is a patient identifier and is
+Identifiers: the row's study_id is "s{study_id}-{finding}". subject_id is a patient identifier and is
 never copied into a column; it appears only inside the `image` path, because that path is the dataset's own
 layout on the user's own disk (a manifest must point at the file, and the folder already names the patient
 to anyone who holds both). Nothing new is disclosed, and no column or verdict carries it.

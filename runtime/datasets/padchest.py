@@ -12,7 +12,7 @@ Rules, in this order (an image is counted under the first rule that drops it):
 Each kept image gives one row per finding: yes when one of the finding's PadChest labels (findings.json;
 names trimmed, case-insensitive) is in the image's list, no otherwise ('normal' included).
 
-Identifiers: the row's study_id is "{ImageID without .png}/{finding}". PatientID and PatientBirth are
+Identifiers: the row's study_id is "{ImageID without .png}-{finding}". PatientID and PatientBirth are
 patient identifiers and are never read into a row; the image path is the dataset's own folder and file
 name, which carry neither.
 """
