@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from .check import Checker
     from .loading import ModelSpec
 
-RUN, LOCK = "run.json", ".quadrant.lock"
+RUN, LOCK, ABOUT = "run.json", ".quadrant.lock", "about"
 
 
 class FolderBusyError(InputError):
@@ -47,7 +47,7 @@ def run_record(checker: Checker, spec: ModelSpec) -> dict:
 
     loaded = checker.loaded
     model = loaded.to_json(checker.backend)
-    del model["name"]  # a display name: a copied model directory keeps its fingerprint, and its run
+    name = model.pop("name")  # a display name: a copied model directory keeps its fingerprint, and its run
     model["device"] = loaded.device.type  # cuda:0 and cuda:1 compute alike
     template = loaded.chat_template
     options = {**dataclasses.asdict(checker.options), "ablation": checker.ablation}
@@ -57,6 +57,7 @@ def run_record(checker: Checker, spec: ModelSpec) -> dict:
         "prompt": loaded.prompt,
         "chat_template_sha256": None if template is None else hashlib.sha256(template.encode()).hexdigest(),
         "options": options,
+        ABOUT: {"model_name": name},  # shown in messages, never compared
     }
     return json.loads(json.dumps(record, default=str))  # as it reads back from run.json
 
@@ -107,11 +108,12 @@ class RunFolder:
                 existing = json.loads(path.read_text(encoding="utf-8"))["run"]
             except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError):
                 raise RunMismatchError(f"{path} is unreadable; {_AFRESH.format(out=self.path)}") from None
-            differences = _differences(existing, record)
+            differences = _differences(_compared(existing), _compared(record))
             if differences:
                 shown = "; ".join(differences[:4]) + ("; ..." if len(differences) > 4 else "")
                 raise RunMismatchError(
-                    f"{self.path} holds another run ({shown}); {_AFRESH.format(out=self.path)}"
+                    f"{self.path} holds another run{_names(existing, record)} ({shown}); "
+                    f"{_AFRESH.format(out=self.path)}"
                 )
             return
         if (self.path / samples_file).exists() and (self.path / samples_file).stat().st_size:
@@ -123,6 +125,15 @@ class RunFolder:
 
 
 _AFRESH = "to start afresh use a new --out, or delete {out}"
+
+
+def _compared(record: dict) -> dict:
+    return {key: value for key, value in record.items() if key != ABOUT}
+
+
+def _names(old: dict, new: dict) -> str:
+    before, now = (r.get(ABOUT, {}).get("model_name") for r in (old, new))
+    return f" of model {before!r}, not {now!r}" if before and now and before != now else ""
 
 
 def _differences(old: object, new: object, where: str = "") -> list[str]:
