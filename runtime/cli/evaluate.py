@@ -60,15 +60,18 @@ def _progress_bar(disabled: bool):
                                TimeElapsedColumn, TimeRemainingColumn)
 
     console = Console(stderr=True)
-    with Progress(TextColumn("checking"), BarColumn(), MofNCompleteColumn(), TaskProgressColumn(),
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TaskProgressColumn(),
                   TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TextColumn("eta"),
                   TimeRemainingColumn(), console=console, transient=True,
                   disable=disabled or not console.is_terminal) as bar:
-        task = bar.add_task("checking", total=None, rate="")
+        task = bar.add_task("loading the model", total=None, rate="")
 
         def update(done: int, total: int) -> None:
+            if bar.tasks[0].total is None:  # the first report: rows finished by an earlier run are no rate
+                bar.reset(task, completed=done, total=total, description="checking", rate="")
+                return
             speed = bar.tasks[0].speed
-            bar.update(task, completed=done, total=total, rate=f"{speed:.2f} rows/s" if speed else "")
+            bar.update(task, completed=done, rate=f"{speed:.2f} rows/s" if speed else "")
 
         yield update
 
