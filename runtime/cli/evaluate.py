@@ -31,6 +31,7 @@ def run(args: argparse.Namespace) -> int:
     from ..engines import Settings, make_engine
     from ..errors import OptionError
     from ..evaluate import FailRule, evaluate
+    from ..loading import resolve_source
     from ..manifest import read_manifest
 
     rules = [FailRule.parse(text) for text in args.fail_if]
@@ -38,6 +39,7 @@ def run(args: argparse.Namespace) -> int:
     if args.engine != "ray" and (args.workers is not None or args.address):
         raise OptionError("--workers and --address are options of --engine ray")
     spec, options = spec_and_options(args)
+    resolve_source(spec)  # a model that is not there fails before the output folder is touched
     engine_options = {"workers": args.workers, "address": args.address} if args.engine == "ray" else {}
     engine = make_engine(args.engine, Settings(spec, args.backend, options), **engine_options)
     with _progress_bar(disabled=args.quiet) as progress:

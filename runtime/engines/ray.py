@@ -34,11 +34,17 @@ class _Worker:
         from ..loading import load_model
 
         self.settings = settings
-        self.checker = Checker(load_model(settings.spec), backend=settings.backend, options=settings.options)
+        self.failure: QuadrantError | None = None
+        try:
+            self.checker = Checker(load_model(settings.spec), backend=settings.backend, options=settings.options)
+        except QuadrantError as exc:  # kept for record(): Ray would report a failed __init__ without its cause
+            self.failure = exc
 
     def record(self) -> dict:
         from ..run_folder import run_record
 
+        if self.failure is not None:
+            raise self.failure
         return run_record(self.checker, self.settings.spec)
 
     def check(self, jobs: Sequence[Job]) -> BatchResult:
@@ -64,6 +70,11 @@ class RayEngine(Engine):
         ray = self._ray
         gpus = self._connect()
         count = self.workers or int(gpus) or 1
+        capacity = int(gpus) or int(ray.cluster_resources().get("CPU", 0))
+        if count > capacity:
+            unit = "GPUs" if gpus else "CPUs"
+            raise OptionError(f"the Ray cluster has {capacity} {unit}, too few for {count} workers; "
+                              f"ask for at most --workers {capacity}")
         resources = {"num_cpus": 1, "num_gpus": 1} if gpus else {"num_cpus": 1}
         worker = ray.remote(**resources)(_Worker)
         self._actors = [worker.remote(self.settings, os.getcwd()) for _ in range(count)]
