@@ -90,10 +90,11 @@ def test_folder_from_before_run_records_is_not_resumed(tmp_path, phantoms, capsy
 
 
 def test_second_concurrent_run_is_refused_and_the_first_writes_every_study_once(tmp_path, phantoms):
-    """Two real processes on one folder, started half a second apart (the issue's measurement)."""
+    """Two real processes on one folder, started half a second apart (the issue's measurement), their stderr
+    not a terminal (so no progress bar either)."""
     manifest = first_rows(phantoms, 60)
     out = tmp_path / "run"
-    command = [QUADRANT, "evaluate", "--manifest", str(manifest), "--out", str(out), "--quiet", "--batch-size", "1"]
+    command = [QUADRANT, "evaluate", "--manifest", str(manifest), "--out", str(out), "--batch-size", "1"]
     first = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     time.sleep(0.5)
     second = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -101,6 +102,8 @@ def test_second_concurrent_run_is_refused_and_the_first_writes_every_study_once(
     codes = sorted(code for code, _ in results)
     assert codes == [0, 2], results
     refused = next(err for code, err in results if code == 2)
+    finished = next(err for code, err in results if code == 0)
+    assert finished.strip().splitlines() == [f"wrote {out}/samples.jsonl, summary.json, report.md and plots"]
     assert "being written by another quadrant evaluate" in refused and len(refused.strip().splitlines()) == 1
     ids = [r["study_id"] for r in samples(out)]
     assert len(ids) == len(set(ids)) == 60
