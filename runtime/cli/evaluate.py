@@ -7,6 +7,7 @@ import json
 import sys
 from contextlib import contextmanager
 
+from ..engines import ENGINES
 from .options import add_model_options, spec_and_options
 
 
@@ -19,8 +20,9 @@ def register(subparsers) -> None:
                         help="e.g. 'dangerous>0.2': exit 1 after writing everything if it holds")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     engine = parser.add_argument_group("engine")
-    engine.add_argument("--engine", default="local", choices=("local", "ray"),
-                        help="local: this process (default); ray: Ray workers, one model each (pip install 'quadrant[ray]')")
+    engine.add_argument("--engine", default="local", choices=list(ENGINES),
+                        help="local: this process (default); ray: Ray workers, one model each "
+                        "(pip install 'quadrant[ray]')")
     engine.add_argument("--workers", type=int, help="ray: workers to start (default: one per GPU, else 1)")
     engine.add_argument("--address", help="ray: join the Ray cluster at this address (default: start a local Ray)")
     add_model_options(parser)
