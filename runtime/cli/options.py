@@ -35,6 +35,12 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
 
 def build_checker(args: argparse.Namespace) -> Checker:
     """Load the model the options name and wrap it in a checker."""
+    spec, options = spec_and_options(args)
+    return Checker(load_model(spec), backend=args.backend, options=options)
+
+
+def spec_and_options(args: argparse.Namespace) -> tuple[ModelSpec, CheckOptions]:
+    """What to load and how to check, validated, without loading anything (evaluate's workers load it)."""
     chat_template = None
     if args.chat_template:
         from ..errors import OptionError
@@ -55,4 +61,4 @@ def build_checker(args: argparse.Namespace) -> Checker:
     from ..backends import BACKENDS
 
     BACKENDS.canonical(args.backend)  # an unknown backend fails before the model loads
-    return Checker(load_model(spec), backend=args.backend, options=options)
+    return spec, options
