@@ -16,7 +16,7 @@ import torch
 from quadrant.models.presets import DEFAULT_PROMPT
 
 from .answers import AnswerTokens, find_answer_tokens
-from .errors import ModelError, ModelNotFoundError, OptionError, one_line
+from .errors import ModelError, ModelNotFoundError, OptionError, UnsupportedModelError, one_line
 from .families import Family, family_for_config
 from .fingerprint import fingerprint
 
@@ -120,12 +120,20 @@ def load_model(spec: ModelSpec = ModelSpec()) -> LoadedModel:
         config = AutoConfig.from_pretrained(source)
         family = family_for_config(config)
         dtype = resolve_dtype(spec.dtype, device, family)
-        processor = AutoProcessor.from_pretrained(source)
+        processor = load_processor(source)
+        family.configure(processor, spec.chat_template)
         model = AutoModelForImageTextToText.from_pretrained(source, dtype=dtype)
     except OSError as exc:
         raise ModelNotFoundError(
             f"cannot load model {source!r}: not a preset, a model directory, or a hub id available offline"
             f"{_preset_hint(source)} ({one_line(exc)})"
+        ) from exc
+    except ValueError as exc:
+        if "Unrecognized configuration class" not in str(exc):
+            raise
+        raise UnsupportedModelError(
+            f"model type {config.model_type!r} is not an image-text-to-text model that transformers' "
+            "AutoModelForImageTextToText can load"
         ) from exc
     if adapter is not None:
         model = _apply_adapter(model, adapter)
@@ -143,6 +151,81 @@ def load_model(spec: ModelSpec = ModelSpec()) -> LoadedModel:
         prompt=prompt,
         chat_template=spec.chat_template,
     )
+
+
+TORCHVISION_HINT = (
+    "pip install torchvision built for your torch (from PyPI, for example torch==2.14.1 with "
+    "torchvision==0.29.1)"
+)
+
+
+def load_processor(source: str):
+    """The model's processor; without torchvision, the same processor class minus its video processor.
+
+    Qwen2-VL, Qwen2.5-VL, Qwen3-VL, InternVL and LLaVA-OneVision processors hold a video processor, and
+    transformers' video processors need torchvision, so `AutoProcessor` cannot load them without it. Quadrant
+    never scores video, and the image processors have PIL variants that AutoImageProcessor picks without
+    torchvision, so the processor class is built with its image processor and tokenizer only: the same
+    tokenization and image preprocessing as with torchvision, except that PIL resizes where torchvision
+    would (margins move by about 1e-3 between the two; compare like with like). Where even that cannot
+    load, one line says what to install.
+    """
+    from transformers import AutoProcessor
+    from transformers.utils import is_torchvision_available
+
+    try:
+        return AutoProcessor.from_pretrained(source)
+    except (ImportError, OSError) as exc:
+        if is_torchvision_available() or not _mentions_video(exc):
+            raise
+        cause = exc
+    processor_class = _processor_class(source)
+    if processor_class is None or "video_processor" not in processor_class.get_attributes():
+        raise ModelError(f"this model's processor needs torchvision: {TORCHVISION_HINT}") from cause
+    try:
+        return image_only(processor_class).from_pretrained(source)
+    except (ImportError, OSError, ValueError, TypeError) as exc:
+        raise ModelError(f"this model's processor needs torchvision ({one_line(exc)}): {TORCHVISION_HINT}") from exc
+
+
+def image_only(processor_class):
+    """`processor_class` with the video processor left out of its parts, so that it builds, saves and loads
+    without torchvision. Transformers lists a processor's parts with `get_attributes`; the constructor is
+    unchanged and receives `video_processor=None`."""
+    parts = [name for name in processor_class.get_attributes() if name != "video_processor"]
+
+    def get_attributes(cls):
+        return list(parts)
+
+    return type(processor_class.__name__, (processor_class,),
+                {"get_attributes": classmethod(get_attributes), "__module__": __name__})
+
+
+def _mentions_video(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return "video" in text or "torchvision" in text
+
+
+def _processor_class(source: str):
+    """The processor class a checkpoint names (its processor config, else its model type's default)."""
+    import transformers
+    from transformers import AutoConfig
+    from transformers.models.auto.processing_auto import PROCESSOR_MAPPING_NAMES
+    from transformers.utils import cached_file
+
+    name = None
+    for filename in ("processor_config.json", "preprocessor_config.json"):
+        path = cached_file(source, filename, _raise_exceptions_for_missing_entries=False)
+        if path:
+            import json
+
+            with open(path, encoding="utf-8") as handle:
+                name = json.load(handle).get("processor_class")
+            if name:
+                break
+    if name is None:
+        name = PROCESSOR_MAPPING_NAMES.get(AutoConfig.from_pretrained(source).model_type)
+    return getattr(transformers, name, None) if isinstance(name, str) else None
 
 
 def _apply_adapter(model, adapter: str):
