@@ -118,6 +118,7 @@ def load_model(spec: ModelSpec = ModelSpec()) -> LoadedModel:
     device = resolve_device(spec.device)
     try:
         config = AutoConfig.from_pretrained(source)
+        _check_image_text_to_text(config)
         family = family_for_config(config)
         dtype = resolve_dtype(spec.dtype, device, family)
         processor = load_processor(source)
@@ -127,13 +128,6 @@ def load_model(spec: ModelSpec = ModelSpec()) -> LoadedModel:
         raise ModelNotFoundError(
             f"cannot load model {source!r}: not a preset, a model directory, or a hub id available offline"
             f"{_preset_hint(source)} ({one_line(exc)})"
-        ) from exc
-    except ValueError as exc:
-        if "Unrecognized configuration class" not in str(exc):
-            raise
-        raise UnsupportedModelError(
-            f"model type {config.model_type!r} is not an image-text-to-text model that transformers' "
-            "AutoModelForImageTextToText can load"
         ) from exc
     if adapter is not None:
         model = _apply_adapter(model, adapter)
@@ -151,6 +145,18 @@ def load_model(spec: ModelSpec = ModelSpec()) -> LoadedModel:
         prompt=prompt,
         chat_template=spec.chat_template,
     )
+
+
+def _check_image_text_to_text(config) -> None:
+    """Refuse, by model type, what AutoModelForImageTextToText cannot load (before any weights are read)."""
+    from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES
+
+    model_type = getattr(config, "model_type", None)
+    if model_type not in MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES:
+        raise UnsupportedModelError(
+            f"model type {model_type!r} is not an image-text-to-text model (transformers' "
+            "AutoModelForImageTextToText does not load it), so Quadrant cannot score it"
+        )
 
 
 TORCHVISION_HINT = (
