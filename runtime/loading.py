@@ -15,7 +15,7 @@ import torch
 
 from quadrant.models.presets import DEFAULT_PROMPT
 
-from .answers import AnswerTokens, find_answer_tokens
+from .answers import AnswerTokens, Generation, find_answer_tokens
 from .errors import ModelError, ModelNotFoundError, OptionError, UnsupportedModelError, one_line
 from .families import Family, family_for_config
 from .fingerprint import fingerprint
@@ -47,9 +47,11 @@ class LoadedModel:
     fingerprint: str
     device: torch.device
     dtype: torch.dtype
-    answer_tokens: AnswerTokens
+    answer_tokens: AnswerTokens | None  # None: no single-token yes/no, so generate-and-parse only
     prompt: str = DEFAULT_PROMPT
     chat_template: str | None = None
+    generation: Generation = Generation()
+    answer_tokens_problem: str | None = None  # why answer_tokens is None
     extra: dict = field(default_factory=dict)
 
     def to_json(self, backend: str) -> dict:
@@ -60,7 +62,7 @@ class LoadedModel:
             "device": str(self.device),
             "dtype": str(self.dtype).replace("torch.", ""),
             "family": self.family.name,
-            "answer_tokens": self.answer_tokens.to_json(),
+            "answer_tokens": None if self.answer_tokens is None else self.answer_tokens.to_json(),
         }
 
     def wrap(self, question: str) -> str:
@@ -133,6 +135,10 @@ def load_model(spec: ModelSpec = ModelSpec()) -> LoadedModel:
         model = _apply_adapter(model, adapter)
     processor.tokenizer.padding_side = "right"
     model.to(device).eval()
+    try:
+        answer_tokens, problem = find_answer_tokens(processor.tokenizer), None
+    except UnsupportedModelError as exc:  # still servable by generate-and-parse; logits mode refuses it
+        answer_tokens, problem = None, str(exc)
     return LoadedModel(
         model=model,
         processor=processor,
@@ -141,10 +147,19 @@ def load_model(spec: ModelSpec = ModelSpec()) -> LoadedModel:
         fingerprint=fingerprint(_local_dir(source), Path(adapter) if adapter else None),
         device=device,
         dtype=dtype,
-        answer_tokens=find_answer_tokens(processor.tokenizer),
+        answer_tokens=answer_tokens,
         prompt=prompt,
         chat_template=spec.chat_template,
+        generation=_preset_generation(spec.model),
+        answer_tokens_problem=problem,
     )
+
+
+def _preset_generation(model: str) -> Generation:
+    """A preset's scoring mode, token budget and answer convention; the defaults for anything else."""
+    from quadrant.models.presets import PRESETS
+
+    return PRESETS.get(model).generation if model in PRESETS else Generation()
 
 
 def _check_image_text_to_text(config) -> None:

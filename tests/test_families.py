@@ -219,3 +219,28 @@ def test_an_unknown_model_type_that_is_not_image_text_to_text_is_refused(tmp_pat
                          vocab_size=50)).save_pretrained(tmp_path)
     with pytest.raises(UnsupportedModelError, match="'bert' is not an image-text-to-text model"):
         load_model(ModelSpec(model=str(tmp_path)))
+
+
+def test_generate_mode_on_a_qwen_model_equals_a_plain_generate(tiny_model, study_png, capsys):
+    """Generate-and-parse through the family's forward (grid, token types): the text each prompt yields is
+    a plain `generate` on the processor's own tensors, greedy, with the budget asked for."""
+    directory = tiny_model("qwen2_vl")
+    code = main(["check", "--image", study_png, "--question", "Is there a pleural effusion?", "--model", directory,
+                 "--scoring", "generate", "--max-new-tokens", "4", "-k", "1", "--json"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    verdict = json.loads(out)
+    assert verdict["scoring"] == "generate"
+    oracle = PlainForward(directory)
+    image = Image.open(study_png).convert("RGB")
+    for prompt, shown in [(p, image) for p in verdict["prompts"]] + [(verdict["text_only"], None)]:
+        kwargs = {"text": [prompt["rendered"]], "return_tensors": "pt"}
+        if shown is not None:
+            kwargs["images"] = [shown]
+        inputs = oracle.processor(**kwargs)
+        with torch.no_grad():
+            output = oracle.model.generate(**inputs, max_new_tokens=4, do_sample=False)
+        new = output[0, inputs["input_ids"].shape[1]:]
+        assert len(new) <= 4
+        assert prompt["generated"] == oracle.processor.tokenizer.decode(new, skip_special_tokens=True).strip()
+        assert prompt["answer"] in ("yes", "no", "unclear")
