@@ -244,3 +244,17 @@ def test_generate_mode_on_a_qwen_model_equals_a_plain_generate(tiny_model, study
         assert len(new) <= 4
         assert prompt["generated"] == oracle.processor.tokenizer.decode(new, skip_special_tokens=True).strip()
         assert prompt["answer"] in ("yes", "no", "unclear")
+
+
+@pytest.mark.parametrize("family", ["qwen2_5_vl", "qwen3_vl", "internvl", "llava_onevision"])
+def test_half_precision_keeps_the_fast_path(family, tiny_model, studies):
+    """bf16, as on a GPU (run here on the CPU): the fast path stays on, M-RoPE offsets included, and
+    agrees with the naive way to bf16's precision."""
+    loaded = load_model(ModelSpec(model=tiny_model(family), dtype="bfloat16"))
+    requests = [CheckRequest(s, "Is there a pleural effusion?", PHRASINGS) for s in studies[:2]]
+    fast = Checker(loaded, "torch").check_many(requests)
+    naive = Checker(loaded, "torch-naive").check_many(requests)
+    for f, n in zip(fast, naive):
+        assert "prefix-shared" in f.timing_ms["path"]
+        for a, b in zip(f.prompts + [f.text_only], n.prompts + [n.text_only]):
+            assert abs(a.margin - b.margin) < 1e-2
