@@ -5,7 +5,10 @@
    string on its own can merge differently at the boundary); studies whose prefixes have the same length
    share this call, so a dataset batch costs one vision pass per study.
 2. The suffix pass, on the prefix's KV cache: every phrasing's remaining tokens laid end to end in its
-   study's row, under a block mask, plus the text-only prompts, each attending to itself alone.
+   study's row, under a block mask, plus the text-only prompts, each attending to itself alone. Positions
+   restart at the prefix for each suffix; a family whose rotary positions are not one per token (Qwen's
+   M-RoPE, where text after the image is offset by a rope delta) maps them in `packed_position_ids`, and
+   one that flattens images into patches or tiles says which belong to one prompt (`prefix_image_inputs`).
 
 Families whose image attention is not causal (PaliGemma's prefix-LM) run one batched full forward instead.
 A self-check when the scorer is prepared compares both passes with full forwards and falls back to the
