@@ -258,3 +258,26 @@ def test_half_precision_keeps_the_fast_path(family, tiny_model, studies):
         assert "prefix-shared" in f.timing_ms["path"]
         for a, b in zip(f.prompts + [f.text_only], n.prompts + [n.text_only]):
             assert abs(a.margin - b.margin) < 1e-2
+
+
+def test_no_single_token_answers_refuses_logits_but_generate_serves_it(tiny_model, studies):
+    """A tokenizer with no single-token yes/no loads; logits scoring is refused with one line naming the
+    way out, and generate-and-parse runs."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    from quadrant.answers import find_answer_tokens
+
+    raw = Tokenizer(models.BPE(unk_token="<unk>"))
+    raw.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    raw.train_from_iterator(["the heart is enlarged", "a pleural effusion"] * 10,
+                            trainers.BpeTrainer(vocab_size=60, special_tokens=["<unk>"]))
+    with pytest.raises(UnsupportedModelError) as refused:
+        find_answer_tokens(PreTrainedTokenizerFast(tokenizer_object=raw, unk_token="<unk>"))
+    loaded = load_model(ModelSpec(model=tiny_model("qwen2_vl")))
+    loaded.answer_tokens, loaded.answer_tokens_problem = None, str(refused.value)
+    with pytest.raises(UnsupportedModelError, match="--scoring generate"):
+        Checker(loaded, "torch")
+    verdict = Checker(loaded, "torch", CheckOptions(scoring="generate", max_new_tokens=2, k=1)).check(
+        studies[0], "Is there a pleural effusion?")
+    assert verdict.scoring == "generate" and verdict.model["answer_tokens"] is None
