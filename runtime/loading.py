@@ -7,6 +7,7 @@ the resulting `LoadedModel`.
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -238,8 +239,6 @@ def _processor_class(source: str):
     for filename in ("processor_config.json", "preprocessor_config.json"):
         path = cached_file(source, filename, _raise_exceptions_for_missing_entries=False)
         if path:
-            import json
-
             with open(path, encoding="utf-8") as handle:
                 name = json.load(handle).get("processor_class")
             if name:

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..errors import UnsupportedModelError
+from ..errors import UnsupportedModelError, one_line
 from .base import Family
 
 log = logging.getLogger(__name__)
@@ -37,8 +37,14 @@ class GenericFamily(Family):
                 "there is no known way to prompt it: pass --chat-template FILE (a Jinja chat template)"
             )
         image = Image.fromarray(np.full((32, 32, 3), 128, dtype=np.uint8))
-        rendered = self.render(processor, _PROBE_TEXT, True, chat_template)
-        probe = processor(text=[rendered], images=self.images_argument([image]), return_tensors="pt")
+        try:
+            rendered = self.render(processor, _PROBE_TEXT, True, chat_template)
+            probe = processor(text=[rendered], images=self.images_argument([image]), return_tensors="pt")
+        except Exception as exc:  # noqa: BLE001 - whatever a foreign template or processor raises
+            raise UnsupportedModelError(
+                f"model type {self.model_type!r} has no family file, and its chat template and processor do "
+                f"not take one image and a question the usual way ({one_line(exc)})"
+            ) from exc
         tensors = {k: v for k, v in probe.items() if isinstance(v, torch.Tensor) and k != "labels"}
         shape = tensors["input_ids"].shape
         self.forward_keys = tuple(tensors)
