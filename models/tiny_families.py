@@ -104,11 +104,11 @@ LLAVA_NEXT_CHAT_TEMPLATE = (
 )
 
 
-def _qwen_tokenizer(spec: TinySpec, extra: tuple[str, ...] = ()):
+def _qwen_tokenizer(spec: TinySpec):
     """Qwen2 layout: no BOS (the template starts with <|im_start|>), <|endoftext|> pads, vision tokens added."""
     return _make_tokenizer(
         bos=None, eos="<|im_end|>", pad="<|endoftext|>", unk=None,
-        base_specials=QWEN_SPECIALS, added_specials=QWEN_VISION_TOKENS + extra,
+        base_specials=QWEN_SPECIALS, added_specials=QWEN_VISION_TOKENS,
         named={"image_token": "<|image_pad|>", "video_token": "<|video_pad|>",
                "vision_bos_token": "<|vision_start|>", "vision_eos_token": "<|vision_end|>"},
         add_bos_token=False, extra_words=spec.extra_words,
