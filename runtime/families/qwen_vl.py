@@ -38,7 +38,12 @@ class QwenVLFamily(Family):
 
     def packed_position_ids(self, model, prefix_inputs: dict, positions: torch.Tensor,
                             sees_prefix: torch.Tensor) -> torch.Tensor:
-        """[3, rows, width]: suffix tokens shifted by their study's rope delta, in all three streams."""
+        """[3, rows, width]: suffix tokens shifted by their study's rope delta, in all three streams.
+
+        Three rows, not four: in transformers 5.24 a fourth leading row (Qwen3-VL expands 2-D positions to
+        four) is read as text positions for building a packed-sequence mask, which the backend's own 4-D
+        block mask already is; with three rows every version takes the mask as given.
+        """
         _, deltas = model.model.get_rope_index(
             input_ids=prefix_inputs["input_ids"],
             mm_token_type_ids=prefix_inputs["mm_token_type_ids"],
