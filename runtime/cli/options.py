@@ -25,8 +25,11 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--reliance", default=DEFAULT_RULE, choices=RULES, help=f"default: {DEFAULT_RULE}")
     group.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
                        help=f"margin-shift threshold of the margin and either rules (default: {DEFAULT_THRESHOLD})")
-    group.add_argument("--scoring", default="logits", choices=SCORING_MODES,
-                       help="logits: read yes/no off the first answer token; generate: generate and parse")
+    group.add_argument("--scoring", default=None, choices=SCORING_MODES,
+                       help="logits: read yes/no off the first answer token; generate: generate and parse "
+                       "(default: the preset's, logits for most)")
+    group.add_argument("--max-new-tokens", type=int, default=None,
+                       help="generate mode's token budget (default: the preset's, 8 for direct answerers)")
     group.add_argument("-k", "--num-paraphrases", type=int, default=5, dest="k",
                        help="paraphrases from the built-in bank (default 5)")
     group.add_argument("--ablate-all", action="store_true",
@@ -56,7 +59,7 @@ def spec_and_options(args: argparse.Namespace) -> tuple[ModelSpec, CheckOptions]
     )
     options = CheckOptions(
         ablation=args.ablation, reliance=Reliance(args.reliance, args.threshold), k=args.k,
-        scoring=args.scoring, ablate_all=args.ablate_all,
+        scoring=args.scoring, ablate_all=args.ablate_all, max_new_tokens=args.max_new_tokens,
     )
     from ..backends import BACKENDS
 
