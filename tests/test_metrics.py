@@ -10,7 +10,6 @@ known by construction, and compare() on summaries whose correlation is known.
 from __future__ import annotations
 
 import json
-import math
 import statistics
 from collections import Counter
 from pathlib import Path
@@ -46,6 +45,7 @@ def test_wilson_interval_matches_scipy(k, n):
 
 
 def test_wilson_interval_by_hand():
+    assert Z95 == pytest.approx(stats.norm.ppf(0.975), abs=1e-12)
     # 5/20: p = 0.25, z^2 = 3.841459; denominator 1 + z^2/n = 1.192073; centre (0.25 + 0.096036) / 1.192073
     # = 0.290281; half-width z * sqrt(0.25 * 0.75 / 20 + z^2 / 1600) / 1.192073 = 1.959964 * 0.108517 / 1.192073
     # = 0.178421  ->  (0.111862, 0.468701)
@@ -63,7 +63,8 @@ PEARSON_POINTS = [
     ([1, 2, 3, 4], [1, 3, 2, 4]),
     ([0.1, 0.2, 0.3, 0.4, 0.5], [0.9, 0.7, 0.6, 0.3, 0.2]),
     ([0.093, 0.0, 0.093, 0.0, 0.093, 0.0], [0.128, 1.0, 0.088, 1.0, 0.118, 1.0]),  # the README's six runs
-    ([0.015, 0.08, 0.2, 0.35, 0.12, 0.58, 0.03, 0.27, 0.44, 0.09], [0.985, 0.6, 0.41, 0.2, 0.7, 0.1, 0.8, 0.5, 0.2, 0.66]),
+    ([0.015, 0.08, 0.2, 0.35, 0.12, 0.58, 0.03, 0.27, 0.44, 0.09],
+     [0.985, 0.6, 0.41, 0.2, 0.7, 0.1, 0.8, 0.5, 0.2, 0.66]),
     ([3.0, 1.0, 2.0, 5.0, 4.0], [1.0, 2.0, 2.5, 2.0, 1.5]),  # weak
 ]
 
@@ -92,6 +93,7 @@ def test_pearson_by_hand():
     assert pearson([1, 2, 4], [1, 3, 2])["ci95"] is None and pearson([1, 2, 4], [1, 3, 2])["r"] is not None
     assert pearson([1, 2], [3, 4]) == {"r": None, "n": 2, "ci95": None}
     assert pearson([1, 2, 3, 4], [5, 5, 5, 5])["r"] is None
+    assert pearson([1, 2, 3, 4], [2, 4, 6, 8]) == {"r": pytest.approx(1.0), "n": 4, "ci95": None}  # |r| = 1
 
 
 AUROC_POINTS = [
@@ -303,7 +305,8 @@ def test_summary_json_of_a_known_evaluation(toy_evaluation):
         ["Ideal"] * 3 + ["Fragile"] + ["Dangerous"] * 4 + ["Worst"])
     # by construction
     assert summary["n"] == 9 and summary["n_errors"] == 0
-    assert summary["fractions"] == pytest.approx({"Ideal": 3 / 9, "Fragile": 1 / 9, "Dangerous": 4 / 9, "Worst": 1 / 9})
+    assert summary["fractions"] == pytest.approx({"Ideal": 3 / 9, "Fragile": 1 / 9, "Dangerous": 4 / 9,
+                                                  "Worst": 1 / 9})
     assert summary["flip_rate"] == pytest.approx(2 / 9)
     assert summary["text_only_agreement"] == pytest.approx(5 / 9)  # the dark ones: no with and without the image
     assert summary["n_labelled"] == 8 and summary["accuracy"] == pytest.approx(7 / 8)
@@ -362,7 +365,7 @@ def test_compare_by_hand_and_on_the_command_line(tmp_path, capsys):
     assert result["flip_vs_dangerous"]["ci95"] == pytest.approx((-0.696953, 0.995600), abs=1e-6)
     assert main(["compare", *dirs]) == 0
     text = capsys.readouterr().out
-    assert "Pearson r (flip rate vs Dangerous fraction) = +0.800 over n = 4 configurations, 95% CI -0.70 to +1.00" in text
+    assert ("Pearson r (flip rate vs Dangerous fraction) = +0.800 over n = 4 configurations, "
+            "95% CI -0.70 to +1.00") in text
     rows = [line for line in text.splitlines() if line.startswith("| ") and "config1" in line]
     assert rows and "| 20.0% |" in rows[0] and "| 30.0% |" in rows[0]  # flip rate, Dangerous
-    assert not math.isnan(result["flip_vs_dangerous"]["r"])
