@@ -172,6 +172,9 @@ def independent_summary(verdicts: list[dict]) -> dict:
     flips = sum(1 for v in verdicts if not v["consistent"])
     dangerous = [-v["entropy"] for v in verdicts if v["quadrant"] == "Dangerous"]
     rest = [-v["entropy"] for v in verdicts if v["quadrant"] != "Dangerous"]
+    groups: dict[str, list[dict]] = {}
+    for v in verdicts:
+        groups.setdefault(v["extra"]["finding"], []).append(v)
 
     def mean_or_none(values):
         return statistics.fmean(values) if values else None
@@ -196,6 +199,18 @@ def independent_summary(verdicts: list[dict]) -> dict:
         },
         "entropy_auroc_dangerous": scipy_auroc(dangerous, rest) if dangerous and rest else None,
         "median_abs_margin_shift": statistics.median(abs(v["margin_shift"]) for v in verdicts),
+        "by_finding": {finding: independent_group(group) for finding, group in groups.items()},
+    }
+
+
+def independent_group(verdicts: list[dict]) -> dict:
+    labelled = [v["correct"] for v in verdicts if v["correct"] is not None]
+    counts = Counter(v["quadrant"] for v in verdicts)
+    return {
+        "n": len(verdicts),
+        "accuracy": statistics.fmean(labelled) if labelled else None,
+        "flip_rate": statistics.fmean(not v["consistent"] for v in verdicts),
+        "fractions": {q: counts[q] / len(verdicts) for q in QUADRANTS},
     }
 
 
@@ -312,6 +327,7 @@ def test_summary_json_of_a_known_evaluation(toy_evaluation):
     assert summary["n_labelled"] == 8 and summary["accuracy"] == pytest.approx(7 / 8)
     assert summary["per_quadrant"]["Dangerous"]["accuracy"] == pytest.approx(3 / 4)
     assert summary["pairwise_flip_rate"] == pytest.approx(2 / 9)  # two phrasings each: 1 pair, 2 disagree
+    assert summary["reliance"]["rule"] == "flip"
     assert summary["fractions_flip_rule"] == summary["fractions"]  # the run's rule is the flip rule
     assert summary["by_finding"]["bright"]["fractions"]["Fragile"] == pytest.approx(1 / 4)
     # and every number against the independent computation from the samples themselves

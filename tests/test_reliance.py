@@ -210,4 +210,4 @@ def test_unknown_rule_and_negative_threshold_are_refused():
     with pytest.raises(OptionError, match="unknown reliance rule"):
         Reliance("vibes")
     with pytest.raises(OptionError, match=">= 0"):
-        Reliance("margin", -1.0)
+        Reliance("flip", -1.0)
