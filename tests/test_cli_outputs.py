@@ -63,7 +63,10 @@ def test_check_prints_a_readable_verdict(capsys, monkeypatch):
     assert verdict["model"]["fingerprint"][:23] in text
 
     # one row per phrasing and one for the text-only pass, with the verdict's own numbers
-    rows = {cells[0]: cells for cells in map(_cells, lines) if len(cells) == 5 and cells[0] in "0 1 2 T".split()}
+    rows: dict[str, list[str]] = {}
+    for cells in map(_cells, lines):
+        if len(cells) == 5 and cells[0] in ("0", "1", "2", "T"):
+            rows.setdefault(cells[0], cells)  # the first row of each label, should more rows be added
     assert list(rows) == ["0", "1", "2", "T"]
     readings = verdict["prompts"] + [verdict["text_only"]]
     for (index, phrasing, answer, p_yes, margin), reading in zip(GOLDEN_ROWS, readings):

@@ -144,7 +144,9 @@ class PrefixSharedScorer(TorchScorer):
     @contextmanager
     def _in_float32(loaded: LoadedModel) -> Iterator[LoadedModel]:
         """The loaded model with its half-precision weights and buffers in float32 for a moment, restored
-        exactly afterwards (float32 holds every bf16 and fp16 value); other tensors are left as they are."""
+        exactly afterwards (float32 holds every bf16 and fp16 value); other tensors are left as they are.
+        In place, as model.float() is (a float32 copy beside the original would need half as much again):
+        prepare a scorer before its model serves another thread."""
         tensors = [t for t in (*loaded.model.parameters(), *loaded.model.buffers()) if t.dtype == loaded.dtype]
         try:
             for tensor in tensors:
