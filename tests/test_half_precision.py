@@ -57,3 +57,17 @@ def test_the_float32_check_leaves_the_model_as_it_was(dtype, tiny_model):
         assert after[name].dtype == tensor.dtype, name
         assert torch.equal(after[name], tensor), name
     assert loaded.model.dtype == getattr(torch, dtype)
+
+
+def test_no_room_for_float32_falls_back_to_the_half_precision_comparison(tiny_model, monkeypatch, caplog):
+    """A GPU without room for a float32 copy of the weights: the check says so and still compares the two
+    ways in the model's own dtype (a fault injected where the copy would be made; the rest runs for real)."""
+    loaded = load_model(ModelSpec(model=tiny_model("llava"), dtype="bfloat16"))
+
+    def no_room(loaded):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory (injected)")
+
+    monkeypatch.setattr(PrefixSharedScorer, "_in_float32", staticmethod(no_room))
+    with caplog.at_level("WARNING"):
+        assert PrefixSharedScorer(loaded).prefix_ok() is True
+    assert "no room" in caplog.text and "bfloat16" in caplog.text
