@@ -12,14 +12,16 @@
 
 Families whose image attention is not causal (PaliGemma's prefix-LM) run one batched full forward instead.
 A self-check when the scorer is prepared compares both passes with full forwards and falls back to the
-batched path above 1e-4 (fp32), because attention semantics cannot be seen from outside.
+batched path above 1e-4 (in float32, also for a half-precision model), because attention semantics cannot be
+seen from outside.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -27,13 +29,15 @@ from PIL import Image
 
 from ..answers import margins_from_logits
 from ..errors import one_line
+from ..loading import LoadedModel
 from .base import ScoreRequest, ScoreResult, group_by_image
 from .torch_common import TorchScorer
 
 log = logging.getLogger(__name__)
 
 # Within fp32 rounding the cached path is exact (measured ~3e-7); half precision rounds both paths
-# differently by ~1e-2, so the check there only catches gross attention differences.
+# differently by ~1e-2, so a half-precision model's semantics are checked in float32 (see _self_check)
+# and its own kernels only for gross differences.
 SELF_CHECK_TOLERANCE = {torch.float32: 1e-4}
 HALF_PRECISION_TOLERANCE = 5e-2
 PREFIX = "prefix-shared"
@@ -112,6 +116,52 @@ class PrefixSharedScorer(TorchScorer):
         return self._prefix_ok
 
     def _self_check(self) -> bool:
+        """Run one study both ways and keep the cached path only where it reproduces the full forward.
+
+        In float32 the two ways agree to rounding (~3e-7), so 1e-4 catches any difference in what attends to
+        what. In half precision both ways round differently by up to ~1e-2 on real logits, and a tolerance
+        wide enough for that (5e-2) let through a packed mask without its causal part, whose margins were off
+        by 0.0015-0.026: rounding hides a semantic error of the same size. So a half-precision model is
+        checked twice. First the semantics, with no rounding to hide behind: the same prompts, the same
+        code, the weights cast to float32 for the check and cast back (bf16 and fp16 values are exact in
+        float32, so the model is bit for bit what it was), against 1e-4. Then its own kernels, in its own
+        dtype, against the wide tolerance, for failures only half precision has (overflow, a kernel that
+        mishandles the mask). A device without room for a float32 copy of the weights skips the first
+        check, with a warning. Comparing the two ways in half precision against the spread the full path
+        shows under a harmless change (another batch composition or padding) was measured too and not
+        used: on the CPU that spread was 0 (to 1e-4, in bf16) while the two ways differed by up to 5e-4, so it
+        gives no yardstick for rounding.
+        """
+        if self.loaded.dtype in SELF_CHECK_TOLERANCE:
+            return self._paths_agree(SELF_CHECK_TOLERANCE[self.loaded.dtype])
+        try:
+            with self._in_float32(self.loaded) as exact:
+                semantics_ok = type(self)(exact, max_batch=self.max_batch)._paths_agree(
+                    SELF_CHECK_TOLERANCE[torch.float32])
+        except torch.cuda.OutOfMemoryError:
+            log.warning("no room to run the fast path's self-check in float32; checking it in %s only",
+                        self.loaded.dtype)
+            semantics_ok = True
+        return semantics_ok and self._paths_agree(HALF_PRECISION_TOLERANCE)
+
+    @staticmethod
+    @contextmanager
+    def _in_float32(loaded: LoadedModel) -> Iterator[LoadedModel]:
+        """The loaded model with its half-precision weights and buffers in float32 for a moment, restored
+        exactly afterwards (float32 holds every bf16 and fp16 value); other tensors are left as they are.
+        In place, as model.float() is (a float32 copy beside the original would need half as much again):
+        prepare a scorer before its model serves another thread."""
+        tensors = [t for t in (*loaded.model.parameters(), *loaded.model.buffers()) if t.dtype == loaded.dtype]
+        try:
+            for tensor in tensors:
+                tensor.data = tensor.data.float()
+            yield replace(loaded, dtype=torch.float32)
+        finally:
+            for tensor in tensors:
+                tensor.data = tensor.data.to(loaded.dtype)
+
+    def _paths_agree(self, tolerance: float) -> bool:
+        """The cached path against full forwards on two phrasings of one study and a text-only prompt."""
         rng = np.random.default_rng(0)
         image = Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8))
         family, processor = self.loaded.family, self.loaded.processor
@@ -138,9 +188,9 @@ class PrefixSharedScorer(TorchScorer):
         if text_only:
             full += self.full_forward_margins([requests[2].rendered], None)
         error = max(abs(a - b) for a, b in zip(cached, full))
-        if error > SELF_CHECK_TOLERANCE.get(self.loaded.dtype, HALF_PRECISION_TOLERANCE):
-            log.warning("prefix cache is off by %.2g on model type %r (its attention or positions differ from a "
-                        "causal prefix's); using batched full forwards", error, model_type)
+        if error > tolerance:
+            log.warning("prefix cache is off by %.2g on model type %r in %s (its attention or positions differ "
+                        "from a causal prefix's); using batched full forwards", error, model_type, self.loaded.dtype)
             return False
         return True
 
