@@ -22,7 +22,7 @@ def answers(*margins):
 def classify(with_image, inverted, ablated, rule="flip", threshold=0.5):
     seen = oriented(with_image, inverted)
     consistent = flip_count(seen) == 0
-    reliant = Reliance(rule, threshold).is_reliant(with_image[0], ablated)
+    reliant = Reliance(rule, threshold).is_reliant(with_image[0], ablated, ablated)
     return quadrant(consistent, reliant)
 
 
@@ -46,24 +46,6 @@ def test_every_quadrant_with_and_without_inversion(margins, inverted, ablated_ma
     assert result == expected
 
 
-def test_margin_rule_sees_a_shift_that_the_flip_rule_misses():
-    with_image, ablated = answers(3.0, 2.0), Answer.from_margin(0.4)  # same sign, shifted by 2.6
-    assert classify(with_image, (False, False), ablated, rule="flip") == "Dangerous"
-    assert classify(with_image, (False, False), ablated, rule="margin") == "Ideal"
-    assert classify(with_image, (False, False), ablated, rule="either") == "Ideal"
-
-
-def test_margin_rule_ignores_a_tiny_flip_that_either_counts():
-    with_image, ablated = answers(0.1, 0.2), Answer.from_margin(-0.1)  # flipped, shifted by only 0.2
-    assert classify(with_image, (False, False), ablated, rule="margin") == "Dangerous"
-    assert classify(with_image, (False, False), ablated, rule="either") == "Ideal"
-
-
-def test_threshold_is_inclusive():
-    assert Reliance("margin", 0.5).is_reliant(Answer.from_margin(1.0), Answer.from_margin(0.5))
-    assert not Reliance("margin", 0.51).is_reliant(Answer.from_margin(1.0), Answer.from_margin(0.5))
-
-
 def test_disagreement_measures():
     seen = answers(1.0, -1.0, 2.0, -3.0)
     assert flip_count(seen) == 2
@@ -75,8 +57,8 @@ def test_majority_reliance_needs_more_than_half():
     with_image = answers(2.0, 2.0, 2.0, 2.0)
     two_flipped = answers(-1.0, -1.0, 2.0, 2.0)
     three_flipped = answers(-1.0, -1.0, -1.0, 2.0)
-    assert not majority_reliant(Reliance("flip"), with_image, two_flipped)
-    assert majority_reliant(Reliance("flip"), with_image, three_flipped)
+    assert not majority_reliant(Reliance("flip"), with_image, two_flipped, two_flipped)
+    assert majority_reliant(Reliance("flip"), with_image, three_flipped, three_flipped)
 
 
 def test_answer_arithmetic():
@@ -101,4 +83,4 @@ def test_unknown_rule_and_negative_threshold_are_refused():
     with pytest.raises(OptionError, match="unknown reliance rule"):
         Reliance("vibes")
     with pytest.raises(OptionError, match=">= 0"):
-        Reliance("margin", -1.0)
+        Reliance("content", -1.0)
