@@ -8,8 +8,8 @@ from rich.table import Table
 from ..verdict import Verdict
 
 _EXPLANATION = {
-    "Ideal": "consistent across phrasings, and the image moved the answer",
-    "Fragile": "the image moved the answer, but the phrasings disagree",
+    "Ideal": "consistent across phrasings, and the image's content moved the answer",
+    "Fragile": "the image's content moved the answer, but the phrasings disagree",
     "Dangerous": "consistent, but the answer does not depend on the image: the model may be answering from "
     "the text alone",
     "Worst": "the phrasings disagree and the answer does not depend on the image",
