@@ -78,11 +78,12 @@ def _measure(model_dir: str, config: BenchConfig) -> dict:
         "quadrant_ms": _median_ms(lambda: fast.check(study, QUESTION), config.warmup, config.repeats),
     }
     reference = naive.check(study, QUESTION)
-    pairs = list(zip(first.prompts, reference.prompts)) + [(first.text_only, reference.text_only)]
+    pairs = list(zip(first.prompts, reference.prompts)) + [(first.text_only, reference.text_only),
+                                                           (first.content_free, reference.content_free)]
     timings["max_margin_diff"] = max(abs(a.margin - b.margin) for a, b in pairs)
     timings["same_verdict"] = first.quadrant == reference.quadrant
     timings["path"] = first.timing_ms["path"]
-    timings["prompts"] = len(first.prompts) + 1
+    timings["prompts"] = len(first.prompts) + 2  # and the text-only and content-free passes of prompt 0
     timings["device"] = str(loaded.device)
     timings["dtype"] = str(loaded.dtype).replace("torch.", "")
     return timings

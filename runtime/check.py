@@ -28,6 +28,7 @@ from .reliance import (
     oriented,
     pairwise_disagreement,
     quadrant,
+    shifts,
 )
 from .verdict import PromptReading, TextOnlyReading, Verdict
 
@@ -74,6 +75,11 @@ class _Prepared:
     with_image: list[ScoreRequest]
     ablated: list[ScoreRequest]
     ablation: str
+    reference: list[ScoreRequest] | None  # None: the text-only pass already shows the reference image
+
+    @property
+    def scored(self) -> list[ScoreRequest]:
+        return self.with_image + self.ablated + (self.reference or [])
 
 
 class Checker:
@@ -95,6 +101,7 @@ class Checker:
         self.scorer: Scorer = BACKENDS.get(backend)(loaded)
         if self.scoring == "logits":
             self.scorer.prepare()
+        self._references: dict[tuple[str, int, int], Image.Image] = {}
 
     def check(self, study: Study, question: str, paraphrases: Sequence[Phrasing] | None = None,
               label: str | None = None) -> Verdict:
@@ -105,7 +112,7 @@ class Checker:
         """Several studies in one scoring call; timing is the batch's, shared evenly."""
         started = time.perf_counter()
         prepared = [self._prepare(r) for r in requests]
-        score_requests = [s for p in prepared for s in p.with_image + p.ablated]
+        score_requests = [s for p in prepared for s in p.scored]
         scoring_started = time.perf_counter()
         readings, path = self._score(score_requests)
         scoring_ms = (time.perf_counter() - scoring_started) * 1000
@@ -116,7 +123,11 @@ class Checker:
             answers = readings[offset : offset + n_with]
             ablated = readings[offset + n_with : offset + n_with + n_ablated]
             offset += n_with + n_ablated
-            verdicts.append(self._verdict(p, answers, ablated))
+            reference = ablated
+            if p.reference is not None:
+                reference = readings[offset : offset + len(p.reference)]
+                offset += len(p.reference)
+            verdicts.append(self._verdict(p, answers, ablated, reference))
         total_ms = (time.perf_counter() - started) * 1000
         share = len(requests) or 1
         timing = {
@@ -144,7 +155,28 @@ class Checker:
         blank = ablated_image(self.ablation, image, request.study.sha256, request.swap_image)
         ablated_phrasings = phrasings if self.options.ablate_all else phrasings[:1]
         ablated = [ScoreRequest(self._render(p.text, blank is not None), blank) for p in ablated_phrasings]
-        return _Prepared(request, phrasings, with_image, ablated, self.ablation)
+        reference = None
+        if self.reference_mode != self.ablation:
+            reference_image, key = self._reference_image(request.study)
+            reference = [ScoreRequest(self._render(p.text, True), reference_image, key) for p in ablated_phrasings]
+        return _Prepared(request, phrasings, with_image, ablated, self.ablation, reference)
+
+    @property
+    def reference_mode(self) -> str:
+        """The content-free image the verdict compares with (the `content` rule's reference)."""
+        return self.options.reliance.reference
+
+    def _reference_image(self, study: Study) -> tuple[Image.Image, str | None]:
+        """The content-free image for a study, and its reuse key. Blank and white depend only on the study's
+        size, so one object per size serves every study and the backend computes its prefix once per model;
+        noise is seeded by the study's hash, so it is drawn per study and not reused."""
+        mode, image = self.reference_mode, study.image
+        if mode == "noise":
+            return ablated_image(mode, image, study.sha256), None
+        key = (mode, image.width, image.height)
+        if key not in self._references:
+            self._references[key] = ablated_image(mode, image, study.sha256)
+        return self._references[key], f"{mode}:{image.width}x{image.height}"
 
     def _render(self, text: str, with_image: bool) -> str:
         loaded = self.loaded
@@ -162,27 +194,23 @@ class Checker:
 
     # -- postprocess ---------------------------------------------------------------------------------
 
-    def _verdict(self, p: _Prepared, answers: list[Answer], ablated: list[Answer]) -> Verdict:
+    def _verdict(self, p: _Prepared, answers: list[Answer], ablated: list[Answer],
+                 reference: list[Answer]) -> Verdict:
         inverted = [ph.inverted for ph in p.phrasings]
         seen = oriented(answers, inverted)
         consistent = flip_count(seen) == 0
         reliance = self.options.reliance
         if self.options.ablate_all:
-            reliant = majority_reliant(reliance, answers, ablated)
-            flip_reliant = majority_reliant(Reliance("flip"), answers, ablated)
+            reliant = majority_reliant(reliance, answers, ablated, reference)
+            flip_reliant = majority_reliant(Reliance("flip"), answers, ablated, reference)
         else:
-            reliant = reliance.is_reliant(answers[0], ablated[0])
-            flip_reliant = answers[0].answer != ablated[0].answer
+            reliant = reliance.is_reliant(answers[0], ablated[0], reference[0])
+            flip_reliant = Reliance("flip").is_reliant(answers[0], ablated[0], reference[0])
         label = _check_label(p.request.label)
         first = answers[0]
-        shift = None if first.margin is None or ablated[0].margin is None else first.margin - ablated[0].margin
-        texts_only = [
-            TextOnlyReading(
-                text=ph.text, ablation=p.ablation, rendered=req.rendered, answer=a.answer,
-                p_yes=a.p_yes, margin=a.margin, generated=a.generated,
-            )
-            for ph, req, a in zip(p.phrasings, p.ablated, ablated)
-        ]
+        prompt_shifts = shifts(first, ablated[0], reference[0])
+        texts_only = _readings(p.phrasings, p.ablated, ablated, p.ablation)
+        content_free = _readings(p.phrasings, p.reference or p.ablated, reference, self.reference_mode)
         return Verdict(
             quadrant=quadrant(consistent, reliant),
             consistent=consistent,
@@ -197,7 +225,7 @@ class Checker:
                 for ph, req, a in zip(p.phrasings, p.with_image, answers)
             ],
             text_only=texts_only[0],
-            margin_shift=shift,
+            margin_shift=prompt_shifts["text_only"],
             reliance=reliance.to_json(),
             flip_count=flip_count(seen),
             pairwise_disagreement=pairwise_disagreement(seen),
@@ -213,7 +241,20 @@ class Checker:
             text_only_all=texts_only if self.options.ablate_all else None,
             study_id=p.request.study_id,
             extra=dict(p.request.extra or {}),
+            content_free=content_free[0],
+            content_free_all=content_free if self.options.ablate_all else None,
+            shifts=prompt_shifts,
         )
+
+
+def _readings(phrasings: Sequence[Phrasing], requests: Sequence[ScoreRequest], answers: Sequence[Answer],
+              ablation: str) -> list[TextOnlyReading]:
+    """Ablated readings (image removed or replaced), one per phrasing asked that way."""
+    return [
+        TextOnlyReading(text=ph.text, ablation=ablation, rendered=req.rendered, answer=a.answer, p_yes=a.p_yes,
+                        margin=a.margin, generated=a.generated)
+        for ph, req, a in zip(phrasings, requests, answers)
+    ]
 
 
 def _check_label(label: str | None) -> str | None:

@@ -60,11 +60,17 @@ class Verdict:
     text_only_all: list[TextOnlyReading] | None = None
     study_id: str | None = None
     extra: dict = field(default_factory=dict)
+    #: prompt 0 with a content-free image (the `content` rule's reference), and every phrasing's with ablate-all
+    content_free: TextOnlyReading | None = None
+    content_free_all: list[TextOnlyReading] | None = None
+    #: prompt 0's margin shifts: text_only = presence + content, and relative_content (see reliance.py)
+    shifts: dict | None = None
 
     def to_json(self) -> dict:
         data = {"schema_version": SCHEMA_VERSION, **asdict(self)}
-        if data["text_only_all"] is None:
-            del data["text_only_all"]
+        for key in ("text_only_all", "content_free_all"):
+            if data[key] is None:
+                del data[key]
         if not data["extra"]:
             del data["extra"]
         return data
@@ -76,6 +82,9 @@ class Verdict:
         data.pop("schema_version", None)
         data["prompts"] = [PromptReading(**p) for p in data["prompts"]]
         data["text_only"] = TextOnlyReading(**data["text_only"])
-        if data.get("text_only_all") is not None:
-            data["text_only_all"] = [TextOnlyReading(**t) for t in data["text_only_all"]]
+        for key in ("text_only_all", "content_free_all"):
+            if data.get(key) is not None:
+                data[key] = [TextOnlyReading(**t) for t in data[key]]
+        if data.get("content_free") is not None:
+            data["content_free"] = TextOnlyReading(**data["content_free"])
         return cls(**data)

@@ -32,7 +32,8 @@ GOLDEN_ROWS = [
 GOLDEN_LINES = [
     "Study  PNG 256x256  sha256 4a05b1994d7cb427…",
     "Model  demo (llava, torch, cpu, float32)  sha256:",
-    "Margin shift +2.632 (reliance rule flip",
+    "Text-only shift +2.632",
+    "(reliance rule flip)",
     "1 of 2 paraphrases disagree",
     "Label yes: the answer is correct",
     "Verdict FRAGILE: answer 'yes', the image moved the answer, but the phrasings disagree.",
@@ -75,7 +76,8 @@ def test_check_prints_a_readable_verdict(capsys, monkeypatch):
         assert shown_p == f"{reading['p_yes']:.3f}" and shown_margin == f"{reading['margin']:+.3f}"
         assert float(shown_p) == pytest.approx(p_yes, abs=2e-3)  # the golden numbers, to print precision
         assert float(shown_margin) == pytest.approx(margin, abs=2e-3)
-    assert f"Margin shift {verdict['margin_shift']:+.3f}" in text
+    assert f"Text-only shift {verdict['margin_shift']:+.3f}" in text
+    assert f"content shift {verdict['shifts']['content']:+.3f} against a blank image" in text
     assert verdict["quadrant"] == "Fragile"
 
 
@@ -95,7 +97,7 @@ def test_bench_reports_its_ratios_from_its_own_medians(capsys):
     assert result["overhead"] == pytest.approx(result["quadrant_ms"] / result["one_forward_ms"], rel=1e-12)
     assert result["same_verdict"] is True
     assert result["max_margin_diff"] < 1e-4
-    assert "prefix-shared" in result["path"] and result["prompts"] == 7  # prompt 0, 5 paraphrases, text-only
+    assert "prefix-shared" in result["path"] and result["prompts"] == 8  # prompt 0, 5 paraphrases, text-only, blank
     assert result["device"] == "cpu" and result["dtype"] == "float32"
     assert "families" not in result
 

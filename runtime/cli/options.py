@@ -8,7 +8,7 @@ import argparse
 from ..ablation import ABLATIONS
 from ..check import SCORING_MODES, Checker, CheckOptions
 from ..loading import DEVICES, DTYPES, ModelSpec, load_model
-from ..reliance import DEFAULT_RULE, DEFAULT_THRESHOLD, RULES, Reliance
+from ..reliance import DEFAULT_REFERENCE, DEFAULT_RULE, DEFAULT_THRESHOLD, REFERENCES, RULES, Reliance
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
@@ -22,9 +22,14 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--prompt", help="instruction wrapping the question; must contain {question}")
     group.add_argument("--ablation", choices=ABLATIONS, help="how the image is taken away (default: none where "
                        "the family allows it, else blank)")
-    group.add_argument("--reliance", default=DEFAULT_RULE, choices=RULES, help=f"default: {DEFAULT_RULE}")
+    group.add_argument("--reliance", default=DEFAULT_RULE, choices=RULES,
+                       help="content: the image's content moved the answer (against a content-free image); flip: "
+                       f"the paper's rule, removing the image flips it (default: {DEFAULT_RULE})")
     group.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
-                       help=f"margin-shift threshold of the margin and either rules (default: {DEFAULT_THRESHOLD})")
+                       help="the content rule's threshold on the relative content shift |m_image - m_reference| / "
+                       f"max(|m_image|, |m_reference|) (default: {DEFAULT_THRESHOLD})")
+    group.add_argument("--reference", default=DEFAULT_REFERENCE, choices=REFERENCES,
+                       help=f"the content-free image the content rule compares with (default: {DEFAULT_REFERENCE})")
     group.add_argument("--scoring", default=None, choices=SCORING_MODES,
                        help="logits: read yes/no off the first answer token; generate: generate and parse "
                        "(default: the preset's, logits for most)")
@@ -58,7 +63,7 @@ def spec_and_options(args: argparse.Namespace) -> tuple[ModelSpec, CheckOptions]
         chat_template=chat_template, prompt=args.prompt,
     )
     options = CheckOptions(
-        ablation=args.ablation, reliance=Reliance(args.reliance, args.threshold), k=args.k,
+        ablation=args.ablation, reliance=Reliance(args.reliance, args.threshold, args.reference), k=args.k,
         scoring=args.scoring, ablate_all=args.ablate_all, max_new_tokens=args.max_new_tokens,
     )
     from ..backends import BACKENDS
