@@ -104,8 +104,9 @@ def test_bench_reports_its_ratios_from_its_own_medians(capsys):
 
 @pytest.mark.slow
 def test_bench_prints_a_row_per_family(capsys):
+    families = ["llava", "gemma3", "idefics3", "paligemma"]
     argv = ["bench", "--hidden", "32", "--layers", "1", "--repeats", "1", "--device", "cpu"]
-    assert main(argv) == 0
+    assert main(argv + [arg for family in families for arg in ("--family", family)]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("Model: LLaVA-shaped, 576 image tokens, LM width 32 x 1 layers, on cpu (float32)")
     medians = [float(re.search(r"([\d.]+) ms$", line).group(1)) for line in lines[1:4]]
@@ -113,12 +114,12 @@ def test_bench_prints_a_row_per_family(capsys):
     assert speedup == pytest.approx(medians[0] / medians[2], abs=0.01 + 0.001 * speedup)  # printed to 0.1 ms
     rows = [re.match(r"\s+(\w+)\s+naive\s+([\d.]+) ms\s+quadrant\s+([\d.]+) ms\s+speedup ([\d.]+)x\s+path (\S+)"
                      r"\s+max diff (\S+)", line) for line in lines[5:]]
-    assert [r.group(1) for r in rows] == ["llava", "gemma3", "idefics3", "paligemma"]
+    assert [r.group(1) for r in rows] == families
     for row in rows:
         naive, quadrant, shown = float(row.group(2)), float(row.group(3)), float(row.group(4))
         assert shown == pytest.approx(naive / quadrant, abs=0.01 + 0.001 * shown)
         assert float(row.group(6)) < 1e-4
-    assert [r.group(5) for r in rows] == ["packed+prefix-shared"] * 3 + ["batched"]
+    assert [r.group(5) for r in rows] == ["packed+prefix-reused+prefix-shared"] * 3 + ["batched"]
 
 
 def _tree(folder: Path) -> dict[str, str]:
