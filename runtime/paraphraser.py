@@ -17,6 +17,7 @@ from pathlib import Path
 from .bank import Bank, load_bank
 from .errors import MissingDependencyError, ModelError, ModelNotFoundError
 from .questions import GENERIC_WORDS, Phrasing, key, question_problem, tokens
+from .rewrites import core_question
 
 INSTRUCTION = (
     "Rewrite the following yes/no question about a chest X-ray in {n} different ways. Every rewrite must ask "
@@ -35,12 +36,13 @@ def _stem(word: str) -> str:
 
 
 def faithfulness_problem(question: str, candidate: str, bank: Bank | None = None) -> str | None:
-    """Why `candidate` does not ask exactly what `question` asks, or None. Words are compared as stems; a
-    word of the question's finding may be replaced by another word its bank entry knows."""
+    """Why `candidate` does not ask exactly what `question` asks, or None. The two are compared without their
+    content-free frames, word stems against word stems; a word of the question's finding may be replaced by
+    another word its bank entry knows."""
     from .paraphrases import asks_absence  # paraphrases imports this module's users, not the other way
 
     bank = bank or load_bank()
-    q_words, c_words = tokens(question), tokens(candidate)
+    q_words, c_words = tokens(core_question(question)), tokens(core_question(candidate))
     if asks_absence(question, bank) != asks_absence(candidate, bank):
         return "it turns a question about presence into one about absence, or the reverse"
     q_findings, c_findings = bank.named(q_words), bank.named(c_words)

@@ -34,6 +34,11 @@ _SHORTHAND_SEEN = re.compile(rf"^(?P<x>.+?)\s+{_SEEN}$", re.I)
 _TAIL_PLACE = re.compile(rf"\s+(?:on|in|at)\s+(?:this|the)\s+{_IMAGE_NOUNS}$", re.I)
 _TAIL_SEEN = re.compile(rf"\s+{_SEEN}$", re.I)
 _HEAD_EVIDENCE = re.compile(r"^(?:any\s+)?(?:radiographic\s+)?(?:evidence|signs?)\s+of\s+", re.I)
+_TRAILING_FRAME = re.compile(
+    rf",\s*(?:based\s+on|looking\s+at|judging\s+by|according\s+to|considering|in|on|from)\s+(?:this|the)\s+"
+    rf"{_IMAGE_NOUNS}\s*([?.!]*)$",
+    re.I,
+)
 _YES_NO_TAG = re.compile(r"[\s,:;\-]*\(?\s*(?:yes\s*(?:or|/)\s*no|y/n)\s*\)?\s*[?.!]*$", re.I)
 _OPINION = re.compile(
     r"^(?:(?:would|do|did|can|could|will)\s+you\s+(?:say|think|agree|conclude)|is\s+it\s+(?:true|the\s+case|correct)"
@@ -99,6 +104,7 @@ def core_question(text: str) -> str:
     body = strip_frames(core)
     lead = core[: len(core) - len(body)]
     body = _YES_NO_TAG.sub("", body).strip() or body
+    body = _TRAILING_FRAME.sub(r"\1", body)
     opinion = _OPINION.match(body)
     if opinion:
         asked = _as_question(opinion.group("rest"))
@@ -174,35 +180,37 @@ def _has_tail(x: str) -> bool:
     return any(w in _PREPOSITIONS or w in ("that", "which", "who", "or", "and") for w in words)
 
 
+_ORDER = ("present", "show", "evidence", "see_on", "seen", "demonstrate", "visible", "study", "signs", "identified",
+          "there", "you_see")  # the bank's top-up order, kept since the demo was measured with it
+_TAILED_ORDER = ("there", "show", "evidence", "you_see", "demonstrate", "study", "signs")
+
+
 def templates(x: str, plural: bool) -> list[str]:
     """X asked in other words; the verb agrees with X. A tailed X only where it ends the question."""
     be = "Are" if plural else "Is"
-    final = [
-        f"{be} there {x}?",
-        f"Does this radiograph show {x}?",
-        f"Is there evidence of {x}?",
-        f"Do you see {x}?",
-        f"Does the image demonstrate {x}?",
-        f"Does this study show {x}?",
-        f"Are there signs of {x}?",
-    ]
-    middle = [
-        f"{be} {x} present?",
-        f"Can you see {x} on this image?",
-        f"{be} {x} seen?",
-        f"{be} {x} visible on this study?",
-        f"{be} {x} identified on this radiograph?",
-    ]
-    if _has_tail(x):
-        return final
-    # the order the bank's top-up has always used, then the rest
-    return [middle[0], final[1], final[2], middle[1], middle[2], final[4], middle[3], final[5], final[6],
-            middle[4], final[0], final[3]]
+    made = {
+        "present": f"{be} {x} present?",
+        "show": f"Does this radiograph show {x}?",
+        "evidence": f"Is there evidence of {x}?",
+        "see_on": f"Can you see {x} on this image?",
+        "seen": f"{be} {x} seen?",
+        "demonstrate": f"Does the image demonstrate {x}?",
+        "visible": f"{be} {x} visible on this study?",
+        "study": f"Does this study show {x}?",
+        "signs": f"Are there signs of {x}?",
+        "identified": f"{be} {x} identified on this radiograph?",
+        "there": f"{be} there {x}?",
+        "you_see": f"Do you see {x}?",
+    }
+    order = _TAILED_ORDER if _has_tail(x) else _ORDER
+    redundant = {"evidence", "signs"} if _HEAD_EVIDENCE.match(x) else set()  # not "evidence of signs of COPD"
+    return [made[name] for name in order if name not in redundant]
 
 
 _FRAMES = (
     "Based on this radiograph", "Looking at this image", "Yes or no", "On this chest X-ray", "In this image",
-    "From this film", "Judging by this study", "Please answer yes or no",
+    "From this film", "Judging by this study", "Please answer yes or no", "According to this radiograph",
+    "Considering this image",
 )
 
 
@@ -212,7 +220,8 @@ def frames(core: str) -> list[str]:
     word = first_word(split_lead(core)[1])
     if word in AUXILIARIES or word in NEGATIVE_AUXILIARIES:
         body = lower_first(core)
-        return [f"{frame}{':' if frame.endswith('no') else ','} {body}" for frame in _FRAMES]
+        out = [f"{frame}{':' if frame.endswith('no') else ','} {body}" for frame in _FRAMES]
+        return out + [f"{core.rstrip('?')}, based on this image?"]
     return [f"{frame}: {lower_first(core)}" for frame in _FRAMES]
 
 
