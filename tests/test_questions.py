@@ -267,3 +267,19 @@ def test_every_rule_candidate_is_accepted_for_the_whole_corpus():
     for question in ACCEPTED:
         for p in rule_paraphrases(question):
             validate_question(p.text)
+
+
+def test_verdicts_record_each_prompts_source_and_old_lines_without_it_still_read(study_png, tiny_model, capsys):
+    from quadrant.cli.main import main
+    from quadrant.verdict import Verdict
+
+    assert main(["check", "--image", study_png, "--question", "Is the trachea midline?", "--json",
+                 "--model", tiny_model("llava"), "--paraphrase", "Is the trachea central?"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["schema_version"] == 1
+    assert [p["source"] for p in data["prompts"]] == ["question", "user"]
+    assert Verdict.from_json(data).to_json() == data
+    old = json.loads(json.dumps(data))
+    for prompt in old["prompts"]:
+        del prompt["source"]
+    assert [p.source for p in Verdict.from_json(old).prompts] == [None, None]
