@@ -167,10 +167,11 @@ def rule_paraphrases(question: str, bank: Bank | None = None) -> list[Phrasing]:
         if key(core) in {key(p.text) for p in finding.phrasings if p.inverted}:
             out += [Phrasing(p.text, False, "bank") for p in finding.phrasings if p.inverted]
             out += [Phrasing(p.text, True, "bank") for p in finding.phrasings if not p.inverted]
-        elif not absent and not qualifiers(core, bank):
+        elif not absent and not qualifiers(core, bank):  # plainly: the bank, then its term asked by the rules
             out += [p for p in finding.phrasings if not p.inverted]
             if finding.term:
                 out += [Phrasing(t, source="rewrite") for t in templates(finding.term, finding.plural)]
+            return out + [Phrasing(t, source="frame") for t in frames(_full(core, finding.term, finding.plural))]
         out += [Phrasing(t, source="bank") for t in substitute(core, words[m.start : m.end], finding.synonyms)]
     shape = subject(core)
     framed = core
@@ -182,10 +183,16 @@ def rule_paraphrases(question: str, bank: Bank | None = None) -> list[Phrasing]:
             for j in [i % len(rows)] + [j for j in range(len(rows)) if j != i % len(rows)]:
                 if i < len(rows[j]):
                     out.append(Phrasing(rows[j][i], source="bank" if j else "rewrite"))
-        if first_word(core) not in AUXILIARIES:  # shorthand: frame the full question, not the fragment
-            framed = f"{'Are' if plural else 'Is'} there {x}?"
+        framed = _full(core, x, plural)
     out += [Phrasing(t, source="frame") for t in frames(framed)]
     return out
+
+
+def _full(core: str, x: str | None, plural: bool) -> str:
+    """The question to put behind frames: shorthand ("Effusion?") asked in full ("Is there effusion?")."""
+    if x is None or first_word(split_lead(core)[1]) in AUXILIARIES:
+        return core
+    return f"{'Are' if plural else 'Is'} there {x}?"
 
 
 def _pick(question: str, candidates: Sequence[Phrasing], k: int) -> list[Phrasing]:

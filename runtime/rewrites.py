@@ -200,7 +200,7 @@ def templates(x: str, plural: bool) -> list[str]:
         "signs": f"Are there signs of {x}?",
         "identified": f"{be} {x} identified on this radiograph?",
         "there": f"{be} there {x}?",
-        "you_see": f"Do you see {x}?",
+        "you_see": f"Can you see {x}?",
     }
     order = _TAILED_ORDER if _has_tail(x) else _ORDER
     redundant = {"evidence", "signs"} if _HEAD_EVIDENCE.match(x) else set()  # not "evidence of signs of COPD"

@@ -148,7 +148,7 @@ def test_templates_agree_with_singular_and_plural_findings():
         "Is there free air under the diaphragm?",
         "Does this radiograph show free air under the diaphragm?",
         "Is there evidence of free air under the diaphragm?",
-        "Do you see free air under the diaphragm?",
+        "Can you see free air under the diaphragm?",
         "Does the image demonstrate free air under the diaphragm?",
         "Does this study show free air under the diaphragm?",
         "Are there signs of free air under the diaphragm?",
