@@ -47,6 +47,8 @@ _ENTRY_KEYS = {
     "source": (str,), "term": (str, type(None)), "plural": (bool,), "keywords": (list,),
     "absence_keywords": (list,), "synonyms": (list,), "phrasings": (list,), "inverted": (list,),
 }
+_TYPE_NAMES = {"source": "a string", "term": "a string or null", "plural": "a boolean", "keywords": "a list",
+               "absence_keywords": "a list", "synonyms": "a list", "phrasings": "a list", "inverted": "a list"}
 _REQUIRED = ("keywords", "phrasings")
 
 
@@ -166,8 +168,7 @@ def _check_entry(where: str, name: Any, raw: Any) -> dict:
             raise _problem(at, f"'{k}' is missing or empty: give a list of strings")
     for k, types in _ENTRY_KEYS.items():
         if k in raw and not isinstance(raw[k], types):
-            raise _problem(at, f"'{k}' must be {' or '.join(json_type(t()) if t is not type(None) else 'null' for t in types)}"
-                               f", got {json_type(raw[k])}")
+            raise _problem(at, f"'{k}' must be {_TYPE_NAMES[k]}, got {json_type(raw[k])}")
     for k in ("keywords", "absence_keywords", "synonyms", "phrasings", "inverted"):
         for i, item in enumerate(raw.get(k, ()), 1):
             if not isinstance(item, str) or not tokens(item):

@@ -67,6 +67,12 @@ _FILLER = frozenset("yes no or q question ok okay answer please a an the".split(
 
 _FIRST_WORD = re.compile(r"[A-Za-z][A-Za-z'\u2019]*")
 _FRAME = re.compile(r"^\s*(?P<frame>[^,:;?.!]{1,80}?)\s*[,:]\s*(?P<rest>\S.*)$", re.S)
+# a leading sentence that only asks for a yes/no answer: "Answer with yes or no. Is there ...?"
+_ANSWER_FRAME = re.compile(
+    r"^\s*(?:please\s+)?answer\s+(?:only\s+|with\s+|using\s+)*['\"]?yes['\"]?\s*(?:or|/)\s*['\"]?no['\"]?"
+    r"(?:\s+only)?\s*[.:,;!]\s*(?P<rest>\S.*)$",
+    re.I | re.S,
+)
 _EMBEDDED = re.compile(r"^(?:me\s+|us\s+)?(?:whether|if)\b", re.I)
 _REQUEST = re.compile(
     r"^(?:can|could|would|will)\s+you\s+(?:please\s+)?(?P<verb>" + "|".join(_REPORT_VERBS) + r")\b", re.I
@@ -178,6 +184,10 @@ def strip_frames(text: str, keep=None) -> str:
     lung, ...", can be kept where its words matter)."""
     rest = text.strip()
     for _ in range(4):
+        answer = _ANSWER_FRAME.match(rest)
+        if answer:
+            rest = answer.group("rest").strip()
+            continue
         m = _FRAME.match(rest)
         if not m:
             break

@@ -39,7 +39,11 @@ _TRAILING_FRAME = re.compile(
     rf"{_IMAGE_NOUNS}\s*([?.!]*)$",
     re.I,
 )
-_YES_NO_TAG = re.compile(r"[\s,:;\-]*\(?\s*(?:yes\s*(?:or|/)\s*no|y/n)\s*\)?\s*[?.!]*$", re.I)
+_YES_NO_TAG = re.compile(
+    r"[\s,:;.?!\-]*\(?\s*(?:please\s+)?(?:answer\s+)?(?:with\s+|only\s+)*['\"]?(?:yes['\"]?\s*(?:or|/)\s*['\"]?no|y/n)"
+    r"['\"]?(?:\s+only)?\s*\)?\s*[?.!]*$",
+    re.I,
+)
 _OPINION = re.compile(
     r"^(?:(?:would|do|did|can|could|will)\s+you\s+(?:say|think|agree|conclude)|is\s+it\s+(?:true|the\s+case|correct)"
     r"|would\s+you\s+agree|(?:can|could)\s+you\s+tell(?:\s+me)?|tell\s+me|i\s+wonder|please\s+(?:tell|say)(?:\s+me)?"
@@ -49,6 +53,10 @@ _OPINION = re.compile(
 )
 _DECLARATIVE = re.compile(r"^(?P<subject>.+?)\s+(?P<verb>is|are)\s+(?P<rest>.+)$", re.I)
 _NOT_NOUN_PHRASE = AUXILIARIES | NEGATIVE_AUXILIARIES | {"there", "whether", "if", "no", "not"}
+_PREDICATE_WORDS = frozenset(
+    "clear normal abnormal midline intact absent stable unchanged sharp large small wide well ok okay "
+    "satisfactory appropriate adequate correct good acceptable ideal optimal unremarkable".split()
+)
 _PREPOSITIONS = frozenset(
     "in on of at with within along over under behind near from since than compared versus vs to into "
     "above below beside across through involving".split()
@@ -163,8 +171,9 @@ def subject(core: str) -> tuple[str, bool] | None:
             return None
         seen = _SHORTHAND_SEEN.match(q)
         x, led = _clean_subject(seen.group("x") if seen else q)
-        if not led and not seen and re.search(r"(?:ed|en)$", x.split()[-1].lower()):
-            return None  # "Heart enlarged?", "Tube well positioned?": a predicate, not a noun phrase
+        last = x.split()[-1].lower()
+        if not led and not seen and (re.search(r"(?:ed|en|ly)$", last) or last in _PREDICATE_WORDS):
+            return None  # "Heart enlarged?", "Lungs clear?": a predicate, not a noun phrase
         plural = None
         x = lower_first(x)
     if not x or x.lower() in ("any", "there") or first_word(x) in _NOT_NOUN_PHRASE - {"no"}:
