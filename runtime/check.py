@@ -16,9 +16,11 @@ from PIL import Image
 from .ablation import ablated_image, check_ablation, default_ablation
 from .answers import Answer, read_generated
 from .backends import BACKENDS, Scorer, ScoreRequest
+from .bank import Bank
 from .errors import InputError, OptionError, UnsupportedModelError
 from .images import Study
 from .loading import LoadedModel
+from .paraphraser import LocalParaphraser
 from .paraphrases import Phrasing, paraphrase_set, validate_question
 from .reliance import (
     Reliance,
@@ -45,6 +47,8 @@ class CheckOptions:
     scoring: str | None = None  # None: the preset's mode (generate for reasoning models), else logits
     ablate_all: bool = False  # ablate every phrasing and judge reliance by majority
     max_new_tokens: int | None = None  # generate mode's budget; None: the preset's
+    bank: Bank | None = None  # the paraphrase bank (None: the built-in one)
+    paraphraser: LocalParaphraser | None = None  # a local language model writing candidate paraphrases
 
     def __post_init__(self):
         if self.scoring is not None and self.scoring not in SCORING_MODES:
@@ -149,7 +153,8 @@ class Checker:
         """Validate the inputs and render every prompt, before any model work."""
         question = validate_question(request.question)
         _check_label(request.label)
-        phrasings = paraphrase_set(question, k=self.options.k, user=request.paraphrases)
+        phrasings = paraphrase_set(question, k=self.options.k, user=request.paraphrases, bank=self.options.bank,
+                                   paraphraser=self.options.paraphraser)
         image = request.study.image
         with_image = [ScoreRequest(self._render(p.text, True), image) for p in phrasings]
         blank = ablated_image(self.ablation, image, request.study.sha256, request.swap_image)
@@ -221,6 +226,7 @@ class Checker:
                 PromptReading(
                     text=ph.text, inverted=ph.inverted, rendered=req.rendered, answer=a.answer,
                     p_yes=a.p_yes, margin=a.margin, entropy=a.entropy, generated=a.generated,
+                    source=ph.source,
                 )
                 for ph, req, a in zip(p.phrasings, p.with_image, answers)
             ],

@@ -19,6 +19,7 @@ class PromptReading:
     margin: float | None
     entropy: float | None
     generated: str | None = None
+    source: str | None = None  # where the phrasing came from: question, bank, rewrite, frame, model, user, file
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,11 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--max-new-tokens", type=int, default=None,
                        help="generate mode's token budget (default: the preset's, 8 for direct answerers)")
     group.add_argument("-k", "--num-paraphrases", type=int, default=5, dest="k",
-                       help="paraphrases from the built-in bank (default 5)")
+                       help="paraphrases per question (default 5)")
+    group.add_argument("--paraphrase-bank", metavar="FILE", help="a JSON paraphrase bank extending the built-in "
+                       "one (or replacing it, with \"extends\": false); format in the README")
+    group.add_argument("--paraphraser", metavar="MODEL_DIR", help="a local Hugging Face chat model that writes "
+                       "candidate paraphrases, kept only when faithful (offline; topped up by the rules)")
     group.add_argument("--ablate-all", action="store_true",
                        help="ablate every phrasing and judge image reliance by majority")
 
@@ -62,9 +66,15 @@ def spec_and_options(args: argparse.Namespace) -> tuple[ModelSpec, CheckOptions]
         model=args.model, adapter=args.adapter, device=args.device, dtype=args.dtype,
         chat_template=chat_template, prompt=args.prompt,
     )
+    from ..bank import load_bank
+    from ..paraphraser import LocalParaphraser
+
+    bank = load_bank(args.paraphrase_bank)  # a bad bank fails before the model loads
+    paraphraser = LocalParaphraser(args.paraphraser, device=args.device).load() if args.paraphraser else None
     options = CheckOptions(
         ablation=args.ablation, reliance=Reliance(args.reliance, args.threshold, args.reference), k=args.k,
-        scoring=args.scoring, ablate_all=args.ablate_all, max_new_tokens=args.max_new_tokens,
+        scoring=args.scoring, ablate_all=args.ablate_all, max_new_tokens=args.max_new_tokens, bank=bank,
+        paraphraser=paraphraser,
     )
     from ..backends import BACKENDS
 
