@@ -14,7 +14,7 @@ import warnings
 from ..errors import QuadrantError, one_line
 
 EXIT_OK, EXIT_RULE, EXIT_INPUT, EXIT_INTERNAL = 0, 1, 2, 3
-_SUBCOMMANDS = ("check", "evaluate", "compare", "bench", "phantoms", "export")
+_SUBCOMMANDS = ("check", "evaluate", "compare", "bench", "phantoms", "export", "app")
 
 
 class _Parser(argparse.ArgumentParser):
