@@ -136,9 +136,9 @@ def facts_html(verdict: dict) -> str:
     return facts_list(items, "quadrant-model", "q-facts q-small")
 
 
-def error_html(message: str, title: str = "This study could not be checked.") -> str:
+def error_html(message: str, title: str = "This study could not be checked.", elem_id: str = "quadrant-error") -> str:
     """A failure, shown where the verdict would be: what went wrong, in one line, never a traceback."""
-    return (f'<div id="quadrant-error" class="q-error" role="alert"><b>{html.escape(title)}</b> '
+    return (f'<div id="{elem_id}" class="q-error" role="alert"><b>{html.escape(title)}</b> '
             f"{html.escape(message)}</div>")
 
 

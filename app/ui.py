@@ -80,7 +80,8 @@ def build_ui(service: CheckService, *, downloads: Path, audit_where: str, exampl
             verdict = gr.HTML(render.placeholder_html(), elem_id="verdict")
             # issue 12 (evidence map): an extra output image goes in this row, beside nothing else.
             with gr.Row():
-                download = gr.File(label="Verdict JSON", interactive=False, elem_id="verdict-json")
+                download = gr.DownloadButton("Download the verdict (JSON)", visible=False, elem_id="verdict-json",
+                                             size="sm")
             if examples:
                 gr.Examples(examples, inputs=[study, question], label="Example studies (synthetic phantoms, "
                             "not patients): one click loads a study and its question", examples_per_page=8)
@@ -140,10 +141,12 @@ class _Handlers:
             study = load_study_bytes(data, UPLOAD_NAME)
             facts = study_facts(study, data)
         except QuadrantError as exc:
-            return None, render.error_html(str(exc), title="This file cannot be used.")
+            return None, render.error_html(str(exc), title="This file cannot be used.",
+                                           elem_id="study-error")
         except Exception as exc:  # never let a preview take the page down
             log.warning("preview failed: %s", type(exc).__name__)
-            return None, render.error_html(f"unexpected {type(exc).__name__}", title="This file cannot be used.")
+            return None, render.error_html(f"unexpected {type(exc).__name__}", title="This file cannot be used.",
+                                           elem_id="study-error")
         return study.image, render.facts_list(facts, elem_id="study-facts-list")
 
     def question_for(self, finding: str | None):
@@ -162,12 +165,13 @@ class _Handlers:
             data = self.service.check(path, question, paraphrases, _ablation(ablation), model=model, rule=rule,
                                       threshold=threshold, user=_user(request))
         except QuadrantError as exc:
-            return render.error_html(str(exc)), None
+            return render.error_html(str(exc)), gr.DownloadButton(value=None, visible=False)
         except Exception as exc:
             log.exception("check failed unexpectedly")
             return render.error_html(f"unexpected error ({type(exc).__name__}: {one_line(exc)}); "
-                                     "the app keeps running, try again or report it"), None
-        return render.verdict_html(data), self._save(data)
+                                     "the app keeps running, try again or report it"), \
+                gr.DownloadButton(value=None, visible=False)
+        return render.verdict_html(data), gr.DownloadButton(value=self._save(data), visible=True)
 
     def api_check(self, image, question, paraphrases, ablation, request: gr.Request) -> dict:
         try:
