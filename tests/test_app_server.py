@@ -291,6 +291,20 @@ def test_browser_red_banner_for_dangerous_and_none_for_ideal(app_page):
     assert page.locator("#quadrant-grid .q-lit").inner_text().startswith("Dangerous")
     assert "Not for diagnostic use" in page.content()
     page.screenshot(path=str(ARTIFACTS / "app-dangerous.png"), full_page=True)
+
+    with page.expect_download() as download:
+        page.locator("#verdict-json").click()
+    saved = json.loads(Path(download.value.path()).read_text(encoding="utf-8"))
+    assert saved["quadrant"] == "Dangerous" and saved["model"]["name"] == "demo-shortcut"
+
+    page.get_by_role("tab", name="Audit log").click()
+    page.locator("#audit-refresh").click()
+    page.wait_for_function("document.querySelector('#audit-table').innerText.includes('Dangerous')")
+    with page.expect_download() as download:
+        page.locator("#audit-export").click()
+        page.locator("#audit-csv a").first.click()
+    exported = Path(download.value.path()).read_text(encoding="utf-8")
+    assert exported.startswith("id,time,user,") and ",demo-shortcut," in exported
     assert page.outside == []
 
 
