@@ -76,6 +76,7 @@ def check_port_free(host: str, port: int) -> None:
     if not 1 <= port <= 65535:
         raise OptionError(f"--port must be between 1 and 65535, got {port}")
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does: TIME_WAIT is not "in use"
         try:
             probe.bind((host, port))
         except OSError as exc:
@@ -118,8 +119,9 @@ async def _refuse(send) -> None:
 
 def launch(service: CheckService, cache: Path, options: ServeOptions, *, block: bool = True,
            on_ready: Callable[[str], None] | None = None):
-    """Build the page and serve it; `on_ready(url)` once it listens; with `block`, serve until interrupted,
-    then clean up. Returns (blocks, url)."""
+    """Build the page and serve it; `on_ready(url)` once it listens; with `block`, serve until interrupted
+    (Ctrl-C or SIGTERM), then stop the server and the service. Returns (blocks, url). The caller that made
+    the cache removes it."""
     from starlette.middleware import Middleware
 
     from .auth import PasswordCheck
@@ -150,7 +152,6 @@ def launch(service: CheckService, cache: Path, options: ServeOptions, *, block: 
         finally:
             demo.close(verbose=False)
             service.stop()
-            shutil.rmtree(cache, ignore_errors=True)
     return demo, url
 
 

@@ -36,6 +36,8 @@ USER, PASSWORD = "clinician", "not-a-real-password"
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 QUADRANT = str(Path(sys.executable).with_name("quadrant"))
+pytestmark = pytest.mark.slow  # one real server for the module (about 20-40 s to start), and a browser
+
 IDENTIFIERS = (PATIENT_NAME, PATIENT_NAME.split("^")[0], PATIENT_NAME.split("^")[2], PATIENT_ID, "19510203")
 
 
@@ -55,7 +57,7 @@ class Server:
         env = {**os.environ, "TMPDIR": str(self.tmp), "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1"}
         self.process = subprocess.Popen(
             [QUADRANT, "app", "--port", str(self.port), "--audit", str(self.audit), "--auth", str(auth),
-             "--also-model", "demo-shortcut"],
+             "--also-model", "demo-shortcut", "--max-upload-mb", "2"],
             stdout=self.log.open("w"), stderr=subprocess.STDOUT, env=env)
 
     def wait_ready(self, timeout: float = 240) -> None:
@@ -172,6 +174,10 @@ def test_bad_files_get_a_clear_error_and_the_server_keeps_serving(server, tmp_pa
             check(client, path)
     with pytest.raises(Exception, match="yes or no"):
         check(client, STUDY, question="Describe this radiograph.")
+    huge = tmp_path / "huge.png"
+    huge.write_bytes(STUDY.read_bytes() + os.urandom(3 * 2**20))  # over this server's --max-upload-mb 2
+    with pytest.raises(Exception, match="(?i)size|large|exceed"):
+        check(client, huge)
     assert check(client, STUDY)["quadrant"] == "Ideal"  # still serving, and correctly
 
 

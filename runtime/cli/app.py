@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import logging
+import shutil
 import sys
 from pathlib import Path
 
@@ -56,39 +57,50 @@ def run(args: argparse.Namespace) -> int:
         from quadrant.app.auth import read_auth_file
 
         users = read_auth_file(args.auth)
-    require("gradio", "app")
-    audit_path = Path(args.audit).expanduser() if args.audit else _default_audit_path()
-    from quadrant.app.audit import AuditLog
+    from quadrant.app.server import make_cache
 
-    audit = AuditLog(audit_path).open()
+    cache = make_cache()  # before Gradio is imported: it reads its temp folder then
+    try:
+        require("gradio", "app")
+        audit_path = Path(args.audit).expanduser() if args.audit else _default_audit_path()
+        from quadrant.app.audit import AuditLog
+
+        audit = AuditLog(audit_path).open()
+        try:
+            _serve(args, cache, _load_models(args), audit, users)
+        finally:
+            audit.close()
+    finally:
+        shutil.rmtree(cache, ignore_errors=True)
+    return 0
+
+
+def _load_models(args: argparse.Namespace) -> dict:
+    """The main model with its adapter, then every --also-model with the same options."""
     checkers = {}
     for name in [args.model, *args.also_model]:
         if name in checkers:
             raise OptionError(f"model {name!r} is named twice")
-        extra = args.adapter if name == args.model else None
-        checkers[name] = build_checker(argparse.Namespace(**{**vars(args), "model": name, "adapter": extra}))
-    _serve(args, checkers, audit, users)
-    return 0
+        adapter = args.adapter if name == args.model else None
+        checkers[name] = build_checker(argparse.Namespace(**{**vars(args), "model": name, "adapter": adapter}))
+    return checkers
 
 
-def _serve(args: argparse.Namespace, checkers: dict, audit, users) -> None:
-    from quadrant.app.server import ServeOptions, launch, make_cache
+def _serve(args: argparse.Namespace, cache: Path, checkers: dict, audit, users) -> None:
+    from quadrant.app.server import ServeOptions, launch
     from quadrant.app.service import CheckService
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
     logging.getLogger("quadrant.app").setLevel(logging.INFO)
-    cache = make_cache()
     service = CheckService(checkers, audit, upload_dir=cache, max_batch=args.batch).start()
     options = ServeOptions(host=args.host, port=args.port, auth=users, max_upload_mb=args.max_upload_mb,
                            queue_size=args.queue_size, audit_where=str(audit.path),
                            blocked=[f"{audit.path}{suffix}" for suffix in ("", "-wal", "-shm")])
-    try:
-        launch(service, cache, options, block=True, on_ready=lambda url: _announce(url, checkers, audit, users))
-    finally:
-        audit.close()
+    launch(service, cache, options, block=True,
+           on_ready=lambda url: _announce(url, args.host, checkers, audit, users))
 
 
-def _announce(url: str, checkers: dict, audit, users) -> None:
+def _announce(url: str, host: str, checkers: dict, audit, users) -> None:
     for name, checker in checkers.items():
         model = checker.loaded
         print(f"Model     {name} ({model.family.name}, {checker.backend}, {model.device}) {model.fingerprint}",
@@ -96,6 +108,9 @@ def _announce(url: str, checkers: dict, audit, users) -> None:
     print(f"Audit log {audit.path}", file=sys.stderr)
     print(f"Login     {'required (' + str(len(users)) + ' users)' if users else 'off (anyone who can reach it)'}",
           file=sys.stderr)
+    if not users and host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"Warning   listening on {host} without a login: anyone who can reach it can use it (--auth FILE)",
+              file=sys.stderr)
     print(f"Serving   {url}  (Ctrl-C to stop)", file=sys.stderr, flush=True)
 
 
