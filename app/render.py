@@ -130,8 +130,7 @@ def facts_html(verdict: dict) -> str:
                   f"{model.get('dtype')})"),
         ("Fingerprint", str(model.get("fingerprint"))),
         ("Study", f"{image.get('format')} {image.get('width')} x {image.get('height')}, sha256 {image.get('sha256')}"),
-        ("Time", f"{_plain(timing.get('total'), '.0f')} ms ({timing.get('path', '?')}, "
-                 f"{timing.get('studies_in_batch', 1)} studies scored together)"),
+        ("Time", f"{_plain(timing.get('total'), '.0f')} ms ({timing.get('path', '?')}, {_together(timing)})"),
     ]
     return facts_list(items, "quadrant-model", "q-facts q-small")
 
@@ -164,6 +163,11 @@ def _phrasing_row(index: str, text: str, inverted, answer: str, p_yes, margin, n
     return (f"<tr{row_class}><td>{index}</td><td>{html.escape(text)}{tags}</td>"
             f'<td class="q-answer q-{html.escape(answer)}">{html.escape(answer)}</td><td>{bar}</td>'
             f"<td>{_signed(margin)}</td></tr>")
+
+
+def _together(timing: dict) -> str:
+    n = timing.get("studies_in_batch", 1)
+    return "scored alone" if n == 1 else f"scored together with {n - 1} other studies"
 
 
 def _signed(value) -> str:

@@ -85,7 +85,7 @@ def build_ui(service: CheckService, *, downloads: Path, audit_where: str, exampl
             if examples:
                 gr.Examples(examples, inputs=[study, question], label="Example studies (synthetic phantoms, "
                             "not patients): one click loads a study and its question", examples_per_page=8)
-            with gr.Accordion("What the four verdicts mean", open=False):
+            with gr.Accordion("What the four verdicts mean", open=True):
                 gr.Markdown(render.EXPLAINER)
         with gr.Tab("Audit log", id="audit-tab"):
             gr.Markdown(f"Every completed check is kept in an append-only SQLite file: `{audit_where}`.  \n"
