@@ -167,7 +167,9 @@ def _phrasing_row(index: str, text: str, inverted, answer: str, p_yes, margin, n
 
 def _together(timing: dict) -> str:
     n = timing.get("studies_in_batch", 1)
-    return "scored alone" if n == 1 else f"scored together with {n - 1} other studies"
+    if n == 1:
+        return "scored alone"
+    return f"scored together with {n - 1} other {'study' if n == 2 else 'studies'}"
 
 
 def _signed(value) -> str:
