@@ -59,7 +59,7 @@ def build_ui(service: CheckService, *, downloads: Path, audit_where: str, exampl
                 with gr.Column(scale=1):
                     model = gr.Radio(list(service.checkers), value=service.default_model, label="Model",
                                      visible=len(service.checkers) > 1, elem_id="model")
-                    finding = gr.Dropdown([None, *FINDINGS], value=None, label="Finding (fills in the question)",
+                    finding = gr.Dropdown(list(FINDINGS), value=None, label="Finding (fills in the question)",
                                           elem_id="finding")
                     question = gr.Textbox(label="Yes/no question", placeholder="Is there a pleural effusion?",
                                           max_lines=1, elem_id="question")
@@ -111,8 +111,8 @@ def build_ui(service: CheckService, *, downloads: Path, audit_where: str, exampl
         question.change(handlers.suggest, question, paraphrases, api_visibility="private", queue=False,
                         trigger_mode="always_last")
         checked = run.click(handlers.run, [study, question, paraphrases, ablation, model, rule, threshold],
-                            [verdict, download], api_visibility="private", concurrency_id="check", scroll_to_output=True,
-                            concurrency_limit=service.batcher.max_batch)
+                            [verdict, download], api_visibility="private", scroll_to_output=True,
+                            concurrency_id="check", concurrency_limit=service.batcher.max_batch)
         checked.then(handlers.recent, None, audit_table, api_visibility="private", queue=False)
         api_trigger.click(handlers.api_check, [api_image, api_question, api_paraphrases, api_ablation], api_verdict,
                           api_name="check", concurrency_id="check", concurrency_limit=service.batcher.max_batch,

@@ -228,16 +228,17 @@ def test_twenty_concurrent_requests_all_complete_correctly_with_twenty_audit_row
     print(f"studies scored together per request: {batches}")
 
 
-def test_port_in_use_and_bad_options_exit_2_with_one_line(server, tmp_path):
+def test_port_in_use_and_bad_options_exit_2_with_one_line(server, tmp_path, capsys):
+    from quadrant.cli.main import main
+
     free = str(_free_port())
     for args, message in ((["--port", str(server.port)], "in use"),
                           (["--port", free, "--auth", str(tmp_path / "missing")], "auth file"),
                           (["--port", free, "--batch", "0"], "--batch must be at least 1")):
-        done = subprocess.run([QUADRANT, "app", "--audit", str(tmp_path / "a.sqlite"), *args],
-                              capture_output=True, text=True, timeout=120)
-        assert done.returncode == 2, (args, done.stderr)
-        assert message in done.stderr and "Traceback" not in done.stderr
-        assert len(done.stderr.strip().splitlines()) == 1
+        assert main(["app", "--audit", str(tmp_path / "a.sqlite"), *args]) == 2, args
+        stderr = capsys.readouterr().err
+        assert message in stderr and "Traceback" not in stderr
+        assert len(stderr.strip().splitlines()) == 1
 
 
 # -- the page, in a real browser -------------------------------------------------------------------------------
@@ -259,7 +260,8 @@ def app_page(server, context):
     page = context.new_page()
     page.set_viewport_size({"width": 1280, "height": 1000})
     page.outside = []
-    page.on("request", lambda r: None if r.url.startswith((server.url, "data:", "blob:")) else page.outside.append(r.url))
+    local = (server.url, "data:", "blob:")
+    page.on("request", lambda r: None if r.url.startswith(local) else page.outside.append(r.url))
     page.goto(server.url)
     page.wait_for_selector("#run", timeout=60_000)
     return page
@@ -316,11 +318,13 @@ def test_browser_red_banner_for_dangerous_and_none_for_ideal(app_page):
 
 def test_browser_dicom_shows_no_identifiers_and_errors_stay_in_the_page(app_page, tmp_path):
     page = app_page
+    ARTIFACTS.mkdir(exist_ok=True)
     _upload(page, identified_dicom(tmp_path / "study.dcm"))
     page.wait_for_selector("#study-facts-list", timeout=60_000)
     assert "CR" in page.locator("#study-facts-list").inner_text()
     page.locator("#question input, #question textarea").first.fill("Is there cardiomegaly?")
     _run(page, "demo")
+    page.screenshot(path=str(ARTIFACTS / "app-dicom.png"), full_page=True)
     html = page.content()
     for identifier in IDENTIFIERS:
         assert identifier not in html
