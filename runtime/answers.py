@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-
-import torch
+from typing import TYPE_CHECKING
 
 from .errors import UnsupportedModelError
+
+if TYPE_CHECKING:  # torch only where logits are read: the decision rules and metrics run without it
+    import torch
 
 _VARIANTS = {
     "yes": ("yes", "Yes", "YES"),
@@ -55,6 +57,8 @@ def find_answer_tokens(tokenizer) -> AnswerTokens:
 
 def margins_from_logits(logits: torch.Tensor, tokens: AnswerTokens) -> torch.Tensor:
     """m = logsumexp(yes logits) - logsumexp(no logits), row by row, computed in float32."""
+    import torch
+
     logits = logits.float()
     yes = torch.logsumexp(logits[..., list(tokens.yes)], dim=-1)
     no = torch.logsumexp(logits[..., list(tokens.no)], dim=-1)

@@ -13,12 +13,15 @@ import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .check import Checker, CheckRequest
 from .errors import InputError, OptionError
 from .images import load_study
 from .manifest import ManifestRow, read_manifest
 from .metrics import summarize
+
+if TYPE_CHECKING:  # the model side loads only when a run starts: `quadrant compare` reads results without torch
+    from .check import Checker, CheckRequest
 
 SAMPLES, ERRORS, SUMMARY = "samples.jsonl", "errors.jsonl", "summary.json"
 RULE_NAMES = ("ideal", "fragile", "dangerous", "worst", "flip_rate", "accuracy", "text_only_agreement")
@@ -126,6 +129,8 @@ def evaluate(
 
 
 def _request(checker: Checker, row: ManifestRow, swap_path: Path) -> CheckRequest:
+    from .check import CheckRequest
+
     swap = load_study(swap_path).image if checker.ablation == "swap" else None
     request = CheckRequest(
         study=load_study(row.image), question=row.question, paraphrases=row.paraphrases, label=row.label,
