@@ -173,7 +173,9 @@ def _together(timing: dict) -> str:
 
 
 def _signed(value) -> str:
-    return "n/a" if value is None else f"{float(value):+.3f}"
+    if value is None:
+        return "n/a"
+    return f"{value:+.3f}" if isinstance(value, (int, float)) and not isinstance(value, bool) else _value(value)
 
 
 def _plain(value, spec: str = ".3f") -> str:

@@ -178,6 +178,7 @@ def test_verdict_html_escapes_text_and_renders_every_reliance_key(demo_checker):
     assert "Reliance reference" in page and "blank" in page and "Reliance scale" in page
     assert f"{verdict['margin_shift']:+.3f}" in page
     assert "&lt;b&gt;" in error_html("<b>")
+    assert "0.5" in verdict_html({**verdict, "margin_shift": {"blank": 0.5}})  # a richer shift still renders
 
 
 def test_file_guard_allows_only_the_cache(tmp_path):
