@@ -94,21 +94,39 @@ def grid_html(quadrant: str) -> str:
 
 
 def reliance_html(verdict: dict) -> str:
-    """Margin shift against the rule's parameters, and consistency figures, as a small definition list."""
-    text_only = verdict["text_only"]
-    first = verdict["prompts"][0]
-    items = [
-        ("Margin shift (with image minus without)", _signed(verdict.get("margin_shift"))),
-        ("Margin with the image", _signed(first.get("margin"))),
-        (f"Margin without it (ablation {text_only.get('ablation')})", _signed(text_only.get("margin"))),
+    """What the reliance judgement used (the content-free reading, the relative shift against the threshold),
+    the paper's text-only baseline beside it, and consistency figures, as a small definition list."""
+    text_only, first = verdict["text_only"], verdict["prompts"][0]
+    reference, shifts = verdict.get("content_free") or {}, verdict.get("shifts") or {}
+    rule = dict(verdict.get("reliance") or {})
+    items = [("Margin with the image", _signed(first.get("margin")))]
+    if reference:
+        items += [
+            (f"Margin with a content-free image ({reference.get('ablation')})", _signed(reference.get("margin"))),
+            ("Content shift, relative to the margins", _relative(shifts.get("relative_content"), rule)),
+        ]
+    items += [
+        (f"Margin without the image (ablation {text_only.get('ablation')})", _signed(text_only.get("margin"))),
+        ("Text-only shift (with image minus without)", _signed(verdict.get("margin_shift"))),
     ]
-    items += [(f"Reliance {key}", _value(value)) for key, value in (verdict.get("reliance") or {}).items()]
+    items += [(f"Reliance {key}", _value(value)) for key, value in rule.items()]
     items += [
         ("Image-reliant", "yes" if verdict["image_reliant"] else "no"),
+        ("Image-reliant by the paper's flip rule", "yes" if verdict.get("flip_reliant") else "no"),
         ("Phrasings that disagree", f"{verdict['flip_count']} of {len(verdict['prompts']) - 1}"),
         ("Margin spread across phrasings", _plain(verdict.get("margin_spread"))),
     ]
     return facts_list(items, "quadrant-reliance")
+
+
+def _relative(value, rule: dict) -> str:
+    """The content rule's statistic beside its threshold, so the reader sees how close the call was."""
+    if value is None:
+        return "-"
+    if rule.get("rule") != "content":
+        return _plain(value, ".2f")
+    side = ">=" if value >= rule.get("threshold", 0) else "<"
+    return f"{value:.2f} ({side} threshold {_plain(rule.get('threshold'), 'g')})"
 
 
 def phrasings_html(verdict: dict) -> str:
@@ -117,6 +135,10 @@ def phrasings_html(verdict: dict) -> str:
     t = verdict["text_only"]
     rows.append(_phrasing_row("T", t["text"], False, t["answer"], t.get("p_yes"), t.get("margin"),
                               note=f"text only, image taken away ({t.get('ablation')})"))
+    r = verdict.get("content_free")
+    if r and r.get("ablation") != t.get("ablation"):
+        rows.append(_phrasing_row("R", r["text"], False, r["answer"], r.get("p_yes"), r.get("margin"),
+                                  note=f"content-free {r.get('ablation')} image of the same size"))
     return (
         '<table id="quadrant-phrasings" class="q-phrasings"><tr><th>#</th><th>phrasing</th><th>answer</th>'
         '<th>p(yes)</th><th>margin</th></tr>' + "".join(rows) + "</table>"
