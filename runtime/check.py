@@ -17,6 +17,7 @@ from .ablation import ablated_image, check_ablation, default_ablation
 from .answers import Answer, parse_generated
 from .backends import BACKENDS, Scorer, ScoreRequest
 from .errors import InputError, OptionError
+from .evidence import EvidenceOptions, evidence_maps
 from .images import Study
 from .loading import LoadedModel
 from .paraphrases import Phrasing, paraphrase_set, validate_question
@@ -43,8 +44,11 @@ class CheckOptions:
     k: int = 5
     scoring: str = "logits"
     ablate_all: bool = False  # ablate every phrasing and judge reliance by majority
+    evidence: EvidenceOptions | None = None  # an occlusion map of prompt 0 in every verdict (runtime/evidence.py)
 
     def __post_init__(self):
+        if self.evidence is not None and self.scoring != "logits":
+            raise OptionError("evidence maps need margins: use them with --scoring logits")
         if self.scoring not in SCORING_MODES:
             raise OptionError(f"unknown scoring mode {self.scoring!r}; choose one of {', '.join(SCORING_MODES)}")
         if self.k < 0:
@@ -109,6 +113,7 @@ class Checker:
             ablated = readings[offset + n_with : offset + n_with + n_ablated]
             offset += n_with + n_ablated
             verdicts.append(self._verdict(p, answers, ablated))
+        evidence_ms = self._add_evidence(prepared, verdicts) if self.options.evidence else None
         total_ms = (time.perf_counter() - started) * 1000
         share = len(requests) or 1
         timing = {
@@ -117,6 +122,8 @@ class Checker:
             "path": path,
             "studies_in_batch": len(requests),
         }
+        if evidence_ms is not None:
+            timing["evidence"] = round(evidence_ms / share, 3)
         return [_with_timing(v, timing) for v in verdicts]
 
     def validate(self, request: CheckRequest) -> None:
@@ -150,6 +157,15 @@ class Checker:
             return [parse_generated(text) for text in self.scorer.generate(requests)], "generate"
         results = self.scorer.margins(requests)
         return [Answer.from_margin(r.margin) for r in results], "+".join(sorted({r.path for r in results}))
+
+    def _add_evidence(self, prepared: list[_Prepared], verdicts: list[Verdict]) -> float:
+        """Each verdict gains prompt 0's occlusion map, all studies' copies scored together; returns ms."""
+        started = time.perf_counter()
+        studies = [(p.with_image[0].rendered, p.request.study.image, v.prompts[0].margin)
+                   for p, v in zip(prepared, verdicts)]
+        for index, evidence in enumerate(evidence_maps(self.scorer, studies, self.options.evidence)):
+            verdicts[index] = replace(verdicts[index], evidence=evidence)
+        return (time.perf_counter() - started) * 1000
 
     # -- postprocess ---------------------------------------------------------------------------------
 

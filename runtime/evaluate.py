@@ -16,6 +16,7 @@ from pathlib import Path
 
 from .check import Checker, CheckRequest
 from .errors import InputError, OptionError
+from .evidence import load_mask, pointing
 from .images import load_study
 from .manifest import ManifestRow, read_manifest
 from .metrics import summarize
@@ -110,14 +111,20 @@ def evaluate(
     if progress:
         progress(completed, len(rows))
     for batch in _batches(todo, batch_size):
-        requests = []
+        requests, masks = [], []
         for row in batch:
             try:
-                requests.append(_request(checker, row, swap_source[row.study_id]))
+                request = _request(checker, row, swap_source[row.study_id])
+                mask = _mask(checker, row, request)
             except InputError as exc:
                 _append(out / ERRORS, {"study_id": row.study_id, "image": str(row.image), "error": str(exc)})
-        for verdict in checker.check_many(requests) if requests else []:
+                continue
+            requests.append(request)
+            masks.append(mask)
+        for verdict, mask in zip(checker.check_many(requests) if requests else [], masks):
             record = verdict.to_json()
+            if mask is not None:
+                record["evidence"]["pointing"] = pointing(record["evidence"], mask)
             _append(out / SAMPLES, record)
         completed += len(batch)
         if progress:
@@ -133,6 +140,13 @@ def _request(checker: Checker, row: ManifestRow, swap_path: Path) -> CheckReques
     )
     checker.validate(request)
     return request
+
+
+def _mask(checker: Checker, row: ManifestRow, request: CheckRequest):
+    """The row's finding mask at the study's size, where it has one and maps are made (the pointing game)."""
+    if row.mask is None or checker.options.evidence is None:
+        return None
+    return load_mask(row.mask, request.study.width, request.study.height)
 
 
 def _failed_ids(out_dir: Path) -> set[str]:

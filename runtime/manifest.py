@@ -1,7 +1,8 @@
-"""Dataset manifests (SPEC, Manifest): CSV or JSONL rows of image, question, optional label, paraphrases
-and study_id. Extra columns (such as `finding`) are kept, so reports can break results down by them.
+"""Dataset manifests (SPEC, Manifest): CSV or JSONL rows of image, question, optional label, paraphrases,
+study_id and mask (a binary image of the finding: the evidence map's pointing game). Extra columns (such as
+`finding`) are kept, so reports can break results down by them.
 
-Image paths are relative to the manifest's folder unless absolute: a manifest and its images move together.
+Image and mask paths are relative to the manifest's folder unless absolute: a manifest and its images move together.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ class ManifestRow:
     label: str | None = None
     paraphrases: tuple[Phrasing, ...] | None = None
     extra: dict = field(default_factory=dict)
+    mask: Path | None = None
 
 
 def read_manifest(path: str | Path) -> list[ManifestRow]:
@@ -77,9 +79,8 @@ def _row(path: Path, number: int, record: dict) -> ManifestRow:
     for column in REQUIRED:
         if not str(record.get(column) or "").strip():
             raise ManifestError(f"{where}: empty {column}")
-    image = Path(str(record["image"]).strip())
-    if not image.is_absolute():
-        image = path.parent / image
+    image = _relative_to(path, record["image"])
+    mask = str(record.get("mask") or "").strip()
     raw_label = str(record.get("label") if record.get("label") is not None else "").strip().lower()
     if raw_label not in _LABELS:
         raise ManifestError(f"{where}: label must be yes or no, got {record.get('label')!r}")
@@ -90,8 +91,15 @@ def _row(path: Path, number: int, record: dict) -> ManifestRow:
         label=_LABELS[raw_label],
         paraphrases=_paraphrases(where, record.get("paraphrases")),
         extra={k: v for k, v in record.items()
-               if k not in ("image", "question", "label", "paraphrases", "study_id") and k},
+               if k not in ("image", "question", "label", "paraphrases", "study_id", "mask") and k},
+        mask=_relative_to(path, mask) if mask else None,
     )
+
+
+def _relative_to(manifest: Path, value) -> Path:
+    """A path cell, relative to the manifest's folder unless absolute."""
+    resolved = Path(str(value).strip())
+    return resolved if resolved.is_absolute() else manifest.parent / resolved
 
 
 def _paraphrases(where: str, value) -> tuple[Phrasing, ...] | None:

@@ -59,6 +59,7 @@ class Verdict:
     text_only_all: list[TextOnlyReading] | None = None
     study_id: str | None = None
     extra: dict = field(default_factory=dict)
+    evidence: dict | None = None  # with --evidence: the occlusion map of prompt 0 (runtime/evidence.py)
 
     def to_json(self) -> dict:
         data = {"schema_version": SCHEMA_VERSION, **asdict(self)}
@@ -66,6 +67,8 @@ class Verdict:
             del data["text_only_all"]
         if not data["extra"]:
             del data["extra"]
+        if data["evidence"] is None:
+            del data["evidence"]
         return data
 
     @classmethod
