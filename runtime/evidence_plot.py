@@ -4,7 +4,7 @@ Colour is delta on a diverging scale centred on zero (red: filling the cell lowe
 so the cell held evidence for "yes"; blue: it raises it). The scale runs to +-max(|m0|, the largest |delta|),
 so full colour means a cell whose filling removes the whole margin: a map of small deltas stays pale instead
 of being stretched to look strong (each cell's opacity grows with |delta| too, so the film shows through
-where nothing moves). The range is printed on the colour bar; the strongest cell is outlined.
+where nothing moves). The range is printed on the colour bar; the strongest cell is outlined unless the map is flat.
 """
 
 from __future__ import annotations
@@ -46,9 +46,10 @@ def overlay(image: Image.Image, evidence: dict, m0: float, title: str | None = N
     ax.imshow(np.asarray(image.convert("L")), cmap="gray", vmin=0, vmax=255, extent=(0, width, height, 0))
     mesh = ax.pcolormesh(xs, ys, deltas, cmap=CMAP, norm=TwoSlopeNorm(0.0, -limit, limit), shading="flat")
     mesh.set_alpha(ALPHA * np.sqrt(np.abs(deltas) / limit).ravel())  # a cell that moves nothing stays clear
-    strongest = boxes[evidence["strongest"]]
-    ax.add_patch(plt.Rectangle(strongest[:2], strongest[2] - strongest[0], strongest[3] - strongest[1],
-                               fill=False, edgecolor="black", linewidth=1.5))
+    if not evidence["flat"]:  # a flat map has no cell worth pointing at
+        strongest = boxes[evidence["strongest"]]
+        ax.add_patch(plt.Rectangle(strongest[:2], strongest[2] - strongest[0], strongest[3] - strongest[1],
+                                   fill=False, edgecolor="black", linewidth=1.5))
     ax.set_xlim(0, width)
     ax.set_ylim(height, 0)
     ax.set_xticks([])

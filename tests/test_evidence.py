@@ -25,9 +25,12 @@ from quadrant.evidence import (
 )
 from quadrant.images import load_study
 from quadrant.loading import ModelSpec, load_model
+from quadrant.manifest import read_manifest
+from quadrant.models.phantoms import generate_phantoms
 from quadrant.models.presets import MODELS_DIR
 from quadrant.verdict import Verdict
 
+N_STUDIES = 10  # about 25 positive studies: the figures from a larger run are in the README
 SAMPLE = MODELS_DIR / "samples" / "cardiomegaly-effusion.png"
 QUESTION = "Is there a pleural effusion?"
 
@@ -166,3 +169,68 @@ def test_check_command_writes_the_overlay_and_prints_the_reading(tmp_path, capsy
     assert main(["check", "--image", str(SAMPLE), "--question", QUESTION, "--evidence-png",
                  str(tmp_path / "no-such-folder" / "map.png")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_phantom_masks_mark_where_each_present_finding_was_drawn(tmp_path):
+    from quadrant.models.phantoms import FINDINGS, render_phantom, sample_phantom
+
+    manifest = generate_phantoms(tmp_path, 3, seed=31, dicom_every=0)
+    rows = read_manifest(manifest)
+    for row in rows:
+        finding = row.extra["finding"]
+        index = int(row.study_id.split("-")[2])
+        rng = np.random.default_rng([31, index])
+        draws = rng.random(len(FINDINGS))
+        present = {name: bool(d < 0.5) for name, d in zip(FINDINGS, draws)}
+        assert (row.mask is not None) == present[finding] == (row.label == "yes")
+        if row.mask is None:
+            continue
+        with Image.open(row.mask) as stored:
+            mask = np.asarray(stored) > 0
+        assert mask.shape == (256, 256) and mask.any()
+        # the mask is exactly where switching the finding off changes the picture by more than 8%
+        phantom = sample_phantom(np.random.default_rng([31, index]), 256, masks=True)
+        assert (mask == phantom.masks[finding]).all()
+        state = np.random.default_rng([31, index])
+        state.random(len(FINDINGS))
+        without = render_phantom(state, {**present, finding: False}, 256)
+        assert np.abs(phantom.image - without)[~mask].max() <= 0.08 < np.abs(phantom.image - without)[mask].min()
+
+
+def test_evaluate_plays_the_pointing_game_per_quadrant(demo, tmp_path):
+    from quadrant.evaluate import evaluate
+
+    manifest = generate_phantoms(tmp_path / "phantoms", 2, seed=4242, dicom_every=2)  # one PNG, one DICOM
+    checker = Checker(demo, options=CheckOptions(k=1, evidence=EvidenceOptions(grid=4)))
+    summary = evaluate(checker, manifest, tmp_path / "out")
+    samples = [json.loads(line) for line in (tmp_path / "out" / "samples.jsonl").read_text().splitlines()]
+    positives = [row for row in read_manifest(manifest) if row.mask is not None]
+    assert all(len(s["evidence"]["cells"]) == 16 for s in samples)
+    played = [s for s in samples if s["evidence"].get("pointing")]
+    assert {s["study_id"] for s in played} == {row.study_id for row in positives}
+    evidence = summary["evidence"]
+    assert evidence["n"] == len(samples) and evidence["pointing"]["n"] == len(positives)
+    hits = sum(s["evidence"]["pointing"]["hit"] for s in played)
+    assert evidence["pointing"]["accuracy"] == pytest.approx(hits / len(played))
+    assert 0 < evidence["pointing"]["chance"] < 1
+    assert sum(q["n"] for q in evidence["pointing"]["per_quadrant"].values()) == len(played)
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "Pointing game" in report and "not where the finding is" in report
+    # without --evidence the mask column is carried but no map is made
+    plain = evaluate(Checker(demo, options=CheckOptions(k=1)), manifest, tmp_path / "plain")
+    assert "evidence" not in plain
+
+
+@pytest.mark.slow
+def test_demo_points_at_the_finding_and_the_shortcut_map_is_flat(tmp_path):
+    """On fresh phantoms (seed 4242: never used in training or in the README's evaluations), with the default
+    grid and fill: `demo`'s strongest cell touches the finding in at least half the positive studies and at
+    least 3x chance; `demo-shortcut`'s strongest |delta| is, in the median, under a fifth of `demo`'s."""
+    from quadrant.models.measure_evidence import measure, positive_rows, summary
+
+    rows = positive_rows(tmp_path, N_STUDIES, seed=4242)
+    grounded = summary(measure("demo", rows, EvidenceOptions()))
+    shortcut = summary(measure("demo-shortcut", rows, EvidenceOptions()))
+    assert grounded["n"] >= 20
+    assert grounded["pointing"] >= 0.5 and grounded["pointing"] >= 3 * grounded["chance"]
+    assert shortcut["median_max_abs_delta"] < grounded["median_max_abs_delta"] / 5

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from ..evidence import DEFAULT_FILL, DEFAULT_GRID, FILLS
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser("bench", help="time a full check against the naive way and one forward")
@@ -14,6 +16,9 @@ def register(subparsers) -> None:
     parser.add_argument("--layers", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--no-families", action="store_true", help="skip the per-family rows")
+    parser.add_argument("--evidence-grid", type=int, default=DEFAULT_GRID, metavar="N",
+                        help=f"cells per side of the evidence map whose cost is measured (default {DEFAULT_GRID})")
+    parser.add_argument("--evidence-fill", default=DEFAULT_FILL, choices=FILLS)
     parser.set_defaults(run=run)
 
 
@@ -21,7 +26,8 @@ def run(args: argparse.Namespace) -> int:
     from ..bench import BenchConfig, run_bench
 
     config = BenchConfig(hidden=args.hidden, layers=args.layers, repeats=args.repeats, device=args.device,
-                         families=not args.no_families)
+                         families=not args.no_families, evidence_grid=args.evidence_grid,
+                         evidence_fill=args.evidence_fill)
     result = run_bench(config)
     if args.json:
         print(json.dumps(result))
@@ -34,6 +40,10 @@ def run(args: argparse.Namespace) -> int:
     print(f"  Quadrant full check ({result['path']}):        {result['quadrant_ms']:8.1f} ms")
     print(f"  speedup {result['speedup']:.2f}x   overhead {result['overhead']:.2f}x   "
           f"max |margin diff| {result['max_margin_diff']:.1e}   peak RSS {result['peak_rss_mib']:.0f} MiB")
+    e = result["evidence"]
+    print(f"  evidence map ({e['grid'][0]}x{e['grid'][1]} {e['fill']}): {e['forwards']} with-image forwards "
+          f"(the check: {e['check_forwards']} prompts), {e['ms']:8.1f} ms = {e['vs_check']:.1f}x the check, "
+          f"{e['vs_one_forward']:.1f}x one forward")
     for row in result.get("families", []):
         print(f"  {row['family']:10s} naive {row['naive_ms']:7.1f} ms  quadrant {row['quadrant_ms']:7.1f} ms  "
               f"speedup {row['speedup']:.2f}x  path {row['path']}  max diff {row['max_margin_diff']:.1e}")
