@@ -34,9 +34,9 @@ GRAY = (128, 128, 128)
 DEFAULT_GRID = 8
 DEFAULT_FILL = "blur"
 MAX_GRID = 32
-#: the blur's Gaussian radius, as a share of a cell's shorter side: wide enough to wipe out detail the size
-#: of a cell, narrow enough to keep the region's overall brightness
-BLUR_PER_CELL = 0.5
+#: the blur's Gaussian radius, in cells: a cell's content gives way to the brightness of its neighbourhood,
+#: so the fill hides what is in the cell without painting in a foreign gray (measured, README)
+BLUR_PER_CELL = 1.0
 #: a map is flat when no cell moves prompt 0's margin by this share of |m0| (measured, README)
 FLAT_RATIO = 0.05
 #: a cell counts towards the reading's region when it carries at least this share of the strongest support

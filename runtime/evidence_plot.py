@@ -68,6 +68,15 @@ def overlay(image: Image.Image, evidence: dict, m0: float, title: str | None = N
         return drawn.convert("RGB")
 
 
+def verdict_overlay(verdict, image: Image.Image) -> Image.Image:
+    """The overlay of a verdict made with evidence (what the app shows beside the verdict), titled with the
+    model, the question, the answer and the quadrant."""
+    if not verdict.evidence:
+        raise OptionError("this verdict has no evidence map: check with evidence switched on")
+    title = f"{verdict.model['name']}: {verdict.question} ({verdict.answer}, {verdict.quadrant})"
+    return overlay(image, verdict.evidence, verdict.prompts[0].margin, title)
+
+
 def check_writable(path: str | Path) -> Path:
     """The PNG's path, refused with a clear message when its folder does not exist."""
     path = Path(path)
@@ -76,8 +85,8 @@ def check_writable(path: str | Path) -> Path:
     return path
 
 
-def write_overlay(path: str | Path, image: Image.Image, evidence: dict, m0: float, title: str | None = None) -> Path:
-    """`overlay` saved as a PNG; the folder must exist."""
+def write_overlay(path: str | Path, verdict, image: Image.Image) -> Path:
+    """`verdict_overlay` saved as a PNG; the folder must exist."""
     path = check_writable(path)
-    overlay(image, evidence, m0, title).save(path, format="PNG")
+    verdict_overlay(verdict, image).save(path, format="PNG")
     return path

@@ -42,8 +42,7 @@ def run(args: argparse.Namespace) -> int:
     if args.evidence_png:
         from ..evidence_plot import write_overlay
 
-        write_overlay(args.evidence_png, study.image, verdict.evidence, verdict.prompts[0].margin,
-                      title=f"{verdict.model['name']}: {verdict.question} ({verdict.answer}, {verdict.quadrant})")
+        write_overlay(args.evidence_png, verdict, study.image)
     if args.json:
         json.dump(verdict.to_json(), sys.stdout)
         sys.stdout.write("\n")
