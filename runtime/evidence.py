@@ -38,7 +38,7 @@ MAX_GRID = 32
 #: so the fill hides what is in the cell without painting in a foreign gray (measured, README)
 BLUR_PER_CELL = 1.0
 #: a map is flat when no cell moves prompt 0's margin by this share of |m0| (measured, README)
-FLAT_RATIO = 0.05
+FLAT_RATIO = 0.1
 #: a cell counts towards the reading's region when it carries at least this share of the strongest support
 SUPPORT_SHARE = 0.5
 #: occluded copies held in memory at once (a large DICOM is tens of MB per copy)
