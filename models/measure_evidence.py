@@ -5,8 +5,9 @@
 On fresh phantoms (a `generate_phantoms` seed never used in training), every positive study with a finding
 mask is checked by `demo` and `demo-shortcut` with an occlusion map, through Quadrant's own pipeline
 (`load_study` on the written files, `Checker`, the default backend). Per model, grid and fill: the pointing
-game (the strongest cell touches the finding) beside its chance rate, the median strongest |delta|, the
-share of flat maps, and the largest |delta| / |m0| seen.
+game (the strongest cell touches the finding) beside its chance rate, the same game with the strongest cell
+taken by |delta| instead of by support for the answer (`pointing_abs`, for comparison), the median strongest
+|delta|, the share of flat maps, and the range of strongest |delta| / |m0|.
 """
 
 from __future__ import annotations
