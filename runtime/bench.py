@@ -22,6 +22,7 @@ from PIL import Image
 from .backends import ScoreRequest
 from .backends.torch_naive import NaiveScorer
 from .check import Checker, CheckOptions
+from .errors import OptionError
 from .evidence import DEFAULT_FILL, DEFAULT_GRID, EvidenceOptions, evidence_maps, forwards_per_map
 from .images import Study
 from .loading import ModelSpec, load_model
@@ -37,6 +38,7 @@ class BenchConfig:
     repeats: int = 7
     device: str = "auto"
     families: bool = True
+    family_names: tuple[str, ...] | None = None  # None: every family with a tiny builder
     evidence_grid: int = DEFAULT_GRID
     evidence_fill: str = DEFAULT_FILL
 
@@ -80,11 +82,12 @@ def _measure(model_dir: str, config: BenchConfig, with_evidence: bool = False) -
         "quadrant_ms": _median_ms(lambda: fast.check(study, QUESTION), config.warmup, config.repeats),
     }
     reference = naive.check(study, QUESTION)
-    pairs = list(zip(first.prompts, reference.prompts)) + [(first.text_only, reference.text_only)]
+    pairs = list(zip(first.prompts, reference.prompts)) + [(first.text_only, reference.text_only),
+                                                           (first.content_free, reference.content_free)]
     timings["max_margin_diff"] = max(abs(a.margin - b.margin) for a, b in pairs)
     timings["same_verdict"] = first.quadrant == reference.quadrant
     timings["path"] = first.timing_ms["path"]
-    timings["prompts"] = len(first.prompts) + 1
+    timings["prompts"] = len(first.prompts) + 2  # and the text-only and content-free passes of prompt 0
     timings["device"] = str(loaded.device)
     timings["dtype"] = str(loaded.dtype).replace("torch.", "")
     if with_evidence:
@@ -117,7 +120,12 @@ def _peak_rss_mib() -> float:
 def run_bench(config: BenchConfig = BenchConfig()) -> dict:
     """The benchmark's JSON: headline on the LLaVA-1.5-shaped model, then a row per family."""
     from quadrant.models.tiny import FAMILIES, TinySpec, build_tiny, llava_15_shaped
+    from quadrant.models.tiny_families import GENERIC_FAMILIES, NEW_FAMILIES
 
+    known = FAMILIES + NEW_FAMILIES + GENERIC_FAMILIES
+    unknown = [name for name in config.family_names or () if name not in known]
+    if unknown:
+        raise OptionError(f"no tiny model for family {', '.join(map(repr, unknown))}; known: {', '.join(known)}")
     torch.set_flush_denormal(True)
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = str(llava_15_shaped(f"{tmp}/llava15", hidden=config.hidden, layers=config.layers))
@@ -139,7 +147,7 @@ def run_bench(config: BenchConfig = BenchConfig()) -> dict:
             result["peak_cuda_mib"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
         if config.families:
             result["families"] = []
-            for family in FAMILIES:
+            for family in config.family_names or known:
                 spec = TinySpec(hidden=128, layers=2, vision_hidden=64, image_size=64, patch_size=8)
                 row = _measure(str(build_tiny(family, f"{tmp}/{family}", spec)), config)
                 row["speedup"] = row["naive_ms"] / row["quadrant_ms"]

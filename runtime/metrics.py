@@ -27,7 +27,8 @@ def wilson_interval(successes: int, n: int, z: float = Z95) -> tuple[float, floa
 
 
 def pearson(xs: Sequence[float], ys: Sequence[float]) -> dict:
-    """Pearson r with n and a 95% Fisher-z interval (None where n is too small or a side is constant)."""
+    """Pearson r with n and a 95% Fisher-z interval: r is None below 3 points or with a constant side; the
+    interval is None below 4 points (Fisher's z has standard error 1 / sqrt(n - 3)) and at |r| = 1."""
     n = len(xs)
     result = {"r": None, "n": n, "ci95": None}
     if n < 3:
@@ -110,6 +111,7 @@ def summarize(verdicts: Sequence[dict], by: str | None = "finding") -> dict:
         # confidence screening would find the Dangerous samples (0.5 = not at all)
         "entropy_auroc_dangerous": auroc([-e for e in entropies_dangerous], [-e for e in entropies_rest]),
         "median_abs_margin_shift": _median([abs(v["margin_shift"]) for v in verdicts if v["margin_shift"] is not None]),
+        "median_relative_content_shift": _median([s for s in _relative_content_shifts(verdicts) if s is not None]),
     }
     evidence = summarize_evidence(verdicts)
     if evidence is not None:
@@ -120,6 +122,10 @@ def summarize(verdicts: Sequence[dict], by: str | None = "finding") -> dict:
             for key in sorted({(v.get("extra") or {}).get(by) for v in verdicts} - {None})
         }
     return summary
+
+
+def _relative_content_shifts(verdicts: Sequence[dict]) -> list[float | None]:
+    return [(v.get("shifts") or {}).get("relative_content") for v in verdicts]
 
 
 def _group_summary(verdicts: Sequence[dict]) -> dict:

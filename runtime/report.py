@@ -110,16 +110,18 @@ def _plot_shifts(path: Path, samples: list[dict]) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    shifts = [abs(s["margin_shift"]) for s in samples if s["margin_shift"] is not None]
+    relative = [(s.get("shifts") or {}).get("relative_content") for s in samples]
+    relative = [r for r in relative if r is not None]
     fig, ax = plt.subplots(figsize=(6, 3.2))
-    if shifts:
-        ax.hist(shifts, bins=30, color="#455a64")
-        threshold = samples[0]["reliance"]["threshold"]
-        ax.axvline(threshold, color="#c62828", linestyle="--", label=f"threshold {threshold}")
-        ax.legend(frameon=False)
-    ax.set_xlabel("|margin shift| = |m(image) - m(text only)|")
+    if relative:
+        ax.hist(relative, bins=30, range=(0, 2), color="#455a64")
+        rule = samples[0]["reliance"]
+        if rule["rule"] == "content":
+            ax.axvline(rule["threshold"], color="#c62828", linestyle="--", label=f"threshold {rule['threshold']:g}")
+            ax.legend(frameon=False)
+    ax.set_xlabel("|m(image) - m(content-free)| / max(|m(image)|, |m(content-free)|)   (>= 1: a flip)")
     ax.set_ylabel("samples")
-    ax.set_title("How far the image moved the answer")
+    ax.set_title("How far the image's content moved the answer")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

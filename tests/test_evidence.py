@@ -197,15 +197,15 @@ def test_phantom_masks_mark_where_each_present_finding_was_drawn(tmp_path):
         assert np.abs(phantom.image - without)[~mask].max() <= 0.08 < np.abs(phantom.image - without)[mask].min()
 
 
-def test_evaluate_plays_the_pointing_game_per_quadrant(demo, tmp_path):
-    from quadrant.evaluate import evaluate
-
+def test_evaluate_plays_the_pointing_game_per_quadrant(tmp_path, capsys):
     manifest = generate_phantoms(tmp_path / "phantoms", 2, seed=4242, dicom_every=2)  # one PNG, one DICOM
-    checker = Checker(demo, options=CheckOptions(k=1, evidence=EvidenceOptions(grid=4)))
-    summary = evaluate(checker, manifest, tmp_path / "out")
-    samples = [json.loads(line) for line in (tmp_path / "out" / "samples.jsonl").read_text().splitlines()]
+    out = tmp_path / "out"
+    assert main(["evaluate", "--manifest", str(manifest), "--out", str(out), "-k", "1", "--evidence",
+                 "--evidence-grid", "4", "--quiet"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    samples = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
     positives = [row for row in read_manifest(manifest) if row.mask is not None]
-    assert all(len(s["evidence"]["cells"]) == 16 for s in samples)
+    assert len(samples) == 10 and all(len(s["evidence"]["cells"]) == 16 for s in samples)
     played = [s for s in samples if s["evidence"].get("pointing")]
     assert {s["study_id"] for s in played} == {row.study_id for row in positives}
     evidence = summary["evidence"]
@@ -214,11 +214,13 @@ def test_evaluate_plays_the_pointing_game_per_quadrant(demo, tmp_path):
     assert evidence["pointing"]["accuracy"] == pytest.approx(hits / len(played))
     assert 0 < evidence["pointing"]["chance"] < 1
     assert sum(q["n"] for q in evidence["pointing"]["per_quadrant"].values()) == len(played)
-    report = (tmp_path / "out" / "report.md").read_text()
+    report = (out / "report.md").read_text()
     assert "Pointing game" in report and "not where the finding is" in report
     # without --evidence the mask column is carried but no map is made
-    plain = evaluate(Checker(demo, options=CheckOptions(k=1)), manifest, tmp_path / "plain")
-    assert "evidence" not in plain
+    assert main(["evaluate", "--manifest", str(manifest), "--out", str(tmp_path / "plain"), "-k", "1",
+                 "--quiet"]) == 0
+    assert "evidence" not in json.loads((tmp_path / "plain" / "summary.json").read_text())
+    capsys.readouterr()
 
 
 @pytest.mark.slow
@@ -238,3 +240,14 @@ def test_demo_points_at_the_finding_and_the_shortcut_map_is_flat(tmp_path):
     assert grounded["n"] >= 20
     assert grounded["pointing"] >= 0.5 and grounded["pointing"] >= 3 * grounded["chance"]
     assert shortcut["median_max_abs_delta"] < grounded["median_max_abs_delta"] / 5
+
+
+@pytest.mark.parametrize("name", ["manifest.csv", "manifest.jsonl"])
+def test_the_mask_column_round_trips_through_write_manifest(tmp_path, name):
+    from quadrant.manifest import write_manifest
+
+    rows = read_manifest(generate_phantoms(tmp_path / "phantoms", 1, seed=5, dicom_every=0))
+    assert any(row.mask for row in rows) and any(row.mask is None for row in rows)
+    assert all("mask" not in row.extra for row in rows)
+    again = read_manifest(write_manifest(tmp_path / "phantoms" / name, rows))
+    assert [(r.study_id, r.mask) for r in again] == [(r.study_id, r.mask) for r in rows]

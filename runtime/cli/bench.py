@@ -16,6 +16,9 @@ def register(subparsers) -> None:
     parser.add_argument("--layers", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--no-families", action="store_true", help="skip the per-family rows")
+    parser.add_argument("--family", action="append", dest="family_names", metavar="NAME",
+                        help="a per-family row to run (repeatable; default: every family with a tiny builder, "
+                        "e.g. qwen2_5_vl, internvl, llava_onevision, llava_next for the generic path)")
     parser.add_argument("--evidence-grid", type=int, default=DEFAULT_GRID, metavar="N",
                         help=f"cells per side of the evidence map whose cost is measured (default {DEFAULT_GRID})")
     parser.add_argument("--evidence-fill", default=DEFAULT_FILL, choices=FILLS)
@@ -26,8 +29,9 @@ def run(args: argparse.Namespace) -> int:
     from ..bench import BenchConfig, run_bench
 
     config = BenchConfig(hidden=args.hidden, layers=args.layers, repeats=args.repeats, device=args.device,
-                         families=not args.no_families, evidence_grid=args.evidence_grid,
-                         evidence_fill=args.evidence_fill)
+                         families=not args.no_families,
+                         family_names=tuple(args.family_names) if args.family_names else None,
+                         evidence_grid=args.evidence_grid, evidence_fill=args.evidence_fill)
     result = run_bench(config)
     if args.json:
         print(json.dumps(result))
@@ -45,6 +49,6 @@ def run(args: argparse.Namespace) -> int:
           f"(the check: {e['check_forwards']} prompts), {e['ms']:8.1f} ms = {e['vs_check']:.1f}x the check, "
           f"{e['vs_one_forward']:.1f}x one forward")
     for row in result.get("families", []):
-        print(f"  {row['family']:10s} naive {row['naive_ms']:7.1f} ms  quadrant {row['quadrant_ms']:7.1f} ms  "
+        print(f"  {row['family']:16s} naive {row['naive_ms']:7.1f} ms  quadrant {row['quadrant_ms']:7.1f} ms  "
               f"speedup {row['speedup']:.2f}x  path {row['path']}  max diff {row['max_margin_diff']:.1e}")
     return 0

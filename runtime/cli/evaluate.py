@@ -6,7 +6,8 @@ import argparse
 import json
 import sys
 
-from .options import add_model_options, build_checker
+from ..engines import ENGINES
+from .options import add_model_options, spec_and_options
 
 
 def register(subparsers) -> None:
@@ -17,38 +18,40 @@ def register(subparsers) -> None:
     parser.add_argument("--fail-if", action="append", default=[], metavar="RULE",
                         help="e.g. 'dangerous>0.2': exit 1 after writing everything if it holds")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    engine = parser.add_argument_group("engine")
+    engine.add_argument("--engine", default="local", choices=list(ENGINES),
+                        help="local: this process (default); ray: Ray workers, one model each "
+                        "(pip install 'quadrant[ray]')")
+    engine.add_argument("--workers", type=int, help="ray: workers to start (default: one per GPU, else 1)")
+    engine.add_argument("--address", help="ray: join the Ray cluster at this address (default: start a local Ray)")
     add_model_options(parser)
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..engines import Settings, make_engine
+    from ..errors import OptionError
     from ..evaluate import FailRule, evaluate
+    from ..loading import resolve_source
     from ..manifest import read_manifest
 
     rules = [FailRule.parse(text) for text in args.fail_if]
     read_manifest(args.manifest)  # a bad manifest fails before the model loads
-    checker = build_checker(args)
-    if args.quiet:
-        summary = evaluate(checker, args.manifest, args.out, batch_size=args.batch_size)
-    else:
-        summary = _evaluate_with_progress(checker, args)
+    if args.engine != "ray" and (args.workers is not None or args.address):
+        raise OptionError("--workers and --address are options of --engine ray")
+    spec, options = spec_and_options(args)
+    resolve_source(spec)  # a model that is not there fails before the output folder is touched
+    engine_options = {"workers": args.workers, "address": args.address} if args.engine == "ray" else {}
+    engine = make_engine(args.engine, Settings(spec, args.backend, options), **engine_options)
+    from ..progress import progress_bar
+
+    with progress_bar("checking", unit="rows", enabled=False if args.quiet else None) as progress:
+        summary = evaluate(engine, args.manifest, args.out, batch_size=args.batch_size, progress=progress)
     _print_summary(summary, args.out)
     held = [rule for rule in rules if rule.holds(summary)]
     for rule in held:
         print(f"quadrant evaluate: fail-if rule holds: {rule}", file=sys.stderr)
     return 1 if held else 0
-
-
-def _evaluate_with_progress(checker, args) -> dict:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
-
-    from ..evaluate import evaluate
-
-    with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
-                  TimeRemainingColumn(), transient=True) as bar:
-        task = bar.add_task("checking", total=None)
-        return evaluate(checker, args.manifest, args.out, batch_size=args.batch_size,
-                        progress=lambda done, total: bar.update(task, completed=done, total=total))
 
 
 def _print_summary(summary: dict, out: str) -> None:
