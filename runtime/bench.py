@@ -100,7 +100,7 @@ def _evidence_cost(checker: Checker, verdict, study: Study, timings: dict, confi
     copy, batched by the backend) and milliseconds."""
     options = EvidenceOptions(config.evidence_grid, config.evidence_fill)
     studies = [(verdict.prompts[0].rendered, study.image, verdict.prompts[0].margin)]
-    ms = _median_ms(lambda: evidence_maps(checker.scorer, studies, options), 1, max(3, config.repeats // 2))
+    ms = _median_ms(lambda: evidence_maps(checker.scorer, studies, options), min(1, config.warmup), config.repeats)
     return {
         "grid": [options.grid, options.grid],
         "fill": options.fill,
