@@ -23,6 +23,7 @@ from .backends import ScoreRequest
 from .backends.torch_naive import NaiveScorer
 from .check import Checker, CheckOptions
 from .errors import OptionError
+from .evidence import DEFAULT_FILL, DEFAULT_GRID, EvidenceOptions, evidence_maps, forwards_per_map
 from .images import Study
 from .loading import ModelSpec, load_model
 
@@ -38,6 +39,8 @@ class BenchConfig:
     device: str = "auto"
     families: bool = True
     family_names: tuple[str, ...] | None = None  # None: every family with a tiny builder
+    evidence_grid: int = DEFAULT_GRID
+    evidence_fill: str = DEFAULT_FILL
 
 
 def _median_ms(fn: Callable[[], object], warmup: int, repeats: int) -> float:
@@ -63,8 +66,9 @@ def _study(seed: int = 0, size: int = 512) -> Study:
     return Study(image=image, sha256=f"{seed:064x}", width=size, height=size, format="PNG")
 
 
-def _measure(model_dir: str, config: BenchConfig) -> dict:
-    """Naive, one-forward and Quadrant timings on one model, plus the largest margin difference."""
+def _measure(model_dir: str, config: BenchConfig, with_evidence: bool = False) -> dict:
+    """Naive, one-forward and Quadrant timings on one model, plus the largest margin difference; with
+    `with_evidence`, an occlusion map's cost too."""
     loaded = load_model(ModelSpec(model=model_dir, device=config.device))
     fast = Checker(loaded, "torch", CheckOptions())
     naive = Checker(loaded, "torch-naive", CheckOptions())
@@ -86,7 +90,26 @@ def _measure(model_dir: str, config: BenchConfig) -> dict:
     timings["prompts"] = len(first.prompts) + 2  # and the text-only and content-free passes of prompt 0
     timings["device"] = str(loaded.device)
     timings["dtype"] = str(loaded.dtype).replace("torch.", "")
+    if with_evidence:
+        timings["evidence"] = _evidence_cost(fast, first, study, timings, config)
     return timings
+
+
+def _evidence_cost(checker: Checker, verdict, study: Study, timings: dict, config: BenchConfig) -> dict:
+    """What one occlusion map of prompt 0 costs beside the check: with-image forwards (one per occluded
+    copy, batched by the backend) and milliseconds."""
+    options = EvidenceOptions(config.evidence_grid, config.evidence_fill)
+    studies = [(verdict.prompts[0].rendered, study.image, verdict.prompts[0].margin)]
+    ms = _median_ms(lambda: evidence_maps(checker.scorer, studies, options), min(1, config.warmup), config.repeats)
+    return {
+        "grid": [options.grid, options.grid],
+        "fill": options.fill,
+        "forwards": forwards_per_map(options),
+        "check_forwards": timings["prompts"],
+        "ms": ms,
+        "vs_check": ms / timings["quadrant_ms"],
+        "vs_one_forward": ms / timings["one_forward_ms"],
+    }
 
 
 def _peak_rss_mib() -> float:
@@ -108,7 +131,7 @@ def run_bench(config: BenchConfig = BenchConfig()) -> dict:
         model_dir = str(llava_15_shaped(f"{tmp}/llava15", hidden=config.hidden, layers=config.layers))
         if torch.cuda.is_available():
             torch.cuda.reset_peak_memory_stats()
-        headline = _measure(model_dir, config)
+        headline = _measure(model_dir, config, with_evidence=True)
         result = {
             "model": {"family": "llava", "image_tokens": 576, "image_size": 336, "patch_size": 14,
                       "hidden": config.hidden, "layers": config.layers,

@@ -18,6 +18,7 @@ from .answers import Answer, read_generated
 from .backends import BACKENDS, Scorer, ScoreRequest
 from .bank import Bank
 from .errors import InputError, OptionError, UnsupportedModelError
+from .evidence import EvidenceOptions, evidence_maps
 from .images import Study
 from .loading import LoadedModel
 from .paraphraser import LocalParaphraser
@@ -49,8 +50,11 @@ class CheckOptions:
     max_new_tokens: int | None = None  # generate mode's budget; None: the preset's
     bank: Bank | None = None  # the paraphrase bank (None: the built-in one)
     paraphraser: LocalParaphraser | None = None  # a local language model writing candidate paraphrases
+    evidence: EvidenceOptions | None = None  # an occlusion map of prompt 0 in every verdict (runtime/evidence.py)
 
     def __post_init__(self):
+        if self.evidence is not None and self.scoring == "generate":
+            raise OptionError("evidence maps need margins: use them with --scoring logits")
         if self.scoring is not None and self.scoring not in SCORING_MODES:
             raise OptionError(f"unknown scoring mode {self.scoring!r}; choose one of {', '.join(SCORING_MODES)}")
         if self.k < 0:
@@ -102,6 +106,8 @@ class Checker:
         self.max_new_tokens = options.max_new_tokens or loaded.generation.max_new_tokens
         if self.scoring == "logits" and loaded.answer_tokens is None:
             raise UnsupportedModelError(loaded.answer_tokens_problem or "no single-token yes/no answers")
+        if options.evidence is not None and self.scoring != "logits":
+            raise OptionError(f"evidence maps need margins, and {loaded.name} answers in generate mode")
         self.scorer: Scorer = BACKENDS.get(backend)(loaded)
         if self.scoring == "logits":
             self.scorer.prepare()
@@ -132,6 +138,7 @@ class Checker:
                 reference = readings[offset : offset + len(p.reference)]
                 offset += len(p.reference)
             verdicts.append(self._verdict(p, answers, ablated, reference))
+        evidence_ms = self._add_evidence(prepared, verdicts) if self.options.evidence else None
         total_ms = (time.perf_counter() - started) * 1000
         share = len(requests) or 1
         timing = {
@@ -140,6 +147,8 @@ class Checker:
             "path": path,
             "studies_in_batch": len(requests),
         }
+        if evidence_ms is not None:
+            timing["evidence"] = round(evidence_ms / share, 3)
         return [_with_timing(v, timing) for v in verdicts]
 
     def validate(self, request: CheckRequest) -> None:
@@ -196,6 +205,15 @@ class Checker:
             return [read_generated(t, self.loaded.generation.answer_format) for t in texts], "generate"
         results = self.scorer.margins(requests)
         return [Answer.from_margin(r.margin) for r in results], "+".join(sorted({r.path for r in results}))
+
+    def _add_evidence(self, prepared: list[_Prepared], verdicts: list[Verdict]) -> float:
+        """Each verdict gains prompt 0's occlusion map, all studies' copies scored together; returns ms."""
+        started = time.perf_counter()
+        studies = [(p.with_image[0].rendered, p.request.study.image, v.prompts[0].margin)
+                   for p, v in zip(prepared, verdicts)]
+        for index, evidence in enumerate(evidence_maps(self.scorer, studies, self.options.evidence)):
+            verdicts[index] = replace(verdicts[index], evidence=evidence)
+        return (time.perf_counter() - started) * 1000
 
     # -- postprocess ---------------------------------------------------------------------------------
 

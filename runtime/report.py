@@ -53,9 +53,31 @@ def render_markdown(summary: dict) -> str:
             for name, g in groups.items():
                 lines.append(f"| {name} | {g['n']} | {_pct(g['accuracy'])} | {_pct(g['flip_rate'])} "
                              f"| {_pct(g['fractions']['Ideal'])} | {_pct(g['fractions']['Dangerous'])} |")
+    lines += _evidence_lines(summary.get("evidence"))
     lines += ["", "![quadrants](quadrants.png)", "", "![margin shift](margin_shift.png)", "",
               "Not for diagnostic use.", ""]
     return "\n".join(lines)
+
+
+def _evidence_lines(evidence: dict | None) -> list[str]:
+    """The evidence maps' section: how many are flat, and the pointing game beside its chance rate."""
+    if not evidence:
+        return []
+    grid = "x".join(str(g) for g in evidence["grid"])
+    lines = ["", "## Evidence maps", "",
+             f"{evidence['n']} occlusion maps ({grid}, {evidence['fill']} fill); "
+             f"{_pct(evidence['flat_share'])} flat (no region moves the answer); median largest |delta| "
+             f"{evidence['median_max_abs_delta']:.3f}. A map shows what changes this model's answer, not where "
+             "the finding is."]
+    pointing = evidence["pointing"]
+    if pointing["n"]:
+        lines += ["", "Pointing game (the strongest cell touches the finding's mask), beside chance (the share of "
+                  "cells touching it):", "", "| quadrant | n | pointing accuracy | chance |", "|---|---|---|---|",
+                  f"| all | {pointing['n']} | {_pct(pointing['accuracy'])} | {_pct(pointing['chance'])} |"]
+        for q in QUADRANTS:
+            per = pointing["per_quadrant"][q]
+            lines.append(f"| {q} | {per['n']} | {_pct(per['accuracy'])} | {_pct(per['chance'])} |")
+    return lines
 
 
 def _plot_quadrants(path: Path, summary: dict) -> None:

@@ -66,6 +66,7 @@ class Verdict:
     content_free_all: list[TextOnlyReading] | None = None
     #: prompt 0's margin shifts: text_only = presence + content, and relative_content (see reliance.py)
     shifts: dict | None = None
+    evidence: dict | None = None  # with --evidence: the occlusion map of prompt 0 (runtime/evidence.py)
 
     def to_json(self) -> dict:
         data = {"schema_version": SCHEMA_VERSION, **asdict(self)}
@@ -74,6 +75,8 @@ class Verdict:
                 del data[key]
         if not data["extra"]:
             del data["extra"]
+        if data["evidence"] is None:
+            del data["evidence"]
         return data
 
     @classmethod

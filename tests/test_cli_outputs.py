@@ -100,6 +100,10 @@ def test_bench_reports_its_ratios_from_its_own_medians(capsys):
     assert "prefix-shared" in result["path"] and result["prompts"] == 8  # prompt 0, 5 paraphrases, text-only, blank
     assert result["device"] == "cpu" and result["dtype"] == "float32"
     assert "families" not in result
+    evidence = result["evidence"]  # an occlusion map's cost beside the check's
+    assert evidence["grid"] == [8, 8] and evidence["forwards"] == 64 and evidence["check_forwards"] == 8
+    assert evidence["vs_check"] == pytest.approx(evidence["ms"] / result["quadrant_ms"], rel=1e-12)
+    assert evidence["vs_one_forward"] == pytest.approx(evidence["ms"] / result["one_forward_ms"], rel=1e-12)
 
 
 @pytest.mark.slow
@@ -111,9 +115,10 @@ def test_bench_prints_a_row_per_family(capsys):
     assert lines[0].startswith("Model: LLaVA-shaped, 576 image tokens, LM width 32 x 1 layers, on cpu (float32)")
     medians = [float(re.search(r"([\d.]+) ms$", line).group(1)) for line in lines[1:4]]
     speedup = float(re.search(r"speedup ([\d.]+)x", lines[4]).group(1))
+    assert re.match(r"\s+evidence map \(8x8 blur\): 64 with-image forwards", lines[5])
     assert speedup == pytest.approx(medians[0] / medians[2], abs=0.01 + 0.001 * speedup)  # printed to 0.1 ms
     rows = [re.match(r"\s+(\w+)\s+naive\s+([\d.]+) ms\s+quadrant\s+([\d.]+) ms\s+speedup ([\d.]+)x\s+path (\S+)"
-                     r"\s+max diff (\S+)", line) for line in lines[5:]]
+                     r"\s+max diff (\S+)", line) for line in lines[6:]]
     assert [r.group(1) for r in rows] == families
     for row in rows:
         naive, quadrant, shown = float(row.group(2)), float(row.group(3)), float(row.group(4))

@@ -7,6 +7,7 @@ import argparse
 
 from ..ablation import ABLATIONS
 from ..check import SCORING_MODES, Checker, CheckOptions
+from ..evidence import DEFAULT_FILL, DEFAULT_GRID, FILLS, EvidenceOptions
 from ..loading import DEVICES, DTYPES, ModelSpec, load_model
 from ..reliance import DEFAULT_REFERENCE, DEFAULT_RULE, DEFAULT_THRESHOLD, REFERENCES, RULES, Reliance
 
@@ -43,6 +44,12 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
                        "candidate paraphrases, kept only when faithful (offline; topped up by the rules)")
     group.add_argument("--ablate-all", action="store_true",
                        help="ablate every phrasing and judge image reliance by majority")
+    group.add_argument("--evidence", action="store_true",
+                       help="add an occlusion map of prompt 0 to the verdict (grid x grid more forwards)")
+    group.add_argument("--evidence-grid", type=int, default=DEFAULT_GRID, metavar="N",
+                       help=f"evidence map cells per side (default {DEFAULT_GRID})")
+    group.add_argument("--evidence-fill", default=DEFAULT_FILL, choices=FILLS,
+                       help=f"what fills a cell: the blurred study or mid-gray (default {DEFAULT_FILL})")
 
 
 def build_checker(args: argparse.Namespace) -> Checker:
@@ -75,6 +82,7 @@ def spec_and_options(args: argparse.Namespace) -> tuple[ModelSpec, CheckOptions]
         ablation=args.ablation, reliance=Reliance(args.reliance, args.threshold, args.reference), k=args.k,
         scoring=args.scoring, ablate_all=args.ablate_all, max_new_tokens=args.max_new_tokens, bank=bank,
         paraphraser=paraphraser,
+        evidence=EvidenceOptions(args.evidence_grid, args.evidence_fill) if args.evidence else None,
     )
     from ..backends import BACKENDS
 

@@ -57,6 +57,10 @@ def print_verdict(verdict: Verdict, console: Console | None = None) -> None:
     console.print(table)
     console.print(_reliance_line(verdict))
     console.print(f"{verdict.flip_count} of {len(verdict.prompts) - 1} paraphrases disagree")
+    if verdict.evidence:
+        e = verdict.evidence
+        console.print(f"Evidence  {e['reading']} (occlusion, {e['grid'][0]}x{e['grid'][1]} {e['fill']}, "
+                      f"largest |delta| {e['max_abs_delta']:.3f})")
     if verdict.correct is not None:
         console.print(f"Label {verdict.label}: the answer is {'correct' if verdict.correct else 'WRONG'}")
     console.print(
