@@ -62,9 +62,22 @@ def verdict_html(verdict: dict) -> str:
         reliance_html(verdict),
         "</div>",
         phrasings_html(verdict),
+        evidence_html(verdict),
         facts_html(verdict),
         f'<p class="q-notice">{html.escape(NOT_FOR_DIAGNOSIS)}</p>',
     ))
+
+
+def evidence_html(verdict: dict) -> str:
+    """The map's one-line reading, under the phrasings; empty when the check ran without a map."""
+    evidence = verdict.get("evidence")
+    if not evidence:
+        return ""
+    rows, cols = evidence["grid"]
+    return (f'<p id="quadrant-evidence" class="q-evidence"><b>Where the answer comes from:</b> '
+            f'{html.escape(evidence["reading"])} <span class="q-small">(occlusion map, {rows} x {cols} cells, '
+            f'{html.escape(evidence["fill"])} fill: a map of what changes this model\'s answer, not a '
+            'segmentation)</span></p>')
 
 
 def banner_html(verdict: dict) -> str:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from quadrant.check import Checker, CheckOptions, CheckRequest
 from quadrant.errors import InputError, OptionError, ParaphraseError, StudyError
+from quadrant.evidence import EvidenceOptions
 from quadrant.images import MAX_FILE_BYTES, Study, load_study_bytes
 from quadrant.paraphrases import parse_paraphrase_text, validate_question
 from quadrant.verdict import Verdict
@@ -68,11 +69,12 @@ class CheckService:
 
     def check(self, image: str | os.PathLike | None, question: str, paraphrases: str = "", ablation: str | None = "",
               *, model: str | None = None, rule: str | None = None, threshold: float | None = None,
-              user: str | None = None) -> dict:
+              evidence: bool = False, user: str | None = None) -> dict:
         """One check, as the verdict JSON; the audit row is written before this returns.
 
         `paraphrases` is one a line ('!' marks an inverted one), empty for the built-in set; empty `ablation`,
-        `rule` or `threshold` keep the app's own settings. Raises InputError subclasses on bad input.
+        `rule` or `threshold` keep the app's own settings; `evidence` adds the occlusion map (issue 12), which
+        costs a with-image forward per grid cell. Raises InputError subclasses on bad input.
         """
         question = validate_question(question)
         try:
@@ -81,6 +83,8 @@ class CheckService:
             raise ParaphraseError(f"paraphrases, {exc}") from None
         name = self._model_name(model)
         options = self._options(name, ablation, rule, threshold)
+        if evidence:
+            options = replace(options, evidence=EvidenceOptions())
         study = self.load_upload(image)
         verdict = self.batcher.submit(_Job(name, options, CheckRequest(study, question, phrasings or None))).result()
         data = verdict.to_json()

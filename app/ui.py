@@ -17,9 +17,11 @@ import gradio as gr
 
 from quadrant.ablation import ABLATIONS
 from quadrant.errors import QuadrantError, one_line
+from quadrant.evidence_plot import verdict_overlay
 from quadrant.images import load_study_bytes
 from quadrant.paraphrases import FINDING_QUESTIONS, FINDINGS, paraphrase_set
 from quadrant.reliance import RULES
+from quadrant.verdict import Verdict
 
 from . import render
 from .audit import COLUMNS
@@ -71,6 +73,8 @@ def build_ui(service: CheckService, *, downloads: Path, audit_where: str, exampl
                     ablation = gr.Dropdown(
                         [(f"default ({base.ablation})", _DEFAULT), *UI_ABLATIONS], value=_DEFAULT,
                         label="How the image is taken away for the text-only pass", elem_id="ablation")
+                    evidence = gr.Checkbox(False, label="Show where the answer comes from (an occlusion map: "
+                                           "about one more forward per grid cell)", elem_id="evidence-toggle")
                     with gr.Accordion("Advanced options", open=False):
                         rule = gr.Dropdown(list(RULES), value=base.options.reliance.rule,
                                            label="Image-reliance rule", elem_id="rule")
@@ -78,7 +82,9 @@ def build_ui(service: CheckService, *, downloads: Path, audit_where: str, exampl
                                               label="Reliance threshold", elem_id="threshold")
                     run = gr.Button("Check this study", variant="primary", elem_id="run")
             verdict = gr.HTML(render.placeholder_html(), elem_id="verdict")
-            # issue 12 (evidence map): an extra output image goes in this row, beside nothing else.
+            evidence_map = gr.Image(label="Where the answer comes from: red cells hold up the answer when hidden, "
+                                    "blue ones hold it back", type="pil", interactive=False, visible=False,
+                                    elem_id="evidence-map", buttons=["download"])
             with gr.Row():
                 download = gr.DownloadButton("Download the verdict (JSON)", visible=False, elem_id="verdict-json",
                                              size="sm")
@@ -110,8 +116,8 @@ def build_ui(service: CheckService, *, downloads: Path, audit_where: str, exampl
         finding.change(handlers.question_for, finding, question, api_visibility="private", queue=False)
         question.change(handlers.suggest, question, paraphrases, api_visibility="private", queue=False,
                         trigger_mode="always_last")
-        checked = run.click(handlers.run, [study, question, paraphrases, ablation, model, rule, threshold],
-                            [verdict, download], api_visibility="private", scroll_to_output=True,
+        checked = run.click(handlers.run, [study, question, paraphrases, ablation, model, rule, threshold, evidence],
+                            [verdict, download, evidence_map], api_visibility="private", scroll_to_output=True,
                             concurrency_id="check", concurrency_limit=service.batcher.max_batch)
         checked.then(handlers.recent, None, audit_table, api_visibility="private", queue=False)
         api_trigger.click(handlers.api_check, [api_image, api_question, api_paraphrases, api_ablation], api_verdict,
@@ -160,18 +166,25 @@ class _Handlers:
             return ""
         return "\n".join(("! " if p.inverted else "") + p.text for p in phrasings)
 
-    def run(self, path, question, paraphrases, ablation, model, rule, threshold, request: gr.Request):
+    def run(self, path, question, paraphrases, ablation, model, rule, threshold, evidence, request: gr.Request):
+        hidden = gr.Image(value=None, visible=False)
         try:
             data = self.service.check(path, question, paraphrases, _ablation(ablation), model=model, rule=rule,
-                                      threshold=threshold, user=_user(request))
+                                      threshold=threshold, evidence=bool(evidence), user=_user(request))
+            overlay = self._overlay(data, path) if data.get("evidence") else None
         except QuadrantError as exc:
-            return render.error_html(str(exc)), gr.DownloadButton(value=None, visible=False)
+            return render.error_html(str(exc)), gr.DownloadButton(value=None, visible=False), hidden
         except Exception as exc:
             log.exception("check failed unexpectedly")
             return render.error_html(f"unexpected error ({type(exc).__name__}: {one_line(exc)}); "
                                      "the app keeps running, try again or report it"), \
-                gr.DownloadButton(value=None, visible=False)
-        return render.verdict_html(data), gr.DownloadButton(value=self._save(data), visible=True)
+                gr.DownloadButton(value=None, visible=False), hidden
+        shown = gr.Image(value=overlay, visible=True) if overlay is not None else hidden
+        return render.verdict_html(data), gr.DownloadButton(value=self._save(data), visible=True), shown
+
+    def _overlay(self, data: dict, path: str):
+        """The map over the study as the model saw it (the same picture `quadrant check --evidence-png` writes)."""
+        return verdict_overlay(Verdict.from_json(data), self.service.load_upload(path).image)
 
     def api_check(self, image, question, paraphrases, ablation, request: gr.Request) -> dict:
         try:

@@ -10,6 +10,7 @@ where nothing moves). The range is printed on the colour bar; the strongest cell
 from __future__ import annotations
 
 import io
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -58,7 +59,7 @@ def overlay(image: Image.Image, evidence: dict, m0: float, title: str | None = N
     bar.ax.set_yticklabels([f"{-limit:+.3g}", "0", f"{limit:+.3g}"])
     bar.set_label(f"delta = m0 - m(filled), logits; m0 = {m0:+.3g}")
     if title:
-        ax.set_title(title, fontsize=10)
+        ax.set_title(textwrap.fill(title, 48), fontsize=10)  # a long question wraps instead of leaving the figure
     ax.set_xlabel(evidence["reading"], fontsize=9)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", bbox_inches="tight")

@@ -316,6 +316,31 @@ def test_browser_red_banner_for_dangerous_and_none_for_ideal(app_page):
     assert page.outside == []
 
 
+def test_browser_evidence_map_on_request(app_page):
+    """The evidence toggle adds the occlusion overlay and its reading: a finding the model reads has a region,
+    the shortcut model's map is flat."""
+    page = app_page
+    ARTIFACTS.mkdir(exist_ok=True)
+    _upload(page, STUDY.with_name("nodule.png"))
+    page.locator("#question input, #question textarea").first.fill("Is there a lung nodule?")
+    page.wait_for_function("document.querySelector('#paraphrases textarea').value.includes('nodule')")
+    assert page.locator("#evidence-map img").count() == 0  # no map unless asked for
+    page.locator("#evidence-toggle input").check()
+
+    _run(page, "demo", "Ideal")
+    page.wait_for_selector("#evidence-map img", timeout=60_000)
+    reading = page.locator("#quadrant-evidence").inner_text()
+    assert "the answer rests mostly on" in reading and "not a segmentation" in reading
+    page.screenshot(path=str(ARTIFACTS / "app-evidence.png"), full_page=True)
+
+    _run(page, "demo-shortcut", "Dangerous")
+    page.wait_for_function("document.querySelector('#quadrant-evidence') && "
+                           "document.querySelector('#quadrant-evidence').innerText.includes('no region')",
+                           timeout=60_000)
+    assert page.locator("#evidence-map img").is_visible()
+    assert page.outside == []
+
+
 def test_browser_dicom_shows_no_identifiers_and_errors_stay_in_the_page(app_page, tmp_path):
     page = app_page
     ARTIFACTS.mkdir(exist_ok=True)
