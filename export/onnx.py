@@ -203,7 +203,7 @@ def _export_vision(loaded: LoadedModel, model, path: Path, dtype: torch.dtype, o
     inputs = {k: (v.to(dtype) if v.is_floating_point() else v) for k, v in inputs.items()}
     names = list(inputs)
     graph = _VisionGraph(model, family, names)
-    dynamic = tuple({0: "images"} for _ in names)
+    dynamic = ({0: "images"},) + ((tuple({0: "images"} for _ in names[1:]),) if names[1:] else ())  # (x, *extra)
     _export(graph, tuple(inputs.values()), path, names, ["image_features"], dynamic, opset, log)
     with torch.no_grad():
         features = graph(*inputs.values())
@@ -260,7 +260,8 @@ def _export(module: torch.nn.Module, args: tuple, path: Path, inputs: list[str],
                                         output_names=outputs, dynamic_shapes=dynamic, verbose=False)
             program.save(str(path), external_data=True)
     except Exception as exc:  # the exporter's errors are long; one line and the cause for QUADRANT_DEBUG
-        raise ModelError(f"torch.onnx could not export {path.name}: {one_line(exc)}") from exc
+        reason = str(exc).split("## Exception summary")[-1]  # the exporter leads with generic advice
+        raise ModelError(f"torch.onnx could not export {path.name}: {one_line(RuntimeError(reason), 400)}") from exc
     log(f"exported {path.name} in {time.perf_counter() - started:.1f} s")
 
 
