@@ -64,20 +64,22 @@ def export_onnx(model: str, adapter: str | None, out_dir: str | Path, dtype: str
         raise OptionError(f"{out} is not empty; choose a new --out folder")
     if dtype not in DTYPES:
         raise OptionError(f"unknown export dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
+    if opset < DEFAULT_OPSET:
+        raise OptionError(f"--opset {opset}: torch.onnx's exporter writes opset {DEFAULT_OPSET} or newer")
     spec = ModelSpec(model=model, adapter=adapter, device="cpu", dtype="float32")
     _, source, adapter_dir, _ = resolve_source(spec)
     loaded = load_model(spec)
     family = loaded.family
     if not family.onnx_exportable:
         raise UnsupportedModelError(f"the {family.name} family cannot be exported to ONNX: {family.onnx_refusal}")
-    if adapter_dir is not None:
-        _check_merge(loaded, source, adapter_dir, log)
+    merge_error = None if adapter_dir is None else _check_merge(loaded, source, adapter_dir, log)
     partial = out.with_name(out.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
     try:
         manifest = _write_export(loaded, source, adapter_dir, partial, dtype, opset, log)
         manifest = _validate(loaded, partial, manifest, log)
+        manifest.validation["merged_vs_unmerged"] = merge_error
         write_manifest(partial, manifest)
         out.mkdir(parents=True, exist_ok=True)
         for item in partial.iterdir():
@@ -88,7 +90,7 @@ def export_onnx(model: str, adapter: str | None, out_dir: str | Path, dtype: str
     return manifest
 
 
-def _check_merge(loaded: LoadedModel, source: str, adapter_dir: str, log) -> None:
+def _check_merge(loaded: LoadedModel, source: str, adapter_dir: str, log) -> float:
     """The adapter was merged at load; merge's own parity check proves it answers like the adapter."""
     from quadrant.export.merge import PARITY_TOLERANCE, parity
 
@@ -96,6 +98,7 @@ def _check_merge(loaded: LoadedModel, source: str, adapter_dir: str, log) -> Non
     log(f"LoRA merged: largest logit difference merged vs unmerged {error:.2e} (limit {PARITY_TOLERANCE})")
     if error > PARITY_TOLERANCE:
         raise ModelError(f"merged logits differ from the adapter's by {error:.2g} (> {PARITY_TOLERANCE}); not exported")
+    return error
 
 
 def _write_export(loaded: LoadedModel, source: str, adapter_dir: str | None, out: Path, dtype: str, opset: int,
@@ -247,10 +250,12 @@ def _export_decoder(loaded: LoadedModel, model, path: Path, dtype: torch.dtype, 
 
 def _export(module: torch.nn.Module, args: tuple, path: Path, inputs: list[str], outputs: list[str], dynamic,
             opset: int, log) -> None:
-    import io
     import contextlib
+    import io
+    import logging
     import warnings
 
+    logging.getLogger("torch.onnx").setLevel(logging.ERROR)  # e.g. "torchvision is not installed" per export
     started = time.perf_counter()
     chatter = io.StringIO()  # the exporter prints its progress; keep the command's output readable
     try:
@@ -288,7 +293,6 @@ def _validate(loaded: LoadedModel, directory: Path, manifest: OnnxManifest, log)
     them not square) with three phrasings each and a text-only prompt; refused above the tolerance."""
     import dataclasses
 
-    from quadrant.backends.base import ScoreRequest
     from quadrant.backends.onnx import OnnxScorer, load_export
     from quadrant.backends.torch_prefix import PrefixSharedScorer
 

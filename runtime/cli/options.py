@@ -15,8 +15,9 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("model")
     group.add_argument("--model", default="demo", help="preset name, model directory or hub id (default: demo)")
     group.add_argument("--adapter", help="LoRA adapter directory (peft), folded into the weights at load")
-    group.add_argument("--backend", default="torch", help="torch (fast, default), torch-naive, or onnx")
-    group.add_argument("--device", default="auto", choices=DEVICES)
+    group.add_argument("--backend", help="torch (fast; the default for a PyTorch model), torch-naive, or onnx "
+                       "(the default, and the only choice, for an ONNX export folder)")
+    group.add_argument("--device", default="auto", choices=DEVICES, help="tensorrt: ONNX Runtime's TensorRT provider")
     group.add_argument("--dtype", default="auto", choices=list(DTYPES), help="auto: fp32 on CPU, bf16 on GPU")
     group.add_argument("--chat-template", metavar="FILE", help="a Jinja chat template overriding the model's")
     group.add_argument("--prompt", help="instruction wrapping the question; must contain {question}")
@@ -35,10 +36,10 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
 
 def build_checker(args: argparse.Namespace) -> Checker:
     """Load the model the options name and wrap it in a checker."""
+    from ..errors import OptionError
+
     chat_template = None
     if args.chat_template:
-        from ..errors import OptionError
-
         try:
             with open(args.chat_template, encoding="utf-8") as handle:
                 chat_template = handle.read()
@@ -54,5 +55,11 @@ def build_checker(args: argparse.Namespace) -> Checker:
     )
     from ..backends import BACKENDS
 
-    BACKENDS.canonical(args.backend)  # an unknown backend fails before the model loads
-    return Checker(load_model(spec), backend=args.backend, options=options)
+    if args.backend:
+        BACKENDS.canonical(args.backend)  # an unknown backend fails before the model loads
+    loaded = load_model(spec)
+    exported = "provider" in loaded.extra  # an ONNX export: only ONNX Runtime serves it
+    backend = args.backend or ("onnx" if exported else "torch")
+    if exported and BACKENDS.canonical(backend) != "onnx":
+        raise OptionError(f"{args.model} is an ONNX export: it runs with --backend onnx, not {backend}")
+    return Checker(loaded, backend=backend, options=options)
