@@ -29,18 +29,26 @@ QUESTIONS = ["Is there a pleural effusion?", "Is there fluid in the pleural spac
 
 @pytest.fixture(scope="session")
 def exported(tiny_model, tmp_path_factory):
-    """family -> (base model dir, adapter dir, export dir, lines the export printed), exported on first use."""
+    """family -> (base model dir, adapter dir, export dir, lines the export printed), exported on first use.
+
+    The LLaVA case is the bundled `demo-shortcut` (a tiny LLaVA from models/tiny.py with its LoRA): the
+    demo pair must be exported anyway, and each export costs most of a minute on a shared CPU."""
     from quadrant.export.onnx import export_onnx
+    from quadrant.models.presets import PRESETS
 
     done: dict[str, tuple] = {}
 
     def get(family: str):
         if family not in done:
-            base = tiny_model(family)
             root = tmp_path_factory.mktemp(f"onnx-{family}")
-            adapter = _make_adapter(base, root / "lora")
+            if family == "llava":
+                preset = PRESETS.get("demo-shortcut")
+                base, adapter, model = preset.source, preset.adapter, "demo-shortcut"
+            else:
+                base = model = tiny_model(family)
+                adapter = _make_adapter(base, root / "lora")
             lines: list[str] = []
-            export_onnx(base, adapter, root / "export", log=lines.append)
+            export_onnx(model, adapter if model == base else None, root / "export", log=lines.append)
             done[family] = (base, adapter, str(root / "export"), lines)
         return done[family]
 
@@ -169,13 +177,13 @@ def test_generate_mode_matches_pytorch_greedy(exported):
 
 
 @pytest.fixture(scope="session")
-def demo_exports(tmp_path_factory):
+def demo_exports(exported, tmp_path_factory):
+    """preset -> its export folder (demo-shortcut's is the LLaVA case's)."""
     from quadrant.export.onnx import export_onnx
 
-    root = tmp_path_factory.mktemp("onnx-demo")
-    for preset in ("demo", "demo-shortcut"):
-        export_onnx(preset, None, root / preset, log=lambda line: None)
-    return root
+    demo = tmp_path_factory.mktemp("onnx-demo") / "demo"
+    export_onnx("demo", None, demo, log=lambda line: None)
+    return {"demo": str(demo), "demo-shortcut": exported("llava")[2]}
 
 
 @pytest.mark.slow
@@ -189,7 +197,7 @@ def test_demo_exports_give_the_demo_verdicts_on_every_sample(demo_exports, prese
                  "Is there a lung nodule?", "Is there consolidation?"]
     samples = sorted(p for p in (MODELS_DIR / "samples").iterdir() if p.suffix in (".png", ".dcm"))
     requests = [CheckRequest(load_study(p), q) for p in samples for q in questions]
-    onnx_checker = Checker(load_model(ModelSpec(model=str(demo_exports / preset))), "onnx")
+    onnx_checker = Checker(load_model(ModelSpec(model=demo_exports[preset])), "onnx")
     torch_checker = Checker(load_model(ModelSpec(model=preset)), "torch")
     ort = onnx_checker.check_many(requests)  # all studies in one call: prefixes batched across studies
     reference = [torch_checker.check(r.study, r.question) for r in requests]
