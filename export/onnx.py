@@ -244,7 +244,9 @@ def _export_decoder(loaded: LoadedModel, model, path: Path, dtype: torch.dtype, 
                    + [_io(n, ["batch", kv_heads, "past+query", head_dim], dtype) for n in outputs[1:]],
     }
     sizes = {"layers": layers, "kv_heads": kv_heads, "head_dim": head_dim, "hidden": text.hidden_size,
-             "vocab": model.get_input_embeddings().weight.shape[0]}
+             "vocab": model.get_input_embeddings().weight.shape[0],
+             # the mask does not apply a sliding window: exact only for positions inside it
+             "sliding_window": getattr(text, "sliding_window", None)}
     return io, sizes
 
 

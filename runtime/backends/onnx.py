@@ -57,7 +57,7 @@ def load_export(spec: ModelSpec, name: str, source: str) -> LoadedModel:
     from ..families import family_for_config
     from ..fingerprint import fingerprint
 
-    ort = require("onnxruntime", "onnx")
+    ort = _onnxruntime()
     directory = Path(source)
     manifest = read_manifest(directory)
     if spec.adapter:
@@ -100,6 +100,25 @@ def load_export(spec: ModelSpec, name: str, source: str) -> LoadedModel:
         prompt=spec.prompt or manifest.prompt, chat_template=spec.chat_template,
         extra={"provider": provider, "source_fingerprint": manifest.source["fingerprint"]},
     )
+
+
+def _onnxruntime():
+    """The onnxruntime module, refused when both the CPU and the GPU wheel are installed: they share the
+    module name, so which one answers depends on install order (pip cannot forbid the pair)."""
+    from importlib import metadata
+
+    installed = []
+    for dist in ("onnxruntime", "onnxruntime-gpu"):
+        try:
+            metadata.version(dist)
+            installed.append(dist)
+        except metadata.PackageNotFoundError:
+            pass
+    if len(installed) == 2:
+        raise MissingDependencyError("both onnxruntime and onnxruntime-gpu are installed and shadow each other: "
+                                     "pip uninstall -y onnxruntime onnxruntime-gpu, then install quadrant[onnx] or "
+                                     "quadrant[onnx-gpu], not both")
+    return require("onnxruntime", "onnx")
 
 
 def _providers(ort, device: str, model_fingerprint: str, fp16: bool) -> list:
@@ -277,6 +296,10 @@ class OnnxScorer(PrefixSharedScorer):
     def _decode(self, embeds, mask, positions, read_index, past):
         """One decoder call: (logits at the read positions [B, R, vocab] as float32, present key/values)."""
         text = self.onnx.manifest.text
+        window = text.get("sliding_window")
+        if window and int(np.max(positions)) >= window:
+            raise ModelError(f"a prompt of {int(np.max(positions)) + 1} tokens is longer than this model's sliding "
+                             f"attention window ({window}), which the exported mask does not apply")
         batch = embeds.shape[0]
         if past is None:
             empty = np.zeros((batch, text["kv_heads"], 0, text["head_dim"]), dtype=self.onnx.dtype)
