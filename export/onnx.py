@@ -32,6 +32,8 @@ exports while 5e-2 still catches a wrong mask or a misplaced image (errors of 1e
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import shutil
 import time
 from collections.abc import Callable
@@ -40,6 +42,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
+from transformers.cache_utils import Cache, DynamicLayer
 
 from quadrant import __version__
 from quadrant.errors import ModelError, OptionError, UnsupportedModelError, one_line, require
@@ -103,8 +106,6 @@ def _check_merge(loaded: LoadedModel, source: str, adapter_dir: str, log) -> flo
 
 def _write_export(loaded: LoadedModel, source: str, adapter_dir: str | None, out: Path, dtype: str, opset: int,
                   log) -> OnnxManifest:
-    import copy
-
     torch_dtype = DTYPES[dtype]
     model = copy.deepcopy(loaded.model).to(torch_dtype).eval() if torch_dtype != torch.float32 else loaded.model
     vision_io = _export_vision(loaded, model, out / VISION, torch_dtype, opset, log)
@@ -156,8 +157,6 @@ class _DecoderGraph(torch.nn.Module):
         self.softcap = getattr(text, "final_logit_softcapping", None)
 
     def forward(self, inputs_embeds, attention_mask, position_ids, read_index, *past):
-        from transformers.cache_utils import Cache
-
         cache = Cache(layers=[_PastLayer(past[2 * i], past[2 * i + 1]) for i in range(self.layers)])
         hidden = self.decoder(inputs_embeds=inputs_embeds, attention_mask=attention_mask,
                               position_ids=position_ids, cache=cache, use_cache=True).last_hidden_state
@@ -168,25 +167,16 @@ class _DecoderGraph(torch.nn.Module):
         return (logits, *[t for layer in cache.layers for t in (layer.keys, layer.values)])
 
 
-def _past_layer_class():
-    from transformers.cache_utils import DynamicLayer
+class _PastLayer(DynamicLayer):
+    """A cache layer filled from graph inputs; its length is read from the key shape, never from a
+    data-dependent emptiness test (which would fix the past length at the example's when traced)."""
 
-    class PastLayer(DynamicLayer):
-        """A cache layer filled from graph inputs; its length is read from the key shape, never from a
-        data-dependent emptiness test (which would fix the past length at the example's)."""
+    def __init__(self, keys: torch.Tensor, values: torch.Tensor):
+        super().__init__()
+        self.keys, self.values, self.device, self.is_initialized = keys, values, keys.device, True
 
-        def __init__(self, keys: torch.Tensor, values: torch.Tensor):
-            super().__init__()
-            self.keys, self.values, self.device, self.is_initialized = keys, values, keys.device, True
-
-        def get_seq_length(self) -> int:
-            return self.keys.shape[-2]
-
-    return PastLayer
-
-
-def _PastLayer(keys, values):  # noqa: N802 - a constructor, built lazily so transformers loads on use
-    return _past_layer_class()(keys, values)
+    def get_seq_length(self) -> int:
+        return self.keys.shape[-2]
 
 
 def decoder_names(layers: int) -> tuple[list[str], list[str]]:
@@ -293,14 +283,10 @@ def _save_embeddings(model, path: Path) -> None:
 def _validate(loaded: LoadedModel, directory: Path, manifest: OnnxManifest, log) -> OnnxManifest:
     """ONNX Runtime on CPU against the PyTorch fast path and a plain forward, on two studies (one of
     them not square) with three phrasings each and a text-only prompt; refused above the tolerance."""
-    import dataclasses
-
     from quadrant.backends.onnx import OnnxScorer, load_export
     from quadrant.backends.torch_prefix import PrefixSharedScorer
 
-    from quadrant.export.manifest import write_manifest as write
-
-    write(directory, manifest)  # the loader reads what it will ship
+    write_manifest(directory, manifest)  # the loader reads what it will ship
     onnx_loaded = load_export(ModelSpec(model=str(directory), device="cpu"), directory.name, str(directory))
     requests = _probe_requests(loaded)
     ort_scorer = OnnxScorer(onnx_loaded)
