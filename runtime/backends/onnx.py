@@ -199,7 +199,8 @@ class OnnxScorer(PrefixSharedScorer):
         suffix packed on their key/values, standalone prompts packed alongside. Same order of margins."""
         prefix_len = batch[0].prefix_len
         ids = np.stack([s.inputs["input_ids"][0, :prefix_len].numpy() for s in batch])
-        features = np.concatenate([self._features(s.inputs) for s in batch])
+        # one image per study: its first row's (rows carry it once each when the image was not preprocessed once)
+        features = np.concatenate([self._features({k: v[:1] for k, v in s.inputs.items()}) for s in batch])
         positions = np.broadcast_to(np.arange(prefix_len), ids.shape)
         _, present = self._decode(self._embed(ids, features), self._causal_mask(ids, np.ones_like(ids)),
                                   positions, np.full((len(batch), 1), prefix_len - 1), None)
