@@ -146,6 +146,20 @@ def test_ort_fast_path_matches_pytorch_and_a_plain_unmerged_forward(exported, fa
     assert max(abs(a - b) for a, b in zip(plain[:3], plain[3:6])) > 1e-4  # the two images are told apart
 
 
+def test_studies_preprocessed_per_row_give_the_same_margins(exported, monkeypatch):
+    """Where a family cannot preprocess a study's image once, every row carries the image: the prefix pass
+    must still take it once per study."""
+    _, _, out, _ = exported("idefics3")
+    loaded = load_model(ModelSpec(model=out))
+    scorer = BACKENDS.get("onnx")(loaded)
+    requests = _requests(loaded)
+    once = scorer.margins(requests)
+    monkeypatch.setattr(loaded.family, "encode_one_image", lambda *args: None)
+    per_row = scorer.margins(requests)
+    assert [r.path for r in per_row] == [r.path for r in once]
+    assert max(abs(a.margin - b.margin) for a, b in zip(per_row, once)) < 1e-5
+
+
 @pytest.mark.parametrize("family", EXPORTED)
 def test_check_on_the_export_gives_the_torch_verdict(exported, family, study_png, capsys):
     base, adapter, out, _ = exported(family)
