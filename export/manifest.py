@@ -36,6 +36,7 @@ class OnnxManifest:
     prompt: str
     versions: dict
     validation: dict = field(default_factory=dict)
+    generation: dict = field(default_factory=dict)  # the source preset's scoring mode and token budget
     format: int = FORMAT
     kind: str = "onnx"
 

@@ -75,6 +75,8 @@ def export_onnx(model: str, adapter: str | None, out_dir: str | Path, dtype: str
     family = loaded.family
     if not family.onnx_exportable:
         raise UnsupportedModelError(f"the {family.name} family cannot be exported to ONNX: {family.onnx_refusal}")
+    if loaded.answer_tokens is None:  # the validation compares margins, which need them
+        raise UnsupportedModelError(f"cannot export {model}: {loaded.answer_tokens_problem}")
     merge_error = None if adapter_dir is None else _check_merge(loaded, source, adapter_dir, log)
     partial = out.with_name(out.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
@@ -125,6 +127,7 @@ def _write_export(loaded: LoadedModel, source: str, adapter_dir: str | None, out
         text=text,
         answer_tokens=loaded.answer_tokens.to_json(),
         prompt=loaded.prompt,
+        generation=dataclasses.asdict(loaded.generation),
         versions=_versions(),
         format=FORMAT,
     )

@@ -10,6 +10,7 @@ special tokens, forward signature) and are small enough to build in well under a
 Public API::
 
     FAMILIES                                    # ("llava", "gemma3", "idefics3", "paligemma")
+    NEW_FAMILIES, GENERIC_FAMILIES              # Qwen-VL, InternVL, LLaVA-OneVision; LLaVA-NeXT (tiny_families.py)
     TinySpec(...)                               # shape knobs, tiny by default
     train_tokenizer(extra_words=())             # LLaVA/Llama-flavoured tokenizer
     build_tiny(family, out_dir, spec, **over)   # -> out_dir, reloadable with the Auto classes
@@ -651,8 +652,11 @@ def build_tiny(family: str, out_dir: str | Path, spec: TinySpec = TinySpec(), **
     ``overrides`` replace fields of ``spec`` (``build_tiny("llava", d, hidden=128)``). Weights depend
     only on the spec: ``torch.manual_seed(spec.seed)`` runs right before construction.
     """
-    if family not in _BUILDERS:
-        raise ValueError(f"unknown family {family!r}; choose one of {', '.join(FAMILIES)}")
+    from .tiny_families import BUILDERS as MORE_BUILDERS
+
+    builders = {**_BUILDERS, **MORE_BUILDERS}
+    if family not in builders:
+        raise ValueError(f"unknown family {family!r}; choose one of {', '.join(builders)}")
     if overrides:
         unknown = set(overrides) - {f.name for f in dataclasses.fields(TinySpec)}
         if unknown:
@@ -662,7 +666,7 @@ def build_tiny(family: str, out_dir: str | Path, spec: TinySpec = TinySpec(), **
         spec = dataclasses.replace(spec, **overrides)
     if spec.image_size % spec.patch_size:
         raise ValueError(f"image_size {spec.image_size} is not a multiple of patch_size {spec.patch_size}")
-    return _BUILDERS[family](spec, Path(out_dir))
+    return builders[family](spec, Path(out_dir))
 
 
 def llava_15_shaped(

@@ -8,11 +8,14 @@ prompt (SPEC, Scoring). Tokenizers differ in whether the answer follows a space 
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import torch
+from .errors import OptionError, UnsupportedModelError
 
-from .errors import UnsupportedModelError
+if TYPE_CHECKING:  # torch only where logits are read: the decision rules and metrics run without it
+    import torch
 
 _VARIANTS = {
     "yes": ("yes", "Yes", "YES"),
@@ -55,6 +58,8 @@ def find_answer_tokens(tokenizer) -> AnswerTokens:
 
 def margins_from_logits(logits: torch.Tensor, tokens: AnswerTokens) -> torch.Tensor:
     """m = logsumexp(yes logits) - logsumexp(no logits), row by row, computed in float32."""
+    import torch
+
     logits = logits.float()
     yes = torch.logsumexp(logits[..., list(tokens.yes)], dim=-1)
     no = torch.logsumexp(logits[..., list(tokens.no)], dim=-1)
@@ -126,3 +131,54 @@ def parse_generated(text: str) -> Answer:
                 break
             return Answer(answer=word, margin=None, generated=text)
     return Answer(answer="unclear", margin=None, generated=text)
+
+
+#: Where a generated answer is read: `direct` (the first yes/no word), `answer-tag` (inside the last
+#: <answer>...</answer>, as R1-style reasoning models such as MedVLM-R1 write it), `think` (after the last
+#: </think>, preferring the words after a final "answer:" / "answer is").
+ANSWER_FORMATS = ("direct", "answer-tag", "think")
+_ANSWER_TAG = re.compile(r"<answer>(.*?)(?:</answer>|$)", re.IGNORECASE | re.DOTALL)
+_FINAL_ANSWER = re.compile(r"\banswer\b\W*(?:is\b\W*)?", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Generation:
+    """How a model is scored when its first token is not the answer: the default scoring mode, how many
+    tokens it may generate (a reasoning model thinks first), and where its answer is written."""
+
+    scoring: str = "logits"
+    max_new_tokens: int = 8
+    answer_format: str = "direct"
+
+    def __post_init__(self):
+        if self.answer_format not in ANSWER_FORMATS:
+            raise OptionError(f"unknown answer format {self.answer_format!r}; choose one of {', '.join(ANSWER_FORMATS)}")
+        if self.max_new_tokens < 1:
+            raise OptionError(f"the token budget must be >= 1, got {self.max_new_tokens}")
+
+
+def read_generated(text: str, answer_format: str = "direct") -> Answer:
+    """The answer in a generated text, read where the model's convention puts it. A text with no answer
+    there (a reasoning cut off by the token budget, an empty tag) or a hedged one is "unclear"."""
+    region = answer_region(text, answer_format)
+    if region is None:
+        return Answer(answer="unclear", margin=None, generated=text)
+    return Answer(answer=parse_generated(region).answer, margin=None, generated=text)
+
+
+def answer_region(text: str, answer_format: str) -> str | None:
+    """The part of `text` that holds the answer, or None where the convention finds none."""
+    if answer_format == "direct":
+        return text
+    if answer_format == "answer-tag":
+        tags = _ANSWER_TAG.findall(text)
+        return tags[-1] if tags else None
+    if answer_format == "think":
+        lowered = text.lower()
+        if "</think>" in lowered:
+            text = text[lowered.rindex("</think>") + len("</think>"):]
+        elif "<think>" in lowered:
+            return None  # still reasoning when the budget ran out
+        markers = list(_FINAL_ANSWER.finditer(text))
+        return text[markers[-1].end():] if markers else text
+    raise OptionError(f"unknown answer format {answer_format!r}; choose one of {', '.join(ANSWER_FORMATS)}")

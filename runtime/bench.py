@@ -22,6 +22,7 @@ from PIL import Image
 from .backends import ScoreRequest
 from .backends.torch_naive import NaiveScorer
 from .check import Checker, CheckOptions
+from .errors import OptionError
 from .images import Study
 from .loading import ModelSpec, load_model
 
@@ -36,6 +37,7 @@ class BenchConfig:
     repeats: int = 7
     device: str = "auto"
     families: bool = True
+    family_names: tuple[str, ...] | None = None  # None: every family with a tiny builder
     backend: str = "torch"  # or "onnx": the model is exported first and ONNX Runtime runs every path
 
 
@@ -121,7 +123,12 @@ def _peak_rss_mib() -> float:
 def run_bench(config: BenchConfig = BenchConfig()) -> dict:
     """The benchmark's JSON: headline on the LLaVA-1.5-shaped model, then a row per family."""
     from quadrant.models.tiny import FAMILIES, TinySpec, build_tiny, llava_15_shaped
+    from quadrant.models.tiny_families import GENERIC_FAMILIES, NEW_FAMILIES
 
+    known = FAMILIES + NEW_FAMILIES + GENERIC_FAMILIES
+    unknown = [name for name in config.family_names or () if name not in known]
+    if unknown:
+        raise OptionError(f"no tiny model for family {', '.join(map(repr, unknown))}; known: {', '.join(known)}")
     torch.set_flush_denormal(True)
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = str(llava_15_shaped(f"{tmp}/llava15", hidden=config.hidden, layers=config.layers))
@@ -147,7 +154,7 @@ def run_bench(config: BenchConfig = BenchConfig()) -> dict:
             result["peak_cuda_mib"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
         if config.families:
             result["families"] = []
-            for family in _bench_families(FAMILIES, config.backend):
+            for family in _bench_families(config.family_names or known, config.backend):
                 spec = TinySpec(hidden=128, layers=2, vision_hidden=64, image_size=64, patch_size=8)
                 row = _measure(str(build_tiny(family, f"{tmp}/{family}", spec)), config)
                 row["speedup"] = row["naive_ms"] / row["quadrant_ms"]
@@ -161,4 +168,4 @@ def _bench_families(families, backend: str) -> list[str]:
         return list(families)
     from .families import FAMILIES as REGISTRY
 
-    return [f for f in families if REGISTRY.get(f).onnx_exportable]
+    return [f for f in families if f in REGISTRY and REGISTRY.get(f).onnx_exportable]

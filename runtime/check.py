@@ -14,9 +14,9 @@ from dataclasses import dataclass, replace
 from PIL import Image
 
 from .ablation import ablated_image, check_ablation, default_ablation
-from .answers import Answer, parse_generated
+from .answers import Answer, read_generated
 from .backends import BACKENDS, Scorer, ScoreRequest
-from .errors import InputError, OptionError
+from .errors import InputError, OptionError, UnsupportedModelError
 from .images import Study
 from .loading import LoadedModel
 from .paraphrases import Phrasing, paraphrase_set, validate_question
@@ -41,14 +41,17 @@ class CheckOptions:
     ablation: str | None = None  # None: `none` where the family allows it, else `blank`
     reliance: Reliance = Reliance()
     k: int = 5
-    scoring: str = "logits"
+    scoring: str | None = None  # None: the preset's mode (generate for reasoning models), else logits
     ablate_all: bool = False  # ablate every phrasing and judge reliance by majority
+    max_new_tokens: int | None = None  # generate mode's budget; None: the preset's
 
     def __post_init__(self):
-        if self.scoring not in SCORING_MODES:
+        if self.scoring is not None and self.scoring not in SCORING_MODES:
             raise OptionError(f"unknown scoring mode {self.scoring!r}; choose one of {', '.join(SCORING_MODES)}")
         if self.k < 0:
             raise OptionError(f"the number of paraphrases must be >= 0, got {self.k}")
+        if self.max_new_tokens is not None and self.max_new_tokens < 1:
+            raise OptionError(f"the token budget must be >= 1, got {self.max_new_tokens}")
 
 
 @dataclass(frozen=True)
@@ -85,8 +88,13 @@ class Checker:
             loaded.family.accepts_imageless,
             loaded.family.name,
         )
+        self.scoring = options.scoring or loaded.generation.scoring
+        self.max_new_tokens = options.max_new_tokens or loaded.generation.max_new_tokens
+        if self.scoring == "logits" and loaded.answer_tokens is None:
+            raise UnsupportedModelError(loaded.answer_tokens_problem or "no single-token yes/no answers")
         self.scorer: Scorer = BACKENDS.get(backend)(loaded)
-        self.scorer.prepare()
+        if self.scoring == "logits":
+            self.scorer.prepare()
 
     def check(self, study: Study, question: str, paraphrases: Sequence[Phrasing] | None = None,
               label: str | None = None) -> Verdict:
@@ -146,8 +154,9 @@ class Checker:
 
     def _score(self, requests: list[ScoreRequest]) -> tuple[list[Answer], str]:
         """Answers in request order, and which computation produced them (recorded in timing_ms)."""
-        if self.options.scoring == "generate":
-            return [parse_generated(text) for text in self.scorer.generate(requests)], "generate"
+        if self.scoring == "generate":
+            texts = self.scorer.generate(requests, max_new_tokens=self.max_new_tokens)
+            return [read_generated(t, self.loaded.generation.answer_format) for t in texts], "generate"
         results = self.scorer.margins(requests)
         return [Answer.from_margin(r.margin) for r in results], "+".join(sorted({r.path for r in results}))
 
@@ -199,7 +208,7 @@ class Checker:
             model=self.loaded.to_json(self.backend),
             image=p.request.study.to_json(),
             timing_ms={},
-            scoring=self.options.scoring,
+            scoring=self.scoring,
             flip_reliant=flip_reliant,
             text_only_all=texts_only if self.options.ablate_all else None,
             study_id=p.request.study_id,

@@ -1,9 +1,12 @@
 """Evaluating a whole dataset: every manifest row checked, appended to samples.jsonl as it finishes.
 
 Resumable by construction: a finished sample is one flushed and fsynced line with its study_id, and a rerun
-skips the ids already there (a half-written last line from a kill is dropped and redone). Rows that cannot
-be checked (an unreadable study, a question that is not yes/no) go to errors.jsonl with the message, never
-into the metrics, and never stop the run.
+skips the ids already there (a half-written last line from a kill is dropped and redone). A rerun resumes
+only the same run (run_folder: same model, same verdict-changing options) and never while another process
+writes the folder. Where the checks run is an engine's business (engines/: this process, or Ray workers);
+this module is the one loop that writes what they return. Rows that cannot be checked (an unreadable study,
+a question that is not yes/no) go to errors.jsonl with the message, never into the metrics, and never stop
+the run.
 """
 
 from __future__ import annotations
@@ -14,11 +17,12 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .check import Checker, CheckRequest
-from .errors import InputError, OptionError
-from .images import load_study
+from .engines.base import Engine, Job, SwapImage
+from .errors import OptionError
+from .fingerprint import file_digest
 from .manifest import ManifestRow, read_manifest
 from .metrics import summarize
+from .run_folder import RunFolder
 
 SAMPLES, ERRORS, SUMMARY = "samples.jsonl", "errors.jsonl", "summary.json"
 RULE_NAMES = ("ideal", "fragile", "dangerous", "worst", "flip_rate", "accuracy", "text_only_agreement")
@@ -85,54 +89,74 @@ def _append(path: Path, record: dict) -> None:
         os.fsync(handle.fileno())
 
 
-def _batches(rows: Sequence[ManifestRow], size: int) -> Iterator[list[ManifestRow]]:
-    for start in range(0, len(rows), size):
-        yield list(rows[start : start + size])
+def _batches(jobs: Sequence[Job], size: int) -> Iterator[list[Job]]:
+    for start in range(0, len(jobs), size):
+        yield list(jobs[start : start + size])
 
 
 def evaluate(
-    checker: Checker,
+    engine: Engine,
     manifest: str | Path,
     out_dir: str | Path,
     batch_size: int = 8,
     progress: Callable[[int, int], None] | None = None,
 ) -> dict:
-    """Check every unfinished row, then write summary.json from all samples; returns the summary."""
+    """Check every unfinished row on `engine` (not yet started), then write summary.json from all samples.
+
+    The folder is locked for the whole run, and its run record checked before anything in it changes.
+    """
     if batch_size < 1:
         raise OptionError("--batch-size must be at least 1")
     rows = read_manifest(manifest)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    done = finished_ids(out)
-    todo = [r for r in rows if r.study_id not in done]
-    swap_source = {r.study_id: rows[(i + 1) % len(rows)].image for i, r in enumerate(rows)}
-    completed = len(rows) - len(todo)
-    if progress:
-        progress(completed, len(rows))
-    for batch in _batches(todo, batch_size):
-        requests = []
-        for row in batch:
-            try:
-                requests.append(_request(checker, row, swap_source[row.study_id]))
-            except InputError as exc:
-                _append(out / ERRORS, {"study_id": row.study_id, "image": str(row.image), "error": str(exc)})
-        for verdict in checker.check_many(requests) if requests else []:
-            record = verdict.to_json()
-            _append(out / SAMPLES, record)
-        completed += len(batch)
+    swaps = swap_partners(rows) if engine.settings.options.ablation == "swap" else {}
+    with RunFolder(out_dir) as folder, engine:
+        folder.claim(engine.start(), SAMPLES)
+        out = folder.path
+        done = finished_ids(out)
+        jobs = [Job(r, swaps.get(r.study_id)) for r in rows if r.study_id not in done]
+        completed = len(rows) - len(jobs)
         if progress:
             progress(completed, len(rows))
-    return write_summary(out, rows)
+        for result in engine.run(_batches(jobs, batch_size)):
+            for record in result.errors:
+                _append(out / ERRORS, record)
+            for record in result.samples:
+                _append(out / SAMPLES, record)
+            completed += result.rows
+            if progress:
+                progress(completed, len(rows))
+        return write_summary(out, rows)
 
 
-def _request(checker: Checker, row: ManifestRow, swap_path: Path) -> CheckRequest:
-    swap = load_study(swap_path).image if checker.ablation == "swap" else None
-    request = CheckRequest(
-        study=load_study(row.image), question=row.question, paraphrases=row.paraphrases, label=row.label,
-        study_id=row.study_id, swap_image=swap, extra=row.extra,
-    )
-    checker.validate(request)
-    return request
+def swap_partners(rows: Sequence[ManifestRow]) -> dict[str, SwapImage]:
+    """study_id -> the image `--ablation swap` shows it: another study's, by content.
+
+    The partner of an image is the next distinct sha256 after its own in the sorted set of the manifest's
+    image hashes (cyclically), so it is never the study's own image however many rows share it, and it
+    depends only on the manifest: not on batches, engines or how often the run was resumed. Unreadable
+    images are left out (their rows fail on their own).
+    """
+    hash_of: dict[Path, str] = {}
+    for path in sorted({row.image for row in rows}):
+        try:
+            hash_of[path] = file_digest(path)
+        except OSError:
+            continue
+    path_of: dict[str, Path] = {}
+    for path, digest in hash_of.items():  # sorted by path: the first path holding each image
+        path_of.setdefault(digest, path)
+    hashes = sorted(path_of)
+    if len(hashes) < 2:
+        raise OptionError(
+            f"--ablation swap shows each study another study's image, but this manifest has {len(hashes)} "
+            "distinct readable image(s); use another ablation, or a manifest with at least two images"
+        )
+    following = {digest: hashes[(i + 1) % len(hashes)] for i, digest in enumerate(hashes)}
+    return {
+        row.study_id: SwapImage(path_of[following[hash_of[row.image]]], following[hash_of[row.image]])
+        for row in rows
+        if row.image in hash_of
+    }
 
 
 def _failed_ids(out_dir: Path) -> set[str]:

@@ -7,6 +7,7 @@ the resulting `LoadedModel`.
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,8 +18,8 @@ from quadrant.models.presets import DEFAULT_PROMPT
 
 from quadrant.export.manifest import is_export
 
-from .answers import AnswerTokens, find_answer_tokens
-from .errors import ModelError, ModelNotFoundError, OptionError, one_line
+from .answers import AnswerTokens, Generation, find_answer_tokens
+from .errors import ModelError, ModelNotFoundError, OptionError, UnsupportedModelError, one_line
 from .families import Family, family_for_config
 from .fingerprint import fingerprint
 
@@ -49,9 +50,11 @@ class LoadedModel:
     fingerprint: str
     device: torch.device
     dtype: torch.dtype
-    answer_tokens: AnswerTokens
+    answer_tokens: AnswerTokens | None  # None: no single-token yes/no, so generate-and-parse only
     prompt: str = DEFAULT_PROMPT
     chat_template: str | None = None
+    generation: Generation = Generation()
+    answer_tokens_problem: str | None = None  # why answer_tokens is None
     extra: dict = field(default_factory=dict)  # what a runtime adds to the verdict's model (ONNX: its provider)
 
     def to_json(self, backend: str) -> dict:
@@ -62,7 +65,7 @@ class LoadedModel:
             "device": str(self.device),
             "dtype": str(self.dtype).replace("torch.", ""),
             "family": self.family.name,
-            "answer_tokens": self.answer_tokens.to_json(),
+            "answer_tokens": None if self.answer_tokens is None else self.answer_tokens.to_json(),
             **self.extra,
         }
 
@@ -127,9 +130,11 @@ def load_model(spec: ModelSpec = ModelSpec()) -> LoadedModel:
     device = resolve_device(spec.device)
     try:
         config = AutoConfig.from_pretrained(source)
+        _check_image_text_to_text(config)
         family = family_for_config(config)
         dtype = resolve_dtype(spec.dtype, device, family)
-        processor = AutoProcessor.from_pretrained(source)
+        processor = load_processor(source)
+        family.configure(processor, spec.chat_template)
         model = AutoModelForImageTextToText.from_pretrained(source, dtype=dtype)
     except OSError as exc:
         raise ModelNotFoundError(
@@ -140,6 +145,10 @@ def load_model(spec: ModelSpec = ModelSpec()) -> LoadedModel:
         model = _apply_adapter(model, adapter)
     processor.tokenizer.padding_side = "right"
     model.to(device).eval()
+    try:
+        answer_tokens, problem = find_answer_tokens(processor.tokenizer), None
+    except UnsupportedModelError as exc:  # still servable by generate-and-parse; logits mode refuses it
+        answer_tokens, problem = None, str(exc)
     return LoadedModel(
         model=model,
         processor=processor,
@@ -148,10 +157,104 @@ def load_model(spec: ModelSpec = ModelSpec()) -> LoadedModel:
         fingerprint=fingerprint(_local_dir(source), Path(adapter) if adapter else None),
         device=device,
         dtype=dtype,
-        answer_tokens=find_answer_tokens(processor.tokenizer),
+        answer_tokens=answer_tokens,
         prompt=prompt,
         chat_template=spec.chat_template,
+        generation=_preset_generation(spec.model),
+        answer_tokens_problem=problem,
     )
+
+
+def _preset_generation(model: str) -> Generation:
+    """A preset's scoring mode, token budget and answer convention; the defaults for anything else."""
+    from quadrant.models.presets import PRESETS
+
+    return PRESETS.get(model).generation if model in PRESETS else Generation()
+
+
+def _check_image_text_to_text(config) -> None:
+    """Refuse, by model type, what AutoModelForImageTextToText cannot load (before any weights are read)."""
+    from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES
+
+    model_type = getattr(config, "model_type", None)
+    if model_type not in MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES:
+        raise UnsupportedModelError(
+            f"model type {model_type!r} is not an image-text-to-text model (transformers' "
+            "AutoModelForImageTextToText does not load it), so Quadrant cannot score it"
+        )
+
+
+TORCHVISION_HINT = (
+    "pip install torchvision built for your torch (from PyPI, for example torch==2.14.1 with "
+    "torchvision==0.29.1)"
+)
+
+
+def load_processor(source: str):
+    """The model's processor; without torchvision, the same processor class minus its video processor.
+
+    Qwen2-VL, Qwen2.5-VL, Qwen3-VL, InternVL and LLaVA-OneVision processors hold a video processor, and
+    transformers' video processors need torchvision, so `AutoProcessor` cannot load them without it. Quadrant
+    never scores video, and the image processors have PIL variants that AutoImageProcessor picks without
+    torchvision, so the processor class is built with its image processor and tokenizer only: the same
+    tokenization and image preprocessing as with torchvision, except that PIL resizes where torchvision
+    would (margins move by about 1e-3 between the two; compare like with like). Where even that cannot
+    load, one line says what to install.
+    """
+    from transformers import AutoProcessor
+    from transformers.utils import is_torchvision_available
+
+    try:
+        return AutoProcessor.from_pretrained(source)
+    except (ImportError, OSError) as exc:
+        if is_torchvision_available() or not _mentions_video(exc):
+            raise
+        cause = exc
+    processor_class = _processor_class(source)
+    if processor_class is None or "video_processor" not in processor_class.get_attributes():
+        raise ModelError(f"this model's processor needs torchvision: {TORCHVISION_HINT}") from cause
+    try:
+        return image_only(processor_class).from_pretrained(source)
+    except (ImportError, OSError, ValueError, TypeError) as exc:
+        raise ModelError(f"this model's processor needs torchvision ({one_line(exc)}): {TORCHVISION_HINT}") from exc
+
+
+def image_only(processor_class):
+    """`processor_class` with the video processor left out of its parts, so that it builds, saves and loads
+    without torchvision. Transformers lists a processor's parts with `get_attributes`; the constructor is
+    unchanged and receives `video_processor=None`."""
+    parts = [name for name in processor_class.get_attributes() if name != "video_processor"]
+
+    def get_attributes(cls):
+        return list(parts)
+
+    return type(processor_class.__name__, (processor_class,),
+                {"get_attributes": classmethod(get_attributes), "__module__": __name__})
+
+
+def _mentions_video(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return "video" in text or "torchvision" in text
+
+
+def _processor_class(source: str):
+    """The processor class a checkpoint names (its processor config, else its model type's default)."""
+    import transformers
+    from transformers import AutoConfig
+    from transformers.models.auto.processing_auto import PROCESSOR_MAPPING_NAMES
+    from transformers.utils import cached_file
+
+    name = None
+    for filename in ("processor_config.json", "preprocessor_config.json"):
+        path = cached_file(source, filename, _raise_exceptions_for_missing_entries=False)
+        if path:
+            with open(path, encoding="utf-8") as handle:
+                name = json.load(handle).get("processor_class")
+            if name:
+                break
+    if name is None:
+        name = PROCESSOR_MAPPING_NAMES.get(AutoConfig.from_pretrained(source).model_type)
+    return getattr(transformers, name, None) if isinstance(name, str) else None
 
 
 def _apply_adapter(model, adapter: str):

@@ -2,13 +2,15 @@
 and study_id. Extra columns (such as `finding`) are kept, so reports can break results down by them.
 
 Image paths are relative to the manifest's folder unless absolute: a manifest and its images move together.
+`write_manifest` writes what `read_manifest` reads: the rows read back equal the rows written.
 """
 
 from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Iterator
+import os
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,6 +18,9 @@ from .errors import ManifestError, ParaphraseError
 from .paraphrases import Phrasing, phrasings_from_json
 
 REQUIRED = ("image", "question")
+COLUMNS = ("image", "question", "label", "paraphrases", "study_id")
+#: the file types by their name's ending; anything else is read as CSV, but written only when asked plainly
+SUFFIXES = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 _LABELS = {"yes": "yes", "no": "no", "1": "yes", "0": "no", "1.0": "yes", "0.0": "no", "true": "yes",
            "false": "no", "": None}
 
@@ -89,8 +94,7 @@ def _row(path: Path, number: int, record: dict) -> ManifestRow:
         study_id=str(record.get("study_id") or "").strip() or f"row-{number}",
         label=_LABELS[raw_label],
         paraphrases=_paraphrases(where, record.get("paraphrases")),
-        extra={k: v for k, v in record.items()
-               if k not in ("image", "question", "label", "paraphrases", "study_id") and k},
+        extra={k: v for k, v in record.items() if k not in COLUMNS and k},
     )
 
 
@@ -107,3 +111,74 @@ def _paraphrases(where: str, value) -> tuple[Phrasing, ...] | None:
         return tuple(phrasings_from_json(value, source=f"{where}: paraphrases")) or None
     except ParaphraseError as exc:
         raise ManifestError(str(exc)) from exc
+
+
+# ------------------------------------------------------------------------------------------------ writing
+def manifest_format(path: str | Path) -> str:
+    """"csv" or "jsonl", from the file name; a ManifestError for any other ending."""
+    kind = SUFFIXES.get(Path(path).suffix.lower())
+    if kind is None:
+        raise ManifestError(f"{path}: a manifest's name must end in {', '.join(SUFFIXES)} (CSV or JSONL)")
+    return kind
+
+
+def write_manifest(path: str | Path, rows: Sequence[ManifestRow]) -> Path:
+    """Write rows as CSV or JSONL (by the name's ending), image paths relative to the manifest's folder.
+
+    Streamed to a temporary file and renamed into place, so an interrupted build never leaves a half
+    manifest that `evaluate` would take for a whole one.
+    """
+    path = Path(path)
+    kind = manifest_format(path)
+    if not rows:
+        raise ManifestError(f"{path}: no rows to write (a manifest needs at least one)")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    relative = _relative_paths(path.parent)
+    partial = path.with_name(path.name + ".partial")
+    try:
+        with open(partial, "w", encoding="utf-8", newline="") as handle:
+            (_write_jsonl if kind == "jsonl" else _write_csv)(handle, rows, relative)
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
+    return path
+
+
+def _relative_paths(folder: Path) -> Callable[[Path], str]:
+    """image -> its path relative to `folder`, as read_manifest joins it back. The folder is resolved once
+    (a symlinked folder followed by '..' would lead elsewhere); each distinct image is computed once, since
+    a dataset's rows repeat an image for every finding."""
+    start, done = str(folder.resolve()), {}
+
+    def relative(image: Path) -> str:
+        if image not in done:
+            done[image] = Path(os.path.relpath(os.path.abspath(image), start)).as_posix()
+        return done[image]
+
+    return relative
+
+
+def _record(row: ManifestRow, relative: Callable[[Path], str]) -> dict:
+    clash = sorted(set(row.extra) & set(COLUMNS))
+    if clash:
+        raise ManifestError(f"study {row.study_id}: extra column(s) {', '.join(clash)} clash with the manifest's own")
+    paraphrases = [p.to_json() for p in row.paraphrases] if row.paraphrases else None
+    return {"image": relative(row.image), "question": row.question, "label": row.label,
+            "paraphrases": paraphrases, "study_id": row.study_id, **row.extra}
+
+
+def _write_jsonl(handle, rows: Sequence[ManifestRow], relative: Callable[[Path], str]) -> None:
+    for row in rows:
+        record = {k: v for k, v in _record(row, relative).items() if v is not None}
+        handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+
+def _write_csv(handle, rows: Sequence[ManifestRow], relative: Callable[[Path], str]) -> None:
+    columns = list(dict.fromkeys([*COLUMNS, *(key for row in rows for key in row.extra)]))
+    writer = csv.DictWriter(handle, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        record = _record(row, relative)
+        if record["paraphrases"] is not None:
+            record["paraphrases"] = json.dumps(record["paraphrases"], ensure_ascii=False)
+        writer.writerow({k: "" if record.get(k) is None else record[k] for k in columns})

@@ -26,7 +26,8 @@ def wilson_interval(successes: int, n: int, z: float = Z95) -> tuple[float, floa
 
 
 def pearson(xs: Sequence[float], ys: Sequence[float]) -> dict:
-    """Pearson r with n and a 95% Fisher-z interval (None where n is too small or a side is constant)."""
+    """Pearson r with n and a 95% Fisher-z interval: r is None below 3 points or with a constant side; the
+    interval is None below 4 points (Fisher's z has standard error 1 / sqrt(n - 3)) and at |r| = 1."""
     n = len(xs)
     result = {"r": None, "n": n, "ci95": None}
     if n < 3:

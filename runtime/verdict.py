@@ -32,6 +32,7 @@ class TextOnlyReading:
     p_yes: float | None
     margin: float | None
     generated: str | None = None
+    image_sha256: str | None = None  # the other study's image under `swap` (None for every other ablation)
 
 
 @dataclass(frozen=True)

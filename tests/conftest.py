@@ -18,6 +18,7 @@ from PIL import Image  # noqa: E402
 from transformers import AutoModelForImageTextToText  # noqa: E402
 
 from quadrant.models.tiny import FAMILIES, build_tiny  # noqa: E402
+from quadrant.models.tiny_families import GENERIC_FAMILIES, NEW_FAMILIES  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -47,6 +48,8 @@ def study_png(tmp_path) -> str:
 
 
 ALL_FAMILIES = FAMILIES
+#: built by the same `tiny_model` fixture; tested in test_families.py (the generic ones have no family file)
+LATER_FAMILIES = NEW_FAMILIES + GENERIC_FAMILIES
 LM_ONLY = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj)"
 
 

@@ -1,67 +1,176 @@
-"""The decision rules: every quadrant reachable, inverted phrasings oriented, each reliance rule honest."""
+"""The verdict's assembly, driven through the real Checker and the command line on real models.
+
+Each quadrant is reached end to end, with and without inverted phrasings, on a tiny LLaVA whose answers
+are set by hand (tests/toy_reader.py: bright image -> yes, dark -> no, no image -> no; "fluid" -> yes,
+"angles" -> no, whatever the image) and on the bundled demo pair with its sample studies. Reliance is
+judged by the paper's `flip` rule here: the default rule and its threshold are tested where they are
+chosen. Below those, the small decision helpers on their own.
+"""
+
+import json
 
 import pytest
+from PIL import Image
 
 from quadrant.answers import Answer, binary_entropy_bits, parse_generated
+from quadrant.check import Checker, CheckOptions
+from quadrant.cli.main import main
 from quadrant.errors import OptionError
+from quadrant.images import load_study
+from quadrant.loading import ModelSpec, load_model
+from quadrant.models.presets import MODELS_DIR
+from quadrant.paraphrases import Phrasing
 from quadrant.reliance import (
     Reliance,
     flip_count,
     majority_reliant,
     margin_spread,
-    oriented,
     pairwise_disagreement,
-    quadrant,
 )
+from toy_reader import build_toy_reader
+
+FLIP = CheckOptions(reliance=Reliance("flip"))
+QUESTION = "Is there a pleural effusion?"
+PLAIN = "Is a pleural effusion present?"  # the toy follows the image on it
+SAYS_YES = "Is there fluid in the pleural space?"  # holds "fluid": the toy says yes whatever the image
+SAYS_NO = "Are the costophrenic angles blunted?"  # holds "angles": the toy says no
+INV_FOLLOWS = "!Can a pleural effusion be ruled out?"  # inverted; the toy ignores negation: follows the image
+INV_SAYS_YES = "!Is the pleural space free of fluid?"  # inverted; raw yes, so it reads as "no effusion"
+INV_SAYS_NO = "!Are the costophrenic angles sharp?"  # inverted; raw no, so it reads as "effusion"
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("toy")
+    model_dir = build_toy_reader(folder / "model")
+    for name, value in (("bright", 255), ("dark", 0)):
+        Image.new("RGB", (40, 40), (value, value, value)).save(folder / f"{name}.png")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def toy_checkers(toy):
+    loaded = load_model(ModelSpec(model=str(toy / "model")))
+    return {backend: Checker(loaded, backend, FLIP) for backend in ("torch", "torch-naive")}
+
+
+def _phrasings(texts):
+    return [Phrasing(t[1:], inverted=True) if t.startswith("!") else Phrasing(t) for t in texts]
+
+
+# image, paraphrases, raw with-image answers (prompt 0 first), quadrant, flip_count
+CELLS = [
+    ("bright", [PLAIN, SAYS_YES], "yes yes yes", "Ideal", 0),
+    ("bright", [PLAIN, INV_SAYS_NO], "yes yes no", "Ideal", 0),  # consistent only once negated
+    ("bright", [PLAIN, SAYS_NO], "yes yes no", "Fragile", 1),
+    ("bright", [PLAIN, INV_FOLLOWS], "yes yes yes", "Fragile", 1),  # inconsistent only once negated
+    ("dark", [PLAIN, SAYS_NO], "no no no", "Dangerous", 0),
+    ("dark", [PLAIN, INV_SAYS_YES], "no no yes", "Dangerous", 0),  # consistent only once negated
+    ("dark", [PLAIN, SAYS_YES], "no no yes", "Worst", 1),
+    ("dark", [PLAIN, INV_FOLLOWS], "no no no", "Worst", 1),  # inconsistent only once negated
+]
+
+
+@pytest.mark.parametrize("backend", ["torch", "torch-naive"])
+@pytest.mark.parametrize("image, paraphrases, raw, expected, flips", CELLS)
+def test_every_quadrant_through_the_checker(toy, toy_checkers, backend, image, paraphrases, raw, expected, flips):
+    verdict = toy_checkers[backend].check(load_study(str(toy / f"{image}.png")), QUESTION, _phrasings(paraphrases))
+    assert " ".join(p.answer for p in verdict.prompts) == raw  # what the toy was built to answer
+    assert [p.inverted for p in verdict.prompts] == [False] + [t.startswith("!") for t in paraphrases]
+    assert verdict.text_only.answer == "no"  # without the image the toy says no
+    reliant = image == "bright"
+    assert verdict.image_reliant is reliant and verdict.flip_reliant is reliant
+    assert verdict.consistent is (flips == 0)
+    assert verdict.flip_count == flips
+    assert verdict.pairwise_disagreement == pytest.approx(2 / 3 if flips else 0.0)
+    assert verdict.quadrant == expected
+    assert verdict.answer == raw.split()[0]
+    assert verdict.reliance["rule"] == "flip"
+
+
+def test_margin_spread_is_taken_after_inversion(toy, toy_checkers):
+    """An inverted phrasing's margin is negated before the spread: agreeing phrasings spread little."""
+    verdict = toy_checkers["torch"].check(load_study(str(toy / "bright.png")), QUESTION,
+                                          _phrasings([PLAIN, INV_SAYS_NO]))
+    margins = [p.margin for p in verdict.prompts]
+    assert margins[2] < 0 < margins[0]
+    oriented = margins[:2] + [-margins[2]]
+    assert verdict.margin_spread == pytest.approx(max(oriented) - min(oriented), abs=1e-6)
+    assert verdict.margin_spread < abs(margins[0] - margins[2])
+
+
+def test_majority_reliance_through_the_checker(toy):
+    """--ablate-all: every phrasing asked without the image too; a strict majority of flips decides."""
+    checker = Checker(load_model(ModelSpec(model=str(toy / "model"))), "torch",
+                      CheckOptions(reliance=Reliance("flip"), ablate_all=True))
+    bright = load_study(str(toy / "bright.png"))
+    # with the image: yes yes yes; without: no, and "fluid" stays yes -> 2 of 3 flipped: reliant
+    verdict = checker.check(bright, QUESTION, _phrasings([PLAIN, SAYS_YES]))
+    assert [t.answer for t in verdict.text_only_all] == ["no", "no", "yes"]
+    assert verdict.image_reliant and verdict.quadrant == "Ideal"
+    # with the image: yes yes yes; without: no yes yes -> 1 of 3 flipped: not reliant
+    verdict = checker.check(bright, QUESTION, _phrasings([SAYS_YES, "Is there fluid?"]))
+    assert [t.answer for t in verdict.text_only_all] == ["no", "yes", "yes"]
+    assert not verdict.image_reliant and verdict.quadrant == "Dangerous"
+
+
+@pytest.mark.parametrize("image, paraphrases, expected", [
+    ("bright", [PLAIN, INV_SAYS_NO], "Ideal"),
+    ("dark", [INV_SAYS_YES], "Dangerous"),
+    ("dark", [INV_FOLLOWS], "Worst"),
+])
+def test_inverted_paraphrases_from_the_command_line(toy, capsys, image, paraphrases, expected):
+    """`--paraphrase '!...'` marks an inverted phrasing on the way in, and the verdict negates it."""
+    argv = ["check", "--model", str(toy / "model"), "--image", str(toy / f"{image}.png"), "--question", QUESTION,
+            "--reliance", "flip", "--json"]
+    for text in paraphrases:
+        argv += ["--paraphrase", text]
+    assert main(argv) == 0
+    verdict = json.loads(capsys.readouterr().out)
+    assert [p["inverted"] for p in verdict["prompts"]] == [False] + [t.startswith("!") for t in paraphrases]
+    assert [p["text"] for p in verdict["prompts"][1:]] == [t.lstrip("!") for t in paraphrases]
+    assert verdict["quadrant"] == expected
 
 
 def answers(*margins):
     return [Answer.from_margin(m) for m in margins]
 
 
-def classify(with_image, inverted, ablated, rule="flip", threshold=0.5):
-    seen = oriented(with_image, inverted)
-    consistent = flip_count(seen) == 0
-    reliant = Reliance(rule, threshold).is_reliant(with_image[0], ablated)
-    return quadrant(consistent, reliant)
+# -- the bundled demo pair on its sample studies (models/samples/README.md) ---------------------------------
+
+SAMPLES = MODELS_DIR / "samples"
 
 
-@pytest.mark.parametrize(
-    "margins, inverted, ablated_margin, expected",
-    [
-        ((2.0, 1.5, 3.0), (False, False, False), -1.0, "Ideal"),
-        ((2.0, -1.5, 3.0), (False, False, False), -1.0, "Fragile"),
-        ((2.0, 1.5, 3.0), (False, False, False), 2.5, "Dangerous"),
-        ((2.0, -1.5, 3.0), (False, False, False), 2.5, "Worst"),
-        # an inverted phrasing answering "no" agrees with a "yes" to the original question
-        ((2.0, -1.5, 3.0), (False, True, False), -1.0, "Ideal"),
-        ((2.0, -1.5, 3.0), (False, True, False), 2.5, "Dangerous"),
-        # an inverted phrasing answering "yes" disagrees with a "yes" to the original
-        ((2.0, 1.5, 3.0), (False, True, False), -1.0, "Fragile"),
-        ((2.0, 1.5, 3.0), (False, True, False), 2.5, "Worst"),
-    ],
-)
-def test_every_quadrant_with_and_without_inversion(margins, inverted, ablated_margin, expected):
-    result = classify(answers(*margins), inverted, Answer.from_margin(ablated_margin))
-    assert result == expected
+@pytest.fixture(scope="module")
+def demo_pair():
+    return {name: Checker(load_model(ModelSpec(model=name)), "torch", FLIP) for name in ("demo", "demo-shortcut")}
 
 
-def test_margin_rule_sees_a_shift_that_the_flip_rule_misses():
-    with_image, ablated = answers(3.0, 2.0), Answer.from_margin(0.4)  # same sign, shifted by 2.6
-    assert classify(with_image, (False, False), ablated, rule="flip") == "Dangerous"
-    assert classify(with_image, (False, False), ablated, rule="margin") == "Ideal"
-    assert classify(with_image, (False, False), ablated, rule="either") == "Ideal"
-
-
-def test_margin_rule_ignores_a_tiny_flip_that_either_counts():
-    with_image, ablated = answers(0.1, 0.2), Answer.from_margin(-0.1)  # flipped, shifted by only 0.2
-    assert classify(with_image, (False, False), ablated, rule="margin") == "Dangerous"
-    assert classify(with_image, (False, False), ablated, rule="either") == "Ideal"
-
-
-def test_threshold_is_inclusive():
-    assert Reliance("margin", 0.5).is_reliant(Answer.from_margin(1.0), Answer.from_margin(0.5))
-    assert not Reliance("margin", 0.51).is_reliant(Answer.from_margin(1.0), Answer.from_margin(0.5))
+@pytest.mark.parametrize("model, sample, question, paraphrases, expected", [
+    # demo reads the effusion (yes; no without the image) and answers "free of effusion?" no: consistent
+    ("demo", "cardiomegaly-effusion", QUESTION, ["Is there any fluid in the pleural space?",
+                                                 "!Are the lungs free of effusion?"], "Ideal"),
+    # ... but it says yes to "can it be ruled out?" too: the phrasings disagree once that is negated
+    ("demo", "cardiomegaly-effusion", QUESTION, ["Is there any fluid in the pleural space?",
+                                                 "!Can a pleural effusion be ruled out?"], "Fragile"),
+    # on the pneumothorax study the image flips "no" to "yes", but "Is there any pneumothorax?" says no
+    ("demo", "pneumothorax", "Is there a pneumothorax?", ["Does this chest X-ray show a pneumothorax?",
+                                                           "Is there any pneumothorax?"], "Fragile"),
+    # on the normal study "no" with or without the image: not reliant under the flip rule
+    ("demo", "normal", QUESTION, ["Is a pleural effusion present?", "Is there pleural fluid?"], "Dangerous"),
+    ("demo", "normal", QUESTION, ["Is a pleural effusion present?", "!Can a pleural effusion be ruled out?"],
+     "Worst"),
+    # the shortcut says yes to effusion whatever the image, and to the inverted wording as well
+    ("demo-shortcut", "cardiomegaly-effusion", QUESTION, ["Is there any fluid in the pleural space?",
+                                                          "Is there pleural fluid?"], "Dangerous"),
+    ("demo-shortcut", "cardiomegaly-effusion", QUESTION, ["Is there any fluid in the pleural space?",
+                                                          "!Are the lungs free of effusion?"], "Worst"),
+])
+def test_quadrants_on_the_demo_pair(demo_pair, model, sample, question, paraphrases, expected):
+    verdict = demo_pair[model].check(load_study(str(SAMPLES / f"{sample}.png")), question, _phrasings(paraphrases))
+    assert verdict.quadrant == expected
+    for p in verdict.prompts + [verdict.text_only]:
+        assert abs(p.margin) > 0.15  # far enough from zero that no platform's rounding changes an answer
 
 
 def test_disagreement_measures():
@@ -101,4 +210,4 @@ def test_unknown_rule_and_negative_threshold_are_refused():
     with pytest.raises(OptionError, match="unknown reliance rule"):
         Reliance("vibes")
     with pytest.raises(OptionError, match=">= 0"):
-        Reliance("margin", -1.0)
+        Reliance("flip", -1.0)

@@ -22,11 +22,17 @@ import torch
 
 from quadrant.export.manifest import OnnxManifest, read_manifest
 
-from ..answers import find_answer_tokens, margins_from_logits
+from ..answers import Generation, find_answer_tokens, margins_from_logits
 from ..errors import MissingDependencyError, ModelError, OptionError, one_line, require
-from ..loading import LoadedModel, ModelSpec
+from ..loading import LoadedModel, ModelSpec, load_processor
 from .base import ScoreRequest
-from .torch_prefix import PrefixSharedScorer, _pack_suffixes, _shortest
+from .torch_prefix import (
+    HALF_PRECISION_TOLERANCE,
+    SELF_CHECK_TOLERANCE,
+    PrefixSharedScorer,
+    _pack_suffixes,
+    _shortest,
+)
 
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}
 _NUMPY_DTYPES = {"float32": np.float32, "float16": np.float16}
@@ -52,7 +58,7 @@ class OnnxModel:
 
 def load_export(spec: ModelSpec, name: str, source: str) -> LoadedModel:
     """An export folder as a LoadedModel: processor rebuilt from its own files, sessions on the asked device."""
-    from transformers import AutoConfig, AutoProcessor, GenerationConfig
+    from transformers import AutoConfig, GenerationConfig
 
     from ..families import family_for_config
     from ..fingerprint import fingerprint
@@ -66,12 +72,13 @@ def load_export(spec: ModelSpec, name: str, source: str) -> LoadedModel:
         raise OptionError(f"{directory} was exported in {manifest.dtype}; --dtype {spec.dtype} needs another export")
     try:
         config = AutoConfig.from_pretrained(directory)
-        processor = AutoProcessor.from_pretrained(directory)
+        processor = load_processor(str(directory))
     except (OSError, ValueError) as exc:
         raise ModelError(f"cannot rebuild the processor from {directory}: {one_line(exc)}") from exc
     family = family_for_config(config)
     if family.name != manifest.family:
         raise ModelError(f"{directory}: manifest says {manifest.family}, config.json says {family.name}")
+    family.configure(processor, spec.chat_template)
     processor.tokenizer.padding_side = "right"
     answer_tokens = find_answer_tokens(processor.tokenizer)
     if answer_tokens.to_json() != manifest.answer_tokens:
@@ -98,6 +105,7 @@ def load_export(spec: ModelSpec, name: str, source: str) -> LoadedModel:
         device=torch.device("cpu" if provider == PROVIDERS["cpu"] else "cuda"),
         dtype=torch.float16 if half else torch.float32, answer_tokens=answer_tokens,
         prompt=spec.prompt or manifest.prompt, chat_template=spec.chat_template,
+        generation=Generation(**manifest.generation),
         extra={"provider": provider, "source_fingerprint": manifest.source["fingerprint"]},
     )
 
@@ -192,6 +200,12 @@ class OnnxScorer(PrefixSharedScorer):
         """Inputs stay on the host (ONNX Runtime copies them to its device); pixels in the export's dtype."""
         return value.to(self.loaded.dtype) if key == "pixel_values" else value
 
+    def _self_check(self) -> bool:
+        """Cached path against full forwards, both on the graphs, in the export's own dtype. (The PyTorch
+        scorer's float32 pass for half precision has no counterpart here: the export's validation already
+        compared these graphs' fast path with PyTorch's in float32 before the export was kept.)"""
+        return self._paths_agree(SELF_CHECK_TOLERANCE.get(self.loaded.dtype, HALF_PRECISION_TOLERANCE))
+
     # -- the forward steps of the fast path ------------------------------------------------------------
 
     def _prefix_margins(self, batch, standalone: list[list[int]]) -> list[float]:
@@ -199,8 +213,8 @@ class OnnxScorer(PrefixSharedScorer):
         suffix packed on their key/values, standalone prompts packed alongside. Same order of margins."""
         prefix_len = batch[0].prefix_len
         ids = np.stack([s.inputs["input_ids"][0, :prefix_len].numpy() for s in batch])
-        # one image per study: its first row's (rows carry it once each when the image was not preprocessed once)
-        features = np.concatenate([self._features({k: v[:1] for k, v in s.inputs.items()}) for s in batch])
+        family = self.loaded.family  # one image per study, as the PyTorch prefix call takes it
+        features = np.concatenate([self._features(family.prefix_image_inputs(self.onnx, s.inputs)) for s in batch])
         positions = np.broadcast_to(np.arange(prefix_len), ids.shape)
         _, present = self._decode(self._embed(ids, features), self._causal_mask(ids, np.ones_like(ids)),
                                   positions, np.full((len(batch), 1), prefix_len - 1), None)

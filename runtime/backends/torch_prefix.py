@@ -5,31 +5,39 @@
    string on its own can merge differently at the boundary); studies whose prefixes have the same length
    share this call, so a dataset batch costs one vision pass per study.
 2. The suffix pass, on the prefix's KV cache: every phrasing's remaining tokens laid end to end in its
-   study's row, under a block mask, plus the text-only prompts, each attending to itself alone.
+   study's row, under a block mask, plus the text-only prompts, each attending to itself alone. Positions
+   restart at the prefix for each suffix; a family whose rotary positions are not one per token (Qwen's
+   M-RoPE, where text after the image is offset by a rope delta) maps them in `packed_position_ids`, and
+   one that flattens images into patches or tiles says which belong to one prompt (`prefix_image_inputs`).
 
 Families whose image attention is not causal (PaliGemma's prefix-LM) run one batched full forward instead.
 A self-check when the scorer is prepared compares both passes with full forwards and falls back to the
-batched path above 1e-4 (fp32), because attention semantics cannot be seen from outside.
+batched path above 1e-4 (in float32, also for a half-precision model), because attention semantics cannot be
+seen from outside.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
 from PIL import Image
 
 from ..answers import margins_from_logits
+from ..errors import one_line
+from ..loading import LoadedModel
 from .base import ScoreRequest, ScoreResult, group_by_image
 from .torch_common import TorchScorer
 
 log = logging.getLogger(__name__)
 
 # Within fp32 rounding the cached path is exact (measured ~3e-7); half precision rounds both paths
-# differently by ~1e-2, so the check there only catches gross attention differences.
+# differently by ~1e-2, so a half-precision model's semantics are checked in float32 (see _self_check)
+# and its own kernels only for gross differences.
 SELF_CHECK_TOLERANCE = {torch.float32: 1e-4}
 HALF_PRECISION_TOLERANCE = 5e-2
 PREFIX = "prefix-shared"
@@ -108,6 +116,52 @@ class PrefixSharedScorer(TorchScorer):
         return self._prefix_ok
 
     def _self_check(self) -> bool:
+        """Run one study both ways and keep the cached path only where it reproduces the full forward.
+
+        In float32 the two ways agree to rounding (~3e-7), so 1e-4 catches any difference in what attends to
+        what. In half precision both ways round differently by up to ~1e-2 on real logits, and a tolerance
+        wide enough for that (5e-2) let through a packed mask without its causal part, whose margins were off
+        by 0.0015-0.026: rounding hides a semantic error of the same size. So a half-precision model is
+        checked twice. First the semantics, with no rounding to hide behind: the same prompts, the same
+        code, the weights cast to float32 for the check and cast back (bf16 and fp16 values are exact in
+        float32, so the model is bit for bit what it was), against 1e-4. Then its own kernels, in its own
+        dtype, against the wide tolerance, for failures only half precision has (overflow, a kernel that
+        mishandles the mask). A device without room for a float32 copy of the weights skips the first
+        check, with a warning. Comparing the two ways in half precision against the spread the full path
+        shows under a harmless change (another batch composition or padding) was measured too and not
+        used: on the CPU that spread was 0 (to 1e-4, in bf16) while the two ways differed by up to 5e-4, so it
+        gives no yardstick for rounding.
+        """
+        if self.loaded.dtype in SELF_CHECK_TOLERANCE:
+            return self._paths_agree(SELF_CHECK_TOLERANCE[self.loaded.dtype])
+        try:
+            with self._in_float32(self.loaded) as exact:
+                semantics_ok = type(self)(exact, max_batch=self.max_batch)._paths_agree(
+                    SELF_CHECK_TOLERANCE[torch.float32])
+        except torch.cuda.OutOfMemoryError:
+            log.warning("no room to run the fast path's self-check in float32; checking it in %s only",
+                        self.loaded.dtype)
+            semantics_ok = True
+        return semantics_ok and self._paths_agree(HALF_PRECISION_TOLERANCE)
+
+    @staticmethod
+    @contextmanager
+    def _in_float32(loaded: LoadedModel) -> Iterator[LoadedModel]:
+        """The loaded model with its half-precision weights and buffers in float32 for a moment, restored
+        exactly afterwards (float32 holds every bf16 and fp16 value); other tensors are left as they are.
+        In place, as model.float() is (a float32 copy beside the original would need half as much again):
+        prepare a scorer before its model serves another thread."""
+        tensors = [t for t in (*loaded.model.parameters(), *loaded.model.buffers()) if t.dtype == loaded.dtype]
+        try:
+            for tensor in tensors:
+                tensor.data = tensor.data.float()
+            yield replace(loaded, dtype=torch.float32)
+        finally:
+            for tensor in tensors:
+                tensor.data = tensor.data.to(loaded.dtype)
+
+    def _paths_agree(self, tolerance: float) -> bool:
+        """The cached path against full forwards on two phrasings of one study and a text-only prompt."""
         rng = np.random.default_rng(0)
         image = Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8))
         family, processor = self.loaded.family, self.loaded.processor
@@ -123,13 +177,20 @@ class PrefixSharedScorer(TorchScorer):
         if study.prefix_len < 1:
             return False
         text_only = [ids for _, ids in self._tokenize_text_only(requests, list(range(2, len(requests))))]
-        cached = self._prefix_margins([study], text_only)
+        model_type = getattr(self.loaded.model.config, "model_type", "?")
+        try:
+            cached = self._prefix_margins([study], text_only)
+        except (RuntimeError, ValueError, IndexError, TypeError, KeyError) as exc:
+            log.warning("the prefix-shared path cannot run on model type %r (%s); using batched full forwards",
+                        model_type, one_line(exc))
+            return False
         full = self.full_forward_margins(rendered, [image, image])
         if text_only:
             full += self.full_forward_margins([requests[2].rendered], None)
         error = max(abs(a - b) for a, b in zip(cached, full))
-        if error > SELF_CHECK_TOLERANCE.get(self.loaded.dtype, HALF_PRECISION_TOLERANCE):
-            log.warning("prefix cache is off by %.2g on this model; using batched full forwards", error)
+        if error > tolerance:
+            log.warning("prefix cache is off by %.2g on model type %r in %s (its attention or positions differ "
+                        "from a causal prefix's); using batched full forwards", error, model_type, self.loaded.dtype)
             return False
         return True
 
@@ -164,13 +225,14 @@ class PrefixSharedScorer(TorchScorer):
 
     def _batches(self, studies: list[_Study], by_prefix: bool):
         """Studies in batches of at most max_batch prompts; with the cache, of equal prefix lengths."""
+        key = self._prefix_key
         if by_prefix:
-            studies = sorted(studies, key=lambda s: s.prefix_len)
+            studies = sorted(studies, key=key)
         batch: list[_Study] = []
         rows = 0
         for study in studies:
             n = len(study.indices)
-            fits = rows + n <= self.max_batch and (not by_prefix or not batch or batch[0].prefix_len == study.prefix_len)
+            fits = rows + n <= self.max_batch and (not by_prefix or not batch or key(batch[0]) == key(study))
             if batch and not fits:
                 yield batch
                 batch, rows = [], 0
@@ -178,6 +240,12 @@ class PrefixSharedScorer(TorchScorer):
             rows += n
         if batch:
             yield batch
+
+    def _prefix_key(self, study: _Study) -> tuple:
+        """Studies share a prefix call when their prefixes have the same length and their image tensors
+        stack (tiled images can differ in their number of tiles)."""
+        images = self.loaded.family.prefix_image_inputs(self.loaded.model, study.inputs)
+        return study.prefix_len, tuple(sorted((k, tuple(v.shape[1:])) for k, v in images.items()))
 
     # -- the two computations ------------------------------------------------------------------------
 
@@ -194,13 +262,16 @@ class PrefixSharedScorer(TorchScorer):
         """
         model = self.loaded.model
         prefix_len = batch[0].prefix_len
-        cache = model(**self._prefix_inputs(batch, prefix_len), use_cache=True, logits_to_keep=1).past_key_values
+        prefix_inputs = self._prefix_inputs(batch, prefix_len)
+        cache = model(**prefix_inputs, use_cache=True, logits_to_keep=1).past_key_values
         packed = [_pack_suffixes(s, prefix_len, row) for row, s in enumerate(batch)]
         placed = [_shortest(packed).add(ids, sees_prefix=False) for ids in standalone]
         width = max(len(p.ids) for p in packed)
         device, dtype = self.loaded.device, self.loaded.dtype
         input_ids = torch.stack([p.padded_ids(width) for p in packed]).to(device)
-        position_ids = torch.stack([p.padded_positions(width, prefix_len) for p in packed]).to(device)
+        positions = torch.stack([p.padded_positions(width, prefix_len) for p in packed]).to(device)
+        sees_prefix = torch.stack([p.padded_sees_prefix(width) for p in packed]).to(device)
+        position_ids = self.loaded.family.packed_position_ids(model, prefix_inputs, positions, sees_prefix)
         mask = torch.stack([p.mask(width, prefix_len, dtype) for p in packed]).to(device)
         logits = model(input_ids=input_ids, position_ids=position_ids, attention_mask=mask, cache=cache,
                        use_cache=True).logits
@@ -210,18 +281,15 @@ class PrefixSharedScorer(TorchScorer):
 
     def _prefix_inputs(self, batch: list[_Study], prefix_len: int) -> dict[str, torch.Tensor]:
         """The shared prefix of each study, with its image tensors, stacked across studies."""
-        family = self.loaded.family
+        family, model = self.loaded.family, self.loaded.model
         inputs = {
-            "input_ids": torch.cat([s.inputs["input_ids"][:1, :prefix_len] for s in batch]),
-            "attention_mask": torch.cat([s.inputs["attention_mask"][:1, :prefix_len] for s in batch]),
+            key: torch.cat([s.inputs[key][:1, :prefix_len] for s in batch])
+            for key in ("input_ids", "attention_mask") + family.prefix_keys
+            if key in batch[0].inputs
         }
-        for key in family.forward_keys:
-            if key in inputs or key not in batch[0].inputs:
-                continue
-            per_study = [s.inputs[key][:1] for s in batch]
-            if key in family.prefix_keys:
-                per_study = [t[:, :prefix_len] for t in per_study]
-            inputs[key] = torch.cat(per_study)
+        images = [family.prefix_image_inputs(model, s.inputs) for s in batch]
+        for key in images[0]:
+            inputs[key] = torch.cat([i[key] for i in images])
         return inputs
 
     @torch.inference_mode()
@@ -263,6 +331,9 @@ class _Packed:
 
     def padded_ids(self, width: int) -> torch.Tensor:
         return torch.tensor(self.ids + [0] * (width - len(self.ids)))
+
+    def padded_sees_prefix(self, width: int) -> torch.Tensor:
+        return torch.tensor(self.sees_prefix + [False] * (width - len(self.ids)))
 
     def padded_positions(self, width: int, prefix_len: int) -> torch.Tensor:
         positions = [o + (prefix_len if p else 0) for o, p in zip(self.offset, self.sees_prefix)]

@@ -17,6 +17,9 @@ def register(subparsers) -> None:
     parser.add_argument("--layers", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--no-families", action="store_true", help="skip the per-family rows")
+    parser.add_argument("--family", action="append", dest="family_names", metavar="NAME",
+                        help="a per-family row to run (repeatable; default: every family with a tiny builder, "
+                        "e.g. qwen2_5_vl, internvl, llava_onevision, llava_next for the generic path)")
     parser.set_defaults(run=run)
 
 
@@ -24,7 +27,8 @@ def run(args: argparse.Namespace) -> int:
     from ..bench import BenchConfig, run_bench
 
     config = BenchConfig(hidden=args.hidden, layers=args.layers, repeats=args.repeats, device=args.device,
-                         families=not args.no_families, backend=args.backend)
+                         families=not args.no_families, backend=args.backend,
+                         family_names=tuple(args.family_names) if args.family_names else None)
     result = run_bench(config)
     if args.json:
         print(json.dumps(result))
@@ -39,6 +43,6 @@ def run(args: argparse.Namespace) -> int:
     print(f"  speedup {result['speedup']:.2f}x   overhead {result['overhead']:.2f}x   "
           f"max |margin diff| {result['max_margin_diff']:.1e}   peak RSS {result['peak_rss_mib']:.0f} MiB")
     for row in result.get("families", []):
-        print(f"  {row['family']:10s} naive {row['naive_ms']:7.1f} ms  quadrant {row['quadrant_ms']:7.1f} ms  "
+        print(f"  {row['family']:16s} naive {row['naive_ms']:7.1f} ms  quadrant {row['quadrant_ms']:7.1f} ms  "
               f"speedup {row['speedup']:.2f}x  path {row['path']}  max diff {row['max_margin_diff']:.1e}")
     return 0

@@ -2,6 +2,10 @@
 
 Exit codes: 0 success; 1 a --fail-if rule held (evaluate); 2 bad input, with one line on stderr naming the
 problem. Unexpected failures print one line too; set QUADRANT_DEBUG=1 for the traceback.
+
+Start-up stays light: only the chosen subcommand's module is imported (it registers its own options), the
+others are listed by name and one line of help. So `quadrant --version`, `--help`, `manifest`, `compare` and
+`phantoms` never import torch or transformers (tests/test_cli_startup.py holds this).
 """
 
 from __future__ import annotations
@@ -14,7 +18,16 @@ import warnings
 from ..errors import QuadrantError, one_line
 
 EXIT_OK, EXIT_RULE, EXIT_INPUT, EXIT_INTERNAL = 0, 1, 2, 3
-_SUBCOMMANDS = ("check", "evaluate", "compare", "bench", "phantoms", "export")
+#: subcommand -> its one-line help in `quadrant --help`; its options live in quadrant.cli.<name>
+_SUBCOMMANDS = {
+    "check": "check one study and one yes/no question",
+    "evaluate": "check every row of a manifest; resumable",
+    "compare": "compare evaluations: one row per configuration",
+    "manifest": "build a manifest from MIMIC-CXR-JPG or PadChest as distributed",
+    "bench": "time a full check against the naive way and one forward",
+    "phantoms": "write synthetic chest phantoms and a manifest",
+    "export": "merge a LoRA adapter into its base model",
+}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -24,7 +37,9 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_INPUT, f"{self.prog}: error: {message}\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser with `command`'s own options registered (all commands' when None); the other commands
+    are listed without importing their modules."""
     import importlib
 
     parser = _Parser(prog="quadrant", description="Is a medical VLM's answer consistent, and does it look at the image?")
@@ -32,27 +47,39 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser.add_argument("--version", action="version", version=f"quadrant {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    for name in _SUBCOMMANDS:
-        importlib.import_module(f"quadrant.cli.{name}").register(subparsers)
+    for name, help_line in _SUBCOMMANDS.items():
+        if command is None or name == command:
+            importlib.import_module(f"quadrant.cli.{name}").register(subparsers)
+        else:
+            subparsers.add_parser(name, help=help_line)
     return parser
 
 
+def _command(argv: list[str]) -> str:
+    """The subcommand named on the line: the first word that is not an option (the top level takes none
+    with a value). An empty string when there is none, so that no command's module is imported."""
+    return next((word for word in argv if not word.startswith("-")), "")
+
+
 def _quiet_libraries() -> None:
-    """Library chatter (progress bars, deprecation notes) would bury the one line that matters."""
+    """Library chatter (progress bars, deprecation notes) would bury the one line that matters. Through the
+    environment, which transformers reads when it is first imported (importing it here would cost every
+    command half a second); directly where it is already loaded."""
     warnings.filterwarnings("ignore")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    try:
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    if "transformers" in sys.modules:
         from transformers.utils import logging as hf_logging
 
         hf_logging.set_verbosity_error()
         hf_logging.disable_progress_bar()
-    except ImportError:
-        pass
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     try:
-        args = build_parser().parse_args(argv)
+        args = build_parser(_command(argv)).parse_args(argv)
     except SystemExit as exc:  # --help, or a usage error already printed as one line
         return exc.code if isinstance(exc.code, int) else EXIT_INPUT
     _quiet_libraries()

@@ -26,8 +26,11 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--reliance", default=DEFAULT_RULE, choices=RULES, help=f"default: {DEFAULT_RULE}")
     group.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
                        help=f"margin-shift threshold of the margin and either rules (default: {DEFAULT_THRESHOLD})")
-    group.add_argument("--scoring", default="logits", choices=SCORING_MODES,
-                       help="logits: read yes/no off the first answer token; generate: generate and parse")
+    group.add_argument("--scoring", default=None, choices=SCORING_MODES,
+                       help="logits: read yes/no off the first answer token; generate: generate and parse "
+                       "(default: the preset's, logits for most)")
+    group.add_argument("--max-new-tokens", type=int, default=None,
+                       help="generate mode's token budget (default: the preset's, 8 for direct answerers)")
     group.add_argument("-k", "--num-paraphrases", type=int, default=5, dest="k",
                        help="paraphrases from the built-in bank (default 5)")
     group.add_argument("--ablate-all", action="store_true",
@@ -36,8 +39,13 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
 
 def build_checker(args: argparse.Namespace) -> Checker:
     """Load the model the options name and wrap it in a checker."""
-    from ..errors import OptionError
+    spec, options = spec_and_options(args)
+    return Checker(load_model(spec), backend=args.backend, options=options)
 
+
+def spec_and_options(args: argparse.Namespace) -> tuple[ModelSpec, CheckOptions]:
+    """What to load and how to check, validated, without loading anything (evaluate's workers load it).
+    Resolves `args.backend` in place too, since the engines read it from there."""
     chat_template = None
     if args.chat_template:
         try:
@@ -51,15 +59,24 @@ def build_checker(args: argparse.Namespace) -> Checker:
     )
     options = CheckOptions(
         ablation=args.ablation, reliance=Reliance(args.reliance, args.threshold), k=args.k,
-        scoring=args.scoring, ablate_all=args.ablate_all,
+        scoring=args.scoring, ablate_all=args.ablate_all, max_new_tokens=args.max_new_tokens,
     )
-    from ..backends import BACKENDS
+    args.backend = choose_backend(args.backend, args.model)
+    return spec, options
 
-    if args.backend:
-        BACKENDS.canonical(args.backend)  # an unknown backend fails before the model loads
-    loaded = load_model(spec)
-    exported = "provider" in loaded.extra  # an ONNX export: only ONNX Runtime serves it
-    backend = args.backend or ("onnx" if exported else "torch")
-    if exported and BACKENDS.canonical(backend) != "onnx":
-        raise OptionError(f"{args.model} is an ONNX export: it runs with --backend onnx, not {backend}")
-    return Checker(loaded, backend=backend, options=options)
+
+def choose_backend(requested: str | None, model: str) -> str:
+    """--backend as given (an unknown one fails before anything loads); without it, onnx for an ONNX export
+    folder and torch otherwise. An export runs only on onnx."""
+    from pathlib import Path
+
+    from quadrant.export.manifest import is_export
+
+    from ..backends import BACKENDS
+    from ..errors import OptionError
+
+    exported = is_export(Path(model).expanduser())
+    backend = BACKENDS.canonical(requested) if requested else ("onnx" if exported else "torch")
+    if exported and backend != "onnx":
+        raise OptionError(f"{model} is an ONNX export: it runs with --backend onnx, not {backend}")
+    return backend

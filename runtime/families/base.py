@@ -108,9 +108,37 @@ class Family:
         input_ids = torch.tensor([r + [pad] * (width - len(r)) for r in rows])
         attention_mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows])
         images_only = {k: v for k, v in first.items() if k not in ("input_ids", "attention_mask")}
-        if any(k in self.prefix_keys for k in images_only):
-            return None  # per-token tensors (token_type_ids) would need splicing too
+        per_token = {k: images_only.pop(k) for k in list(images_only) if k in self.prefix_keys}
+        if per_token:  # rebuilt for the spliced rows, and checked on prompt 0 against the processor's
+            rebuilt = self.per_token_inputs(processor, input_ids, attention_mask)
+            if rebuilt is None or set(rebuilt) != set(per_token) or not all(
+                torch.equal(rebuilt[k][:1, : v.shape[1]].to(v.dtype), v) for k, v in per_token.items()
+            ):
+                return None
+            images_only.update(rebuilt)
         return {"input_ids": input_ids, "attention_mask": attention_mask, **images_only}
+
+    def per_token_inputs(self, processor, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> dict | None:
+        """Per-token tensors (`prefix_keys`) for spliced rows, or None where the family cannot rebuild them
+        (the processor then runs on every prompt)."""
+        return None
+
+    def configure(self, processor, chat_template: str | None) -> None:
+        """Called once the processor is loaded; a family that learns its settings from it does so here."""
+
+    def prefix_image_inputs(self, model, inputs: dict) -> dict:
+        """The image tensors of a study's first prompt (every prompt of a study shows the same image), for
+        the prefix call. Most processors return them one row per prompt; families that flatten images
+        into patches or tiles override this."""
+        skip = ("input_ids", "attention_mask") + self.prefix_keys
+        return {k: v[:1] for k, v in inputs.items() if k in self.forward_keys and k not in skip}
+
+    def packed_position_ids(self, model, prefix_inputs: dict, positions: torch.Tensor,
+                            sees_prefix: torch.Tensor) -> torch.Tensor:
+        """Position ids for the packed suffix pass. `positions` [rows, width] count tokens: a suffix token
+        from the prefix length, a standalone (text-only) token from 0; `sees_prefix` marks the suffix
+        tokens. Families with one rotary position per token use them as they are."""
+        return positions
 
     def with_shared_image(self, model, inputs: dict) -> dict | None:
         """Forward inputs for rows that all show one image, with the image encoded once instead of per

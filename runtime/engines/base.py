@@ -1,0 +1,118 @@
+"""The engine interface: where an evaluation's checks run. `quadrant evaluate` has one writing loop; an engine
+only turns batches of manifest rows into verdict records, in whatever order its batches finish.
+
+An engine is built from what the user asked for (ModelSpec, backend, CheckOptions), never from a loaded
+model, so that each worker of a distributed engine loads the model itself, once, from the same settings.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, NamedTuple
+
+from ..errors import InputError
+from ..manifest import ManifestRow
+from ..verdict import Verdict
+
+if TYPE_CHECKING:  # the model stack (torch) loads where checks run, not where results are written
+    from ..check import Checker, CheckOptions, CheckRequest
+    from ..loading import ModelSpec
+
+
+class SwapImage(NamedTuple):
+    """Another study's image for `--ablation swap`, named by its content hash."""
+
+    path: Path
+    sha256: str
+
+
+class Job(NamedTuple):
+    """One manifest row to check, with its swap image when the ablation is `swap`."""
+
+    row: ManifestRow
+    swap: SwapImage | None = None
+
+
+class BatchResult(NamedTuple):
+    """What one batch gave: verdict records for samples.jsonl, error records for errors.jsonl."""
+
+    samples: list[dict]
+    errors: list[dict]
+    rows: int
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a worker needs to build the same checker as every other worker."""
+
+    spec: ModelSpec
+    backend: str
+    options: CheckOptions
+
+
+class Engine(ABC):
+    """Loads the model (once per worker) and checks batches; used as a context manager."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+
+    @abstractmethod
+    def start(self) -> dict:
+        """Load the model wherever it runs; return the run record (run_folder.run_record) it was loaded with."""
+
+    @abstractmethod
+    def run(self, batches: Iterable[Sequence[Job]]) -> Iterator[BatchResult]:
+        """Every batch's result, each as soon as it is finished (not necessarily in order)."""
+
+    def close(self) -> None:
+        """Release workers; called however the run ends."""
+
+    def __enter__(self) -> "Engine":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def check_jobs(checker: Checker, jobs: Sequence[Job]) -> BatchResult:
+    """Check a batch on one checker: rows that cannot be checked become error records, the rest one scoring
+    call. The same function runs in the local engine and in every Ray worker, so both write the same lines."""
+    requests, swaps, errors = [], [], []
+    for job in jobs:
+        try:
+            request = _request(checker, job)
+            checker.validate(request)
+        except InputError as exc:
+            errors.append({"study_id": job.row.study_id, "image": str(job.row.image), "error": str(exc)})
+            continue
+        requests.append(request)
+        swaps.append(job.swap)
+    verdicts = checker.check_many(requests) if requests else []
+    samples = [_with_swap_hash(v, s).to_json() for v, s in zip(verdicts, swaps)]
+    return BatchResult(samples, errors, len(jobs))
+
+
+def _request(checker: Checker, job: Job) -> CheckRequest:
+    from ..check import CheckRequest
+    from ..images import load_study
+
+    row = job.row
+    swap = load_study(job.swap.path).image if job.swap is not None else None
+    return CheckRequest(
+        study=load_study(row.image), question=row.question, paraphrases=row.paraphrases, label=row.label,
+        study_id=row.study_id, swap_image=swap, extra=row.extra,
+    )
+
+
+def _with_swap_hash(verdict: Verdict, swap: SwapImage | None) -> Verdict:
+    """Record which study's image the swap ablation used, on every ablated reading."""
+    if swap is None:
+        return verdict
+    text_only_all = verdict.text_only_all
+    if text_only_all is not None:
+        text_only_all = [replace(t, image_sha256=swap.sha256) for t in text_only_all]
+    return replace(verdict, text_only=replace(verdict.text_only, image_sha256=swap.sha256),
+                   text_only_all=text_only_all)

@@ -1,0 +1,23 @@
+"""InternVL (the transformers `-hf` layout: InternVL2.5 / InternVL3). Images are cut into tiles plus a
+thumbnail, each tile `image_seq_length` <IMG_CONTEXT> tokens between <img> and </img>, so the token count
+follows the image's aspect ratio. The processor flattens every image's tiles into one `pixel_values`
+[tiles, 3, H, W]; the prefix call takes the first prompt's tiles. The language model is a plain causal
+decoder, so the cached prefix is exact."""
+
+from __future__ import annotations
+
+from .base import Family
+
+
+class InternVLFamily(Family):
+    name = "internvl"
+
+    def placeholder_id(self, tokenizer) -> int | None:
+        token = getattr(tokenizer, "context_image_token", None) or "<IMG_CONTEXT>"
+        token_id = tokenizer.convert_tokens_to_ids(token)
+        return None if token_id is None or token_id == tokenizer.unk_token_id else token_id
+
+    def prefix_image_inputs(self, model, inputs: dict) -> dict:
+        tokens = int((inputs["input_ids"][0] == model.config.image_token_id).sum())
+        tiles = tokens // model.config.image_seq_length
+        return {"pixel_values": inputs["pixel_values"][:tiles]}
