@@ -272,9 +272,19 @@ def test_onnx_backend_on_a_model_that_is_not_an_export_is_refused(tiny_model, st
 def test_families_opt_in_to_export_and_the_others_are_refused_by_name(tiny_model, tmp_path, capsys):
     exportable = sorted(name for name in FAMILIES.names() if FAMILIES.get(name).onnx_exportable)
     assert exportable == sorted(EXPORTED)
-    _one_line_error(capsys, ["export", "onnx", "--model", tiny_model("paligemma"), "--out", str(tmp_path / "p")],
+    model = tiny_model("paligemma")
+    capsys.readouterr()
+    _one_line_error(capsys, ["export", "onnx", "--model", model, "--out", str(tmp_path / "p")],
                     "paligemma family cannot be exported to ONNX: its prefix-LM attention")
     assert not (tmp_path / "p").exists()
+
+
+@pytest.mark.parametrize("family", ["internvl", "llava_next"])  # a family file that has not opted in; generic
+def test_families_that_have_not_opted_in_are_refused_by_name(tiny_model, family, tmp_path, capsys):
+    model = tiny_model(family)
+    capsys.readouterr()  # the tiny model's build chatter
+    _one_line_error(capsys, ["export", "onnx", "--model", model, "--out", str(tmp_path / "x")],
+                    "family cannot be exported to ONNX: nobody has written and checked its ONNX split")
 
 
 def test_tensorrt_export_says_what_is_missing(exported, tmp_path, capsys):
