@@ -34,9 +34,9 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(result))
         return 0
     m = result["model"]
-    runtime = f"{result['backend']}" + (f", {result['provider']}" if "provider" in result else "")
+    runtime = f" on ONNX Runtime's {result['provider']}" if "provider" in result else ""
     print(f"Model: LLaVA-shaped, {m['image_tokens']} image tokens, LM width {m['hidden']} x {m['layers']} layers, "
-          f"on {result['device']} ({result['dtype']}, {runtime}), {result['threads']} threads")
+          f"on {result['device']} ({result['dtype']}){runtime}, {result['threads']} threads")
     print(f"  naive (each of {result['prompts']} prompts its own forward): {result['naive_ms']:8.1f} ms")
     print(f"  one with-image forward of one prompt:        {result['one_forward_ms']:8.1f} ms")
     print(f"  Quadrant full check ({result['path']}):        {result['quadrant_ms']:8.1f} ms")
