@@ -1,11 +1,15 @@
-# Quadrant with the bundled demo model: `docker run --rm -v $PWD:/data quadrant check --image /data/x.png --question "..."`
-# CPU by default; for a GPU image build with --build-arg TORCH_INDEX=https://download.pytorch.org/whl/cu126
+# Quadrant with the bundled demo models. By default it serves the clinician app on port 7860:
+#   docker build -t quadrant .
+#   docker run --rm -p 7860:7860 -v quadrant-audit:/home/quadrant/.local/share/quadrant quadrant
+# Any other command runs instead of the app, e.g.
+#   docker run --rm -v "$PWD:/data" quadrant check --image /data/study.png --question "Is there a pneumothorax?"
+# CPU torch by default; for a CUDA image: --build-arg TORCH_INDEX=https://download.pytorch.org/whl/cu126
 FROM python:3.11-slim
 
 ARG TORCH_VERSION=2.13.0
 ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
-ENV PIP_NO_CACHE_DIR=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 GRADIO_ANALYTICS_ENABLED=False \
-    PYTHONUNBUFFERED=1
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONUNBUFFERED=1 \
+    HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 GRADIO_ANALYTICS_ENABLED=False
 
 WORKDIR /opt/quadrant
 RUN pip install "torch==${TORCH_VERSION}" --index-url "${TORCH_INDEX}"
@@ -14,10 +18,20 @@ COPY runtime runtime
 COPY export export
 COPY app app
 COPY models models
-RUN pip install ".[dicom-codecs]"
+# this installs the local package; its dependencies are bounded in pyproject.toml
+# hadolint ignore=DL3013
+RUN pip install ".[app,dicom-codecs]"
 
-RUN useradd --create-home quadrant
-USER quadrant
+# a non-root user; the audit log lives in its data folder (mount a volume there to keep it)
+RUN groupadd --gid 10001 quadrant \
+    && useradd --uid 10001 --gid 10001 --create-home quadrant \
+    && install -d -o 10001 -g 10001 /home/quadrant/.local/share/quadrant
+USER 10001:10001
 WORKDIR /home/quadrant
+
+EXPOSE 7860
+HEALTHCHECK --interval=30s --timeout=5s --start-period=120s --retries=3 \
+    CMD ["python", "-c", "import urllib.request, sys; sys.exit(urllib.request.urlopen('http://127.0.0.1:7860/', timeout=4).status != 200)"]
 ENTRYPOINT ["quadrant"]
-CMD ["--help"]
+# 0.0.0.0 inside the container: the published port is the boundary. Add --auth FILE (mounted) for a login.
+CMD ["app", "--host", "0.0.0.0", "--port", "7860"]

@@ -30,9 +30,10 @@ the tests use to check that every label is visible in the pixels.
 
 from __future__ import annotations
 
+import copy
 import csv
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -50,7 +51,11 @@ QUESTIONS: dict[str, str] = {
     "consolidation": "Is there consolidation?",
 }
 
-MANIFEST_COLUMNS = ("image", "question", "label", "study_id", "finding")
+MANIFEST_COLUMNS = ("image", "question", "label", "study_id", "finding", "mask")
+
+#: a pixel belongs to a finding's mask when drawing the finding changes it by more than this (of full
+#: brightness); the same rule marks the patches the demo model's training located findings with
+MASK_THRESHOLD = 0.08
 
 #: cardiothoracic ratio ranges, absent and present
 CTR_NORMAL = (0.33, 0.44)
@@ -69,6 +74,7 @@ class Phantom:
 
     image: np.ndarray  # float32 [H, W] in [0, 1], 1 = bright (bone, soft tissue), 0 = dark (air)
     findings: dict[str, bool]  # ground truth for every name in FINDINGS
+    masks: dict[str, np.ndarray] = field(default_factory=dict)  # present finding -> bool [H, W]: its pixels
 
 
 def finding_slug(finding: str) -> str:
@@ -367,13 +373,22 @@ def render_phantom(rng: np.random.Generator, findings: dict[str, bool], size: in
     return np.clip(img, 0.0, 1.0).astype(np.float32)
 
 
-def sample_phantom(rng: np.random.Generator, size: int = 256, p_finding: float = 0.5) -> Phantom:
-    """A phantom whose findings are each present, independently, with probability `p_finding`."""
+def sample_phantom(rng: np.random.Generator, size: int = 256, p_finding: float = 0.5,
+                   masks: bool = False) -> Phantom:
+    """A phantom whose findings are each present, independently, with probability `p_finding`; with
+    `masks`, where each present finding lies (the same picture with it switched off, compared)."""
     if not 0.0 <= p_finding <= 1.0:
         raise OptionError(f"p_finding must lie in [0, 1], got {p_finding!r}")
     draws = rng.random(len(FINDINGS))
     findings = {name: bool(draw < p_finding) for name, draw in zip(FINDINGS, draws)}
-    return Phantom(image=render_phantom(rng, findings, size), findings=findings)
+    state = copy.deepcopy(rng)
+    image = render_phantom(rng, findings, size)
+    where = {}
+    for name in (FINDINGS if masks else ()):
+        if findings[name]:
+            without = render_phantom(copy.deepcopy(state), {**findings, name: False}, size)
+            where[name] = np.abs(image - without) > MASK_THRESHOLD
+    return Phantom(image=image, findings=findings, masks=where)
 
 
 # ------------------------------------------------------------------------------------------------ files
@@ -447,8 +462,12 @@ def write_dicom(path: Path, image: np.ndarray, study: str, *, monochrome1: bool,
     ds.save_as(path, enforce_file_format=True)
 
 
-def generate_phantoms(out_dir, n: int, seed: int, *, size: int = 256, dicom_every: int = 5) -> Path:
+def generate_phantoms(out_dir, n: int, seed: int, *, size: int = 256, dicom_every: int = 5,
+                      masks: bool = True) -> Path:
     """Write n studies and out_dir/manifest.csv (one row per study and finding); return the manifest's path.
+
+    With `masks`, each present finding's pixels go to masks/<study_id>.png (white on black, the study's size)
+    and the row's `mask` column names it (empty for absent findings): the pointing game's ground truth.
 
     Study i is drawn from its own generator seeded by (seed, i), so a smaller n writes a prefix of a larger
     one. Every `dicom_every`-th study (0: none) is a 16-bit DICOM instead of an 8-bit PNG, alternately
@@ -463,11 +482,13 @@ def generate_phantoms(out_dir, n: int, seed: int, *, size: int = 256, dicom_ever
         raise OptionError(f"{out} exists and is not a folder; choose another --out")
     images = out / "images"
     images.mkdir(parents=True, exist_ok=True)
+    if masks:
+        (out / "masks").mkdir(exist_ok=True)
 
     rows = []
     for i in range(int(n)):
         study = f"phantom-{int(seed)}-{i:05d}"
-        phantom = sample_phantom(np.random.default_rng([int(seed), i]), size)
+        phantom = sample_phantom(np.random.default_rng([int(seed), i]), size, masks=masks)
         if dicom_every and i % dicom_every == dicom_every - 1:
             name = f"{study}.dcm"
             monochrome1 = (i // dicom_every) % 2 == 1
@@ -476,12 +497,18 @@ def generate_phantoms(out_dir, n: int, seed: int, *, size: int = 256, dicom_ever
             name = f"{study}.png"
             Image.fromarray(to_uint8(phantom.image)).save(images / name, format="PNG")
         for finding in FINDINGS:
+            study_id = f"{study}-{finding_slug(finding)}"
+            mask = ""
+            if finding in phantom.masks:
+                mask = f"masks/{study_id}.png"
+                Image.fromarray(phantom.masks[finding].astype(np.uint8) * 255).save(out / mask, format="PNG")
             rows.append({
                 "image": f"images/{name}",
                 "question": QUESTIONS[finding],
                 "label": "yes" if phantom.findings[finding] else "no",
-                "study_id": f"{study}-{finding_slug(finding)}",
+                "study_id": study_id,
                 "finding": finding,
+                "mask": mask,
             })
 
     manifest = out / "manifest.csv"

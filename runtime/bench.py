@@ -23,6 +23,7 @@ from .backends import ScoreRequest
 from .backends.torch_naive import NaiveScorer
 from .check import Checker, CheckOptions
 from .errors import OptionError
+from .evidence import DEFAULT_FILL, DEFAULT_GRID, EvidenceOptions, evidence_maps, forwards_per_map
 from .images import Study
 from .loading import ModelSpec, load_model
 
@@ -38,6 +39,8 @@ class BenchConfig:
     device: str = "auto"
     families: bool = True
     family_names: tuple[str, ...] | None = None  # None: every family with a tiny builder
+    evidence_grid: int = DEFAULT_GRID
+    evidence_fill: str = DEFAULT_FILL
     backend: str = "torch"  # or "onnx": the model is exported first and ONNX Runtime runs every path
 
 
@@ -64,9 +67,9 @@ def _study(seed: int = 0, size: int = 512) -> Study:
     return Study(image=image, sha256=f"{seed:064x}", width=size, height=size, format="PNG")
 
 
-def _measure(model_dir: str, config: BenchConfig) -> dict:
+def _measure(model_dir: str, config: BenchConfig, with_evidence: bool = False) -> dict:
     """Naive, one-forward and Quadrant timings on one model, plus the largest margin difference (against
-    PyTorch's naive way, whichever backend is timed)."""
+    PyTorch's naive way, whichever backend is timed); with `with_evidence`, an occlusion map's cost too."""
     torch_device = config.device if config.device in ("auto", "cpu", "cuda") else "auto"
     loaded = load_model(ModelSpec(model=model_dir, device=torch_device))
     naive = Checker(loaded, "torch-naive", CheckOptions())
@@ -93,17 +96,37 @@ def _measure(model_dir: str, config: BenchConfig) -> dict:
         "quadrant_ms": _median_ms(lambda: fast.check(study, QUESTION), config.warmup, config.repeats),
     }
     reference = naive.check(study, QUESTION)
-    pairs = list(zip(first.prompts, reference.prompts)) + [(first.text_only, reference.text_only)]
+    pairs = list(zip(first.prompts, reference.prompts)) + [(first.text_only, reference.text_only),
+                                                           (first.content_free, reference.content_free)]
     timings["max_margin_diff"] = max(abs(a.margin - b.margin) for a, b in pairs)
     timings["same_verdict"] = first.quadrant == reference.quadrant
     timings["path"] = first.timing_ms["path"]
-    timings["prompts"] = len(first.prompts) + 1
+    timings["prompts"] = len(first.prompts) + 2  # and the text-only and content-free passes of prompt 0
     timings["device"] = str(fast_loaded.device)
     timings["dtype"] = str(fast_loaded.dtype).replace("torch.", "")
     timings["backend"] = fast.backend
     if "provider" in fast_loaded.extra:
         timings["provider"] = fast_loaded.extra["provider"]
+    if with_evidence:
+        timings["evidence"] = _evidence_cost(fast, first, study, timings, config)
     return timings
+
+
+def _evidence_cost(checker: Checker, verdict, study: Study, timings: dict, config: BenchConfig) -> dict:
+    """What one occlusion map of prompt 0 costs beside the check: with-image forwards (one per occluded
+    copy, batched by the backend) and milliseconds."""
+    options = EvidenceOptions(config.evidence_grid, config.evidence_fill)
+    studies = [(verdict.prompts[0].rendered, study.image, verdict.prompts[0].margin)]
+    ms = _median_ms(lambda: evidence_maps(checker.scorer, studies, options), min(1, config.warmup), config.repeats)
+    return {
+        "grid": [options.grid, options.grid],
+        "fill": options.fill,
+        "forwards": forwards_per_map(options),
+        "check_forwards": timings["prompts"],
+        "ms": ms,
+        "vs_check": ms / timings["quadrant_ms"],
+        "vs_one_forward": ms / timings["one_forward_ms"],
+    }
 
 
 def _onnx_export(model_dir: str) -> str:
@@ -134,7 +157,7 @@ def run_bench(config: BenchConfig = BenchConfig()) -> dict:
         model_dir = str(llava_15_shaped(f"{tmp}/llava15", hidden=config.hidden, layers=config.layers))
         if torch.cuda.is_available():
             torch.cuda.reset_peak_memory_stats()
-        headline = _measure(model_dir, config)
+        headline = _measure(model_dir, config, with_evidence=True)
         result = {
             "model": {"family": "llava", "image_tokens": 576, "image_size": 336, "patch_size": 14,
                       "hidden": config.hidden, "layers": config.layers,

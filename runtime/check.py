@@ -16,9 +16,12 @@ from PIL import Image
 from .ablation import ablated_image, check_ablation, default_ablation
 from .answers import Answer, read_generated
 from .backends import BACKENDS, Scorer, ScoreRequest
+from .bank import Bank
 from .errors import InputError, OptionError, UnsupportedModelError
+from .evidence import EvidenceOptions, evidence_maps
 from .images import Study
 from .loading import LoadedModel
+from .paraphraser import LocalParaphraser
 from .paraphrases import Phrasing, paraphrase_set, validate_question
 from .reliance import (
     Reliance,
@@ -28,6 +31,7 @@ from .reliance import (
     oriented,
     pairwise_disagreement,
     quadrant,
+    shifts,
 )
 from .verdict import PromptReading, TextOnlyReading, Verdict
 
@@ -44,8 +48,13 @@ class CheckOptions:
     scoring: str | None = None  # None: the preset's mode (generate for reasoning models), else logits
     ablate_all: bool = False  # ablate every phrasing and judge reliance by majority
     max_new_tokens: int | None = None  # generate mode's budget; None: the preset's
+    bank: Bank | None = None  # the paraphrase bank (None: the built-in one)
+    paraphraser: LocalParaphraser | None = None  # a local language model writing candidate paraphrases
+    evidence: EvidenceOptions | None = None  # an occlusion map of prompt 0 in every verdict (runtime/evidence.py)
 
     def __post_init__(self):
+        if self.evidence is not None and self.scoring == "generate":
+            raise OptionError("evidence maps need margins: use them with --scoring logits")
         if self.scoring is not None and self.scoring not in SCORING_MODES:
             raise OptionError(f"unknown scoring mode {self.scoring!r}; choose one of {', '.join(SCORING_MODES)}")
         if self.k < 0:
@@ -74,6 +83,11 @@ class _Prepared:
     with_image: list[ScoreRequest]
     ablated: list[ScoreRequest]
     ablation: str
+    reference: list[ScoreRequest] | None  # None: the text-only pass already shows the reference image
+
+    @property
+    def scored(self) -> list[ScoreRequest]:
+        return self.with_image + self.ablated + (self.reference or [])
 
 
 class Checker:
@@ -92,9 +106,12 @@ class Checker:
         self.max_new_tokens = options.max_new_tokens or loaded.generation.max_new_tokens
         if self.scoring == "logits" and loaded.answer_tokens is None:
             raise UnsupportedModelError(loaded.answer_tokens_problem or "no single-token yes/no answers")
+        if options.evidence is not None and self.scoring != "logits":
+            raise OptionError(f"evidence maps need margins, and {loaded.name} answers in generate mode")
         self.scorer: Scorer = BACKENDS.get(backend)(loaded)
         if self.scoring == "logits":
             self.scorer.prepare()
+        self._references: dict[tuple[str, int, int], Image.Image] = {}
 
     def check(self, study: Study, question: str, paraphrases: Sequence[Phrasing] | None = None,
               label: str | None = None) -> Verdict:
@@ -105,7 +122,7 @@ class Checker:
         """Several studies in one scoring call; timing is the batch's, shared evenly."""
         started = time.perf_counter()
         prepared = [self._prepare(r) for r in requests]
-        score_requests = [s for p in prepared for s in p.with_image + p.ablated]
+        score_requests = [s for p in prepared for s in p.scored]
         scoring_started = time.perf_counter()
         readings, path = self._score(score_requests)
         scoring_ms = (time.perf_counter() - scoring_started) * 1000
@@ -116,7 +133,12 @@ class Checker:
             answers = readings[offset : offset + n_with]
             ablated = readings[offset + n_with : offset + n_with + n_ablated]
             offset += n_with + n_ablated
-            verdicts.append(self._verdict(p, answers, ablated))
+            reference = ablated
+            if p.reference is not None:
+                reference = readings[offset : offset + len(p.reference)]
+                offset += len(p.reference)
+            verdicts.append(self._verdict(p, answers, ablated, reference))
+        evidence_ms = self._add_evidence(prepared, verdicts) if self.options.evidence else None
         total_ms = (time.perf_counter() - started) * 1000
         share = len(requests) or 1
         timing = {
@@ -125,6 +147,8 @@ class Checker:
             "path": path,
             "studies_in_batch": len(requests),
         }
+        if evidence_ms is not None:
+            timing["evidence"] = round(evidence_ms / share, 3)
         return [_with_timing(v, timing) for v in verdicts]
 
     def validate(self, request: CheckRequest) -> None:
@@ -138,13 +162,35 @@ class Checker:
         """Validate the inputs and render every prompt, before any model work."""
         question = validate_question(request.question)
         _check_label(request.label)
-        phrasings = paraphrase_set(question, k=self.options.k, user=request.paraphrases)
+        phrasings = paraphrase_set(question, k=self.options.k, user=request.paraphrases, bank=self.options.bank,
+                                   paraphraser=self.options.paraphraser)
         image = request.study.image
         with_image = [ScoreRequest(self._render(p.text, True), image) for p in phrasings]
         blank = ablated_image(self.ablation, image, request.study.sha256, request.swap_image)
         ablated_phrasings = phrasings if self.options.ablate_all else phrasings[:1]
         ablated = [ScoreRequest(self._render(p.text, blank is not None), blank) for p in ablated_phrasings]
-        return _Prepared(request, phrasings, with_image, ablated, self.ablation)
+        reference = None
+        if self.reference_mode != self.ablation:
+            reference_image, key = self._reference_image(request.study)
+            reference = [ScoreRequest(self._render(p.text, True), reference_image, key) for p in ablated_phrasings]
+        return _Prepared(request, phrasings, with_image, ablated, self.ablation, reference)
+
+    @property
+    def reference_mode(self) -> str:
+        """The content-free image the verdict compares with (the `content` rule's reference)."""
+        return self.options.reliance.reference
+
+    def _reference_image(self, study: Study) -> tuple[Image.Image, str | None]:
+        """The content-free image for a study, and its reuse key. Blank and white depend only on the study's
+        size, so one object per size serves every study and the backend computes its prefix once per model;
+        noise is seeded by the study's hash, so it is drawn per study and not reused."""
+        mode, image = self.reference_mode, study.image
+        if mode == "noise":
+            return ablated_image(mode, image, study.sha256), None
+        key = (mode, image.width, image.height)
+        if key not in self._references:
+            self._references[key] = ablated_image(mode, image, study.sha256)
+        return self._references[key], f"{mode}:{image.width}x{image.height}"
 
     def _render(self, text: str, with_image: bool) -> str:
         loaded = self.loaded
@@ -160,29 +206,34 @@ class Checker:
         results = self.scorer.margins(requests)
         return [Answer.from_margin(r.margin) for r in results], "+".join(sorted({r.path for r in results}))
 
+    def _add_evidence(self, prepared: list[_Prepared], verdicts: list[Verdict]) -> float:
+        """Each verdict gains prompt 0's occlusion map, all studies' copies scored together; returns ms."""
+        started = time.perf_counter()
+        studies = [(p.with_image[0].rendered, p.request.study.image, v.prompts[0].margin)
+                   for p, v in zip(prepared, verdicts)]
+        for index, evidence in enumerate(evidence_maps(self.scorer, studies, self.options.evidence)):
+            verdicts[index] = replace(verdicts[index], evidence=evidence)
+        return (time.perf_counter() - started) * 1000
+
     # -- postprocess ---------------------------------------------------------------------------------
 
-    def _verdict(self, p: _Prepared, answers: list[Answer], ablated: list[Answer]) -> Verdict:
+    def _verdict(self, p: _Prepared, answers: list[Answer], ablated: list[Answer],
+                 reference: list[Answer]) -> Verdict:
         inverted = [ph.inverted for ph in p.phrasings]
         seen = oriented(answers, inverted)
         consistent = flip_count(seen) == 0
         reliance = self.options.reliance
         if self.options.ablate_all:
-            reliant = majority_reliant(reliance, answers, ablated)
-            flip_reliant = majority_reliant(Reliance("flip"), answers, ablated)
+            reliant = majority_reliant(reliance, answers, ablated, reference)
+            flip_reliant = majority_reliant(Reliance("flip"), answers, ablated, reference)
         else:
-            reliant = reliance.is_reliant(answers[0], ablated[0])
-            flip_reliant = answers[0].answer != ablated[0].answer
+            reliant = reliance.is_reliant(answers[0], ablated[0], reference[0])
+            flip_reliant = Reliance("flip").is_reliant(answers[0], ablated[0], reference[0])
         label = _check_label(p.request.label)
         first = answers[0]
-        shift = None if first.margin is None or ablated[0].margin is None else first.margin - ablated[0].margin
-        texts_only = [
-            TextOnlyReading(
-                text=ph.text, ablation=p.ablation, rendered=req.rendered, answer=a.answer,
-                p_yes=a.p_yes, margin=a.margin, generated=a.generated,
-            )
-            for ph, req, a in zip(p.phrasings, p.ablated, ablated)
-        ]
+        prompt_shifts = shifts(first, ablated[0], reference[0])
+        texts_only = _readings(p.phrasings, p.ablated, ablated, p.ablation)
+        content_free = _readings(p.phrasings, p.reference or p.ablated, reference, self.reference_mode)
         return Verdict(
             quadrant=quadrant(consistent, reliant),
             consistent=consistent,
@@ -193,11 +244,12 @@ class Checker:
                 PromptReading(
                     text=ph.text, inverted=ph.inverted, rendered=req.rendered, answer=a.answer,
                     p_yes=a.p_yes, margin=a.margin, entropy=a.entropy, generated=a.generated,
+                    source=ph.source,
                 )
                 for ph, req, a in zip(p.phrasings, p.with_image, answers)
             ],
             text_only=texts_only[0],
-            margin_shift=shift,
+            margin_shift=prompt_shifts["text_only"],
             reliance=reliance.to_json(),
             flip_count=flip_count(seen),
             pairwise_disagreement=pairwise_disagreement(seen),
@@ -213,7 +265,20 @@ class Checker:
             text_only_all=texts_only if self.options.ablate_all else None,
             study_id=p.request.study_id,
             extra=dict(p.request.extra or {}),
+            content_free=content_free[0],
+            content_free_all=content_free if self.options.ablate_all else None,
+            shifts=prompt_shifts,
         )
+
+
+def _readings(phrasings: Sequence[Phrasing], requests: Sequence[ScoreRequest], answers: Sequence[Answer],
+              ablation: str) -> list[TextOnlyReading]:
+    """Ablated readings (image removed or replaced), one per phrasing asked that way."""
+    return [
+        TextOnlyReading(text=ph.text, ablation=ablation, rendered=req.rendered, answer=a.answer, p_yes=a.p_yes,
+                        margin=a.margin, generated=a.generated)
+        for ph, req, a in zip(phrasings, requests, answers)
+    ]
 
 
 def _check_label(label: str | None) -> str | None:

@@ -1,8 +1,9 @@
-"""Dataset manifests (SPEC, Manifest): CSV or JSONL rows of image, question, optional label, paraphrases
-and study_id. Extra columns (such as `finding`) are kept, so reports can break results down by them.
+"""Dataset manifests (SPEC, Manifest): CSV or JSONL rows of image, question, optional label, paraphrases,
+study_id and mask (a binary image of the finding: the evidence map's pointing game). Extra columns (such as
+`finding`) are kept, so reports can break results down by them.
 
-Image paths are relative to the manifest's folder unless absolute: a manifest and its images move together.
-`write_manifest` writes what `read_manifest` reads: the rows read back equal the rows written.
+Image and mask paths are relative to the manifest's folder unless absolute: a manifest and its images move
+together. `write_manifest` writes what `read_manifest` reads: the rows read back equal the rows written.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from .errors import ManifestError, ParaphraseError
 from .paraphrases import Phrasing, phrasings_from_json
 
 REQUIRED = ("image", "question")
-COLUMNS = ("image", "question", "label", "paraphrases", "study_id")
+COLUMNS = ("image", "question", "label", "paraphrases", "study_id", "mask")
 #: the file types by their name's ending; anything else is read as CSV, but written only when asked plainly
 SUFFIXES = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 _LABELS = {"yes": "yes", "no": "no", "1": "yes", "0": "no", "1.0": "yes", "0.0": "no", "true": "yes",
@@ -33,6 +34,7 @@ class ManifestRow:
     label: str | None = None
     paraphrases: tuple[Phrasing, ...] | None = None
     extra: dict = field(default_factory=dict)
+    mask: Path | None = None
 
 
 def read_manifest(path: str | Path) -> list[ManifestRow]:
@@ -82,9 +84,8 @@ def _row(path: Path, number: int, record: dict) -> ManifestRow:
     for column in REQUIRED:
         if not str(record.get(column) or "").strip():
             raise ManifestError(f"{where}: empty {column}")
-    image = Path(str(record["image"]).strip())
-    if not image.is_absolute():
-        image = path.parent / image
+    image = _relative_to(path, record["image"])
+    mask = str(record.get("mask") or "").strip()
     raw_label = str(record.get("label") if record.get("label") is not None else "").strip().lower()
     if raw_label not in _LABELS:
         raise ManifestError(f"{where}: label must be yes or no, got {record.get('label')!r}")
@@ -95,7 +96,14 @@ def _row(path: Path, number: int, record: dict) -> ManifestRow:
         label=_LABELS[raw_label],
         paraphrases=_paraphrases(where, record.get("paraphrases")),
         extra={k: v for k, v in record.items() if k not in COLUMNS and k},
+        mask=_relative_to(path, mask) if mask else None,
     )
+
+
+def _relative_to(manifest: Path, value) -> Path:
+    """A path cell, relative to the manifest's folder unless absolute."""
+    resolved = Path(str(value).strip())
+    return resolved if resolved.is_absolute() else manifest.parent / resolved
 
 
 def _paraphrases(where: str, value) -> tuple[Phrasing, ...] | None:
@@ -164,7 +172,8 @@ def _record(row: ManifestRow, relative: Callable[[Path], str]) -> dict:
         raise ManifestError(f"study {row.study_id}: extra column(s) {', '.join(clash)} clash with the manifest's own")
     paraphrases = [p.to_json() for p in row.paraphrases] if row.paraphrases else None
     return {"image": relative(row.image), "question": row.question, "label": row.label,
-            "paraphrases": paraphrases, "study_id": row.study_id, **row.extra}
+            "paraphrases": paraphrases, "study_id": row.study_id,
+            "mask": relative(row.mask) if row.mask else None, **row.extra}
 
 
 def _write_jsonl(handle, rows: Sequence[ManifestRow], relative: Callable[[Path], str]) -> None:
@@ -174,7 +183,8 @@ def _write_jsonl(handle, rows: Sequence[ManifestRow], relative: Callable[[Path],
 
 
 def _write_csv(handle, rows: Sequence[ManifestRow], relative: Callable[[Path], str]) -> None:
-    columns = list(dict.fromkeys([*COLUMNS, *(key for row in rows for key in row.extra)]))
+    own = [c for c in COLUMNS if c != "mask" or any(row.mask for row in rows)]  # mask only where given
+    columns = list(dict.fromkeys([*own, *(key for row in rows for key in row.extra)]))
     writer = csv.DictWriter(handle, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
     for row in rows:

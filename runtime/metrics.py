@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+from .evidence import summarize_evidence
 from .reliance import QUADRANTS, quadrant
 
 Z95 = 1.959963984540054
@@ -110,13 +111,21 @@ def summarize(verdicts: Sequence[dict], by: str | None = "finding") -> dict:
         # confidence screening would find the Dangerous samples (0.5 = not at all)
         "entropy_auroc_dangerous": auroc([-e for e in entropies_dangerous], [-e for e in entropies_rest]),
         "median_abs_margin_shift": _median([abs(v["margin_shift"]) for v in verdicts if v["margin_shift"] is not None]),
+        "median_relative_content_shift": _median([s for s in _relative_content_shifts(verdicts) if s is not None]),
     }
+    evidence = summarize_evidence(verdicts)
+    if evidence is not None:
+        summary["evidence"] = evidence
     if by and any(by in (v.get("extra") or {}) for v in verdicts):
         summary[f"by_{by}"] = {
             key: _group_summary([v for v in verdicts if (v.get("extra") or {}).get(by) == key])
             for key in sorted({(v.get("extra") or {}).get(by) for v in verdicts} - {None})
         }
     return summary
+
+
+def _relative_content_shifts(verdicts: Sequence[dict]) -> list[float | None]:
+    return [(v.get("shifts") or {}).get("relative_content") for v in verdicts]
 
 
 def _group_summary(verdicts: Sequence[dict]) -> dict:

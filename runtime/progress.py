@@ -78,9 +78,14 @@ def progress_bar(description: str, total: int | None = None, *, unit: str = "row
     with _progress(enabled, BarColumn(), MofNCompleteColumn(), _RateColumn(unit), TimeElapsedColumn(),
                    TimeRemainingColumn()) as bar:
         task = bar.add_task(description, total=total)
+        first = True
 
         def update(done: int, total: int | None = None) -> None:
-            if total is not None:
+            nonlocal first
+            if first:  # work finished before this run (a resume) is where the bar starts, not part of its rate
+                bar.reset(task, completed=done, total=total if total is not None else bar.tasks[0].total)
+                first = False
+            elif total is not None:
                 bar.update(task, completed=done, total=total)
             else:
                 bar.update(task, completed=done)

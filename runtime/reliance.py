@@ -1,10 +1,25 @@
 """Consistency, image reliance and the quadrant: the decision rules of SPEC "Definitions", and nothing else.
 
-Why three reliance rules: the paper's `flip` rule calls a study image-reliant only when removing the image
-flips prompt 0's answer. A model that reads every image perfectly still keeps its text-only answer on the
-studies where that answer happens to be right (about half), so under `flip` even a perfect reader looks
-Dangerous half the time. The margin shift (m_image - m_ablated) shows how far the image moved the decision
-whether or not the sign changed; `margin` and `either` use it.
+Two reliance rules.
+
+`flip` is the paper's: prompt 0 is image-reliant when taking the image out (the text-only pass) flips its
+answer. Its blind spot: without the image a yes/no model falls back to one answer per wording, so a model
+that reads every image perfectly keeps that answer on the studies where it happens to be right (about half),
+and `flip` calls those Dangerous.
+
+`content` (the default) asks whether the image's *content* moved the answer, by how far prompt 0's margin
+moved between the study and a content-free image of the same size (`reference`: uniform mid-gray by
+default), relative to the margins themselves:
+
+    relative content shift = |m_image - m_reference| / max(|m_image|, |m_reference|)
+
+Why a content-free image and not the text-only pass: removing the image tokens moves the margins whatever the
+image shows (presence is not content), so a model that cannot see any image's content would look reliant.
+Why relative: logits have no fixed scale (the same answers at a lower temperature are all margins times a
+constant), and a threshold in raw logits turns a shortcut model Ideal when its head is scaled up. The ratio
+does not change when every logit is multiplied by a positive constant. A flip against the reference gives a
+ratio of at least 1, so every flip counts. The threshold (0.2) was chosen by measurement on the demo pair and
+on models built from it (a blind projector, heads scaled by 0.2 and 5): see the README.
 """
 
 from __future__ import annotations
@@ -15,35 +30,59 @@ from dataclasses import dataclass
 from .answers import Answer
 from .errors import OptionError
 
-RULES = ("flip", "margin", "either")
-DEFAULT_RULE = "either"
-DEFAULT_THRESHOLD = 0.4
+RULES = ("content", "flip")
+DEFAULT_RULE = "content"
+DEFAULT_THRESHOLD = 0.2
+#: content-free images the `content` rule compares with (ablation names, see ablation.py)
+REFERENCES = ("blank", "white", "noise")
+DEFAULT_REFERENCE = "blank"
 QUADRANTS = ("Ideal", "Fragile", "Dangerous", "Worst")
+
+
+def relative_shift(with_image: float, reference: float) -> float:
+    """|m_image - m_reference| relative to the larger margin; 0 when both are 0. Unchanged under m -> c*m."""
+    scale = max(abs(with_image), abs(reference))
+    return abs(with_image - reference) / scale if scale > 0 else 0.0
 
 
 @dataclass(frozen=True)
 class Reliance:
-    """How image reliance is judged: the rule and its margin-shift threshold."""
+    """How image reliance is judged: the rule, its threshold (relative content shift), and the reference."""
 
     rule: str = DEFAULT_RULE
     threshold: float = DEFAULT_THRESHOLD
+    reference: str = DEFAULT_REFERENCE
 
     def __post_init__(self):
         if self.rule not in RULES:
             raise OptionError(f"unknown reliance rule {self.rule!r}; choose one of {', '.join(RULES)}")
         if not self.threshold >= 0:
             raise OptionError(f"the reliance threshold must be a number >= 0, got {self.threshold!r}")
+        if self.reference not in REFERENCES:
+            raise OptionError(f"unknown reference image {self.reference!r}; choose one of {', '.join(REFERENCES)}")
 
     def to_json(self) -> dict:
-        return {"rule": self.rule, "threshold": self.threshold}
+        return {"rule": self.rule, "threshold": self.threshold, "reference": self.reference}
 
-    def is_reliant(self, with_image: Answer, ablated: Answer) -> bool:
-        """Whether the image moved prompt 0's answer, under this rule."""
-        flipped = with_image.answer != ablated.answer
-        if self.rule == "flip" or with_image.margin is None or ablated.margin is None:
-            return flipped  # generate-and-parse answers carry no margin: only a flip can be seen
-        shifted = abs(with_image.margin - ablated.margin) >= self.threshold
-        return shifted if self.rule == "margin" else (flipped or shifted)
+    def is_reliant(self, with_image: Answer, text_only: Answer, reference: Answer) -> bool:
+        """Whether the image moved this phrasing's answer, under this rule."""
+        if self.rule == "flip":
+            return with_image.answer != text_only.answer
+        if with_image.margin is None or reference.margin is None:
+            return with_image.answer != reference.answer  # generated answers carry no margin: only a flip shows
+        return relative_shift(with_image.margin, reference.margin) >= self.threshold
+
+
+def shifts(with_image: Answer, text_only: Answer, reference: Answer) -> dict[str, float | None]:
+    """Prompt 0's margin shifts, so a reader can recompute either rule: the text-only shift (image removed)
+    is the presence shift (an image vs none) plus the content shift (this image vs a content-free one)."""
+    m, t, r = with_image.margin, text_only.margin, reference.margin
+    return {
+        "text_only": None if m is None or t is None else m - t,
+        "presence": None if r is None or t is None else r - t,
+        "content": None if m is None or r is None else m - r,
+        "relative_content": None if m is None or r is None else relative_shift(m, r),
+    }
 
 
 def oriented(answers: Sequence[Answer], inverted: Sequence[bool]) -> list[Answer]:
@@ -77,7 +116,8 @@ def quadrant(consistent: bool, image_reliant: bool) -> str:
     return "Fragile" if image_reliant else "Worst"
 
 
-def majority_reliant(reliance: Reliance, with_image: Sequence[Answer], ablated: Sequence[Answer]) -> bool:
+def majority_reliant(reliance: Reliance, with_image: Sequence[Answer], text_only: Sequence[Answer],
+                     reference: Sequence[Answer]) -> bool:
     """Reliance judged on every phrasing, by strict majority (the optional all-paraphrase ablation)."""
-    votes = sum(reliance.is_reliant(w, a) for w, a in zip(with_image, ablated))
+    votes = sum(reliance.is_reliant(w, t, r) for w, t, r in zip(with_image, text_only, reference))
     return votes * 2 > len(with_image)

@@ -53,9 +53,31 @@ def render_markdown(summary: dict) -> str:
             for name, g in groups.items():
                 lines.append(f"| {name} | {g['n']} | {_pct(g['accuracy'])} | {_pct(g['flip_rate'])} "
                              f"| {_pct(g['fractions']['Ideal'])} | {_pct(g['fractions']['Dangerous'])} |")
+    lines += _evidence_lines(summary.get("evidence"))
     lines += ["", "![quadrants](quadrants.png)", "", "![margin shift](margin_shift.png)", "",
               "Not for diagnostic use.", ""]
     return "\n".join(lines)
+
+
+def _evidence_lines(evidence: dict | None) -> list[str]:
+    """The evidence maps' section: how many are flat, and the pointing game beside its chance rate."""
+    if not evidence:
+        return []
+    grid = "x".join(str(g) for g in evidence["grid"])
+    lines = ["", "## Evidence maps", "",
+             f"{evidence['n']} occlusion maps ({grid}, {evidence['fill']} fill); "
+             f"{_pct(evidence['flat_share'])} flat (no region moves the answer); median largest |delta| "
+             f"{evidence['median_max_abs_delta']:.3f}. A map shows what changes this model's answer, not where "
+             "the finding is."]
+    pointing = evidence["pointing"]
+    if pointing["n"]:
+        lines += ["", "Pointing game (the strongest cell touches the finding's mask), beside chance (the share of "
+                  "cells touching it):", "", "| quadrant | n | pointing accuracy | chance |", "|---|---|---|---|",
+                  f"| all | {pointing['n']} | {_pct(pointing['accuracy'])} | {_pct(pointing['chance'])} |"]
+        for q in QUADRANTS:
+            per = pointing["per_quadrant"][q]
+            lines.append(f"| {q} | {per['n']} | {_pct(per['accuracy'])} | {_pct(per['chance'])} |")
+    return lines
 
 
 def _plot_quadrants(path: Path, summary: dict) -> None:
@@ -88,16 +110,18 @@ def _plot_shifts(path: Path, samples: list[dict]) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    shifts = [abs(s["margin_shift"]) for s in samples if s["margin_shift"] is not None]
+    relative = [(s.get("shifts") or {}).get("relative_content") for s in samples]
+    relative = [r for r in relative if r is not None]
     fig, ax = plt.subplots(figsize=(6, 3.2))
-    if shifts:
-        ax.hist(shifts, bins=30, color="#455a64")
-        threshold = samples[0]["reliance"]["threshold"]
-        ax.axvline(threshold, color="#c62828", linestyle="--", label=f"threshold {threshold}")
-        ax.legend(frameon=False)
-    ax.set_xlabel("|margin shift| = |m(image) - m(text only)|")
+    if relative:
+        ax.hist(relative, bins=30, range=(0, 2), color="#455a64")
+        rule = samples[0]["reliance"]
+        if rule["rule"] == "content":
+            ax.axvline(rule["threshold"], color="#c62828", linestyle="--", label=f"threshold {rule['threshold']:g}")
+            ax.legend(frameon=False)
+    ax.set_xlabel("|m(image) - m(content-free)| / max(|m(image)|, |m(content-free)|)   (>= 1: a flip)")
     ax.set_ylabel("samples")
-    ax.set_title("How far the image moved the answer")
+    ax.set_title("How far the image's content moved the answer")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -50,7 +50,9 @@ def run_record(checker: Checker, spec: ModelSpec) -> dict:
     name = model.pop("name")  # a display name: a copied model directory keeps its fingerprint, and its run
     model["device"] = loaded.device.type  # cuda:0 and cuda:1 compute alike
     template = loaded.chat_template
-    options = {**dataclasses.asdict(checker.options), "ablation": checker.ablation}
+    options = {field.name: _recorded(getattr(checker.options, field.name))
+               for field in dataclasses.fields(checker.options)}
+    options["ablation"] = checker.ablation
     record = {
         "model": model,
         "adapter_config": _adapter_config_digest(resolve_source(spec)[2]),
@@ -60,6 +62,15 @@ def run_record(checker: Checker, spec: ModelSpec) -> dict:
         ABOUT: {"model_name": name},  # shown in messages, never compared
     }
     return json.loads(json.dumps(record, default=str))  # as it reads back from run.json
+
+
+def _recorded(value):
+    """An option as the record keeps it: a dataclass as its fields; an object that carries a content
+    fingerprint (a paraphrase bank, a local paraphraser) as that fingerprint, so that a rerun compares what
+    the object holds rather than where it lives in memory."""
+    if dataclasses.is_dataclass(value):
+        return dataclasses.asdict(value)
+    return getattr(value, "fingerprint", value)
 
 
 def _adapter_config_digest(adapter: str | None) -> str | None:

@@ -19,6 +19,7 @@ class PromptReading:
     margin: float | None
     entropy: float | None
     generated: str | None = None
+    source: str | None = None  # where the phrasing came from: question, bank, rewrite, frame, model, user, file
 
 
 @dataclass(frozen=True)
@@ -60,13 +61,22 @@ class Verdict:
     text_only_all: list[TextOnlyReading] | None = None
     study_id: str | None = None
     extra: dict = field(default_factory=dict)
+    #: prompt 0 with a content-free image (the `content` rule's reference), and every phrasing's with ablate-all
+    content_free: TextOnlyReading | None = None
+    content_free_all: list[TextOnlyReading] | None = None
+    #: prompt 0's margin shifts: text_only = presence + content, and relative_content (see reliance.py)
+    shifts: dict | None = None
+    evidence: dict | None = None  # with --evidence: the occlusion map of prompt 0 (runtime/evidence.py)
 
     def to_json(self) -> dict:
         data = {"schema_version": SCHEMA_VERSION, **asdict(self)}
-        if data["text_only_all"] is None:
-            del data["text_only_all"]
+        for key in ("text_only_all", "content_free_all"):
+            if data[key] is None:
+                del data[key]
         if not data["extra"]:
             del data["extra"]
+        if data["evidence"] is None:
+            del data["evidence"]
         return data
 
     @classmethod
@@ -76,6 +86,9 @@ class Verdict:
         data.pop("schema_version", None)
         data["prompts"] = [PromptReading(**p) for p in data["prompts"]]
         data["text_only"] = TextOnlyReading(**data["text_only"])
-        if data.get("text_only_all") is not None:
-            data["text_only_all"] = [TextOnlyReading(**t) for t in data["text_only_all"]]
+        for key in ("text_only_all", "content_free_all"):
+            if data.get(key) is not None:
+                data[key] = [TextOnlyReading(**t) for t in data[key]]
+        if data.get("content_free") is not None:
+            data["content_free"] = TextOnlyReading(**data["content_free"])
         return cls(**data)

@@ -32,7 +32,8 @@ GOLDEN_ROWS = [
 GOLDEN_LINES = [
     "Study  PNG 256x256  sha256 4a05b1994d7cb427…",
     "Model  demo (llava, torch, cpu, float32)  sha256:",
-    "Margin shift +2.632 (reliance rule flip",
+    "Text-only shift +2.632",
+    "(reliance rule flip)",
     "1 of 2 paraphrases disagree",
     "Label yes: the answer is correct",
     "Verdict FRAGILE: answer 'yes', the image moved the answer, but the phrasings disagree.",
@@ -75,7 +76,8 @@ def test_check_prints_a_readable_verdict(capsys, monkeypatch):
         assert shown_p == f"{reading['p_yes']:.3f}" and shown_margin == f"{reading['margin']:+.3f}"
         assert float(shown_p) == pytest.approx(p_yes, abs=2e-3)  # the golden numbers, to print precision
         assert float(shown_margin) == pytest.approx(margin, abs=2e-3)
-    assert f"Margin shift {verdict['margin_shift']:+.3f}" in text
+    assert f"Text-only shift {verdict['margin_shift']:+.3f}" in text
+    assert f"content shift {verdict['shifts']['content']:+.3f} against a blank image" in text
     assert verdict["quadrant"] == "Fragile"
 
 
@@ -95,28 +97,34 @@ def test_bench_reports_its_ratios_from_its_own_medians(capsys):
     assert result["overhead"] == pytest.approx(result["quadrant_ms"] / result["one_forward_ms"], rel=1e-12)
     assert result["same_verdict"] is True
     assert result["max_margin_diff"] < 1e-4
-    assert "prefix-shared" in result["path"] and result["prompts"] == 7  # prompt 0, 5 paraphrases, text-only
+    assert "prefix-shared" in result["path"] and result["prompts"] == 8  # prompt 0, 5 paraphrases, text-only, blank
     assert result["device"] == "cpu" and result["dtype"] == "float32"
     assert "families" not in result
+    evidence = result["evidence"]  # an occlusion map's cost beside the check's
+    assert evidence["grid"] == [8, 8] and evidence["forwards"] == 64 and evidence["check_forwards"] == 8
+    assert evidence["vs_check"] == pytest.approx(evidence["ms"] / result["quadrant_ms"], rel=1e-12)
+    assert evidence["vs_one_forward"] == pytest.approx(evidence["ms"] / result["one_forward_ms"], rel=1e-12)
 
 
 @pytest.mark.slow
 def test_bench_prints_a_row_per_family(capsys):
+    families = ["llava", "gemma3", "idefics3", "paligemma"]
     argv = ["bench", "--hidden", "32", "--layers", "1", "--repeats", "1", "--device", "cpu"]
-    assert main(argv) == 0
+    assert main(argv + [arg for family in families for arg in ("--family", family)]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("Model: LLaVA-shaped, 576 image tokens, LM width 32 x 1 layers, on cpu (float32)")
     medians = [float(re.search(r"([\d.]+) ms$", line).group(1)) for line in lines[1:4]]
     speedup = float(re.search(r"speedup ([\d.]+)x", lines[4]).group(1))
+    assert re.match(r"\s+evidence map \(8x8 blur\): 64 with-image forwards", lines[5])
     assert speedup == pytest.approx(medians[0] / medians[2], abs=0.01 + 0.001 * speedup)  # printed to 0.1 ms
     rows = [re.match(r"\s+(\w+)\s+naive\s+([\d.]+) ms\s+quadrant\s+([\d.]+) ms\s+speedup ([\d.]+)x\s+path (\S+)"
-                     r"\s+max diff (\S+)", line) for line in lines[5:]]
-    assert [r.group(1) for r in rows] == ["llava", "gemma3", "idefics3", "paligemma"]
+                     r"\s+max diff (\S+)", line) for line in lines[6:]]
+    assert [r.group(1) for r in rows] == families
     for row in rows:
         naive, quadrant, shown = float(row.group(2)), float(row.group(3)), float(row.group(4))
         assert shown == pytest.approx(naive / quadrant, abs=0.01 + 0.001 * shown)
         assert float(row.group(6)) < 1e-4
-    assert [r.group(5) for r in rows] == ["packed+prefix-shared"] * 3 + ["batched"]
+    assert [r.group(5) for r in rows] == ["packed+prefix-reused+prefix-shared"] * 3 + ["batched"]
 
 
 def _tree(folder: Path) -> dict[str, str]:

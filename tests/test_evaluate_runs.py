@@ -181,3 +181,28 @@ def test_peak_memory_does_not_grow_with_the_manifest(tmp_path, phantoms):
                                  str(tmp_path / f"run-{n}"), "--quiet"])
     assert peaks[240] <= 1.15 * peaks[60], peaks
     print(f"peak RSS: 60 rows {peaks[60] / 1024:.0f} MiB, 240 rows {peaks[240] / 1024:.0f} MiB")
+
+
+def test_a_paraphrase_bank_is_recorded_by_its_content(tmp_path, phantoms, capsys):
+    """A run with its own bank resumes with the same bank (even from another path) and is refused with another:
+    the record holds the bank's content fingerprint, not the object."""
+    manifest = first_rows(phantoms, 5)
+    out = tmp_path / "run"
+
+    def bank(path: Path, extra_phrasing: str) -> Path:
+        entry = {"keywords": ["cardiomegaly"],
+                 "phrasings": ["Is the heart enlarged?", "Is there cardiomegaly?", extra_phrasing]}
+        path.write_text(json.dumps({"format": "quadrant-paraphrase-bank", "version": 1, "extends": True,
+                                    "findings": {"cardiomegaly": entry}}))
+        return path
+
+    first = bank(tmp_path / "bank.json", "Is the cardiac silhouette enlarged?")
+    base = ["evaluate", "--manifest", str(manifest), "--out", str(out), "--quiet"]
+    assert main(base + ["--paraphrase-bank", str(first)]) == 0
+    assert json.loads((out / "run.json").read_text())["run"]["options"]["bank"].startswith("sha256:")
+    copy = bank(tmp_path / "copy.json", "Is the cardiac silhouette enlarged?")
+    assert main(base + ["--paraphrase-bank", str(copy)]) == 0
+    capsys.readouterr()
+    other = bank(tmp_path / "other.json", "Is the heart big?")
+    assert main(base + ["--paraphrase-bank", str(other)]) == 2
+    assert "options.bank" in capsys.readouterr().err

@@ -16,6 +16,7 @@ from transformers import AutoModelForImageTextToText, AutoProcessor
 
 from conftest import ALL_FAMILIES
 from quadrant.cli.main import main
+from quadrant.reliance import DEFAULT_THRESHOLD
 
 TOLERANCE = 1e-4
 
@@ -58,7 +59,7 @@ def ablated(verdict: dict, image: Image.Image):
     if mode == "none":
         return None
     assert mode == "blank"
-    return Image.fromarray(np.full((image.height, image.width, 3), 128, dtype=np.uint8))
+    return gray_like(image)
 
 
 @pytest.mark.parametrize("backend", ["torch", "torch-naive"])
@@ -87,6 +88,42 @@ def test_check_margins_equal_a_plain_forward(family, backend, tiny_model, study_
     expected = oracle.margin(text_only["rendered"], ablated(verdict, image), yes, no)
     assert abs(text_only["margin"] - expected) < TOLERANCE
     assert verdict["margin_shift"] == pytest.approx(verdict["prompts"][0]["margin"] - text_only["margin"])
+    reference = verdict["content_free"]
+    assert reference["ablation"] == "blank"
+    expected = oracle.margin(reference["rendered"], gray_like(image), yes, no)
+    assert abs(reference["margin"] - expected) < TOLERANCE
+    assert verdict["shifts"]["content"] == pytest.approx(verdict["prompts"][0]["margin"] - reference["margin"])
+
+
+def gray_like(image: Image.Image) -> Image.Image:
+    return Image.fromarray(np.full((image.height, image.width, 3), 128, dtype=np.uint8))
+
+
+@pytest.mark.parametrize("family", ["llava", "idefics3"])
+def test_a_reused_reference_prefix_stays_exact_check_after_check(family, tiny_model, study_png, tmp_path):
+    """The content-free reference's prefix is computed once per model and reused by later checks: each
+    reuse must give a plain forward's margin (a cache mutated by an earlier check would not)."""
+    from quadrant.check import Checker
+    from quadrant.images import load_study
+    from quadrant.loading import ModelSpec, load_model
+
+    directory = tiny_model(family)
+    checker = Checker(load_model(ModelSpec(model=directory, device="cpu")), "torch")
+    oracle = PlainForward(directory)
+    rng = np.random.default_rng(7)
+    paths = [study_png]
+    for index in range(2):
+        path = tmp_path / f"study{index}.png"
+        Image.fromarray(rng.integers(0, 256, (96, 80, 3), dtype=np.uint8)).save(path)
+        paths.append(str(path))
+    for path in paths + paths[:1]:
+        verdict = checker.check(load_study(path), "Is there a pleural effusion?").to_json()
+        yes, no = verdict["model"]["answer_tokens"]["yes"], verdict["model"]["answer_tokens"]["no"]
+        image = Image.open(path).convert("RGB")
+        reference = verdict["content_free"]
+        assert abs(reference["margin"] - oracle.margin(reference["rendered"], gray_like(image), yes, no)) < TOLERANCE
+        assert "prefix-reused" in verdict["timing_ms"]["path"]
+    assert len(checker.scorer._reused) == 2  # one kept prefix per distinct study size
 
 
 def test_text_only_prompt_keeps_the_bos_of_its_with_image_twin(tiny_model, study_png, capsys):
@@ -125,7 +162,10 @@ def test_verdict_has_every_schema_v1_key(tiny_model, study_png, capsys):
     for key in ("sha256", "width", "height", "format"):
         assert key in verdict["image"]
     assert verdict["correct"] == (verdict["answer"] == "yes")
-    assert verdict["reliance"] == {"rule": "either", "threshold": 0.4}
+    assert verdict["reliance"] == {"rule": "content", "threshold": DEFAULT_THRESHOLD, "reference": "blank"}
+    assert set(verdict["shifts"]) == {"text_only", "presence", "content", "relative_content"}
+    for key in ("text", "ablation", "rendered", "answer", "p_yes", "margin"):
+        assert key in verdict["content_free"]
 
 
 def test_same_input_same_verdict(tiny_model, study_png, capsys):

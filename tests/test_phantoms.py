@@ -252,7 +252,7 @@ def test_generate_writes_images_dicoms_and_manifest(tmp_path):
     manifest = generate_phantoms(tmp_path / "set", n, seed, size=64, dicom_every=3)
     assert manifest == tmp_path / "set" / "manifest.csv"
     columns, rows = read_manifest(manifest)
-    assert columns == ["image", "question", "label", "study_id", "finding"]
+    assert columns == ["image", "question", "label", "study_id", "finding", "mask"]
     assert len(rows) == n * len(FINDINGS)
     assert len({row["study_id"] for row in rows}) == len(rows)
     files = sorted(p.name for p in (tmp_path / "set" / "images").iterdir())

@@ -184,8 +184,8 @@ def test_majority_reliance_needs_more_than_half():
     with_image = answers(2.0, 2.0, 2.0, 2.0)
     two_flipped = answers(-1.0, -1.0, 2.0, 2.0)
     three_flipped = answers(-1.0, -1.0, -1.0, 2.0)
-    assert not majority_reliant(Reliance("flip"), with_image, two_flipped)
-    assert majority_reliant(Reliance("flip"), with_image, three_flipped)
+    assert not majority_reliant(Reliance("flip"), with_image, two_flipped, two_flipped)
+    assert majority_reliant(Reliance("flip"), with_image, three_flipped, three_flipped)
 
 
 def test_answer_arithmetic():

@@ -169,11 +169,11 @@ def test_shortcut_merged_matches_unmerged():
 @pytest.fixture(scope="module")
 def fresh_verdicts(tmp_path_factory):
     """40 fresh studies x 5 findings of seed 12345 (never trained on), checked by Quadrant itself."""
-    from quadrant.models.measure_demo import collect
+    from quadrant.models.measure_demo import build, collect
     from quadrant.models.phantoms import generate_phantoms
 
     manifest = generate_phantoms(tmp_path_factory.mktemp("fresh"), 40, 12345)
-    return {preset: collect(preset, manifest, batch=20, ablate_all=False) for preset in ("demo", "demo-shortcut")}
+    return {preset: collect(build(preset), manifest, batch=20) for preset in ("demo", "demo-shortcut")}
 
 
 def test_committed_demo_reads_the_image(fresh_verdicts):
@@ -181,9 +181,9 @@ def test_committed_demo_reads_the_image(fresh_verdicts):
 
     demo = summarise(fresh_verdicts["demo"])
     assert demo["n"] == 200
-    assert demo["accuracy"] >= MIN_DEMO_ACCURACY, demo["accuracy_by_finding"]
-    assert demo["fractions"][f"either@{DEFAULT_THRESHOLD:g}"]["Ideal"] >= 0.6
-    assert demo["margin_shift_per_prompt"]["median"] >= 0.5
+    assert demo["accuracy"] >= MIN_DEMO_ACCURACY
+    assert demo["rules"][f"content@{DEFAULT_THRESHOLD:g}(blank)"]["Ideal"] >= 0.7
+    assert demo["median_relative_content_shift"] >= 0.5
 
 
 def test_committed_shortcut_is_consistent_but_blind(fresh_verdicts):
@@ -191,6 +191,6 @@ def test_committed_shortcut_is_consistent_but_blind(fresh_verdicts):
 
     demo, shortcut = (summarise(fresh_verdicts[p]) for p in ("demo", "demo-shortcut"))
     assert shortcut["flip_rate"] <= max(demo["flip_rate"] / 2, 0.02)
-    assert shortcut["fractions"]["flip"]["Dangerous"] >= 0.8
-    assert shortcut["fractions"][f"either@{DEFAULT_THRESHOLD:g}"]["Dangerous"] >= 0.8
-    assert shortcut["margin_shift_per_prompt"]["median"] < 0.5
+    assert shortcut["rules"]["flip"]["Dangerous"] >= 0.8
+    assert shortcut["rules"][f"content@{DEFAULT_THRESHOLD:g}(blank)"]["Dangerous"] >= 0.8
+    assert shortcut["max_relative_content_shift"] < DEFAULT_THRESHOLD

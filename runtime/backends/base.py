@@ -18,10 +18,13 @@ class ScoreRequest:
     """One prompt to score: the rendered text (SPEC `rendered`) and the image it goes with, if any.
 
     Requests holding the very same image object belong to one study; backends group them by identity.
+    `reuse_key` marks an image that is the same for every study (a content-free reference of one size): a
+    backend may compute its prefix once under that key and reuse it in later calls.
     """
 
     rendered: str
     image: Image.Image | None
+    reuse_key: str | None = None
 
 
 @dataclass(frozen=True)

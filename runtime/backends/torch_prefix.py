@@ -18,7 +18,9 @@ seen from outside.
 
 from __future__ import annotations
 
+import copy
 import logging
+from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -42,7 +44,11 @@ SELF_CHECK_TOLERANCE = {torch.float32: 1e-4}
 HALF_PRECISION_TOLERANCE = 5e-2
 PREFIX = "prefix-shared"
 PACKED = "packed"  # a text-only prompt scored inside the suffix pass, attending to itself alone
+REUSED = "prefix-reused"  # a content-free reference whose prefix was computed once, in an earlier call
 BATCHED = "batched"
+#: prefixes of content-free reference images kept per model (one per image size where the family resizes
+#: dynamically; a fixed-size family needs one per mode)
+REUSED_PREFIXES = 8
 
 
 @dataclass
@@ -52,6 +58,7 @@ class _Study:
     indices: list[int]
     inputs: dict[str, torch.Tensor]
     prefix_len: int
+    reuse_key: str | None = None
 
     @property
     def lengths(self) -> torch.Tensor:
@@ -64,6 +71,7 @@ class PrefixSharedScorer(TorchScorer):
     def __init__(self, loaded, max_batch: int = 32):
         super().__init__(loaded, max_batch=max_batch)
         self._prefix_ok: bool | None = None  # decided by the self-check in prepare()
+        self._reused: OrderedDict[tuple, object] = OrderedDict()  # (reuse key, prefix ids) -> KV cache
 
     def margins(self, requests: Sequence[ScoreRequest]) -> list[ScoreResult]:
         results: list[ScoreResult | None] = [None] * len(requests)
@@ -75,7 +83,11 @@ class PrefixSharedScorer(TorchScorer):
             for indices in groups.values()
             for chunk in _chunks(indices, self.max_batch)
         ]
-        batches = list(self._batches(studies, by_prefix=use_prefix))
+        reused = [s for s in studies if use_prefix and s.reuse_key is not None]
+        batches = list(self._batches([s for s in studies if not (use_prefix and s.reuse_key)], by_prefix=use_prefix))
+        for study in reused:
+            for index, margin in zip(study.indices, self._reused_prefix_margins(study)):
+                results[index] = ScoreResult(margin=margin, path=REUSED)
         if use_prefix and batches:
             # text-only prompts ride along in the suffix pass, each seeing only itself
             shares = _split(self._tokenize_text_only(requests, text_only), len(batches))
@@ -205,7 +217,8 @@ class PrefixSharedScorer(TorchScorer):
             inputs = self.encode(rendered, [image] * len(indices))
         else:
             inputs = {k: self._to_device(k, v) for k, v in once.items()}
-        return _Study(indices=indices, inputs=inputs, prefix_len=self._shared_prefix_len(inputs))
+        return _Study(indices=indices, inputs=inputs, prefix_len=self._shared_prefix_len(inputs),
+                      reuse_key=requests[indices[0]].reuse_key)
 
     def _shared_prefix_len(self, inputs: dict[str, torch.Tensor]) -> int:
         """Longest common token prefix, leaving every row at least one token of its own, and covering
@@ -251,7 +264,33 @@ class PrefixSharedScorer(TorchScorer):
 
     @torch.inference_mode()
     def _prefix_margins(self, batch: list[_Study], standalone: list[list[int]]) -> list[float]:
-        """One prefix forward for the batch's studies, then one forward over all their suffixes, packed.
+        """One prefix forward for the batch's studies, then one forward over all their suffixes, packed."""
+        return self._suffix_margins(batch, *self._prefix_cache(batch), standalone)
+
+    @torch.inference_mode()
+    def _reused_prefix_margins(self, study: _Study) -> list[float]:
+        """A content-free reference's suffixes on a prefix computed once per model and kept: the reference
+        image is the same for every study of a size, so its prefix pass is paid once, not per check."""
+        ids = study.inputs["input_ids"][0, : study.prefix_len].tolist()
+        key = (study.reuse_key, tuple(ids))
+        if key not in self._reused:
+            self._reused[key] = self._prefix_cache([study])
+            if len(self._reused) > REUSED_PREFIXES:
+                self._reused.popitem(last=False)
+        self._reused.move_to_end(key)
+        prefix_inputs, cache = self._reused[key]
+        # a forward appends to the cache in place: the kept one must stay the bare prefix
+        return self._suffix_margins([study], prefix_inputs, copy.deepcopy(cache), [])
+
+    def _prefix_cache(self, batch: list[_Study]) -> tuple[dict[str, torch.Tensor], object]:
+        """The batch's prefix inputs and the KV cache of its shared prefixes (image and chat preamble), one
+        row per study."""
+        inputs = self._prefix_inputs(batch, batch[0].prefix_len)
+        return inputs, self.loaded.model(**inputs, use_cache=True, logits_to_keep=1).past_key_values
+
+    def _suffix_margins(self, batch: list[_Study], prefix_inputs: dict[str, torch.Tensor], cache,
+                        standalone: list[list[int]]) -> list[float]:
+        """All suffixes of the batch's studies in one forward on their prefix cache, packed.
 
         Each study's suffixes are laid end to end in one row after its prefix, with a block mask (each
         suffix sees the prefix and itself, causally) and positions restarting at the prefix length. The
@@ -262,8 +301,6 @@ class PrefixSharedScorer(TorchScorer):
         """
         model = self.loaded.model
         prefix_len = batch[0].prefix_len
-        prefix_inputs = self._prefix_inputs(batch, prefix_len)
-        cache = model(**prefix_inputs, use_cache=True, logits_to_keep=1).past_key_values
         packed = [_pack_suffixes(s, prefix_len, row) for row, s in enumerate(batch)]
         placed = [_shortest(packed).add(ids, sees_prefix=False) for ids in standalone]
         width = max(len(p.ids) for p in packed)

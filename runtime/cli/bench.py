@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from ..evidence import DEFAULT_FILL, DEFAULT_GRID, FILLS
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser("bench", help="time a full check against the naive way and one forward")
@@ -20,6 +22,9 @@ def register(subparsers) -> None:
     parser.add_argument("--family", action="append", dest="family_names", metavar="NAME",
                         help="a per-family row to run (repeatable; default: every family with a tiny builder, "
                         "e.g. qwen2_5_vl, internvl, llava_onevision, llava_next for the generic path)")
+    parser.add_argument("--evidence-grid", type=int, default=DEFAULT_GRID, metavar="N",
+                        help=f"cells per side of the evidence map whose cost is measured (default {DEFAULT_GRID})")
+    parser.add_argument("--evidence-fill", default=DEFAULT_FILL, choices=FILLS)
     parser.set_defaults(run=run)
 
 
@@ -28,7 +33,8 @@ def run(args: argparse.Namespace) -> int:
 
     config = BenchConfig(hidden=args.hidden, layers=args.layers, repeats=args.repeats, device=args.device,
                          families=not args.no_families, backend=args.backend,
-                         family_names=tuple(args.family_names) if args.family_names else None)
+                         family_names=tuple(args.family_names) if args.family_names else None,
+                         evidence_grid=args.evidence_grid, evidence_fill=args.evidence_fill)
     result = run_bench(config)
     if args.json:
         print(json.dumps(result))
@@ -42,6 +48,10 @@ def run(args: argparse.Namespace) -> int:
     print(f"  Quadrant full check ({result['path']}):        {result['quadrant_ms']:8.1f} ms")
     print(f"  speedup {result['speedup']:.2f}x   overhead {result['overhead']:.2f}x   "
           f"max |margin diff| {result['max_margin_diff']:.1e}   peak RSS {result['peak_rss_mib']:.0f} MiB")
+    e = result["evidence"]
+    print(f"  evidence map ({e['grid'][0]}x{e['grid'][1]} {e['fill']}): {e['forwards']} with-image forwards "
+          f"(the check: {e['check_forwards']} prompts), {e['ms']:8.1f} ms = {e['vs_check']:.1f}x the check, "
+          f"{e['vs_one_forward']:.1f}x one forward")
     for row in result.get("families", []):
         print(f"  {row['family']:16s} naive {row['naive_ms']:7.1f} ms  quadrant {row['quadrant_ms']:7.1f} ms  "
               f"speedup {row['speedup']:.2f}x  path {row['path']}  max diff {row['max_margin_diff']:.1e}")

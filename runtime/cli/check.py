@@ -20,6 +20,8 @@ def register(subparsers) -> None:
     parser.add_argument("--paraphrases", metavar="FILE", help="JSON list or one paraphrase a line")
     parser.add_argument("--label", choices=("yes", "no"), help="the true answer, if known")
     parser.add_argument("--json", action="store_true", help="print exactly one JSON object, the verdict")
+    parser.add_argument("--evidence-png", metavar="FILE",
+                        help="write the study with its evidence map overlaid (implies --evidence)")
     add_model_options(parser)
     parser.set_defaults(run=run)
 
@@ -30,8 +32,17 @@ def run(args: argparse.Namespace) -> int:
     paraphrases = parse_paraphrase_text("\n".join(args.paraphrase))
     if args.paraphrases:
         paraphrases += read_paraphrase_file(args.paraphrases)
+    args.evidence = args.evidence or bool(args.evidence_png)
+    if args.evidence_png:
+        from ..evidence_plot import check_writable
+
+        check_writable(args.evidence_png)  # before the model runs
     checker = build_checker(args)
     verdict = checker.check(study, args.question, paraphrases or None, label=args.label)
+    if args.evidence_png:
+        from ..evidence_plot import write_overlay
+
+        write_overlay(args.evidence_png, verdict, study.image)
     if args.json:
         json.dump(verdict.to_json(), sys.stdout)
         sys.stdout.write("\n")

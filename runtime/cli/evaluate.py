@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from contextlib import contextmanager
 
 from ..engines import ENGINES
 from .options import add_model_options, spec_and_options
@@ -44,40 +43,15 @@ def run(args: argparse.Namespace) -> int:
     resolve_source(spec)  # a model that is not there fails before the output folder is touched
     engine_options = {"workers": args.workers, "address": args.address} if args.engine == "ray" else {}
     engine = make_engine(args.engine, Settings(spec, args.backend, options), **engine_options)
-    with _progress_bar(disabled=args.quiet) as progress:
+    from ..progress import progress_bar
+
+    with progress_bar("checking", unit="rows", enabled=False if args.quiet else None) as progress:
         summary = evaluate(engine, args.manifest, args.out, batch_size=args.batch_size, progress=progress)
     _print_summary(summary, args.out)
     held = [rule for rule in rules if rule.holds(summary)]
     for rule in held:
         print(f"quadrant evaluate: fail-if rule holds: {rule}", file=sys.stderr)
     return 1 if held else 0
-
-
-@contextmanager
-def _progress_bar(disabled: bool):
-    """A bar with rows done, rate and time left on stderr; silent under --quiet or when stderr is not a terminal.
-
-    (One small function, to be pointed at the shared progress helper of the datasets issue once it lands.)
-    """
-    from rich.console import Console
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn,
-                               TimeElapsedColumn, TimeRemainingColumn)
-
-    console = Console(stderr=True)
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TaskProgressColumn(),
-                  TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TextColumn("eta"),
-                  TimeRemainingColumn(), console=console, transient=True,
-                  disable=disabled or not console.is_terminal) as bar:
-        task = bar.add_task("loading the model", total=None, rate="")
-
-        def update(done: int, total: int) -> None:
-            if bar.tasks[0].total is None:  # the first report: rows finished by an earlier run are no rate
-                bar.reset(task, completed=done, total=total, description="checking", rate="")
-                return
-            speed = bar.tasks[0].speed
-            bar.update(task, completed=done, rate=f"{speed:.2f} rows/s" if speed else "")
-
-        yield update
 
 
 def _print_summary(summary: dict, out: str) -> None:

@@ -27,6 +27,7 @@ _SUBCOMMANDS = {
     "bench": "time a full check against the naive way and one forward",
     "phantoms": "write synthetic chest phantoms and a manifest",
     "export": "merge a LoRA adapter into its base model",
+    "app": "the clinician app: upload a study, see its verdict (and the API endpoint `check`)",
 }
 
 

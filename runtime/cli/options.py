@@ -7,8 +7,9 @@ import argparse
 
 from ..ablation import ABLATIONS
 from ..check import SCORING_MODES, Checker, CheckOptions
+from ..evidence import DEFAULT_FILL, DEFAULT_GRID, FILLS, EvidenceOptions
 from ..loading import DEVICES, DTYPES, ModelSpec, load_model
-from ..reliance import DEFAULT_RULE, DEFAULT_THRESHOLD, RULES, Reliance
+from ..reliance import DEFAULT_REFERENCE, DEFAULT_RULE, DEFAULT_THRESHOLD, REFERENCES, RULES, Reliance
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
@@ -23,18 +24,33 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--prompt", help="instruction wrapping the question; must contain {question}")
     group.add_argument("--ablation", choices=ABLATIONS, help="how the image is taken away (default: none where "
                        "the family allows it, else blank)")
-    group.add_argument("--reliance", default=DEFAULT_RULE, choices=RULES, help=f"default: {DEFAULT_RULE}")
+    group.add_argument("--reliance", default=DEFAULT_RULE, choices=RULES,
+                       help="content: the image's content moved the answer (against a content-free image); flip: "
+                       f"the paper's rule, removing the image flips it (default: {DEFAULT_RULE})")
     group.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
-                       help=f"margin-shift threshold of the margin and either rules (default: {DEFAULT_THRESHOLD})")
+                       help="the content rule's threshold on the relative content shift |m_image - m_reference| / "
+                       f"max(|m_image|, |m_reference|) (default: {DEFAULT_THRESHOLD})")
+    group.add_argument("--reference", default=DEFAULT_REFERENCE, choices=REFERENCES,
+                       help=f"the content-free image the content rule compares with (default: {DEFAULT_REFERENCE})")
     group.add_argument("--scoring", default=None, choices=SCORING_MODES,
                        help="logits: read yes/no off the first answer token; generate: generate and parse "
                        "(default: the preset's, logits for most)")
     group.add_argument("--max-new-tokens", type=int, default=None,
                        help="generate mode's token budget (default: the preset's, 8 for direct answerers)")
     group.add_argument("-k", "--num-paraphrases", type=int, default=5, dest="k",
-                       help="paraphrases from the built-in bank (default 5)")
+                       help="paraphrases per question (default 5)")
+    group.add_argument("--paraphrase-bank", metavar="FILE", help="a JSON paraphrase bank extending the built-in "
+                       "one (or replacing it, with \"extends\": false); format in the README")
+    group.add_argument("--paraphraser", metavar="MODEL_DIR", help="a local Hugging Face chat model that writes "
+                       "candidate paraphrases, kept only when faithful (offline; topped up by the rules)")
     group.add_argument("--ablate-all", action="store_true",
                        help="ablate every phrasing and judge image reliance by majority")
+    group.add_argument("--evidence", action="store_true",
+                       help="add an occlusion map of prompt 0 to the verdict (grid x grid more forwards)")
+    group.add_argument("--evidence-grid", type=int, default=DEFAULT_GRID, metavar="N",
+                       help=f"evidence map cells per side (default {DEFAULT_GRID})")
+    group.add_argument("--evidence-fill", default=DEFAULT_FILL, choices=FILLS,
+                       help=f"what fills a cell: the blurred study or mid-gray (default {DEFAULT_FILL})")
 
 
 def build_checker(args: argparse.Namespace) -> Checker:
@@ -57,9 +73,16 @@ def spec_and_options(args: argparse.Namespace) -> tuple[ModelSpec, CheckOptions]
         model=args.model, adapter=args.adapter, device=args.device, dtype=args.dtype,
         chat_template=chat_template, prompt=args.prompt,
     )
+    from ..bank import load_bank
+    from ..paraphraser import LocalParaphraser
+
+    bank = load_bank(args.paraphrase_bank)  # a bad bank fails before the model loads
+    paraphraser = LocalParaphraser(args.paraphraser, device=args.device).load() if args.paraphraser else None
     options = CheckOptions(
-        ablation=args.ablation, reliance=Reliance(args.reliance, args.threshold), k=args.k,
-        scoring=args.scoring, ablate_all=args.ablate_all, max_new_tokens=args.max_new_tokens,
+        ablation=args.ablation, reliance=Reliance(args.reliance, args.threshold, args.reference), k=args.k,
+        scoring=args.scoring, ablate_all=args.ablate_all, max_new_tokens=args.max_new_tokens, bank=bank,
+        paraphraser=paraphraser,
+        evidence=EvidenceOptions(args.evidence_grid, args.evidence_fill) if args.evidence else None,
     )
     args.backend = choose_backend(args.backend, args.model)
     return spec, options

@@ -21,6 +21,17 @@ def _fmt(value: float | None, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
+def _reliance_line(verdict: Verdict) -> str:
+    """What the reliance judgement used, so the reader can recompute it."""
+    rule, shifts = verdict.reliance, verdict.shifts or {}
+    line = f"Text-only shift {_fmt(verdict.margin_shift, '+.3f')}"
+    if shifts.get("content") is not None:
+        line += (f"; content shift {shifts['content']:+.3f} against a {rule.get('reference', 'blank')} image, "
+                 f"relative {shifts['relative_content']:.2f}")
+    threshold = f", threshold {rule['threshold']:g}" if rule["rule"] == "content" else ""
+    return f"{line} (reliance rule {rule['rule']}{threshold})"
+
+
 def print_verdict(verdict: Verdict, console: Console | None = None) -> None:
     console = console or Console()
     model, image = verdict.model, verdict.image
@@ -39,12 +50,17 @@ def print_verdict(verdict: Verdict, console: Console | None = None) -> None:
     t = verdict.text_only
     table.add_row("T", f"{t.text} [dim](text only, ablation {t.ablation})[/dim]", t.answer,
                   _fmt(t.p_yes, ".3f"), _fmt(t.margin, "+.3f"))
+    r = verdict.content_free
+    if r is not None and r.ablation != t.ablation:
+        table.add_row("R", f"{r.text} [dim](content-free {r.ablation} image)[/dim]", r.answer,
+                      _fmt(r.p_yes, ".3f"), _fmt(r.margin, "+.3f"))
     console.print(table)
-    rule = verdict.reliance
-    console.print(
-        f"Margin shift {_fmt(verdict.margin_shift, '+.3f')} (reliance rule {rule['rule']}, threshold "
-        f"{rule['threshold']}); {verdict.flip_count} of {len(verdict.prompts) - 1} paraphrases disagree"
-    )
+    console.print(_reliance_line(verdict))
+    console.print(f"{verdict.flip_count} of {len(verdict.prompts) - 1} paraphrases disagree")
+    if verdict.evidence:
+        e = verdict.evidence
+        console.print(f"Evidence  {e['reading']} (occlusion, {e['grid'][0]}x{e['grid'][1]} {e['fill']}, "
+                      f"largest |delta| {e['max_abs_delta']:.3f})")
     if verdict.correct is not None:
         console.print(f"Label {verdict.label}: the answer is {'correct' if verdict.correct else 'WRONG'}")
     console.print(

@@ -80,19 +80,39 @@ class Engine(ABC):
 def check_jobs(checker: Checker, jobs: Sequence[Job]) -> BatchResult:
     """Check a batch on one checker: rows that cannot be checked become error records, the rest one scoring
     call. The same function runs in the local engine and in every Ray worker, so both write the same lines."""
-    requests, swaps, errors = [], [], []
+    requests, swaps, masks, errors = [], [], [], []
     for job in jobs:
         try:
             request = _request(checker, job)
             checker.validate(request)
+            mask = _mask(checker, job.row, request)
         except InputError as exc:
             errors.append({"study_id": job.row.study_id, "image": str(job.row.image), "error": str(exc)})
             continue
         requests.append(request)
         swaps.append(job.swap)
+        masks.append(mask)
     verdicts = checker.check_many(requests) if requests else []
-    samples = [_with_swap_hash(v, s).to_json() for v, s in zip(verdicts, swaps)]
+    samples = [_with_pointing(_with_swap_hash(v, s).to_json(), m) for v, s, m in zip(verdicts, swaps, masks)]
     return BatchResult(samples, errors, len(jobs))
+
+
+def _mask(checker: Checker, row: ManifestRow, request: CheckRequest):
+    """The row's finding mask at the study's size, where it has one and maps are made (the pointing game)."""
+    if row.mask is None or checker.options.evidence is None:
+        return None
+    from ..evidence import load_mask
+
+    return load_mask(row.mask, request.study.width, request.study.height)
+
+
+def _with_pointing(record: dict, mask) -> dict:
+    """The evidence map's pointing game against the row's mask, inside the record's `evidence`."""
+    if mask is not None:
+        from ..evidence import pointing
+
+        record["evidence"]["pointing"] = pointing(record["evidence"], mask)
+    return record
 
 
 def _request(checker: Checker, job: Job) -> CheckRequest:

@@ -1,0 +1,173 @@
+"""What the app does for one check, with no Gradio in it: read the upload, run the check, keep the record.
+
+The page's Run button and the API endpoint `check` both call `CheckService.check`. Models are loaded once,
+before the server starts, and shared by every request; all model work runs on the batcher's one thread
+(see batcher.py), so concurrent checks are scored together and never race on the model.
+
+Per-request options (ablation, reliance rule, threshold) make a checker variant on the same loaded model:
+built with the public Checker constructor, so its self-check runs once per variant, and kept in a small
+cache so that a second request with the same options reuses it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from quadrant.check import Checker, CheckOptions, CheckRequest
+from quadrant.errors import InputError, OptionError, ParaphraseError, StudyError
+from quadrant.images import MAX_FILE_BYTES, Study, load_study_bytes
+from quadrant.paraphrases import parse_paraphrase_text, validate_question
+from quadrant.verdict import Verdict
+
+from .audit import AuditLog
+from .batcher import Batcher
+
+log = logging.getLogger("quadrant.app")
+
+#: how messages name an upload: never the file's own name, which may carry a patient's name
+UPLOAD_NAME = "uploaded study"
+#: checker variants kept per loaded model (each holds a scorer on the shared weights, nothing large)
+_VARIANTS_KEPT = 16
+
+
+@dataclass(frozen=True)
+class _Job:
+    model: str
+    options: CheckOptions
+    request: CheckRequest
+
+
+class CheckService:
+    """Checks for the app: one or more loaded models by name (the first is the default), and an audit log."""
+
+    def __init__(self, checkers: dict[str, Checker], audit: AuditLog | None, *, upload_dir: str | Path | None = None,
+                 max_batch: int = 8):
+        if not checkers:
+            raise ValueError("the app needs at least one model")
+        self.checkers = dict(checkers)
+        self.audit = audit
+        self.upload_dir = None if upload_dir is None else Path(upload_dir).resolve()
+        self._variants: OrderedDict[tuple[str, CheckOptions], Checker] = OrderedDict()
+        self.batcher: Batcher[_Job, Verdict] = Batcher(self._handle, max_batch=max_batch)
+
+    @property
+    def default_model(self) -> str:
+        return next(iter(self.checkers))
+
+    def start(self) -> "CheckService":
+        self.batcher.start()
+        return self
+
+    def stop(self) -> None:
+        self.batcher.stop()
+
+    def check(self, image: str | os.PathLike | None, question: str, paraphrases: str = "", ablation: str | None = "",
+              *, model: str | None = None, rule: str | None = None, threshold: float | None = None,
+              user: str | None = None) -> dict:
+        """One check, as the verdict JSON; the audit row is written before this returns.
+
+        `paraphrases` is one a line ('!' marks an inverted one), empty for the built-in set; empty `ablation`,
+        `rule` or `threshold` keep the app's own settings. Raises InputError subclasses on bad input.
+        """
+        question = validate_question(question)
+        try:
+            phrasings = parse_paraphrase_text(paraphrases or "")
+        except ParaphraseError as exc:
+            raise ParaphraseError(f"paraphrases, {exc}") from None
+        name = self._model_name(model)
+        options = self._options(name, ablation, rule, threshold)
+        study = self.load_upload(image)
+        verdict = self.batcher.submit(_Job(name, options, CheckRequest(study, question, phrasings or None))).result()
+        data = verdict.to_json()
+        if self.audit is not None:
+            self.audit.record(data, user)
+        log.info("check: %s, answer %s, model %s, image %s, %s studies in the batch", data["quadrant"],
+                 data["answer"], name, data["image"]["sha256"][:12], data["timing_ms"].get("studies_in_batch"))
+        return data
+
+    def load_upload(self, image: str | os.PathLike | None) -> Study:
+        """The uploaded file as a study."""
+        return load_study_bytes(self.read_upload(image), UPLOAD_NAME)
+
+    def read_upload(self, image: str | os.PathLike | None) -> bytes:
+        """An uploaded file's bytes; only files inside the app's upload folder are read."""
+        if image is None or str(image) == "":
+            raise StudyError("no study given: upload a PNG, JPEG or DICOM file")
+        path = Path(image).resolve()
+        if self.upload_dir is not None and not path.is_relative_to(self.upload_dir):
+            raise StudyError("the study must be uploaded to the app; files elsewhere on the server are not read")
+        if not path.is_file():
+            raise StudyError(f"{UPLOAD_NAME}: the file is missing (was it removed from the app's cache?)")
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise StudyError(f"{UPLOAD_NAME}: the file is {size / 2**20:.0f} MiB, over the "
+                             f"{MAX_FILE_BYTES // 2**20} MiB limit for a study")
+        return path.read_bytes()
+
+    # -- options -------------------------------------------------------------------------------------
+
+    def _model_name(self, model: str | None) -> str:
+        if not model:
+            return self.default_model
+        if model not in self.checkers:
+            raise OptionError(f"unknown model {model!r}; this app serves {', '.join(self.checkers)}")
+        return model
+
+    def _options(self, name: str, ablation: str | None, rule: str | None, threshold: float | None) -> CheckOptions:
+        """The model's own options with this request's choices; validated here, before any model work."""
+        base = self.checkers[name].options
+        options = base
+        if ablation:
+            options = replace(options, ablation=str(ablation).strip().lower())
+        if rule or threshold not in (None, ""):
+            reliance = options.reliance
+            reliance = replace(reliance, rule=rule or reliance.rule,
+                               threshold=reliance.threshold if threshold in (None, "") else _number(threshold))
+            options = replace(options, reliance=reliance)
+        return options
+
+    # -- the batcher's side: everything that touches a model runs here, on one thread ----------------
+
+    def _handle(self, jobs: Sequence[_Job]) -> list[Verdict | BaseException]:
+        """Validate each job, then score every valid job of one checker in one call."""
+        results: list[Verdict | BaseException | None] = [None] * len(jobs)
+        groups: dict[int, tuple[Checker, list[int]]] = {}
+        for index, job in enumerate(jobs):
+            try:
+                checker = self._checker(job.model, job.options)
+                checker.validate(job.request)
+            except InputError as exc:
+                results[index] = exc
+                continue
+            groups.setdefault(id(checker), (checker, []))[1].append(index)
+        for checker, indices in groups.values():
+            verdicts = checker.check_many([jobs[i].request for i in indices])
+            for i, verdict in zip(indices, verdicts):
+                results[i] = verdict
+        return results
+
+    def _checker(self, name: str, options: CheckOptions) -> Checker:
+        base = self.checkers[name]
+        if options == base.options:
+            return base
+        key = (name, options)
+        if key in self._variants:
+            self._variants.move_to_end(key)
+            return self._variants[key]
+        variant = Checker(base.loaded, backend=base.backend, options=options)
+        self._variants[key] = variant
+        while len(self._variants) > _VARIANTS_KEPT:
+            self._variants.popitem(last=False)
+        return variant
+
+
+def _number(value) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError) as exc:
+        raise OptionError(f"the reliance threshold must be a number, got {value!r}") from exc

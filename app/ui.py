@@ -1,0 +1,215 @@
+"""The page: upload a study, pick a finding or type a question, see and edit the phrasings, run, read the
+verdict; a second tab lists the audit log. Also the API endpoint `check` (SPEC, Interfaces).
+
+Layout and wiring only: what a check does lives in service.py, how a verdict looks in render.py. Every
+handler turns bad input into a message in the page (or a gr.Error for API callers); none lets an
+exception reach Gradio, so the server keeps serving whatever a request sends.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from pathlib import Path
+
+import gradio as gr
+
+from quadrant.ablation import ABLATIONS
+from quadrant.errors import QuadrantError, one_line
+from quadrant.images import load_study_bytes
+from quadrant.paraphrases import FINDING_QUESTIONS, FINDINGS, paraphrase_set
+from quadrant.reliance import RULES
+
+from . import render
+from .audit import COLUMNS
+from .service import UPLOAD_NAME, CheckService
+from .studyinfo import study_facts
+
+log = logging.getLogger("quadrant.app")
+
+#: the ablations a single upload can use (`swap` needs a second study: evaluate only)
+UI_ABLATIONS = tuple(a for a in ABLATIONS if a != "swap")
+_DEFAULT = "default"
+
+
+def build_ui(service: CheckService, *, downloads: Path, audit_where: str, examples: list[list[str]],
+             title: str = "Quadrant", delete_cache: tuple[int, int] | None = None) -> gr.Blocks:
+    """The Blocks app for `service`. `downloads` is a folder inside Gradio's cache for files to hand out;
+    `delete_cache` is Gradio's (every N seconds, files older than M seconds) sweep of uploads."""
+    base = service.checkers[service.default_model]
+    k = base.options.k
+    handlers = _Handlers(service, downloads, k)
+
+    with gr.Blocks(title=f"{title}: is this model's answer about this study trustworthy?",
+                   delete_cache=delete_cache) as demo:
+        gr.Markdown(
+            f"# {title}\n**Can you trust a vision-language model's yes/no answer on this study?** Quadrant asks "
+            "the question several ways with the image and once without it.  \n"
+            f"_{render.NOT_FOR_DIAGNOSIS}_", elem_id="quadrant-title")
+        with gr.Tab("Check a study", id="check-tab"):
+            with gr.Row(equal_height=False):
+                with gr.Column(scale=1):
+                    study = gr.File(label="Study: PNG, JPEG or DICOM (drag and drop)", type="filepath",
+                                    elem_id="study")
+                    preview = gr.Image(label="What the model sees (DICOM after windowing)", type="pil",
+                                       interactive=False, height=300, elem_id="preview",
+                                       buttons=[])
+                    facts = gr.HTML(elem_id="study-facts")
+                with gr.Column(scale=1):
+                    model = gr.Radio(list(service.checkers), value=service.default_model, label="Model",
+                                     visible=len(service.checkers) > 1, elem_id="model")
+                    finding = gr.Dropdown(list(FINDINGS), value=None, label="Finding (fills in the question)",
+                                          elem_id="finding")
+                    question = gr.Textbox(label="Yes/no question", placeholder="Is there a pleural effusion?",
+                                          max_lines=1, elem_id="question")
+                    paraphrases = gr.Textbox(
+                        label="Paraphrases: one per line; a leading ! marks an inverted one (its yes means absent)",
+                        lines=k + 1, max_lines=24, elem_id="paraphrases",
+                        placeholder="Filled in from the built-in bank when you pick a finding or type a question; "
+                                    "edit freely. Left empty, the built-in set is used.")
+                    ablation = gr.Dropdown(
+                        [(f"default ({base.ablation})", _DEFAULT), *UI_ABLATIONS], value=_DEFAULT,
+                        label="How the image is taken away for the text-only pass", elem_id="ablation")
+                    with gr.Accordion("Advanced options", open=False):
+                        rule = gr.Dropdown(list(RULES), value=base.options.reliance.rule,
+                                           label="Image-reliance rule", elem_id="rule")
+                        threshold = gr.Number(value=base.options.reliance.threshold, minimum=0,
+                                              label="Reliance threshold", elem_id="threshold")
+                    run = gr.Button("Check this study", variant="primary", elem_id="run")
+            verdict = gr.HTML(render.placeholder_html(), elem_id="verdict")
+            # issue 12 (evidence map): an extra output image goes in this row, beside nothing else.
+            with gr.Row():
+                download = gr.DownloadButton("Download the verdict (JSON)", visible=False, elem_id="verdict-json",
+                                             size="sm")
+            if examples:
+                gr.Examples(examples, inputs=[study, question], label="Example studies (synthetic phantoms, "
+                            "not patients): one click loads a study and its question", examples_per_page=8)
+            with gr.Accordion("What the four verdicts mean", open=True):
+                gr.Markdown(render.EXPLAINER)
+        with gr.Tab("Audit log", id="audit-tab"):
+            gr.Markdown(f"Every completed check is kept in an append-only SQLite file: `{audit_where}`.  \n"
+                        "Each row holds the time, user, model fingerprint, the study's SHA-256 (never its pixels "
+                        "or any patient identifier), the question, the paraphrases, the quadrant and the verdict.")
+            with gr.Row():
+                refresh = gr.Button("Refresh", elem_id="audit-refresh")
+                export = gr.Button("Export CSV", elem_id="audit-export")
+            audit_table = gr.Dataframe(headers=list(COLUMNS), interactive=False, wrap=True, elem_id="audit-table")
+            audit_csv = gr.File(label="Audit log as CSV", interactive=False, elem_id="audit-csv")
+
+        # the API endpoint `check` (SPEC): its own hidden inputs, so the page's controls can change freely
+        with gr.Row(visible=False):
+            api_image = gr.File(label="image", type="filepath")
+            api_question = gr.Textbox(label="question")
+            api_paraphrases = gr.Textbox(label="paraphrases")
+            api_ablation = gr.Textbox(label="ablation")
+            api_verdict = gr.JSON(label="verdict")
+        api_trigger = gr.Button(visible=False)
+
+        study.change(handlers.describe, study, [preview, facts], api_visibility="private", queue=False)
+        finding.change(handlers.question_for, finding, question, api_visibility="private", queue=False)
+        question.change(handlers.suggest, question, paraphrases, api_visibility="private", queue=False,
+                        trigger_mode="always_last")
+        checked = run.click(handlers.run, [study, question, paraphrases, ablation, model, rule, threshold],
+                            [verdict, download], api_visibility="private", scroll_to_output=True,
+                            concurrency_id="check", concurrency_limit=service.batcher.max_batch)
+        checked.then(handlers.recent, None, audit_table, api_visibility="private", queue=False)
+        api_trigger.click(handlers.api_check, [api_image, api_question, api_paraphrases, api_ablation], api_verdict,
+                          api_name="check", concurrency_id="check", concurrency_limit=service.batcher.max_batch,
+                          api_description="Check one study: image (PNG, JPEG or DICOM file), a yes/no question, "
+                          "paraphrases one a line (may be empty), ablation (may be empty). Returns the verdict JSON.")
+        refresh.click(handlers.recent, None, audit_table, api_visibility="private", queue=False)
+        export.click(handlers.export_csv, None, audit_csv, api_visibility="private", queue=False)
+        demo.load(handlers.recent, None, audit_table, api_visibility="private", queue=False)
+    return demo
+
+
+class _Handlers:
+    """The page's event handlers, bound to one service."""
+
+    def __init__(self, service: CheckService, downloads: Path, k: int):
+        self.service = service
+        self.downloads = downloads
+        self.k = k
+
+    def describe(self, path: str | None):
+        """The preview and the safe facts of a freshly chosen study."""
+        if not path:
+            return None, ""
+        try:
+            data = self.service.read_upload(path)
+            study = load_study_bytes(data, UPLOAD_NAME)
+            facts = study_facts(study, data)
+        except QuadrantError as exc:
+            return None, render.error_html(str(exc), title="This file cannot be used.",
+                                           elem_id="study-error")
+        except Exception as exc:  # never let a preview take the page down
+            log.warning("preview failed: %s", type(exc).__name__)
+            return None, render.error_html(f"unexpected {type(exc).__name__}", title="This file cannot be used.",
+                                           elem_id="study-error")
+        return study.image, render.facts_list(facts, elem_id="study-facts-list")
+
+    def question_for(self, finding: str | None):
+        return FINDING_QUESTIONS.get(finding, gr.skip()) if finding else gr.skip()
+
+    def suggest(self, question: str):
+        """The built-in phrasings for a question, one a line, ready to edit; empty when there are none."""
+        try:
+            phrasings = paraphrase_set(question, k=self.k)[1:]
+        except QuadrantError:
+            return ""
+        return "\n".join(("! " if p.inverted else "") + p.text for p in phrasings)
+
+    def run(self, path, question, paraphrases, ablation, model, rule, threshold, request: gr.Request):
+        try:
+            data = self.service.check(path, question, paraphrases, _ablation(ablation), model=model, rule=rule,
+                                      threshold=threshold, user=_user(request))
+        except QuadrantError as exc:
+            return render.error_html(str(exc)), gr.DownloadButton(value=None, visible=False)
+        except Exception as exc:
+            log.exception("check failed unexpectedly")
+            return render.error_html(f"unexpected error ({type(exc).__name__}: {one_line(exc)}); "
+                                     "the app keeps running, try again or report it"), \
+                gr.DownloadButton(value=None, visible=False)
+        return render.verdict_html(data), gr.DownloadButton(value=self._save(data), visible=True)
+
+    def api_check(self, image, question, paraphrases, ablation, request: gr.Request) -> dict:
+        try:
+            return self.service.check(image, question or "", paraphrases or "", _ablation(ablation),
+                                      user=_user(request))
+        except QuadrantError as exc:
+            raise gr.Error(str(exc), print_exception=False) from None
+        except Exception as exc:
+            log.exception("API check failed unexpectedly")
+            raise gr.Error(f"unexpected error ({type(exc).__name__}: {one_line(exc)})",
+                           print_exception=False) from None
+
+    def recent(self):
+        audit = self.service.audit
+        return [list(row) for row in audit.recent(50)] if audit is not None else []
+
+    def export_csv(self):
+        if self.service.audit is None:
+            return None
+        path = self._new_file("quadrant-audit.csv")
+        path.write_text(self.service.audit.to_csv(), encoding="utf-8")
+        return str(path)
+
+    def _save(self, data: dict) -> str:
+        path = self._new_file(f"verdict-{data['image']['sha256'][:12]}.json")
+        path.write_text(json.dumps(data, indent=2, ensure_ascii=False), encoding="utf-8")
+        return str(path)
+
+    def _new_file(self, name: str) -> Path:
+        folder = self.downloads / uuid.uuid4().hex
+        folder.mkdir(parents=True)
+        return folder / name
+
+
+def _ablation(value: str | None) -> str:
+    return "" if value in (None, "", _DEFAULT) else value
+
+
+def _user(request: gr.Request | None) -> str | None:
+    return getattr(request, "username", None) or None
+

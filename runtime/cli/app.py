@@ -1,0 +1,141 @@
+"""`quadrant app`: the clinician app (Gradio) and its API endpoint `check`, on one loaded model.
+
+Everything a user can get wrong (a taken port, an unreadable auth file, an audit file that cannot be
+written, a missing `app` extra) is checked before the model loads, so it fails in a second with one line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import logging
+import shutil
+import sys
+from pathlib import Path
+
+from ..errors import OptionError, require
+from .options import add_model_options, build_checker
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "app", help="the clinician app: upload a study, see its verdict (and the API endpoint `check`)",
+        description="Serve the Quadrant clinician app. The model loads once and serves every request.")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0 for all, "
+                             "then use --auth)")
+    parser.add_argument("--port", type=int, default=7860, help="port (default 7860)")
+    parser.add_argument("--audit", metavar="FILE",
+                        help="the SQLite audit log (default: audit.sqlite in your user data folder, "
+                             "e.g. ~/.local/share/quadrant on Linux)")
+    parser.add_argument("--auth", metavar="FILE",
+                        help="require a login: a file of user:hash lines (scrypt; make a line with --hash-password)")
+    parser.add_argument("--hash-password", metavar="USER",
+                        help="print an --auth file line for USER (password read from the terminal, or from stdin "
+                             "when piped) and exit")
+    parser.add_argument("--also-model", action="append", default=[], metavar="MODEL",
+                        help="another model (preset, directory or hub id) offered in a model switch, loaded with "
+                             "the same options; e.g. --also-model demo-shortcut beside the default demo")
+    parser.add_argument("--max-upload-mb", type=int, default=100, help="largest upload accepted (default 100)")
+    parser.add_argument("--queue-size", type=int, default=64,
+                        help="checks that may wait; more are refused with 'queue full' (default 64)")
+    parser.add_argument("--batch", type=int, default=8,
+                        help="most concurrent checks scored together in one model call (default 8)")
+    add_model_options(parser)
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.hash_password is not None:
+        return _print_hash(args.hash_password)
+    _check_numbers(args)
+    from quadrant.app.server import check_port_free
+
+    check_port_free(args.host, args.port)
+    users = None
+    if args.auth:
+        from quadrant.app.auth import read_auth_file
+
+        users = read_auth_file(args.auth)
+    from quadrant.app.server import make_cache
+
+    cache = make_cache()  # before Gradio is imported: it reads its temp folder then
+    try:
+        require("gradio", "app")
+        audit_path = Path(args.audit).expanduser() if args.audit else _default_audit_path()
+        from quadrant.app.audit import AuditLog
+
+        audit = AuditLog(audit_path).open()
+        try:
+            _serve(args, cache, _load_models(args), audit, users)
+        finally:
+            audit.close()
+    finally:
+        shutil.rmtree(cache, ignore_errors=True)
+    return 0
+
+
+def _load_models(args: argparse.Namespace) -> dict:
+    """The main model with its adapter, then every --also-model with the same options."""
+    checkers = {}
+    for name in [args.model, *args.also_model]:
+        if name in checkers:
+            raise OptionError(f"model {name!r} is named twice")
+        adapter = args.adapter if name == args.model else None
+        checkers[name] = build_checker(argparse.Namespace(**{**vars(args), "model": name, "adapter": adapter}))
+    return checkers
+
+
+def _serve(args: argparse.Namespace, cache: Path, checkers: dict, audit, users) -> None:
+    from quadrant.app.server import ServeOptions, launch
+    from quadrant.app.service import CheckService
+
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.getLogger("quadrant.app").setLevel(logging.INFO)
+    service = CheckService(checkers, audit, upload_dir=cache, max_batch=args.batch).start()
+    options = ServeOptions(host=args.host, port=args.port, auth=users, max_upload_mb=args.max_upload_mb,
+                           queue_size=args.queue_size, audit_where=str(audit.path),
+                           blocked=[f"{audit.path}{suffix}" for suffix in ("", "-wal", "-shm")])
+    launch(service, cache, options, block=True,
+           on_ready=lambda url: _announce(url, args.host, checkers, audit, users))
+
+
+def _announce(url: str, host: str, checkers: dict, audit, users) -> None:
+    for name, checker in checkers.items():
+        model = checker.loaded
+        print(f"Model     {name} ({model.family.name}, {checker.backend}, {model.device}) {model.fingerprint}",
+              file=sys.stderr)
+    print(f"Audit log {audit.path}", file=sys.stderr)
+    print(f"Login     {'required (' + str(len(users)) + ' users)' if users else 'off (anyone who can reach it)'}",
+          file=sys.stderr)
+    if not users and host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"Warning   listening on {host} without a login: anyone who can reach it can use it (--auth FILE)",
+              file=sys.stderr)
+    print(f"Serving   {url}  (Ctrl-C to stop)", file=sys.stderr, flush=True)
+
+
+def _check_numbers(args: argparse.Namespace) -> None:
+    for option, value in (("--max-upload-mb", args.max_upload_mb), ("--queue-size", args.queue_size),
+                          ("--batch", args.batch)):
+        if value < 1:
+            raise OptionError(f"{option} must be at least 1, got {value}")
+
+
+def _default_audit_path() -> Path:
+    platformdirs = require("platformdirs", "app")
+    return Path(platformdirs.user_data_dir("quadrant", appauthor=False)) / "audit.sqlite"
+
+
+def _print_hash(user: str) -> int:
+    from quadrant.app.auth import hash_password
+
+    if not user or ":" in user or user != user.strip():
+        raise OptionError(f"user name {user!r} must be non-empty, without ':' or surrounding spaces")
+    if sys.stdin.isatty():
+        password = getpass.getpass(f"Password for {user}: ")
+        if getpass.getpass("Again: ") != password:
+            raise OptionError("the two passwords differ")
+    else:
+        password = sys.stdin.readline().rstrip("\n")
+    print(f"{user}:{hash_password(password)}")
+    return 0

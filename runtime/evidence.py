@@ -1,0 +1,247 @@
+"""Evidence maps: where in the study this model's answer comes from, in the model's own terms (occlusion).
+
+Each cell of a rows x cols grid over the study is filled (with a blurred copy of the study, or mid-gray
+(128, 128, 128)), prompt 0 is asked again about that copy, and the fall of its with-image margin,
+`delta = m0 - m_filled`, is the cell's value. A positive delta in a "yes" answer means the cell held
+something the yes rested on. Boxes are in the study's own pixels: the 8-bit RGB picture the processor
+receives (after DICOM windowing), x to the right and y down, [x0, y0, x1, y1) half-open.
+
+It is a map of what changes this model's answer, not a segmentation: a model that answers from a shortcut
+(a corner marker, the text alone) has its map there, or nowhere. Every copy is its own image, so no image
+prefix is shared between copies; they go to the backend's `margins` in chunks, which it batches.
+
+Flatness is scale-free like the reliance rule (logits have no fixed scale: multiplying every logit by c > 0
+must not change the reading): a map is flat when no cell moves the margin by FLAT_RATIO of |m0|.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageFilter
+
+from .backends import Scorer, ScoreRequest
+from .errors import OptionError, StudyError, StudyNotFoundError
+from .reliance import QUADRANTS
+
+FILLS = ("blur", "gray")
+GRAY = (128, 128, 128)
+#: chosen by measurement on the demo pair (README, "Evidence maps")
+DEFAULT_GRID = 8
+DEFAULT_FILL = "blur"
+MAX_GRID = 32
+#: the blur's Gaussian radius, in cells: a cell's content gives way to the brightness of its neighbourhood,
+#: so the fill hides what is in the cell without painting in a foreign gray (measured, README)
+BLUR_PER_CELL = 1.0
+#: a map is flat when no cell moves prompt 0's margin by this share of |m0| (measured, README)
+FLAT_RATIO = 0.1
+#: a cell counts towards the reading's region when it carries at least this share of the strongest support
+SUPPORT_SHARE = 0.5
+#: occluded copies held in memory at once (a large DICOM is tens of MB per copy)
+CHUNK = 32
+
+Box = tuple[int, int, int, int]
+
+
+@dataclass(frozen=True)
+class EvidenceOptions:
+    """How a map is made: grid cells per side and the fill."""
+
+    grid: int = DEFAULT_GRID
+    fill: str = DEFAULT_FILL
+
+    def __post_init__(self):
+        if self.fill not in FILLS:
+            raise OptionError(f"unknown evidence fill {self.fill!r}; choose one of {', '.join(FILLS)}")
+        if isinstance(self.grid, bool) or not isinstance(self.grid, int) or not 1 <= self.grid <= MAX_GRID:
+            raise OptionError(f"the evidence grid must be a whole number of cells per side from 1 to {MAX_GRID}, "
+                              f"got {self.grid!r}")
+
+
+# ------------------------------------------------------------------------------------------ the occlusions
+
+
+def cell_boxes(width: int, height: int, grid: int) -> list[Box]:
+    """grid x grid boxes covering the picture exactly, row by row from the top left; edges rounded."""
+    if min(width, height) < grid:
+        raise StudyError(f"the study is {width} x {height} pixels, too small for a {grid} x {grid} evidence grid")
+    xs = [round(i * width / grid) for i in range(grid + 1)]
+    ys = [round(j * height / grid) for j in range(grid + 1)]
+    return [(xs[i], ys[j], xs[i + 1], ys[j + 1]) for j in range(grid) for i in range(grid)]
+
+
+def fill_source(image: Image.Image, fill: str, grid: int) -> Image.Image:
+    """The picture each box's pixels are taken from: the study blurred, or uniform mid-gray."""
+    if fill == "gray":
+        return Image.new("RGB", image.size, GRAY)
+    radius = BLUR_PER_CELL * min(image.size) / grid
+    return image.filter(ImageFilter.GaussianBlur(radius))
+
+
+def occluded(image: Image.Image, box: Box, source: Image.Image) -> Image.Image:
+    """A copy of the study with `box` taken from `source`."""
+    copy = image.copy()
+    copy.paste(source.crop(box), box[:2])
+    return copy
+
+
+def evidence_maps(scorer: Scorer, studies: Sequence[tuple[str, Image.Image, float]],
+                  options: EvidenceOptions) -> list[dict]:
+    """One map per (rendered prompt 0, study image, its margin m0); every copy scored through `margins`."""
+    jobs = []  # (study index, box, source)
+    for index, (_, image, _) in enumerate(studies):
+        source = fill_source(image, options.fill, options.grid)
+        jobs += [(index, box, source) for box in cell_boxes(image.width, image.height, options.grid)]
+    margins: list[float] = []
+    for start in range(0, len(jobs), CHUNK):
+        chunk = jobs[start : start + CHUNK]
+        requests = [ScoreRequest(studies[i][0], occluded(studies[i][1], box, src)) for i, box, src in chunk]
+        margins += [r.margin for r in scorer.margins(requests)]
+    maps = []
+    for index, (_, _, m0) in enumerate(studies):
+        cells = [{"box": list(box), "delta": m0 - m} for (i, box, _), m in zip(jobs, margins) if i == index]
+        maps.append(describe(cells, m0, options))
+    return maps
+
+
+def forwards_per_map(options: EvidenceOptions) -> int:
+    """With-image prompt forwards one map costs (each occluded copy is one image and one prompt)."""
+    return options.grid * options.grid
+
+
+# ------------------------------------------------------------------------------------------ reading a map
+
+
+def describe(cells: list[dict], m0: float, options: EvidenceOptions) -> dict:
+    """The verdict's `evidence` object: SPEC's keys, then the strongest cell, flatness and a plain reading."""
+    strongest = strongest_cell(cells, m0)
+    return {
+        "method": "occlusion",
+        "fill": options.fill,
+        "grid": [options.grid, options.grid],
+        "prompt": 0,
+        "cells": cells,
+        "strongest": strongest,
+        "max_abs_delta": max(abs(c["delta"]) for c in cells),
+        "flat": is_flat(cells, m0),
+        "reading": reading(cells, m0),
+    }
+
+
+def support(delta: float, m0: float) -> float:
+    """A cell's delta oriented to the answer: positive when filling the cell moves the margin towards the
+    other answer (answer 'yes' iff m0 > 0, as everywhere in Quadrant)."""
+    return delta if m0 > 0 else -delta
+
+
+def strongest_cell(cells: list[dict], m0: float) -> int:
+    """The index of the cell the answer rests on most: the largest support."""
+    return max(range(len(cells)), key=lambda i: support(cells[i]["delta"], m0))
+
+
+def is_flat(cells: list[dict], m0: float) -> bool:
+    """No cell moves the margin by FLAT_RATIO of |m0| (scale-free: every delta and m0 scale together)."""
+    return max(abs(c["delta"]) for c in cells) < FLAT_RATIO * abs(m0) or all(c["delta"] == 0 for c in cells)
+
+
+def reading(cells: list[dict], m0: float) -> str:
+    """One plain line: where the answer rests, or that no region moves it."""
+    if is_flat(cells, m0):
+        return "no region of the image moves the answer"
+    size = (max(c["box"][2] for c in cells), max(c["box"][3] for c in cells))
+    supports = [support(c["delta"], m0) for c in cells]
+    best = max(supports)
+    if best < FLAT_RATIO * abs(m0):
+        weakest = min(range(len(cells)), key=lambda i: supports[i])
+        return (f"no region of the image supports the answer; hiding the {zone(cells[weakest]['box'], size)} "
+                "of the film makes it surer")
+    chosen = [(c, s) for c, s in zip(cells, supports) if s >= SUPPORT_SHARE * best]
+    zones: dict[str, float] = {}
+    for cell, weight in chosen:
+        where = zone(cell["box"], size)
+        zones[where] = zones.get(where, 0.0) + weight
+    ranked = sorted(zones, key=zones.get, reverse=True)
+    if len(chosen) * 4 > len(cells):
+        return f"the answer rests on much of the film, most on the {ranked[0]}"
+    where = ranked[0] if len(ranked) == 1 or zones[ranked[1]] < SUPPORT_SHARE * zones[ranked[0]] else \
+        f"{ranked[0]} and {ranked[1]}"
+    return f"the answer rests mostly on the {where} of the film"
+
+
+_ROWS = ("upper", "middle", "lower")
+_COLUMNS = ("left", "centre", "right")
+
+
+def zone(box: Sequence[int], size: tuple[int, int]) -> str:
+    """Where a box's centre lies in a 3 x 3 split of the picture, as displayed (the image's left, which on a
+    PA chest film is the patient's right)."""
+    x, y = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+    row = _ROWS[min(2, int(3 * y / size[1]))]
+    column = _COLUMNS[min(2, int(3 * x / size[0]))]
+    if row == "middle":
+        return "centre" if column == "centre" else f"middle {column}"
+    return f"{row} {column}"
+
+
+# ------------------------------------------------------------------------------------------ the pointing game
+
+
+def load_mask(path: str | Path, width: int, height: int) -> np.ndarray:
+    """A binary image of the finding (any non-zero pixel is finding) as a bool [height, width] array; a mask
+    of another size is scaled to the study's (nearest neighbour), as grounding datasets sometimes ship them."""
+    path = Path(path)
+    if not path.is_file():
+        raise StudyNotFoundError(f"mask {path.name} does not exist or is not a file")
+    try:
+        with Image.open(path) as mask:
+            mask = mask.convert("L")
+            if mask.size != (width, height):
+                mask = mask.resize((width, height), Image.Resampling.NEAREST)
+            return np.asarray(mask) > 0
+    except (OSError, ValueError) as exc:
+        raise StudyError(f"mask {path.name} is not a readable image") from exc
+
+
+def pointing(evidence: dict, mask: np.ndarray) -> dict | None:
+    """Whether the strongest cell touches the mask, and the chance of that for a cell drawn at random (the
+    share of cells touching it); None for an empty mask (nothing to point at)."""
+    touches = [bool(mask[y0:y1, x0:x1].any()) for x0, y0, x1, y1 in (c["box"] for c in evidence["cells"])]
+    if not any(touches):
+        return None
+    return {"hit": touches[evidence["strongest"]], "chance": sum(touches) / len(touches)}
+
+
+def summarize_evidence(verdicts: Sequence[dict]) -> dict | None:
+    """summary.json's `evidence` block: how flat the maps are, and the pointing game where masks were given,
+    overall and per quadrant. None when no sample carries a map."""
+    maps = [v for v in verdicts if v.get("evidence")]
+    if not maps:
+        return None
+    first = maps[0]["evidence"]
+    result = {
+        "n": len(maps),
+        "fill": first["fill"],
+        "grid": first["grid"],
+        "flat_share": sum(v["evidence"]["flat"] for v in maps) / len(maps),
+        "median_max_abs_delta": statistics.median(v["evidence"]["max_abs_delta"] for v in maps),
+        "pointing": _pointing_summary([v for v in maps if v["evidence"].get("pointing")]),
+    }
+    result["pointing"]["per_quadrant"] = {
+        q: _pointing_summary([v for v in maps if v["evidence"].get("pointing") and v["quadrant"] == q])
+        for q in QUADRANTS
+    }
+    return result
+
+
+def _pointing_summary(samples: Sequence[dict]) -> dict:
+    n = len(samples)
+    hits = sum(v["evidence"]["pointing"]["hit"] for v in samples)
+    return {
+        "n": n,
+        "accuracy": hits / n if n else None,
+        "chance": statistics.fmean(v["evidence"]["pointing"]["chance"] for v in samples) if n else None,
+    }

@@ -1,0 +1,207 @@
+"""The app's parts without a server: audit log, login hashes, batching, DICOM facts, rendering, file guard.
+
+The running server, its API and the browser are tested in test_app_server.py.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pydicom
+import pytest
+
+from quadrant.app.audit import AuditLog
+from quadrant.app.auth import PasswordCheck, hash_password, read_auth_file, verify_password
+from quadrant.app.render import error_html, verdict_html
+from quadrant.app.server import FileGuard
+from quadrant.app.service import CheckService
+from quadrant.app.studyinfo import dicom_facts
+from quadrant.check import Checker
+from quadrant.errors import OptionError, QuestionError, StudyError
+from quadrant.images import load_study
+from quadrant.loading import ModelSpec, load_model
+from quadrant.models.presets import MODELS_DIR
+
+SAMPLES = MODELS_DIR / "samples"
+PATIENT_NAME, PATIENT_ID = "Zebulonova^Quintessa^Ilse", "MRN-99887766"
+
+
+def identified_dicom(path: Path) -> Path:
+    """The bundled DICOM sample with a patient's name, ID and birth date written into it."""
+    ds = pydicom.dcmread(SAMPLES / "cardiomegaly-dicom.dcm")
+    ds.PatientName, ds.PatientID, ds.PatientBirthDate = PATIENT_NAME, PATIENT_ID, "19510203"
+    ds.save_as(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def demo_checker() -> Checker:
+    return Checker(load_model(ModelSpec("demo")))
+
+
+# -- audit log ---------------------------------------------------------------------------------------------
+
+def _verdict(quadrant: str = "Ideal", sha: str = "ab" * 32) -> dict:
+    return {"quadrant": quadrant, "answer": "yes", "model": {"name": "demo", "fingerprint": "sha256:00"},
+            "image": {"sha256": sha}, "prompts": [{"text": "Is there X?", "inverted": False},
+                                                  {"text": "Is X present?", "inverted": False},
+                                                  {"text": "Can X be ruled out?", "inverted": True}]}
+
+
+def test_audit_log_is_append_only_on_a_real_file(tmp_path):
+    path = tmp_path / "audit.sqlite"
+    log = AuditLog(path).open()
+    first = log.record(_verdict(), user="alice")
+    log.record(_verdict("Dangerous"))
+    log.close()
+
+    other = sqlite3.connect(path)  # a different connection, as anyone with the file would use
+    assert other.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    for statement in ("UPDATE checks SET quadrant = 'Ideal' WHERE id = 2", "DELETE FROM checks WHERE id = 1",
+                      "DELETE FROM checks"):
+        with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+            other.execute(statement)
+    rows = other.execute("SELECT id, user, quadrant, question, paraphrases, verdict FROM checks ORDER BY id").fetchall()
+    other.close()
+    assert [(r[0], r[1], r[2]) for r in rows] == [(first, "alice", "Ideal"), (first + 1, None, "Dangerous")]
+    assert rows[0][3] == "Is there X?"
+    assert json.loads(rows[0][4]) == [{"text": "Is X present?", "inverted": False},
+                                      {"text": "Can X be ruled out?", "inverted": True}]
+    assert json.loads(rows[0][5])["image"]["sha256"] == "ab" * 32
+
+
+def test_audit_log_lists_recent_checks_and_exports_csv(tmp_path):
+    log = AuditLog(tmp_path / "a" / "audit.sqlite").open()  # the folder is made as needed
+    for quadrant in ("Ideal", "Fragile", "Dangerous"):
+        log.record(_verdict(quadrant))
+    assert [row[8] for row in log.recent(2)] == ["Dangerous", "Fragile"]
+    assert log.count() == 3
+    lines = log.to_csv().splitlines()
+    assert lines[0].startswith("id,time,user,model_name,model_fingerprint,image_sha256,question")
+    assert len(lines) == 4 and ",Ideal," in lines[1]
+
+
+def test_audit_log_that_cannot_be_written_is_a_clear_option_error(tmp_path):
+    (tmp_path / "not-a-db").write_text("plain text, not SQLite", encoding="utf-8")
+    with pytest.raises(OptionError, match="audit log .*cannot be opened"):
+        AuditLog(tmp_path / "not-a-db").open()
+
+
+# -- login -------------------------------------------------------------------------------------------------
+
+def test_password_hashes_verify_and_auth_files_are_checked(tmp_path):
+    encoded = hash_password("correct horse")
+    assert encoded.startswith("scrypt$") and verify_password("correct horse", encoded)
+    assert not verify_password("wrong horse", encoded)
+    assert hash_password("correct horse") != encoded  # salted
+    good = tmp_path / "users"
+    good.write_text(f"# clinicians\nalice:{encoded}\n\n", encoding="utf-8")
+    check = PasswordCheck(read_auth_file(good))
+    assert check("alice", "correct horse") and not check("alice", "x") and not check("bob", "correct horse")
+    bad = tmp_path / "bad"
+    bad.write_text("alice:plaintext-password\n", encoding="utf-8")
+    with pytest.raises(OptionError, match="line 1: expected 'user:scrypt"):
+        read_auth_file(bad)
+    with pytest.raises(OptionError, match="cannot be read"):
+        read_auth_file(tmp_path / "missing")
+
+
+# -- batching and the service ------------------------------------------------------------------------------
+
+def test_checks_waiting_together_are_scored_in_one_call_with_the_same_margins(demo_checker, tmp_path):
+    service = CheckService({"demo": demo_checker}, AuditLog(tmp_path / "audit.sqlite").open(), max_batch=8)
+    cases = [("cardiomegaly-effusion.png", "Is there a pleural effusion?"), ("nodule.png", "Is there a lung nodule?"),
+             ("normal.png", "Is there cardiomegaly?"), ("pneumothorax.png", "Is there a pneumothorax?")]
+    alone = [demo_checker.check(load_study(SAMPLES / f), q).to_json() for f, q in cases]
+    # submitted before the worker starts: they wait together, as a burst of requests does
+    from quadrant.app.service import _Job
+    from quadrant.check import CheckRequest
+
+    futures = [service.batcher.submit(_Job("demo", demo_checker.options, CheckRequest(load_study(SAMPLES / f), q)))
+               for f, q in cases]
+    service.start()
+    try:
+        together = [f.result(timeout=120).to_json() for f in futures]
+    finally:
+        service.stop()
+    assert [v["timing_ms"]["studies_in_batch"] for v in together] == [4] * 4
+    for one, many in zip(alone, together):
+        assert many["quadrant"] == one["quadrant"]
+        for a, b in zip(one["prompts"] + [one["text_only"]], many["prompts"] + [many["text_only"]]):
+            assert abs(a["margin"] - b["margin"]) < 1e-4
+
+
+def test_service_refuses_files_outside_its_upload_folder_and_bad_input_alone(demo_checker, tmp_path):
+    uploads = tmp_path / "uploads"
+    uploads.mkdir()
+    (uploads / "escape.png").symlink_to(SAMPLES / "nodule.png")
+    (uploads / "study.png").write_bytes((SAMPLES / "nodule.png").read_bytes())
+    service = CheckService({"demo": demo_checker}, None, upload_dir=uploads).start()
+    try:
+        with pytest.raises(StudyError, match="must be uploaded"):
+            service.check(SAMPLES / "nodule.png", "Is there a lung nodule?")
+        with pytest.raises(StudyError, match="must be uploaded"):
+            service.check(uploads / "escape.png", "Is there a lung nodule?")
+        with pytest.raises(QuestionError):
+            service.check(uploads / "study.png", "Describe the image.")
+        with pytest.raises(OptionError, match="reliance rule"):
+            service.check(uploads / "study.png", "Is there a lung nodule?", rule="bogus")
+        # a variant checker on the same weights: the threshold is a per-request option
+        strict = service.check(uploads / "study.png", "Is there a lung nodule?", threshold=1000.0)
+        assert strict["reliance"]["threshold"] == 1000.0
+        assert service.check(uploads / "study.png", "Is there a lung nodule?")["answer"] == "yes"
+    finally:
+        service.stop()
+
+
+# -- what the page shows -----------------------------------------------------------------------------------
+
+def test_dicom_facts_are_technical_only(tmp_path):
+    data = identified_dicom(tmp_path / "study.dcm").read_bytes()
+    facts = dict(dicom_facts(data))
+    assert facts["Modality"] == "CR" and facts["Photometric interpretation"] == "MONOCHROME2"
+    shown = json.dumps(facts)
+    assert PATIENT_NAME.split("^")[0] not in shown and PATIENT_ID not in shown and "1951" not in shown
+    assert dicom_facts(b"not a dicom") == []
+
+
+def test_verdict_html_escapes_text_and_renders_every_reliance_key(demo_checker):
+    study = load_study(SAMPLES / "cardiomegaly-effusion.png")
+    verdict = demo_checker.check(study, "Is there a pleural effusion?").to_json()
+    verdict["prompts"][1]["text"] = "<script>alert(1)</script>"
+    verdict["reliance"] = {**verdict["reliance"], "reference": "blank", "scale": 1.25}
+    page = verdict_html(verdict)
+    assert "<script>" not in page and "&lt;script&gt;" in page
+    assert 'data-quadrant="Ideal"' in page and "q-lit" in page and "Not for diagnostic use" in page
+    assert "Reliance reference" in page and "blank" in page and "Reliance scale" in page
+    assert f"{verdict['margin_shift']:+.3f}" in page
+    assert "&lt;b&gt;" in error_html("<b>")
+    assert "0.5" in verdict_html({**verdict, "margin_shift": {"blank": 0.5}})  # a richer shift still renders
+
+
+def test_file_guard_allows_only_the_cache(tmp_path):
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / "ok.png").write_bytes(b"x")
+    (cache / "link").symlink_to("/etc/passwd")
+    guard = FileGuard(app=None, root=cache)
+    assert guard.allowed(str(cache / "ok.png"))
+    assert not guard.allowed(str(cache / "link"))
+    assert not guard.allowed("/etc/passwd")
+    assert not guard.allowed(str(cache / ".." / "elsewhere"))
+    assert not guard.allowed("https://example.com/x.png")
+
+
+def test_hash_password_helper_prints_a_verifiable_line(monkeypatch, capsys):
+    import io
+
+    from quadrant.cli.main import main
+
+    monkeypatch.setattr("sys.stdin", io.StringIO("s3cret\n"))  # piped, as in `echo ... | quadrant app ...`
+    assert main(["app", "--hash-password", "bob"]) == 0
+    out = capsys.readouterr().out
+    user, _, encoded = out.strip().partition(":")
+    assert user == "bob" and verify_password("s3cret", encoded) and out.count("\n") == 1
+    assert main(["app", "--hash-password", "bad:name"]) == 2

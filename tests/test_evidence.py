@@ -1,0 +1,253 @@
+"""Evidence maps: every delta against a plain Hugging Face forward on a copy filled by hand, the grid and the
+fills, the scale-free reading, the verdict key, the command line, and the pointing game in evaluations."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from transformers import AutoModelForImageTextToText, AutoProcessor
+
+from quadrant.check import Checker, CheckOptions
+from quadrant.cli.main import main
+from quadrant.errors import OptionError, StudyError
+from quadrant.evidence import (
+    GRAY,
+    EvidenceOptions,
+    cell_boxes,
+    describe,
+    fill_source,
+    occluded,
+    pointing,
+)
+from quadrant.images import load_study
+from quadrant.loading import ModelSpec, load_model
+from quadrant.manifest import read_manifest
+from quadrant.models.phantoms import generate_phantoms
+from quadrant.models.presets import MODELS_DIR
+from quadrant.verdict import Verdict
+
+N_STUDIES = 12  # 24 positive studies; the figures from larger runs are in the README
+SAMPLE = MODELS_DIR / "samples" / "cardiomegaly-effusion.png"
+QUESTION = "Is there a pleural effusion?"
+
+
+@pytest.fixture(scope="module")
+def demo():
+    return load_model(ModelSpec(model="demo"))
+
+
+def plain_margin(model, processor, rendered: str, image: Image.Image, answer_tokens: dict) -> float:
+    """prompt 0's margin by one plain forward: processor, model, logsumexp over the scored yes/no ids."""
+    inputs = processor(text=[rendered], images=[image], return_tensors="pt")
+    with torch.inference_mode():
+        logits = model(**inputs).logits[0, -1].double()
+    return float(torch.logsumexp(logits[answer_tokens["yes"]], 0) - torch.logsumexp(logits[answer_tokens["no"]], 0))
+
+
+def test_each_delta_is_a_plain_forward_on_a_copy_filled_by_hand(demo):
+    study = load_study(SAMPLE)
+    checker = Checker(demo, options=CheckOptions(k=2, evidence=EvidenceOptions(grid=3, fill="gray")))
+    verdict = checker.check(study, QUESTION)
+    evidence = verdict.evidence
+    assert evidence["method"] == "occlusion" and evidence["fill"] == "gray" and evidence["grid"] == [3, 3]
+    assert evidence["prompt"] == 0 and len(evidence["cells"]) == 9
+
+    processor = AutoProcessor.from_pretrained(MODELS_DIR / "demo")
+    model = AutoModelForImageTextToText.from_pretrained(MODELS_DIR / "demo").eval()
+    rendered, tokens = verdict.prompts[0].rendered, verdict.model["answer_tokens"]
+    m0 = plain_margin(model, processor, rendered, study.image, tokens)
+    pixels = np.asarray(study.image)
+    moved = 0
+    for cell in evidence["cells"]:
+        x0, y0, x1, y1 = cell["box"]
+        by_hand = pixels.copy()
+        by_hand[y0:y1, x0:x1] = 128
+        m = plain_margin(model, processor, rendered, Image.fromarray(by_hand), tokens)
+        assert cell["delta"] == pytest.approx(m0 - m, abs=1e-4)
+        moved += abs(m0 - m) > 1e-3
+    assert moved >= 3  # the check is not vacuous: filling cells really moves this model's margin
+
+
+def test_the_boxes_tile_the_study_exactly_in_its_own_pixels():
+    boxes = cell_boxes(101, 67, 4)
+    assert len(boxes) == 16 and boxes[0][:2] == (0, 0) and boxes[-1][2:] == (101, 67)
+    covered = np.zeros((67, 101), dtype=int)
+    for x0, y0, x1, y1 in boxes:
+        covered[y0:y1, x0:x1] += 1
+    assert (covered == 1).all()
+    assert boxes[1][0] > boxes[0][0] and boxes[4][1] > boxes[0][1]  # row by row from the top left
+    with pytest.raises(StudyError, match="too small"):
+        cell_boxes(3, 40, 8)
+
+
+def test_fills_gray_is_exact_and_blur_keeps_the_region_brightness():
+    rng = np.random.default_rng(0)
+    image = Image.fromarray(rng.integers(0, 256, (40, 60, 3), dtype=np.uint8))
+    box = (15, 10, 30, 20)
+    gray = np.asarray(occluded(image, box, fill_source(image, "gray", 4)))
+    assert (gray[10:20, 15:30] == GRAY).all()
+    outside = np.ones(gray.shape[:2], bool)
+    outside[10:20, 15:30] = False
+    assert (gray[outside] == np.asarray(image)[outside]).all()
+    blurred = np.asarray(occluded(image, box, fill_source(image, "blur", 4))).astype(float)
+    assert blurred[10:20, 15:30].std() < 0.25 * np.asarray(image)[10:20, 15:30].std()
+    with pytest.raises(OptionError, match="fill"):
+        EvidenceOptions(fill="black")
+    with pytest.raises(OptionError, match="grid"):
+        EvidenceOptions(grid=0)
+
+
+def _cells(deltas: list[float], side: int = 3, size: int = 90) -> list[dict]:
+    boxes = cell_boxes(size, size, side)
+    return [{"box": list(b), "delta": d} for b, d in zip(boxes, deltas)]
+
+
+def test_reading_names_the_region_and_is_scale_free():
+    deltas = [0.0, 0.01, 0.0, 0.0, 0.02, 0.0, 1.5, 0.1, 0.0]  # the lower-left cell carries the yes
+    options = EvidenceOptions(grid=3)
+    base = describe(_cells(deltas), 2.0, options)
+    assert base["reading"] == "the answer rests mostly on the lower left of the film"
+    assert base["strongest"] == 6 and not base["flat"]
+    for scale in (1e-3, 7.0):  # logits have no fixed scale: the reading must not depend on one
+        scaled = describe(_cells([scale * d for d in deltas]), 2.0 * scale, options)
+        assert (scaled["reading"], scaled["strongest"], scaled["flat"]) == (base["reading"], 6, False)
+    # for a "no" answer the support is the other way round: filling the cell raises the margin
+    no = describe(_cells([-d for d in deltas]), -2.0, options)
+    assert no["strongest"] == 6 and no["reading"] == base["reading"]
+    flat = describe(_cells([0.01 * d for d in deltas]), 2.0, options)
+    assert flat["flat"] and flat["reading"] == "no region of the image moves the answer"
+
+
+def test_pointing_game_against_a_mask():
+    evidence = describe(_cells([0.0] * 6 + [1.0, 0.0, 0.0]), 1.0, EvidenceOptions(grid=3))
+    mask = np.zeros((90, 90), bool)
+    mask[70:80, 5:40] = True  # touches the lower-left and lower-middle cells
+    assert pointing(evidence, mask) == {"hit": True, "chance": 2 / 9}
+    mask[:] = False
+    mask[0:5, 80:90] = True
+    assert pointing(evidence, mask) == {"hit": False, "chance": 1 / 9}
+    assert pointing(evidence, np.zeros((90, 90), bool)) is None
+
+
+def test_the_verdict_key_round_trips_and_old_lines_still_read(demo):
+    checker = Checker(demo, options=CheckOptions(k=1, evidence=EvidenceOptions(grid=2)))
+    verdict = checker.check(load_study(SAMPLE), QUESTION)
+    data = json.loads(json.dumps(verdict.to_json()))
+    assert data["schema_version"] == 1 and set(data["evidence"]) >= {"method", "fill", "grid", "prompt", "cells"}
+    assert all(set(c) == {"box", "delta"} for c in data["evidence"]["cells"])
+    assert "evidence" in verdict.timing_ms
+    assert Verdict.from_json(data) == verdict
+    del data["evidence"]  # a samples.jsonl line written before evidence maps existed
+    assert Verdict.from_json(data).evidence is None
+    plain = Checker(demo, options=CheckOptions(k=1)).check(load_study(SAMPLE), QUESTION).to_json()
+    assert "evidence" not in plain and "evidence" not in plain["timing_ms"]
+
+
+def test_generate_scoring_has_no_margins_to_map():
+    with pytest.raises(OptionError, match="margins"):
+        CheckOptions(scoring="generate", evidence=EvidenceOptions())
+
+
+def test_check_command_writes_the_overlay_and_prints_the_reading(tmp_path, capsys):
+    png = tmp_path / "map.png"
+    assert main(["check", "--image", str(SAMPLE), "--question", QUESTION, "-k", "1", "--evidence-grid", "4",
+                 "--evidence-fill", "gray", "--evidence-png", str(png)]) == 0
+    out = capsys.readouterr().out
+    assert "Evidence" in out and ("rests" in out or "no region" in out)
+    with Image.open(png) as drawn:
+        assert drawn.format == "PNG" and min(drawn.size) > 300
+        colours = np.asarray(drawn.convert("RGB")).astype(int)
+    assert ((colours[..., 0] - colours[..., 2]) > 60).any()  # the diverging scale's red end is drawn
+    assert main(["check", "--image", str(SAMPLE), "--question", QUESTION, "-k", "1", "--evidence",
+                 "--evidence-grid", "2", "--json"]) == 0
+    verdict = json.loads(capsys.readouterr().out)
+    assert verdict["evidence"]["grid"] == [2, 2] and verdict["evidence"]["fill"] == "blur"
+    assert main(["check", "--image", str(SAMPLE), "--question", QUESTION, "--evidence-png",
+                 str(tmp_path / "no-such-folder" / "map.png")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_phantom_masks_mark_where_each_present_finding_was_drawn(tmp_path):
+    from quadrant.models.phantoms import FINDINGS, render_phantom, sample_phantom
+
+    manifest = generate_phantoms(tmp_path, 3, seed=31, dicom_every=0)
+    rows = read_manifest(manifest)
+    for row in rows:
+        finding = row.extra["finding"]
+        index = int(row.study_id.split("-")[2])
+        rng = np.random.default_rng([31, index])
+        draws = rng.random(len(FINDINGS))
+        present = {name: bool(d < 0.5) for name, d in zip(FINDINGS, draws)}
+        assert (row.mask is not None) == present[finding] == (row.label == "yes")
+        if row.mask is None:
+            continue
+        with Image.open(row.mask) as stored:
+            mask = np.asarray(stored) > 0
+        assert mask.shape == (256, 256) and mask.any()
+        # the mask is exactly where switching the finding off changes the picture by more than 8%
+        phantom = sample_phantom(np.random.default_rng([31, index]), 256, masks=True)
+        assert (mask == phantom.masks[finding]).all()
+        state = np.random.default_rng([31, index])
+        state.random(len(FINDINGS))
+        without = render_phantom(state, {**present, finding: False}, 256)
+        assert np.abs(phantom.image - without)[~mask].max() <= 0.08 < np.abs(phantom.image - without)[mask].min()
+
+
+def test_evaluate_plays_the_pointing_game_per_quadrant(tmp_path, capsys):
+    manifest = generate_phantoms(tmp_path / "phantoms", 2, seed=4242, dicom_every=2)  # one PNG, one DICOM
+    out = tmp_path / "out"
+    assert main(["evaluate", "--manifest", str(manifest), "--out", str(out), "-k", "1", "--evidence",
+                 "--evidence-grid", "4", "--quiet"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    samples = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
+    positives = [row for row in read_manifest(manifest) if row.mask is not None]
+    assert len(samples) == 10 and all(len(s["evidence"]["cells"]) == 16 for s in samples)
+    played = [s for s in samples if s["evidence"].get("pointing")]
+    assert {s["study_id"] for s in played} == {row.study_id for row in positives}
+    evidence = summary["evidence"]
+    assert evidence["n"] == len(samples) and evidence["pointing"]["n"] == len(positives)
+    hits = sum(s["evidence"]["pointing"]["hit"] for s in played)
+    assert evidence["pointing"]["accuracy"] == pytest.approx(hits / len(played))
+    assert 0 < evidence["pointing"]["chance"] < 1
+    assert sum(q["n"] for q in evidence["pointing"]["per_quadrant"].values()) == len(played)
+    report = (out / "report.md").read_text()
+    assert "Pointing game" in report and "not where the finding is" in report
+    # without --evidence the mask column is carried but no map is made
+    assert main(["evaluate", "--manifest", str(manifest), "--out", str(tmp_path / "plain"), "-k", "1",
+                 "--quiet"]) == 0
+    assert "evidence" not in json.loads((tmp_path / "plain" / "summary.json").read_text())
+    capsys.readouterr()
+
+
+@pytest.mark.slow
+def test_demo_points_at_the_finding_and_the_shortcut_map_is_flat(tmp_path):
+    """On fresh phantoms (seed 2029, never used in training), with the default grid and fill: `demo`'s
+    strongest cell touches the finding in at least half the positive studies and at least 3x chance;
+    `demo-shortcut`'s strongest |delta| is, in the median, under a fifth of `demo`'s.
+
+    demo's pointing rate is about 50-54% over ~100 positives (README), so a small sample can fall either side
+    of 50%: this sample (the first 12 studies of seed 2029: 15 of 24, against 11% chance) was taken from a
+    measured run, and the assertion guards against a regression of the map, not the model's exact rate."""
+    from quadrant.models.measure_evidence import measure, positive_rows, summary
+
+    rows = positive_rows(tmp_path, N_STUDIES, seed=2029)
+    grounded = summary(measure("demo", rows, EvidenceOptions()))
+    shortcut = summary(measure("demo-shortcut", rows, EvidenceOptions()))
+    assert grounded["n"] >= 20
+    assert grounded["pointing"] >= 0.5 and grounded["pointing"] >= 3 * grounded["chance"]
+    assert shortcut["median_max_abs_delta"] < grounded["median_max_abs_delta"] / 5
+
+
+@pytest.mark.parametrize("name", ["manifest.csv", "manifest.jsonl"])
+def test_the_mask_column_round_trips_through_write_manifest(tmp_path, name):
+    from quadrant.manifest import write_manifest
+
+    rows = read_manifest(generate_phantoms(tmp_path / "phantoms", 1, seed=5, dicom_every=0))
+    assert any(row.mask for row in rows) and any(row.mask is None for row in rows)
+    assert all("mask" not in row.extra for row in rows)
+    again = read_manifest(write_manifest(tmp_path / "phantoms" / name, rows))
+    assert [(r.study_id, r.mask) for r in again] == [(r.study_id, r.mask) for r in rows]
