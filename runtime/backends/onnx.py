@@ -208,16 +208,23 @@ class OnnxScorer(PrefixSharedScorer):
 
     # -- the forward steps of the fast path ------------------------------------------------------------
 
-    def _prefix_margins(self, batch, standalone: list[list[int]]) -> list[float]:
-        """`PrefixSharedScorer._prefix_margins` with the graphs: the prefixes (past length 0), then every
-        suffix packed on their key/values, standalone prompts packed alongside. Same order of margins."""
+    def _prefix_cache(self, batch) -> tuple[dict, list[np.ndarray]]:
+        """The studies' shared prefixes through the graphs with past length 0: their key/values, one row per
+        study (`PrefixSharedScorer._prefix_cache` on the graphs). Each study's image is encoded once."""
         prefix_len = batch[0].prefix_len
         ids = np.stack([s.inputs["input_ids"][0, :prefix_len].numpy() for s in batch])
-        family = self.loaded.family  # one image per study, as the PyTorch prefix call takes it
+        family = self.loaded.family
         features = np.concatenate([self._features(family.prefix_image_inputs(self.onnx, s.inputs)) for s in batch])
         positions = np.broadcast_to(np.arange(prefix_len), ids.shape)
         _, present = self._decode(self._embed(ids, features), self._causal_mask(ids, np.ones_like(ids)),
                                   positions, np.full((len(batch), 1), prefix_len - 1), None)
+        return {}, present
+
+    def _suffix_margins(self, batch, prefix_inputs: dict, cache: list[np.ndarray],
+                        standalone: list[list[int]]) -> list[float]:
+        """`PrefixSharedScorer._suffix_margins` on the graphs: every suffix packed on the prefixes'
+        key/values under the same block mask, standalone prompts packed alongside; the same margin order."""
+        prefix_len = batch[0].prefix_len
         packed = [_pack_suffixes(s, prefix_len, row) for row, s in enumerate(batch)]
         placed = [_shortest(packed).add(ids, sees_prefix=False) for ids in standalone]
         width = max(len(p.ids) for p in packed)
@@ -228,7 +235,7 @@ class OnnxScorer(PrefixSharedScorer):
         reads = [[end for row, end in answer_at if row == i] for i in range(len(packed))]
         slots = [reads[row].index(end) for row, end in answer_at]
         read_index = np.array([r + [0] * (max(map(len, reads)) - len(r)) for r in reads])
-        logits, _ = self._decode(self._embed(input_ids, None), mask, position_ids, read_index, present)
+        logits, _ = self._decode(self._embed(input_ids, None), mask, position_ids, read_index, cache)
         picked = logits[[row for row, _ in answer_at], slots]
         return margins_from_logits(torch.from_numpy(picked), self.loaded.answer_tokens).tolist()
 
