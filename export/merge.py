@@ -32,7 +32,7 @@ def merge(model: str, adapter: str | None, out_dir: str | Path) -> dict:
     if adapter_dir is None:
         raise OptionError("nothing to merge: give --adapter DIR (or a preset that has one)")
     loaded = load_model(spec)
-    error = _parity(loaded, source, adapter_dir)
+    error = parity(loaded, source, adapter_dir)
     if error > PARITY_TOLERANCE:
         raise ModelError(f"merged logits differ from the adapter's by {error:.2g} (> {PARITY_TOLERANCE}); not saved")
     out.mkdir(parents=True, exist_ok=True)
@@ -50,7 +50,7 @@ def merge(model: str, adapter: str | None, out_dir: str | Path) -> dict:
 
 
 @torch.inference_mode()
-def _parity(loaded, source: str, adapter_dir: str) -> float:
+def parity(loaded, source: str, adapter_dir: str) -> float:
     """Largest |logit| difference, merged vs unmerged, over a probe prompt with a probe image."""
     from peft import PeftModel
     from transformers import AutoModelForImageTextToText

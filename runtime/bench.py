@@ -41,6 +41,7 @@ class BenchConfig:
     family_names: tuple[str, ...] | None = None  # None: every family with a tiny builder
     evidence_grid: int = DEFAULT_GRID
     evidence_fill: str = DEFAULT_FILL
+    backend: str = "torch"  # or "onnx": the model is exported first and ONNX Runtime runs every path
 
 
 def _median_ms(fn: Callable[[], object], warmup: int, repeats: int) -> float:
@@ -67,18 +68,31 @@ def _study(seed: int = 0, size: int = 512) -> Study:
 
 
 def _measure(model_dir: str, config: BenchConfig, with_evidence: bool = False) -> dict:
-    """Naive, one-forward and Quadrant timings on one model, plus the largest margin difference; with
-    `with_evidence`, an occlusion map's cost too."""
-    loaded = load_model(ModelSpec(model=model_dir, device=config.device))
-    fast = Checker(loaded, "torch", CheckOptions())
+    """Naive, one-forward and Quadrant timings on one model, plus the largest margin difference (against
+    PyTorch's naive way, whichever backend is timed); with `with_evidence`, an occlusion map's cost too."""
+    torch_device = config.device if config.device in ("auto", "cpu", "cuda") else "auto"
+    loaded = load_model(ModelSpec(model=model_dir, device=torch_device))
     naive = Checker(loaded, "torch-naive", CheckOptions())
     study = _study()
-    one = NaiveScorer(loaded)
+    if config.backend == "onnx":
+        fast_loaded = load_model(ModelSpec(model=_onnx_export(model_dir), device=config.device))
+        fast = Checker(fast_loaded, "onnx", CheckOptions())
+    else:
+        fast_loaded, fast = loaded, Checker(loaded, "torch", CheckOptions())
     first = fast.check(study, QUESTION)
     single = [ScoreRequest(first.prompts[0].rendered, study.image)]
+    if config.backend == "onnx":  # the naive way on the same runtime: every prompt its own full forward
+        scorer = fast.scorer
+        every = [ScoreRequest(p.rendered, study.image) for p in first.prompts]
+        every.append(ScoreRequest(first.text_only.rendered, None))
+        naive_fn = lambda: [scorer.full_forward_margins([r.rendered], None if r.image is None else [r.image]) for r in every]  # noqa: E731
+        one_fn = lambda: scorer.full_forward_margins([single[0].rendered], [study.image])  # noqa: E731
+    else:
+        one = NaiveScorer(loaded)
+        naive_fn, one_fn = (lambda: naive.check(study, QUESTION)), (lambda: one.margins(single))
     timings = {
-        "naive_ms": _median_ms(lambda: naive.check(study, QUESTION), config.warmup, config.repeats),
-        "one_forward_ms": _median_ms(lambda: one.margins(single), config.warmup, config.repeats),
+        "naive_ms": _median_ms(naive_fn, config.warmup, config.repeats),
+        "one_forward_ms": _median_ms(one_fn, config.warmup, config.repeats),
         "quadrant_ms": _median_ms(lambda: fast.check(study, QUESTION), config.warmup, config.repeats),
     }
     reference = naive.check(study, QUESTION)
@@ -88,8 +102,11 @@ def _measure(model_dir: str, config: BenchConfig, with_evidence: bool = False) -
     timings["same_verdict"] = first.quadrant == reference.quadrant
     timings["path"] = first.timing_ms["path"]
     timings["prompts"] = len(first.prompts) + 2  # and the text-only and content-free passes of prompt 0
-    timings["device"] = str(loaded.device)
-    timings["dtype"] = str(loaded.dtype).replace("torch.", "")
+    timings["device"] = str(fast_loaded.device)
+    timings["dtype"] = str(fast_loaded.dtype).replace("torch.", "")
+    timings["backend"] = fast.backend
+    if "provider" in fast_loaded.extra:
+        timings["provider"] = fast_loaded.extra["provider"]
     if with_evidence:
         timings["evidence"] = _evidence_cost(fast, first, study, timings, config)
     return timings
@@ -110,6 +127,15 @@ def _evidence_cost(checker: Checker, verdict, study: Study, timings: dict, confi
         "vs_check": ms / timings["quadrant_ms"],
         "vs_one_forward": ms / timings["one_forward_ms"],
     }
+
+
+def _onnx_export(model_dir: str) -> str:
+    """The model exported to ONNX beside it (validated, as every export is)."""
+    from quadrant.export.onnx import export_onnx
+
+    out = f"{model_dir}-onnx"
+    export_onnx(model_dir, None, out, log=lambda line: None)
+    return out
 
 
 def _peak_rss_mib() -> float:
@@ -143,13 +169,26 @@ def run_bench(config: BenchConfig = BenchConfig()) -> dict:
             "torch": torch.__version__,
             "threads": torch.get_num_threads(),
         }
+        if config.backend == "onnx":
+            import onnxruntime
+
+            result["onnxruntime"] = onnxruntime.__version__
         if torch.cuda.is_available():
             result["peak_cuda_mib"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
         if config.families:
             result["families"] = []
-            for family in config.family_names or known:
+            for family in _bench_families(config.family_names or known, config.backend):
                 spec = TinySpec(hidden=128, layers=2, vision_hidden=64, image_size=64, patch_size=8)
                 row = _measure(str(build_tiny(family, f"{tmp}/{family}", spec)), config)
                 row["speedup"] = row["naive_ms"] / row["quadrant_ms"]
                 result["families"].append({"family": family, **row})
     return result
+
+
+def _bench_families(families, backend: str) -> list[str]:
+    """The per-family rows: every family for PyTorch, the exportable ones for ONNX."""
+    if backend != "onnx":
+        return list(families)
+    from .families import FAMILIES as REGISTRY
+
+    return [f for f in families if f in REGISTRY and REGISTRY.get(f).onnx_exportable]

@@ -16,12 +16,14 @@ import torch
 
 from quadrant.models.presets import DEFAULT_PROMPT
 
+from quadrant.export.manifest import is_export
+
 from .answers import AnswerTokens, Generation, find_answer_tokens
 from .errors import ModelError, ModelNotFoundError, OptionError, UnsupportedModelError, one_line
 from .families import Family, family_for_config
 from .fingerprint import fingerprint
 
-DEVICES = ("auto", "cpu", "cuda")
+DEVICES = ("auto", "cpu", "cuda", "tensorrt")  # tensorrt: ONNX Runtime's provider, for ONNX exports
 DTYPES = {"auto": None, "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -53,7 +55,7 @@ class LoadedModel:
     chat_template: str | None = None
     generation: Generation = Generation()
     answer_tokens_problem: str | None = None  # why answer_tokens is None
-    extra: dict = field(default_factory=dict)
+    extra: dict = field(default_factory=dict)  # what a runtime adds to the verdict's model (ONNX: its provider)
 
     def to_json(self, backend: str) -> dict:
         return {
@@ -64,6 +66,7 @@ class LoadedModel:
             "dtype": str(self.dtype).replace("torch.", ""),
             "family": self.family.name,
             "answer_tokens": None if self.answer_tokens is None else self.answer_tokens.to_json(),
+            **self.extra,
         }
 
     def wrap(self, question: str) -> str:
@@ -76,6 +79,8 @@ def resolve_device(device: str) -> torch.device:
         raise OptionError(f"unknown device {device!r}; choose one of {', '.join(DEVICES)}")
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "tensorrt":
+        raise OptionError("--device tensorrt is an ONNX Runtime provider: use it with an ONNX export and --backend onnx")
     if device == "cuda" and not torch.cuda.is_available():
         raise OptionError("--device cuda was asked for, but no CUDA GPU is available to PyTorch here")
     return torch.device(device)
@@ -116,6 +121,10 @@ def load_model(spec: ModelSpec = ModelSpec()) -> LoadedModel:
     from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
 
     name, source, adapter, prompt = resolve_source(spec)
+    if is_export(source):  # an ONNX export folder: ONNX Runtime serves it, no PyTorch weights involved
+        from .backends.onnx import load_export
+
+        return load_export(spec, name, source)
     if "{question}" not in prompt:
         raise OptionError("the prompt template must contain {question}")
     device = resolve_device(spec.device)

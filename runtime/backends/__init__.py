@@ -10,6 +10,7 @@ BACKENDS: Registry[type[Scorer]] = Registry(
     {
         "torch": "quadrant.backends.torch_prefix:PrefixSharedScorer",
         "torch-naive": "quadrant.backends.torch_naive:NaiveScorer",
+        "onnx": "quadrant.backends.onnx:OnnxScorer",
     },
     aliases={"pytorch": "torch", "naive": "torch-naive"},
 )

@@ -11,7 +11,10 @@ from ..evidence import DEFAULT_FILL, DEFAULT_GRID, FILLS
 def register(subparsers) -> None:
     parser = subparsers.add_parser("bench", help="time a full check against the naive way and one forward")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
-    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    parser.add_argument("--backend", default="torch", choices=("torch", "onnx"),
+                        help="onnx: export the bench model first, then time ONNX Runtime on every path")
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "tensorrt"),
+                        help="tensorrt: ONNX Runtime's TensorRT provider (--backend onnx)")
     parser.add_argument("--hidden", type=int, default=256, help="language-model width (default 256 on any device)")
     parser.add_argument("--layers", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=7)
@@ -29,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
     from ..bench import BenchConfig, run_bench
 
     config = BenchConfig(hidden=args.hidden, layers=args.layers, repeats=args.repeats, device=args.device,
-                         families=not args.no_families,
+                         families=not args.no_families, backend=args.backend,
                          family_names=tuple(args.family_names) if args.family_names else None,
                          evidence_grid=args.evidence_grid, evidence_fill=args.evidence_fill)
     result = run_bench(config)
@@ -37,8 +40,9 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(result))
         return 0
     m = result["model"]
+    runtime = f" on ONNX Runtime's {result['provider']}" if "provider" in result else ""
     print(f"Model: LLaVA-shaped, {m['image_tokens']} image tokens, LM width {m['hidden']} x {m['layers']} layers, "
-          f"on {result['device']} ({result['dtype']}), {result['threads']} threads")
+          f"on {result['device']} ({result['dtype']}){runtime}, {result['threads']} threads")
     print(f"  naive (each of {result['prompts']} prompts its own forward): {result['naive_ms']:8.1f} ms")
     print(f"  one with-image forward of one prompt:        {result['one_forward_ms']:8.1f} ms")
     print(f"  Quadrant full check ({result['path']}):        {result['quadrant_ms']:8.1f} ms")

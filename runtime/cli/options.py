@@ -16,8 +16,9 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("model")
     group.add_argument("--model", default="demo", help="preset name, model directory or hub id (default: demo)")
     group.add_argument("--adapter", help="LoRA adapter directory (peft), folded into the weights at load")
-    group.add_argument("--backend", default="torch", help="torch (fast, default), torch-naive, or onnx")
-    group.add_argument("--device", default="auto", choices=DEVICES)
+    group.add_argument("--backend", help="torch (fast; the default for a PyTorch model), torch-naive, or onnx "
+                       "(the default, and the only choice, for an ONNX export folder)")
+    group.add_argument("--device", default="auto", choices=DEVICES, help="tensorrt: ONNX Runtime's TensorRT provider")
     group.add_argument("--dtype", default="auto", choices=list(DTYPES), help="auto: fp32 on CPU, bf16 on GPU")
     group.add_argument("--chat-template", metavar="FILE", help="a Jinja chat template overriding the model's")
     group.add_argument("--prompt", help="instruction wrapping the question; must contain {question}")
@@ -59,11 +60,10 @@ def build_checker(args: argparse.Namespace) -> Checker:
 
 
 def spec_and_options(args: argparse.Namespace) -> tuple[ModelSpec, CheckOptions]:
-    """What to load and how to check, validated, without loading anything (evaluate's workers load it)."""
+    """What to load and how to check, validated, without loading anything (evaluate's workers load it).
+    Resolves `args.backend` in place too, since the engines read it from there."""
     chat_template = None
     if args.chat_template:
-        from ..errors import OptionError
-
         try:
             with open(args.chat_template, encoding="utf-8") as handle:
                 chat_template = handle.read()
@@ -84,7 +84,22 @@ def spec_and_options(args: argparse.Namespace) -> tuple[ModelSpec, CheckOptions]
         paraphraser=paraphraser,
         evidence=EvidenceOptions(args.evidence_grid, args.evidence_fill) if args.evidence else None,
     )
-    from ..backends import BACKENDS
-
-    BACKENDS.canonical(args.backend)  # an unknown backend fails before the model loads
+    args.backend = choose_backend(args.backend, args.model)
     return spec, options
+
+
+def choose_backend(requested: str | None, model: str) -> str:
+    """--backend as given (an unknown one fails before anything loads); without it, onnx for an ONNX export
+    folder and torch otherwise. An export runs only on onnx."""
+    from pathlib import Path
+
+    from quadrant.export.manifest import is_export
+
+    from ..backends import BACKENDS
+    from ..errors import OptionError
+
+    exported = is_export(Path(model).expanduser())
+    backend = BACKENDS.canonical(requested) if requested else ("onnx" if exported else "torch")
+    if exported and backend != "onnx":
+        raise OptionError(f"{model} is an ONNX export: it runs with --backend onnx, not {backend}")
+    return backend

@@ -32,6 +32,24 @@ class Family:
     #: tensors a forward may take from the processor's output
     forward_keys: tuple[str, ...] = ("input_ids", "attention_mask", "pixel_values")
 
+    # -- ONNX export (`quadrant export onnx`): opt-in, so a family nobody has split and checked is refused
+    #: True where `image_features` traces and one decoder graph under a 4-D mask reproduces the model
+    onnx_exportable = False
+    #: why a family that has not opted in cannot be exported (the refusal names the family and this)
+    onnx_refusal = "nobody has written and checked its ONNX split (vision graph + one decoder graph) yet"
+    #: image tokens see each other both ways within one image (Gemma3): the runtime's masks must say so
+    bidirectional_image = False
+
+    def image_features(self, model, pixel_values: torch.Tensor, **vision_inputs) -> torch.Tensor:
+        """Projected image features [images, tokens per image, hidden], in the order the image tokens
+        appear: the vision graph. Written with tensor operations only (no per-image Python loop, no
+        data-dependent indexing), so that it traces with a dynamic number of images."""
+        raise NotImplementedError(f"{self.name} declares no ONNX vision graph")
+
+    def vision_inputs(self, encoded: dict) -> dict[str, torch.Tensor]:
+        """The vision graph's inputs from the processor's output for one study."""
+        return {"pixel_values": encoded["pixel_values"]}
+
     def render(self, processor, text: str, with_image: bool, chat_template: str | None = None) -> str:
         """The chat-templated prompt with the generation prompt added; image placeholders unexpanded."""
         content = [{"type": "image"}] if with_image else []

@@ -15,6 +15,12 @@ class Gemma3Family(Family):
     name = "gemma3"
     prefix_keys = ("token_type_ids",)
     forward_keys = Family.forward_keys + ("token_type_ids",)
+    onnx_exportable = True
+    bidirectional_image = True
+
+    def image_features(self, model, pixel_values: torch.Tensor, **vision_inputs) -> torch.Tensor:
+        """SigLIP, pooled and projected: [images, mm_tokens_per_image, hidden]."""
+        return model.model.get_image_features(pixel_values=pixel_values).pooler_output
 
     def encode_one_image(self, processor, rendered: Sequence[str], image: Image.Image) -> dict | None:
         """The image preprocessed once (at MedGemma's 896 px, the costly part of tokenizing a study).

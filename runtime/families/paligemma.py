@@ -16,6 +16,8 @@ class PaliGemmaFamily(Family):
     name = "paligemma"
     accepts_imageless = False
     prefix_cache_exact = False
+    onnx_refusal = ("its prefix-LM attention (image and prompt see each other both ways) makes a cached image "
+                    "prefix inexact, and the export's decoder graph is built around that prefix")
     forward_keys = Family.forward_keys + ("token_type_ids",)
 
     def render(self, processor, text: str, with_image: bool, chat_template: str | None = None) -> str:

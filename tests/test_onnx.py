@@ -1,0 +1,307 @@
+"""ONNX export and `--backend onnx`: real exports of tiny LLaVA, Gemma3 and Idefics3 models with a LoRA
+adapter (each built once per session: exports are the slow part), checked against PyTorch's fast path and
+against a plain, unmerged Hugging Face forward; the command line's refusals."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from quadrant.backends import BACKENDS, ScoreRequest
+from quadrant.cli.main import main
+from quadrant.export.manifest import MANIFEST_NAME, read_manifest, write_manifest
+from quadrant.families import FAMILIES
+from quadrant.loading import ModelSpec, load_model
+
+pytest.importorskip("onnxruntime")
+EXPORTED = ("llava", "gemma3", "idefics3")
+# conftest's LM_ONLY names `language_model`; Idefics3's is `text_model`
+LANGUAGE_MODEL_ONLY = r".*(language_model|text_model).*\.(q_proj|k_proj|v_proj|o_proj)"
+QUESTIONS = ["Is there a pleural effusion?", "Is there fluid in the pleural space?", "Any evidence of cardiomegaly?"]
+
+
+@pytest.fixture(scope="session")
+def exported(tiny_model, tmp_path_factory):
+    """family -> (base model dir, adapter dir, export dir, lines the export printed), exported on first use.
+
+    The LLaVA case is the bundled `demo-shortcut` (a tiny LLaVA from models/tiny.py with its LoRA): the
+    demo pair must be exported anyway, and each export costs most of a minute on a shared CPU."""
+    from quadrant.export.onnx import export_onnx
+    from quadrant.models.presets import PRESETS
+
+    done: dict[str, tuple] = {}
+
+    def get(family: str):
+        if family not in done:
+            root = tmp_path_factory.mktemp(f"onnx-{family}")
+            if family == "llava":
+                preset = PRESETS.get("demo-shortcut")
+                base, adapter, model = preset.source, preset.adapter, "demo-shortcut"
+            else:
+                base = model = tiny_model(family)
+                adapter = _make_adapter(base, root / "lora")
+            lines: list[str] = []
+            export_onnx(model, adapter if model == base else None, root / "export", log=lines.append)
+            done[family] = (base, adapter, str(root / "export"), lines)
+        return done[family]
+
+    return get
+
+
+def _make_adapter(model_dir: str, out_dir) -> str:
+    """A non-zero LoRA on the language model only, for every exported family."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForImageTextToText
+
+    model = AutoModelForImageTextToText.from_pretrained(model_dir)
+    torch.manual_seed(3)
+    config = LoraConfig(r=4, lora_alpha=8, target_modules=LANGUAGE_MODEL_ONLY, init_lora_weights=False)
+    get_peft_model(model, config).save_pretrained(out_dir)
+    return str(out_dir)
+
+
+def _requests(loaded, seeds=(0, 1)) -> list[ScoreRequest]:
+    """Two studies (one square, one not) with three phrasings each, and a text-only prompt."""
+    family, processor = loaded.family, loaded.processor
+    rng = np.random.default_rng(5)
+    requests = []
+    for seed, shape in zip(seeds, ((64, 64, 3), (60, 72, 3))):
+        image = Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8))
+        requests += [ScoreRequest(family.render(processor, loaded.wrap(q), True), image) for q in QUESTIONS]
+    requests.append(ScoreRequest(family.render(processor, loaded.wrap(QUESTIONS[0]), False), None))
+    return requests
+
+
+@torch.inference_mode()
+def _plain_unmerged_margins(base: str, adapter: str, loaded, requests) -> list[float]:
+    """The oracle: the unmerged peft model, one plain forward per prompt, through the processor itself."""
+    from peft import PeftModel
+    from transformers import AutoModelForImageTextToText
+
+    from quadrant.answers import margins_from_logits
+
+    model = PeftModel.from_pretrained(AutoModelForImageTextToText.from_pretrained(base), adapter).eval()
+    margins = []
+    for request in requests:
+        images = None if request.image is None else [request.image]
+        inputs = loaded.family.encode(loaded.processor, [request.rendered], images)
+        logits = model(**inputs).logits[0, -1]
+        margins.append(float(margins_from_logits(logits, loaded.answer_tokens)))
+    return margins
+
+
+@pytest.mark.parametrize("family", EXPORTED)
+def test_export_merges_validates_and_writes_a_self_describing_folder(exported, family, tmp_path):
+    base, adapter, out, lines = exported(family)
+    manifest = read_manifest(out)
+    assert manifest.family == family and manifest.dtype == "float32" and manifest.opset == 18
+    assert manifest.source["adapter"] == adapter and manifest.source["fingerprint"].startswith("sha256:")
+    assert {"torch", "transformers", "onnx", "onnxruntime", "onnxscript", "quadrant"} <= set(manifest.versions)
+    assert manifest.validation["merged_vs_unmerged"] <= 1e-4
+    assert max(manifest.validation["max_diff_vs_torch"], manifest.validation["max_diff_vs_plain"]) <= 1e-4
+    assert set(manifest.validation["paths"]) == {"prefix-shared", "packed"}
+    assert any(line.startswith("validation") for line in lines) and any("LoRA merged" in line for line in lines)
+    names = [i["name"] for i in manifest.graphs["decoder"]["inputs"]]
+    assert names[:4] == ["inputs_embeds", "attention_mask", "position_ids", "read_index"] and "past_key_0" in names
+    for name in ("vision.onnx", "decoder.onnx", "decoder.onnx.data", "embeddings.safetensors", "tokenizer.json",
+                 "config.json"):
+        assert (Path(out) / name).is_file(), name
+    shutil.copy(Path(out) / "decoder.onnx", tmp_path)  # the reader checks each listed file's size
+    copy = dataclasses.replace(manifest, sizes={"decoder.onnx": manifest.sizes["decoder.onnx"]})
+    write_manifest(tmp_path, copy)
+    assert read_manifest(tmp_path) == copy  # the reader takes exactly what the writer wrote
+
+
+def test_weights_live_in_external_data_files(exported):
+    import onnx
+
+    _, _, out, _ = exported("llava")
+    for graph in ("vision.onnx", "decoder.onnx"):
+        model = onnx.load(f"{out}/{graph}", load_external_data=False)
+        big = [t for t in model.graph.initializer if np.prod(t.dims) >= 1024]
+        assert big and all(t.data_location == onnx.TensorProto.EXTERNAL for t in big), graph
+
+
+@pytest.mark.parametrize("family", EXPORTED)
+def test_ort_fast_path_matches_pytorch_and_a_plain_unmerged_forward(exported, family):
+    base, adapter, out, _ = exported(family)
+    onnx_loaded = load_model(ModelSpec(model=out))
+    scorer = BACKENDS.get("onnx")(onnx_loaded)
+    assert scorer.prefix_ok()  # the load-time self-check passed on the graphs
+    requests = _requests(onnx_loaded)
+    ort = scorer.margins(requests)
+    assert {r.path for r in ort} == {"prefix-shared", "packed"}
+    torch_loaded = load_model(ModelSpec(model=base, adapter=adapter))
+    fast = BACKENDS.get("torch")(torch_loaded).margins(_requests(torch_loaded))
+    plain = _plain_unmerged_margins(base, adapter, torch_loaded, _requests(torch_loaded))
+    assert max(abs(a.margin - b.margin) for a, b in zip(ort, fast)) < 1e-4
+    assert max(abs(a.margin - b) for a, b in zip(ort, plain)) < 1e-4
+    assert max(abs(a - b) for a, b in zip(plain[:3], plain[3:6])) > 1e-4  # the two images are told apart
+
+
+def test_studies_preprocessed_per_row_give_the_same_margins(exported, monkeypatch):
+    """Where a family cannot preprocess a study's image once, every row carries the image: the prefix pass
+    must still take it once per study."""
+    _, _, out, _ = exported("idefics3")
+    loaded = load_model(ModelSpec(model=out))
+    scorer = BACKENDS.get("onnx")(loaded)
+    requests = _requests(loaded)
+    once = scorer.margins(requests)
+    monkeypatch.setattr(loaded.family, "encode_one_image", lambda *args: None)
+    per_row = scorer.margins(requests)
+    assert [r.path for r in per_row] == [r.path for r in once]
+    assert max(abs(a.margin - b.margin) for a, b in zip(per_row, once)) < 1e-5
+
+
+@pytest.mark.parametrize("family", EXPORTED)
+def test_check_on_the_export_gives_the_torch_verdict(exported, family, study_png, capsys):
+    base, adapter, out, _ = exported(family)
+    args = ["check", "--image", study_png, "--question", "Is there a pneumothorax?", "--json"]
+    assert main(args + ["--model", base, "--adapter", adapter, "--backend", "torch"]) == 0
+    reference = json.loads(capsys.readouterr().out)
+    assert main(args + ["--model", out, "--backend", "onnx"]) == 0
+    verdict = json.loads(capsys.readouterr().out)
+    assert verdict["quadrant"] == reference["quadrant"] and verdict["answer"] == reference["answer"]
+    pairs = zip(verdict["prompts"] + [verdict["text_only"]], reference["prompts"] + [reference["text_only"]])
+    assert all(abs(a["margin"] - b["margin"]) < 1e-4 and a["rendered"] == b["rendered"] for a, b in pairs)
+    assert verdict["model"]["backend"] == "onnx" and verdict["model"]["provider"] == "CPUExecutionProvider"
+    assert verdict["model"]["source_fingerprint"] == reference["model"]["fingerprint"]
+    assert main(args + ["--model", out]) == 0  # an export folder picks the onnx backend by itself
+    assert json.loads(capsys.readouterr().out)["model"]["backend"] == "onnx"
+
+
+def test_generate_mode_matches_pytorch_greedy(exported):
+    base, adapter, out, _ = exported("llava")
+    onnx_loaded = load_model(ModelSpec(model=out))
+    torch_loaded = load_model(ModelSpec(model=base, adapter=adapter))
+    requests = _requests(onnx_loaded)[:1] + _requests(onnx_loaded)[-1:]
+    ort = BACKENDS.get("onnx")(onnx_loaded).generate(requests, max_new_tokens=5)
+    reference = BACKENDS.get("torch")(torch_loaded).generate(requests, max_new_tokens=5)
+    assert ort == reference and any(ort)
+
+
+# -- the bundled demo pair ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def demo_exports(exported, tmp_path_factory):
+    """preset -> its export folder (demo-shortcut's is the LLaVA case's)."""
+    from quadrant.export.onnx import export_onnx
+
+    demo = tmp_path_factory.mktemp("onnx-demo") / "demo"
+    export_onnx("demo", None, demo, log=lambda line: None)
+    return {"demo": str(demo), "demo-shortcut": exported("llava")[2]}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("preset", ["demo", "demo-shortcut"])
+def test_demo_exports_give_the_demo_verdicts_on_every_sample(demo_exports, preset):
+    from quadrant.check import Checker, CheckRequest
+    from quadrant.images import load_study
+    from quadrant.models.make_samples import WANTED
+    from quadrant.models.presets import MODELS_DIR
+
+    questions = ["Is there cardiomegaly?", "Is there a pleural effusion?", "Is there a pneumothorax?",
+                 "Is there a lung nodule?", "Is there consolidation?"]
+    samples = [MODELS_DIR / "samples" / f"{stem}.{fmt}" for stem, _, fmt in WANTED]  # the sample studies
+    requests = [CheckRequest(load_study(p), q) for p in samples for q in questions]
+    onnx_checker = Checker(load_model(ModelSpec(model=demo_exports[preset])), "onnx")
+    torch_checker = Checker(load_model(ModelSpec(model=preset)), "torch")
+    ort = onnx_checker.check_many(requests)  # all studies in one call: prefixes batched across studies
+    reference = [torch_checker.check(r.study, r.question) for r in requests]
+    assert len(samples) == 7
+    for a, b in zip(ort, reference):
+        assert (a.quadrant, a.answer, a.consistent) == (b.quadrant, b.answer, b.consistent)
+        assert all(abs(x.margin - y.margin) < 1e-4 for x, y in zip(a.prompts, b.prompts))
+        assert abs(a.text_only.margin - b.text_only.margin) < 1e-4
+
+
+# -- refusals: exit 2 and one line ------------------------------------------------------------------------
+
+
+def _one_line_error(capsys, args: list[str], expected: str) -> None:
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and expected in err, err
+
+
+@pytest.fixture
+def export_copy(exported, tmp_path):
+    """A scratch copy of the LLaVA export to damage."""
+    _, _, out, _ = exported("llava")
+    return shutil.copytree(out, tmp_path / "copy")
+
+
+def test_a_missing_provider_is_refused(exported, study_png, capsys):
+    _, _, out, _ = exported("llava")
+    check = ["check", "--image", study_png, "--question", "Is there a pneumothorax?", "--model", out]
+    _one_line_error(capsys, check + ["--device", "cuda"], "CUDAExecutionProvider")
+    _one_line_error(capsys, check + ["--device", "tensorrt"], "TensorrtExecutionProvider")
+    _one_line_error(capsys, check + ["--backend", "torch"], "is an ONNX export")
+
+
+def test_a_corrupt_or_truncated_graph_is_refused(export_copy, study_png, capsys):
+    check = ["check", "--image", study_png, "--question", "Is there a pneumothorax?", "--model", str(export_copy)]
+    graph = export_copy / "decoder.onnx"
+    graph.write_bytes(b"\x00garbage" * (graph.stat().st_size // 8) + b"\x00" * (graph.stat().st_size % 8))
+    _one_line_error(capsys, check, "corrupt")
+    data = export_copy / "vision.onnx.data"
+    data.write_bytes(data.read_bytes()[:100])
+    _one_line_error(capsys, check, "truncated")
+
+
+def test_an_export_of_another_version_is_refused(export_copy, study_png, capsys):
+    manifest = json.loads((export_copy / MANIFEST_NAME).read_text())
+    manifest["format"] = 0
+    (export_copy / MANIFEST_NAME).write_text(json.dumps(manifest))
+    check = ["check", "--image", study_png, "--question", "Is there a pneumothorax?", "--model", str(export_copy)]
+    _one_line_error(capsys, check, "export the model again")
+
+
+def test_onnx_backend_on_a_model_that_is_not_an_export_is_refused(tiny_model, study_png, capsys):
+    check = ["check", "--image", study_png, "--question", "Is there a pneumothorax?", "--backend", "onnx"]
+    _one_line_error(capsys, check + ["--model", tiny_model("llava")], "quadrant export onnx")
+
+
+def test_families_opt_in_to_export_and_the_others_are_refused_by_name(tiny_model, tmp_path, capsys):
+    exportable = sorted(name for name in FAMILIES.names() if FAMILIES.get(name).onnx_exportable)
+    assert exportable == sorted(EXPORTED)
+    model = tiny_model("paligemma")
+    capsys.readouterr()
+    _one_line_error(capsys, ["export", "onnx", "--model", model, "--out", str(tmp_path / "p")],
+                    "paligemma family cannot be exported to ONNX: its prefix-LM attention")
+    assert not (tmp_path / "p").exists()
+
+
+@pytest.mark.parametrize("family", ["internvl", "llava_next"])  # a family file that has not opted in; generic
+def test_families_that_have_not_opted_in_are_refused_by_name(tiny_model, family, tmp_path, capsys):
+    model = tiny_model(family)
+    capsys.readouterr()  # the tiny model's build chatter
+    _one_line_error(capsys, ["export", "onnx", "--model", model, "--out", str(tmp_path / "x")],
+                    "family cannot be exported to ONNX: nobody has written and checked its ONNX split")
+
+
+def test_tensorrt_export_says_what_is_missing(exported, tmp_path, capsys):
+    try:
+        import tensorrt  # noqa: F401
+        pytest.skip("TensorRT is installed here")
+    except ImportError:
+        pass
+    _, _, out, _ = exported("llava")
+    _one_line_error(capsys, ["export", "tensorrt", "--model", out, "--out", str(tmp_path / "engines")],
+                    "https://pypi.nvidia.com")
+    _one_line_error(capsys, ["export", "tensorrt", "--model", str(tmp_path), "--out", str(tmp_path / "e")],
+                    "is not an ONNX export")
+
+
+def test_export_refuses_a_used_folder(tmp_path, capsys):
+    (tmp_path / "keep").write_text("mine")
+    _one_line_error(capsys, ["export", "onnx", "--model", "demo", "--out", str(tmp_path)], "not empty")
+    assert (tmp_path / "keep").read_text() == "mine"
