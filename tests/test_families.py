@@ -84,10 +84,16 @@ def test_batch_of_studies_equals_a_plain_forward(family, tiny_model, studies):
     assert loaded.family.name == EXPECTED_FAMILY[family]
     questions = ["Is there a pleural effusion?", "Is there a pneumothorax?", "Is there cardiomegaly?"]
     requests = [CheckRequest(s, q, PHRASINGS) for s, q in zip(studies, questions)]
-    verdicts = Checker(loaded, "torch").check_many(requests)
+    checker = Checker(loaded, "torch")
+    verdicts = checker.check_many(requests)
+    again = checker.check_many(requests[::-1])[::-1]  # the content-free references now come from kept prefixes
     oracle = PlainForward(directory)
     yes, no = list(loaded.answer_tokens.yes), list(loaded.answer_tokens.no)
-    for study, verdict in zip(studies, verdicts):
+    for study, verdict, repeat in zip(studies, verdicts, again):
+        gray = Image.new("RGB", study.image.size, (128, 128, 128))
+        expected = oracle.margin(verdict.content_free.rendered, gray, yes, no)
+        assert abs(verdict.content_free.margin - expected) < TOLERANCE, (family, "content-free")
+        assert abs(repeat.content_free.margin - expected) < TOLERANCE, (family, "content-free, kept prefix")
         assert EXPECTED_PATH[family] in verdict.timing_ms["path"]
         assert verdict.text_only.ablation == "none"
         for prompt in verdict.prompts:

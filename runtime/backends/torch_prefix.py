@@ -49,6 +49,7 @@ BATCHED = "batched"
 #: prefixes of content-free reference images kept per model (one per image size where the family resizes
 #: dynamically; a fixed-size family needs one per mode)
 REUSED_PREFIXES = 8
+REUSED_STUDIES = 64  # tokenized reference prompts kept (a few hundred token ids each)
 
 
 @dataclass
@@ -72,6 +73,7 @@ class PrefixSharedScorer(TorchScorer):
         super().__init__(loaded, max_batch=max_batch)
         self._prefix_ok: bool | None = None  # decided by the self-check in prepare()
         self._reused: OrderedDict[tuple, object] = OrderedDict()  # (reuse key, prefix ids) -> KV cache
+        self._reused_studies: OrderedDict[tuple, _Study] = OrderedDict()  # (reuse key, prompts) -> tokenized
 
     def margins(self, requests: Sequence[ScoreRequest]) -> list[ScoreResult]:
         results: list[ScoreResult | None] = [None] * len(requests)
@@ -209,20 +211,35 @@ class PrefixSharedScorer(TorchScorer):
     # -- preparing studies ---------------------------------------------------------------------------
 
     def _tokenize_study(self, requests: Sequence[ScoreRequest], indices: list[int], for_prefix: bool) -> _Study:
-        """Tokenize one study's prompts; for the cached path, with the image preprocessed only once."""
-        image = requests[indices[0]].image
+        """Tokenize one study's prompts; for the cached path, with the image preprocessed only once. A
+        content-free reference (a `reuse_key`) is tokenized once per set of prompts and kept: its image is
+        the same every time, so preprocessing it again would only repeat the same pixels."""
+        first = requests[indices[0]]
         rendered = [requests[i].rendered for i in indices]
-        once = self.loaded.family.encode_one_image(self.loaded.processor, rendered, image) if for_prefix else None
+        key = (first.reuse_key, tuple(rendered))
+        if for_prefix and first.reuse_key is not None and key in self._reused_studies:
+            self._reused_studies.move_to_end(key)
+            return replace(self._reused_studies[key], indices=indices)
+        once = self.loaded.family.encode_one_image(self.loaded.processor, rendered, first.image) if for_prefix else None
         if once is None:
-            inputs = self.encode(rendered, [image] * len(indices))
+            inputs = self.encode(rendered, [first.image] * len(indices))
         else:
             inputs = {k: self._to_device(k, v) for k, v in once.items()}
-        return _Study(indices=indices, inputs=inputs, prefix_len=self._shared_prefix_len(inputs),
-                      reuse_key=requests[indices[0]].reuse_key)
+        study = _Study(indices=indices, inputs=inputs, reuse_key=first.reuse_key,
+                       prefix_len=self._shared_prefix_len(inputs, image_only=first.reuse_key is not None))
+        if for_prefix and first.reuse_key is not None:
+            self._reused_studies[key] = study
+            if len(self._reused_studies) > REUSED_STUDIES:
+                self._reused_studies.popitem(last=False)
+        return study
 
-    def _shared_prefix_len(self, inputs: dict[str, torch.Tensor]) -> int:
+    def _shared_prefix_len(self, inputs: dict[str, torch.Tensor], image_only: bool = False) -> int:
         """Longest common token prefix, leaving every row at least one token of its own, and covering
-        every image token (else the prefix cannot hold the image and the batched path must run)."""
+        every image token (else the prefix cannot hold the image and the batched path must run).
+
+        `image_only` ends the prefix right after the last image token instead: a reused reference's prefix
+        then holds the template's opening and the image alone, the same whatever the question, so one kept
+        prefix serves every question asked of that reference image."""
         ids, lengths = inputs["input_ids"], inputs["attention_mask"].sum(dim=1)
         shortest = int(lengths.min())
         same = (ids[:, :shortest] == ids[:1, :shortest]).all(dim=0)
@@ -234,6 +251,8 @@ class PrefixSharedScorer(TorchScorer):
             positions = torch.nonzero(ids[0] == image_token)
             if len(positions) and int(positions[-1]) >= prefix_len:
                 return 0
+            if len(positions) and image_only:
+                return int(positions[-1]) + 1
         return prefix_len
 
     def _batches(self, studies: list[_Study], by_prefix: bool):
