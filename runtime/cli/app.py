@@ -17,10 +17,8 @@ from ..errors import OptionError, require
 from .options import add_model_options, build_checker
 
 
-def register(subparsers) -> None:
-    parser = subparsers.add_parser(
-        "app", help="the clinician app: upload a study, see its verdict (and the API endpoint `check`)",
-        description="Serve the Quadrant clinician app. The model loads once and serves every request.")
+def register(parser: argparse.ArgumentParser) -> None:
+    parser.description = "Serve the Quadrant clinician app. The model loads once and serves every request."
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0 for all, "
                              "then use --auth)")

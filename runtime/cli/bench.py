@@ -8,8 +8,7 @@ import json
 from ..evidence import DEFAULT_FILL, DEFAULT_GRID, FILLS
 
 
-def register(subparsers) -> None:
-    parser = subparsers.add_parser("bench", help="time a full check against the naive way and one forward")
+def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--backend", default="torch", choices=("torch", "onnx"),
                         help="onnx: export the bench model first, then time ONNX Runtime on every path")

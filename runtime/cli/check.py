@@ -11,8 +11,7 @@ from ..paraphrases import parse_paraphrase_text, read_paraphrase_file, validate_
 from .options import add_model_options, build_checker
 
 
-def register(subparsers) -> None:
-    parser = subparsers.add_parser("check", help="check one study and one yes/no question")
+def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--image", required=True, help="PNG, JPEG or DICOM study")
     parser.add_argument("--question", required=True, help='a yes/no question, e.g. "Is there a pleural effusion?"')
     parser.add_argument("--paraphrase", action="append", default=[], metavar="TEXT",

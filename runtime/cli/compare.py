@@ -6,8 +6,7 @@ import argparse
 import json
 
 
-def register(subparsers) -> None:
-    parser = subparsers.add_parser("compare", help="compare evaluations: one row per configuration")
+def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("dirs", nargs="+", metavar="DIR", help="folders written by quadrant evaluate")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.set_defaults(run=run)

@@ -10,8 +10,7 @@ from ..engines import ENGINES
 from .options import add_model_options, spec_and_options
 
 
-def register(subparsers) -> None:
-    parser = subparsers.add_parser("evaluate", help="check every row of a manifest; resumable")
+def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--manifest", required=True, help="CSV or JSONL: image, question[, label, paraphrases, study_id]")
     parser.add_argument("--out", required=True, help="output folder (rerun the same command to resume)")
     parser.add_argument("--batch-size", type=int, default=8, help="studies scored together (default 8)")

@@ -6,8 +6,7 @@ import argparse
 import json
 
 
-def register(subparsers) -> None:
-    parser = subparsers.add_parser("export", help="merge a LoRA adapter; export to ONNX; build TensorRT engines")
+def register(parser: argparse.ArgumentParser) -> None:
     steps = parser.add_subparsers(dest="step", required=True)
     merge = steps.add_parser("merge", help="fold a LoRA adapter into the base weights (parity 1e-4)")
     merge.add_argument("--model", default="demo-shortcut", help="preset, model directory or hub id")

@@ -18,7 +18,7 @@ import warnings
 from ..errors import QuadrantError, one_line
 
 EXIT_OK, EXIT_RULE, EXIT_INPUT, EXIT_INTERNAL = 0, 1, 2, 3
-#: subcommand -> its one-line help in `quadrant --help`; its options live in quadrant.cli.<name>
+#: subcommand -> its one-line help in `quadrant --help` (the only copy); its options live in quadrant.cli.<name>
 _SUBCOMMANDS = {
     "check": "check one study and one yes/no question",
     "evaluate": "check every row of a manifest; resumable",
@@ -26,7 +26,7 @@ _SUBCOMMANDS = {
     "manifest": "build a manifest from MIMIC-CXR-JPG or PadChest as distributed",
     "bench": "time a full check against the naive way and one forward",
     "phantoms": "write synthetic chest phantoms and a manifest",
-    "export": "merge a LoRA adapter into its base model",
+    "export": "merge a LoRA adapter; export to ONNX; build TensorRT engines",
     "app": "the clinician app: upload a study, see its verdict (and the API endpoint `check`)",
 }
 
@@ -49,10 +49,9 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"quadrant {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     for name, help_line in _SUBCOMMANDS.items():
+        subparser = subparsers.add_parser(name, help=help_line)
         if command is None or name == command:
-            importlib.import_module(f"quadrant.cli.{name}").register(subparsers)
-        else:
-            subparsers.add_parser(name, help=help_line)
+            importlib.import_module(f"quadrant.cli.{name}").register(subparser)
     return parser
 
 

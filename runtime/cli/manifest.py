@@ -6,8 +6,7 @@ from __future__ import annotations
 import argparse
 
 
-def register(subparsers) -> None:
-    parser = subparsers.add_parser("manifest", help="build a manifest from MIMIC-CXR-JPG or PadChest as distributed")
+def register(parser: argparse.ArgumentParser) -> None:
     datasets = parser.add_subparsers(dest="dataset", required=True, metavar="DATASET")
 
     mimic = datasets.add_parser("mimic-cxr", help="MIMIC-CXR-JPG: one row per study and finding labelled 1.0 or 0.0")

@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 
 
-def register(subparsers) -> None:
-    parser = subparsers.add_parser("phantoms", help="write synthetic chest phantoms and a manifest")
+def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="output folder (images/ and manifest.csv)")
     parser.add_argument("--n", type=int, default=100, help="number of studies (each asked five findings)")
     parser.add_argument("--seed", type=int, default=0)
