@@ -216,22 +216,24 @@ class PrefixSharedScorer(TorchScorer):
         the same every time, so preprocessing it again would only repeat the same pixels."""
         first = requests[indices[0]]
         rendered = [requests[i].rendered for i in indices]
-        key = (first.reuse_key, tuple(rendered))
-        if for_prefix and first.reuse_key is not None and key in self._reused_studies:
-            self._reused_studies.move_to_end(key)
-            return replace(self._reused_studies[key], indices=indices)
+        def make() -> _Study:
+            return self._tokenize(rendered, first, for_prefix)
+
+        if for_prefix and first.reuse_key is not None:
+            study = _kept(self._reused_studies, (first.reuse_key, tuple(rendered)), make, REUSED_STUDIES)
+        else:
+            study = make()
+        return replace(study, indices=indices)
+
+    def _tokenize(self, rendered: list[str], first: ScoreRequest, for_prefix: bool) -> _Study:
+        """The prompts' tensors and shared prefix length (indices are the caller's to fill in)."""
         once = self.loaded.family.encode_one_image(self.loaded.processor, rendered, first.image) if for_prefix else None
         if once is None:
-            inputs = self.encode(rendered, [first.image] * len(indices))
+            inputs = self.encode(rendered, [first.image] * len(rendered))
         else:
             inputs = {k: self._to_device(k, v) for k, v in once.items()}
-        study = _Study(indices=indices, inputs=inputs, reuse_key=first.reuse_key,
-                       prefix_len=self._shared_prefix_len(inputs, image_only=first.reuse_key is not None))
-        if for_prefix and first.reuse_key is not None:
-            self._reused_studies[key] = study
-            if len(self._reused_studies) > REUSED_STUDIES:
-                self._reused_studies.popitem(last=False)
-        return study
+        return _Study(indices=[], inputs=inputs, reuse_key=first.reuse_key,
+                      prefix_len=self._shared_prefix_len(inputs, image_only=first.reuse_key is not None))
 
     def _shared_prefix_len(self, inputs: dict[str, torch.Tensor], image_only: bool = False) -> int:
         """Longest common token prefix, leaving every row at least one token of its own, and covering
@@ -292,12 +294,7 @@ class PrefixSharedScorer(TorchScorer):
         image is the same for every study of a size, so its prefix pass is paid once, not per check."""
         ids = study.inputs["input_ids"][0, : study.prefix_len].tolist()
         key = (study.reuse_key, tuple(ids))
-        if key not in self._reused:
-            self._reused[key] = self._prefix_cache([study])
-            if len(self._reused) > REUSED_PREFIXES:
-                self._reused.popitem(last=False)
-        self._reused.move_to_end(key)
-        prefix_inputs, cache = self._reused[key]
+        prefix_inputs, cache = _kept(self._reused, key, lambda: self._prefix_cache([study]), REUSED_PREFIXES)
         # a forward appends to the cache in place: the kept one must stay the bare prefix
         return self._suffix_margins([study], prefix_inputs, copy.deepcopy(cache), [])
 
@@ -419,6 +416,16 @@ def _pack_suffixes(study: _Study, prefix_len: int, row: int) -> _Packed:
 
 def _shortest(rows: list[_Packed]) -> _Packed:
     return min(rows, key=lambda r: len(r.ids))
+
+
+def _kept(store: OrderedDict, key, make, limit: int):
+    """store[key], made by make() when missing; the least recently used entry goes beyond `limit`."""
+    if key not in store:
+        store[key] = make()
+        if len(store) > limit:
+            store.popitem(last=False)
+    store.move_to_end(key)
+    return store[key]
 
 
 def _split(items: list, parts: int) -> list[list]:
