@@ -138,21 +138,19 @@ class CheckService:
     # -- the batcher's side: everything that touches a model runs here, on one thread ----------------
 
     def _handle(self, jobs: Sequence[_Job]) -> list[Verdict | BaseException]:
-        """Validate each job, then score every valid job of one checker in one call."""
+        """Score every job of one checker in one call; a job that cannot be checked gets its error instead."""
         results: list[Verdict | BaseException | None] = [None] * len(jobs)
         groups: dict[int, tuple[Checker, list[int]]] = {}
         for index, job in enumerate(jobs):
             try:
                 checker = self._checker(job.model, job.options)
-                checker.validate(job.request)
             except InputError as exc:
                 results[index] = exc
                 continue
             groups.setdefault(id(checker), (checker, []))[1].append(index)
         for checker, indices in groups.values():
-            verdicts = checker.check_many([jobs[i].request for i in indices])
-            for i, verdict in zip(indices, verdicts):
-                results[i] = verdict
+            for i, outcome in zip(indices, checker.check_each([jobs[i].request for i in indices])):
+                results[i] = outcome
         return results
 
     def _checker(self, name: str, options: CheckOptions) -> Checker:

@@ -119,9 +119,28 @@ class Checker:
         return verdict
 
     def check_many(self, requests: Sequence[CheckRequest]) -> list[Verdict]:
-        """Several studies in one scoring call; timing is the batch's, shared evenly."""
+        """Several studies in one scoring call; timing is the batch's, shared evenly. The first request that
+        cannot be checked raises its InputError, before any model work."""
         started = time.perf_counter()
-        prepared = [self._prepare(r) for r in requests]
+        return self._check_prepared([self._prepare(r) for r in requests], started)
+
+    def check_each(self, requests: Sequence[CheckRequest]) -> list[Verdict | InputError]:
+        """Like `check_many`, but a request that cannot be checked (a question that is not yes/no, a bad label
+        or paraphrase) gets its InputError in its place: a dataset or a server sets that one aside without
+        losing its batch, and every prompt is prepared once (a local paraphraser's generation included)."""
+        started = time.perf_counter()
+        prepared: list[_Prepared | InputError] = []
+        for request in requests:
+            try:
+                prepared.append(self._prepare(request))
+            except InputError as exc:
+                prepared.append(exc)
+        checkable = [p for p in prepared if not isinstance(p, InputError)]
+        verdicts = iter(self._check_prepared(checkable, started) if checkable else [])
+        return [p if isinstance(p, InputError) else next(verdicts) for p in prepared]
+
+    def _check_prepared(self, prepared: list[_Prepared], started: float) -> list[Verdict]:
+        """Score prepared requests in one call and assemble their verdicts (timing counted from `started`)."""
         score_requests = [s for p in prepared for s in p.scored]
         scoring_started = time.perf_counter()
         readings, path = self._score(score_requests)
@@ -140,21 +159,16 @@ class Checker:
             verdicts.append(self._verdict(p, answers, ablated, reference))
         evidence_ms = self._add_evidence(prepared, verdicts) if self.options.evidence else None
         total_ms = (time.perf_counter() - started) * 1000
-        share = len(requests) or 1
+        share = len(prepared) or 1
         timing = {
             "total": round(total_ms / share, 3),
             "scoring": round(scoring_ms / share, 3),
             "path": path,
-            "studies_in_batch": len(requests),
+            "studies_in_batch": len(prepared),
         }
         if evidence_ms is not None:
             timing["evidence"] = round(evidence_ms / share, 3)
         return [_with_timing(v, timing) for v in verdicts]
-
-    def validate(self, request: CheckRequest) -> None:
-        """Raise the InputError this request would raise, without scoring it (so a dataset can set a bad
-        row aside instead of losing its batch)."""
-        self._prepare(request)
 
     # -- preprocess ----------------------------------------------------------------------------------
 

@@ -159,3 +159,27 @@ def test_metric_formulas():
     assert r["r"] == pytest.approx(-0.98788, abs=1e-4) and r["n"] == 5 and r["ci95"][0] < r["r"] < r["ci95"][1]
     assert pearson([1, 2], [3, 4])["r"] is None
     assert auroc([3, 4], [1, 2]) == 1.0 and auroc([1, 2], [3, 4]) == 0.0 and auroc([1], [1]) == 0.5
+
+
+def test_check_each_sets_a_bad_request_aside_and_scores_the_rest_once(tiny_model, tmp_path):
+    """What evaluate and the app rely on: a request that cannot be checked gets its InputError in its place,
+    the others the very verdicts `check_many` gives, and each request is prepared exactly once."""
+    from quadrant.check import Checker, CheckRequest
+    from quadrant.errors import InputError
+    from quadrant.images import load_study
+    from quadrant.loading import ModelSpec, load_model
+
+    checker = Checker(load_model(ModelSpec(model=tiny_model("llava"), device="cpu")), "torch")
+    studies = [load_study(write_png(tmp_path / f"s{i}.png", seed=i)) for i in range(2)]
+    good = [CheckRequest(studies[0], "Is there a pleural effusion?"), CheckRequest(studies[1], "Effusion?")]
+    bad = CheckRequest(studies[0], "Describe the heart.")
+    prepared = []
+    real_prepare = checker._prepare
+    checker._prepare = lambda request: prepared.append(request) or real_prepare(request)
+    outcomes = checker.check_each([good[0], bad, good[1]])
+    assert prepared == [good[0], bad, good[1]]
+    assert isinstance(outcomes[1], InputError) and "got an instruction, 'describe'" in str(outcomes[1])
+    expected = checker.check_many(good)
+    for outcome, verdict in zip((outcomes[0], outcomes[2]), expected):
+        assert [p.margin for p in outcome.prompts] == [p.margin for p in verdict.prompts]
+        assert outcome.quadrant == verdict.quadrant

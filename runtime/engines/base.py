@@ -80,20 +80,21 @@ class Engine(ABC):
 def check_jobs(checker: Checker, jobs: Sequence[Job]) -> BatchResult:
     """Check a batch on one checker: rows that cannot be checked become error records, the rest one scoring
     call. The same function runs in the local engine and in every Ray worker, so both write the same lines."""
-    requests, swaps, masks, errors = [], [], [], []
+    loaded = []  # per job: (job, its request or the InputError that stopped it, its mask)
     for job in jobs:
         try:
             request = _request(checker, job)
-            checker.validate(request)
-            mask = _mask(checker, job.row, request)
+            loaded.append((job, request, _mask(checker, job.row, request)))
         except InputError as exc:
-            errors.append({"study_id": job.row.study_id, "image": str(job.row.image), "error": str(exc)})
-            continue
-        requests.append(request)
-        swaps.append(job.swap)
-        masks.append(mask)
-    verdicts = checker.check_many(requests) if requests else []
-    samples = [_with_pointing(_with_swap_hash(v, s).to_json(), m) for v, s, m in zip(verdicts, swaps, masks)]
+            loaded.append((job, exc, None))
+    checked = iter(checker.check_each([r for _, r, _ in loaded if not isinstance(r, InputError)]))
+    samples, errors = [], []
+    for job, request, mask in loaded:
+        outcome = request if isinstance(request, InputError) else next(checked)
+        if isinstance(outcome, InputError):
+            errors.append({"study_id": job.row.study_id, "image": str(job.row.image), "error": str(outcome)})
+        else:
+            samples.append(_with_pointing(_with_swap_hash(outcome, job.swap).to_json(), mask))
     return BatchResult(samples, errors, len(jobs))
 
 
