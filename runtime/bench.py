@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .ablation import ablated_image
 from .backends import ScoreRequest
 from .backends.torch_naive import NaiveScorer
 from .check import Checker, CheckOptions
@@ -85,6 +86,8 @@ def _measure(model_dir: str, config: BenchConfig, with_evidence: bool = False) -
         scorer = fast.scorer
         every = [ScoreRequest(p.rendered, study.image) for p in first.prompts]
         every.append(ScoreRequest(first.text_only.rendered, None))
+        reference = ablated_image(first.content_free.ablation, study.image, study.sha256)
+        every.append(ScoreRequest(first.content_free.rendered, reference))  # as PyTorch's naive check does
         naive_fn = lambda: [scorer.full_forward_margins([r.rendered], None if r.image is None else [r.image]) for r in every]  # noqa: E731
         one_fn = lambda: scorer.full_forward_margins([single[0].rendered], [study.image])  # noqa: E731
     else:
