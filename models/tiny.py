@@ -373,6 +373,14 @@ CHAT_TEMPLATES = {
 # --------------------------------------------------------------------------------------------------
 
 
+def vision_tower(spec: TinySpec) -> dict:
+    """The vision encoder's size, the same for every family's tower (CLIP, SigLIP, Idefics3's), so that
+    one spec sizes them all alike."""
+    return dict(hidden_size=spec.vision_hidden, intermediate_size=spec.vision_hidden * 4,
+                num_hidden_layers=spec.vision_layers, num_attention_heads=spec.vision_heads,
+                image_size=spec.image_size, patch_size=spec.patch_size)
+
+
 def _llama_text_config(spec: TinySpec, tok: PreTrainedTokenizerFast, max_positions: int = 2048) -> dict:
     """A Llama decoder (LLaVA-1.5's Vicuna, SmolVLM's SmolLM2) at the spec's size."""
     return dict(
@@ -431,15 +439,7 @@ def _build_llava(spec: TinySpec, out_dir: Path, max_positions: int = 2048) -> Pa
     )
     text = _llama_text_config(spec, tok, max_positions)
     config = LlavaConfig(
-        vision_config=CLIPVisionConfig(
-            hidden_size=spec.vision_hidden,
-            intermediate_size=spec.vision_hidden * 4,
-            num_hidden_layers=spec.vision_layers,
-            num_attention_heads=spec.vision_heads,
-            image_size=spec.image_size,
-            patch_size=spec.patch_size,
-            projection_dim=spec.vision_hidden,
-        ),
+        vision_config=CLIPVisionConfig(**vision_tower(spec), projection_dim=spec.vision_hidden),
         text_config=LlamaConfig(**text),
         image_token_index=tok.convert_tokens_to_ids("<image>"),
         image_seq_length=spec.patches_per_side**2,
@@ -507,15 +507,7 @@ def _build_gemma3(spec: TinySpec, out_dir: Path) -> Path:
             bos_token_id=tok.bos_token_id,
             eos_token_id=tok.eos_token_id,
         ),
-        vision_config=SiglipVisionConfig(
-            hidden_size=spec.vision_hidden,
-            intermediate_size=spec.vision_hidden * 4,
-            num_hidden_layers=spec.vision_layers,
-            num_attention_heads=spec.vision_heads,
-            image_size=spec.image_size,
-            patch_size=spec.patch_size,
-            vision_use_head=False,
-        ),
+        vision_config=SiglipVisionConfig(**vision_tower(spec), vision_use_head=False),
         mm_tokens_per_image=mm_tokens,
         boi_token_index=tok.boi_token_id,
         eoi_token_index=tok.eoi_token_id,
@@ -564,14 +556,7 @@ def _build_idefics3(spec: TinySpec, out_dir: Path) -> Path:
     )
     text = _llama_text_config(spec, tok)
     config = Idefics3Config(
-        vision_config=Idefics3VisionConfig(
-            hidden_size=spec.vision_hidden,
-            intermediate_size=spec.vision_hidden * 4,
-            num_hidden_layers=spec.vision_layers,
-            num_attention_heads=spec.vision_heads,
-            image_size=spec.image_size,
-            patch_size=spec.patch_size,
-        ),
+        vision_config=Idefics3VisionConfig(**vision_tower(spec)),
         text_config=LlamaConfig(**text),
         image_token_id=tok.convert_tokens_to_ids("<image>"),
         scale_factor=scale_factor,
@@ -606,15 +591,7 @@ def _build_paligemma(spec: TinySpec, out_dir: Path) -> Path:
     vocab_size = len(tok)  # after the processor's <loc>/<seg> tokens
     head_dim = spec.hidden // spec.heads
     config = PaliGemmaConfig(
-        vision_config=SiglipVisionConfig(
-            hidden_size=spec.vision_hidden,
-            intermediate_size=spec.vision_hidden * 4,
-            num_hidden_layers=spec.vision_layers,
-            num_attention_heads=spec.vision_heads,
-            image_size=spec.image_size,
-            patch_size=spec.patch_size,
-            vision_use_head=False,
-        ),
+        vision_config=SiglipVisionConfig(**vision_tower(spec), vision_use_head=False),
         text_config=GemmaConfig(
             vocab_size=vocab_size,
             hidden_size=spec.hidden,

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from .tiny import TinySpec, _llama_text_config, _make_tokenizer, _save
+from .tiny import TinySpec, _llama_text_config, _make_tokenizer, _save, vision_tower
 
 NEW_FAMILIES = ("qwen2_vl", "qwen2_5_vl", "qwen3_vl", "internvl", "llava_onevision")
 GENERIC_FAMILIES = ("llava_next",)  # no family file: served by the generic family
@@ -244,9 +244,7 @@ def _anyres_pinpoints(size: int) -> list[list[int]]:
 
 
 def _siglip(spec: TinySpec) -> dict:
-    return dict(hidden_size=spec.vision_hidden, intermediate_size=spec.vision_hidden * 4,
-                num_hidden_layers=spec.vision_layers, num_attention_heads=spec.vision_heads,
-                image_size=spec.image_size, patch_size=spec.patch_size, vision_use_head=False, model_type="siglip_vision_model")
+    return dict(vision_tower(spec), vision_use_head=False, model_type="siglip_vision_model")
 
 
 def _build_llava_onevision(spec: TinySpec, out_dir: Path) -> Path:
@@ -310,10 +308,7 @@ def _build_llava_next(spec: TinySpec, out_dir: Path) -> Path:
                                    vision_feature_select_strategy="default", num_additional_image_tokens=1,
                                    chat_template=LLAVA_NEXT_CHAT_TEMPLATE)
     config = LlavaNextConfig(
-        vision_config=CLIPVisionConfig(hidden_size=spec.vision_hidden, intermediate_size=spec.vision_hidden * 4,
-                                       num_hidden_layers=spec.vision_layers, num_attention_heads=spec.vision_heads,
-                                       image_size=spec.image_size, patch_size=spec.patch_size,
-                                       projection_dim=spec.vision_hidden),
+        vision_config=CLIPVisionConfig(**vision_tower(spec), projection_dim=spec.vision_hidden),
         text_config=LlamaConfig(**_llama_text_config(spec, tok, 4096)),
         image_token_index=tok.convert_tokens_to_ids("<image>"), image_grid_pinpoints=pinpoints,
         vision_feature_select_strategy="default", vision_feature_layer=-2, tie_word_embeddings=False,
