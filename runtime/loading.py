@@ -118,7 +118,7 @@ def resolve_source(spec: ModelSpec) -> tuple[str, str, str | None, str]:
 
 def load_model(spec: ModelSpec = ModelSpec()) -> LoadedModel:
     """Load processor, model and adapter; find the answer tokens; fingerprint the weights."""
-    from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
+    from transformers import AutoConfig, AutoModelForImageTextToText
 
     name, source, adapter, prompt = resolve_source(spec)
     if is_export(source):  # an ONNX export folder: ONNX Runtime serves it, no PyTorch weights involved

@@ -128,6 +128,15 @@ def test_bad_paraphrase_file_and_missing_model(tmp_path, study_png, capsys):
     _assert_one_clean_line(code, out, err, "no-such-model")
 
 
+@pytest.mark.parametrize("option", ["--paraphrases", "--paraphrase-bank", "--chat-template", "--adapter",
+                                    "--paraphraser"])
+def test_every_file_option_names_a_missing_file(option, tmp_path, study_png, capsys):
+    """Each option that reads a file, given one that is not there: refused before any model loads."""
+    missing = str(tmp_path / f"missing{option}")
+    code, out, err = _run(capsys, ["check", "--image", study_png, "--question", QUESTION, option, missing])
+    _assert_one_clean_line(code, out, err, missing)
+
+
 def test_unknown_options_exit_2_with_one_line(study_png, tiny_model, capsys):
     code, out, err = _run(capsys, ["check", "--image", study_png, "--question", QUESTION, "--reliance", "vibes"])
     _assert_one_clean_line(code, out, err, "vibes")

@@ -4,10 +4,8 @@ and memory does not grow with the manifest. Real runs of the bundled demo model 
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import json
-import os
 import subprocess
 import sys
 import time

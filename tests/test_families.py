@@ -1,9 +1,7 @@
 """The families added to the first four (Qwen2-VL, Qwen2.5-VL, Qwen3-VL, InternVL, LLaVA-OneVision) and the
 generic path (LLaVA-NeXT, which has no family file), each against a plain Hugging Face forward (1e-4).
 
-Without torchvision these checkpoints' processors cannot be loaded by AutoProcessor (their video processor
-needs it); the oracle here uses the same transformers processor class built without its video processor
-(`quadrant.loading.load_processor`), then tokenizes, forwards and reads logits on its own, one prompt a call.
+The oracle is `plain_forward.PlainForward`, the same one `test_parity.py` uses for the first four families.
 """
 
 from __future__ import annotations
@@ -11,13 +9,12 @@ from __future__ import annotations
 import json
 import logging
 
-import numpy as np
 import pytest
 import torch
 from PIL import Image
-from transformers import AutoModelForImageTextToText
 
 from conftest import LATER_FAMILIES, write_png
+from plain_forward import PlainForward
 from quadrant.backends.torch_prefix import PrefixSharedScorer
 from quadrant.check import Checker, CheckOptions, CheckRequest
 from quadrant.cli.main import main
@@ -39,31 +36,6 @@ PHRASINGS = [
              "this frontal chest radiograph?"),
     Phrasing("Can a pleural effusion be ruled out?", inverted=True),
 ]
-
-
-class PlainForward:
-    """One prompt, one call, no cache, no batching, no splicing: the processor and the model as they are."""
-
-    def __init__(self, directory: str):
-        self.processor = load_processor(directory)
-        self.model = AutoModelForImageTextToText.from_pretrained(directory, dtype=torch.float32).eval()
-
-    def margin(self, rendered: str, image, yes: list[int], no: list[int]) -> float:
-        bos = self.processor.tokenizer.bos_token
-        kwargs = {"text": [rendered], "return_tensors": "pt",
-                  "add_special_tokens": not (bos and rendered.startswith(bos))}
-        if image is not None:
-            kwargs["images"] = [image]
-        inputs = dict(self.processor(**kwargs))
-        with torch.no_grad():
-            logits = self.model(**inputs).logits[0, -1].double()
-        return float(torch.logsumexp(logits[yes], 0) - torch.logsumexp(logits[no], 0))
-
-    def render(self, text: str, with_image: bool) -> str:
-        content = ([{"type": "image"}] if with_image else []) + [{"type": "text", "text": text}]
-        return self.processor.apply_chat_template(
-            [{"role": "user", "content": content}], add_generation_prompt=True, tokenize=False
-        )
 
 
 @pytest.fixture(scope="module")

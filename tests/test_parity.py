@@ -1,7 +1,8 @@
 """`quadrant check --json` against an independent, plain Hugging Face forward, for every family.
 
-The oracle below shares no code with Quadrant: it renders with the processor's own chat template, tokenizes
-with the processor, runs the model once per prompt and reads the last position's logits.
+The oracle (`plain_forward.PlainForward`) shares no scoring code with Quadrant: it renders with the
+processor's own chat template, tokenizes with the processor, runs the model once per prompt and reads the last
+position's logits.
 """
 
 from __future__ import annotations
@@ -10,11 +11,11 @@ import json
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
-from transformers import AutoModelForImageTextToText, AutoProcessor
+from transformers import AutoProcessor
 
 from conftest import ALL_FAMILIES
+from plain_forward import PlainForward
 from quadrant.cli.main import main
 from quadrant.reliance import DEFAULT_THRESHOLD
 
@@ -27,31 +28,6 @@ def run_check_json(capsys, *argv) -> dict:
     assert code == 0, err
     assert len(out.strip().splitlines()) == 1  # exactly one JSON object on stdout
     return json.loads(out)
-
-
-class PlainForward:
-    """A plain HF forward: one prompt, one call, no cache, no batching."""
-
-    def __init__(self, directory: str):
-        self.processor = AutoProcessor.from_pretrained(directory)
-        self.model = AutoModelForImageTextToText.from_pretrained(directory, dtype=torch.float32).eval()
-
-    def margin(self, rendered: str, image, yes: list[int], no: list[int]) -> float:
-        kwargs = {"text": rendered, "return_tensors": "pt"}
-        if self.model.config.model_type != "paligemma":
-            kwargs["add_special_tokens"] = not rendered.startswith(self.processor.tokenizer.bos_token)
-        if image is not None:
-            kwargs["images"] = image
-        inputs = {k: v for k, v in self.processor(**kwargs).items() if k != "labels"}
-        with torch.no_grad():
-            logits = self.model(**inputs).logits[0, -1].double()
-        return float(torch.logsumexp(logits[yes], 0) - torch.logsumexp(logits[no], 0))
-
-    def render(self, text: str, with_image: bool) -> str:
-        content = ([{"type": "image"}] if with_image else []) + [{"type": "text", "text": text}]
-        return self.processor.apply_chat_template(
-            [{"role": "user", "content": content}], add_generation_prompt=True, tokenize=False
-        )
 
 
 def ablated(verdict: dict, image: Image.Image):

@@ -42,7 +42,7 @@ INV_SAYS_NO = "!Are the costophrenic angles sharp?"  # inverted; raw no, so it r
 @pytest.fixture(scope="module")
 def toy(tmp_path_factory):
     folder = tmp_path_factory.mktemp("toy")
-    model_dir = build_toy_reader(folder / "model")
+    build_toy_reader(folder / "model")
     for name, value in (("bright", 255), ("dark", 0)):
         Image.new("RGB", (40, 40), (value, value, value)).save(folder / f"{name}.png")
     return folder

@@ -7,6 +7,7 @@ import argparse
 
 from ..ablation import ABLATIONS
 from ..check import SCORING_MODES, Checker, CheckOptions
+from ..errors import OptionError
 from ..evidence import DEFAULT_FILL, DEFAULT_GRID, FILLS, EvidenceOptions
 from ..loading import DEVICES, DTYPES, ModelSpec, load_model
 from ..reliance import DEFAULT_REFERENCE, DEFAULT_RULE, DEFAULT_THRESHOLD, REFERENCES, RULES, Reliance
