@@ -24,10 +24,10 @@ CHECK = ["check", "--image", str(SAMPLE), "--question", "Is there a pleural effu
 # The demo model on its effusion sample (models/samples/README.md): yes with the image, no without it; it
 # says yes to "can it be ruled out?" too, which disagrees once negated, so the verdict is Fragile.
 GOLDEN_ROWS = [
-    ("0", "Is there a pleural effusion?", "yes", 0.548, +0.191),
-    ("1", "Is there any fluid in the pleural space?", "yes", 0.706, +0.874),
-    ("2", "Can a pleural effusion be ruled out? (inverted)", "yes", 0.609, +0.445),
-    ("T", "Is there a pleural effusion? (text only, ablation none)", "no", 0.080, -2.441),
+    ("0", "Is there a pleural effusion?", "question", "yes", 0.548, +0.191),
+    ("1", "Is there any fluid in the pleural space?", "user", "yes", 0.706, +0.874),
+    ("2", "Can a pleural effusion be ruled out? (inverted)", "user", "yes", 0.609, +0.445),
+    ("T", "Is there a pleural effusion? (text only, ablation none)", "", "no", 0.080, -2.441),
 ]
 GOLDEN_LINES = [
     "Study  PNG 256x256  sha256 4a05b1994d7cb427…",
@@ -66,13 +66,13 @@ def test_check_prints_a_readable_verdict(capsys, monkeypatch):
     # one row per phrasing and one for the text-only pass, with the verdict's own numbers
     rows: dict[str, list[str]] = {}
     for cells in map(_cells, lines):
-        if len(cells) == 5 and cells[0] in ("0", "1", "2", "T"):
+        if len(cells) == 6 and cells[0] in ("0", "1", "2", "T"):
             rows.setdefault(cells[0], cells)  # the first row of each label, should more rows be added
     assert list(rows) == ["0", "1", "2", "T"]
     readings = verdict["prompts"] + [verdict["text_only"]]
-    for (index, phrasing, answer, p_yes, margin), reading in zip(GOLDEN_ROWS, readings):
-        _, shown_phrasing, shown_answer, shown_p, shown_margin = rows[index]
-        assert shown_phrasing == phrasing and shown_answer == answer
+    for (index, phrasing, source, answer, p_yes, margin), reading in zip(GOLDEN_ROWS, readings):
+        _, shown_phrasing, shown_source, shown_answer, shown_p, shown_margin = rows[index]
+        assert shown_phrasing == phrasing and shown_source == source and shown_answer == answer
         assert shown_p == f"{reading['p_yes']:.3f}" and shown_margin == f"{reading['margin']:+.3f}"
         assert float(shown_p) == pytest.approx(p_yes, abs=2e-3)  # the golden numbers, to print precision
         assert float(shown_margin) == pytest.approx(margin, abs=2e-3)

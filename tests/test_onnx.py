@@ -175,6 +175,8 @@ def test_check_on_the_export_gives_the_torch_verdict(exported, family, study_png
     assert verdict["model"]["source_fingerprint"] == reference["model"]["fingerprint"]
     assert main(args + ["--model", out]) == 0  # an export folder picks the onnx backend by itself
     assert json.loads(capsys.readouterr().out)["model"]["backend"] == "onnx"
+    assert main(args[:-1] + ["--model", out]) == 0  # the terminal report names the provider that ran it
+    assert f"({verdict['model']['family']}, onnx, cpu, float32, CPUExecutionProvider)" in capsys.readouterr().out
 
 
 def test_generate_mode_matches_pytorch_greedy(exported):

@@ -36,23 +36,22 @@ def print_verdict(verdict: Verdict, console: Console | None = None) -> None:
     console = console or Console()
     model, image = verdict.model, verdict.image
     console.print(f"Study  {image['format']} {image['width']}x{image['height']}  sha256 {image['sha256'][:16]}…")
-    console.print(
-        f"Model  {model['name']} ({model['family']}, {model['backend']}, {model['device']}, {model['dtype']})  "
-        f"{model['fingerprint'][:23]}…"
-    )
+    runtime = [model["backend"], model["device"], model["dtype"]] + ([model["provider"]] if "provider" in model else [])
+    console.print(f"Model  {model['name']} ({model['family']}, {', '.join(runtime)})  {model['fingerprint'][:23]}…")
     table = Table(show_edge=False, pad_edge=False)
-    for column, justify in (("#", "right"), ("phrasing", "left"), ("answer", "left"), ("p(yes)", "right"),
-                            ("margin", "right")):
+    for column, justify in (("#", "right"), ("phrasing", "left"), ("from", "left"), ("answer", "left"),
+                            ("p(yes)", "right"), ("margin", "right")):
         table.add_column(column, justify=justify)
     for index, prompt in enumerate(verdict.prompts):
         text = prompt.text + (" [dim](inverted)[/dim]" if prompt.inverted else "")
-        table.add_row(str(index), text, prompt.answer, _fmt(prompt.p_yes, ".3f"), _fmt(prompt.margin, "+.3f"))
+        table.add_row(str(index), text, prompt.source or "", prompt.answer, _fmt(prompt.p_yes, ".3f"),
+                      _fmt(prompt.margin, "+.3f"))
     t = verdict.text_only
-    table.add_row("T", f"{t.text} [dim](text only, ablation {t.ablation})[/dim]", t.answer,
+    table.add_row("T", f"{t.text} [dim](text only, ablation {t.ablation})[/dim]", "", t.answer,
                   _fmt(t.p_yes, ".3f"), _fmt(t.margin, "+.3f"))
     r = verdict.content_free
     if r is not None and r.ablation != t.ablation:
-        table.add_row("R", f"{r.text} [dim](content-free {r.ablation} image)[/dim]", r.answer,
+        table.add_row("R", f"{r.text} [dim](content-free {r.ablation} image)[/dim]", "", r.answer,
                       _fmt(r.p_yes, ".3f"), _fmt(r.margin, "+.3f"))
     console.print(table)
     console.print(_reliance_line(verdict))
