@@ -381,15 +381,17 @@ def vision_tower(spec: TinySpec) -> dict:
                 image_size=spec.image_size, patch_size=spec.patch_size)
 
 
+def language_model(spec: TinySpec, tok: PreTrainedTokenizerFast) -> dict:
+    """The decoder's size, the same for every family's language model (Llama, Gemma, Qwen2), over the
+    tokenizer's whole vocabulary (special tokens a processor added included)."""
+    return dict(vocab_size=len(tok), hidden_size=spec.hidden, intermediate_size=spec.intermediate,
+                num_hidden_layers=spec.layers, num_attention_heads=spec.heads, num_key_value_heads=spec.kv_heads)
+
+
 def _llama_text_config(spec: TinySpec, tok: PreTrainedTokenizerFast, max_positions: int = 2048) -> dict:
     """A Llama decoder (LLaVA-1.5's Vicuna, SmolVLM's SmolLM2) at the spec's size."""
     return dict(
-        vocab_size=len(tok),
-        hidden_size=spec.hidden,
-        intermediate_size=spec.intermediate,
-        num_hidden_layers=spec.layers,
-        num_attention_heads=spec.heads,
-        num_key_value_heads=spec.kv_heads,
+        language_model(spec, tok),
         max_position_embeddings=max_positions,
         pad_token_id=tok.pad_token_id,
         bos_token_id=tok.bos_token_id,
@@ -493,12 +495,7 @@ def _build_gemma3(spec: TinySpec, out_dir: Path) -> Path:
     head_dim = spec.hidden // spec.heads
     config = Gemma3Config(
         text_config=Gemma3TextConfig(
-            vocab_size=len(tok),
-            hidden_size=spec.hidden,
-            intermediate_size=spec.intermediate,
-            num_hidden_layers=spec.layers,
-            num_attention_heads=spec.heads,
-            num_key_value_heads=spec.kv_heads,
+            **language_model(spec, tok),
             head_dim=head_dim,
             query_pre_attn_scalar=head_dim,
             max_position_embeddings=2048,
@@ -588,17 +585,11 @@ def _build_paligemma(spec: TinySpec, out_dir: Path) -> Path:
         image_seq_length=num_image_tokens,
     )
     processor = PaliGemmaProcessor(image_processor=image_processor, tokenizer=tok)
-    vocab_size = len(tok)  # after the processor's <loc>/<seg> tokens
     head_dim = spec.hidden // spec.heads
     config = PaliGemmaConfig(
         vision_config=SiglipVisionConfig(**vision_tower(spec), vision_use_head=False),
         text_config=GemmaConfig(
-            vocab_size=vocab_size,
-            hidden_size=spec.hidden,
-            intermediate_size=spec.intermediate,
-            num_hidden_layers=spec.layers,
-            num_attention_heads=spec.heads,
-            num_key_value_heads=spec.kv_heads,
+            **language_model(spec, tok),
             head_dim=head_dim,
             max_position_embeddings=2048,
             pad_token_id=tok.pad_token_id,
@@ -606,7 +597,7 @@ def _build_paligemma(spec: TinySpec, out_dir: Path) -> Path:
             eos_token_id=tok.eos_token_id,
         ),
         image_token_index=tok.image_token_id,
-        vocab_size=vocab_size,
+        vocab_size=len(tok),  # after the processor's <loc>/<seg> tokens
         projection_dim=spec.hidden,
         hidden_size=spec.hidden,
     )

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from .tiny import TinySpec, _llama_text_config, _make_tokenizer, _save, vision_tower
+from .tiny import TinySpec, _llama_text_config, _make_tokenizer, _save, language_model, vision_tower
 
 NEW_FAMILIES = ("qwen2_vl", "qwen2_5_vl", "qwen3_vl", "internvl", "llava_onevision")
 GENERIC_FAMILIES = ("llava_next",)  # no family file: served by the generic family
@@ -174,8 +174,7 @@ def _build_qwen_vl(spec: TinySpec, out_dir: Path, version: str) -> Path:
     head_dim = spec.hidden // spec.heads
     quarter = head_dim // 2 // 4
     text = dict(
-        vocab_size=len(tok), hidden_size=spec.hidden, intermediate_size=spec.intermediate,
-        num_hidden_layers=spec.layers, num_attention_heads=spec.heads, num_key_value_heads=spec.kv_heads,
+        language_model(spec, tok),
         max_position_embeddings=2048, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
         bos_token_id=None, rope_parameters={"rope_type": "default", "rope_theta": 10000.0,
                          "mrope_section": [head_dim // 2 - 2 * quarter, quarter, quarter]},
@@ -224,10 +223,7 @@ def _build_internvl(spec: TinySpec, out_dir: Path) -> Path:
     )
     processor = image_only_processor(InternVLProcessor, image_processor=image_processor, tokenizer=tok,
                                      image_seq_length=seq, chat_template=INTERNVL_CHAT_TEMPLATE)
-    text = dict(vocab_size=len(tok), hidden_size=spec.hidden, intermediate_size=spec.intermediate,
-                num_hidden_layers=spec.layers, num_attention_heads=spec.heads, num_key_value_heads=spec.kv_heads,
-                max_position_embeddings=2048, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
-                model_type="qwen2", tie_word_embeddings=False)
+    text = _qwen2_text(spec, tok, max_positions=2048)
     vision = dict(hidden_size=spec.vision_hidden, num_hidden_layers=spec.vision_layers,
                   num_attention_heads=spec.vision_heads, intermediate_size=spec.vision_hidden * 4,
                   image_size=[spec.image_size, spec.image_size], patch_size=[spec.patch_size, spec.patch_size])
@@ -241,6 +237,12 @@ def _build_internvl(spec: TinySpec, out_dir: Path) -> Path:
 
 def _anyres_pinpoints(size: int) -> list[list[int]]:
     return [[size, size], [size, 2 * size], [2 * size, size], [2 * size, 2 * size]]
+
+
+def _qwen2_text(spec: TinySpec, tok, max_positions: int) -> dict:
+    """A Qwen2 decoder (InternVL3's and LLaVA-OneVision's language model), as a text_config dict."""
+    return dict(language_model(spec, tok), max_position_embeddings=max_positions, pad_token_id=tok.pad_token_id,
+                eos_token_id=tok.eos_token_id, model_type="qwen2", tie_word_embeddings=False)
 
 
 def _siglip(spec: TinySpec) -> dict:
@@ -271,10 +273,7 @@ def _build_llava_onevision(spec: TinySpec, out_dir: Path) -> Path:
         num_image_tokens=spec.patches_per_side**2, vision_feature_select_strategy="full",
         chat_template=LLAVA_ONEVISION_CHAT_TEMPLATE,
     )
-    text = dict(vocab_size=len(tok), hidden_size=spec.hidden, intermediate_size=spec.intermediate,
-                num_hidden_layers=spec.layers, num_attention_heads=spec.heads, num_key_value_heads=spec.kv_heads,
-                max_position_embeddings=4096, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
-                model_type="qwen2", tie_word_embeddings=False)
+    text = _qwen2_text(spec, tok, max_positions=4096)
     config = LlavaOnevisionConfig(
         text_config=text, vision_config=_siglip(spec), image_token_index=tok.convert_tokens_to_ids("<image>"),
         video_token_index=tok.convert_tokens_to_ids("<video>"), vision_feature_select_strategy="full",
