@@ -142,8 +142,14 @@ def _relative(value, rule: dict) -> str:
     return f"{value:.2f} ({side} threshold {_plain(rule.get('threshold'), 'g')})"
 
 
+#: where a paraphrase came from (the prompt's `source`), as a reader would say it; the question itself is unmarked
+SOURCE_NOTES = {"bank": "bank synonym", "rewrite": "reworded", "frame": "framed", "model": "paraphrase model",
+                "user": "yours", "file": "from your file"}
+
+
 def phrasings_html(verdict: dict) -> str:
-    rows = [_phrasing_row(str(i), p["text"], p.get("inverted"), p["answer"], p.get("p_yes"), p.get("margin"))
+    rows = [_phrasing_row(str(i), p["text"], p.get("inverted"), p["answer"], p.get("p_yes"), p.get("margin"),
+                          note=SOURCE_NOTES.get(p.get("source")))
             for i, p in enumerate(verdict["prompts"])]
     t = verdict["text_only"]
     rows.append(_phrasing_row("T", t["text"], False, t["answer"], t.get("p_yes"), t.get("margin"),
@@ -160,9 +166,11 @@ def phrasings_html(verdict: dict) -> str:
 
 def facts_html(verdict: dict) -> str:
     model, image, timing = verdict["model"], verdict["image"], verdict.get("timing_ms") or {}
+    runtime = [model.get("family", "?"), model.get("backend"), model.get("device"), model.get("dtype")]
+    if "provider" in model:  # an ONNX export: the execution provider that ran it
+        runtime.append(model["provider"])
     items = [
-        ("Model", f"{model.get('name')} ({model.get('family', '?')}, {model.get('backend')}, {model.get('device')}, "
-                  f"{model.get('dtype')})"),
+        ("Model", f"{model.get('name')} ({', '.join(map(str, runtime))})"),
         ("Fingerprint", str(model.get("fingerprint"))),
         ("Study", f"{image.get('format')} {image.get('width')} x {image.get('height')}, sha256 {image.get('sha256')}"),
         ("Time", f"{_plain(timing.get('total'), '.0f')} ms ({timing.get('path', '?')}, {_together(timing)})"),

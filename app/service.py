@@ -19,10 +19,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from quadrant.check import Checker, CheckOptions, CheckRequest
-from quadrant.errors import InputError, OptionError, ParaphraseError, StudyError
+from quadrant.bank import Bank, load_bank
+from quadrant.errors import InputError, OptionError, ParaphraseError, QuadrantError, StudyError
 from quadrant.evidence import EvidenceOptions
 from quadrant.images import MAX_FILE_BYTES, Study, load_study_bytes
-from quadrant.paraphrases import parse_paraphrase_text, validate_question
+from quadrant.paraphrases import Phrasing, paraphrase_set, parse_paraphrase_text, validate_question
 from quadrant.verdict import Verdict
 
 from .audit import AuditLog
@@ -82,6 +83,7 @@ class CheckService:
         except ParaphraseError as exc:
             raise ParaphraseError(f"paraphrases, {exc}") from None
         name = self._model_name(model)
+        phrasings = self._as_suggested(question, phrasings, name)
         options = self._options(name, ablation, rule, threshold)
         if evidence:
             options = replace(options, evidence=EvidenceOptions())
@@ -93,6 +95,28 @@ class CheckService:
         log.info("check: %s, answer %s, model %s, image %s, %s studies in the batch", data["quadrant"],
                  data["answer"], name, data["image"]["sha256"][:12], data["timing_ms"].get("studies_in_batch"))
         return data
+
+    def bank(self, model: str | None = None) -> Bank:
+        """The paraphrase bank a model's checks use (`--paraphrase-bank`, else the built-in one)."""
+        return self.checkers[self._model_name(model)].options.bank or load_bank()
+
+    def suggestions(self, question: str, model: str | None = None) -> list[Phrasing]:
+        """The paraphrases the page offers for a question, to edit before checking: the model's own bank and
+        K, from the rules (a `--paraphraser` is not run per keystroke). Empty when none can be written."""
+        options = self.checkers[self._model_name(model)].options
+        try:
+            return paraphrase_set(question, k=options.k, bank=options.bank)[1:]
+        except QuadrantError:
+            return []
+
+    def _as_suggested(self, question: str, phrasings: list[Phrasing], model: str) -> list[Phrasing] | None:
+        """The page sends back the paraphrases it offered, edited or not. Unedited, the model writes its own set
+        (None: its bank, and its --paraphraser where it has one); edited, each line still offered keeps the
+        source it had (bank, rewrite, frame) and only the lines the user wrote are the user's."""
+        offered = {(p.text, p.inverted): p for p in self.suggestions(question, model)}
+        if not phrasings or [(p.text, p.inverted) for p in phrasings] == list(offered):
+            return None
+        return [offered.get((p.text, p.inverted), p) for p in phrasings]
 
     def load_upload(self, image: str | os.PathLike | None) -> Study:
         """The uploaded file as a study."""

@@ -19,7 +19,6 @@ from quadrant.ablation import ABLATIONS
 from quadrant.errors import QuadrantError, one_line
 from quadrant.evidence_plot import verdict_overlay
 from quadrant.images import load_study_bytes
-from quadrant.paraphrases import FINDING_QUESTIONS, FINDINGS, paraphrase_set
 from quadrant.reliance import RULES
 from quadrant.verdict import Verdict
 
@@ -41,7 +40,7 @@ def build_ui(service: CheckService, *, downloads: Path, audit_where: str, exampl
     `delete_cache` is Gradio's (every N seconds, files older than M seconds) sweep of uploads."""
     base = service.checkers[service.default_model]
     k = base.options.k
-    handlers = _Handlers(service, downloads, k)
+    handlers = _Handlers(service, downloads)
 
     with gr.Blocks(title=f"{title}: is this model's answer about this study trustworthy?",
                    delete_cache=delete_cache) as demo:
@@ -61,15 +60,16 @@ def build_ui(service: CheckService, *, downloads: Path, audit_where: str, exampl
                 with gr.Column(scale=1):
                     model = gr.Radio(list(service.checkers), value=service.default_model, label="Model",
                                      visible=len(service.checkers) > 1, elem_id="model")
-                    finding = gr.Dropdown(list(FINDINGS), value=None, label="Finding (fills in the question)",
+                    finding = gr.Dropdown(list(service.bank().names), value=None,
+                                          label="Finding (fills in the question)",
                                           elem_id="finding")
                     question = gr.Textbox(label="Yes/no question", placeholder="Is there a pleural effusion?",
                                           max_lines=1, elem_id="question")
                     paraphrases = gr.Textbox(
                         label="Paraphrases: one per line; a leading ! marks an inverted one (its yes means absent)",
                         lines=k + 1, max_lines=24, elem_id="paraphrases",
-                        placeholder="Filled in from the built-in bank when you pick a finding or type a question; "
-                                    "edit freely. Left empty, the built-in set is used.")
+                        placeholder="Filled in from the paraphrase bank when you pick a finding or type a "
+                                    "question; edit freely. Left empty or unedited, the model's own set is used.")
                     ablation = gr.Dropdown(
                         [(f"default ({base.ablation})", _DEFAULT), *UI_ABLATIONS], value=_DEFAULT,
                         label="How the image is taken away for the text-only pass", elem_id="ablation")
@@ -113,8 +113,8 @@ def build_ui(service: CheckService, *, downloads: Path, audit_where: str, exampl
         api_trigger = gr.Button(visible=False)
 
         study.change(handlers.describe, study, [preview, facts], api_visibility="private", queue=False)
-        finding.change(handlers.question_for, finding, question, api_visibility="private", queue=False)
-        question.change(handlers.suggest, question, paraphrases, api_visibility="private", queue=False,
+        finding.change(handlers.question_for, [finding, model], question, api_visibility="private", queue=False)
+        question.change(handlers.suggest, [question, model], paraphrases, api_visibility="private", queue=False,
                         trigger_mode="always_last")
         checked = run.click(handlers.run, [study, question, paraphrases, ablation, model, rule, threshold, evidence],
                             [verdict, download, evidence_map], api_visibility="private", scroll_to_output=True,
@@ -133,10 +133,9 @@ def build_ui(service: CheckService, *, downloads: Path, audit_where: str, exampl
 class _Handlers:
     """The page's event handlers, bound to one service."""
 
-    def __init__(self, service: CheckService, downloads: Path, k: int):
+    def __init__(self, service: CheckService, downloads: Path):
         self.service = service
         self.downloads = downloads
-        self.k = k
 
     def describe(self, path: str | None):
         """The preview and the safe facts of a freshly chosen study."""
@@ -155,16 +154,12 @@ class _Handlers:
                                            elem_id="study-error")
         return study.image, render.facts_list(facts, elem_id="study-facts-list")
 
-    def question_for(self, finding: str | None):
-        return FINDING_QUESTIONS.get(finding, gr.skip()) if finding else gr.skip()
+    def question_for(self, finding: str | None, model: str | None):
+        return self.service.bank(model).questions.get(finding, gr.skip()) if finding else gr.skip()
 
-    def suggest(self, question: str):
-        """The built-in phrasings for a question, one a line, ready to edit; empty when there are none."""
-        try:
-            phrasings = paraphrase_set(question, k=self.k)[1:]
-        except QuadrantError:
-            return ""
-        return "\n".join(("! " if p.inverted else "") + p.text for p in phrasings)
+    def suggest(self, question: str, model: str | None):
+        """The model's paraphrases for a question, one a line, ready to edit; empty when there are none."""
+        return "\n".join(("! " if p.inverted else "") + p.text for p in self.service.suggestions(question, model))
 
     def run(self, path, question, paraphrases, ablation, model, rule, threshold, evidence, request: gr.Request):
         hidden = gr.Image(value=None, visible=False)

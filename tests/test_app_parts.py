@@ -6,7 +6,9 @@ The running server, its API and the browser are tested in test_app_server.py.
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
+from dataclasses import replace
 from pathlib import Path
 
 import pydicom
@@ -14,10 +16,11 @@ import pytest
 
 from quadrant.app.audit import AuditLog
 from quadrant.app.auth import PasswordCheck, hash_password, read_auth_file, verify_password
-from quadrant.app.render import error_html, verdict_html
+from quadrant.app.render import SOURCE_NOTES, error_html, verdict_html
 from quadrant.app.server import FileGuard
 from quadrant.app.service import CheckService
 from quadrant.app.studyinfo import dicom_facts
+from quadrant.bank import load_bank
 from quadrant.check import Checker
 from quadrant.errors import OptionError, QuestionError, StudyError
 from quadrant.images import load_study
@@ -133,6 +136,37 @@ def test_checks_waiting_together_are_scored_in_one_call_with_the_same_margins(de
             assert abs(a["margin"] - b["margin"]) < 1e-4
 
 
+def test_the_page_offers_the_models_bank_and_keeps_where_each_paraphrase_came_from(demo_checker, tmp_path):
+    """`quadrant app --paraphrase-bank FILE`: the page's finding list and offered paraphrases come from that
+    bank; sent back unedited they are the model's own set, and an edited set marks only the edited line."""
+    bank_file = tmp_path / "bank.json"
+    bank_file.write_text(json.dumps({"format": "quadrant-paraphrase-bank", "version": 1, "extends": True, "findings": {
+        "derrame pleural": {"keywords": ["derrame pleural", "derrame"], "synonyms": ["derrame pleural", "derrame"],
+                            "phrasings": ["¿Hay derrame pleural?", "¿Se observa derrame pleural?",
+                                          "¿Existe derrame pleural?", "¿Hay signos de derrame pleural?",
+                                          "¿Muestra la radiografía un derrame pleural?", "¿Hay derrame?"]}}}),
+                         encoding="utf-8")
+    checker = Checker(demo_checker.loaded, options=replace(demo_checker.options, bank=load_bank(bank_file), k=4))
+    service = CheckService({"demo": checker}, None).start()
+    try:
+        assert "derrame pleural" in service.bank().names
+        assert service.bank().questions["derrame pleural"] == "¿Hay derrame pleural?"
+        offered = service.suggestions("¿Hay derrame pleural?")
+        assert len(offered) == 4 and {p.source for p in offered} == {"bank"}
+        assert service.suggestions("Describe the film.") == []  # not a yes/no question: nothing offered
+
+        study = SAMPLES / "cardiomegaly-effusion.png"
+        lines = [p.text for p in offered]
+        own = service.check(study, "¿Hay derrame pleural?", "")
+        unedited = service.check(study, "¿Hay derrame pleural?", "\n".join(lines))
+        assert [(p["text"], p["source"]) for p in unedited["prompts"]] == \
+               [(p["text"], p["source"]) for p in own["prompts"]]
+        edited = service.check(study, "¿Hay derrame pleural?", "\n".join(lines[:3] + ["¿Hay líquido pleural?"]))
+        assert [p["source"] for p in edited["prompts"]] == ["question", "bank", "bank", "bank", "user"]
+    finally:
+        service.stop()
+
+
 def test_service_refuses_files_outside_its_upload_folder_and_bad_input_alone(demo_checker, tmp_path):
     uploads = tmp_path / "uploads"
     uploads.mkdir()
@@ -179,6 +213,20 @@ def test_verdict_html_escapes_text_and_renders_every_reliance_key(demo_checker):
     assert f"{verdict['margin_shift']:+.3f}" in page
     assert "&lt;b&gt;" in error_html("<b>")
     assert "0.5" in verdict_html({**verdict, "margin_shift": {"blank": 0.5}})  # a richer shift still renders
+
+
+def test_each_phrasing_says_where_it_came_from(demo_checker):
+    study = load_study(SAMPLES / "nodule.png")
+    verdict = demo_checker.check(study, "Based on this film, is there a nodule?").to_json()
+    sources = [p["source"] for p in verdict["prompts"]]
+    assert sources[0] == "question" and {"bank", "rewrite"} <= set(sources[1:])
+    rows = re.findall(r"<tr[^>]*><td>(\d)</td><td>(.*?)</td>", verdict_html(verdict))
+    assert [index for index, _ in rows] == [str(i) for i in range(len(sources))]
+    assert "q-tag" not in rows[0][1]  # the question as asked is not marked
+    for (_, cell), source in zip(rows[1:], sources[1:]):
+        assert f'<span class="q-tag">{SOURCE_NOTES[source]}</span>' in cell
+    onnx = {**verdict, "model": {**verdict["model"], "backend": "onnx", "provider": "CPUExecutionProvider"}}
+    assert "(llava, onnx, cpu, float32, CPUExecutionProvider)" in verdict_html(onnx)
 
 
 def test_file_guard_allows_only_the_cache(tmp_path):
