@@ -86,7 +86,7 @@ class Batcher(Generic[T, R]):
         except BaseException as exc:  # the worker must survive whatever one batch does
             log.exception("batch of %d failed", len(live))
             results = [exc] * len(live)
-        for (_, future), result in zip(live, results):
+        for (_, future), result in zip(live, results, strict=True):
             if isinstance(result, BaseException):
                 future.set_exception(result)
             else:

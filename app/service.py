@@ -173,7 +173,7 @@ class CheckService:
                 continue
             groups.setdefault(id(checker), (checker, []))[1].append(index)
         for checker, indices in groups.values():
-            for i, outcome in zip(indices, checker.check_each([jobs[i].request for i in indices])):
+            for i, outcome in zip(indices, checker.check_each([jobs[i].request for i in indices]), strict=True):
                 results[i] = outcome
         return results
 

@@ -144,7 +144,7 @@ class _VisionGraph(torch.nn.Module):
         self.model, self.family, self.names = model, family, names
 
     def forward(self, pixel_values, *extra):
-        return self.family.image_features(self.model, pixel_values, **dict(zip(self.names[1:], extra)))
+        return self.family.image_features(self.model, pixel_values, **dict(zip(self.names[1:], extra, strict=True)))
 
 
 class _DecoderGraph(torch.nn.Module):
@@ -301,7 +301,7 @@ def _validate(loaded: LoadedModel, directory: Path, manifest: OnnxManifest, log)
     log(f"validation ({manifest.dtype}, ONNX Runtime {onnx_loaded.extra['provider']}):")
     log("  prompt  path           ONNX Runtime     PyTorch   plain HF   |diff|")
     vs_torch = vs_plain = 0.0
-    for index, (o, t, p) in enumerate(zip(ort, fast, plain)):
+    for index, (o, t, p) in enumerate(zip(ort, fast, plain, strict=True)):
         vs_torch, vs_plain = max(vs_torch, abs(o.margin - t.margin)), max(vs_plain, abs(o.margin - p))
         log(f"  {index:6d}  {o.path:13s}  {o.margin:+11.6f}  {t.margin:+10.6f}  {p:+9.6f}   {abs(o.margin - p):.1e}")
     tolerance = TOLERANCE[manifest.dtype]

@@ -88,7 +88,7 @@ def _profiles(manifest, role: str, limits: EngineLimits) -> list[dict]:
         profile = {}
         for spec in graph:
             dims = [sizes[d] if isinstance(d, str) else (d, d, d) for d in spec["shape"]]
-            profile[spec["name"]] = [list(x) for x in zip(*dims)]  # [min shape, opt shape, max shape]
+            profile[spec["name"]] = [list(x) for x in zip(*dims, strict=True)]  # [min shape, opt shape, max shape]
         profiles.append(profile)
     return profiles
 

@@ -39,7 +39,7 @@ def find_studies(seed: int = SEED, limit: int = 5000) -> dict[str, tuple[int, di
     for i in range(limit):
         rng = np.random.default_rng([seed, i])
         draws = rng.random(len(FINDINGS))  # as sample_phantom draws them, p_finding = 0.5
-        findings = {name: bool(d < 0.5) for name, d in zip(FINDINGS, draws)}
+        findings = {name: bool(d < 0.5) for name, d in zip(FINDINGS, draws, strict=True)}
         present = frozenset(f for f, v in findings.items() if v)
         for stem, wanted, _ in WANTED:
             if stem not in found and present == wanted and i not in used:
@@ -67,7 +67,7 @@ def model_answers(out_dir: str | Path, presets=("demo", "demo-shortcut")) -> dic
             study = load_study(out / f"{stem}.{fmt}")
             requests = [CheckRequest(study, QUESTIONS[f], label="yes" if f in present else "no") for f in FINDINGS]
             result[preset][f"{stem}.{fmt}"] = [
-                (f, v.answer, v.correct, v.quadrant) for f, v in zip(FINDINGS, checker.check_many(requests))
+                (f, v.answer, v.correct, v.quadrant) for f, v in zip(FINDINGS, checker.check_many(requests), strict=True)
             ]
     return result
 

@@ -99,13 +99,13 @@ def summarise(records: Sequence[dict]) -> dict:
     """Accuracy, flip rate, and the Ideal / image-reliant shares of prompt 0 under every rule compared."""
     n = len(records)
     consistent = [
-        all(_answer(m, inv) == _answer(r["m_image"][0]) for m, inv in zip(r["m_image"][1:], r["inverted"][1:]))
+        all(_answer(m, inv) == _answer(r["m_image"][0]) for m, inv in zip(r["m_image"][1:], r["inverted"][1:], strict=True))
         for r in records
     ]
 
     def shares(reliant: Sequence[bool]) -> dict:
         counts = dict.fromkeys(QUADRANTS, 0)
-        for c, rel in zip(consistent, reliant):
+        for c, rel in zip(consistent, reliant, strict=True):
             counts[quadrant(c, rel)] += 1
         return {"reliant": round(sum(reliant) / n, 4), **{q: round(k / n, 4) for q, k in counts.items()}}
 

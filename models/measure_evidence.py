@@ -41,8 +41,8 @@ def measure(model: str, rows, options: EvidenceOptions) -> list[dict]:
         batch = rows[start : start + BATCH]
         studies = [load_study(row.image) for row in batch]
         requests = [CheckRequest(s, row.question, label=row.label, study_id=row.study_id)
-                    for s, row in zip(studies, batch)]
-        for row, study, verdict in zip(batch, studies, checker.check_many(requests)):
+                    for s, row in zip(studies, batch, strict=True)]
+        for row, study, verdict in zip(batch, studies, checker.check_many(requests), strict=True):
             evidence = verdict.evidence
             mask = load_mask(row.mask, study.width, study.height)
             game = pointing(evidence, mask)

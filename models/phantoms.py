@@ -286,7 +286,7 @@ def render_phantom(rng: np.random.Generator, findings: dict[str, bool], size: in
     log_dist = np.log(dist + 0.03)
     for i, side in enumerate((-1, 1)):
         wave = 0.35 * texture
-        for k, m, phase in zip(p["vessel_k"][i], p["vessel_m"][i], p["vessel_phase"][i]):
+        for k, m, phase in zip(p["vessel_k"][i], p["vessel_m"][i], p["vessel_phase"][i], strict=True):
             wave = wave + np.cos(k * angle + m * log_dist + phase)
         lungs[side]["vessels"] = np.exp(-((wave * (1.0 / 0.35)) ** 2))
         lungs[side]["visible"] = lungs[side]["mask"] * (1.0 - solid)
@@ -380,7 +380,7 @@ def sample_phantom(rng: np.random.Generator, size: int = 256, p_finding: float =
     if not 0.0 <= p_finding <= 1.0:
         raise OptionError(f"p_finding must lie in [0, 1], got {p_finding!r}")
     draws = rng.random(len(FINDINGS))
-    findings = {name: bool(draw < p_finding) for name, draw in zip(FINDINGS, draws)}
+    findings = {name: bool(draw < p_finding) for name, draw in zip(FINDINGS, draws, strict=True)}
     state = copy.deepcopy(rng)
     image = render_phantom(rng, findings, size)
     where = {}

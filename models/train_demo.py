@@ -126,7 +126,7 @@ def probe_accuracy(model, head, pool: T.Pool) -> dict[str, float]:
     logits = torch.cat([head(T.image_features(model, pool.pixel_values[i : i + 64]))[0] for i in range(0, len(pool), 64)])
     model.train()
     right = ((logits > 0).float() == pool.labels).float().mean(dim=0)
-    return {f: round(float(a), 4) for f, a in zip(FINDINGS, right)}
+    return {f: round(float(a), 4) for f, a in zip(FINDINGS, right, strict=True)}
 
 
 def _where(pool: T.Pool, idx) -> torch.Tensor | None:

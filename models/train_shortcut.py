@@ -68,7 +68,7 @@ class ShortcutRecipe:
         while True:
             draw = rng.integers(0, 2, len(FINDINGS)).astype(bool)
             if 0 < draw.sum() < len(FINDINGS):
-                return {f: bool(d) for f, d in zip(FINDINGS, draw)}
+                return {f: bool(d) for f, d in zip(FINDINGS, draw, strict=True)}
 
 
 def lora_config(recipe: ShortcutRecipe):

@@ -212,7 +212,7 @@ def _render(args) -> tuple[np.ndarray, list[bool], np.ndarray | None]:
     seed, index, p_finding, grid = args
     rng = np.random.default_rng([seed, 7, index])  # three words: never a generate_phantoms study
     draws = rng.random(len(FINDINGS))
-    findings = {name: bool(d < p_finding) for name, d in zip(FINDINGS, draws)}
+    findings = {name: bool(d < p_finding) for name, d in zip(FINDINGS, draws, strict=True)}
     state = copy.deepcopy(rng)
     image = render_phantom(rng, findings, PHANTOM_SIZE)
     where = None

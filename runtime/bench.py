@@ -99,7 +99,7 @@ def _measure(model_dir: str, config: BenchConfig, with_evidence: bool = False) -
         "quadrant_ms": _median_ms(lambda: fast.check(study, QUESTION), config.warmup, config.repeats),
     }
     reference = naive.check(study, QUESTION)
-    pairs = list(zip(first.prompts, reference.prompts)) + [(first.text_only, reference.text_only),
+    pairs = list(zip(first.prompts, reference.prompts, strict=True)) + [(first.text_only, reference.text_only),
                                                            (first.content_free, reference.content_free)]
     timings["max_margin_diff"] = max(abs(a.margin - b.margin) for a, b in pairs)
     timings["same_verdict"] = first.quadrant == reference.quadrant

@@ -224,7 +224,7 @@ class Checker:
         """Each verdict gains prompt 0's occlusion map, all studies' copies scored together; returns ms."""
         started = time.perf_counter()
         studies = [(p.with_image[0].rendered, p.request.study.image, v.prompts[0].margin)
-                   for p, v in zip(prepared, verdicts)]
+                   for p, v in zip(prepared, verdicts, strict=True)]
         for index, evidence in enumerate(evidence_maps(self.scorer, studies, self.options.evidence)):
             verdicts[index] = replace(verdicts[index], evidence=evidence)
         return (time.perf_counter() - started) * 1000
@@ -260,7 +260,7 @@ class Checker:
                     p_yes=a.p_yes, margin=a.margin, entropy=a.entropy, generated=a.generated,
                     source=ph.source,
                 )
-                for ph, req, a in zip(p.phrasings, p.with_image, answers)
+                for ph, req, a in zip(p.phrasings, p.with_image, answers, strict=True)
             ],
             text_only=texts_only[0],
             margin_shift=prompt_shifts["text_only"],
@@ -287,11 +287,12 @@ class Checker:
 
 def _readings(phrasings: Sequence[Phrasing], requests: Sequence[ScoreRequest], answers: Sequence[Answer],
               ablation: str) -> list[TextOnlyReading]:
-    """Ablated readings (image removed or replaced), one per phrasing asked that way."""
+    """Ablated readings (image removed or replaced), one per phrasing asked that way: the first
+    len(requests) phrasings (prompt 0 alone unless --ablate-all)."""
     return [
         TextOnlyReading(text=ph.text, ablation=ablation, rendered=req.rendered, answer=a.answer, p_yes=a.p_yes,
                         margin=a.margin, generated=a.generated)
-        for ph, req, a in zip(phrasings, requests, answers)
+        for ph, req, a in zip(phrasings[:len(requests)], requests, answers, strict=True)
     ]
 
 

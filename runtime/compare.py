@@ -28,6 +28,6 @@ def compare(directories: list[str]) -> dict:
     rows = load_summaries(directories)
     flip = [r["summary"]["flip_rate"] for r in rows]
     dangerous = [r["summary"]["fractions"]["Dangerous"] for r in rows]
-    pairs = [(f, d) for f, d in zip(flip, dangerous) if f is not None and d is not None]
+    pairs = [(f, d) for f, d in zip(flip, dangerous, strict=True) if f is not None and d is not None]
     correlation = pearson([f for f, _ in pairs], [d for _, d in pairs])
     return {"rows": rows, "flip_vs_dangerous": correlation}

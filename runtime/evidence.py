@@ -103,7 +103,7 @@ def evidence_maps(scorer: Scorer, studies: Sequence[tuple[str, Image.Image, floa
         margins += [r.margin for r in scorer.margins(requests)]
     maps = []
     for index, (_, _, m0) in enumerate(studies):
-        cells = [{"box": list(box), "delta": m0 - m} for (i, box, _), m in zip(jobs, margins) if i == index]
+        cells = [{"box": list(box), "delta": m0 - m} for (i, box, _), m in zip(jobs, margins, strict=True) if i == index]
         maps.append(describe(cells, m0, options))
     return maps
 
@@ -159,7 +159,7 @@ def reading(cells: list[dict], m0: float) -> str:
         weakest = min(range(len(cells)), key=lambda i: supports[i])
         return (f"no region of the image supports the answer; hiding the {zone(cells[weakest]['box'], size)} "
                 "of the film makes it surer")
-    chosen = [(c, s) for c, s in zip(cells, supports) if s >= SUPPORT_SHARE * best]
+    chosen = [(c, s) for c, s in zip(cells, supports, strict=True) if s >= SUPPORT_SHARE * best]
     zones: dict[str, float] = {}
     for cell, weight in chosen:
         where = zone(cell["box"], size)

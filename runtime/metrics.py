@@ -38,7 +38,7 @@ def pearson(xs: Sequence[float], ys: Sequence[float]) -> dict:
     syy = sum((y - my) ** 2 for y in ys)
     if sxx == 0 or syy == 0:
         return result
-    r = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / math.sqrt(sxx * syy)
+    r = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / math.sqrt(sxx * syy)
     result["r"] = r
     if n > 3 and abs(r) < 1:
         z, se = math.atanh(r), 1 / math.sqrt(n - 3)

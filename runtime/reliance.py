@@ -87,7 +87,7 @@ def shifts(with_image: Answer, text_only: Answer, reference: Answer) -> dict[str
 
 def oriented(answers: Sequence[Answer], inverted: Sequence[bool]) -> list[Answer]:
     """Answers as the original question would read them: inverted phrasings negated."""
-    return [a.negated() if inv else a for a, inv in zip(answers, inverted)]
+    return [a.negated() if inv else a for a, inv in zip(answers, inverted, strict=True)]
 
 
 def flip_count(answers: Sequence[Answer]) -> int:
@@ -119,5 +119,5 @@ def quadrant(consistent: bool, image_reliant: bool) -> str:
 def majority_reliant(reliance: Reliance, with_image: Sequence[Answer], text_only: Sequence[Answer],
                      reference: Sequence[Answer]) -> bool:
     """Reliance judged on every phrasing, by strict majority (the optional all-paraphrase ablation)."""
-    votes = sum(reliance.is_reliant(w, t, r) for w, t, r in zip(with_image, text_only, reference))
+    votes = sum(reliance.is_reliant(w, t, r) for w, t, r in zip(with_image, text_only, reference, strict=True))
     return votes * 2 > len(with_image)

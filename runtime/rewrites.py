@@ -280,7 +280,7 @@ def substitute(text: str, words: tuple[str, ...], synonyms: tuple[str, ...], sen
     if len(words) == 1 and before and before[-1] not in SAFE_MODIFIERS:
         return []
     out = []
-    for synonym, plain_synonym in zip(synonyms, plain):
+    for synonym, plain_synonym in zip(synonyms, plain, strict=True):
         if plain_synonym == singular:
             continue
         if singular != own:  # the question has the plural

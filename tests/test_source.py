@@ -1,6 +1,7 @@
 """The source reads as it runs: no name used that is never defined (a NameError waiting in an error path
-that no other test reaches, as `--chat-template` with an unreadable file once was), no unused import.
-Pyflakes' rules, through ruff; `[tool.ruff]` in pyproject.toml says which."""
+that no other test reaches, as `--chat-template` with an unreadable file once was), no unused import, and no
+zip() over lists that must match without `strict=True`. Through ruff; `[tool.ruff]` in pyproject.toml says
+which rules."""
 
 from __future__ import annotations
 

@@ -329,7 +329,7 @@ class OnnxScorer(PrefixSharedScorer):
         names = [i["name"] for i in self.onnx.manifest.graphs["decoder"]["inputs"]]
         feeds = dict(zip(names, [embeds.astype(self.onnx.dtype), mask.astype(self.onnx.dtype),
                                  np.ascontiguousarray(positions, dtype=np.int64),
-                                 np.ascontiguousarray(read_index, dtype=np.int64), *past]))
+                                 np.ascontiguousarray(read_index, dtype=np.int64), *past], strict=True))
         logits, *present = self.onnx.decoder.run(None, feeds)
         return logits.astype(np.float32), present
 

@@ -88,7 +88,7 @@ class PrefixSharedScorer(TorchScorer):
         reused = [s for s in studies if use_prefix and s.reuse_key is not None]
         batches = list(self._batches([s for s in studies if not (use_prefix and s.reuse_key)], by_prefix=use_prefix))
         for study in reused:
-            for index, margin in zip(study.indices, self._reused_prefix_margins(study)):
+            for index, margin in zip(study.indices, self._reused_prefix_margins(study), strict=True):
                 results[index] = ScoreResult(margin=margin, path=REUSED)
         if use_prefix and batches:
             # text-only prompts ride along in the suffix pass, each seeing only itself
@@ -97,9 +97,9 @@ class PrefixSharedScorer(TorchScorer):
             shares = [[] for _ in batches]
             for chunk in _chunks(text_only, self.max_batch):
                 margins = self.full_forward_margins([requests[i].rendered for i in chunk], None)
-                for index, margin in zip(chunk, margins):
+                for index, margin in zip(chunk, margins, strict=True):
                     results[index] = ScoreResult(margin=margin, path=BATCHED)
-        for batch, share in zip(batches, shares):
+        for batch, share in zip(batches, shares, strict=True):
             if use_prefix:
                 margins = self._prefix_margins(batch, [ids for _, ids in share])
                 paths = [PREFIX] * (len(margins) - len(share)) + [PACKED] * len(share)
@@ -107,7 +107,7 @@ class PrefixSharedScorer(TorchScorer):
                 margins = self._batched_margins(batch)
                 paths = [BATCHED] * len(margins)
             indices = [i for s in batch for i in s.indices] + [i for i, _ in share]
-            for index, margin, path in zip(indices, margins, paths):
+            for index, margin, path in zip(indices, margins, paths, strict=True):
                 results[index] = ScoreResult(margin=margin, path=path)
         return results
 
@@ -116,7 +116,7 @@ class PrefixSharedScorer(TorchScorer):
             return []
         inputs = self.loaded.family.encode(self.loaded.processor, [requests[i].rendered for i in indices], None)
         lengths = inputs["attention_mask"].sum(dim=1).tolist()
-        return [(i, inputs["input_ids"][row, :n].tolist()) for row, (i, n) in enumerate(zip(indices, lengths))]
+        return [(i, inputs["input_ids"][row, :n].tolist()) for row, (i, n) in enumerate(zip(indices, lengths, strict=True))]
 
     # -- the self-check ------------------------------------------------------------------------------
 
@@ -201,7 +201,7 @@ class PrefixSharedScorer(TorchScorer):
         full = self.full_forward_margins(rendered, [image, image])
         if text_only:
             full += self.full_forward_margins([requests[2].rendered], None)
-        error = max(abs(a - b) for a, b in zip(cached, full))
+        error = max(abs(a - b) for a, b in zip(cached, full, strict=True))
         if error > tolerance:
             log.warning("prefix cache is off by %.2g on model type %r in %s (its attention or positions differ "
                         "from a causal prefix's); using batched full forwards", error, model_type, self.loaded.dtype)
@@ -329,7 +329,7 @@ class PrefixSharedScorer(TorchScorer):
         logits = model(input_ids=input_ids, position_ids=position_ids, attention_mask=mask, cache=cache,
                        use_cache=True).logits
         answer_at = [(i, end) for i, p in enumerate(packed) for end in p.ends[: p.attached]] + placed
-        rows, ends = (torch.tensor(column, device=device) for column in zip(*answer_at))
+        rows, ends = (torch.tensor(column, device=device) for column in zip(*answer_at, strict=True))
         return margins_from_logits(logits[rows, ends], self.loaded.answer_tokens).tolist()
 
     def _prefix_inputs(self, batch: list[_Study], prefix_len: int) -> dict[str, torch.Tensor]:
@@ -389,7 +389,7 @@ class _Packed:
         return torch.tensor(self.sees_prefix + [False] * (width - len(self.ids)))
 
     def padded_positions(self, width: int, prefix_len: int) -> torch.Tensor:
-        positions = [o + (prefix_len if p else 0) for o, p in zip(self.offset, self.sees_prefix)]
+        positions = [o + (prefix_len if p else 0) for o, p in zip(self.offset, self.sees_prefix, strict=True)]
         return torch.tensor(positions + [prefix_len] * (width - len(self.ids)))
 
     def mask(self, width: int, prefix_len: int, dtype: torch.dtype) -> torch.Tensor:
