@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 from gradio_client import Client, handle_file
+from gradio_client.exceptions import AuthenticationError
 
 from quadrant.app.auth import hash_password
 from quadrant.models.presets import MODELS_DIR
@@ -98,6 +99,18 @@ class Server:
         with urllib.request.urlopen(request, timeout=30) as response:
             cookies = response.headers.get_all("set-cookie")
         return "; ".join(c.split(";")[0] for c in cookies)
+
+    def call(self, api_name: str, data: list, cookie: str) -> str:
+        """A named endpoint called over Gradio's plain HTTP API, as any HTTP client could: the event stream's
+        text (`event: complete` and the output, or `event: error`)."""
+        request = urllib.request.Request(f"{self.url}gradio_api/call/{api_name}", method="POST",
+                                         data=json.dumps({"data": data}).encode(),
+                                         headers={"Cookie": cookie, "Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            event = json.loads(response.read())["event_id"]
+        request = urllib.request.Request(f"{self.url}gradio_api/call/{api_name}/{event}", headers={"Cookie": cookie})
+        with urllib.request.urlopen(request, timeout=120) as response:
+            return response.read().decode()
 
     def get(self, path: str, cookie: str | None = None) -> int:
         request = urllib.request.Request(self.url.rstrip("/") + path, headers={"Cookie": cookie} if cookie else {})
@@ -182,9 +195,9 @@ def test_bad_files_get_a_clear_error_and_the_server_keeps_serving(server, tmp_pa
 
 
 def test_login_is_required_and_the_user_is_recorded(server):
-    with pytest.raises(Exception):
+    with pytest.raises(AuthenticationError, match="credentials were not provided"):
         Client(server.url, verbose=False)  # no login: the app's config is refused
-    with pytest.raises(Exception):
+    with pytest.raises(ValueError, match="Could not login"):
         Client(server.url, auth=(USER, "wrong"), verbose=False)
     before = server.audit_rows()
     check(server.client(), SAMPLES / "nodule.png", "Is there a lung nodule?")
@@ -204,10 +217,18 @@ def test_files_outside_the_apps_cache_are_refused(server):
     assert server.get(f"/gradio_api/file={link}", cookie) == 403
     inside = server.cache / "examples" / "nodule.png"
     assert server.get(f"/gradio_api/file={inside}", cookie) == 200  # the guard is not simply refusing everything
-    # a client naming a server path instead of uploading a file is refused too
-    with pytest.raises(Exception):
-        server.client().predict(image={"path": "/etc/passwd", "meta": {"_type": "gradio.FileData"}},
-                                question=QUESTION, paraphrases="", ablation="", api_name="/check")
+    # a request naming a server path instead of uploading a file is refused too (raw HTTP: gradio_client would
+    # read the path on the client's side and upload what it found there)
+    before = server.audit_rows()
+    uploaded = server.call("check", [{"path": str(inside), "meta": {"_type": "gradio.FileData"}},
+                                     "Is there a lung nodule?", "", ""], cookie)
+    assert uploaded.startswith("event: complete") and '"quadrant": "Ideal"' in uploaded, uploaded  # the call works
+    before += 1
+    reply = server.call("check", [{"path": "/etc/passwd", "meta": {"_type": "gradio.FileData"}}, QUESTION, "", ""],
+                        cookie)
+    assert reply.startswith("event: error") and "root:" not in reply, reply
+    assert server.audit_rows() == before
+    assert check(server.client(), STUDY)["quadrant"] == "Ideal"  # and the server keeps serving
 
 
 def test_twenty_concurrent_requests_all_complete_correctly_with_twenty_audit_rows(server):
