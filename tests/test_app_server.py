@@ -300,6 +300,25 @@ def _run(page, model: str, quadrant_expected: str | None = None):
     page.wait_for_selector(selector, timeout=60_000)
 
 
+def _assert_text_faces_complete(page) -> None:
+    """Every text face the page loaded holds every letter, digit and mark a verdict prints. A face missing
+    glyphs is filled in letter by letter from another font: Gradio's default theme loads a Source Sans Pro
+    SemiBold file of 55 glyphs, which turned the banner's "IDEAL" into "IDEᴀL"."""
+    import string
+
+    from fontTools.ttLib import TTFont
+    from gradio.themes.utils.fonts import font_file_path
+
+    loaded = page.evaluate("() => { const faces = []; document.fonts.forEach(f => { if (f.status === 'loaded') "
+                           "faces.push([f.family.replace(/[\"']/g, ''), Number(f.weight)]); }); return faces; }")
+    text_faces = [(family, weight) for family, weight in loaded if family == "Source Sans Pro"]
+    assert (("Source Sans Pro", 400) in text_faces) and len(text_faces) >= 2, loaded  # regular and a bold
+    needed = set(string.ascii_letters + string.digits + "-:,.()%'“”≥←")
+    for family, weight in text_faces:
+        glyphs = TTFont(font_file_path(family, weight)).getBestCmap()
+        assert not sorted(c for c in needed if ord(c) not in glyphs), f"{family} {weight} is missing letters"
+
+
 def test_browser_red_banner_for_dangerous_and_none_for_ideal(app_page):
     page = app_page
     ARTIFACTS.mkdir(exist_ok=True)
@@ -319,6 +338,7 @@ def test_browser_red_banner_for_dangerous_and_none_for_ideal(app_page):
     assert "without looking at the image" in banner.inner_text()
     assert page.locator("#quadrant-grid .q-lit").inner_text().startswith("Dangerous")
     assert "Not for diagnostic use" in page.content()
+    _assert_text_faces_complete(page)
     page.screenshot(path=str(ARTIFACTS / "app-dangerous.png"), full_page=True)
 
     with page.expect_download() as download:
