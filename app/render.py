@@ -76,8 +76,8 @@ def evidence_html(verdict: dict) -> str:
     rows, cols = evidence["grid"]
     return (f'<p id="quadrant-evidence" class="q-evidence"><b>Where the answer comes from:</b> '
             f'{html.escape(evidence["reading"])} <span class="q-small">(occlusion map, {rows} x {cols} cells, '
-            f'{html.escape(evidence["fill"])} fill: a map of what changes this model\'s answer, not a '
-            'segmentation)</span></p>')
+            f'{html.escape(evidence["fill"])} fill; red cells hold up the answer when hidden, blue ones hold it '
+            'back: a map of what changes this model\'s answer, not a segmentation)</span></p>')
 
 
 def banner_html(verdict: dict) -> str:

@@ -82,9 +82,9 @@ def build_ui(service: CheckService, *, downloads: Path, audit_where: str, exampl
                                               label="Reliance threshold", elem_id="threshold")
                     run = gr.Button("Check this study", variant="primary", elem_id="run")
             verdict = gr.HTML(render.placeholder_html(), elem_id="verdict")
-            evidence_map = gr.Image(label="Where the answer comes from: red cells hold up the answer when hidden, "
-                                    "blue ones hold it back", type="pil", interactive=False, visible=False,
-                                    elem_id="evidence-map", buttons=["download"])
+            # no label badge: it would sit over the plot's own title (the legend is in the reading above it)
+            evidence_map = gr.Image(label="Where the answer comes from", show_label=False, type="pil",
+                                    interactive=False, visible=False, elem_id="evidence-map", buttons=["download"])
             with gr.Row():
                 download = gr.DownloadButton("Download the verdict (JSON)", visible=False, elem_id="verdict-json",
                                              size="sm")
