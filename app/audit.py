@@ -45,6 +45,8 @@ BEGIN SELECT RAISE(ABORT, 'the audit log is append-only: rows cannot be deleted'
 #: the columns the app's table and the CSV export show, in order (the verdict JSON stays in the file)
 COLUMNS = ("id", "time", "user", "model_name", "model_fingerprint", "image_sha256", "question", "paraphrases",
            "quadrant", "answer")
+#: what a spreadsheet runs as a formula when a cell starts with it (OWASP's "CSV injection")
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 class AuditLog:
@@ -120,10 +122,17 @@ class AuditLog:
         out = io.StringIO()
         writer = csv.writer(out)
         writer.writerow([*COLUMNS, "verdict"])
-        writer.writerows(rows)
+        writer.writerows([_spreadsheet_safe(value) for value in row] for row in rows)
         return out.getvalue()
 
     def _require_open(self) -> sqlite3.Connection:
         if self._connection is None:
             raise RuntimeError("the audit log is not open: call open() first")
         return self._connection
+
+
+def _spreadsheet_safe(value):
+    """The export is opened in spreadsheets, and a question is free text ("@SUM(A1)?" is a yes/no question to
+    Quadrant, a formula to Excel): text that would run is written with a leading apostrophe, which a
+    spreadsheet shows as text. The database keeps it as typed, and so does the verdict JSON column."""
+    return "'" + value if isinstance(value, str) and value.startswith(_FORMULA_START) else value

@@ -5,6 +5,8 @@ The running server, its API and the browser are tested in test_app_server.py.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import re
 import sqlite3
@@ -84,6 +86,23 @@ def test_audit_log_lists_recent_checks_and_exports_csv(tmp_path):
     lines = log.to_csv().splitlines()
     assert lines[0].startswith("id,time,user,model_name,model_fingerprint,image_sha256,question")
     assert len(lines) == 4 and ",Ideal," in lines[1]
+
+
+def test_audit_csv_never_hands_a_spreadsheet_a_formula(tmp_path):
+    """Questions are free text, and "@SUM(A1)?" or "=HYPERLINK(...)?" pass as yes/no questions."""
+    log = AuditLog(tmp_path / "audit.sqlite").open()
+    questions = ["@SUM(A1)?", '=HYPERLINK("http://example.com","Is there X?")?', "+Effusion?", "-Effusion?",
+                 "Is there X?"]
+    for question in questions:
+        verdict = _verdict()
+        verdict["prompts"] = [{"text": question, "inverted": False}] + verdict["prompts"][1:]
+        log.record(verdict, user="=cmd")
+    rows = list(csv.DictReader(io.StringIO(log.to_csv())))
+    assert [row["question"] for row in rows] == ["'@SUM(A1)?", "'=HYPERLINK(\"http://example.com\",\"Is there X?\")?",
+                                                 "'+Effusion?", "'-Effusion?", "Is there X?"]
+    assert {row["user"] for row in rows} == {"'=cmd"}
+    assert [json.loads(row["verdict"])["prompts"][0]["text"] for row in rows] == questions  # kept as typed
+    assert [r[6] for r in reversed(log.recent(10))] == questions  # and so is the database
 
 
 def test_audit_log_that_cannot_be_written_is_a_clear_option_error(tmp_path):
