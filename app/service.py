@@ -48,11 +48,17 @@ class CheckService:
     """Checks for the app: one or more loaded models by name (the first is the default), and an audit log."""
 
     def __init__(self, checkers: dict[str, Checker], audit: AuditLog | None, *, upload_dir: str | Path | None = None,
-                 max_batch: int = 8):
+                 max_batch: int = 8, evidence_options: EvidenceOptions = EvidenceOptions(),
+                 evidence_by_default: bool = False):
+        """`evidence_options`: how a map is drawn when one is asked for (the app's --evidence-grid and
+        --evidence-fill); `evidence_by_default`: whether a check that does not say draws one (--evidence: the
+        API's checks, and the page's toggle as it starts)."""
         if not checkers:
             raise ValueError("the app needs at least one model")
         self.checkers = dict(checkers)
         self.audit = audit
+        self.evidence_options = evidence_options
+        self.evidence_by_default = evidence_by_default
         self.upload_dir = None if upload_dir is None else Path(upload_dir).resolve()
         self._variants: OrderedDict[tuple[str, CheckOptions], Checker] = OrderedDict()
         self.batcher: Batcher[_Job, Verdict] = Batcher(self._handle, max_batch=max_batch)
@@ -70,12 +76,13 @@ class CheckService:
 
     def check(self, image: str | os.PathLike | None, question: str, paraphrases: str = "", ablation: str | None = "",
               *, model: str | None = None, rule: str | None = None, threshold: float | None = None,
-              evidence: bool = False, user: str | None = None) -> dict:
+              evidence: bool | None = None, user: str | None = None) -> dict:
         """One check, as the verdict JSON; the audit row is written before this returns.
 
         `paraphrases` is one a line ('!' marks an inverted one), empty for the built-in set; empty `ablation`,
         `rule` or `threshold` keep the app's own settings; `evidence` adds the occlusion map (issue 12), which
-        costs a with-image forward per grid cell. Raises InputError subclasses on bad input.
+        costs a with-image forward per grid cell (None: the app's default). Raises InputError subclasses on bad
+        input.
         """
         question = validate_question(question)
         try:
@@ -85,8 +92,8 @@ class CheckService:
         name = self._model_name(model)
         phrasings = self._as_suggested(question, phrasings, name)
         options = self._options(name, ablation, rule, threshold)
-        if evidence:
-            options = replace(options, evidence=EvidenceOptions())
+        wanted = self.evidence_by_default if evidence is None else evidence
+        options = replace(options, evidence=self.evidence_options if wanted else None)
         study = self.load_upload(image)
         verdict = self.batcher.submit(_Job(name, options, CheckRequest(study, question, phrasings or None))).result()
         data = verdict.to_json()

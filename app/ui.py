@@ -73,8 +73,10 @@ def build_ui(service: CheckService, *, downloads: Path, audit_where: str, exampl
                     ablation = gr.Dropdown(
                         [(f"default ({base.ablation})", _DEFAULT), *UI_ABLATIONS], value=_DEFAULT,
                         label="How the image is taken away for the text-only pass", elem_id="ablation")
-                    evidence = gr.Checkbox(False, label="Show where the answer comes from (an occlusion map: "
-                                           "about one more forward per grid cell)", elem_id="evidence-toggle")
+                    grid = service.evidence_options.grid
+                    evidence = gr.Checkbox(service.evidence_by_default, elem_id="evidence-toggle",
+                                           label=f"Show where the answer comes from (an occlusion map: {grid} x {grid} "
+                                                 f"cells, {grid * grid} more forwards)")
                     with gr.Accordion("Advanced options", open=False):
                         rule = gr.Dropdown(list(RULES), value=base.options.reliance.rule,
                                            label="Image-reliance rule", elem_id="rule")

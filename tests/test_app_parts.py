@@ -25,6 +25,7 @@ from quadrant.app.studyinfo import dicom_facts
 from quadrant.bank import load_bank
 from quadrant.check import Checker
 from quadrant.errors import OptionError, QuestionError, StudyError
+from quadrant.evidence import EvidenceOptions
 from quadrant.images import load_study
 from quadrant.loading import ModelSpec, load_model
 from quadrant.models.presets import MODELS_DIR
@@ -184,6 +185,24 @@ def test_the_page_offers_the_models_bank_and_keeps_where_each_paraphrase_came_fr
         assert [p["source"] for p in edited["prompts"]] == ["question", "bank", "bank", "bank", "user"]
     finally:
         service.stop()
+
+
+def test_the_apps_evidence_settings_shape_every_map_it_draws(demo_checker):
+    """`quadrant app --evidence-grid 4 --evidence-fill gray [--evidence]`: the toggle and the API draw maps that
+    way; a check that does not say follows --evidence."""
+    study = SAMPLES / "nodule.png"
+    drawn = CheckService({"demo": demo_checker}, None, evidence_options=EvidenceOptions(4, "gray")).start()
+    by_default = CheckService({"demo": demo_checker}, None, evidence_options=EvidenceOptions(3),
+                              evidence_by_default=True).start()
+    try:
+        asked = drawn.check(study, "Is there a lung nodule?", evidence=True)["evidence"]
+        assert asked["grid"] == [4, 4] and asked["fill"] == "gray" and len(asked["cells"]) == 16
+        assert drawn.check(study, "Is there a lung nodule?").get("evidence") is None
+        assert by_default.check(study, "Is there a lung nodule?")["evidence"]["grid"] == [3, 3]
+        assert by_default.check(study, "Is there a lung nodule?", evidence=False).get("evidence") is None
+    finally:
+        drawn.stop()
+        by_default.stop()
 
 
 def test_service_refuses_files_outside_its_upload_folder_and_bad_input_alone(demo_checker, tmp_path):

@@ -87,10 +87,13 @@ def _load_models(args: argparse.Namespace) -> dict:
 def _serve(args: argparse.Namespace, cache: Path, checkers: dict, audit, users) -> None:
     from quadrant.app.server import ServeOptions, launch
     from quadrant.app.service import CheckService
+    from quadrant.evidence import EvidenceOptions
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
     logging.getLogger("quadrant.app").setLevel(logging.INFO)
-    service = CheckService(checkers, audit, upload_dir=cache, max_batch=args.batch).start()
+    service = CheckService(checkers, audit, upload_dir=cache, max_batch=args.batch,
+                           evidence_options=EvidenceOptions(args.evidence_grid, args.evidence_fill),
+                           evidence_by_default=args.evidence).start()
     options = ServeOptions(host=args.host, port=args.port, auth=users, max_upload_mb=args.max_upload_mb,
                            queue_size=args.queue_size, audit_where=str(audit.path),
                            blocked=[f"{audit.path}{suffix}" for suffix in ("", "-wal", "-shm")])
