@@ -162,10 +162,12 @@ def test_check_command_writes_the_overlay_and_prints_the_reading(tmp_path, capsy
         assert drawn.format == "PNG" and min(drawn.size) > 300
         colours = np.asarray(drawn.convert("RGB")).astype(int)
     assert ((colours[..., 0] - colours[..., 2]) > 60).any()  # the diverging scale's red end is drawn
-    assert main(["check", "--image", str(SAMPLE), "--question", QUESTION, "-k", "1", "--evidence",
-                 "--evidence-grid", "2", "--json"]) == 0
+    assert main(["check", "--image", str(SAMPLE), "--question", QUESTION, "-k", "1", "--evidence-grid", "2",
+                 "--json"]) == 0  # a map's shape asks for a map: no --evidence needed
     verdict = json.loads(capsys.readouterr().out)
     assert verdict["evidence"]["grid"] == [2, 2] and verdict["evidence"]["fill"] == "blur"
+    assert main(["check", "--image", str(SAMPLE), "--question", QUESTION, "-k", "1", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out).get("evidence") is None  # and none unless asked
     assert main(["check", "--image", str(SAMPLE), "--question", QUESTION, "--evidence-png",
                  str(tmp_path / "no-such-folder" / "map.png")]) == 2
     assert "does not exist" in capsys.readouterr().err

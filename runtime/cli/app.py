@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from ..errors import OptionError, require
-from .options import add_model_options, build_checker
+from .options import add_model_options, build_checker, evidence_options
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -91,9 +91,9 @@ def _serve(args: argparse.Namespace, cache: Path, checkers: dict, audit, users) 
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
     logging.getLogger("quadrant.app").setLevel(logging.INFO)
+    asked = evidence_options(args)  # the page's toggle draws maps this way, and starts on when one is asked for
     service = CheckService(checkers, audit, upload_dir=cache, max_batch=args.batch,
-                           evidence_options=EvidenceOptions(args.evidence_grid, args.evidence_fill),
-                           evidence_by_default=args.evidence).start()
+                           evidence_options=asked or EvidenceOptions(), evidence_by_default=asked is not None).start()
     options = ServeOptions(host=args.host, port=args.port, auth=users, max_upload_mb=args.max_upload_mb,
                            queue_size=args.queue_size, audit_where=str(audit.path),
                            blocked=[f"{audit.path}{suffix}" for suffix in ("", "-wal", "-shm")])

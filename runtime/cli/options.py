@@ -48,10 +48,20 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
                        help="ablate every phrasing and judge image reliance by majority")
     group.add_argument("--evidence", action="store_true",
                        help="add an occlusion map of prompt 0 to the verdict (grid x grid more forwards)")
-    group.add_argument("--evidence-grid", type=int, default=DEFAULT_GRID, metavar="N",
-                       help=f"evidence map cells per side (default {DEFAULT_GRID})")
-    group.add_argument("--evidence-fill", default=DEFAULT_FILL, choices=FILLS,
-                       help=f"what fills a cell: the blurred study or mid-gray (default {DEFAULT_FILL})")
+    group.add_argument("--evidence-grid", type=int, metavar="N",
+                       help=f"evidence map cells per side (default {DEFAULT_GRID}; implies --evidence)")
+    group.add_argument("--evidence-fill", choices=FILLS,
+                       help=f"what fills a cell: the blurred study or mid-gray (default {DEFAULT_FILL}; implies "
+                            "--evidence)")
+
+
+def evidence_options(args: argparse.Namespace) -> EvidenceOptions | None:
+    """The map the options ask for, or None. Saying how to draw a map (--evidence-grid, --evidence-fill)
+    asks for one, as --evidence does: a shape given without it was silently dropped."""
+    if not (args.evidence or args.evidence_grid is not None or args.evidence_fill is not None):
+        return None
+    return EvidenceOptions(DEFAULT_GRID if args.evidence_grid is None else args.evidence_grid,
+                           args.evidence_fill or DEFAULT_FILL)
 
 
 def build_checker(args: argparse.Namespace) -> Checker:
@@ -83,7 +93,7 @@ def spec_and_options(args: argparse.Namespace) -> tuple[ModelSpec, CheckOptions]
         ablation=args.ablation, reliance=Reliance(args.reliance, args.threshold, args.reference), k=args.k,
         scoring=args.scoring, ablate_all=args.ablate_all, max_new_tokens=args.max_new_tokens, bank=bank,
         paraphraser=paraphraser,
-        evidence=EvidenceOptions(args.evidence_grid, args.evidence_fill) if args.evidence else None,
+        evidence=evidence_options(args),
     )
     args.backend = choose_backend(args.backend, args.model)
     return spec, options
