@@ -140,6 +140,9 @@ def test_every_file_option_names_a_missing_file(option, tmp_path, study_png, cap
 def test_unknown_options_exit_2_with_one_line(study_png, tiny_model, capsys):
     code, out, err = _run(capsys, ["check", "--image", study_png, "--question", QUESTION, "--reliance", "vibes"])
     _assert_one_clean_line(code, out, err, "vibes")
+    code, out, err = _run(capsys, ["check", "--image", study_png, "--question", QUESTION, "--reliance", "flip",
+                                   "--threshold", "0.5"])  # the flip rule has no threshold: not silently dropped
+    _assert_one_clean_line(code, out, err, "--threshold", "flip rule has no threshold")
     code, out, err = _run(capsys, ["check", "--image", study_png, "--question", QUESTION,
                                    "--model", tiny_model("llava"), "--backend", "tensorflow"])
     _assert_one_clean_line(code, out, err, "unknown backend")

@@ -28,7 +28,7 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--reliance", default=DEFAULT_RULE, choices=RULES,
                        help="content: the image's content moved the answer (against a content-free image); flip: "
                        f"the paper's rule, removing the image flips it (default: {DEFAULT_RULE})")
-    group.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
+    group.add_argument("--threshold", type=float,
                        help="the content rule's threshold on the relative content shift |m_image - m_reference| / "
                        f"max(|m_image|, |m_reference|) (default: {DEFAULT_THRESHOLD})")
     group.add_argument("--reference", default=DEFAULT_REFERENCE, choices=REFERENCES,
@@ -53,6 +53,16 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--evidence-fill", choices=FILLS,
                        help=f"what fills a cell: the blurred study or mid-gray (default {DEFAULT_FILL}; implies "
                             "--evidence)")
+
+
+def reliance(args: argparse.Namespace) -> Reliance:
+    """The reliance rule the options name. A threshold belongs to the content rule: given with --reliance
+    flip, which has none, it is refused rather than silently dropped."""
+    if args.threshold is not None and args.reliance == "flip":
+        raise OptionError("--threshold is the content rule's; the flip rule has no threshold (drop --threshold, "
+                          "or use --reliance content)")
+    threshold = DEFAULT_THRESHOLD if args.threshold is None else args.threshold
+    return Reliance(args.reliance, threshold, args.reference)
 
 
 def evidence_options(args: argparse.Namespace) -> EvidenceOptions | None:
@@ -90,7 +100,7 @@ def spec_and_options(args: argparse.Namespace) -> tuple[ModelSpec, CheckOptions]
     bank = load_bank(args.paraphrase_bank)  # a bad bank fails before the model loads
     paraphraser = LocalParaphraser(args.paraphraser, device=args.device).load() if args.paraphraser else None
     options = CheckOptions(
-        ablation=args.ablation, reliance=Reliance(args.reliance, args.threshold, args.reference), k=args.k,
+        ablation=args.ablation, reliance=reliance(args), k=args.k,
         scoring=args.scoring, ablate_all=args.ablate_all, max_new_tokens=args.max_new_tokens, bank=bank,
         paraphraser=paraphraser,
         evidence=evidence_options(args),
