@@ -309,8 +309,9 @@ def _assert_text_faces_complete(page) -> None:
     from fontTools.ttLib import TTFont
     from gradio.themes.utils.fonts import font_file_path
 
-    loaded = page.evaluate("() => { const faces = []; document.fonts.forEach(f => { if (f.status === 'loaded') "
-                           "faces.push([f.family.replace(/[\"']/g, ''), Number(f.weight)]); }); return faces; }")
+    loaded = page.evaluate("async () => { await document.fonts.ready; const faces = []; document.fonts.forEach(f => "
+                           "{ if (f.status === 'loaded') faces.push([f.family.replace(/[\"']/g, ''), Number(f.weight)]); "
+                           "}); return faces; }")
     text_faces = [(family, weight) for family, weight in loaded if family == "Source Sans Pro"]
     assert (("Source Sans Pro", 400) in text_faces) and len(text_faces) >= 2, loaded  # regular and a bold
     needed = set(string.ascii_letters + string.digits + "-:,.()%'“”≥←")
