@@ -42,9 +42,12 @@ def run(args: argparse.Namespace) -> int:
     runtime = f" on ONNX Runtime's {result['provider']}" if "provider" in result else ""
     print(f"Model: LLaVA-shaped, {m['image_tokens']} image tokens, LM width {m['hidden']} x {m['layers']} layers, "
           f"on {result['device']} ({result['dtype']}){runtime}, {result['threads']} threads")
-    print(f"  naive (each of {result['prompts']} prompts its own forward): {result['naive_ms']:8.1f} ms")
-    print(f"  one with-image forward of one prompt:        {result['one_forward_ms']:8.1f} ms")
-    print(f"  Quadrant full check ({result['path']}):        {result['quadrant_ms']:8.1f} ms")
+    timings = [(f"naive (each of {result['prompts']} prompts its own forward):", result["naive_ms"]),
+               ("one with-image forward of one prompt:", result["one_forward_ms"]),
+               (f"Quadrant full check ({result['path']}):", result["quadrant_ms"])]
+    width = max(len(label) for label, _ in timings)
+    for label, ms in timings:
+        print(f"  {label:<{width}} {ms:8.1f} ms")
     print(f"  speedup {result['speedup']:.2f}x   overhead {result['overhead']:.2f}x   "
           f"max |margin diff| {result['max_margin_diff']:.1e}   peak RSS {result['peak_rss_mib']:.0f} MiB")
     e = result["evidence"]
