@@ -30,8 +30,7 @@ from .torch_prefix import (
     HALF_PRECISION_TOLERANCE,
     SELF_CHECK_TOLERANCE,
     PrefixSharedScorer,
-    _pack_suffixes,
-    _shortest,
+    _pack_batch,
 )
 
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}
@@ -224,18 +223,13 @@ class OnnxScorer(PrefixSharedScorer):
                         standalone: list[list[int]]) -> list[float]:
         """`PrefixSharedScorer._suffix_margins` on the graphs: every suffix packed on the prefixes'
         key/values under the same block mask, standalone prompts packed alongside; the same margin order."""
-        prefix_len = batch[0].prefix_len
-        packed = [_pack_suffixes(s, prefix_len, row) for row, s in enumerate(batch)]
-        placed = [_shortest(packed).add(ids, sees_prefix=False) for ids in standalone]
-        width = max(len(p.ids) for p in packed)
-        input_ids = torch.stack([p.padded_ids(width) for p in packed]).numpy()
-        position_ids = torch.stack([p.padded_positions(width, prefix_len) for p in packed]).numpy()
-        mask = torch.stack([p.mask(width, prefix_len, self.loaded.dtype) for p in packed]).numpy()
-        answer_at = [(i, end) for i, p in enumerate(packed) for end in p.ends[: p.attached]] + placed
-        reads = [[end for row, end in answer_at if row == i] for i in range(len(packed))]
+        laid = _pack_batch(batch, standalone, self.loaded.dtype)
+        answer_at = laid.answer_at
+        reads = [[end for row, end in answer_at if row == i] for i in range(len(batch))]
         slots = [reads[row].index(end) for row, end in answer_at]
         read_index = np.array([r + [0] * (max(map(len, reads)) - len(r)) for r in reads])
-        logits, _ = self._decode(self._embed(input_ids, None), mask, position_ids, read_index, cache)
+        logits, _ = self._decode(self._embed(laid.input_ids.numpy(), None), laid.mask.numpy(),
+                                 laid.positions.numpy(), read_index, cache)
         picked = logits[[row for row, _ in answer_at], slots]
         return margins_from_logits(torch.from_numpy(picked), self.loaded.answer_tokens).tolist()
 

@@ -315,21 +315,13 @@ class PrefixSharedScorer(TorchScorer):
         sequences (text-only prompts) are packed in too, seeing neither the prefix nor each other, at
         positions from 0: a whole forward saved. Margins come back suffixes first, then standalone ones.
         """
-        model = self.loaded.model
-        prefix_len = batch[0].prefix_len
-        packed = [_pack_suffixes(s, prefix_len, row) for row, s in enumerate(batch)]
-        placed = [_shortest(packed).add(ids, sees_prefix=False) for ids in standalone]
-        width = max(len(p.ids) for p in packed)
-        device, dtype = self.loaded.device, self.loaded.dtype
-        input_ids = torch.stack([p.padded_ids(width) for p in packed]).to(device)
-        positions = torch.stack([p.padded_positions(width, prefix_len) for p in packed]).to(device)
-        sees_prefix = torch.stack([p.padded_sees_prefix(width) for p in packed]).to(device)
-        position_ids = self.loaded.family.packed_position_ids(model, prefix_inputs, positions, sees_prefix)
-        mask = torch.stack([p.mask(width, prefix_len, dtype) for p in packed]).to(device)
-        logits = model(input_ids=input_ids, position_ids=position_ids, attention_mask=mask, cache=cache,
-                       use_cache=True).logits
-        answer_at = [(i, end) for i, p in enumerate(packed) for end in p.ends[: p.attached]] + placed
-        rows, ends = (torch.tensor(column, device=device) for column in zip(*answer_at, strict=True))
+        model, device = self.loaded.model, self.loaded.device
+        laid = _pack_batch(batch, standalone, self.loaded.dtype)
+        position_ids = self.loaded.family.packed_position_ids(model, prefix_inputs, laid.positions.to(device),
+                                                              laid.sees_prefix.to(device))
+        logits = model(input_ids=laid.input_ids.to(device), position_ids=position_ids,
+                       attention_mask=laid.mask.to(device), cache=cache, use_cache=True).logits
+        rows, ends = (torch.tensor(column, device=device) for column in zip(*laid.answer_at, strict=True))
         return margins_from_logits(logits[rows, ends], self.loaded.answer_tokens).tolist()
 
     def _prefix_inputs(self, batch: list[_Study], prefix_len: int) -> dict[str, torch.Tensor]:
@@ -405,6 +397,34 @@ class _Packed:
         mask = torch.zeros(visible.shape, dtype=dtype)
         mask.masked_fill_(~visible, torch.finfo(dtype).min)
         return mask[None]
+
+
+@dataclass
+class _PackedBatch:
+    """A batch's suffix pass laid out on the host: one padded row per study (token ids, positions, whether
+    each token sees the prefix, the additive block mask) and where each margin is read, (row, position), in
+    margin order: every study's suffixes, then the standalone prompts. Both backends run it as it is."""
+
+    input_ids: torch.Tensor
+    positions: torch.Tensor
+    sees_prefix: torch.Tensor
+    mask: torch.Tensor
+    answer_at: list[tuple[int, int]]
+
+
+def _pack_batch(batch: list[_Study], standalone: list[list[int]], dtype: torch.dtype) -> _PackedBatch:
+    """Each study's suffixes end to end in its row after the prefix; standalone prompts in the shortest rows."""
+    prefix_len = batch[0].prefix_len
+    packed = [_pack_suffixes(s, prefix_len, row) for row, s in enumerate(batch)]
+    placed = [_shortest(packed).add(ids, sees_prefix=False) for ids in standalone]
+    width = max(len(p.ids) for p in packed)
+    return _PackedBatch(
+        input_ids=torch.stack([p.padded_ids(width) for p in packed]),
+        positions=torch.stack([p.padded_positions(width, prefix_len) for p in packed]),
+        sees_prefix=torch.stack([p.padded_sees_prefix(width) for p in packed]),
+        mask=torch.stack([p.mask(width, prefix_len, dtype) for p in packed]),
+        answer_at=[(i, end) for i, p in enumerate(packed) for end in p.ends[: p.attached]] + placed,
+    )
 
 
 def _pack_suffixes(study: _Study, prefix_len: int, row: int) -> _Packed:
