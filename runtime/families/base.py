@@ -31,6 +31,9 @@ class Family:
     prefix_keys: tuple[str, ...] = ()
     #: tensors a forward may take from the processor's output
     forward_keys: tuple[str, ...] = ("input_ids", "attention_mask", "pixel_values")
+    #: the tokenizer attribute naming the image placeholder token, and the token when it has none
+    placeholder_attribute = "image_token"
+    placeholder_token = "<image>"
 
     # -- ONNX export (`quadrant export onnx`): opt-in, so a family nobody has split and checked is refused
     #: True where `image_features` traces and one decoder graph under a 4-D mask reproduces the model
@@ -147,9 +150,9 @@ class Family:
 
     def placeholder_id(self, tokenizer) -> int | None:
         """The token id of the image placeholder as the rendered template writes it."""
-        token = getattr(tokenizer, "image_token", None) or "<image>"
+        token = getattr(tokenizer, self.placeholder_attribute, None) or self.placeholder_token
         token_id = tokenizer.convert_tokens_to_ids(token)
-        return None if token_id == tokenizer.unk_token_id else token_id
+        return None if token_id is None or token_id == tokenizer.unk_token_id else token_id
 
     def images_argument(self, images: Sequence[Image.Image]):
         """One image per text, nested per text: the form every family's processor accepts."""

@@ -11,11 +11,8 @@ from .base import Family
 
 class InternVLFamily(Family):
     name = "internvl"
-
-    def placeholder_id(self, tokenizer) -> int | None:
-        token = getattr(tokenizer, "context_image_token", None) or "<IMG_CONTEXT>"
-        token_id = tokenizer.convert_tokens_to_ids(token)
-        return None if token_id is None or token_id == tokenizer.unk_token_id else token_id
+    placeholder_attribute = "context_image_token"
+    placeholder_token = "<IMG_CONTEXT>"
 
     def prefix_image_inputs(self, model, inputs: dict) -> dict:
         tokens = int((inputs["input_ids"][0] == model.config.image_token_id).sum())

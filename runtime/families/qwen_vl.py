@@ -21,11 +21,7 @@ class QwenVLFamily(Family):
     name = "qwen-vl"
     prefix_keys = ("mm_token_type_ids",)
     forward_keys = Family.forward_keys + ("image_grid_thw", "mm_token_type_ids")
-
-    def placeholder_id(self, tokenizer) -> int | None:
-        token = getattr(tokenizer, "image_token", None) or "<|image_pad|>"
-        token_id = tokenizer.convert_tokens_to_ids(token)
-        return None if token_id is None or token_id == tokenizer.unk_token_id else token_id
+    placeholder_token = "<|image_pad|>"
 
     def per_token_inputs(self, processor, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> dict:
         image_id = processor.image_token_id
