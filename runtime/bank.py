@@ -40,6 +40,7 @@ from typing import Any, Sequence
 
 from .errors import ParaphraseError
 from .questions import Phrasing, json_type, question_problem, tokens
+from .textfile import read_text_file
 
 FORMAT = "quadrant-paraphrase-bank"
 MAX_BANK_FILE_BYTES = 5_000_000
@@ -182,22 +183,13 @@ def _check_entry(where: str, name: Any, raw: Any) -> dict:
 
 def _read_json(path: Path) -> Any:
     name = str(path)
-    if not path.exists():
-        raise ParaphraseError(f"paraphrase bank {name} does not exist: check the path")
-    if path.is_dir():
-        raise ParaphraseError(f"paraphrase bank {name} is a folder, not a JSON file")
-    if path.stat().st_size > MAX_BANK_FILE_BYTES:
-        raise ParaphraseError(f"paraphrase bank {name} is over {MAX_BANK_FILE_BYTES} bytes: is it the right file?")
+    text = read_text_file(path, "paraphrase bank", MAX_BANK_FILE_BYTES, "a JSON file", ParaphraseError)
     try:
-        return json.loads(path.read_text(encoding="utf-8-sig"))
-    except UnicodeDecodeError as exc:
-        raise ParaphraseError(f"paraphrase bank {name} is not UTF-8 text: save it as UTF-8 JSON") from exc
+        return json.loads(text)
     except json.JSONDecodeError as exc:
         raise ParaphraseError(
             f"paraphrase bank {name} is not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})"
         ) from exc
-    except OSError as exc:
-        raise ParaphraseError(f"cannot read paraphrase bank {name}: {exc.strerror or exc}") from exc
 
 
 def read_bank_document(data: Any, where: str) -> tuple[dict[str, dict], bool]:

@@ -48,6 +48,7 @@ from .questions import (
     validate_question,
 )
 from .rewrites import core_question, frames, lower_first, split_lead, subject, substitute, templates
+from .textfile import read_text_file
 
 __all__ = [
     "DEFAULT_K",
@@ -157,7 +158,7 @@ def rule_paraphrases(question: str, bank: Bank | None = None) -> list[Phrasing]:
     words = tokens(core)
     m = bank.match(words)
     finding = bank.findings[m.finding] if m else None
-    absent = m is not None and m.absence_keyword or _absence_cue(_rest(words, m), m and m.finding) is not None
+    absent = asks_absence(core, bank)
     out = [Phrasing(core, source="rewrite")]
     lead, body = split_lead(core)
     if lead and first_word(body) in AUXILIARIES:  # "In the left lung, is there X?" -> "Is there X, in the left lung?"
@@ -324,29 +325,7 @@ def read_paraphrase_file(path) -> list[Phrasing]:
     except TypeError:
         raise ParaphraseError(f"a paraphrase file must be a path, got {json_type(path)}") from None
     name = str(p)
-    if not p.exists():
-        raise ParaphraseError(f"paraphrase file {name} does not exist: check the path")
-    if p.is_dir():
-        raise ParaphraseError(f"paraphrase file {name} is a folder, not a file: give a JSON or text file")
-    try:
-        size = p.stat().st_size
-        if size > MAX_PARAPHRASE_FILE_BYTES:
-            raise ParaphraseError(
-                f"paraphrase file {name} is {size} bytes, over the limit of {MAX_PARAPHRASE_FILE_BYTES}: "
-                "is it the right file?"
-            )
-        data = p.read_bytes()
-    except OSError as exc:
-        raise ParaphraseError(f"cannot read paraphrase file {name}: {exc.strerror or exc}") from exc
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise ParaphraseError(
-            f"paraphrase file {name} is not UTF-8 text (undecodable byte at offset {exc.start}): "
-            "save it as UTF-8 JSON or plain text"
-        ) from exc
-    if "\x00" in text:
-        raise ParaphraseError(f"paraphrase file {name} is binary, not text: give a JSON or text file")
+    text = read_text_file(p, "paraphrase file", MAX_PARAPHRASE_FILE_BYTES, "a JSON or text file", ParaphraseError)
 
     head = text.lstrip()
     if p.suffix.lower() == ".json" or (head.startswith(("[", "{")) and not _INVERTED_MARKER.match(head)):

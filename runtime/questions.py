@@ -128,10 +128,7 @@ class Phrasing:
                 raise ParaphraseError("the object has no 'text': write {\"text\": \"Is there ...?\"}")
             if not isinstance(item["text"], str):
                 raise ParaphraseError(f"'text' must be a string, got {json_type(item['text'])}")
-            inverted = item.get("inverted", False)
-            if not isinstance(inverted, bool):
-                raise ParaphraseError(f"'inverted' must be true or false, got {json_type(inverted)} {inverted!r}")
-            return cls(item["text"], inverted, item.get("source", source))
+            return cls(item["text"], item.get("inverted", False), item.get("source", source))  # __post_init__ checks them
         raise ParaphraseError(
             f"expected a string or an object with 'text' (and optionally 'inverted'), got {json_type(item)}"
         )

@@ -108,9 +108,7 @@ def core_question(text: str) -> str:
     """The question without what does not change its meaning: content-free leading frames, opinion frames, a
     trailing yes/no tag; a declarative question ("There is an effusion?") asked as one; ends in "?". A frame
     with content ("In the left lung, ...") stays in front."""
-    core = strip_frames(text, keep=lambda frame: not _content_free(frame))
-    body = strip_frames(core)
-    lead = core[: len(core) - len(body)]
+    lead, body = split_lead(strip_frames(text, keep=lambda frame: not _content_free(frame)))
     body = _YES_NO_TAG.sub("", body).strip() or body
     body = _TRAILING_FRAME.sub(r"\1", body)
     opinion = _OPINION.match(body)
