@@ -111,7 +111,7 @@ def summarize(verdicts: Sequence[dict], by: str | None = "finding") -> dict:
         # confidence screening would find the Dangerous samples (0.5 = not at all)
         "entropy_auroc_dangerous": auroc([-e for e in entropies_dangerous], [-e for e in entropies_rest]),
         "median_abs_margin_shift": _median([abs(v["margin_shift"]) for v in verdicts if v["margin_shift"] is not None]),
-        "median_relative_content_shift": _median([s for s in _relative_content_shifts(verdicts) if s is not None]),
+        "median_relative_content_shift": _median(relative_content_shifts(verdicts)),
     }
     evidence = summarize_evidence(verdicts)
     if evidence is not None:
@@ -124,8 +124,10 @@ def summarize(verdicts: Sequence[dict], by: str | None = "finding") -> dict:
     return summary
 
 
-def _relative_content_shifts(verdicts: Sequence[dict]) -> list[float | None]:
-    return [(v.get("shifts") or {}).get("relative_content") for v in verdicts]
+def relative_content_shifts(verdicts: Sequence[dict]) -> list[float]:
+    """Each verdict's relative content shift, where it has one (verdicts in generate mode have none)."""
+    shifts = [(v.get("shifts") or {}).get("relative_content") for v in verdicts]
+    return [s for s in shifts if s is not None]
 
 
 def _group_summary(verdicts: Sequence[dict]) -> dict:

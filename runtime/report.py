@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .metrics import relative_content_shifts
 from .reliance import QUADRANTS
 
 _COLOURS = {"Ideal": "#2e7d32", "Fragile": "#f9a825", "Dangerous": "#c62828", "Worst": "#6a1b9a"}
@@ -110,8 +111,7 @@ def _plot_shifts(path: Path, samples: list[dict]) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    relative = [(s.get("shifts") or {}).get("relative_content") for s in samples]
-    relative = [r for r in relative if r is not None]
+    relative = relative_content_shifts(samples)
     fig, ax = plt.subplots(figsize=(6, 3.2))
     if relative:
         ax.hist(relative, bins=30, range=(0, 2), color="#455a64")

@@ -70,13 +70,11 @@ class Verdict:
 
     def to_json(self) -> dict:
         data = {"schema_version": SCHEMA_VERSION, **asdict(self)}
-        for key in ("text_only_all", "content_free_all"):
+        for key in ("text_only_all", "content_free_all", "evidence"):  # optional parts: absent, not null
             if data[key] is None:
                 del data[key]
         if not data["extra"]:
             del data["extra"]
-        if data["evidence"] is None:
-            del data["evidence"]
         return data
 
     @classmethod
