@@ -52,6 +52,13 @@ class Settings:
     backend: str
     options: CheckOptions
 
+    def load_checker(self) -> Checker:
+        """Load the model and build the checker these settings describe (each worker does this once)."""
+        from ..check import Checker
+        from ..loading import load_model
+
+        return Checker(load_model(self.spec), backend=self.backend, options=self.options)
+
 
 class Engine(ABC):
     """Loads the model (once per worker) and checks batches; used as a context manager."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 
 from ..check import Checker
-from ..loading import load_model
 from ..run_folder import run_record
 from .base import BatchResult, Engine, Job, check_jobs
 
@@ -16,9 +15,8 @@ class LocalEngine(Engine):
     checker: Checker | None = None
 
     def start(self) -> dict:
-        settings = self.settings
-        self.checker = Checker(load_model(settings.spec), backend=settings.backend, options=settings.options)
-        return run_record(self.checker, settings.spec)
+        self.checker = self.settings.load_checker()
+        return run_record(self.checker, self.settings.spec)
 
     def run(self, batches: Iterable[Sequence[Job]]) -> Iterator[BatchResult]:
         for batch in batches:

@@ -30,13 +30,10 @@ class _Worker:
     def __init__(self, settings: Settings, cwd: str):
         if os.path.isdir(cwd):
             os.chdir(cwd)
-        from ..check import Checker
-        from ..loading import load_model
-
         self.settings = settings
         self.failure: QuadrantError | None = None
         try:
-            self.checker = Checker(load_model(settings.spec), backend=settings.backend, options=settings.options)
+            self.checker = settings.load_checker()
         except QuadrantError as exc:  # kept for record(): Ray would report a failed __init__ without its cause
             self.failure = exc
 
