@@ -80,14 +80,10 @@ def _summary(result) -> str:
     counts = result.per_finding()
     width = max(len("finding"), *(len(f) for f in counts))
     lines = [f"{'finding':<{width}}  {'rows':>7}  {'yes':>7}  {'no':>7}  {'yes %':>6}"]
-    total = {"rows": 0, "yes": 0, "no": 0}
-    for finding, c in [*counts.items(), ("total", None)]:
-        c = c or total
+    total = {key: sum(c[key] for c in counts.values()) for key in ("rows", "yes", "no")}
+    for finding, c in [*counts.items(), ("total", total)]:
         share = f"{100 * c['yes'] / c['rows']:.1f}" if c["rows"] else "-"
         lines.append(f"{finding:<{width}}  {c['rows']:>7}  {c['yes']:>7}  {c['no']:>7}  {share:>6}")
-        if finding != "total":
-            for key in total:
-                total[key] += c[key]
     lines.append("skipped:" if result.skipped else "skipped: nothing")
     lines += [f"  {reason}: {n}" for reason, n in sorted(result.skipped.items())]
     return "\n".join(lines)

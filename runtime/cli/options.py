@@ -81,8 +81,9 @@ def build_checker(args: argparse.Namespace) -> Checker:
 
 
 def spec_and_options(args: argparse.Namespace) -> tuple[ModelSpec, CheckOptions]:
-    """What to load and how to check, validated, without loading anything (evaluate's workers load it).
-    Resolves `args.backend` in place too, since the engines read it from there."""
+    """What to load and how to check, validated, without loading the model (evaluate's workers load it; a
+    --paraphraser is loaded here and travels with the options). Resolves `args.backend` in place too, since
+    the engines read it from there."""
     chat_template = None
     if args.chat_template:
         try:
