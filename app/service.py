@@ -18,11 +18,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from quadrant.check import Checker, CheckOptions, CheckRequest
 from quadrant.bank import Bank, load_bank
+from quadrant.check import Checker, CheckOptions, CheckRequest
 from quadrant.errors import InputError, OptionError, ParaphraseError, QuadrantError, StudyError
 from quadrant.evidence import EvidenceOptions
 from quadrant.images import MAX_FILE_BYTES, Study, load_study_bytes
+from quadrant.kept import kept
 from quadrant.paraphrases import Phrasing, paraphrase_set, parse_paraphrase_text, validate_question
 from quadrant.verdict import Verdict
 
@@ -188,15 +189,8 @@ class CheckService:
         base = self.checkers[name]
         if options == base.options:
             return base
-        key = (name, options)
-        if key in self._variants:
-            self._variants.move_to_end(key)
-            return self._variants[key]
-        variant = Checker(base.loaded, backend=base.backend, options=options)
-        self._variants[key] = variant
-        while len(self._variants) > _VARIANTS_KEPT:
-            self._variants.popitem(last=False)
-        return variant
+        return kept(self._variants, (name, options),
+                    lambda: Checker(base.loaded, backend=base.backend, options=options), _VARIANTS_KEPT)
 
 
 def _number(value) -> float:

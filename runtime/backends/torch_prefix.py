@@ -31,6 +31,7 @@ from PIL import Image
 
 from ..answers import margins_from_logits
 from ..errors import one_line
+from ..kept import kept
 from ..loading import LoadedModel
 from .base import ScoreRequest, ScoreResult, group_by_image
 from .torch_common import TorchScorer
@@ -220,7 +221,7 @@ class PrefixSharedScorer(TorchScorer):
             return self._tokenize(rendered, first, for_prefix)
 
         if for_prefix and first.reuse_key is not None:
-            study = _kept(self._reused_studies, (first.reuse_key, tuple(rendered)), make, REUSED_STUDIES)
+            study = kept(self._reused_studies, (first.reuse_key, tuple(rendered)), make, REUSED_STUDIES)
         else:
             study = make()
         return replace(study, indices=indices)
@@ -294,7 +295,7 @@ class PrefixSharedScorer(TorchScorer):
         image is the same for every study of a size, so its prefix pass is paid once, not per check."""
         ids = study.inputs["input_ids"][0, : study.prefix_len].tolist()
         key = (study.reuse_key, tuple(ids))
-        prefix_inputs, cache = _kept(self._reused, key, lambda: self._prefix_cache([study]), REUSED_PREFIXES)
+        prefix_inputs, cache = kept(self._reused, key, lambda: self._prefix_cache([study]), REUSED_PREFIXES)
         # a forward appends to the cache in place: the kept one must stay the bare prefix
         return self._suffix_margins([study], prefix_inputs, copy.deepcopy(cache), [])
 
@@ -436,16 +437,6 @@ def _pack_suffixes(study: _Study, prefix_len: int, row: int) -> _Packed:
 
 def _shortest(rows: list[_Packed]) -> _Packed:
     return min(rows, key=lambda r: len(r.ids))
-
-
-def _kept(store: OrderedDict, key, make, limit: int):
-    """store[key], made by make() when missing; the least recently used entry goes beyond `limit`."""
-    if key not in store:
-        store[key] = make()
-        if len(store) > limit:
-            store.popitem(last=False)
-    store.move_to_end(key)
-    return store[key]
 
 
 def _split(items: list, parts: int) -> list[list]:
