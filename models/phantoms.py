@@ -383,12 +383,16 @@ def sample_phantom(rng: np.random.Generator, size: int = 256, p_finding: float =
     findings = {name: bool(draw < p_finding) for name, draw in zip(FINDINGS, draws, strict=True)}
     state = copy.deepcopy(rng)
     image = render_phantom(rng, findings, size)
-    where = {}
-    for name in (FINDINGS if masks else ()):
-        if findings[name]:
-            without = render_phantom(copy.deepcopy(state), {**findings, name: False}, size)
-            where[name] = np.abs(image - without) > MASK_THRESHOLD
+    where = {name: finding_mask(state, image, findings, name) for name in (FINDINGS if masks else ()) if findings[name]}
     return Phantom(image=image, findings=findings, masks=where)
+
+
+def finding_mask(state: np.random.Generator, image: np.ndarray, findings: dict[str, bool], name: str) -> np.ndarray:
+    """Where the present finding `name` lies in `image`, drawn from a generator in `state`: `render_phantom`
+    consumes its generator identically whatever the findings, so the picture re-rendered from the same state
+    with that finding switched off differs exactly in its pixels (by more than MASK_THRESHOLD)."""
+    without = render_phantom(copy.deepcopy(state), {**findings, name: False}, image.shape[0])
+    return np.abs(image - without) > MASK_THRESHOLD
 
 
 # ------------------------------------------------------------------------------------------------ files

@@ -31,7 +31,7 @@ from PIL import Image
 
 from quadrant.answers import AnswerTokens, margins_from_logits
 
-from .phantoms import FINDINGS, QUESTIONS, render_phantom, to_uint8
+from .phantoms import FINDINGS, QUESTIONS, finding_mask, render_phantom, to_uint8
 from .presets import DEFAULT_PROMPT
 
 #: image side the phantoms are drawn at, as `generate_phantoms` writes them; the processor scales to 64
@@ -186,8 +186,6 @@ def setup_torch(threads: int = 2, seed: int = 0) -> None:
 #: findings whose pixels are also located per patch for the probe (small or thin: a global label alone
 #: teaches a tiny ViT too slowly to see them)
 DENSE_FINDINGS = ("pneumothorax", "nodule")
-#: a patch counts as showing a finding where drawing the finding changed a pixel of it by this much
-DENSE_THRESHOLD = 0.08
 
 
 @dataclass
@@ -203,10 +201,8 @@ class Pool:
 
 
 def _render(args) -> tuple[np.ndarray, list[bool], np.ndarray | None]:
-    """One training phantom; with `grid`, also where each DENSE_FINDINGS finding lies on the patch grid.
-
-    `render_phantom` consumes its generator identically whatever the findings, so re-rendering from the
-    same generator state with one finding switched off isolates exactly that finding's pixels."""
+    """One training phantom; with `grid`, also where each DENSE_FINDINGS finding lies on the patch grid: the
+    patches holding a pixel of its mask (`finding_mask`, the same rule as the phantoms' masks)."""
     import copy
 
     seed, index, p_finding, grid = args
@@ -221,9 +217,8 @@ def _render(args) -> tuple[np.ndarray, list[bool], np.ndarray | None]:
         where = np.zeros((grid * grid, len(DENSE_FINDINGS)), dtype=np.float32)
         for k, finding in enumerate(DENSE_FINDINGS):
             if findings[finding]:
-                without = render_phantom(copy.deepcopy(state), {**findings, finding: False}, PHANTOM_SIZE)
-                diff = np.abs(image - without).reshape(grid, block, grid, block).max(axis=(1, 3))
-                where[:, k] = (diff > DENSE_THRESHOLD).reshape(-1)
+                mask = finding_mask(state, image, findings, finding)
+                where[:, k] = mask.reshape(grid, block, grid, block).any(axis=(1, 3)).reshape(-1)
     return to_uint8(image), [findings[f] for f in FINDINGS], where
 
 
