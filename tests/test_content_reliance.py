@@ -11,13 +11,12 @@ import csv
 from pathlib import Path
 
 import pytest
-import torch
 
 from quadrant.answers import Answer
 from quadrant.check import Checker, CheckOptions, CheckRequest
 from quadrant.errors import OptionError
 from quadrant.images import load_study
-from quadrant.loading import ModelSpec, load_model
+from quadrant.models import measure_demo
 from quadrant.models.phantoms import generate_phantoms
 from quadrant.reliance import DEFAULT_THRESHOLD, Reliance, relative_shift, shifts
 
@@ -81,13 +80,9 @@ def fresh_phantoms(tmp_path_factory) -> list[CheckRequest]:
 
 
 def build(preset: str, *, blind: bool = False, scale: float = 1.0, reliance: Reliance = Reliance()) -> Checker:
-    """The committed weights, with the projector's output zeroed (blind) and the head scaled."""
-    loaded = load_model(ModelSpec(model=preset, device="cpu"))
-    with torch.no_grad():
-        if blind:
-            loaded.model.model.multi_modal_projector.linear_2.weight.zero_()
-        loaded.model.lm_head.weight.mul_(scale)
-    return Checker(loaded, "torch", CheckOptions(reliance=reliance))
+    """The committed weights as measure_demo builds its variants: the projector's output zeroed (blind), the
+    head scaled; the same models the README's table was measured on."""
+    return Checker(measure_demo.build(preset, blind, scale), "torch", CheckOptions(reliance=reliance))
 
 
 def shares(checker: Checker, requests: list[CheckRequest]) -> dict[str, float]:
