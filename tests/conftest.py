@@ -50,11 +50,12 @@ def study_png(tmp_path) -> str:
 ALL_FAMILIES = FAMILIES
 #: built by the same `tiny_model` fixture; tested in test_families.py (the generic ones have no family file)
 LATER_FAMILIES = NEW_FAMILIES + GENERIC_FAMILIES
-LM_ONLY = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj)"
+#: the language model's attention, whatever the family names it (Idefics3's is `text_model`)
+LM_ONLY = r".*(language_model|text_model).*\.(q_proj|k_proj|v_proj|o_proj)"
 
 
 def make_adapter(model_dir: str, out_dir) -> str:
-    """A non-zero LoRA on the language model only (the CLIP tower has q/k/v_proj too)."""
+    """A non-zero LoRA on the language model only (the vision tower has q/k/v_proj too)."""
     from peft import LoraConfig, get_peft_model
 
     model = AutoModelForImageTextToText.from_pretrained(model_dir)

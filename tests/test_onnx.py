@@ -14,6 +14,7 @@ import pytest
 import torch
 from PIL import Image
 
+from conftest import make_adapter
 from quadrant.backends import BACKENDS, ScoreRequest
 from quadrant.cli.main import main
 from quadrant.export.manifest import MANIFEST_NAME, read_manifest, write_manifest
@@ -22,8 +23,6 @@ from quadrant.loading import ModelSpec, load_model
 
 pytest.importorskip("onnxruntime")
 EXPORTED = ("llava", "gemma3", "idefics3")
-# conftest's LM_ONLY names `language_model`; Idefics3's is `text_model`
-LANGUAGE_MODEL_ONLY = r".*(language_model|text_model).*\.(q_proj|k_proj|v_proj|o_proj)"
 QUESTIONS = ["Is there a pleural effusion?", "Is there fluid in the pleural space?", "Any evidence of cardiomegaly?"]
 
 
@@ -46,25 +45,13 @@ def exported(tiny_model, tmp_path_factory):
                 base, adapter, model = preset.source, preset.adapter, "demo-shortcut"
             else:
                 base = model = tiny_model(family)
-                adapter = _make_adapter(base, root / "lora")
+                adapter = make_adapter(base, root / "lora")
             lines: list[str] = []
             export_onnx(model, adapter if model == base else None, root / "export", log=lines.append)
             done[family] = (base, adapter, str(root / "export"), lines)
         return done[family]
 
     return get
-
-
-def _make_adapter(model_dir: str, out_dir) -> str:
-    """A non-zero LoRA on the language model only, for every exported family."""
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForImageTextToText
-
-    model = AutoModelForImageTextToText.from_pretrained(model_dir)
-    torch.manual_seed(3)
-    config = LoraConfig(r=4, lora_alpha=8, target_modules=LANGUAGE_MODEL_ONLY, init_lora_weights=False)
-    get_peft_model(model, config).save_pretrained(out_dir)
-    return str(out_dir)
 
 
 def _requests(loaded, seeds=(0, 1)) -> list[ScoreRequest]:
