@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
+from pathlib import Path
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["QUADRANT_CACHE"] = tempfile.mkdtemp(prefix="quadrant-test-cache-")  # never the user's own
@@ -19,6 +21,9 @@ from transformers import AutoModelForImageTextToText  # noqa: E402
 
 from quadrant.models.tiny import FAMILIES, build_tiny  # noqa: E402
 from quadrant.models.tiny_families import GENERIC_FAMILIES, NEW_FAMILIES  # noqa: E402
+
+#: the installed console script, run as a user runs it (a separate process)
+QUADRANT = str(Path(sys.executable).with_name("quadrant"))
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,6 @@ import signal
 import socket
 import sqlite3
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.parse
@@ -25,6 +24,7 @@ import pytest
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AuthenticationError
 
+from conftest import QUADRANT
 from quadrant.app.auth import hash_password
 from quadrant.models.presets import MODELS_DIR
 
@@ -36,7 +36,6 @@ QUESTION = "Is there a pleural effusion?"
 USER, PASSWORD = "clinician", "not-a-real-password"
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
-QUADRANT = str(Path(sys.executable).with_name("quadrant"))
 pytestmark = pytest.mark.slow  # one real server for the module (about 20-40 s to start), and a browser
 
 IDENTIFIERS = (PATIENT_NAME, PATIENT_NAME.split("^")[0], PATIENT_NAME.split("^")[2], PATIENT_ID, "19510203")

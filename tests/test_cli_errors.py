@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import struct
 import subprocess
-import sys
 import zlib
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from pydicom.data import get_testdata_file
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
+from conftest import QUADRANT
 from quadrant.cli.main import main
 
 QUESTION = "Is there a pleural effusion?"
@@ -155,7 +155,7 @@ def test_the_installed_command_reports_bad_input_without_traceback(tmp_path):
     """As a user runs it: a separate process, the console script, a file that is not an image."""
     notes = tmp_path / "scan.jpg"
     notes.write_text("not a picture")
-    script = Path(sys.executable).with_name("quadrant")
+    script = Path(QUADRANT)
     assert script.exists(), "the quadrant console script is not installed"
     done = subprocess.run([str(script), "check", "--image", str(notes), "--question", QUESTION, "--json"],
                           capture_output=True, text=True, timeout=120)

@@ -7,10 +7,10 @@ import os
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
+from conftest import QUADRANT
 from quadrant.models.presets import MODELS_DIR
 
 SAMPLE = MODELS_DIR / "samples" / "cardiomegaly-effusion.png"
@@ -26,7 +26,7 @@ def _without_network() -> list[str]:
 
 
 def _check(*extra: str) -> dict:
-    command = [*_without_network(), str(Path(sys.executable).with_name("quadrant")), "check",
+    command = [*_without_network(), QUADRANT, "check",
                "--image", str(SAMPLE), "--question", QUESTION, "--json", *extra]
     env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
     if not _without_network():

@@ -8,13 +8,12 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from conftest import write_png
+from conftest import QUADRANT, write_png
 from quadrant.cli.main import main
 from quadrant.metrics import auroc, pearson, wilson_interval
 
@@ -90,7 +89,7 @@ def test_killed_process_resumes(tmp_path, tiny_model):
     """A real kill: SIGKILL the command once it has written some samples, then run it again."""
     manifest = make_manifest(tmp_path / "data", 8)
     out = tmp_path / "run"
-    command = [str(Path(sys.executable).with_name("quadrant")), "evaluate", "--manifest", str(manifest),
+    command = [QUADRANT, "evaluate", "--manifest", str(manifest),
                "--out", str(out), "--model", tiny_model("llava"), "--quiet", "--batch-size", "1"]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120

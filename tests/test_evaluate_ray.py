@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 
+from conftest import QUADRANT
 from quadrant.cli.main import main
 from quadrant.models.phantoms import generate_phantoms
 
 ray = pytest.importorskip("ray")
-QUADRANT = str(Path(sys.executable).with_name("quadrant"))
 
 
 @pytest.fixture(scope="module")

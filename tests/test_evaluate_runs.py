@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import QUADRANT
 from quadrant.check import CheckOptions
 from quadrant.cli.main import main
 from quadrant.errors import OptionError
@@ -21,7 +22,6 @@ from quadrant.manifest import read_manifest
 from quadrant.models.phantoms import generate_phantoms
 from quadrant.verdict import Verdict
 
-QUADRANT = str(Path(sys.executable).with_name("quadrant"))
 
 
 @pytest.fixture(scope="module")

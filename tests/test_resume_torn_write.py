@@ -12,13 +12,12 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from conftest import write_png
+from conftest import QUADRANT, write_png
 from quadrant.cli.main import main
 
 BIG = 16 << 20  # characters in the large row's note: its line is written in thousands of pages
@@ -61,7 +60,7 @@ def _kill_while_writing_the_big_line(command: list[str], samples: Path, timeout:
 def test_a_kill_in_the_middle_of_a_line_resumes_without_loss_or_duplication(tmp_path, tiny_model):
     manifest = _manifest(tmp_path)
     argv = ["evaluate", "--manifest", str(manifest), "--model", tiny_model("llava"), "--quiet", "--batch-size", "1"]
-    command = [str(Path(sys.executable).with_name("quadrant"))] + argv
+    command = [QUADRANT] + argv
     for attempt in range(3):  # the kill may land after the line is whole: try again in a fresh folder
         out = tmp_path / f"run{attempt}"
         on_disk = _kill_while_writing_the_big_line(command + ["--out", str(out)], out / "samples.jsonl")
