@@ -27,8 +27,8 @@ from quadrant.kept import kept
 from quadrant.paraphrases import Phrasing, paraphrase_set, parse_paraphrase_text, validate_question
 from quadrant.verdict import Verdict
 
-from .audit import AuditLog
-from .batcher import Batcher
+from quadrant.audit import AuditLog
+from quadrant.batcher import Batcher
 
 log = logging.getLogger("quadrant.app")
 

@@ -23,7 +23,7 @@ from quadrant.reliance import RULES
 from quadrant.verdict import Verdict
 
 from . import render
-from .audit import COLUMNS
+from quadrant.audit import COLUMNS
 from .service import UPLOAD_NAME, CheckService
 from .studyinfo import study_facts
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pydicom
 import pytest
 
-from quadrant.app.audit import AuditLog
+from quadrant.audit import AuditLog
 from quadrant.app.auth import PasswordCheck, hash_password, read_auth_file, verify_password
 from quadrant.app.render import SOURCE_NOTES, error_html, verdict_html
 from quadrant.app.server import FileGuard

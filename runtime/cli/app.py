@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         require("gradio", "app")
         audit_path = Path(args.audit).expanduser() if args.audit else _default_audit_path()
-        from quadrant.app.audit import AuditLog
+        from quadrant.audit import AuditLog
 
         audit = AuditLog(audit_path).open()
         try:
