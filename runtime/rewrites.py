@@ -18,7 +18,17 @@ from __future__ import annotations
 
 import re
 
-from .questions import AUXILIARIES, GENERIC_WORDS, NEGATIVE_AUXILIARIES, first_word, strip_frames, tokens
+from .abbreviations import expand
+from .questions import (
+    AUXILIARIES,
+    GENERIC_WORDS,
+    NEGATIVE_AUXILIARIES,
+    YES_NO_TAG,
+    first_word,
+    fix_articles,
+    strip_frames,
+    tokens,
+)
 
 _IMAGE_NOUNS = r"(?:chest\s+)?(?:image|images|radiograph|x-?ray|xray|film|study|scan|cxr|picture|exam|examination)"
 _SEEN = r"(?:present|seen|visible|noted|identified|evident|appreciated|demonstrated|shown)"
@@ -39,11 +49,6 @@ _TRAILING_FRAME = re.compile(
     rf"{_IMAGE_NOUNS}\s*([?.!]*)$",
     re.I,
 )
-_YES_NO_TAG = re.compile(
-    r"[\s,:;.?!\-]*\(?\s*(?:please\s+)?(?:answer\s+)?(?:with\s+|only\s+)*['\"]?(?:yes['\"]?\s*(?:or|/)\s*['\"]?no|y/n)"
-    r"['\"]?(?:\s+only)?\s*\)?\s*[?.!]*$",
-    re.I,
-)
 _OPINION = re.compile(
     r"^(?:(?:would|do|did|can|could|will)\s+you\s+(?:say|think|agree|conclude)|is\s+it\s+(?:true|the\s+case|correct)"
     r"|would\s+you\s+agree|(?:can|could)\s+you\s+tell(?:\s+me)?|tell\s+me|i\s+wonder|please\s+(?:tell|say)(?:\s+me)?"
@@ -53,11 +58,11 @@ _OPINION = re.compile(
 )
 _DECLARATIVE = re.compile(r"^(?P<subject>.+?)\s+(?P<verb>is|are)\s+(?P<rest>.+)$", re.I)
 _NOT_NOUN_PHRASE = AUXILIARIES | NEGATIVE_AUXILIARIES | {"there", "whether", "if", "no", "not"}
-_PREDICATE_WORDS = frozenset(
+PREDICATE_WORDS = frozenset(
     "clear normal abnormal midline intact absent stable unchanged sharp large small wide well ok okay "
     "satisfactory appropriate adequate correct good acceptable ideal optimal unremarkable".split()
 )
-_PREPOSITIONS = frozenset(
+PREPOSITIONS = frozenset(
     "in on of at with within along over under behind near from since than compared versus vs to into "
     "above below beside across through involving".split()
 )
@@ -73,7 +78,6 @@ SAFE_MODIFIERS = GENERIC_WORDS | frozenset(
     sided no not
     """.split()
 )
-_AN_LETTERS = set("aefhilmnorsx")  # initialisms read letter by letter: "an NG tube", "an ET tube", "an MRI"
 
 
 def _capitalize(text: str) -> str:
@@ -81,9 +85,9 @@ def _capitalize(text: str) -> str:
 
 
 def lower_first(text: str) -> str:
-    """Lowercase the first letter unless the first word is an initialism ("ET tube") or "I"."""
+    """Lowercase the first letter unless the first word is an initialism ("ET tube") or "I" ("I'm")."""
     word = text.split(" ", 1)[0]
-    if word == "I" or (len(word) > 1 and word[1].isupper()):
+    if word == "I" or re.match(r"I['\u2019]", word) or (len(word) > 1 and word[1].isupper()):
         return text
     return text[:1].lower() + text[1:]
 
@@ -107,9 +111,10 @@ def _content_free(frame: str) -> bool:
 def core_question(text: str) -> str:
     """The question without what does not change its meaning: content-free leading frames, opinion frames, a
     trailing yes/no tag; a declarative question ("There is an effusion?") asked as one; ends in "?". A frame
-    with content ("In the left lung, ...") stays in front."""
-    lead, body = split_lead(strip_frames(text, keep=lambda frame: not _content_free(frame)))
-    body = _YES_NO_TAG.sub("", body).strip() or body
+    with content ("In the left lung, ...") stays in front. Abbreviations are written out ("Consolidation RLL?"
+    -> "Consolidation in the right lower lobe?", see `quadrant.abbreviations`)."""
+    lead, body = split_lead(strip_frames(expand(text), keep=lambda frame: not _content_free(frame)))
+    body = YES_NO_TAG.sub("", body).strip() or body
     body = _TRAILING_FRAME.sub(r"\1", body)
     opinion = _OPINION.match(body)
     if opinion:
@@ -135,7 +140,7 @@ def guess_plural(x: str) -> bool:
     """Whether the noun phrase X takes a plural verb, from its head (the last word before a preposition)."""
     head = []
     for word in x.split():
-        if word.lower() in _PREPOSITIONS:
+        if word.lower() in PREPOSITIONS:
             break
         head.append(word)
     if any(w.lower() in ("and",) for w in head):
@@ -170,7 +175,7 @@ def subject(core: str) -> tuple[str, bool] | None:
         seen = _SHORTHAND_SEEN.match(q)
         x, led = _clean_subject(seen.group("x") if seen else q)
         last = x.split()[-1].lower()
-        if not led and not seen and (re.search(r"(?:ed|en|ly)$", last) or last in _PREDICATE_WORDS):
+        if not led and not seen and (re.search(r"(?:ed|en|ly)$", last) or last in PREDICATE_WORDS):
             return None  # "Heart enlarged?", "Lungs clear?": a predicate, not a noun phrase
         plural = None
         x = lower_first(x)
@@ -184,7 +189,7 @@ def subject(core: str) -> tuple[str, bool] | None:
 def _has_tail(x: str) -> bool:
     """Whether X has a prepositional or clausal tail, which reads badly in the middle of a question."""
     words = [w.lower() for w in x.split()[1:]]
-    return any(w in _PREPOSITIONS or w in ("that", "which", "who", "or", "and") for w in words)
+    return any(w in PREPOSITIONS or w in ("that", "which", "who", "or", "and") for w in words)
 
 
 _ORDER = ("present", "show", "evidence", "see_on", "seen", "demonstrate", "visible", "study", "signs", "identified",
@@ -245,21 +250,6 @@ def pluralize(noun_phrase: str) -> str:
     else:
         plural = last + "s"
     return " ".join(words[:-1] + [plural])
-
-
-def fix_articles(text: str) -> str:
-    """"a"/"an" before each word as it is read: "an effusion", "a pleural effusion", "an NG tube"."""
-    def choose(m: re.Match) -> str:
-        article, word = m.group(1), m.group(2)
-        if len(word) > 1 and word[:2].isupper():
-            an = word[0].lower() in _AN_LETTERS
-        else:
-            w = word.lower()
-            an = w[0] in "aeio" or (w[0] == "u" and not re.match(r"u(?:ni|se|su|ri|ro)", w))
-        wanted = "an" if an else "a"
-        return (wanted.capitalize() if article[0].isupper() else wanted) + " " + word
-
-    return re.sub(r"\b([Aa]n?) ([A-Za-z][\w-]*)", choose, text)
 
 
 def substitute(text: str, words: tuple[str, ...], synonyms: tuple[str, ...], sentence: bool = True) -> list[str]:

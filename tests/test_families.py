@@ -43,7 +43,7 @@ def studies(tmp_path_factory):
     """Three sizes: dynamic resolution (Qwen) and tiling (InternVL, OneVision, NeXT) give each its own
     number of image tokens, so prefixes differ in length within one batch."""
     folder = tmp_path_factory.mktemp("family-studies")
-    sizes = [(72, 60), (60, 60), (40, 90)]
+    sizes = [(72, 64), (64, 64), (64, 144)]
     return [load_study(write_png(folder / f"s{i}.png", seed=i, size=size)) for i, size in enumerate(sizes)]
 
 
