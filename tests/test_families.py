@@ -204,7 +204,7 @@ def test_generate_mode_on_a_qwen_model_equals_a_plain_generate(tiny_model, study
     a plain `generate` on the processor's own tensors, greedy, with the budget asked for."""
     directory = tiny_model("qwen2_vl")
     code = main(["check", "--image", study_png, "--question", "Is there a pleural effusion?", "--model", directory,
-                 "--scoring", "generate", "--max-new-tokens", "4", "-k", "1", "--json"])
+                 "--scoring", "generate", "--max-new-tokens", "4", "-k", "2", "--json"])
     out, err = capsys.readouterr()
     assert code == 0, err
     verdict = json.loads(out)
@@ -256,6 +256,6 @@ def test_no_single_token_answers_refuses_logits_but_generate_serves_it(tiny_mode
     loaded.answer_tokens, loaded.answer_tokens_problem = None, str(refused.value)
     with pytest.raises(UnsupportedModelError, match="--scoring generate"):
         Checker(loaded, "torch")
-    verdict = Checker(loaded, "torch", CheckOptions(scoring="generate", max_new_tokens=2, k=1)).check(
+    verdict = Checker(loaded, "torch", CheckOptions(scoring="generate", max_new_tokens=2, k=2)).check(
         studies[0], "Is there a pleural effusion?")
     assert verdict.scoring == "generate" and verdict.model["answer_tokens"] is None

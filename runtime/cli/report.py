@@ -1,8 +1,13 @@
-"""The human-readable verdict of `quadrant check`."""
+"""The human-readable verdict of `quadrant check`.
+
+A verdict on a study out of scope (checked under `--scope any`, for research) never shows as a plain
+quadrant: its verdict line says OUT OF SCOPE first, in white on red, and the quadrant is never green.
+"""
 
 from __future__ import annotations
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from ..verdict import Verdict
@@ -32,10 +37,31 @@ def _reliance_line(verdict: Verdict) -> str:
     return f"{line} (reliance rule {rule['rule']}{threshold})"
 
 
+def _study_line(verdict: Verdict) -> str:
+    """The study's format and size, its header facts when it has them, and the frame checked."""
+    image, scope = verdict.image, verdict.scope or {}
+    facts = [scope.get(k) for k in ("modality", "body_part", "view") if scope.get(k)]
+    if scope.get("frame") is not None:
+        facts.append(f"frame {scope['frame']} of {scope.get('frames', '?')}")
+    shown = f"  {' '.join(map(str, facts))}" if facts else ""
+    return f"Study  {image['format']} {image['width']}x{image['height']}{shown}  sha256 {image['sha256'][:16]}…"
+
+
+def _verdict_line(verdict: Verdict) -> str:
+    quadrant = verdict.quadrant
+    timing = f"({verdict.timing_ms.get('total', 0):.0f} ms)"
+    if not verdict.in_scope:
+        return (f"Verdict [bold white on red] OUT OF SCOPE, research only [/] {quadrant.upper()} by the numbers, "
+                f"answer {verdict.answer!r}: not a judgement of a chest radiograph; do not weigh this answer.  "
+                f"{timing}")
+    return (f"Verdict [{_STYLE[quadrant]}]{quadrant.upper()}[/]: answer {verdict.answer!r}, "
+            f"{_EXPLANATION[quadrant]}.  {timing}")
+
+
 def print_verdict(verdict: Verdict, console: Console | None = None) -> None:
     console = console or Console()
-    model, image = verdict.model, verdict.image
-    console.print(f"Study  {image['format']} {image['width']}x{image['height']}  sha256 {image['sha256'][:16]}…")
+    model = verdict.model
+    console.print(_study_line(verdict), highlight=False)
     runtime = [model["backend"], model["device"], model["dtype"]] + ([model["provider"]] if "provider" in model else [])
     console.print(f"Model  {model['name']} ({model['family']}, {', '.join(runtime)})  {model['fingerprint'][:23]}…")
     table = Table(show_edge=False, pad_edge=False)
@@ -62,8 +88,7 @@ def print_verdict(verdict: Verdict, console: Console | None = None) -> None:
                       f"largest |delta| {e['max_abs_delta']:.3f})")
     if verdict.correct is not None:
         console.print(f"Label {verdict.label}: the answer is {'correct' if verdict.correct else 'WRONG'}")
-    console.print(
-        f"Verdict [{_STYLE[verdict.quadrant]}]{verdict.quadrant.upper()}[/]: answer {verdict.answer!r}, "
-        f"{_EXPLANATION[verdict.quadrant]}.  ({verdict.timing_ms.get('total', 0):.0f} ms)"
-    )
+    for warning in verdict.warnings or []:
+        console.print(f"[bold yellow]Warning[/] {escape(warning)}", highlight=False)
+    console.print(_verdict_line(verdict))
     console.print("[dim]Not for diagnostic use.[/dim]")
