@@ -50,7 +50,7 @@ def identify(text: str, known: frozenset[str]) -> Language:
     Quadrant knows (lower-case), see `known_english_words`."""
     script = _other_script(text)
     if script:
-        return Language(False, f"{script.title()} script", "script")
+        return Language(False, f"{script if len(script) <= 3 else script.title()} script", "script")
     if "¿" in text or "¡" in text:
         return Language(False, "Spanish", "inverted question mark")
     unknown = [w for w in _words(text) if w not in known and not _plural_known(w, known)]

@@ -333,7 +333,7 @@ def _foreign(question: str, k: int, bank: Bank, language: str) -> list[Phrasing]
     if finding is None or not set(words) <= finding.vocabulary:
         raise QuestionError(
             f"the question looks like {language}, and Quadrant writes its paraphrases in English: give your own "
-            f"phrasings in {language} (--paraphrase TEXT, repeatable, or --paraphrases FILE; in the app, the "
+            "phrasings in that language (--paraphrase TEXT, repeatable, or --paraphrases FILE; in the app, the "
             "paraphrases box), add a paraphrase bank entry in that language (--paraphrase-bank), or ask in English"
         )
     if key(question) in {key(p.text) for p in finding.phrasings if p.inverted}:  # asked about absence

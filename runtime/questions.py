@@ -93,7 +93,7 @@ YES_NO_TAG = re.compile(
 _OR_NOT_TAG = re.compile(r",?\s*\bor\s+(?:not|no)\s*[?.!]*$", re.I)
 _AN_LETTERS = set("aefhilmnorsx")  # initialisms read letter by letter: "an NG tube", "an ET tube", "an MRI"
 
-_FIRST_WORD = re.compile(r"[A-Za-z][A-Za-z'\u2019]*")
+_FIRST_WORD = re.compile(r"[^\W\d_][\w'\u2019]*")  # letters of any alphabet: "¿Hay ...?" starts with "hay"
 _FRAME = re.compile(r"^\s*(?P<frame>[^,:;?.!]{1,80}?)\s*[,:]\s*(?P<rest>\S.*)$", re.S)
 # a leading sentence that only asks for a yes/no answer: "Answer with yes or no. Is there ...?"
 _ANSWER_FRAME = re.compile(
@@ -351,7 +351,7 @@ def _foreign_content(text: str, noun: str) -> str | None:
     for pattern, what in ((_MARKUP, "markup"), (_URL, "a link"), (_CODE, "code"), (_FORMULA, "a formula")):
         found = pattern.search(text)
         if found:
-            plain = " ".join(pattern.sub(" ", text).split())
+            plain = re.sub(r"\s+([?.!,:;])", r"\1", " ".join(pattern.sub(" ", text).split()))
             fix = (f"e.g. {clip(plain)!r}" if plain and question_problem(plain, "") is None
                    else EXAMPLE.removeprefix("ask "))
             return (f"{noun} contains {what} ({clip(found.group(0), 30)!r}): write the question in plain words, "
@@ -415,6 +415,7 @@ def _bank_terms() -> tuple[tuple[str, ...], ...]:
     return load_bank().multiword_terms
 
 
+_FUNCTION_WORDS = AUXILIARIES | WH_WORDS | frozenset("the a an s this that there of my your any".split())
 _DEVICE_WORDS = frozenset("tube line catheter wire lead drain port pacemaker pacer picc ett ngt cvc stent clip "
                           "valve device".split())
 
@@ -427,12 +428,14 @@ def _fitting_example(text: str) -> str:
     bank = load_bank()
     words = tokens(text)
     match = bank.match(words)
-    device = next((i for i, w in enumerate(words) if w in _DEVICE_WORDS), None)
+    device = next((i for i, w in enumerate(words) if w in _DEVICE_WORDS or w[:-1] in _DEVICE_WORDS), None)
     if device is not None and (match is None or bank.findings[match.finding].device):
         if match is not None and bank.findings[match.finding].term:
             thing = re.sub(r"^(?:a|an)\s+", "the ", bank.findings[match.finding].term)
+        elif words[device] not in _DEVICE_WORDS:  # "what lines and tubes ...": which devices, one at a time
+            return "ask about one device at a time, e.g. 'Is there an endotracheal tube?'"
         else:
-            before = words[device - 1] if device and words[device - 1] not in GENERIC_WORDS else None
+            before = words[device - 1] if device and words[device - 1] not in _FUNCTION_WORDS else None
             thing = "the " + " ".join(w for w in (before, words[device]) if w)
         return f"ask e.g. 'Is {thing} in a satisfactory position?'"
     if match is not None:
