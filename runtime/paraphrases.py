@@ -58,7 +58,16 @@ from .questions import (
     validate_paraphrase,
     validate_question,
 )
-from .rewrites import core_question, frames, lower_first, split_lead, subject, substitute, templates
+from .rewrites import (
+    core_question,
+    frames,
+    lower_first,
+    position_question,
+    split_lead,
+    subject,
+    substitute,
+    templates,
+)
 from .spelling import correct_spelling
 from .textfile import read_text_file
 
@@ -203,6 +212,11 @@ def rule_paraphrases(question: str, bank: Bank | None = None) -> list[Phrasing]:
                 if i < len(rows[j]):
                     out.append(Phrasing(rows[j][i], source="bank" if j else "rewrite"))
         framed = _full(core, x, plural)
+    elif position_question(core):
+        framed = position_question(core)
+        out.append(Phrasing(framed, source="rewrite"))
+        if finding is not None:
+            out += [Phrasing(t, source="bank") for t in substitute(framed, words[m.start : m.end], finding.synonyms)]
     out += [Phrasing(t, source="frame") for t in frames(framed)]
     return out
 

@@ -80,7 +80,7 @@ FRAME_LEADS = frozenset(
     """
     based looking in on from judging given according considering regarding at upon with for after viewing
     examining reviewing seeing q question yes answer please now so ok okay well doctor also then as by just
-    quick true note radiology i i'm im i’m wondering curious hi hello hey sorry
+    quick true note radiology i i'm im i’m wondering curious hi hello hey sorry taking
     """.split()
 )
 _FILLER = frozenset("yes no or q question ok okay answer please a an the".split())

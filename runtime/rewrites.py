@@ -68,6 +68,14 @@ PREPOSITIONS = frozenset(
 )
 _SINGULAR_S = ("ss", "us", "is", "xs", "ics")
 _IRREGULAR_PLURALS = frozenset("hila bullae pleurae bronchi vertebrae foci emboli calculi apices metastases data".split())
+#: singular heads that take an article: devices and countable findings ("a small left effusion")
+_COUNT_HEADS = frozenset(
+    "tube line catheter wire lead drain port pacemaker pacer stent clip valve device nodule mass effusion "
+    "pneumothorax fracture lesion opacity granuloma hernia cavity abscess cyst bulla infiltrate".split()
+)
+#: heads of a device's name: shorthand about where one is asks about its position, not its presence
+_DEVICE_HEADS = frozenset("tube line catheter wire lead drain port pacemaker pacer stent clip valve device tip".split())
+_DETERMINERS = frozenset("a an the any no some this that these those each every either".split())
 # Words that may come right before a finding's name without making it another finding.
 SAFE_MODIFIERS = GENERIC_WORDS | frozenset(
     """
@@ -177,13 +185,53 @@ def subject(core: str) -> tuple[str, bool] | None:
         last = x.split()[-1].lower()
         if not led and not seen and (re.search(r"(?:ed|en|ly)$", last) or last in PREDICATE_WORDS):
             return None  # "Heart enlarged?", "Lungs clear?": a predicate, not a noun phrase
+        if _names_device(x) and _has_tail(x):
+            return None  # "ETT 4 cm above the carina?": where a device is, not whether there is one
         plural = None
         x = lower_first(x)
+        if _head(x) in _COUNT_HEADS and first_word(x) not in _DETERMINERS:
+            x = fix_articles(f"a {x}")  # "Small left effusion?" asks about "a small left effusion"
     if not x or x.lower() in ("any", "there") or first_word(x) in _NOT_NOUN_PHRASE - {"no"}:
         return None
     if plural is None or led:
         plural = guess_plural(x)
     return lower_first(x) if x[:1].isupper() and not x[1:2].isupper() else x, plural
+
+
+def _words_before_tail(x: str) -> list[str]:
+    words = []
+    for word in x.lower().split():
+        if word in PREPOSITIONS:
+            break
+        words.append(word)
+    return words
+
+
+def _head(x: str) -> str:
+    """The head noun of a noun phrase: its last word before a preposition."""
+    words = _words_before_tail(x)
+    return words[-1] if words else ""
+
+
+def _names_device(x: str) -> bool:
+    return any(w in _DEVICE_HEADS or w[:-1] in _DEVICE_HEADS for w in _words_before_tail(x))
+
+
+def position_question(core: str) -> str | None:
+    """Shorthand that says where a device is, asked in full: "ETT 4 cm above the carina?" -> "Is the
+    endotracheal tube 4 cm above the carina?", "Lines and tubes in satisfactory position?" -> "Are the lines
+    and tubes in satisfactory position?"; else None."""
+    lead, body = split_lead(core)
+    q = " ".join(body.split()).rstrip("?.! ")
+    if not q or first_word(q) in _NOT_NOUN_PHRASE | {"any"} or "," in q:
+        return None
+    if not (_names_device(q) and _has_tail(q)):
+        return None
+    x = lower_first(q)
+    if first_word(x) in _DETERMINERS:
+        x = x.split(" ", 1)[1]
+    asked = f"{'Are' if guess_plural(x) else 'Is'} the {x}?"
+    return lead + lower_first(asked) if lead else asked
 
 
 def _has_tail(x: str) -> bool:
@@ -229,12 +277,14 @@ _FRAMES = (
 def frames(core: str) -> list[str]:
     """The question behind each frame: "Based on this radiograph, is ...?" for a question that starts with an
     auxiliary, "Based on this radiograph: Heart enlarged?" for shorthand."""
-    word = first_word(split_lead(core)[1])
+    lead, body = split_lead(core)
+    word = first_word(body)
+    chosen = [f for f in _FRAMES if not lead or first_word(f) != first_word(lead)]  # not "Based on ..., based on"
     if word in AUXILIARIES or word in NEGATIVE_AUXILIARIES:
         body = lower_first(core)
-        out = [f"{frame}{':' if frame.endswith('no') else ','} {body}" for frame in _FRAMES]
+        out = [f"{frame}{':' if frame.endswith('no') else ','} {body}" for frame in chosen]
         return out + [f"{core.rstrip('?')}, based on this image?"]
-    return [f"{frame}: {lower_first(core)}" for frame in _FRAMES]
+    return [f"{frame}: {lower_first(core)}" for frame in chosen]
 
 
 # ------------------------------------------------------------------------------------------------ synonyms

@@ -7,8 +7,10 @@ finding. So a word Quadrant does not know that is one or two letters away from a
 typed (the model is still asked the user's own words), and the verdict's `warnings` says what was read how.
 
 Only words of at least MIN_LENGTH letters are corrected, towards a word of a bank keyword or synonym, when
-difflib's similarity ratio is at least MIN_RATIO and the first letter agrees: "pneumonitis" (a different
-finding) is 0.80 from "pneumonia" and stays; "cardiomyopathy" is 0.69 from "cardiomegaly" and stays.
+difflib's similarity ratio is at least MIN_RATIO, the first letter agrees and the lengths differ by at most
+MAX_LENGTH_CHANGE: "plueral" is 0.86 from "pleural" and is corrected; "pneumonitis" (a different finding) is
+0.80 from "pneumonia", "cardiomyopathy" 0.69 from "cardiomegaly", and "bronchitis" is four letters shorter
+than "bronchiectasis": they stay.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ from .bank import Bank, load_bank
 from .questions import tokens
 
 MIN_LENGTH = 6
-MIN_RATIO = 0.88
+MIN_RATIO = 0.85
+MAX_LENGTH_CHANGE = 2
 
 
 def correct_spelling(question: str, known: frozenset[str], bank: Bank | None = None) -> tuple[str, list[str]]:
@@ -33,7 +36,8 @@ def correct_spelling(question: str, known: frozenset[str], bank: Bank | None = N
     for word in dict.fromkeys(tokens(question)):
         if len(word) < MIN_LENGTH or word in known or _plural_of(word, known) or word.isdigit():
             continue
-        candidates = [t for t in difflib.get_close_matches(word, targets, n=3, cutoff=MIN_RATIO) if t[0] == word[0]]
+        candidates = [t for t in difflib.get_close_matches(word, targets, n=3, cutoff=MIN_RATIO)
+                      if t[0] == word[0] and abs(len(t) - len(word)) <= MAX_LENGTH_CHANGE]
         if not candidates:
             continue
         right = candidates[0]

@@ -216,9 +216,10 @@ def test_guess_plural(x, plural):
 @pytest.mark.parametrize(
     "question,expected",
     [
-        ("Effusion?", ("effusion", False)),
+        ("Effusion?", ("an effusion", False)),  # a countable finding takes its article
+        ("ETT 4 cm above the carina?", None),  # where a device is: asked as "Is the endotracheal tube ...?"
         ("Signs of consolidation?", ("consolidation", False)),
-        ("Pleural effusion present?", ("pleural effusion", False)),
+        ("Pleural effusion present?", ("a pleural effusion", False)),
         ("Bilateral infiltrates?", ("bilateral infiltrates", True)),
         ("Are there signs of heart failure?", ("heart failure", False)),
         ("Are there any rib fractures?", ("any rib fractures", True)),
