@@ -164,7 +164,7 @@ def _warnings(facts: Facts, fmt: str) -> list[str]:
     """What an in-scope study still leaves unsaid."""
     out = []
     if not facts.from_header:
-        out.append(f"scope not verified from a header: a {fmt} file names no modality or body part, so check it "
+        out.append(f"scope not verified from a header (a {fmt} file names no modality or body part): make sure it "
                    "is a chest radiograph")
     elif facts.body_part is None:
         out.append(f"the DICOM header names no body part; checked as a chest radiograph because its modality is "
