@@ -113,7 +113,7 @@ _WH_ALTERNATION = "what|where|which|how|why|who|whom|whose|when"
 # a wh-word after a preposition ("on which side") or inside a request ("tell me what ..."): not a yes/no question
 _PREPOSITION_WH = re.compile(r"\b(?:in|on|at|of|from|to|with|by|for)\s+(?P<wh>which|what|whom|whose)\b", re.I)
 _EMBEDDED_WH = re.compile(
-    r"\b(?:tell|show|know|say|explain|wonder|wondering|ask|identify|determine|indicate|specify|see|describe|list)"
+    r"\b(?:tell|show|know|say|explain|wonder|wondering|ask|identify|determine|indicate|specify|describe|list)"
     r"\s+(?:me\s+|us\s+)?(?:exactly\s+)?(?P<wh>" + _WH_ALTERNATION + r")(?:'s|\u2019s|s)?\b",
     re.I,
 )

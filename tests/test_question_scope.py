@@ -75,6 +75,7 @@ def test_either_or_questions_are_refused_naming_the_separate_yes_no_questions(qu
     "Any effusion or pneumothorax?", "Is there no effusion or pneumothorax?", "Is there effusion and/or consolidation?",
     "Are there any lines, tubes or other support devices?", "Is there an effusion (yes/no)?",
     "Is the ETT s/p repositioning in good position?",
+    "Do you see what looks like a pneumothorax?",  # "what" as "the thing that": still a yes/no question
 ])
 def test_an_or_that_asks_for_yes_or_no_or_for_any_of_several_stays_accepted(question):
     assert validate_question(question) == question
