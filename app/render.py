@@ -65,7 +65,7 @@ def evidence_html(verdict: dict) -> str:
 
 def banner_html(verdict: dict) -> str:
     v = Verdict.from_json(verdict)
-    colour = vocabulary.tone(v.quadrant)
+    colour = vocabulary.verdict_tone(v)
     role = "alert" if colour == "red" else "status"
     return (
         f'<div id="quadrant-banner" class="q-banner q-{colour}" role="{role}" data-quadrant="{v.quadrant}">'

@@ -11,6 +11,7 @@ replaces it with a file of the same format (an institution's own wording, anothe
           "source": "CheXpert",        # where the label comes from (free text)
           "term": "a pleural effusion",  # the finding as a noun phrase for the rule-based rewrites, or null
           "plural": false,             # whether `term` takes a plural verb ("Are support devices present?")
+          "device": false,             # optional: a device (a tube, a line, a pacemaker), asked about by position
           "keywords": ["pleural effusion", "effusion", "pleural fluid"],
           "absence_keywords": [],      # optional: phrases naming the opposite ("abnormality" for "no finding")
           "synonyms": ["pleural effusion", "effusion"],  # optional: interchangeable names, written singular
@@ -45,10 +46,11 @@ from .textfile import read_text_file
 FORMAT = "quadrant-paraphrase-bank"
 MAX_BANK_FILE_BYTES = 5_000_000
 _ENTRY_KEYS = {
-    "source": (str,), "term": (str, type(None)), "plural": (bool,), "keywords": (list,),
+    "source": (str,), "term": (str, type(None)), "plural": (bool,), "device": (bool,), "keywords": (list,),
     "absence_keywords": (list,), "synonyms": (list,), "phrasings": (list,), "inverted": (list,),
 }
-_TYPE_NAMES = {"source": "a string", "term": "a string or null", "plural": "a boolean", "keywords": "a list",
+_TYPE_NAMES = {"source": "a string", "term": "a string or null", "plural": "a boolean", "device": "a boolean",
+               "keywords": "a list",
                "absence_keywords": "a list", "synonyms": "a list", "phrasings": "a list", "inverted": "a list"}
 _REQUIRED = ("keywords", "phrasings")
 
@@ -65,6 +67,8 @@ class Finding:
     synonyms: tuple[str, ...]
     vocabulary: frozenset
     phrasings: tuple[Phrasing, ...]
+    keywords: tuple[tuple[str, ...], ...] = ()  # as word tuples, absence keywords left out
+    device: bool = False
 
 
 @dataclass(frozen=True)
@@ -109,7 +113,8 @@ class Bank:
         phrasings = tuple(Phrasing(t, source="bank") for t in raw["phrasings"])
         phrasings += tuple(Phrasing(t, True, source="bank") for t in raw.get("inverted", ()))
         return Finding(name, order, raw.get("source", ""), raw.get("term"), bool(raw.get("plural", False)),
-                       tuple(raw.get("synonyms", ())), frozenset(vocabulary), phrasings)
+                       tuple(raw.get("synonyms", ())), frozenset(vocabulary), phrasings,
+                       tuple(words for words, absence in keywords if not absence), bool(raw.get("device", False)))
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -119,6 +124,14 @@ class Bank:
     def questions(self) -> dict[str, str]:
         """The canonical question per finding (its first phrasing), e.g. for the app's list of findings."""
         return {name: f.phrasings[0].text for name, f in self.findings.items()}
+
+    @functools.cached_property
+    def multiword_terms(self) -> tuple[tuple[str, ...], ...]:
+        """Every keyword and synonym of two words or more, as word tuples: where an alternative of an
+        either/or question ends ("pulmonary edema or pneumonia")."""
+        terms = {words for f in self.findings.values() for words in f.keywords if len(words) > 1}
+        terms |= {tokens(s) for f in self.findings.values() for s in f.synonyms if len(tokens(s)) > 1}
+        return tuple(sorted(terms))
 
     def matches(self, words: Sequence[str]) -> list[Match]:
         """Every keyword occurrence in `words` (tokens), in no particular order."""

@@ -1,7 +1,10 @@
 """One check: a study and a yes/no question in, a verdict out (preprocess, forward, postprocess).
 
-Preprocess renders every phrasing with the image and the ablated prompt 0; forward hands all of them to a
-scoring backend in one call (so a fast backend can share the image prefix, and `check_many` can batch
+Preprocess judges the study's scope (`quadrant.scope`: a study that is not a chest radiograph is refused
+here, so every surface that checks applies the same rule), writes the phrasings (`quadrant.paraphrases`: a
+question that is not a yes/no question in English, with no phrasings of the user's own, is refused there)
+and renders every phrasing with the image and the ablated prompt 0; forward hands all of them to a scoring
+backend in one call (so a fast backend can share the image prefix, and `check_many` can batch
 studies); postprocess orients inverted answers and classifies.
 """
 
@@ -22,7 +25,7 @@ from .evidence import EvidenceOptions, evidence_maps
 from .images import Study
 from .loading import LoadedModel
 from .paraphraser import LocalParaphraser
-from .paraphrases import Phrasing, paraphrase_set, validate_question
+from .paraphrases import Phrasing, check_k, paraphrase_plan, validate_question
 from .reliance import (
     Reliance,
     flip_count,
@@ -33,6 +36,7 @@ from .reliance import (
     quadrant,
     shifts,
 )
+from .scope import DEFAULT_MODALITIES, DEFAULT_SCOPE, StudyScope, check_scope_options, require_scope
 from .verdict import PromptReading, TextOnlyReading, Verdict
 
 SCORING_MODES = ("logits", "generate")
@@ -51,14 +55,17 @@ class CheckOptions:
     bank: Bank | None = None  # the paraphrase bank (None: the built-in one)
     paraphraser: LocalParaphraser | None = None  # a local language model writing candidate paraphrases
     evidence: EvidenceOptions | None = None  # an occlusion map of prompt 0 in every verdict (runtime/evidence.py)
+    scope: str = DEFAULT_SCOPE  # "chest-radiograph": refuse other studies; "any": check them, recorded out of scope
+    modalities: tuple[str, ...] = DEFAULT_MODALITIES  # the DICOM modalities that count as chest radiographs
 
     def __post_init__(self):
         if self.evidence is not None and self.scoring == "generate":
             raise OptionError("evidence maps need margins: use them with --scoring logits")
         if self.scoring is not None and self.scoring not in SCORING_MODES:
             raise OptionError(f"unknown scoring mode {self.scoring!r}; choose one of {', '.join(SCORING_MODES)}")
-        if self.k < 0:
-            raise OptionError(f"the number of paraphrases must be >= 0, got {self.k}")
+        check_k(self.k)
+        _, modalities = check_scope_options(self.scope, self.modalities)
+        object.__setattr__(self, "modalities", modalities)
         if self.max_new_tokens is not None and self.max_new_tokens < 1:
             raise OptionError(f"the token budget must be >= 1, got {self.max_new_tokens}")
 
@@ -79,6 +86,8 @@ class CheckRequest:
 @dataclass
 class _Prepared:
     request: CheckRequest
+    scope: StudyScope
+    warnings: list[str]  # the study's and the phrasings' (a corrected spelling, an out-of-scope study)
     phrasings: list[Phrasing]
     with_image: list[ScoreRequest]
     ablated: list[ScoreRequest]
@@ -173,11 +182,16 @@ class Checker:
     # -- preprocess ----------------------------------------------------------------------------------
 
     def _prepare(self, request: CheckRequest) -> _Prepared:
-        """Validate the inputs and render every prompt, before any model work."""
+        """Validate the inputs (the study's scope included) and render every prompt, before any model work."""
         question = validate_question(request.question)
+        scope = require_scope(request.study, self.options.scope, self.options.modalities)
         _check_label(request.label)
-        phrasings = paraphrase_set(question, k=self.options.k, user=request.paraphrases, bank=self.options.bank,
-                                   paraphraser=self.options.paraphraser)
+        plan = paraphrase_plan(question, k=self.options.k, user=request.paraphrases, bank=self.options.bank,
+                               paraphraser=self.options.paraphraser)
+        phrasings = plan.phrasings
+        warnings = list(scope.warnings) + list(plan.warnings)
+        if not scope.in_scope:
+            warnings.insert(0, f"OUT OF SCOPE, research only: {'; '.join(scope.reasons)}")
         image = request.study.image
         with_image = [ScoreRequest(self._render(p.text, True), image) for p in phrasings]
         blank = ablated_image(self.ablation, image, request.study.sha256, request.swap_image)
@@ -187,7 +201,7 @@ class Checker:
         if self.reference_mode != self.ablation:
             reference_image, key = self._reference_image(request.study)
             reference = [ScoreRequest(self._render(p.text, True), reference_image, key) for p in ablated_phrasings]
-        return _Prepared(request, phrasings, with_image, ablated, self.ablation, reference)
+        return _Prepared(request, scope, warnings, phrasings, with_image, ablated, self.ablation, reference)
 
     @property
     def reference_mode(self) -> str:
@@ -282,6 +296,8 @@ class Checker:
             content_free=content_free[0],
             content_free_all=content_free if self.options.ablate_all else None,
             shifts=prompt_shifts,
+            scope=p.scope.to_json(self.options.scope, self.options.modalities),
+            warnings=list(p.warnings),
         )
 
 

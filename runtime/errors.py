@@ -3,8 +3,9 @@
     QuadrantError
     ├── InputError (ValueError)             bad input from the user: exit 2 on the command line
     │   ├── StudyError                      an image or DICOM file that cannot be used
-    │   │   └── StudyNotFoundError (FileNotFoundError)
-    │   ├── QuestionError                   empty, over-long or not a yes/no question
+    │   │   ├── StudyNotFoundError (FileNotFoundError)
+    │   │   └── StudyScopeError             a readable study Quadrant cannot judge (not a chest radiograph)
+    │   ├── QuestionError                   empty, over-long, not a yes/no question, or not English
     │   ├── ParaphraseError                 a paraphrase list or file that cannot be used
     │   ├── ManifestError                   a dataset manifest that cannot be used
     │   └── OptionError                     an option value that makes no sense (unknown preset, rule, ...)
@@ -36,8 +37,14 @@ class StudyNotFoundError(StudyError, FileNotFoundError):
     """The study path does not exist or is not a file."""
 
 
+class StudyScopeError(StudyError):
+    """A readable study that is not what Quadrant judges: not a chest radiograph (another modality or body
+    part, several frames and none chosen, colour, tiny). The message says what the study is."""
+
+
 class QuestionError(InputError):
-    """The question is empty, too long, or not a yes/no question."""
+    """The question is empty, too long, not a yes/no question, or (with no phrasings of the user's own) not
+    in English."""
 
 
 class ParaphraseError(InputError):

@@ -1,5 +1,6 @@
 """Dataset manifests (SPEC, Manifest): CSV or JSONL rows of image, question, optional label, paraphrases,
-study_id and mask (a binary image of the finding: the evidence map's pointing game). Extra columns (such as
+study_id, mask (a binary image of the finding: the evidence map's pointing game) and frame (which frame of a
+multi-frame study to check, counted from 1). Extra columns (such as
 `finding`) are kept, so reports can break results down by them.
 
 Image and mask paths are relative to the manifest's folder unless absolute: a manifest and its images move
@@ -19,7 +20,7 @@ from .errors import ManifestError, ParaphraseError
 from .paraphrases import Phrasing, phrasings_from_json
 
 REQUIRED = ("image", "question")
-COLUMNS = ("image", "question", "label", "paraphrases", "study_id", "mask")
+COLUMNS = ("image", "question", "label", "paraphrases", "study_id", "mask", "frame")
 #: the file types by their name's ending; anything else is read as CSV, but written only when asked plainly
 SUFFIXES = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 _LABELS = {"yes": "yes", "no": "no", "1": "yes", "0": "no", "1.0": "yes", "0.0": "no", "true": "yes",
@@ -35,6 +36,7 @@ class ManifestRow:
     paraphrases: tuple[Phrasing, ...] | None = None
     extra: dict = field(default_factory=dict)
     mask: Path | None = None
+    frame: int | None = None  # the frame of a multi-frame study to check, counted from 1
 
 
 def read_manifest(path: str | Path) -> list[ManifestRow]:
@@ -97,7 +99,21 @@ def _row(path: Path, number: int, record: dict) -> ManifestRow:
         paraphrases=_paraphrases(where, record.get("paraphrases")),
         extra={k: v for k, v in record.items() if k not in COLUMNS and k},
         mask=_relative_to(path, mask) if mask else None,
+        frame=_frame(where, record.get("frame")),
     )
+
+
+def _frame(where: str, value) -> int | None:
+    """The optional `frame` cell: a whole number from 1, or empty."""
+    if value is None or str(value).strip() == "":
+        return None
+    try:
+        frame = int(str(value).strip())
+    except ValueError:
+        frame = 0
+    if frame < 1 or str(frame) != str(value).strip():
+        raise ManifestError(f"{where}: frame must be a whole number from 1, got {value!r}")
+    return frame
 
 
 def _relative_to(manifest: Path, value) -> Path:
@@ -173,7 +189,7 @@ def _record(row: ManifestRow, relative: Callable[[Path], str]) -> dict:
     paraphrases = [p.to_json() for p in row.paraphrases] if row.paraphrases else None
     return {"image": relative(row.image), "question": row.question, "label": row.label,
             "paraphrases": paraphrases, "study_id": row.study_id,
-            "mask": relative(row.mask) if row.mask else None, **row.extra}
+            "mask": relative(row.mask) if row.mask else None, "frame": row.frame, **row.extra}
 
 
 def _write_jsonl(handle, rows: Sequence[ManifestRow], relative: Callable[[Path], str]) -> None:
@@ -183,7 +199,8 @@ def _write_jsonl(handle, rows: Sequence[ManifestRow], relative: Callable[[Path],
 
 
 def _write_csv(handle, rows: Sequence[ManifestRow], relative: Callable[[Path], str]) -> None:
-    own = [c for c in COLUMNS if c != "mask" or any(row.mask for row in rows)]  # mask only where given
+    given = {"mask": any(row.mask for row in rows), "frame": any(row.frame for row in rows)}
+    own = [c for c in COLUMNS if given.get(c, True)]  # mask and frame only where given
     columns = list(dict.fromkeys([*own, *(key for row in rows for key in row.extra)]))
     writer = csv.DictWriter(handle, fieldnames=columns, lineterminator="\n")
     writer.writeheader()

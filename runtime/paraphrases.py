@@ -1,10 +1,12 @@
 """Paraphrase sets: prompt 0 is the user's yes/no question, then K paraphrases that ask exactly the same thing.
 
-Every accepted question (see `quadrant.questions` for the rule) gets K distinct paraphrases, each itself an
-accepted question and each recording its `source`:
+Every accepted question (see `quadrant.questions` for the rule) gets K >= 2 distinct paraphrases, each itself
+an accepted question and each recording its `source`; "distinct" ignores case, spacing and punctuation, and
+no paraphrase repeats the question:
 
 1. the user's own (``--paraphrase``, ``--paraphrases FILE``, the app's box, a manifest column): used exactly as
-   given, after validation (sources "user" and "file");
+   given, after validation (sources "user" and "file"), in any language; at least two, and a duplicate (of
+   the question or of another) is refused with a message naming both;
 2. with ``--paraphraser MODEL_DIR``, a local language model's candidates that pass the question rule and the
    faithfulness filter (source "model"), topped up from the rules below;
 3. a bank finding asked plainly ("Is there a pleural effusion?", "Effusion?", "Would you say there is
@@ -14,6 +16,13 @@ accepted question and each recording its `source`:
    finding's words, qualifiers kept (source "bank"); its noun phrase asked in other words (source
    "rewrite", see `quadrant.rewrites`); and the question behind frames such as "Based on this radiograph,
    ..." (source "frame"), which fit any question.
+
+Quadrant writes English only: a question in another language (`quadrant.language`) is refused unless the
+user gives the phrasings, or a bank entry (an extending `--paraphrase-bank`) covers every word of it, whose
+phrasings are then used as written, with nothing rewritten into English. In an English question the
+standard chest abbreviations are written out in the paraphrases ("Consolidation RLL?" -> "Is there
+consolidation in the right lower lobe?") and a misspelt finding name is corrected there with a note
+(`quadrant.spelling`); prompt 0 is always the question as typed.
 
 A paraphrase that asks something else shows up as a flip and makes a sound model look Fragile, so the rules
 never narrow, widen or replace a finding: the bank's phrasings serve only a question that names the finding
@@ -28,11 +37,13 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
 from .bank import Bank, Match, load_bank
-from .errors import OptionError, ParaphraseError
+from .errors import OptionError, ParaphraseError, QuestionError
+from .language import identify, known_english_words
 from .questions import (
     AUXILIARIES,
     GENERIC_WORDS,
@@ -47,20 +58,34 @@ from .questions import (
     validate_paraphrase,
     validate_question,
 )
-from .rewrites import core_question, frames, lower_first, split_lead, subject, substitute, templates
+from .rewrites import (
+    core_question,
+    frames,
+    lower_first,
+    position_question,
+    split_lead,
+    subject,
+    substitute,
+    templates,
+)
+from .spelling import correct_spelling
 from .textfile import read_text_file
 
 __all__ = [
     "DEFAULT_K",
+    "MIN_K",
     "FINDINGS",
     "FINDING_QUESTIONS",
     "MAX_PARAPHRASES",
     "MAX_PARAPHRASE_FILE_BYTES",
     "MAX_QUESTION_CHARS",
+    "ParaphrasePlan",
     "Phrasing",
     "asks_absence",
     "bank_phrasings",
+    "check_k",
     "find_finding",
+    "paraphrase_plan",
     "paraphrase_set",
     "parse_paraphrase_text",
     "phrasings_from_json",
@@ -72,6 +97,8 @@ __all__ = [
 ]
 
 DEFAULT_K = 5
+#: a consistency verdict compares the question with at least this many phrasings of it
+MIN_K = 2
 MAX_PARAPHRASES = 64  # one forward pass each, all in one batch: a guard against a runaway list
 MAX_PARAPHRASE_FILE_BYTES = 1_000_000
 
@@ -185,6 +212,11 @@ def rule_paraphrases(question: str, bank: Bank | None = None) -> list[Phrasing]:
                 if i < len(rows[j]):
                     out.append(Phrasing(rows[j][i], source="bank" if j else "rewrite"))
         framed = _full(core, x, plural)
+    elif position_question(core):
+        framed = position_question(core)
+        out.append(Phrasing(framed, source="rewrite"))
+        if finding is not None:
+            out += [Phrasing(t, source="bank") for t in substitute(framed, words[m.start : m.end], finding.synonyms)]
     out += [Phrasing(t, source="frame") for t in frames(framed)]
     return out
 
@@ -196,8 +228,10 @@ def _full(core: str, x: str | None, plural: bool) -> str:
     return f"{'Are' if plural else 'Is'} there {x}?"
 
 
-def _pick(question: str, candidates: Sequence[Phrasing], k: int) -> list[Phrasing]:
-    seen = {key(question)}
+def _pick(question: str, candidates: Sequence[Phrasing], k: int, also: Sequence[str] = ()) -> list[Phrasing]:
+    """The first k candidates that are accepted questions and distinct from the question, from `also` (other
+    spellings of it) and from each other, ignoring case, spacing and punctuation."""
+    seen = {key(question), *(key(a) for a in also)}
     out: list[Phrasing] = []
     for p in candidates:
         k_ = key(p.text)
@@ -210,50 +244,124 @@ def _pick(question: str, candidates: Sequence[Phrasing], k: int) -> list[Phrasin
     return out
 
 
-def paraphrase_set(question: str, *, k: int = DEFAULT_K, user: Sequence[Phrasing] | None = None,
-                   bank: Bank | None = None, paraphraser=None) -> list[Phrasing]:
-    """[Phrasing(question, source="question")] + K paraphrases, deterministic.
+def check_k(k: Any) -> int:
+    """K, the number of paraphrases Quadrant writes, or OptionError: a whole number of at least MIN_K, since a
+    consistency verdict compares the question with phrasings of it (with none, "consistent" is an empty
+    pass)."""
+    if isinstance(k, bool) or not isinstance(k, int) or k < MIN_K:
+        raise OptionError(
+            f"the number of paraphrases K must be a whole number >= {MIN_K}, got {k!r}: a consistency verdict "
+            "needs phrasings to compare (-k 5 is the default)"
+        )
+    return k
 
-    - `user` given and non-empty: exactly those after it (validated, not cut to K; strings are accepted as
-      non-inverted phrasings); at most MAX_PARAPHRASES.
-    - else the first K distinct, accepted paraphrases: `paraphraser`'s faithful candidates when one is given
-      (a `quadrant.paraphraser.LocalParaphraser`), then `rule_paraphrases` (see the module docstring).
-    ParaphraseError when fewer than K distinct ones can be written; QuestionError for a question
-    `validate_question` refuses; OptionError for a K that is not an integer >= 0.
+
+@dataclass(frozen=True)
+class ParaphrasePlan:
+    """A paraphrase set and what the verdict should say about how it was written."""
+
+    phrasings: list[Phrasing]  # prompt 0 (the question as given) first
+    warnings: list[str] = field(default_factory=list)  # e.g. a misspelt finding corrected in the paraphrases
+    language: str = "English"  # the question's language, as `quadrant.language` found it
+
+
+def paraphrase_plan(question: str, *, k: int = DEFAULT_K, user: Sequence[Phrasing] | None = None,
+                    bank: Bank | None = None, paraphraser=None) -> ParaphrasePlan:
+    """[Phrasing(question, source="question")] + K paraphrases, deterministic, with notes for the verdict.
+
+    - `user` given and non-empty: exactly those after it (validated, at least MIN_K, none a duplicate of the
+      question or of another, not cut to K; strings are accepted as non-inverted phrasings), in any language;
+      at most MAX_PARAPHRASES.
+    - else, for an English question, the first K distinct, accepted paraphrases: `paraphraser`'s faithful
+      candidates when one is given (a `quadrant.paraphraser.LocalParaphraser`), then `rule_paraphrases` of
+      the question with misspelt finding words corrected (see the module docstring);
+    - else (another language) the phrasings of the bank entry that covers the question, as written.
+    ParaphraseError when fewer than K distinct ones can be written or the user's are too few or repeat;
+    QuestionError for a question `validate_question` refuses or one in another language with no phrasings to
+    use; OptionError for a K that is not an integer >= MIN_K.
     """
     q = validate_question(question)
-    if isinstance(k, bool) or not isinstance(k, int) or k < 0:
-        raise OptionError(f"the number of paraphrases K must be a whole number >= 0, got {k!r}")
     original = Phrasing(q, source="question")
-
     if user:
-        if isinstance(user, (str, Phrasing)):
-            user = [user]
-        if len(user) > MAX_PARAPHRASES:
-            raise ParaphraseError(
-                f"{len(user)} paraphrases given, over the limit of {MAX_PARAPHRASES}: give fewer"
-            )
-        out = [original]
-        for i, item in enumerate(user, 1):
-            try:
-                phrasing = Phrasing.from_json(item, source="user") if isinstance(item, (str, dict)) else item
-                out.append(validate_paraphrase(phrasing))
-            except ParaphraseError as exc:
-                raise ParaphraseError(f"paraphrase {i}: {exc}") from None
-        return out
-
-    if k == 0:
-        return [original]
+        return ParaphrasePlan([original, *_users(q, user)])
+    check_k(k)
     bank = bank or load_bank()
-    candidates = paraphraser.paraphrases(q, k, bank) if paraphraser is not None else []
-    out = _pick(q, [*candidates, *rule_paraphrases(q, bank)], k)
+    known = known_english_words()
+    language = identify(q, known)
+    if not language.english:
+        return ParaphrasePlan([original, *_foreign(q, k, bank, language.name)], language=language.name)
+    corrected, warnings = correct_spelling(q, known, bank)
+    candidates = paraphraser.paraphrases(corrected, k, bank) if paraphraser is not None else []
+    out = _pick(q, [*candidates, *rule_paraphrases(corrected, bank)], k)
     if len(out) < k:
         raise ParaphraseError(
             f"only {len(out)} distinct paraphrases can be written for {clip(q)!r}, fewer than K = {k}: lower -k, "
             "or give your own (--paraphrase TEXT, repeatable, or --paraphrases FILE; in the app, the "
             "paraphrases box), marking those whose yes means the finding is absent as inverted"
         )
-    return [original] + out
+    return ParaphrasePlan([original, *out], warnings)
+
+
+def paraphrase_set(question: str, *, k: int = DEFAULT_K, user: Sequence[Phrasing] | None = None,
+                   bank: Bank | None = None, paraphraser=None) -> list[Phrasing]:
+    """The phrasings of `paraphrase_plan` (prompt 0 first), without its notes."""
+    return paraphrase_plan(question, k=k, user=user, bank=bank, paraphraser=paraphraser).phrasings
+
+
+def _users(question: str, user: Sequence[Phrasing]) -> list[Phrasing]:
+    """The user's own paraphrases, validated: at least MIN_K, at most MAX_PARAPHRASES, none repeated."""
+    if isinstance(user, (str, Phrasing)):
+        user = [user]
+    if len(user) > MAX_PARAPHRASES:
+        raise ParaphraseError(f"{len(user)} paraphrases given, over the limit of {MAX_PARAPHRASES}: give fewer")
+    out: list[Phrasing] = []
+    seen = {key(question): "the question"}
+    for i, item in enumerate(user, 1):
+        try:
+            phrasing = Phrasing.from_json(item, source="user") if isinstance(item, (str, dict)) else item
+            phrasing = validate_paraphrase(phrasing)
+        except ParaphraseError as exc:
+            raise ParaphraseError(f"paraphrase {i}: {exc}") from None
+        wording = key(phrasing.text)
+        if wording in seen:
+            raise ParaphraseError(
+                f"paraphrase {i} ({clip(phrasing.text)!r}) repeats {seen[wording]} (ignoring case, spacing and "
+                "punctuation): each paraphrase must be a different wording"
+            )
+        seen[wording] = f"paraphrase {i}"
+        out.append(phrasing)
+    if len(out) < MIN_K:
+        raise ParaphraseError(
+            f"{len(out)} paraphrase given: give at least {MIN_K}, since a consistency verdict compares the "
+            "question with several wordings (or none, for Quadrant's own)"
+        )
+    return out
+
+
+def _foreign(question: str, k: int, bank: Bank, language: str) -> list[Phrasing]:
+    """A question in another language: the phrasings of a bank entry every word of the question belongs to
+    (an institution's own entry in that language), as written; else QuestionError saying what to do."""
+    words = tokens(question)
+    m = bank.match(words)
+    finding = bank.findings[m.finding] if m else None
+    if finding is None or not set(words) <= finding.vocabulary:
+        raise QuestionError(
+            f"the question looks like {language}, and Quadrant writes its paraphrases in English: give your own "
+            "phrasings in that language (--paraphrase TEXT, repeatable, or --paraphrases FILE; in the app, the "
+            "paraphrases box), add a paraphrase bank entry in that language (--paraphrase-bank), or ask in English"
+        )
+    if key(question) in {key(p.text) for p in finding.phrasings if p.inverted}:  # asked about absence
+        candidates = ([Phrasing(p.text, False, "bank") for p in finding.phrasings if p.inverted]
+                      + [Phrasing(p.text, True, "bank") for p in finding.phrasings if not p.inverted])
+    else:
+        candidates = [p for p in finding.phrasings if not p.inverted]
+    out = _pick(question, candidates, k)
+    if len(out) < k:
+        raise ParaphraseError(
+            f"the bank entry {m.finding!r} has only {len(out)} other phrasings for {clip(question)!r}, fewer than "
+            f"K = {k}: lower -k, add phrasings to the entry, or give your own (--paraphrase TEXT)"
+        )
+    return out
 
 
 # ------------------------------------------------------------------------------------------ reading lists

@@ -4,9 +4,16 @@ One rule, used for the question, every paraphrase (the bank's, the rewrites', a 
 row's, a local model's) and the app: anything that reads as a yes/no question is accepted, as clinicians and
 datasets write them. Refused, with a message that names the problem and shows a fix:
 
-- a wh-question ("What is the diagnosis?", "Where is the effusion?"), also as a second clause
-  ("Is there an effusion, and how large is it?");
+- a wh-question in any spelling ("What is the diagnosis?", "What's the ETT position?", "Where's the NG
+  tube?", "Whats the diagnosis"), also as a second clause ("Is there an effusion, and how large is it?"),
+  after a preposition ("Is the effusion on which side?") or inside a request ("Can you tell me what lines
+  are present?");
+- an either/or or multiple-choice question: alternatives joined by "or", "vs" or "/" ("Is it pneumonia or
+  atelectasis?", "Left or right effusion?", "Is the effusion small, moderate or large?", "AP/PA film?"); the
+  message names the separate yes/no questions to ask. "Yes or no: ...", "... or not?" and an "or" under
+  "any" or "no" ("Any effusion or pneumothorax?") are yes/no questions and stay accepted;
 - an instruction or a request for a report ("Describe the findings.", "Can you summarize this film?");
+- markup, code, a formula or a URL ("<img src=x>?", "alert(1)?", "CTR = 0.6?", "https://...");
 - empty text, text with no words or no question in it ("Yes or no?"), text over MAX_QUESTION_CHARS,
   text on several lines;
 - a statement: no final "?" and no auxiliary to start it ("There is a pleural effusion.").
@@ -18,7 +25,15 @@ cardiomegaly?", "Could this be pneumonia?", "Do you see a nodule?", "isn't there
 effusion." (an instruction that embeds a yes/no question).
 
 A leading frame is a clause before "," or ":" that starts with a frame word ("Based on", "Looking at", "In",
-"Yes or no", "Q", "Please answer", an adverb such as "Clinically"); the rule judges what follows it.
+"Yes or no", "Q", "Please answer", "I'm just wondering", an adverb such as "Clinically"); the rule judges what
+follows it.
+
+Refusals of the question itself (`validate_question`, `validate_paraphrase`) end with a fix that fits it: the
+bank's question for the finding it names ("Where's the effusion?" -> 'Is there a pleural effusion?'), a
+position question for a device ("What's the ETT position?" -> 'Is the endotracheal tube in a satisfactory
+position?'), the separate yes/no questions of an either/or one. Whether a question is in English is decided
+where paraphrases are written (`quadrant.language`), since phrasings of the user's own make any language
+usable.
 """
 
 from __future__ import annotations
@@ -41,8 +56,13 @@ NEGATIVE_AUXILIARIES = frozenset(
     "wouldn't shouldn't mightn't mustn't".split()
 )
 WH_WORDS = frozenset("what where which how why who whom whose when".split())
+#: wh-words as typed without the apostrophe of a contraction ("whats the diagnosis")
+_WH_RUN_ON = {"whats": "what", "wheres": "where", "hows": "how", "whos": "who", "whys": "why", "whens": "when",
+              "whatre": "what", "howre": "how", "wheres'": "where"}
 # wh-words that start a second question after a clause break; which/who/when also open relative clauses
-_SECOND_WH = ("what", "where", "how", "why")
+_SECOND_WH = ("what", "what's", "whats", "where", "where's", "wheres", "how", "how's", "hows", "why", "why's")
+#: words that may lead a question without a comma and change nothing ("And where is the tube?")
+_LEADING_CONJUNCTIONS = frozenset("and so but also then now ok okay well".split())
 INSTRUCTIONS = frozenset(
     """
     describe list explain name identify tell give summarize summarise report find show locate provide
@@ -60,12 +80,20 @@ FRAME_LEADS = frozenset(
     """
     based looking in on from judging given according considering regarding at upon with for after viewing
     examining reviewing seeing q question yes answer please now so ok okay well doctor also then as by just
-    quick true note radiology
+    quick true note radiology i i'm im i’m wondering curious hi hello hey sorry taking
     """.split()
 )
 _FILLER = frozenset("yes no or q question ok okay answer please a an the".split())
+#: a trailing "yes or no?" / "(yes/no)" / "y/n" tag, which asks for the answer's form, not a second thing
+YES_NO_TAG = re.compile(
+    r"[\s,:;.?!\-]*\(?\s*(?:please\s+)?(?:answer\s+)?(?:with\s+|only\s+)*['\"]?(?:yes['\"]?\s*(?:or|/)\s*['\"]?no|y/n)"
+    r"['\"]?(?:\s+only)?\s*\)?\s*[?.!]*$",
+    re.I,
+)
+_OR_NOT_TAG = re.compile(r",?\s*\bor\s+(?:not|no)\s*[?.!]*$", re.I)
+_AN_LETTERS = set("aefhilmnorsx")  # initialisms read letter by letter: "an NG tube", "an ET tube", "an MRI"
 
-_FIRST_WORD = re.compile(r"[A-Za-z][A-Za-z'\u2019]*")
+_FIRST_WORD = re.compile(r"[^\W\d_][\w'\u2019]*")  # letters of any alphabet: "¿Hay ...?" starts with "hay"
 _FRAME = re.compile(r"^\s*(?P<frame>[^,:;?.!]{1,80}?)\s*[,:]\s*(?P<rest>\S.*)$", re.S)
 # a leading sentence that only asks for a yes/no answer: "Answer with yes or no. Is there ...?"
 _ANSWER_FRAME = re.compile(
@@ -81,6 +109,33 @@ _SECOND_QUESTION = re.compile(
     r"(?:[,;?!]|\b(?:and|or|but)\b)\s*(?:if\s+so,?\s*)?(?P<wh>" + "|".join(_SECOND_WH) + r")\b", re.I
 )
 _SECOND_INSTRUCTION = re.compile(r"[.?!;]\s+(?:please\s+)?(?P<verb>" + "|".join(_REPORT_VERBS) + r")\b", re.I)
+_WH_ALTERNATION = "what|where|which|how|why|who|whom|whose|when"
+# a wh-word after a preposition ("on which side") or inside a request ("tell me what ..."): not a yes/no question
+_PREPOSITION_WH = re.compile(r"\b(?:in|on|at|of|from|to|with|by|for)\s+(?P<wh>which|what|whom|whose)\b", re.I)
+_EMBEDDED_WH = re.compile(
+    r"\b(?:tell|show|know|say|explain|wonder|wondering|ask|identify|determine|indicate|specify|describe|list)"
+    r"\s+(?:me\s+|us\s+)?(?:exactly\s+)?(?P<wh>" + _WH_ALTERNATION + r")(?:'s|\u2019s|s)?\b",
+    re.I,
+)
+# what may never be in a question: markup, a link, code, a formula
+_MARKUP = re.compile(r"<\s*/?\s*[a-z!?][^>]*>|&(?:[a-z]+|#\d+|#x[0-9a-f]+);|\[[^\]]*\]\([^)]*\)|\{\{|\{%", re.I)
+_URL = re.compile(
+    r"\b[a-z][a-z0-9+.-]*://\S*|\bwww\.\S+|\b(?:javascript|data|file|mailto|vbscript):\S*"
+    r"|\b[\w-]+(?:\.[\w-]+)*\.(?:com|org|net|io|gov|edu|info|html?|php)\b\S*",
+    re.I,
+)
+_CODE = re.compile(
+    r"`|\$\{|\$\(|[{}]|==|!=|&&|\|\||=>|\b[A-Za-z_]\w*\((?:[^()\s]*[0-9'\"=,][^()\s]*)?\)"
+    r"|\bimport\s+\w+|\bdef\s+\w+\s*\(|\bselect\s+\*|\bdrop\s+table\b|\bunion\s+select\b|\bfunction\s*\(",
+    re.I,
+)
+_FORMULA = re.compile(r"=|\^|\\[a-z]+|\$[^$]+\$|[\u221a\u2211\u222b\u00b1]", re.I)
+# alternatives: "A or B", "A vs B", "A/B" (not "and/or", "yes/no", nor clinical shorthand such as s/p, w/o, b/l)
+_ALTERNATIVE = re.compile(r"\s*,?\s+or\s+|\s+(?:versus|vs\.?)\s+|(?<=[A-Za-z]{2})/(?=[A-Za-z]{2})", re.I)
+_NOT_ALTERNATIVES = re.compile(r"\band/or\b|\byes/no\b|\bwhether\s+or\s+not\b|\bno\s+or\s+yes\b", re.I)
+# an "or" inside these asks about any of the alternatives, which is a yes/no question
+_INCLUSIVE = re.compile(r"\b(?:any|anything|no|not|without|free\s+of|neither|nor|such\s+as|other)\b", re.I)
+_ARTICLES = ("a", "an", "the")
 
 
 # ------------------------------------------------------------------------------------------ the phrasing
@@ -157,12 +212,13 @@ def clip(text: str, n: int = 60) -> str:
 
 # ------------------------------------------------------------------------------------------------ words
 def tokens(text: str) -> tuple[str, ...]:
-    """Lowercase words: punctuation and hyphens split ("X-ray" -> x ray), "n't" -> not."""
+    """Lowercase words, letters of any alphabet: punctuation and hyphens split ("X-ray" -> x ray), "n't" ->
+    not."""
     t = text.lower().replace("\u2019", "'")
     t = re.sub(r"\bcan't\b", "can not", t)
     t = re.sub(r"\bwon't\b", "will not", t)
     t = t.replace("n't", " not")
-    return tuple(re.findall(r"[a-z0-9]+", t))
+    return tuple(re.findall(r"[^\W_]+", t))
 
 
 def key(text: str) -> str:
@@ -173,6 +229,32 @@ def key(text: str) -> str:
 def first_word(text: str) -> str | None:
     match = _FIRST_WORD.search(text)
     return match.group(0).lower().replace("\u2019", "'") if match else None
+
+
+def wh_word(word: str | None) -> str | None:
+    """The wh-word a typed word is, in any spelling ("what's", "what’s", "whats", "WHERE"), else None."""
+    if not word:
+        return None
+    word = word.lower().replace("\u2019", "'")
+    base = word.split("'", 1)[0]
+    if base in WH_WORDS:
+        return base
+    return _WH_RUN_ON.get(word)
+
+
+def fix_articles(text: str) -> str:
+    """"a"/"an" before each word as it is read: "an effusion", "a pleural effusion", "an NG tube"."""
+    def choose(m: re.Match) -> str:
+        article, word = m.group(1), m.group(2)
+        if len(word) > 1 and word[:2].isupper():
+            an = word[0].lower() in _AN_LETTERS
+        else:
+            w = word.lower()
+            an = w[0] in "aeio" or (w[0] == "u" and not re.match(r"u(?:ni|se|su|ri|ro)", w))
+        wanted = "an" if an else "a"
+        return (wanted.capitalize() if article[0].isupper() else wanted) + " " + word
+
+    return re.sub(r"\b([Aa]n?) ([A-Za-z][\w-]*)", choose, text)
 
 
 def strip_frames(text: str, keep=None) -> str:
@@ -201,8 +283,10 @@ def strip_frames(text: str, keep=None) -> str:
 
 
 # ------------------------------------------------------------------------------------------------ the rule
-def question_problem(text: Any, noun: str = "the question") -> str | None:
-    """Why `text` (already stripped) is not a usable yes/no question, or None. See the module docstring."""
+def question_problem(text: Any, noun: str = "the question", *, suggest: bool = False) -> str | None:
+    """Why `text` (already stripped) is not a usable yes/no question, or None. See the module docstring.
+    `suggest`: end a refusal with a fix fitted to the text (the bank's question for the finding it names),
+    else with a general example; off while the bank itself is being checked, which the fix would need."""
     if not isinstance(text, str):
         return f"{noun} must be text, got {json_type(text)}"
     if not text:
@@ -211,6 +295,9 @@ def question_problem(text: Any, noun: str = "the question") -> str | None:
         return f"{noun} is {len(text)} characters long, over the limit of {MAX_QUESTION_CHARS}: shorten it"
     if any(unicodedata.category(ch) == "Cc" for ch in text):
         return f"{noun} contains a line break or control character: write it on one line"
+    foreign = _foreign_content(text, noun)
+    if foreign:
+        return foreign
     if first_word(text) is None:
         return f"{noun} has no words: {EXAMPLE}"
     lead = "must be answerable with yes or no"
@@ -221,24 +308,35 @@ def question_problem(text: Any, noun: str = "the question") -> str | None:
     if word == "please":
         body = re.sub(r"^\W*please\W*", "", body, flags=re.I)
         word = first_word(body) or "please"
+    if word in _LEADING_CONJUNCTIONS and wh_word(first_word(body[_FIRST_WORD.search(body).end():])):
+        body = body[_FIRST_WORD.search(body).end():].strip()  # "And where's the tube?"
+        word = first_word(body)
+    example = _fitting_example(text) if suggest else EXAMPLE
     after = body[_FIRST_WORD.search(body).end():].strip() if word != "please" else ""
-    if word in WH_WORDS:
-        return f"{noun} {lead} (got a '{word}' question): {EXAMPLE}"
+    wh = wh_word(word)
+    if wh:
+        return f"{noun} {lead} (got a '{wh}' question): {example}"
     if word in INSTRUCTIONS and not _EMBEDDED.match(after):
-        return f"{noun} {lead} (got an instruction, '{word}'): {EXAMPLE}, or 'Is there any abnormality?'"
+        return f"{noun} {lead} (got an instruction, '{word}'): {example}, or 'Is there any abnormality?'"
     request = _REQUEST.match(body)
     if request:
-        return (f"{noun} {lead} (got a request for a report, '{request.group('verb').lower()}'): "
-                f"{EXAMPLE}")
+        return f"{noun} {lead} (got a request for a report, '{request.group('verb').lower()}'): {example}"
+    embedded = _EMBEDDED_WH.search(body) or _PREPOSITION_WH.search(body)
+    if embedded:
+        return f"{noun} {lead} (got a '{wh_word(embedded.group('wh'))}' question inside it): {example}"
     second = _SECOND_QUESTION.search(body)
     if second:
         yes_no = body[: second.start()].rstrip(" ,;") + "?"
-        return (f"{noun} {lead} (it also asks a '{second.group('wh').lower()}' question): ask the yes/no part "
+        return (f"{noun} {lead} (it also asks a '{wh_word(second.group('wh'))}' question): ask the yes/no part "
                 f"on its own, e.g. {clip(yes_no)!r}")
     extra = _SECOND_INSTRUCTION.search(body)
     if extra:
         return (f"{noun} {lead} (it also gives an instruction, '{extra.group('verb').lower()}'): ask the "
                 f"yes/no part on its own, e.g. {clip(body[: extra.start() + 1])!r}")
+    choices = alternatives(body, suggest=suggest)
+    if choices:
+        named = " and ".join(repr(clip(c)) for c in choices[:3]) + (" ..." if len(choices) > 3 else "")
+        return f"{noun} {lead} (got an either/or question): ask one yes/no question for each, e.g. {named}"
     if body.rstrip().endswith("?") or word in AUXILIARIES or word in NEGATIVE_AUXILIARIES:
         return None
     if word in ("any", "whether") or word in INSTRUCTIONS:  # "Any effusion", "Tell me whether ..."
@@ -247,10 +345,108 @@ def question_problem(text: Any, noun: str = "the question") -> str | None:
     return f"{noun} {lead} (got a statement): end it with '?', e.g. {clip(fixed)!r}, or {EXAMPLE}"
 
 
+def _foreign_content(text: str, noun: str) -> str | None:
+    """Markup, a link, code or a formula: never part of a clinical question, and never to be echoed into
+    paraphrases and rendered prompts. The fix is the text without it, when that is a question."""
+    for pattern, what in ((_MARKUP, "markup"), (_URL, "a link"), (_CODE, "code"), (_FORMULA, "a formula")):
+        found = pattern.search(text)
+        if found:
+            plain = re.sub(r"\s+([?.!,:;])", r"\1", " ".join(pattern.sub(" ", text).split()))
+            fix = (f"e.g. {clip(plain)!r}" if plain and question_problem(plain, "") is None
+                   else EXAMPLE.removeprefix("ask "))
+            return (f"{noun} contains {what} ({clip(found.group(0), 30)!r}): write the question in plain words, "
+                    f"{fix}")
+    return None
+
+
+def alternatives(body: str, *, suggest: bool = False) -> list[str] | None:
+    """The separate yes/no questions of an either/or or multiple-choice question ("Is it pneumonia or
+    atelectasis?" -> ["Is it pneumonia?", "Is it atelectasis?"]), or None when `body` (frames already off)
+    offers no alternatives. An "or" in a yes/no tag ("..., yes or no?", "... or not?") or under "any" / "no"
+    ("Any effusion or pneumothorax?") is not a choice. `suggest`: bank terms mark multi-word alternatives."""
+    text = YES_NO_TAG.sub("", body).strip() or body
+    text = _OR_NOT_TAG.sub("", text).strip().rstrip("?.! ")
+    text = _NOT_ALTERNATIVES.sub(" ", text)
+    found = list(_ALTERNATIVE.finditer(text))
+    if not found or _INCLUSIVE.search(text[: found[0].start()]):
+        return None
+    last = found[-1]
+    left, right = text[: found[0].start()], text[last.end():]
+    middle = [text[a.end(): b.start()] for a, b in zip(found, found[1:], strict=False)]
+    items = [i for i in left.split(",")]
+    left, middle = items[0], [i.strip() for i in items[1:]] + middle
+    terms = _bank_terms() if suggest else ()
+    right_words = right.split()
+    if right_words and right_words[0].lower() in _ARTICLES:  # "a pleural effusion or a pneumothorax"
+        right_alt, suffix = right.strip(), ""
+        left_words = left.split()
+        start = max((i for i, w in enumerate(left_words) if w.lower() in _ARTICLES), default=len(left_words) - 1)
+    else:
+        width = _term_width(right_words, terms, from_start=True)
+        right_alt, suffix = " ".join(right_words[:width]), " ".join(right_words[width:])
+        left_words = left.split()
+        start = len(left_words) - _term_width(left_words, terms, from_start=False)
+        if start > 0 and left_words[start - 1].lower() in (*_ARTICLES, "this", "that"):
+            start = len(left_words) - 1  # "the heart enlarged or normal": the article binds the noun to the prefix
+    prefix, left_alt = " ".join(left_words[:start]), " ".join(left_words[start:])
+    out = []
+    for choice in [left_alt, *middle, right_alt]:
+        question = " ".join(part for part in (prefix, choice, suffix) if part) + "?"
+        out.append(fix_articles(question[:1].upper() + question[1:]))
+    return out if len(out) > 1 and all(c.strip() for c in [left_alt, right_alt]) else None
+
+
+def _term_width(words: list[str], terms, *, from_start: bool) -> int:
+    """How many words of `words` (at its start, or its end) one alternative takes: a bank term's length where
+    one is there ("pulmonary edema or pneumonia"), else one word."""
+    lowered = [w.lower().strip(".,") for w in words]
+    best = 1
+    for term in terms:
+        n = len(term)
+        if n <= len(lowered) and n > best and tuple(lowered[:n] if from_start else lowered[-n:]) == term:
+            best = n
+    return min(best, len(words)) if words else 0
+
+
+def _bank_terms() -> tuple[tuple[str, ...], ...]:
+    """The bank's multi-word keywords, as word tuples (imported here: the bank module imports this one)."""
+    from .bank import load_bank
+
+    return load_bank().multiword_terms
+
+
+_FUNCTION_WORDS = AUXILIARIES | WH_WORDS | frozenset("the a an s this that there of my your any".split())
+_DEVICE_WORDS = frozenset("tube line catheter wire lead drain port pacemaker pacer picc ett ngt cvc stent clip "
+                          "valve device".split())
+
+
+def _fitting_example(text: str) -> str:
+    """A yes/no question in the spirit of `text`, for a refusal's fix: a device's position, the bank's question
+    for the finding the text names, else a general example that names no single finding."""
+    from .bank import load_bank
+
+    bank = load_bank()
+    words = tokens(text)
+    match = bank.match(words)
+    device = next((i for i, w in enumerate(words) if w in _DEVICE_WORDS or w[:-1] in _DEVICE_WORDS), None)
+    if device is not None and (match is None or bank.findings[match.finding].device):
+        if match is not None and bank.findings[match.finding].term:
+            thing = re.sub(r"^(?:a|an)\s+", "the ", bank.findings[match.finding].term)
+        elif words[device] not in _DEVICE_WORDS:  # "what lines and tubes ...": which devices, one at a time
+            return "ask about one device at a time, e.g. 'Is there an endotracheal tube?'"
+        else:
+            before = words[device - 1] if device and words[device - 1] not in _FUNCTION_WORDS else None
+            thing = "the " + " ".join(w for w in (before, words[device]) if w)
+        return f"ask e.g. 'Is {thing} in a satisfactory position?'"
+    if match is not None:
+        return f"ask e.g. {bank.questions[match.finding]!r}"
+    return "ask e.g. 'Is there consolidation?' or 'Is this chest X-ray normal?' (one finding at a time)"
+
+
 def validate_question(question: str) -> str:
     """The question stripped, or QuestionError naming the problem and a fix (`question_problem`)."""
     text = question.strip() if isinstance(question, str) else question
-    problem = question_problem(text, "the question")
+    problem = question_problem(text, "the question", suggest=True)
     if problem:
         raise QuestionError(problem)
     return text
@@ -261,7 +457,7 @@ def validate_paraphrase(p: Phrasing) -> Phrasing:
     if not isinstance(p, Phrasing):
         raise ParaphraseError(f"a paraphrase must be a Phrasing, got {json_type(p)}")
     text = p.text.strip()
-    problem = question_problem(text, f"the paraphrase {clip(text)!r}" if text else "the paraphrase")
+    problem = question_problem(text, f"the paraphrase {clip(text)!r}" if text else "the paraphrase", suggest=True)
     if problem:
         raise ParaphraseError(problem)
     return p if text == p.text else Phrasing(text, p.inverted, p.source)
@@ -278,6 +474,6 @@ GENERIC_WORDS = frozenset(
     radiographic radiologic radiological imaging film films x ray rays xray cxr chest study exam
     examination scan view frontal pa ap patient patients finding findings
     yes or q question answer please based looking judging given according considering regarding viewing
-    reviewing examining upon say think agree true opinion your me tell whether if
+    reviewing examining upon say think agree true opinion your me tell whether if just wondering curious m im
     """.split()
 )

@@ -18,7 +18,17 @@ from __future__ import annotations
 
 import re
 
-from .questions import AUXILIARIES, GENERIC_WORDS, NEGATIVE_AUXILIARIES, first_word, strip_frames, tokens
+from .abbreviations import expand
+from .questions import (
+    AUXILIARIES,
+    GENERIC_WORDS,
+    NEGATIVE_AUXILIARIES,
+    YES_NO_TAG,
+    first_word,
+    fix_articles,
+    strip_frames,
+    tokens,
+)
 
 _IMAGE_NOUNS = r"(?:chest\s+)?(?:image|images|radiograph|x-?ray|xray|film|study|scan|cxr|picture|exam|examination)"
 _SEEN = r"(?:present|seen|visible|noted|identified|evident|appreciated|demonstrated|shown)"
@@ -39,11 +49,6 @@ _TRAILING_FRAME = re.compile(
     rf"{_IMAGE_NOUNS}\s*([?.!]*)$",
     re.I,
 )
-_YES_NO_TAG = re.compile(
-    r"[\s,:;.?!\-]*\(?\s*(?:please\s+)?(?:answer\s+)?(?:with\s+|only\s+)*['\"]?(?:yes['\"]?\s*(?:or|/)\s*['\"]?no|y/n)"
-    r"['\"]?(?:\s+only)?\s*\)?\s*[?.!]*$",
-    re.I,
-)
 _OPINION = re.compile(
     r"^(?:(?:would|do|did|can|could|will)\s+you\s+(?:say|think|agree|conclude)|is\s+it\s+(?:true|the\s+case|correct)"
     r"|would\s+you\s+agree|(?:can|could)\s+you\s+tell(?:\s+me)?|tell\s+me|i\s+wonder|please\s+(?:tell|say)(?:\s+me)?"
@@ -53,16 +58,24 @@ _OPINION = re.compile(
 )
 _DECLARATIVE = re.compile(r"^(?P<subject>.+?)\s+(?P<verb>is|are)\s+(?P<rest>.+)$", re.I)
 _NOT_NOUN_PHRASE = AUXILIARIES | NEGATIVE_AUXILIARIES | {"there", "whether", "if", "no", "not"}
-_PREDICATE_WORDS = frozenset(
+PREDICATE_WORDS = frozenset(
     "clear normal abnormal midline intact absent stable unchanged sharp large small wide well ok okay "
     "satisfactory appropriate adequate correct good acceptable ideal optimal unremarkable".split()
 )
-_PREPOSITIONS = frozenset(
+PREPOSITIONS = frozenset(
     "in on of at with within along over under behind near from since than compared versus vs to into "
     "above below beside across through involving".split()
 )
 _SINGULAR_S = ("ss", "us", "is", "xs", "ics")
 _IRREGULAR_PLURALS = frozenset("hila bullae pleurae bronchi vertebrae foci emboli calculi apices metastases data".split())
+#: singular heads that take an article: devices and countable findings ("a small left effusion")
+_COUNT_HEADS = frozenset(
+    "tube line catheter wire lead drain port pacemaker pacer stent clip valve device nodule mass effusion "
+    "pneumothorax fracture lesion opacity granuloma hernia cavity abscess cyst bulla infiltrate".split()
+)
+#: heads of a device's name: shorthand about where one is asks about its position, not its presence
+_DEVICE_HEADS = frozenset("tube line catheter wire lead drain port pacemaker pacer stent clip valve device tip".split())
+_DETERMINERS = frozenset("a an the any no some this that these those each every either".split())
 # Words that may come right before a finding's name without making it another finding.
 SAFE_MODIFIERS = GENERIC_WORDS | frozenset(
     """
@@ -73,7 +86,6 @@ SAFE_MODIFIERS = GENERIC_WORDS | frozenset(
     sided no not
     """.split()
 )
-_AN_LETTERS = set("aefhilmnorsx")  # initialisms read letter by letter: "an NG tube", "an ET tube", "an MRI"
 
 
 def _capitalize(text: str) -> str:
@@ -81,9 +93,9 @@ def _capitalize(text: str) -> str:
 
 
 def lower_first(text: str) -> str:
-    """Lowercase the first letter unless the first word is an initialism ("ET tube") or "I"."""
+    """Lowercase the first letter unless the first word is an initialism ("ET tube") or "I" ("I'm")."""
     word = text.split(" ", 1)[0]
-    if word == "I" or (len(word) > 1 and word[1].isupper()):
+    if word == "I" or re.match(r"I['\u2019]", word) or (len(word) > 1 and word[1].isupper()):
         return text
     return text[:1].lower() + text[1:]
 
@@ -107,9 +119,10 @@ def _content_free(frame: str) -> bool:
 def core_question(text: str) -> str:
     """The question without what does not change its meaning: content-free leading frames, opinion frames, a
     trailing yes/no tag; a declarative question ("There is an effusion?") asked as one; ends in "?". A frame
-    with content ("In the left lung, ...") stays in front."""
-    lead, body = split_lead(strip_frames(text, keep=lambda frame: not _content_free(frame)))
-    body = _YES_NO_TAG.sub("", body).strip() or body
+    with content ("In the left lung, ...") stays in front. Abbreviations are written out ("Consolidation RLL?"
+    -> "Consolidation in the right lower lobe?", see `quadrant.abbreviations`)."""
+    lead, body = split_lead(strip_frames(expand(text), keep=lambda frame: not _content_free(frame)))
+    body = YES_NO_TAG.sub("", body).strip() or body
     body = _TRAILING_FRAME.sub(r"\1", body)
     opinion = _OPINION.match(body)
     if opinion:
@@ -135,7 +148,7 @@ def guess_plural(x: str) -> bool:
     """Whether the noun phrase X takes a plural verb, from its head (the last word before a preposition)."""
     head = []
     for word in x.split():
-        if word.lower() in _PREPOSITIONS:
+        if word.lower() in PREPOSITIONS:
             break
         head.append(word)
     if any(w.lower() in ("and",) for w in head):
@@ -170,10 +183,14 @@ def subject(core: str) -> tuple[str, bool] | None:
         seen = _SHORTHAND_SEEN.match(q)
         x, led = _clean_subject(seen.group("x") if seen else q)
         last = x.split()[-1].lower()
-        if not led and not seen and (re.search(r"(?:ed|en|ly)$", last) or last in _PREDICATE_WORDS):
+        if not led and not seen and (re.search(r"(?:ed|en|ly)$", last) or last in PREDICATE_WORDS):
             return None  # "Heart enlarged?", "Lungs clear?": a predicate, not a noun phrase
+        if _names_device(x) and _has_tail(x):
+            return None  # "ETT 4 cm above the carina?": where a device is, not whether there is one
         plural = None
         x = lower_first(x)
+        if _head(x) in _COUNT_HEADS and first_word(x) not in _DETERMINERS:
+            x = fix_articles(f"a {x}")  # "Small left effusion?" asks about "a small left effusion"
     if not x or x.lower() in ("any", "there") or first_word(x) in _NOT_NOUN_PHRASE - {"no"}:
         return None
     if plural is None or led:
@@ -181,10 +198,46 @@ def subject(core: str) -> tuple[str, bool] | None:
     return lower_first(x) if x[:1].isupper() and not x[1:2].isupper() else x, plural
 
 
+def _words_before_tail(x: str) -> list[str]:
+    words = []
+    for word in x.lower().split():
+        if word in PREPOSITIONS:
+            break
+        words.append(word)
+    return words
+
+
+def _head(x: str) -> str:
+    """The head noun of a noun phrase: its last word before a preposition."""
+    words = _words_before_tail(x)
+    return words[-1] if words else ""
+
+
+def _names_device(x: str) -> bool:
+    return any(w in _DEVICE_HEADS or w[:-1] in _DEVICE_HEADS for w in _words_before_tail(x))
+
+
+def position_question(core: str) -> str | None:
+    """Shorthand that says where a device is, asked in full: "ETT 4 cm above the carina?" -> "Is the
+    endotracheal tube 4 cm above the carina?", "Lines and tubes in satisfactory position?" -> "Are the lines
+    and tubes in satisfactory position?"; else None."""
+    lead, body = split_lead(core)
+    q = " ".join(body.split()).rstrip("?.! ")
+    if not q or first_word(q) in _NOT_NOUN_PHRASE | {"any"} or "," in q:
+        return None
+    if not (_names_device(q) and _has_tail(q)):
+        return None
+    x = lower_first(q)
+    if first_word(x) in _DETERMINERS:
+        x = x.split(" ", 1)[1]
+    asked = f"{'Are' if guess_plural(x) else 'Is'} the {x}?"
+    return lead + lower_first(asked) if lead else asked
+
+
 def _has_tail(x: str) -> bool:
     """Whether X has a prepositional or clausal tail, which reads badly in the middle of a question."""
     words = [w.lower() for w in x.split()[1:]]
-    return any(w in _PREPOSITIONS or w in ("that", "which", "who", "or", "and") for w in words)
+    return any(w in PREPOSITIONS or w in ("that", "which", "who", "or", "and") for w in words)
 
 
 _ORDER = ("present", "show", "evidence", "see_on", "seen", "demonstrate", "visible", "study", "signs", "identified",
@@ -224,12 +277,14 @@ _FRAMES = (
 def frames(core: str) -> list[str]:
     """The question behind each frame: "Based on this radiograph, is ...?" for a question that starts with an
     auxiliary, "Based on this radiograph: Heart enlarged?" for shorthand."""
-    word = first_word(split_lead(core)[1])
+    lead, body = split_lead(core)
+    word = first_word(body)
+    chosen = [f for f in _FRAMES if not lead or first_word(f) != first_word(lead)]  # not "Based on ..., based on"
     if word in AUXILIARIES or word in NEGATIVE_AUXILIARIES:
         body = lower_first(core)
-        out = [f"{frame}{':' if frame.endswith('no') else ','} {body}" for frame in _FRAMES]
+        out = [f"{frame}{':' if frame.endswith('no') else ','} {body}" for frame in chosen]
         return out + [f"{core.rstrip('?')}, based on this image?"]
-    return [f"{frame}: {lower_first(core)}" for frame in _FRAMES]
+    return [f"{frame}: {lower_first(core)}" for frame in chosen]
 
 
 # ------------------------------------------------------------------------------------------------ synonyms
@@ -245,21 +300,6 @@ def pluralize(noun_phrase: str) -> str:
     else:
         plural = last + "s"
     return " ".join(words[:-1] + [plural])
-
-
-def fix_articles(text: str) -> str:
-    """"a"/"an" before each word as it is read: "an effusion", "a pleural effusion", "an NG tube"."""
-    def choose(m: re.Match) -> str:
-        article, word = m.group(1), m.group(2)
-        if len(word) > 1 and word[:2].isupper():
-            an = word[0].lower() in _AN_LETTERS
-        else:
-            w = word.lower()
-            an = w[0] in "aeio" or (w[0] == "u" and not re.match(r"u(?:ni|se|su|ri|ro)", w))
-        wanted = "an" if an else "a"
-        return (wanted.capitalize() if article[0].isupper() else wanted) + " " + word
-
-    return re.sub(r"\b([Aa]n?) ([A-Za-z][\w-]*)", choose, text)
 
 
 def substitute(text: str, words: tuple[str, ...], synonyms: tuple[str, ...], sentence: bool = True) -> list[str]:

@@ -67,10 +67,21 @@ class Verdict:
     #: prompt 0's margin shifts: text_only = presence + content, and relative_content (see reliance.py)
     shifts: dict | None = None
     evidence: dict | None = None  # with --evidence: the occlusion map of prompt 0 (runtime/evidence.py)
+    #: the study scope rule's findings (quadrant.scope): in_scope, reasons, verified_from_header, frame, ...
+    scope: dict | None = None
+    #: one-line notes every surface shows beside the verdict (a spelling corrected, a scope not verified)
+    warnings: list[str] | None = None
+
+    @property
+    def in_scope(self) -> bool:
+        """False only for a study checked under the research override (`scope` "any") that is not a chest
+        radiograph: such a verdict is never to be shown as a plain quadrant. Verdicts from before the scope
+        rule count as in scope."""
+        return bool((self.scope or {}).get("in_scope", True))
 
     def to_json(self) -> dict:
         data = {"schema_version": SCHEMA_VERSION, **asdict(self)}
-        for key in ("text_only_all", "content_free_all", "evidence"):  # optional parts: absent, not null
+        for key in ("text_only_all", "content_free_all", "evidence", "scope", "warnings"):  # optional: absent, not null
             if data[key] is None:
                 del data[key]
         if not data["extra"]:

@@ -8,6 +8,8 @@ Three rules hold every sentence here to what was measured:
 - Image reliance is stated as the comparison that decided it (the study against a content-free image of the
   same size, or with the image against without it), with its figure, and never as "the model did not look":
   an unmoved answer shows only that *this* comparison did not move it.
+- A verdict on a study out of scope (checked anyway, under the research override) is never shown as a plain
+  quadrant, and never green: it is "out of scope, research only" first.
 - A 'no' judged against a content-free image carries its caveat: a blank image shows no finding either, so a
   model that read the film and saw nothing answers both the same way. Only a labelled evaluation, comparing
   with a study whose answer is the opposite, can tell the two apart.
@@ -19,8 +21,13 @@ from .verdict import Verdict
 
 QUADRANTS = ("Ideal", "Fragile", "Dangerous", "Worst")
 
-#: how loudly each quadrant is shown: green to weigh, amber to doubt, red not to rely on
+#: how loudly each quadrant is shown: green to weigh, amber to doubt, red not to rely on; grey for a verdict on
+#: a study out of scope, whatever its quadrant
 TONES = {"Ideal": "green", "Fragile": "amber", "Dangerous": "red", "Worst": "red"}
+OUT_OF_SCOPE_TONE = "grey"
+OUT_OF_SCOPE = "Out of scope, research only"
+OUT_OF_SCOPE_ADVICE = ("Do not weigh this answer: Quadrant judges chest radiographs, and this study is not one "
+                       "it can judge.")
 
 #: the 2x2 grid: the rows are consistency, the columns image reliance (the README's table has the same labels)
 GRID_ROWS = (
@@ -64,6 +71,8 @@ NOT_FOR_DIAGNOSIS = "Not for diagnostic use. Quadrant checks a model's behaviour
 
 def title(verdict: Verdict) -> str:
     """The verdict word as it heads a banner or a report: it qualifies the answer, not the finding."""
+    if not verdict.in_scope:
+        return f"{OUT_OF_SCOPE}: {verdict.quadrant.lower()} by the numbers"
     return f"{verdict.quadrant} answer"
 
 
@@ -138,11 +147,17 @@ def without_image(verdict: Verdict) -> str:
 
 
 def advice(verdict: Verdict) -> str:
-    return ADVICE[verdict.quadrant]
+    return ADVICE[verdict.quadrant] if verdict.in_scope else OUT_OF_SCOPE_ADVICE
 
 
 def tone(quadrant: str) -> str:
+    """A quadrant's colour, for legends and the grid."""
     return TONES[quadrant]
+
+
+def verdict_tone(verdict: Verdict) -> str:
+    """The colour a verdict is shown in: its quadrant's, but grey (never green) for a study out of scope."""
+    return TONES[verdict.quadrant] if verdict.in_scope else OUT_OF_SCOPE_TONE
 
 
 def _disagreeing(verdict: Verdict) -> str:

@@ -39,11 +39,13 @@ def tiny_model(tmp_path_factory):
     return get
 
 
-def write_png(path, seed: int = 0, size=(72, 60)) -> str:
-    """A random grayscale-ish RGB study: different seeds give images the tiny models answer differently."""
+def write_png(path, seed: int = 0, size=(72, 64)) -> str:
+    """A random grayscale study saved as RGB (as chest radiographs often are exported), so in scope for
+    Quadrant's study rule (grayscale, at least 64 pixels on the short side: quadrant.scope); different seeds
+    give images the tiny models answer differently (tests/test_tiny_models.py checks they do)."""
     rng = np.random.default_rng(seed)
-    pixels = rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
-    Image.fromarray(pixels).save(path)
+    gray = rng.integers(0, 256, (size[1], size[0]), dtype=np.uint8)
+    Image.fromarray(np.stack([gray] * 3, axis=-1)).save(path)
     return str(path)
 
 

@@ -68,7 +68,7 @@ def make_mimic(root: Path, images: dict = IMAGES, labels: dict = LABELS) -> Path
     write_gzip_csv(root / "mimic-cxr-2.0.0-chexpert.csv.gz", ["subject_id", "study_id", *CHEXPERT_COLUMNS],
                    [{"subject_id": s, "study_id": st, **values} for (s, st), values in labels.items()])
     meta = [{"dicom_id": d, "subject_id": s, "study_id": st, "PerformedProcedureStepDescription": "CHEST (PA AND LAT)",
-             "ViewPosition": view, "Rows": 64, "Columns": 48, "StudyDate": 21800506, "StudyTime": 213014.531,
+             "ViewPosition": view, "Rows": 80, "Columns": 64, "StudyDate": 21800506, "StudyTime": 213014.531,
              "ProcedureCodeSequence_CodeMeaning": "CHEST (PA AND LAT)", "ViewCodeSequence_CodeMeaning": "postero-anterior",
              "PatientOrientationCodeSequence_CodeMeaning": "Erect"} for d, (s, st, view, _) in images.items()]
     write_gzip_csv(root / "mimic-cxr-2.0.0-metadata.csv.gz", METADATA_COLUMNS, meta)
@@ -78,7 +78,7 @@ def make_mimic(root: Path, images: dict = IMAGES, labels: dict = LABELS) -> Path
     for dicom_id, (subject, study, _, _) in images.items():
         folder = root / "files" / f"p{subject[:2]}" / f"p{subject}" / f"s{study}"
         folder.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(rng.integers(0, 256, (64, 48), dtype=np.uint8), mode="L").save(folder / f"{dicom_id}.jpg")
+        Image.fromarray(rng.integers(0, 256, (80, 64), dtype=np.uint8), mode="L").save(folder / f"{dicom_id}.jpg")
     return root
 
 
@@ -118,8 +118,8 @@ def tag(study_id: str) -> str:
 def pixels16(seed: int) -> np.ndarray:
     """16-bit grayscale with values far above 255 (as PadChest's): a cast to 8 bits would show."""
     rng = np.random.default_rng(seed)
-    ramp = np.linspace(1200, 3900, 48)[None, :] + np.linspace(0, 300, 64)[:, None]
-    return (ramp + rng.integers(0, 50, (64, 48))).astype(np.uint16)
+    ramp = np.linspace(1200, 3900, 64)[None, :] + np.linspace(0, 300, 80)[:, None]  # 64 px a side: in scope
+    return (ramp + rng.integers(0, 50, (80, 64))).astype(np.uint16)
 
 
 def make_padchest(root: Path, gz: bool = False, rows: dict = PADCHEST) -> Path:
@@ -131,7 +131,7 @@ def make_padchest(root: Path, gz: bool = False, rows: dict = PADCHEST) -> Path:
                         "PatientSex_DICOM": "F", "ViewPosition_DICOM": "POSTEROANTERIOR", "Projection": projection,
                         "MethodProjection": "Manual review of DICOM fields", "Pediatric": "No",
                         "Modality_DICOM": "CR", "PhotometricInterpretation_DICOM": "MONOCHROME2",
-                        "BitsStored_DICOM": 12, "Rows_DICOM": 64, "Columns_DICOM": 48, "ReportID": 4000 + n,
+                        "BitsStored_DICOM": 12, "Rows_DICOM": 80, "Columns_DICOM": 64, "ReportID": 4000 + n,
                         "Report": REPORT, "MethodLabel": method, "Labels": labels, "Localizations": "[]"})
         (root / folder).mkdir(exist_ok=True)
         Image.fromarray(pixels16(n)).save(root / folder / image_id(stem))  # mode I;16: a 16-bit grayscale PNG

@@ -134,7 +134,7 @@ def test_pointing_game_against_a_mask():
 
 
 def test_the_verdict_key_round_trips_and_old_lines_still_read(demo):
-    checker = Checker(demo, options=CheckOptions(k=1, evidence=EvidenceOptions(grid=2)))
+    checker = Checker(demo, options=CheckOptions(k=2, evidence=EvidenceOptions(grid=2)))
     verdict = checker.check(load_study(SAMPLE), QUESTION)
     data = json.loads(json.dumps(verdict.to_json()))
     assert data["schema_version"] == 1 and set(data["evidence"]) >= {"method", "fill", "grid", "prompt", "cells"}
@@ -143,7 +143,7 @@ def test_the_verdict_key_round_trips_and_old_lines_still_read(demo):
     assert Verdict.from_json(data) == verdict
     del data["evidence"]  # a samples.jsonl line written before evidence maps existed
     assert Verdict.from_json(data).evidence is None
-    plain = Checker(demo, options=CheckOptions(k=1)).check(load_study(SAMPLE), QUESTION).to_json()
+    plain = Checker(demo, options=CheckOptions(k=2)).check(load_study(SAMPLE), QUESTION).to_json()
     assert "evidence" not in plain and "evidence" not in plain["timing_ms"]
 
 
@@ -154,7 +154,7 @@ def test_generate_scoring_has_no_margins_to_map():
 
 def test_check_command_writes_the_overlay_and_prints_the_reading(tmp_path, capsys):
     png = tmp_path / "map.png"
-    assert main(["check", "--image", str(SAMPLE), "--question", QUESTION, "-k", "1", "--evidence-grid", "4",
+    assert main(["check", "--image", str(SAMPLE), "--question", QUESTION, "-k", "2", "--evidence-grid", "4",
                  "--evidence-fill", "gray", "--evidence-png", str(png)]) == 0
     out = capsys.readouterr().out
     assert "Evidence" in out and ("rests" in out or "no region" in out)
@@ -162,11 +162,11 @@ def test_check_command_writes_the_overlay_and_prints_the_reading(tmp_path, capsy
         assert drawn.format == "PNG" and min(drawn.size) > 300
         colours = np.asarray(drawn.convert("RGB")).astype(int)
     assert ((colours[..., 0] - colours[..., 2]) > 60).any()  # the diverging scale's red end is drawn
-    assert main(["check", "--image", str(SAMPLE), "--question", QUESTION, "-k", "1", "--evidence-grid", "2",
+    assert main(["check", "--image", str(SAMPLE), "--question", QUESTION, "-k", "2", "--evidence-grid", "2",
                  "--json"]) == 0  # a map's shape asks for a map: no --evidence needed
     verdict = json.loads(capsys.readouterr().out)
     assert verdict["evidence"]["grid"] == [2, 2] and verdict["evidence"]["fill"] == "blur"
-    assert main(["check", "--image", str(SAMPLE), "--question", QUESTION, "-k", "1", "--json"]) == 0
+    assert main(["check", "--image", str(SAMPLE), "--question", QUESTION, "-k", "2", "--json"]) == 0
     assert json.loads(capsys.readouterr().out).get("evidence") is None  # and none unless asked
     assert main(["check", "--image", str(SAMPLE), "--question", QUESTION, "--evidence-png",
                  str(tmp_path / "no-such-folder" / "map.png")]) == 2
@@ -202,7 +202,7 @@ def test_phantom_masks_mark_where_each_present_finding_was_drawn(tmp_path):
 def test_evaluate_plays_the_pointing_game_per_quadrant(tmp_path, capsys):
     manifest = generate_phantoms(tmp_path / "phantoms", 2, seed=4242, dicom_every=2)  # one PNG, one DICOM
     out = tmp_path / "out"
-    assert main(["evaluate", "--manifest", str(manifest), "--out", str(out), "-k", "1", "--evidence",
+    assert main(["evaluate", "--manifest", str(manifest), "--out", str(out), "-k", "2", "--evidence",
                  "--evidence-grid", "4", "--quiet"]) == 0
     summary = json.loads((out / "summary.json").read_text())
     samples = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
@@ -219,7 +219,7 @@ def test_evaluate_plays_the_pointing_game_per_quadrant(tmp_path, capsys):
     report = (out / "report.md").read_text()
     assert "Pointing game" in report and "not where the finding is" in report
     # without --evidence the mask column is carried but no map is made
-    assert main(["evaluate", "--manifest", str(manifest), "--out", str(tmp_path / "plain"), "-k", "1",
+    assert main(["evaluate", "--manifest", str(manifest), "--out", str(tmp_path / "plain"), "-k", "2",
                  "--quiet"]) == 0
     assert "evidence" not in json.loads((tmp_path / "plain" / "summary.json").read_text())
     capsys.readouterr()

@@ -43,7 +43,7 @@ def studies(tmp_path_factory):
     """Three sizes: dynamic resolution (Qwen) and tiling (InternVL, OneVision, NeXT) give each its own
     number of image tokens, so prefixes differ in length within one batch."""
     folder = tmp_path_factory.mktemp("family-studies")
-    sizes = [(72, 60), (60, 60), (40, 90)]
+    sizes = [(72, 64), (64, 64), (64, 144)]
     return [load_study(write_png(folder / f"s{i}.png", seed=i, size=size)) for i, size in enumerate(sizes)]
 
 
@@ -148,7 +148,7 @@ def test_generic_family_uses_the_ablation_its_template_allows(tiny_model, studie
               "== 0 %}{{ raise_exception('an image is required') }}{% endif %}{% endfor %}" + LLAVA_NEXT_CHAT_TEMPLATE)
     loaded = load_model(ModelSpec(model=tiny_model("llava_next"), chat_template=strict))
     assert loaded.family.accepts_imageless is False
-    verdict = Checker(loaded, "torch").check(studies[0], "Is there a pleural effusion?", PHRASINGS[:1])
+    verdict = Checker(loaded, "torch").check(studies[0], "Is there a pleural effusion?", PHRASINGS[:2])
     assert verdict.text_only.ablation == "blank"
 
 
@@ -204,7 +204,7 @@ def test_generate_mode_on_a_qwen_model_equals_a_plain_generate(tiny_model, study
     a plain `generate` on the processor's own tensors, greedy, with the budget asked for."""
     directory = tiny_model("qwen2_vl")
     code = main(["check", "--image", study_png, "--question", "Is there a pleural effusion?", "--model", directory,
-                 "--scoring", "generate", "--max-new-tokens", "4", "-k", "1", "--json"])
+                 "--scoring", "generate", "--max-new-tokens", "4", "-k", "2", "--json"])
     out, err = capsys.readouterr()
     assert code == 0, err
     verdict = json.loads(out)
@@ -256,6 +256,6 @@ def test_no_single_token_answers_refuses_logits_but_generate_serves_it(tiny_mode
     loaded.answer_tokens, loaded.answer_tokens_problem = None, str(refused.value)
     with pytest.raises(UnsupportedModelError, match="--scoring generate"):
         Checker(loaded, "torch")
-    verdict = Checker(loaded, "torch", CheckOptions(scoring="generate", max_new_tokens=2, k=1)).check(
+    verdict = Checker(loaded, "torch", CheckOptions(scoring="generate", max_new_tokens=2, k=2)).check(
         studies[0], "Is there a pleural effusion?")
     assert verdict.scoring == "generate" and verdict.model["answer_tokens"] is None

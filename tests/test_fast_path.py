@@ -27,7 +27,7 @@ EXPECTED_PATH = {"llava": "prefix-shared", "gemma3": "prefix-shared", "idefics3"
 
 @pytest.fixture
 def studies(tmp_path):
-    sizes = [(72, 60), (60, 60), (40, 90)]  # Idefics3 splits images by aspect ratio: prefixes differ
+    sizes = [(72, 64), (64, 64), (64, 144)]  # Idefics3 splits images by aspect ratio: prefixes differ
     return [load_study(write_png(tmp_path / f"s{i}.png", seed=i, size=size)) for i, size in enumerate(sizes)]
 
 

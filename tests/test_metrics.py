@@ -283,12 +283,13 @@ def test_summary_of_one_and_of_all_dangerous_by_hand():
 
 # The toy reader (tests/toy_reader.py): a bright study is answered yes with the image and no without it
 # (image-reliant under the flip rule), a dark one no either way; "fluid" makes a phrasing yes, "angles" no.
+FOLLOWS = "Does this radiograph show a pleural effusion?"  # no marker word: the toy follows the image
 ROWS = (
-    [("bright", ["Is a pleural effusion present?"], "yes")] * 3  # Ideal
-    + [("bright", ["Are the costophrenic angles blunted?"], "yes")]  # Fragile
-    + [("dark", ["Is a pleural effusion present?"], "no")] * 3  # Dangerous
-    + [("dark", ["Is a pleural effusion present?"], "yes")]  # Dangerous, answered wrongly
-    + [("dark", ["Is there fluid in the pleural space?"], None)]  # Worst, no label
+    [("bright", ["Is a pleural effusion present?", FOLLOWS], "yes")] * 3  # Ideal
+    + [("bright", ["Are the costophrenic angles blunted?", FOLLOWS], "yes")]  # Fragile
+    + [("dark", ["Is a pleural effusion present?", FOLLOWS], "no")] * 3  # Dangerous
+    + [("dark", ["Is a pleural effusion present?", FOLLOWS], "yes")]  # Dangerous, answered wrongly
+    + [("dark", ["Is there fluid in the pleural space?", FOLLOWS], None)]  # Worst, no label
 )
 
 
@@ -297,7 +298,7 @@ def toy_evaluation(tmp_path_factory):
     folder = tmp_path_factory.mktemp("toy-eval")
     model = build_toy_reader(folder / "model")
     for name, value in (("bright", 255), ("dark", 0)):
-        Image.new("RGB", (40, 40), (value, value, value)).save(folder / f"{name}.png")
+        Image.new("RGB", (64, 64), (value, value, value)).save(folder / f"{name}.png")  # in scope: >= 64 px
     lines = []
     for i, (image, paraphrases, label) in enumerate(ROWS):
         row = {"image": f"{image}.png", "question": "Is there a pleural effusion?", "paraphrases": paraphrases,
@@ -326,7 +327,8 @@ def test_summary_json_of_a_known_evaluation(toy_evaluation):
     assert summary["text_only_agreement"] == pytest.approx(5 / 9)  # the dark ones: no with and without the image
     assert summary["n_labelled"] == 8 and summary["accuracy"] == pytest.approx(7 / 8)
     assert summary["per_quadrant"]["Dangerous"]["accuracy"] == pytest.approx(3 / 4)
-    assert summary["pairwise_flip_rate"] == pytest.approx(2 / 9)  # two phrasings each: 1 pair, 2 disagree
+    # three phrasings each (K >= 2): 3 pairs; the Fragile and the Worst row disagree on 2 of them
+    assert summary["pairwise_flip_rate"] == pytest.approx((2 / 3 + 2 / 3) / 9)
     assert summary["reliance"]["rule"] == "flip"
     assert summary["fractions_flip_rule"] == summary["fractions"]  # the run's rule is the flip rule
     assert summary["by_finding"]["bright"]["fractions"]["Fragile"] == pytest.approx(1 / 4)

@@ -116,7 +116,8 @@ def test_command_line_paraphraser(tmp_path, study_png, tiny_model, tiny_chat_lm,
                  "--model", tiny_model("llava"), "--paraphraser", str(tiny_chat_lm)])
     verdict = json.loads(capsys.readouterr().out)
     assert code == 0 and len(verdict["prompts"]) == 6
-    assert [p["source"] for p in verdict["prompts"]] == ["question", "bank", "frame", "frame", "frame", "frame"]
+    # "NG" written out is the first rewrite ("Is the nasogastric tube in the stomach?"), then frames
+    assert [p["source"] for p in verdict["prompts"]] == ["question", "rewrite", "frame", "frame", "frame", "frame"]
     code = main(["check", "--image", study_png, "--question", "Effusion?", "--paraphraser", str(tmp_path / "x")])
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and "download the model beforehand" in err

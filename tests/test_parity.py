@@ -90,7 +90,7 @@ def test_a_reused_reference_prefix_stays_exact_check_after_check(family, tiny_mo
     paths = [study_png]
     for index in range(2):
         path = tmp_path / f"study{index}.png"
-        Image.fromarray(rng.integers(0, 256, (96, 80, 3), dtype=np.uint8)).save(path)
+        Image.fromarray(rng.integers(0, 256, (96, 80), dtype=np.uint8)).convert("RGB").save(path)  # gray: in scope
         paths.append(str(path))
     for path in paths + paths[:1]:
         verdict = checker.check(load_study(path), "Is there a pleural effusion?").to_json()

@@ -216,9 +216,10 @@ def test_guess_plural(x, plural):
 @pytest.mark.parametrize(
     "question,expected",
     [
-        ("Effusion?", ("effusion", False)),
+        ("Effusion?", ("an effusion", False)),  # a countable finding takes its article
+        ("ETT 4 cm above the carina?", None),  # where a device is: asked as "Is the endotracheal tube ...?"
         ("Signs of consolidation?", ("consolidation", False)),
-        ("Pleural effusion present?", ("pleural effusion", False)),
+        ("Pleural effusion present?", ("a pleural effusion", False)),
         ("Bilateral infiltrates?", ("bilateral infiltrates", True)),
         ("Are there signs of heart failure?", ("heart failure", False)),
         ("Are there any rib fractures?", ("any rib fractures", True)),
@@ -274,12 +275,13 @@ def test_verdicts_record_each_prompts_source_and_old_lines_without_it_still_read
     from quadrant.verdict import Verdict
 
     assert main(["check", "--image", study_png, "--question", "Is the trachea midline?", "--json",
-                 "--model", tiny_model("llava"), "--paraphrase", "Is the trachea central?"]) == 0
+                 "--model", tiny_model("llava"), "--paraphrase", "Is the trachea central?",
+                 "--paraphrase", "Is the trachea in the midline?"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["schema_version"] == 1
-    assert [p["source"] for p in data["prompts"]] == ["question", "user"]
+    assert [p["source"] for p in data["prompts"]] == ["question", "user", "user"]
     assert Verdict.from_json(data).to_json() == data
     old = json.loads(json.dumps(data))
     for prompt in old["prompts"]:
         del prompt["source"]
-    assert [p.source for p in Verdict.from_json(old).prompts] == [None, None]
+    assert [p.source for p in Verdict.from_json(old).prompts] == [None, None, None]

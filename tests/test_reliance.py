@@ -44,7 +44,7 @@ def toy(tmp_path_factory):
     folder = tmp_path_factory.mktemp("toy")
     build_toy_reader(folder / "model")
     for name, value in (("bright", 255), ("dark", 0)):
-        Image.new("RGB", (40, 40), (value, value, value)).save(folder / f"{name}.png")
+        Image.new("RGB", (64, 64), (value, value, value)).save(folder / f"{name}.png")  # in scope: >= 64 px
     return folder
 
 
@@ -116,8 +116,8 @@ def test_majority_reliance_through_the_checker(toy):
 
 @pytest.mark.parametrize("image, paraphrases, expected", [
     ("bright", [PLAIN, INV_SAYS_NO], "Ideal"),
-    ("dark", [INV_SAYS_YES], "Dangerous"),
-    ("dark", [INV_FOLLOWS], "Worst"),
+    ("dark", [PLAIN, INV_SAYS_YES], "Dangerous"),
+    ("dark", [PLAIN, INV_FOLLOWS], "Worst"),
 ])
 def test_inverted_paraphrases_from_the_command_line(toy, capsys, image, paraphrases, expected):
     """`--paraphrase '!...'` marks an inverted phrasing on the way in, and the verdict negates it."""

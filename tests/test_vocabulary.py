@@ -93,3 +93,14 @@ def test_the_text_only_answer_is_a_fact_of_its_own(verdicts):
     v = verdicts["dangerous-no"]
     assert vocabulary.without_image(v) == (f"Asked with no image at all, the model answers \u201c{v.text_only.answer}"
                                            f"\u201d (chance of \u201cyes\u201d {v.text_only.p_yes:.2f}).")
+
+
+def test_a_study_out_of_scope_is_never_a_plain_or_green_quadrant(checkers):
+    from pydicom.data import get_testdata_file
+
+    checker = Checker(checkers["demo"].loaded, options=CheckOptions(scope="any"))
+    v = checker.check(load_study(get_testdata_file("CT_small.dcm")), "Is there cardiomegaly?")
+    assert not v.in_scope
+    assert vocabulary.title(v).startswith("Out of scope, research only: ")
+    assert vocabulary.verdict_tone(v) == "grey" != vocabulary.tone(v.quadrant)
+    assert vocabulary.advice(v) == vocabulary.OUT_OF_SCOPE_ADVICE

@@ -7,12 +7,14 @@ import json
 import sys
 
 from ..images import load_study
-from ..paraphrases import parse_paraphrase_text, read_paraphrase_file, validate_question
+from ..paraphrases import paraphrase_plan, parse_paraphrase_text, read_paraphrase_file, validate_question
 from .options import add_model_options, build_checker
 
 
 def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--image", required=True, help="PNG, JPEG or DICOM study")
+    parser.add_argument("--frame", type=int, metavar="N",
+                        help="the frame to check in a multi-frame study, counted from 1 (recorded in the verdict)")
     parser.add_argument("--question", required=True, help='a yes/no question, e.g. "Is there a pleural effusion?"')
     parser.add_argument("--paraphrase", action="append", default=[], metavar="TEXT",
                         help="a paraphrase (repeat for several); prefix with '!' to mark it inverted")
@@ -27,10 +29,11 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     validate_question(args.question)  # bad input fails before the model loads
-    study = load_study(args.image)
+    study = load_study(args.image, frame=args.frame)
     paraphrases = parse_paraphrase_text("\n".join(args.paraphrase))
     if args.paraphrases:
         paraphrases += read_paraphrase_file(args.paraphrases)
+    _check_before_loading(args, study, paraphrases)
     args.evidence = args.evidence or bool(args.evidence_png)
     if args.evidence_png:
         from ..evidence_plot import check_writable
@@ -50,4 +53,15 @@ def run(args: argparse.Namespace) -> int:
 
         print_verdict(verdict)
     return 0
+
+
+def _check_before_loading(args: argparse.Namespace, study, paraphrases) -> None:
+    """What the checker would refuse (a study out of scope, a question in another language, too few or
+    repeated paraphrases, a bad K), refused now, in a second, rather than after the model has loaded."""
+    from ..bank import load_bank
+    from ..scope import check_scope_options, require_scope
+
+    scope, modalities = check_scope_options(args.scope, args.modalities)
+    require_scope(study, scope, modalities)
+    paraphrase_plan(args.question, k=args.k, user=paraphrases or None, bank=load_bank(args.paraphrase_bank))
 

@@ -10,7 +10,9 @@ from ..check import SCORING_MODES, Checker, CheckOptions
 from ..errors import OptionError
 from ..evidence import DEFAULT_FILL, DEFAULT_GRID, FILLS, EvidenceOptions
 from ..loading import DEVICES, DTYPES, ModelSpec, load_model
+from ..paraphrases import DEFAULT_K, MIN_K, check_k
 from ..reliance import DEFAULT_REFERENCE, DEFAULT_RULE, DEFAULT_THRESHOLD, REFERENCES, RULES, Reliance
+from ..scope import DEFAULT_MODALITIES, DEFAULT_SCOPE, MIN_SIDE, SCOPES, check_scope_options
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
@@ -38,14 +40,21 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
                        "(default: the preset's, logits for most)")
     group.add_argument("--max-new-tokens", type=int, default=None,
                        help="generate mode's token budget (default: the preset's, 8 for direct answerers)")
-    group.add_argument("-k", "--num-paraphrases", type=int, default=5, dest="k",
-                       help="paraphrases per question (default 5)")
+    group.add_argument("-k", "--num-paraphrases", type=int, default=DEFAULT_K, dest="k",
+                       help=f"paraphrases per question, at least {MIN_K} (default {DEFAULT_K})")
     group.add_argument("--paraphrase-bank", metavar="FILE", help="a JSON paraphrase bank extending the built-in "
                        "one (or replacing it, with \"extends\": false); format in the README")
     group.add_argument("--paraphraser", metavar="MODEL_DIR", help="a local Hugging Face chat model that writes "
                        "candidate paraphrases, kept only when faithful (offline; topped up by the rules)")
     group.add_argument("--ablate-all", action="store_true",
                        help="ablate every phrasing and judge image reliance by majority")
+    group.add_argument("--scope", default=DEFAULT_SCOPE, choices=SCOPES,
+                       help="chest-radiograph (default): refuse a study that is not one (another modality or body "
+                       f"part, several frames, colour, under {MIN_SIDE} px); any: check it anyway, for research, "
+                       "its verdict marked out of scope")
+    group.add_argument("--modalities", default=",".join(DEFAULT_MODALITIES), metavar="LIST",
+                       help="DICOM modalities that count as chest radiographs, comma-separated "
+                       f"(default {','.join(DEFAULT_MODALITIES)})")
     group.add_argument("--evidence", action="store_true",
                        help="add an occlusion map of prompt 0 to the verdict (grid x grid more forwards)")
     group.add_argument("--evidence-grid", type=int, metavar="N",
@@ -98,13 +107,16 @@ def spec_and_options(args: argparse.Namespace) -> tuple[ModelSpec, CheckOptions]
     from ..bank import load_bank
     from ..paraphraser import LocalParaphraser
 
-    bank = load_bank(args.paraphrase_bank)  # a bad bank fails before the model loads
+    check_k(args.k)  # a bad K, scope or bank fails before any model loads
+    check_scope_options(args.scope, args.modalities)
+    bank = load_bank(args.paraphrase_bank)
     paraphraser = LocalParaphraser(args.paraphraser, device=args.device).load() if args.paraphraser else None
     options = CheckOptions(
         ablation=args.ablation, reliance=reliance(args), k=args.k,
         scoring=args.scoring, ablate_all=args.ablate_all, max_new_tokens=args.max_new_tokens, bank=bank,
         paraphraser=paraphraser,
         evidence=evidence_options(args),
+        scope=args.scope, modalities=tuple(args.modalities.split(",")),
     )
     args.backend = choose_backend(args.backend, args.model)
     return spec, options

@@ -1,14 +1,19 @@
-"""The human-readable verdict of `quadrant check`."""
+"""The human-readable verdict of `quadrant check`.
+
+A verdict on a study out of scope (checked under `--scope any`, for research) never shows as a plain
+quadrant: its verdict line says OUT OF SCOPE first, in white on red, and the quadrant is never green.
+"""
 
 from __future__ import annotations
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from .. import vocabulary
 from ..verdict import Verdict
 
-_STYLE = {"green": "bold green", "amber": "bold yellow", "red": "bold red"}
+_STYLE = {"green": "bold green", "amber": "bold yellow", "red": "bold red", "grey": "bold white on red"}
 
 
 def _fmt(value: float | None, spec: str) -> str:
@@ -26,10 +31,20 @@ def _reliance_line(verdict: Verdict) -> str:
     return f"{line} (reliance rule {rule['rule']}{threshold})"
 
 
+def _study_line(verdict: Verdict) -> str:
+    """The study's format and size, its header facts when it has them, and the frame checked."""
+    image, scope = verdict.image, verdict.scope or {}
+    facts = [scope.get(k) for k in ("modality", "body_part", "view") if scope.get(k)]
+    if scope.get("frame") is not None:
+        facts.append(f"frame {scope['frame']} of {scope.get('frames', '?')}")
+    shown = f"  {' '.join(map(str, facts))}" if facts else ""
+    return f"Study  {image['format']} {image['width']}x{image['height']}{shown}  sha256 {image['sha256'][:16]}…"
+
+
 def print_verdict(verdict: Verdict, console: Console | None = None) -> None:
     console = console or Console()
-    model, image = verdict.model, verdict.image
-    console.print(f"Study  {image['format']} {image['width']}x{image['height']}  sha256 {image['sha256'][:16]}…")
+    model = verdict.model
+    console.print(_study_line(verdict), highlight=False)
     runtime = [model["backend"], model["device"], model["dtype"]] + ([model["provider"]] if "provider" in model else [])
     console.print(f"Model  {model['name']} ({model['family']}, {', '.join(runtime)})  {model['fingerprint'][:23]}…")
     table = Table(show_edge=False, pad_edge=False)
@@ -56,10 +71,13 @@ def print_verdict(verdict: Verdict, console: Console | None = None) -> None:
                       f"largest |delta| {e['max_abs_delta']:.3f})")
     if verdict.correct is not None:
         console.print(f"Label {verdict.label}: the answer is {'correct' if verdict.correct else 'WRONG'}")
-    style = _STYLE[vocabulary.tone(verdict.quadrant)]
-    console.print(f"Verdict [{style}]{vocabulary.title(verdict).upper()}[/]: {vocabulary.answer_line(verdict)}  "
-                  f"({verdict.timing_ms.get('total', 0):.0f} ms)")
-    console.print(vocabulary.meaning(verdict))
-    console.print(vocabulary.decided_by(verdict))
-    console.print(f"What to do: {vocabulary.advice(verdict)}")
+    for warning in verdict.warnings or []:
+        console.print(f"[bold yellow]Warning[/] {escape(warning)}", highlight=False)
+    style = _STYLE[vocabulary.verdict_tone(verdict)]
+    timing = f"({verdict.timing_ms.get('total', 0):.0f} ms)"
+    console.print(f"Verdict [{style}]{escape(vocabulary.title(verdict).upper())}[/]: "
+                  f"{escape(vocabulary.answer_line(verdict))}  {timing}", highlight=False)
+    for sentence in (vocabulary.meaning(verdict), vocabulary.decided_by(verdict),
+                     f"What to do: {vocabulary.advice(verdict)}"):
+        console.print(escape(sentence), highlight=False)
     console.print(f"[dim]{vocabulary.NOT_FOR_DIAGNOSIS}[/dim]")

@@ -130,7 +130,7 @@ def _request(checker: Checker, job: Job) -> CheckRequest:
     row = job.row
     swap = load_study(job.swap.path).image if job.swap is not None else None
     return CheckRequest(
-        study=load_study(row.image), question=row.question, paraphrases=row.paraphrases, label=row.label,
+        study=load_study(row.image, frame=row.frame), question=row.question, paraphrases=row.paraphrases, label=row.label,
         study_id=row.study_id, swap_image=swap, extra=row.extra,
     )
 

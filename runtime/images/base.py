@@ -2,13 +2,15 @@
 they share.
 
 A reader answers two questions (MONAI's `ImageReader` habit): can it read a file whose first bytes are these,
-and what 8-bit RGB picture is in these bytes. Readers never see a path, so an uploaded file and a file on disk
-go through exactly the same checks.
+and what 8-bit RGB picture is in these bytes, with the technical facts (`Facts`) that decide whether Quadrant
+can judge it. Readers never see a path, so an uploaded file and a file on disk go through exactly the same
+checks.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
@@ -25,11 +27,40 @@ MAX_PIXELS = 50_000_000
 MAX_SIDE = 20_000
 
 
+#: a pixel whose channels differ by more than this many levels (of 255) carries colour, not JPEG noise
+CHROMA_LEVELS = 24
+#: the share of such pixels above which a picture is colour: a coloured marker or ruler on a radiograph stays gray
+CHROMA_SHARE = 0.01
+
+
+@dataclass(frozen=True)
+class Facts:
+    """Technical facts about a study, the ones its scope is judged by; never anything that identifies a person.
+
+    DICOM facts come from the header's technical elements (Modality, BodyPartExamined, ViewPosition, ...);
+    a PNG or JPEG has none of them (`from_header` False), only its frames, bit depth and whether it has colour.
+    """
+
+    frames: int = 1  # frames (or pages) in the file
+    frame: int | None = None  # the frame decoded, counted from 1, when the caller chose one
+    colour: bool = False  # DICOM: not MONOCHROME1/2; raster: real chroma (see `has_chroma`)
+    bits: int | None = None  # bits stored per sample
+    photometric: str | None = None  # DICOM's Photometric Interpretation; a raster's Pillow mode
+    from_header: bool = False  # whether modality and body part could be read (DICOM)
+    modality: str | None = None  # DICOM Modality: CR, DX, CT, MR, ...
+    body_part: str | None = None  # DICOM BodyPartExamined, as written
+    view: str | None = None  # DICOM ViewPosition: PA, AP, LL, ...
+    laterality: str | None = None  # DICOM ImageLaterality (or Laterality)
+    orientation: str | None = None  # DICOM PatientOrientation: the rows' and columns' directions, e.g. "A\\F"
+
+
 class Decoded(NamedTuple):
-    """What a reader hands back: the picture, ready for an image processor, and the format it came in."""
+    """What a reader hands back: the picture, ready for an image processor, the format it came in, and its
+    technical facts."""
 
     image: Image.Image  # 8-bit RGB
     format: str
+    facts: Facts = Facts()
 
 
 class Reader(ABC):
@@ -42,8 +73,9 @@ class Reader(ABC):
         """Whether the file starting with `head` (its first HEAD_BYTES bytes) is this reader's format."""
 
     @abstractmethod
-    def read(self, data: bytes, name: str) -> Decoded:
-        """Decode `data` to 8-bit RGB, raising StudyError (naming `name`, the file's base name) on bad input."""
+    def read(self, data: bytes, name: str, frame: int | None = None) -> Decoded:
+        """Decode `data` to 8-bit RGB, raising StudyError (naming `name`, the file's base name) on bad input.
+        `frame`: which frame of a multi-frame file, counted from 1 (None: the first)."""
 
 
 def check_dimensions(width: int, height: int, name: str) -> None:
@@ -55,6 +87,32 @@ def check_dimensions(width: int, height: int, name: str) -> None:
             f"{name}: the image is {width} x {height} pixels, over the limit of {MAX_SIDE} pixels a side "
             f"and {MAX_PIXELS // 1_000_000} megapixels; downscale it first"
         )
+
+
+def frame_index(frame: int | None, frames: int, name: str) -> int:
+    """The 0-based index of the frame a caller chose (counted from 1, as DICOM numbers frames), checked
+    against the file's frame count; 0 when none was chosen."""
+    if frame is None:
+        return 0
+    if isinstance(frame, bool) or not isinstance(frame, int) or frame < 1:
+        raise StudyError(f"{name}: frames are counted from 1, got frame {frame!r}")
+    if frame > frames:
+        raise StudyError(f"{name}: the study has {frames} frame{'s' if frames != 1 else ''}; "
+                         f"there is no frame {frame}")
+    return frame - 1
+
+
+def has_chroma(image: Image.Image) -> bool:
+    """Whether an RGB picture carries real colour: more than CHROMA_SHARE of its pixels have channels that
+    differ by more than CHROMA_LEVELS. Grayscale saved as RGB (and its JPEG noise) has none; a photograph,
+    a colour map or per-channel noise has plenty. Judged on a grid of at most about 512 x 512 pixels."""
+    if image.mode != "RGB":
+        return False
+    pixels = np.asarray(image)
+    step = max(1, max(pixels.shape[:2]) // 512)
+    sample = pixels[::step, ::step].astype(np.int16)
+    chroma = sample.max(axis=2) - sample.min(axis=2)
+    return bool(np.mean(chroma > CHROMA_LEVELS) > CHROMA_SHARE)
 
 
 def window_to_uint8(values: np.ndarray, low: float, high: float) -> np.ndarray:

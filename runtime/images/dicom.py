@@ -2,11 +2,13 @@
 
 Grayscale follows DICOM's order: modality LUT (or rescale), then the VOI LUT or window (the file's own first
 one; the data's full range when it names none), then MONOCHROME1 inversion so that dense tissue is bright, as
-in every MONOCHROME2 image a model was trained on. Colour (RGB, YBR, palette) becomes RGB. Only the first
-frame of a multi-frame file is decoded.
+in every MONOCHROME2 image a model was trained on. Colour (RGB, YBR, palette) becomes RGB. One frame of a
+multi-frame file is decoded: the one asked for (counted from 1), else the first.
 
-Privacy by construction: only the image-pixel elements (groups 0028 and 7FE0) are parsed, so patient
-identifiers never enter the dataset object, any message, or the returned study. The dataset is never printed.
+Privacy by construction: only the image-pixel elements (groups 0028 and 7FE0) and a short allow-list of
+technical elements (`TECHNICAL_TAGS`: modality, body part, view, laterality, orientation) are parsed, so
+patient identifiers never enter the dataset object, any message, or the returned study. The dataset is never
+printed.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import StudyError, one_line
-from .base import Decoded, Reader, check_dimensions, data_range, gray_to_rgb, window_to_uint8
+from .base import Decoded, Facts, Reader, check_dimensions, data_range, frame_index, gray_to_rgb, window_to_uint8
 
 if TYPE_CHECKING:
     import pydicom
@@ -27,6 +29,15 @@ if TYPE_CHECKING:
 _PIXEL_DATA_TAGS = (0x7FE00008, 0x7FE00009, 0x7FE00010)  # Float, Double Float, and plain Pixel Data
 _CODECS_HINT = "pip install 'quadrant[dicom-codecs]'"
 _MONOCHROME = ("MONOCHROME1", "MONOCHROME2")
+#: the technical elements read besides the image groups: what a study's scope is judged by, nothing personal
+TECHNICAL_TAGS = {
+    0x00080060: "Modality",
+    0x00180015: "BodyPartExamined",
+    0x00185101: "ViewPosition",
+    0x00200020: "PatientOrientation",
+    0x00200060: "Laterality",
+    0x00200062: "ImageLaterality",
+}
 
 
 class DicomReader(Reader):
@@ -37,7 +48,7 @@ class DicomReader(Reader):
     def can_read(self, head: bytes) -> bool:
         return head[128:132] == b"DICM"
 
-    def read(self, data: bytes, name: str) -> Decoded:
+    def read(self, data: bytes, name: str, frame: int | None = None) -> Decoded:
         ds = _parse(data, name)
         if not any(tag in ds for tag in _PIXEL_DATA_TAGS):
             raise StudyError(f"{name}: DICOM file has no pixel data (a report, structured data or a DICOMDIR?)")
@@ -45,17 +56,27 @@ class DicomReader(Reader):
         if rows is None or columns is None:
             raise StudyError(f"{name}: DICOM file has pixel data but no Rows or Columns to shape it")
         check_dimensions(columns, rows, name)
-        frame, photometric = _first_frame(ds, name)
-        return Decoded(_to_rgb(frame, photometric, ds, name), "DICOM")
+        frames = max(1, _int(ds, "NumberOfFrames") or 1)
+        pixels, photometric = _decode_frame(ds, frame_index(frame, frames, name), name)
+        facts = Facts(
+            frames=frames, frame=frame, colour=photometric not in _MONOCHROME,
+            bits=_int(ds, "BitsStored") or _int(ds, "BitsAllocated"), photometric=photometric or None,
+            from_header=True, modality=_text(ds, "Modality"), body_part=_text(ds, "BodyPartExamined"),
+            view=_text(ds, "ViewPosition"),
+            laterality=_text(ds, "ImageLaterality") or _text(ds, "Laterality"),
+            orientation=_text(ds, "PatientOrientation"),
+        )
+        return Decoded(_to_rgb(pixels, photometric, ds, name), "DICOM", facts)
 
 
 @lru_cache(maxsize=1)
 def _image_tags() -> tuple[int, ...]:
-    """Every tag in the Image Pixel, Modality LUT and VOI LUT groups, and the pixel data itself: nothing else."""
+    """Every tag in the Image Pixel, Modality LUT and VOI LUT groups, the pixel data itself, and the technical
+    elements of TECHNICAL_TAGS: nothing else."""
     from pydicom.datadict import DicomDictionary
 
     group_0028 = (tag for tag in DicomDictionary if tag >> 16 == 0x0028)
-    return (*sorted(group_0028), 0x7FE00001, 0x7FE00002, *_PIXEL_DATA_TAGS)
+    return (*sorted(TECHNICAL_TAGS), *sorted(group_0028), 0x7FE00001, 0x7FE00002, *_PIXEL_DATA_TAGS)
 
 
 def _parse(data: bytes, name: str) -> "pydicom.Dataset":
@@ -73,8 +94,19 @@ def _int(ds, keyword: str) -> int | None:
     return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
-def _first_frame(ds, name: str) -> tuple[np.ndarray, str]:
-    """Decode frame 0 only, through whichever installed plugin handles the transfer syntax.
+def _text(ds, keyword: str) -> str | None:
+    """A technical element as one stripped string (multi-valued ones joined by a backslash), or None."""
+    value = ds.get(keyword)
+    if value is None or value == "":
+        return None
+    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
+        value = "\\".join(str(v) for v in value)
+    return " ".join(str(value).split()) or None
+
+
+def _decode_frame(ds, index: int, name: str) -> tuple[np.ndarray, str]:
+    """Decode the frame at `index` (0-based) only, through whichever installed plugin handles the transfer
+    syntax.
 
     Returns the array and its photometric interpretation after decoding (YBR data comes back as RGB).
     """
@@ -94,7 +126,7 @@ def _first_frame(ds, name: str) -> tuple[np.ndarray, str]:
             f"{_CODECS_HINT}"
         )
     try:
-        frame, properties = decoder.as_array(ds, index=0, validate=True, **as_pixel_options(ds))
+        frame, properties = decoder.as_array(ds, index=index, validate=True, **as_pixel_options(ds))
     except Exception as exc:
         if syntax.is_compressed:
             raise StudyError(

@@ -15,7 +15,7 @@ from pathlib import Path
 from PIL import Image
 
 from ..errors import StudyError, StudyNotFoundError
-from .base import HEAD_BYTES, MAX_FILE_BYTES, Reader
+from .base import HEAD_BYTES, MAX_FILE_BYTES, Facts, Reader
 from .dicom import DicomReader
 from .raster import RasterReader
 
@@ -25,21 +25,27 @@ READERS: list[Reader] = [DicomReader(), RasterReader()]
 
 @dataclass(frozen=True)
 class Study:
-    """One decoded study: the picture a processor takes, and the facts the verdict records about it."""
+    """One decoded study: the picture a processor takes, and the facts the verdict records about it.
+
+    Its technical facts (`study.facts.modality`, `.body_part`, `.frames`, `.colour`, ...; see `Facts`) are what
+    its scope is judged by (`quadrant.scope`).
+    """
 
     image: Image.Image  # 8-bit RGB, EXIF orientation applied
     sha256: str  # of the file's bytes as given
     width: int
     height: int
     format: str  # "PNG", "JPEG", "DICOM", or Pillow's name for another raster format
+    facts: Facts | None = None  # None: a picture built in memory, with nothing known about where it came from
 
     def to_json(self) -> dict:
         """The verdict's `image` block: enough to identify the study, nothing that identifies the patient."""
         return {"sha256": self.sha256, "width": self.width, "height": self.height, "format": self.format}
 
 
-def load_study(path: str | os.PathLike) -> Study:
-    """Load a study file, refusing a missing path, a folder, an empty or oversized file before reading it."""
+def load_study(path: str | os.PathLike, frame: int | None = None) -> Study:
+    """Load a study file, refusing a missing path, a folder, an empty or oversized file before reading it.
+    `frame`: which frame of a multi-frame file to decode, counted from 1 (None: the first)."""
     path = Path(path)
     name = path.name or str(path)
     if not path.exists():
@@ -51,16 +57,16 @@ def load_study(path: str | os.PathLike) -> Study:
         data = path.read_bytes()
     except OSError as exc:
         raise StudyError(f"{name}: the study file cannot be read ({exc.strerror or type(exc).__name__})") from exc
-    return load_study_bytes(data, name)
+    return load_study_bytes(data, name, frame)
 
 
-def load_study_bytes(data: bytes, name: str = "upload") -> Study:
+def load_study_bytes(data: bytes, name: str = "upload", frame: int | None = None) -> Study:
     """Load a study from its bytes (an upload), with exactly the checks load_study applies to a file."""
     name = os.path.basename(str(name).replace("\\", "/")) or "upload"
     data = bytes(data)
     _check_size(len(data), name)
     reader = _reader_for(data, name)
-    decoded = reader.read(data, name)
+    decoded = reader.read(data, name, frame)
     image = decoded.image
     return Study(
         image=image,
@@ -68,6 +74,7 @@ def load_study_bytes(data: bytes, name: str = "upload") -> Study:
         width=image.width,
         height=image.height,
         format=decoded.format,
+        facts=decoded.facts,
     )
 
 

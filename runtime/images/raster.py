@@ -14,7 +14,17 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from ..errors import StudyError, one_line
-from .base import Decoded, Reader, check_dimensions, data_range, gray_to_rgb, window_to_uint8
+from .base import (
+    Decoded,
+    Facts,
+    Reader,
+    check_dimensions,
+    data_range,
+    frame_index,
+    gray_to_rgb,
+    has_chroma,
+    window_to_uint8,
+)
 
 #: the Pillow formats a study may come in; anything else is "not an image" to Quadrant
 FORMATS = ("PNG", "JPEG", "TIFF", "BMP", "GIF", "WEBP", "PPM", "JPEG2000")
@@ -39,13 +49,29 @@ class RasterReader(Reader):
                 return True
         return False
 
-    def read(self, data: bytes, name: str) -> Decoded:
+    def read(self, data: bytes, name: str, frame: int | None = None) -> Decoded:
         image = _open(data, name)
         check_dimensions(image.width, image.height, name)
         fmt = image.format or "image"
+        frames = int(getattr(image, "n_frames", 1) or 1)
+        index = frame_index(frame, frames, name)
+        if index:
+            image.seek(index)
         _decode(image, fmt, name)
+        mode = image.mode
         image = _upright(image, fmt, name)
-        return Decoded(to_rgb(image, name), fmt)
+        rgb = to_rgb(image, name)
+        facts = Facts(frames=frames, frame=frame, colour=has_chroma(rgb), bits=_bits(mode), photometric=mode)
+        return Decoded(rgb, fmt, facts)
+
+
+def _bits(mode: str) -> int:
+    """Bits per sample of a Pillow mode: 1 for bilevel, 16 for "I;16", 32 for "I" and "F", else 8."""
+    if mode == "1":
+        return 1
+    if mode.startswith("I;16"):
+        return 16
+    return 32 if mode in _DEEP_MODES else 8
 
 
 def _open(data: bytes, name: str) -> Image.Image:
