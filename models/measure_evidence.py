@@ -23,6 +23,7 @@ from quadrant.images import load_study
 from quadrant.loading import ModelSpec, load_model
 from quadrant.manifest import read_manifest
 from quadrant.models.phantoms import generate_phantoms
+from quadrant.paraphrases import MIN_K
 
 BATCH = 8
 
@@ -35,7 +36,7 @@ def positive_rows(out_dir: str, n: int, seed: int):
 
 def measure(model: str, rows, options: EvidenceOptions) -> list[dict]:
     """One record per row: pointing hit and chance, the strongest |delta|, m0, flatness."""
-    checker = Checker(load_model(ModelSpec(model=model)), options=CheckOptions(k=0, evidence=options))
+    checker = Checker(load_model(ModelSpec(model=model)), options=CheckOptions(k=MIN_K, evidence=options))
     records = []
     for start in range(0, len(rows), BATCH):
         batch = rows[start : start + BATCH]
