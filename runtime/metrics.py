@@ -168,9 +168,10 @@ def _shares(verdicts: Sequence[dict], beside: bool) -> dict:
     return {"fractions": share, "fractions_ci95": ci, **(_beside(verdicts) if beside else {})}
 
 
-def relative_content_shifts(verdicts: Sequence[dict]) -> list[float]:
-    """Each verdict's relative content shift, where it has one (verdicts in generate mode have none)."""
-    shifts = [(v.get("shifts") or {}).get("relative_content") for v in verdicts]
+def relative_content_shifts(verdicts: Sequence[dict], key: str = "relative_content") -> list[float]:
+    """Each verdict's relative content shift (or, with key="relative_counterfactual", its shift against the
+    other labelled study), where it has one (verdicts in generate mode have none)."""
+    shifts = [(v.get("shifts") or {}).get(key) for v in verdicts]
     return [s for s in shifts if s is not None]
 
 

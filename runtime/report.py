@@ -44,10 +44,14 @@ def write_report(out_dir: Path, summary: dict, samples: list[dict]) -> None:
 def _beside(summary: dict) -> str | None:
     """The content-free image a counterfactual run also judged against (an ablation name); None when it kept
     none."""
-    rule = summary.get("reliance") or {}
     if "fractions_content_free_reference" not in summary:
         return None
-    return Reliance(rule["rule"], rule["threshold"], rule["reference"]).content_free
+    return _content_free(summary["reliance"])
+
+
+def _content_free(rule: dict) -> str:
+    """The content-free image a run asked every study with (its reference, or blank beside a counterfactual)."""
+    return Reliance(rule["rule"], rule["threshold"], rule.get("reference", "blank")).content_free
 
 
 def render_markdown(summary: dict) -> str:
@@ -184,16 +188,23 @@ def _plot_quadrants(path: Path, summary: dict) -> None:
 
 
 def _plot_shifts(path: Path, samples: list[dict]) -> None:
+    """Prompt 0's relative shift against the content-free image, and against the other labelled study where the
+    run compared with one (the rule's own figure then), with the content rule's threshold."""
     plt = _pyplot()
-    relative = relative_content_shifts(samples)
-    fig, ax = plt.subplots(figsize=(6, 3.2))
-    if relative:
-        ax.hist(relative, bins=30, range=(0, 2), color="#455a64")
-        rule = samples[0]["reliance"]
-        if rule["rule"] == "content":
-            ax.axvline(rule["threshold"], color="#c62828", linestyle="--", label=f"threshold {rule['threshold']:g}")
-            ax.legend(frameon=False)
-    ax.set_xlabel("|m(image) - m(content-free)| / max(|m(image)|, |m(content-free)|)   (>= 1: a flip)")
+    rule = samples[0]["reliance"]
+    series = [(f"against {_SHORT[_content_free(rule)]}", relative_content_shifts(samples), "#90a4ae")]
+    other = relative_content_shifts(samples, "relative_counterfactual")
+    if other:
+        series.append((f"against {_SHORT.get(rule.get('reference'))}", other, "#263238"))
+    fig, ax = plt.subplots(figsize=(6.4, 3.4))
+    for label, values, colour in series:
+        if values:
+            ax.hist(values, bins=30, range=(0, 2), color=colour, alpha=0.8 if other else 1.0, label=label)
+    if rule["rule"] == "content":
+        ax.axvline(rule["threshold"], color="#c62828", linestyle="--", label=f"threshold {rule['threshold']:g}")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(frameon=False, fontsize=9)
+    ax.set_xlabel("|m(study) - m(reference)| / max(|m(study)|, |m(reference)|)   (1 or more: a flip)", fontsize=9)
     ax.set_ylabel("samples")
     ax.set_title("How far the image's content moved the answer")
     fig.tight_layout()
@@ -205,7 +216,7 @@ def _plot_by_label(path: Path, summary: dict) -> None:
     """Stacked quadrant shares for each label split by whether prompt 0 was right: one panel for the run's own
     reference, and one for the content-free image beside it where a counterfactual run kept that judgement."""
     plt = _pyplot()
-    rows = [(f"{label}, {answer}", summary["by_label"][label][answer])
+    rows = [(f"label {label}, answer {'right' if answer == 'correct' else 'wrong'}", summary["by_label"][label][answer])
             for label in summary["by_label"] for answer in ("correct", "wrong")]
     rows = [(name, group) for name, group in rows if group["n"]][::-1]  # top to bottom: yes before no
     rule, beside = summary["reliance"], _beside(summary)
@@ -230,7 +241,6 @@ def _plot_by_label(path: Path, summary: dict) -> None:
         ax.set_xlabel("% of the group's samples")
         ax.set_title(title, fontsize=10)
         ax.spines[["top", "right"]].set_visible(False)
-    axes[0][0].set_ylabel("label, prompt 0's answer")
     fig.suptitle("Quadrant by label and correctness", fontsize=11)
     fig.legend(*axes[0][0].get_legend_handles_labels(), loc="lower center", ncol=len(QUADRANTS), frameon=False,
                fontsize=9)
