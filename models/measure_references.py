@@ -18,16 +18,13 @@ Also swept: the blank reference's threshold, for the question whether the single
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 from quadrant.reliance import Reliance, quadrant
 
-from .measure_demo import MODELS, build
+from .measure_demo import MODELS, build, measured
 
 #: counterfactual references measured (the blank one comes with the first, beside it)
 REFERENCES = ("opposite", "same-label")
@@ -140,18 +137,7 @@ def sweep_table(result: dict) -> str:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=60, help="fresh studies (each asked all five findings)")
-    parser.add_argument("--seed", type=int, default=8675)
-    parser.add_argument("--out", help="write the full result as JSON here")
-    args = parser.parse_args(argv)
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    import torch
-
-    torch.set_num_threads(int(os.environ.get("QUADRANT_TRAIN_THREADS", "2")))
-    result = measure(args.n, args.seed)
-    if args.out:
-        Path(args.out).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    result = measured(argv, __doc__, 8675, measure)
     print(table(result))
     print("\nDangerous among correct negatives / Ideal / not image-reliant, blank reference by threshold:\n")
     print(sweep_table(result))
