@@ -197,26 +197,30 @@ def reference_partners(rows: Sequence[ManifestRow], reliance: Reliance) -> dict[
             "give every row a yes/no label, or use --reference blank"
         )
     hash_of = image_hashes(rows)
-    candidates: dict[tuple[str, str], dict[str, ManifestRow]] = {}  # (population, label) -> hash -> first row
+    first_row: dict[tuple[str, str], dict[str, ManifestRow]] = {}  # (population, label) -> hash -> first row
     for row in sorted((r for r in rows if r.image in hash_of), key=lambda r: r.study_id):
-        candidates.setdefault((population(row), row.label), {}).setdefault(hash_of[row.image], row)
+        first_row.setdefault((population(row), row.label), {}).setdefault(hash_of[row.image], row)
+    ordered = {key: sorted(rows_by_hash) for key, rows_by_hash in first_row.items()}
+    rank = {key: {digest: i for i, digest in enumerate(hashes)} for key, hashes in ordered.items()}
     partners = {}
     for row in rows:
         if row.image not in hash_of:
             continue  # unreadable: the row fails on its own
-        own, label = hash_of[row.image], reliance.partner_label(row.label)
-        rank = sorted(candidates[(population(row), row.label)]).index(own)
-        pool = sorted(h for h in candidates.get((population(row), label), {}) if h != own)
-        if not pool:
+        own, wanted = hash_of[row.image], (population(row), reliance.partner_label(row.label))
+        pool = ordered.get(wanted, [])
+        skip = rank.get(wanted, {}).get(own)  # the row's own image, where it also carries the wanted label
+        size = len(pool) - (skip is not None)
+        if size == 0:
             raise OptionError(
-                f"--reference {mode}: no other study in the manifest is labelled {label!r} for "
-                f"{population(row)}, so {row.study_id} has none to be compared with; every question needs "
+                f"--reference {mode}: no other study in the manifest is labelled {wanted[1]!r} for {wanted[0]}, "
+                f"so {row.study_id} has none to be compared with; every question needs "
                 f"{'studies of both labels' if mode == 'opposite' else 'two studies of each label'} "
                 "(or use --reference blank)"
             )
-        chosen = pool[rank % len(pool)]
-        other = candidates[(population(row), label)][chosen]
-        partners[row.study_id] = Partner(other.image, chosen, other.study_id, label)
+        k = rank[(wanted[0], row.label)][own] % size
+        chosen = pool[k + (skip is not None and k >= skip)]  # the k-th of the pool without the own image
+        other = first_row[wanted][chosen]
+        partners[row.study_id] = Partner(other.image, chosen, other.study_id, wanted[1])
     return partners
 
 

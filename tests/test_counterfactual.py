@@ -75,6 +75,23 @@ def test_every_candidate_serves_about_as_many_rows(tmp_path, mode):
             assert mode == "opposite" or set(counts) == {1}, (finding, label, counts)
 
 
+def test_an_image_labelled_both_ways_is_never_its_own_partner(tmp_path):
+    """A manifest that labels one image both ways (two readers disagreeing) must still never compare a study with
+    its own image, under either reference."""
+    images = {name: write_png(tmp_path / f"{name}.png", seed=i) for i, name in enumerate("abcd")}
+    rows = [("a", "yes", "a1"), ("d", "yes", "d1"), ("b", "no", "b1"), ("c", "no", "c1"), ("a", "no", "a2"),
+            ("c", "yes", "c2")]
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("image,question,label,study_id\n" + "".join(
+        f"{images[image]},Is there a nodule?,{label},{study_id}\n" for image, label, study_id in rows))
+    read = read_manifest(manifest)
+    for mode in COUNTERFACTUALS:
+        partners = reference_partners(read, Reliance(reference=mode))
+        for row in read:
+            assert partners[row.study_id].sha256 != file_digest(row.image), (mode, row.study_id)
+            assert partners[row.study_id].label == Reliance(reference=mode).partner_label(row.label)
+
+
 def test_a_question_is_its_finding_else_its_wording(phantoms):
     row = read_manifest(phantoms)[0]
     assert population(row) == "finding 'cardiomegaly'"
