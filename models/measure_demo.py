@@ -23,7 +23,7 @@ import json
 import os
 import statistics
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from quadrant.reliance import quadrant, relative_shift
@@ -161,10 +161,12 @@ def table(result: dict, rules: Sequence[str]) -> str:
     return "\n".join(lines)
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def measured(argv, doc: str, seed: int, measure: Callable[[int, int], dict]) -> dict:
+    """The command line the demo measurements share: --n fresh studies, --seed, --out for the JSON; offline, on
+    the CPU threads training used. Returns what `measure(n, seed)` measured."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--n", type=int, default=60, help="fresh studies (each asked all five findings)")
-    parser.add_argument("--seed", type=int, default=31337)
+    parser.add_argument("--seed", type=int, default=seed)
     parser.add_argument("--out", help="write the full result as JSON here")
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -174,6 +176,11 @@ def main(argv=None) -> int:
     result = measure(args.n, args.seed)
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    return result
+
+
+def main(argv=None) -> int:
+    result = measured(argv, __doc__, 31337, measure)
     rules = ["flip", f"either@{OLD_DEFAULT:g}(none)"] + [f"content@{t:g}(blank)" for t in SWEEP]
     rules += ["content@0.25(white)", "content@0.25(noise)", "content@0.25(none)"]
     print(table(result, rules))

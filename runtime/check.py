@@ -28,6 +28,7 @@ from .paraphraser import LocalParaphraser
 from .paraphrases import Phrasing, check_k, paraphrase_plan, validate_question
 from .reliance import (
     Reliance,
+    counterfactual_shifts,
     flip_count,
     majority_reliant,
     margin_spread,
@@ -37,7 +38,7 @@ from .reliance import (
     shifts,
 )
 from .scope import DEFAULT_MODALITIES, DEFAULT_SCOPE, StudyScope, check_scope_options, require_scope
-from .verdict import PromptReading, TextOnlyReading, Verdict
+from .verdict import CounterfactualReading, PromptReading, TextOnlyReading, Verdict
 
 SCORING_MODES = ("logits", "generate")
 
@@ -71,6 +72,16 @@ class CheckOptions:
 
 
 @dataclass(frozen=True)
+class OtherStudy:
+    """Another study of the same labelled dataset, asked prompt 0 as the counterfactual reference
+    (`--reference opposite` or `same-label`); chosen by the evaluation (evaluate.reference_partners)."""
+
+    study: Study
+    study_id: str
+    label: str
+
+
+@dataclass(frozen=True)
 class CheckRequest:
     """One study and one question, as a dataset row or a command line gives them."""
 
@@ -81,6 +92,7 @@ class CheckRequest:
     study_id: str | None = None
     swap_image: Image.Image | None = None
     extra: dict | None = None  # manifest columns carried into the verdict (e.g. finding)
+    other_study: OtherStudy | None = None  # the counterfactual reference's study, with a counterfactual reference
 
 
 @dataclass
@@ -93,10 +105,11 @@ class _Prepared:
     ablated: list[ScoreRequest]
     ablation: str
     reference: list[ScoreRequest] | None  # None: the text-only pass already shows the reference image
+    counterfactual: list[ScoreRequest] | None = None  # the other labelled study's image, when the rule uses one
 
     @property
     def scored(self) -> list[ScoreRequest]:
-        return self.with_image + self.ablated + (self.reference or [])
+        return self.with_image + self.ablated + (self.reference or []) + (self.counterfactual or [])
 
 
 class Checker:
@@ -165,7 +178,9 @@ class Checker:
             if p.reference is not None:
                 reference = readings[offset : offset + len(p.reference)]
                 offset += len(p.reference)
-            verdicts.append(self._verdict(p, answers, ablated, reference))
+            counterfactual = readings[offset : offset + len(p.counterfactual or [])]
+            offset += len(counterfactual)
+            verdicts.append(self._verdict(p, answers, ablated, reference, counterfactual))
         evidence_ms = self._add_evidence(prepared, verdicts) if self.options.evidence else None
         total_ms = (time.perf_counter() - started) * 1000
         share = len(prepared) or 1
@@ -201,12 +216,17 @@ class Checker:
         if self.reference_mode != self.ablation:
             reference_image, key = self._reference_image(request.study)
             reference = [ScoreRequest(self._render(p.text, True), reference_image, key) for p in ablated_phrasings]
-        return _Prepared(request, scope, warnings, phrasings, with_image, ablated, self.ablation, reference)
+        counterfactual = None
+        if self.options.reliance.counterfactual:
+            other = _other_study(request, self.options.reliance)
+            counterfactual = [ScoreRequest(self._render(p.text, True), other.study.image) for p in ablated_phrasings]
+        return _Prepared(request, scope, warnings, phrasings, with_image, ablated, self.ablation, reference, counterfactual)
 
     @property
     def reference_mode(self) -> str:
-        """The content-free image the verdict compares with (the `content` rule's reference)."""
-        return self.options.reliance.reference
+        """The content-free image every verdict is also asked with (the `content` rule's reference unless the
+        rule compares with another labelled study)."""
+        return self.options.reliance.content_free
 
     def _reference_image(self, study: Study) -> tuple[Image.Image, str | None]:
         """The content-free image for a study, and its reuse key. Blank and white depend only on the study's
@@ -246,20 +266,22 @@ class Checker:
     # -- postprocess ---------------------------------------------------------------------------------
 
     def _verdict(self, p: _Prepared, answers: list[Answer], ablated: list[Answer],
-                 reference: list[Answer]) -> Verdict:
+                 reference: list[Answer], counterfactual: list[Answer]) -> Verdict:
         inverted = [ph.inverted for ph in p.phrasings]
         seen = oriented(answers, inverted)
         consistent = flip_count(seen) == 0
         reliance = self.options.reliance
-        if self.options.ablate_all:
-            reliant = majority_reliant(reliance, answers, ablated, reference)
-            flip_reliant = majority_reliant(Reliance("flip"), answers, ablated, reference)
-        else:
-            reliant = reliance.is_reliant(answers[0], ablated[0], reference[0])
-            flip_reliant = Reliance("flip").is_reliant(answers[0], ablated[0], reference[0])
+        reliant = self._reliant(reliance, answers, ablated, counterfactual or reference)
+        flip_reliant = self._reliant(Reliance("flip"), answers, ablated, reference)
         label = _check_label(p.request.label)
         first = answers[0]
         prompt_shifts = shifts(first, ablated[0], reference[0])
+        content_free_reliant, other = None, None
+        if counterfactual:  # the content-free image's judgement is kept beside, for reports to compare
+            content_free_reliant = self._reliant(replace(reliance, reference=reliance.content_free), answers,
+                                                 ablated, reference)
+            prompt_shifts.update(counterfactual_shifts(first, counterfactual[0]))
+            other = _counterfactual_readings(p, counterfactual, reliance.counterfactual)
         texts_only = _readings(p.phrasings, p.ablated, ablated, p.ablation)
         content_free = _readings(p.phrasings, p.reference or p.ablated, reference, self.reference_mode)
         return Verdict(
@@ -298,7 +320,16 @@ class Checker:
             shifts=prompt_shifts,
             scope=p.scope.to_json(self.options.scope, self.options.modalities),
             warnings=list(p.warnings),
+            counterfactual=other[0] if other else None,
+            counterfactual_all=other if other and self.options.ablate_all else None,
+            content_free_reliant=content_free_reliant,
         )
+
+    def _reliant(self, rule: Reliance, answers: list[Answer], ablated: list[Answer], reference: list[Answer]) -> bool:
+        """Whether the image moved the answer under `rule`: prompt 0's, or by majority with --ablate-all."""
+        if self.options.ablate_all:
+            return majority_reliant(rule, answers, ablated, reference)
+        return rule.is_reliant(answers[0], ablated[0], reference[0])
 
 
 def _readings(phrasings: Sequence[Phrasing], requests: Sequence[ScoreRequest], answers: Sequence[Answer],
@@ -310,6 +341,34 @@ def _readings(phrasings: Sequence[Phrasing], requests: Sequence[ScoreRequest], a
                         margin=a.margin, generated=a.generated)
         for ph, req, a in zip(phrasings[:len(requests)], requests, answers, strict=True)
     ]
+
+
+def _counterfactual_readings(p: _Prepared, answers: Sequence[Answer], mode: str) -> list[CounterfactualReading]:
+    """The other labelled study's readings, named by its study id, label and image hash."""
+    other = p.request.other_study
+    return [
+        CounterfactualReading(text=reading.text, ablation=mode, rendered=reading.rendered, answer=reading.answer,
+                              p_yes=reading.p_yes, margin=reading.margin, generated=reading.generated,
+                              image_sha256=other.study.sha256, study_id=other.study_id, label=other.label)
+        for reading in _readings(p.phrasings, p.counterfactual, answers, mode)
+    ]
+
+
+def _other_study(request: CheckRequest, reliance: Reliance) -> OtherStudy:
+    """The request's counterfactual study, checked: it exists, it is another image, its label is the one the
+    reference asks for. Only an evaluation with labels can supply one."""
+    mode, other = reliance.reference, request.other_study
+    if request.label is None or other is None:
+        raise OptionError(f"--reference {mode} compares each study with another study of a labelled dataset: it "
+                          "needs quadrant evaluate with a manifest that has labels (use --reference blank for a "
+                          "single study)")
+    if other.study.sha256 == request.study.sha256:
+        raise InputError(f"--reference {mode}: the study to compare with ({other.study_id}) has the same image")
+    wanted = reliance.partner_label(_check_label(request.label))
+    if _check_label(other.label) != wanted:
+        raise InputError(f"--reference {mode}: the study to compare with ({other.study_id}) is labelled "
+                         f"{other.label!r}, not {wanted!r}")
+    return other
 
 
 def _check_label(label: str | None) -> str | None:

@@ -17,11 +17,12 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .engines.base import Engine, Job, SwapImage
+from .engines.base import Engine, Job, Partner, SwapImage
 from .errors import OptionError
 from .fingerprint import file_digest
 from .manifest import ManifestRow, read_manifest
 from .metrics import summarize
+from .reliance import Reliance
 from .run_folder import RunFolder
 
 SAMPLES, ERRORS, SUMMARY = "samples.jsonl", "errors.jsonl", "summary.json"
@@ -108,12 +109,14 @@ def evaluate(
     if batch_size < 1:
         raise OptionError("--batch-size must be at least 1")
     rows = read_manifest(manifest)
-    swaps = swap_partners(rows) if engine.settings.options.ablation == "swap" else {}
+    options = engine.settings.options
+    swaps = swap_partners(rows) if options.ablation == "swap" else {}
+    partners = reference_partners(rows, options.reliance) if options.reliance.counterfactual else {}
     with RunFolder(out_dir) as folder, engine:
         folder.claim(engine.start(), SAMPLES)
         out = folder.path
         done = finished_ids(out)
-        jobs = [Job(r, swaps.get(r.study_id)) for r in rows if r.study_id not in done]
+        jobs = [Job(r, swaps.get(r.study_id), partners.get(r.study_id)) for r in rows if r.study_id not in done]
         completed = len(rows) - len(jobs)
         if progress:
             progress(completed, len(rows))
@@ -136,12 +139,7 @@ def swap_partners(rows: Sequence[ManifestRow]) -> dict[str, SwapImage]:
     depends only on the manifest: not on batches, engines or how often the run was resumed. Unreadable
     images are left out (their rows fail on their own).
     """
-    hash_of: dict[Path, str] = {}
-    for path in sorted({row.image for row in rows}):
-        try:
-            hash_of[path] = file_digest(path)
-        except OSError:
-            continue
+    hash_of = image_hashes(rows)
     path_of: dict[str, Path] = {}
     for path, digest in hash_of.items():  # sorted by path: the first path holding each image
         path_of.setdefault(digest, path)
@@ -157,6 +155,73 @@ def swap_partners(rows: Sequence[ManifestRow]) -> dict[str, SwapImage]:
         for row in rows
         if row.image in hash_of
     }
+
+
+def image_hashes(rows: Sequence[ManifestRow]) -> dict[Path, str]:
+    """Each readable image's sha256 (of the file's bytes, as a verdict's image.sha256), by path, sorted by path."""
+    hash_of: dict[Path, str] = {}
+    for path in sorted({row.image for row in rows}):
+        try:
+            hash_of[path] = file_digest(path)
+        except OSError:
+            continue
+    return hash_of
+
+
+def population(row: ManifestRow) -> str:
+    """Which rows share a label for a question: those of the same `finding` where the manifest has that column
+    (the dataset builders and the phantoms write it; a finding asked in several wordings is one population),
+    else those asking the same question, case and spacing aside."""
+    finding = str(row.extra.get("finding") or "").strip()
+    return f"finding {finding!r}" if finding else f"question {' '.join(row.question.lower().split())!r}"
+
+
+def reference_partners(rows: Sequence[ManifestRow], reliance: Reliance) -> dict[str, Partner]:
+    """study_id -> the study a counterfactual reference compares it with: another image of the manifest whose
+    label for the same question (see `population`) is the opposite of the row's (`--reference opposite`) or
+    the same (`same-label`).
+
+    Chosen by content, as `--ablation swap` chooses: the row's image's rank among its own label's distinct
+    image hashes (sorted) picks the candidate hash of the same rank, cyclically, from the other images of the
+    wanted label. So never the row's own image; every candidate serves about as many rows (one misread study
+    does not become every row's reference); and a function of the manifest alone, not of batches, engines or
+    resumes. The partner's id is the first study id (sorted) holding that image in the population. Raises
+    OptionError, before any model work, when a row has no label or a population has no candidate.
+    """
+    mode = reliance.reference
+    unlabelled = [row.study_id for row in rows if row.label is None]
+    if unlabelled:
+        raise OptionError(
+            f"--reference {mode} compares each study with another study whose label is known, but "
+            f"{len(unlabelled)} of {len(rows)} manifest rows have no label (first: {unlabelled[0]}); "
+            "give every row a yes/no label, or use --reference blank"
+        )
+    hash_of = image_hashes(rows)
+    first_row: dict[tuple[str, str], dict[str, ManifestRow]] = {}  # (population, label) -> hash -> first row
+    for row in sorted((r for r in rows if r.image in hash_of), key=lambda r: r.study_id):
+        first_row.setdefault((population(row), row.label), {}).setdefault(hash_of[row.image], row)
+    ordered = {key: sorted(rows_by_hash) for key, rows_by_hash in first_row.items()}
+    rank = {key: {digest: i for i, digest in enumerate(hashes)} for key, hashes in ordered.items()}
+    partners = {}
+    for row in rows:
+        if row.image not in hash_of:
+            continue  # unreadable: the row fails on its own
+        own, wanted = hash_of[row.image], (population(row), reliance.partner_label(row.label))
+        pool = ordered.get(wanted, [])
+        skip = rank.get(wanted, {}).get(own)  # the row's own image, where it also carries the wanted label
+        size = len(pool) - (skip is not None)
+        if size == 0:
+            raise OptionError(
+                f"--reference {mode}: no other study in the manifest is labelled {wanted[1]!r} for {wanted[0]}, "
+                f"so {row.study_id} has none to be compared with; every question needs "
+                f"{'studies of both labels' if mode == 'opposite' else 'two studies of each label'} "
+                "(or use --reference blank)"
+            )
+        k = rank[(wanted[0], row.label)][own] % size
+        chosen = pool[k + (skip is not None and k >= skip)]  # the k-th of the pool without the own image
+        other = first_row[wanted][chosen]
+        partners[row.study_id] = Partner(other.image, chosen, other.study_id, wanted[1])
+    return partners
 
 
 def _failed_ids(out_dir: Path) -> set[str]:

@@ -114,6 +114,11 @@ def summarize(verdicts: Sequence[dict], by: str | None = "finding") -> dict:
         "median_abs_margin_shift": _median([abs(v["margin_shift"]) for v in verdicts if v["margin_shift"] is not None]),
         "median_relative_content_shift": _median(relative_content_shifts(verdicts)),
     }
+    beside = kept_content_free(verdicts)
+    if beside:
+        summary.update(_beside(verdicts))
+    if labelled:
+        summary["by_label"] = by_label(labelled, beside)
     evidence = summarize_evidence(verdicts)
     if evidence is not None:
         summary["evidence"] = evidence
@@ -125,9 +130,48 @@ def summarize(verdicts: Sequence[dict], by: str | None = "finding") -> dict:
     return summary
 
 
-def relative_content_shifts(verdicts: Sequence[dict]) -> list[float]:
-    """Each verdict's relative content shift, where it has one (verdicts in generate mode have none)."""
-    shifts = [(v.get("shifts") or {}).get("relative_content") for v in verdicts]
+def kept_content_free(verdicts: Sequence[dict]) -> bool:
+    """Whether the run compared with another labelled study and kept the content-free image's judgement beside
+    (every verdict's content_free_reliant)."""
+    return bool(verdicts) and all(v.get("content_free_reliant") is not None for v in verdicts)
+
+
+def _beside(verdicts: Sequence[dict]) -> dict:
+    """The quadrant shares had the verdicts been judged against the content-free image, with their intervals."""
+    share, ci = fractions([quadrant(v["consistent"], v["content_free_reliant"]) for v in verdicts])
+    return {"fractions_content_free_reference": share, "fractions_content_free_reference_ci95": ci}
+
+
+def by_label(verdicts: Sequence[dict], beside: bool = False) -> dict:
+    """For each label (yes, no): n, accuracy, and the quadrant shares with their intervals, overall and among
+    the answers that were right and wrong. Among correct 'no' answers is where a content-free reference calls a
+    sound reader Dangerous, so a report shows it apart."""
+    groups = {}
+    for label in ("yes", "no"):
+        group = [v for v in verdicts if v.get("label") == label]
+        if group:
+            right = [v for v in group if v["correct"]]
+            groups[label] = {
+                "n": len(group),
+                "accuracy": len(right) / len(group),
+                "accuracy_ci95": wilson_interval(len(right), len(group)),
+                **_shares(group, beside),
+                "correct": {"n": len(right), **_shares(right, beside)},
+                "wrong": {"n": len(group) - len(right), **_shares([v for v in group if not v["correct"]], beside)},
+            }
+    return groups
+
+
+def _shares(verdicts: Sequence[dict], beside: bool) -> dict:
+    """The quadrant shares of some verdicts with their intervals, and the content-free reference's beside."""
+    share, ci = fractions([v["quadrant"] for v in verdicts])
+    return {"fractions": share, "fractions_ci95": ci, **(_beside(verdicts) if beside else {})}
+
+
+def relative_content_shifts(verdicts: Sequence[dict], key: str = "relative_content") -> list[float]:
+    """Each verdict's relative content shift (or, with key="relative_counterfactual", its shift against the
+    other labelled study), where it has one (verdicts in generate mode have none)."""
+    shifts = [(v.get("shifts") or {}).get(key) for v in verdicts]
     return [s for s in shifts if s is not None]
 
 

@@ -20,6 +20,14 @@ constant), and a threshold in raw logits turns a shortcut model Ideal when its h
 does not change when every logit is multiplied by a positive constant. A flip against the reference gives a
 ratio of at least 1, so every flip counts. The threshold (0.2) was chosen by measurement on the demo pair and
 on models built from it (a blind projector, heads scaled by 0.2 and 5): see the README.
+
+A content-free image shows no finding either, so a model that read a normal study and correctly saw nothing
+answers the blank image the same way: against it, an unmoved 'no' cannot tell looking from not looking. Where
+labels are known (an evaluation), the reference can instead be a real counterfactual: another study of the
+same dataset whose label for the question is the opposite (`opposite`), which a model that reads the image
+answers differently and one that does not answers the same. `same-label` (another study with the same label)
+is its control: there a reader's answer should not move. Both use the same ratio and threshold; the verdict
+then also keeps the blank image's judgement beside (content_free_reliant).
 """
 
 from __future__ import annotations
@@ -34,8 +42,11 @@ from .vocabulary import GRID_ROWS
 RULES = ("content", "flip")
 DEFAULT_RULE = "content"
 DEFAULT_THRESHOLD = 0.2
-#: content-free images the `content` rule compares with (ablation names, see ablation.py)
-REFERENCES = ("blank", "white", "noise")
+#: content-free images the `content` rule can compare with (ablation names, see ablation.py) ...
+CONTENT_FREE = ("blank", "white", "noise")
+#: ... and other studies of a labelled evaluation: the label opposite to this study's, or the same (a control)
+COUNTERFACTUALS = ("opposite", "same-label")
+REFERENCES = CONTENT_FREE + COUNTERFACTUALS
 DEFAULT_REFERENCE = "blank"
 
 
@@ -60,6 +71,24 @@ class Reliance:
             raise OptionError(f"the reliance threshold must be a number >= 0, got {self.threshold!r}")
         if self.reference not in REFERENCES:
             raise OptionError(f"unknown reference image {self.reference!r}; choose one of {', '.join(REFERENCES)}")
+        if self.rule == "flip" and self.counterfactual:
+            raise OptionError(f"--reference {self.reference} is the content rule's; the flip rule compares with the "
+                              "question asked without the image (use --reliance content)")
+
+    @property
+    def counterfactual(self) -> str | None:
+        """`opposite` or `same-label` when the rule compares with another labelled study, else None."""
+        return self.reference if self.reference in COUNTERFACTUALS else None
+
+    @property
+    def content_free(self) -> str:
+        """The content-free image every verdict is also asked with: the reference itself, or blank beside a
+        counterfactual (so a report can show the blank image's judgement next to it)."""
+        return DEFAULT_REFERENCE if self.counterfactual else self.reference
+
+    def partner_label(self, label: str) -> str:
+        """The label the counterfactual study must have, for a study labelled `label`."""
+        return {"yes": "no", "no": "yes"}[label] if self.reference == "opposite" else label
 
     def to_json(self) -> dict:
         return {"rule": self.rule, "threshold": self.threshold, "reference": self.reference}
@@ -82,6 +111,15 @@ def shifts(with_image: Answer, text_only: Answer, reference: Answer) -> dict[str
         "presence": None if r is None or t is None else r - t,
         "content": None if m is None or r is None else m - r,
         "relative_content": None if m is None or r is None else relative_shift(m, r),
+    }
+
+
+def counterfactual_shifts(with_image: Answer, other_study: Answer) -> dict[str, float | None]:
+    """Prompt 0's shift from another labelled study's image to this one's (with a counterfactual reference)."""
+    m, c = with_image.margin, other_study.margin
+    return {
+        "counterfactual": None if m is None or c is None else m - c,
+        "relative_counterfactual": None if m is None or c is None else relative_shift(m, c),
     }
 
 

@@ -37,6 +37,15 @@ class TextOnlyReading:
 
 
 @dataclass(frozen=True)
+class CounterfactualReading(TextOnlyReading):
+    """Prompt 0 asked with another labelled study's image (`--reference opposite` or `same-label`, in
+    `ablation`): which study, its label, and its image's hash (`image_sha256`)."""
+
+    study_id: str | None = None
+    label: str | None = None
+
+
+@dataclass(frozen=True)
 class Verdict:
     quadrant: str
     consistent: bool
@@ -71,6 +80,11 @@ class Verdict:
     scope: dict | None = None
     #: one-line notes every surface shows beside the verdict (a spelling corrected, a scope not verified)
     warnings: list[str] | None = None
+    #: with a counterfactual reference: prompt 0 (every phrasing's with ablate-all) asked with the other study's
+    #: image, and the content-free image's judgement kept beside the counterfactual one
+    counterfactual: CounterfactualReading | None = None
+    counterfactual_all: list[CounterfactualReading] | None = None
+    content_free_reliant: bool | None = None
 
     @property
     def in_scope(self) -> bool:
@@ -81,7 +95,9 @@ class Verdict:
 
     def to_json(self) -> dict:
         data = {"schema_version": SCHEMA_VERSION, **asdict(self)}
-        for key in ("text_only_all", "content_free_all", "evidence", "scope", "warnings"):  # optional: absent, not null
+        optional = ("text_only_all", "content_free_all", "evidence", "scope", "warnings", "counterfactual",
+                    "counterfactual_all", "content_free_reliant")
+        for key in optional:  # optional parts: absent, not null
             if data[key] is None:
                 del data[key]
         if not data["extra"]:
@@ -100,4 +116,8 @@ class Verdict:
                 data[key] = [TextOnlyReading(**t) for t in data[key]]
         if data.get("content_free") is not None:
             data["content_free"] = TextOnlyReading(**data["content_free"])
+        if data.get("counterfactual") is not None:
+            data["counterfactual"] = CounterfactualReading(**data["counterfactual"])
+        if data.get("counterfactual_all") is not None:
+            data["counterfactual_all"] = [CounterfactualReading(**c) for c in data["counterfactual_all"]]
         return cls(**data)

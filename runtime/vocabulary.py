@@ -13,6 +13,10 @@ Three rules hold every sentence here to what was measured:
 - A 'no' judged against a content-free image carries its caveat: a blank image shows no finding either, so a
   model that read the film and saw nothing answers both the same way. Only a labelled evaluation, comparing
   with a study whose answer is the opposite, can tell the two apart.
+
+A run compared with another study of the same label (`same-label`) is a control, and says so: there a model
+that reads the film is expected *not* to move, so its quadrants are read beside an `opposite` run, never as
+advice on an answer.
 """
 
 from __future__ import annotations
@@ -57,14 +61,24 @@ REFERENCES = {
     "blank": "a blank mid-gray image of the same size",
     "white": "a blank white image of the same size",
     "noise": "an image of random noise of the same size",
+    "opposite": "another study of this dataset whose label is the opposite",
+    "same-label": "another study of this dataset with the same label",
 }
 #: ... and what the flip rule compares with
 WITHOUT_IMAGE = "the same question asked without the image"
 #: references that show no finding, so an unmoved 'no' against them is ambiguous
-CONTENT_FREE = frozenset(REFERENCES)
+CONTENT_FREE = frozenset({"blank", "white", "noise"})
 
 NO_CAVEAT = ("A content-free image shows no finding either, so this cannot tell a model that looked and saw "
              "nothing from one that did not look; an evaluation with labels can (--reference opposite).")
+#: the same caution for a whole run judged against a content-free image
+DATASET_NO_CAVEAT = ("A content-free image shows no finding either, so a correct 'no' from a model that looked and "
+                     "saw nothing counts as Dangerous just as one from a model that did not look; an evaluation "
+                     "with labels can tell them apart (--reference opposite).")
+#: a same-label reference is a control: a reader's answer is expected not to move
+CONTROL_NOTE = ("This is a control: a model that reads the film answers another study with the same label the "
+                "same way, so an unmoved answer is expected here; read it beside --reference opposite.")
+CONTROL_ADVICE = "Read this as a control beside a run with --reference opposite, not as advice on this answer."
 
 NOT_FOR_DIAGNOSIS = "Not for diagnostic use. Quadrant checks a model's behaviour; it does not make a diagnosis."
 
@@ -81,12 +95,28 @@ def answer_line(verdict: Verdict) -> str:
     return f"The model answered \u201c{verdict.answer}\u201d to \u201c{verdict.question}\u201d."
 
 
-def compared_with(verdict: Verdict) -> str:
-    """What the study was compared with to judge image reliance, under the verdict's rule."""
-    rule = verdict.reliance
-    if rule.get("rule") == "flip":
+def reference_name(reliance: dict) -> str:
+    """What a rule compares a study with, in general (a run's report names no single other study)."""
+    if reliance.get("rule") == "flip":
         return WITHOUT_IMAGE
-    return REFERENCES.get(rule.get("reference"), f"the {rule.get('reference')} reference")
+    return REFERENCES.get(reliance.get("reference"), f"the {reliance.get('reference')} reference")
+
+
+def compared_with(verdict: Verdict) -> str:
+    """What the study was compared with to judge image reliance, under the verdict's rule; another labelled
+    study is named by its id."""
+    other = verdict.counterfactual
+    name = reference_name(verdict.reliance)
+    return name if other is None or verdict.reliance.get("rule") == "flip" else f"{name} ({other.study_id})"
+
+
+def dataset_note(reliance: dict) -> str | None:
+    """The one caution a run's report needs about what its comparison can tell, if any."""
+    if reliance.get("rule") == "flip":
+        return None
+    if reliance.get("reference") in CONTENT_FREE:
+        return DATASET_NO_CAVEAT
+    return CONTROL_NOTE if reliance.get("reference") == "same-label" else None
 
 
 def meaning(verdict: Verdict) -> str:
@@ -104,7 +134,14 @@ def meaning(verdict: Verdict) -> str:
         text = f"{_disagreeing(verdict).capitalize()}, and {unmoved}."
     if needs_no_caveat(verdict):
         text += " " + NO_CAVEAT
+    if is_control(verdict.reliance):
+        text += " " + CONTROL_NOTE
     return text
+
+
+def is_control(reliance: dict) -> bool:
+    """A same-label reference: its quadrants are a control, not a judgement of the answer."""
+    return reliance.get("rule") != "flip" and reliance.get("reference") == "same-label"
 
 
 def needs_no_caveat(verdict: Verdict) -> bool:
@@ -122,14 +159,18 @@ def decided_by(verdict: Verdict) -> str:
         return (f"Decided by asking the question with and without the image: \u201c{first.answer}\u201d with it, "
                 f"\u201c{t.answer}\u201d without it, so removing the image {changed} the answer (this rule counts "
                 "only a changed answer).")
-    reference, r = compared_with(verdict), verdict.content_free
-    relative = (verdict.shifts or {}).get("relative_content")
+    reference = compared_with(verdict)
+    shifts = verdict.shifts or {}
+    if verdict.counterfactual is not None:
+        r, relative, other = verdict.counterfactual, shifts.get("relative_counterfactual"), "the other study"
+    else:
+        r, relative, other = verdict.content_free, shifts.get("relative_content"), "the reference"
     if r is None or relative is None or first.p_yes is None or r.p_yes is None:
         answer = "-" if r is None else r.answer
         return (f"Decided by comparing the study with {reference}: \u201c{first.answer}\u201d with the study, "
-                f"\u201c{answer}\u201d with the reference.")
+                f"\u201c{answer}\u201d with {other}.")
     figures = (f"Decided by comparing the study with {reference}: the chance of \u201cyes\u201d was {first.p_yes:.2f} "
-               f"with the study and {r.p_yes:.2f} with the reference")
+               f"with the study and {r.p_yes:.2f} with {other}")
     if r.answer != first.answer:
         return f"{figures}, so the study's image turned the answer round (a flip always counts)."
     threshold = verdict.reliance.get("threshold", 0)
@@ -147,7 +188,9 @@ def without_image(verdict: Verdict) -> str:
 
 
 def advice(verdict: Verdict) -> str:
-    return ADVICE[verdict.quadrant] if verdict.in_scope else OUT_OF_SCOPE_ADVICE
+    if not verdict.in_scope:
+        return OUT_OF_SCOPE_ADVICE
+    return CONTROL_ADVICE if is_control(verdict.reliance) else ADVICE[verdict.quadrant]
 
 
 def tone(quadrant: str) -> str:

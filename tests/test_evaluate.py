@@ -64,7 +64,8 @@ def test_evaluate_writes_samples_summary_report_and_plots(tmp_path, tiny_model, 
     assert summary["flip_rate"] == pytest.approx(sum(not r["consistent"] for r in rows) / 5)
     assert set(summary["by_finding"]) == {"effusion", "heart", "ptx"}
     assert "fractions_flip_rule" in summary
-    for name in ("report.md", "quadrants.png", "margin_shift.png"):
+    assert set(summary["by_label"]) == {"yes", "no"}
+    for name in ("report.md", "quadrants.png", "margin_shift.png", "quadrants_by_label.png", "entropy_by_quadrant.png"):
         assert (out / name).stat().st_size > 0
 
 

@@ -69,6 +69,28 @@ def test_ray_and_local_engines_write_the_same_samples(tmp_path, manifest, ray_ad
     assert by_id(distributed) == b
 
 
+def test_the_counterfactual_study_is_the_same_on_both_engines(tmp_path, manifest, ray_address):
+    """--reference opposite: each row is compared with the same other study, by id and image hash, with the same
+    margins, whatever the engine and batch size (cardiomegaly is left out: all four studies have it)."""
+    with open(manifest, newline="") as handle:
+        rows = [row for row in csv.DictReader(handle) if row["finding"] != "cardiomegaly"]
+    both = manifest.with_name("both-labels.csv")
+    with open(both, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    base = ["evaluate", "--manifest", str(both), "--quiet", "--reference", "opposite"]
+    assert main(base + ["--out", str(tmp_path / "local"), "--batch-size", "5"]) == 0
+    assert main(base + ["--out", str(tmp_path / "ray"), "--engine", "ray", "--workers", "1", "--batch-size", "3"]) == 0
+    local, distributed = by_id(tmp_path / "local"), by_id(tmp_path / "ray")
+    assert len(local) == 16 and set(local) == set(distributed)
+    for study_id, verdict in local.items():
+        mine, theirs = verdict["counterfactual"], distributed[study_id]["counterfactual"]
+        assert (theirs["study_id"], theirs["image_sha256"]) == (mine["study_id"], mine["image_sha256"])
+        assert theirs["margin"] == pytest.approx(mine["margin"], abs=1e-5)
+        assert distributed[study_id]["quadrant"] == verdict["quadrant"]
+
+
 def test_killed_ray_run_resumes_without_loss_or_duplication(tmp_path, manifest, ray_address):
     out = tmp_path / "run"
     command = [QUADRANT, "evaluate", "--manifest", str(manifest), "--out", str(out), "--quiet", "--engine", "ray",

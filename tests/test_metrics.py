@@ -279,6 +279,62 @@ def test_summary_of_one_and_of_all_dangerous_by_hand():
     assert seven["per_quadrant"]["Dangerous"]["mean_entropy"] == pytest.approx(0.04)
 
 
+# -- by label and correctness, and the content-free judgement kept beside a counterfactual run ------------------
+
+
+def labelled(quadrant: str, label: str | None, correct: bool | None, blank_reliant: bool) -> dict:
+    """A verdict of a counterfactual run: its quadrant, its label, and what the blank image would have said."""
+    v = verdict(quadrant, correct=correct)
+    answer = None if label is None else (label if correct else {"yes": "no", "no": "yes"}[label])
+    return {**v, "label": label, "answer": answer or "no", "content_free_reliant": blank_reliant,
+            "reliance": {"rule": "content", "threshold": 0.2, "reference": "opposite"}}
+
+
+def counterfactual_run() -> list[dict]:
+    """19 verdicts. Correct 'no' (10): Ideal 7 (3 of them not moved by the blank image), Fragile 1, Dangerous 2.
+    Wrong 'no' (2): Fragile 1 (not moved by the blank: Worst there), Dangerous 1. Correct 'yes' (6): Ideal 5,
+    Dangerous 1, the blank agreeing. One unlabelled Worst."""
+    rows = [labelled("Ideal", "no", True, i < 4) for i in range(7)]
+    rows += [labelled("Fragile", "no", True, True)] + [labelled("Dangerous", "no", True, False)] * 2
+    rows += [labelled("Fragile", "no", False, False), labelled("Dangerous", "no", False, False)]
+    rows += [labelled("Ideal", "yes", True, True)] * 5 + [labelled("Dangerous", "yes", True, False)]
+    return rows + [labelled("Worst", None, None, False)]
+
+
+def test_by_label_by_hand():
+    summary = summarize(counterfactual_run())
+    no, yes = summary["by_label"]["no"], summary["by_label"]["yes"]
+    assert set(summary["by_label"]) == {"yes", "no"}  # the unlabelled one belongs to neither
+    assert no["n"] == 12 and no["accuracy"] == pytest.approx(10 / 12)
+    assert no["accuracy_ci95"] == pytest.approx(scipy_wilson(10, 12), abs=1e-9)
+    assert no["fractions"] == pytest.approx({"Ideal": 7 / 12, "Fragile": 2 / 12, "Dangerous": 3 / 12, "Worst": 0})
+    correct, wrong = no["correct"], no["wrong"]
+    assert correct["n"] == 10 and wrong["n"] == 2
+    assert correct["fractions"] == pytest.approx({"Ideal": 0.7, "Fragile": 0.1, "Dangerous": 0.2, "Worst": 0.0})
+    assert correct["fractions_ci95"]["Dangerous"] == pytest.approx(scipy_wilson(2, 10), abs=1e-9)
+    # against the blank image the three unmoved Ideal answers are Dangerous: 5 of the 10 correct 'no'
+    assert correct["fractions_content_free_reference"] == pytest.approx(
+        {"Ideal": 0.4, "Fragile": 0.1, "Dangerous": 0.5, "Worst": 0.0})
+    assert correct["fractions_content_free_reference_ci95"]["Dangerous"] == pytest.approx(scipy_wilson(5, 10))
+    assert wrong["fractions"] == pytest.approx({"Ideal": 0, "Fragile": 0.5, "Dangerous": 0.5, "Worst": 0})
+    assert wrong["fractions_content_free_reference"] == pytest.approx(
+        {"Ideal": 0, "Fragile": 0, "Dangerous": 0.5, "Worst": 0.5})
+    assert yes["n"] == 6 and yes["accuracy"] == 1.0 and yes["correct"]["fractions"]["Dangerous"] == pytest.approx(1 / 6)
+    assert yes["wrong"] == {"n": 0, **{key: dict.fromkeys(QUADRANTS) for key in (
+        "fractions", "fractions_ci95", "fractions_content_free_reference", "fractions_content_free_reference_ci95")}}
+    # the whole run against the blank image: 19 verdicts, Dangerous 5 + 1 + 1 = 7
+    assert summary["fractions_content_free_reference"]["Dangerous"] == pytest.approx(7 / 19)
+    assert summary["fractions_content_free_reference_ci95"]["Worst"] == pytest.approx(scipy_wilson(2, 19))
+
+
+def test_a_run_without_a_counterfactual_has_no_beside_figures():
+    plain = [{k: v for k, v in row.items() if k != "content_free_reliant"} for row in counterfactual_run()]
+    summary = summarize(plain)
+    assert "fractions_content_free_reference" not in summary
+    assert set(summary["by_label"]["no"]["correct"]) == {"n", "fractions", "fractions_ci95"}
+    assert "by_label" not in summarize(dataset_all_dangerous()[:0] + [labelled("Worst", None, None, False)])
+
+
 # -- summary.json of a real evaluation whose quadrants are known by construction -------------------------------
 
 # The toy reader (tests/toy_reader.py): a bright study is answered yes with the image and no without it
@@ -387,3 +443,23 @@ def test_compare_by_hand_and_on_the_command_line(tmp_path, capsys):
             "95% CI -0.70 to +1.00") in text
     rows = [line for line in text.splitlines() if line.startswith("| ") and "config1" in line]
     assert rows and "| 20.0% |" in rows[0] and "| 30.0% |" in rows[0]  # flip rate, Dangerous
+
+
+def test_compare_names_each_runs_reference_and_its_correct_negatives(tmp_path, capsys):
+    from quadrant import vocabulary
+
+    dirs = write_configs(tmp_path, [(0.1, 0.1), (0.1, 0.05), (0.1, 0.4), (0.2, 0.3)])
+    runs = {"blank": (0.18, 150), "opposite": (0.02, 150), "same-label": (0.45, 150)}
+    for folder, (reference, (dangerous, n)) in zip(dirs, runs.items(), strict=False):
+        summary = json.loads(Path(folder, "summary.json").read_text())
+        summary["reliance"] = {"rule": "content", "threshold": 0.2, "reference": reference}
+        summary["by_label"] = {"no": {"correct": {"n": n, "fractions": {"Dangerous": dangerous}}}}
+        Path(folder, "summary.json").write_text(json.dumps(summary))
+    assert main(["compare", *dirs]) == 0  # the fourth is a run from before references were recorded
+    text = capsys.readouterr().out
+    rows = [line for line in text.splitlines() if line.startswith("| ") and "/config" in line]
+    assert "| blank |" in rows[0] and "| 18.0% of 150 |" in rows[0]
+    assert "| opposite |" in rows[1] and "| 2.0% of 150 |" in rows[1]
+    assert "| same-label (control) |" in rows[2] and "| 45.0% of 150 |" in rows[2]
+    assert "| - |" in rows[3] and "| n/a |" in rows[3]
+    assert text.count(vocabulary.DATASET_NO_CAVEAT) == 1 and text.count(vocabulary.CONTROL_NOTE) == 1

@@ -8,11 +8,11 @@ import re
 import pytest
 
 from quadrant import vocabulary
-from quadrant.check import Checker, CheckOptions
+from quadrant.check import Checker, CheckOptions, CheckRequest, OtherStudy
 from quadrant.images import load_study
 from quadrant.loading import ModelSpec, load_model
 from quadrant.models.presets import MODELS_DIR
-from quadrant.reliance import Reliance, quadrant
+from quadrant.reliance import CONTENT_FREE, REFERENCES, Reliance, quadrant
 
 SAMPLES = MODELS_DIR / "samples"
 #: the demo pair's verdicts on its sample studies (models/samples/README.md)
@@ -104,3 +104,70 @@ def test_a_study_out_of_scope_is_never_a_plain_or_green_quadrant(checkers):
     assert vocabulary.title(v).startswith("Out of scope, research only: ")
     assert vocabulary.verdict_tone(v) == "grey" != vocabulary.tone(v.quadrant)
     assert vocabulary.advice(v) == vocabulary.OUT_OF_SCOPE_ADVICE
+
+
+# -- a study compared with another labelled study (the issue's example: a correct 'no' on a normal heart) --------
+
+
+@pytest.fixture(scope="module")
+def against_studies(checkers):
+    """consolidation.png asked "Is there cardiomegaly?" (label no): against a study with cardiomegaly (opposite)
+    and against the normal study (same-label), by the reader and by the shortcut."""
+    study = load_study(SAMPLES / "consolidation.png")
+    others = {"opposite": OtherStudy(load_study(SAMPLES / "cardiomegaly-effusion.png"), "cardiomegaly-effusion", "yes"),
+              "same-label": OtherStudy(load_study(SAMPLES / "normal.png"), "normal", "no")}
+    verdicts = {}
+    for model, checker in checkers.items():
+        for mode, other in others.items():
+            judge = Checker(checker.loaded, options=CheckOptions(reliance=Reliance(reference=mode)))
+            request = CheckRequest(study, "Is there cardiomegaly?", label="no", other_study=other)
+            (verdicts[(model, mode)],) = judge.check_many([request])
+    return verdicts
+
+
+def test_every_reference_has_words_and_the_caveat_points_at_one_that_exists():
+    assert set(vocabulary.REFERENCES) == set(REFERENCES)
+    assert vocabulary.CONTENT_FREE == set(CONTENT_FREE)
+    assert "--reference opposite" in vocabulary.NO_CAVEAT and "opposite" in REFERENCES
+    assert "--reference opposite" in vocabulary.DATASET_NO_CAVEAT
+
+
+def test_a_correct_no_against_an_opposite_study_is_judged_by_it_and_has_no_caveat(verdicts, against_studies):
+    blank, v = verdicts["dangerous-no"], against_studies[("demo", "opposite")]
+    assert blank.quadrant == "Dangerous" and v.answer == blank.answer == "no" and v.correct
+    assert v.quadrant == "Ideal" and v.content_free_reliant is False  # the blank image's call, kept beside
+    other = "another study of this dataset whose label is the opposite (cardiomegaly-effusion)"
+    assert vocabulary.compared_with(v) == other
+    assert vocabulary.meaning(v) == f"Every phrasing gave the same answer, and the study's image moved it, compared with {other}."
+    assert vocabulary.decided_by(v) == (
+        f"Decided by comparing the study with {other}: the chance of \u201cyes\u201d was {v.prompts[0].p_yes:.2f} "
+        f"with the study and {v.counterfactual.p_yes:.2f} with the other study, so the study's image turned the "
+        "answer round (a flip always counts).")
+    assert vocabulary.advice(v) == vocabulary.ADVICE["Ideal"]
+
+
+def test_a_shortcut_unmoved_by_an_opposite_study_is_dangerous_without_the_excuse(against_studies):
+    v = against_studies[("demo-shortcut", "opposite")]
+    assert v.quadrant == "Dangerous" and v.answer == "no" and not vocabulary.needs_no_caveat(v)
+    text = vocabulary.meaning(v)
+    assert text.endswith("but the study's image did not move it, compared with another study of this dataset whose "
+                         "label is the opposite (cardiomegaly-effusion).")
+    assert vocabulary.NO_CAVEAT not in text and not re.search(r"without looking|did not look|text alone", text)
+    relative = v.shifts["relative_counterfactual"]
+    assert f"by {relative:.0%} of its size, less than the 20%" in vocabulary.decided_by(v)
+
+
+def test_a_same_label_run_says_it_is_a_control(against_studies):
+    for model in ("demo", "demo-shortcut"):
+        v = against_studies[(model, "same-label")]
+        assert vocabulary.meaning(v).endswith(vocabulary.CONTROL_NOTE)
+        assert vocabulary.advice(v) == vocabulary.CONTROL_ADVICE
+        assert "another study of this dataset with the same label (normal)" in vocabulary.meaning(v)
+
+
+def test_a_run_level_note_for_each_comparison():
+    assert vocabulary.dataset_note({"rule": "content", "reference": "blank"}) == vocabulary.DATASET_NO_CAVEAT
+    assert vocabulary.dataset_note({"rule": "content", "reference": "opposite"}) is None
+    assert vocabulary.dataset_note({"rule": "content", "reference": "same-label"}) == vocabulary.CONTROL_NOTE
+    assert vocabulary.dataset_note({"rule": "flip", "reference": "blank"}) is None
+    assert vocabulary.reference_name({"rule": "flip", "reference": "blank"}) == vocabulary.WITHOUT_IMAGE

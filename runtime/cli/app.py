@@ -15,7 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from ..errors import OptionError, require
-from .options import add_model_options, choose_backend, evidence_options, spec_and_options
+from .options import add_model_options, choose_backend, evidence_options, single_study, spec_and_options
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -48,6 +48,7 @@ def run(args: argparse.Namespace) -> int:
     if args.hash_password is not None:
         return _print_hash(args.hash_password)
     _check_numbers(args)
+    single_study(args)
     from quadrant.app.server import check_port_free
 
     check_port_free(args.host, args.port)

@@ -8,7 +8,7 @@ import sys
 
 from ..images import load_study
 from ..paraphrases import paraphrase_plan, parse_paraphrase_text, read_paraphrase_file, validate_question
-from .options import add_model_options, build_checker
+from .options import add_model_options, build_checker, single_study
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -29,6 +29,7 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     validate_question(args.question)  # bad input fails before the model loads
+    single_study(args)
     study = load_study(args.image, frame=args.frame)
     paraphrases = parse_paraphrase_text("\n".join(args.paraphrase))
     if args.paraphrases:

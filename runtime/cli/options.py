@@ -11,7 +11,15 @@ from ..errors import OptionError
 from ..evidence import DEFAULT_FILL, DEFAULT_GRID, FILLS, EvidenceOptions
 from ..loading import DEVICES, DTYPES, ModelSpec, load_model
 from ..paraphrases import DEFAULT_K, MIN_K, check_k
-from ..reliance import DEFAULT_REFERENCE, DEFAULT_RULE, DEFAULT_THRESHOLD, REFERENCES, RULES, Reliance
+from ..reliance import (
+    COUNTERFACTUALS,
+    DEFAULT_REFERENCE,
+    DEFAULT_RULE,
+    DEFAULT_THRESHOLD,
+    REFERENCES,
+    RULES,
+    Reliance,
+)
 from ..scope import DEFAULT_MODALITIES, DEFAULT_SCOPE, MIN_SIDE, SCOPES, check_scope_options
 
 
@@ -34,7 +42,9 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
                        help="the content rule's threshold on the relative content shift |m_image - m_reference| / "
                        f"max(|m_image|, |m_reference|) (default: {DEFAULT_THRESHOLD})")
     group.add_argument("--reference", default=DEFAULT_REFERENCE, choices=REFERENCES,
-                       help=f"the content-free image the content rule compares with (default: {DEFAULT_REFERENCE})")
+                       help="what the content rule compares the study with: a content-free image of its size "
+                       f"(blank, white, noise; default: {DEFAULT_REFERENCE}), or, in an evaluation with labels, "
+                       "another study whose label is the opposite (opposite) or the same (same-label, a control)")
     group.add_argument("--scoring", default=None, choices=SCORING_MODES,
                        help="logits: read yes/no off the first answer token; generate: generate and parse "
                        "(default: the preset's, logits for most)")
@@ -72,6 +82,15 @@ def reliance(args: argparse.Namespace) -> Reliance:
                           "or use --reliance content)")
     threshold = DEFAULT_THRESHOLD if args.threshold is None else args.threshold
     return Reliance(args.reliance, threshold, args.reference)
+
+
+def single_study(args: argparse.Namespace) -> None:
+    """Refuse what only an evaluation can do, before a model loads: a command that checks one study at a time
+    (check, app) has no other labelled study to compare with."""
+    if args.reference in COUNTERFACTUALS:
+        raise OptionError(f"--reference {args.reference} compares a study with another labelled study of a "
+                          "dataset: it needs quadrant evaluate with a manifest that has labels; for one study "
+                          "use --reference blank, white or noise")
 
 
 def evidence_options(args: argparse.Namespace) -> EvidenceOptions | None:

@@ -6,11 +6,11 @@ from __future__ import annotations
 import importlib
 
 from ..errors import OptionError
-from .base import BatchResult, Engine, Job, Settings, SwapImage, check_jobs
+from .base import BatchResult, Engine, Job, Partner, Settings, SwapImage, check_jobs
 
 ENGINES = {"local": "local:LocalEngine", "ray": "ray:RayEngine"}
 
-__all__ = ["ENGINES", "BatchResult", "Engine", "Job", "Settings", "SwapImage", "check_jobs", "make_engine"]
+__all__ = ["ENGINES", "BatchResult", "Engine", "Job", "Partner", "Settings", "SwapImage", "check_jobs", "make_engine"]
 
 
 def make_engine(name: str, settings: Settings, **engine_options) -> Engine:

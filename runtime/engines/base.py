@@ -29,11 +29,23 @@ class SwapImage(NamedTuple):
     sha256: str
 
 
+class Partner(NamedTuple):
+    """Another study of the manifest for a counterfactual reference (`--reference opposite` or `same-label`):
+    its image, named by content, its study id and its label for the question."""
+
+    path: Path
+    sha256: str
+    study_id: str
+    label: str
+
+
 class Job(NamedTuple):
-    """One manifest row to check, with its swap image when the ablation is `swap`."""
+    """One manifest row to check, with its swap image when the ablation is `swap`, and the study it is compared
+    with when the reference is another labelled study."""
 
     row: ManifestRow
     swap: SwapImage | None = None
+    partner: Partner | None = None
 
 
 class BatchResult(NamedTuple):
@@ -124,14 +136,15 @@ def _with_pointing(record: dict, mask) -> dict:
 
 
 def _request(checker: Checker, job: Job) -> CheckRequest:
-    from ..check import CheckRequest
+    from ..check import CheckRequest, OtherStudy
     from ..images import load_study
 
-    row = job.row
+    row, partner = job.row, job.partner
     swap = load_study(job.swap.path).image if job.swap is not None else None
+    other = None if partner is None else OtherStudy(load_study(partner.path), partner.study_id, partner.label)
     return CheckRequest(
         study=load_study(row.image, frame=row.frame), question=row.question, paraphrases=row.paraphrases, label=row.label,
-        study_id=row.study_id, swap_image=swap, extra=row.extra,
+        study_id=row.study_id, swap_image=swap, extra=row.extra, other_study=other,
     )
 
 
