@@ -93,3 +93,43 @@ def test_the_text_only_answer_is_a_fact_of_its_own(verdicts):
     v = verdicts["dangerous-no"]
     assert vocabulary.without_image(v) == (f"Asked with no image at all, the model answers \u201c{v.text_only.answer}"
                                            f"\u201d (chance of \u201cyes\u201d {v.text_only.p_yes:.2f}).")
+
+
+def test_what_was_judged_is_named_by_facts_never_by_an_identifier(verdicts):
+    v = verdicts["dangerous-yes"]
+    fingerprint = v.model["fingerprint"].removeprefix("sha256:")
+    assert vocabulary.model_version(v.model) == fingerprint[:12]
+    assert vocabulary.model_line(v.model) == f"demo-shortcut, version {fingerprint[:12]}"
+    assert vocabulary.model_version({"name": "x"}) == "unknown"
+    assert vocabulary.study_line(v.image, "2026-12-03 10:00:00 UTC") == (
+        f"PNG, 256 x 256 pixels, image hash {v.image['sha256'][:12]}, uploaded 2026-12-03 10:00:00 UTC")
+
+
+def test_rows_and_comparisons_in_the_readers_words(verdicts):
+    assert [vocabulary.as_question_reads(a, inv) for a, inv in
+            (("yes", True), ("no", True), ("yes", False), ("unclear", True))] == ["no", "yes", "yes", "unclear"]
+    v = verdicts["dangerous-no"]
+    assert vocabulary.asked(v.text_only) == "with no image at all"
+    assert vocabulary.asked(v.content_free) == "with a blank mid-gray image of the same size"
+    assert vocabulary.deciding(v) == "content_free"
+    assert vocabulary.evidence_legend("no") == ("supports the answer \u201cno\u201d", "argues against it")
+    assert vocabulary.evidence_key("no").startswith("Red cells support the answer \u201cno\u201d")
+
+
+def test_a_verdict_out_of_scope_is_never_worded_as_a_quadrant(verdicts):
+    from dataclasses import dataclass, fields
+
+    from quadrant.verdict import Verdict
+
+    @dataclass(frozen=True)
+    class Scoped(Verdict):  # the scope field the core adds to Verdict
+        scope: dict | None = None
+
+    v = verdicts["ideal-yes"]
+    out = Scoped(**{f.name: getattr(v, f.name) for f in fields(v)},
+                 scope={"in_scope": False, "reasons": ["a CT study, not a chest radiograph"]})
+    assert vocabulary.research_only(out) and not vocabulary.research_only(v)
+    assert vocabulary.title(out) == vocabulary.OUT_OF_SCOPE and "Ideal" not in vocabulary.title(out)
+    assert vocabulary.verdict_tone(out) == "grey" and vocabulary.verdict_tone(v) == "green"
+    assert vocabulary.advice(out) == vocabulary.OUT_OF_SCOPE_ADVICE
+    assert "(a CT study, not a chest radiograph)" in vocabulary.scope_line(out)
