@@ -40,7 +40,7 @@ log = logging.getLogger("quadrant.app")
 
 APP_DIR = Path(__file__).resolve().parent
 #: the printable report's styles: the page's own, then the print layout
-REPORT_CSS = (APP_DIR / "quadrant.css").read_text(encoding="utf-8") + (APP_DIR / "report.css").read_text(encoding="utf-8")
+REPORT_CSS = "".join((APP_DIR / name).read_text(encoding="utf-8") for name in ("quadrant.css", "report.css"))
 
 #: the ablations a single upload can use (`swap` needs a second study: evaluate only), in words
 ABLATION_CHOICES = {"none": "taken out of the prompt (none)", "blank": "a blank mid-gray image (blank)",

@@ -49,8 +49,9 @@ def viewer_html(study: Study, data: bytes) -> str:
         frame = f'<p class="q-small" id="viewer-frame">Frame used: {gray.frame + 1} of {gray.frames}.</p>'
     data_attributes = " ".join(f'data-{key}="{html.escape(value)}"' for key, value in attributes.items())
     return (f'<div class="q-viewer" {data_attributes}>{TOOLS}{window_tools}'
-            f'<div class="q-viewer-box"><canvas tabindex="0" role="img" aria-label="{html.escape(attributes["label"])}">'
-            f'</canvas></div><img class="q-model-png" hidden alt="" src="{_png_url(picture)}">{frame}</div>')
+            f'<div class="q-viewer-box"><canvas tabindex="0" role="img" '
+            f'aria-label="{html.escape(attributes["label"])}"></canvas></div>'
+            f'<img class="q-model-png" hidden alt="" src="{_png_url(picture)}">{frame}</div>')
 
 
 def empty_html() -> str:
@@ -136,6 +137,7 @@ async function setup() {
     select.add(new Option('Custom (dragged)', 'custom'));
   }
   preset(st, 0);
+  size(st);
   root.dataset.ready = '1';
 }
 function drawModel(st) {
@@ -178,17 +180,22 @@ function custom(st, centre, width) {
 function current(st) {
   return st.window || JSON.parse(st.root.dataset.start);
 }
-function zoom(st, factor) {
-  const style = st.canvas.style;
-  if (st.zoom === 1) st.fit = st.canvas.clientWidth;  // the fitted size zooming starts from
-  st.zoom = factor === 0 ? 1 : Math.min(8, Math.max(1, st.zoom * factor));
-  const fitted = st.zoom === 1;
-  style.width = fitted ? '' : (st.fit * st.zoom) + 'px';
-  style.maxWidth = style.maxHeight = fitted ? '' : 'none';
+function size(st) {  // fit the box (or the screen), times the zoom
+  const box = st.root.querySelector('.q-viewer-box');
+  const room = document.fullscreenElement ? window.innerHeight - 90 : 340;
+  const fit = Math.min(box.clientWidth / st.canvas.width, room / st.canvas.height);
+  if (fit > 0) st.canvas.style.width = (st.canvas.width * fit * st.zoom) + 'px';
 }
+function zoom(st, factor) {
+  st.zoom = factor === 0 ? 1 : Math.min(8, Math.max(1, st.zoom * factor));
+  size(st);
+}
+const viewer = () => element.querySelector('.q-viewer')?._q;
+document.addEventListener('fullscreenchange', () => { const st = viewer(); if (st) size(st); });
+window.addEventListener('resize', () => { const st = viewer(); if (st) size(st); });
 element.addEventListener('click', (e) => {
   const button = e.target.closest('button[data-act]');
-  const st = element.querySelector('.q-viewer')?._q;
+  const st = viewer();
   if (!button || !st) return;
   const act = button.dataset.act;
   if (act === 'zoom-in') zoom(st, 1.5);
@@ -199,11 +206,11 @@ element.addEventListener('click', (e) => {
   }
 });
 element.addEventListener('change', (e) => {
-  const st = element.querySelector('.q-viewer')?._q;
+  const st = viewer();
   if (st && e.target.matches('select[data-act=preset]') && e.target.value !== 'custom') preset(st, +e.target.value);
 });
 element.addEventListener('pointerdown', (e) => {
-  const st = element.querySelector('.q-viewer')?._q;
+  const st = viewer();
   if (!st || !st.dicom || e.target !== st.canvas) return;
   const start = {x: e.clientX, y: e.clientY, ...current(st)};
   const range = st.high - st.low;
@@ -218,13 +225,16 @@ element.addEventListener('pointerdown', (e) => {
       custom(st, start.centre + dy * range, Math.max(1, start.width + dx * range));
     });
   };
-  const up = () => { st.canvas.removeEventListener('pointermove', move); st.canvas.removeEventListener('pointerup', up); };
+  const up = () => {
+    st.canvas.removeEventListener('pointermove', move);
+    st.canvas.removeEventListener('pointerup', up);
+  };
   st.canvas.addEventListener('pointermove', move);
   st.canvas.addEventListener('pointerup', up);
   e.preventDefault();
 });
 element.addEventListener('keydown', (e) => {
-  const st = element.querySelector('.q-viewer')?._q;
+  const st = viewer();
   if (!st || e.target !== st.canvas) return;
   if (e.key === '+' || e.key === '=') zoom(st, 1.5);
   else if (e.key === '-') zoom(st, 1 / 1.5);

@@ -19,7 +19,8 @@ import pytest
 
 from quadrant.audit import AuditLog
 from quadrant.app.auth import PasswordCheck, hash_password, read_auth_file, verify_password
-from quadrant.app.render import NOT_FOR_DIAGNOSIS, SOURCE_NOTES, banner_html, error_html, phrasings_html, report_html, verdict_html
+from quadrant.app.render import (NOT_FOR_DIAGNOSIS, SOURCE_NOTES, banner_html, error_html, phrasings_html, report_html,
+                                 verdict_html)
 from quadrant.app.server import FileGuard
 from quadrant.app.service import CheckService
 from quadrant.app.studyinfo import dicom_facts
@@ -294,7 +295,8 @@ def test_the_banner_names_the_comparison_that_decided_under_each_rule(demo_check
         banner = page[:page.index("</section>")]
         assert compared in banner and vocabulary.decided_by(verdict) in banner
         assert not re.search(r"wording alone|text alone|without looking", banner)
-        assert [row.strip() for row in re.findall(r'<tr class=q-decisive><th scope="row">([^<]+)', page)] == [decisive]
+        rows = re.findall(r'<tr class=q-decisive><th scope="row">([^<]+)', page)
+        assert [row.strip() for row in rows] == [decisive]
 
 
 def test_rows_read_as_the_question_reads_them_and_disagreements_are_marked(demo_checker):
