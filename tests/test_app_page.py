@@ -20,23 +20,16 @@ from pathlib import Path
 import pytest
 
 from test_app_parts import identified_dicom
-from test_app_server import ARTIFACTS, PASSWORD, SAMPLES, USER, Server
-from test_app_server import browser_type_launch_args  # noqa: F401 (the fixture: Debian's chromium, headless)
+import test_app_server
+from test_app_server import ARTIFACTS, PASSWORD, SAMPLES, USER
 
 pytestmark = pytest.mark.slow  # a real server and a real browser
 AXE = Path(os.environ.get("QUADRANT_AXE") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
            / "quadrant" / "npm" / "node_modules" / "axe-core" / "axe.min.js")
 WIDE, NARROW = {"width": 1366, "height": 768}, {"width": 400, "height": 900}
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    running = Server(tmp_path_factory.mktemp("app-page"))
-    try:
-        running.wait_ready()
-        yield running
-    finally:
-        running.stop()
+#: the fixtures of the server tests: Debian's chromium, headless; a `quadrant app` for this module
+browser_type_launch_args = test_app_server.browser_type_launch_args
+server = test_app_server.server
 
 
 @pytest.fixture(scope="module")
