@@ -371,12 +371,12 @@ def test_browser_evidence_map_on_request(app_page):
     _run(page, "demo", "Ideal")
     page.wait_for_selector("#quadrant-evidence img.q-evidence-map", timeout=60_000)
     reading = page.locator("#quadrant-evidence").inner_text()
-    assert "the answer rests mostly on" in reading and "not a segmentation" in reading
+    assert "The answer rests mostly on" in reading and "not a segmentation" in reading
     page.screenshot(path=str(ARTIFACTS / "app-evidence.png"), full_page=True)
 
     _run(page, "demo-shortcut", "Dangerous")
     page.wait_for_function("document.querySelector('#quadrant-evidence') && "
-                           "document.querySelector('#quadrant-evidence').innerText.includes('no region')",
+                           "document.querySelector('#quadrant-evidence').innerText.includes('No region')",
                            timeout=60_000)
     assert page.locator("#quadrant-evidence img.q-evidence-map").is_visible()
     assert page.outside == []
