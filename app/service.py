@@ -78,12 +78,20 @@ class CheckService:
     def check(self, image: str | os.PathLike | None, question: str, paraphrases: str = "", ablation: str | None = "",
               *, model: str | None = None, rule: str | None = None, threshold: float | None = None,
               evidence: bool | None = None, user: str | None = None) -> dict:
-        """One check, as the verdict JSON; the audit row is written before this returns.
+        """One check of an uploaded file, as the verdict JSON (the API's answer): `check_study` on the upload."""
+        question = validate_question(question)
+        return self.check_study(self.load_upload(image), question, paraphrases, ablation, model=model, rule=rule,
+                                threshold=threshold, evidence=evidence, user=user).to_json()
+
+    def check_study(self, study: Study, question: str, paraphrases: str = "", ablation: str | None = "", *,
+                    model: str | None = None, rule: str | None = None, threshold: float | None = None,
+                    evidence: bool | None = None, user: str | None = None) -> Verdict:
+        """One check of a decoded study; the audit row is written before this returns. The page decodes the
+        upload once and draws its evidence map on the same study.
 
         `paraphrases` is one a line ('!' marks an inverted one), empty for the built-in set; empty `ablation`,
-        `rule` or `threshold` keep the app's own settings; `evidence` adds the occlusion map (issue 12), which
-        costs a with-image forward per grid cell (None: the app's default). Raises InputError subclasses on bad
-        input.
+        `rule` or `threshold` keep the app's own settings; `evidence` adds the occlusion map, which costs a
+        with-image forward per grid cell (None: the app's default). Raises InputError subclasses on bad input.
         """
         question = validate_question(question)
         try:
@@ -95,14 +103,13 @@ class CheckService:
         options = self._options(name, ablation, rule, threshold)
         wanted = self.evidence_by_default if evidence is None else evidence
         options = replace(options, evidence=self.evidence_options if wanted else None)
-        study = self.load_upload(image)
         verdict = self.batcher.submit(_Job(name, options, CheckRequest(study, question, phrasings or None))).result()
         data = verdict.to_json()
         if self.audit is not None:
             self.audit.record(data, user)
         log.info("check: %s, answer %s, model %s, image %s, %s studies in the batch", data["quadrant"],
                  data["answer"], name, data["image"]["sha256"][:12], data["timing_ms"].get("studies_in_batch"))
-        return data
+        return verdict
 
     def bank(self, model: str | None = None) -> Bank:
         """The paraphrase bank a model's checks use (`--paraphrase-bank`, else the built-in one)."""

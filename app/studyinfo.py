@@ -1,8 +1,9 @@
 """What the page shows about an uploaded study before it is checked: the picture the model will see, and a
 few safe facts.
 
-The preview is the study exactly as the model receives it (for DICOM: after the modality LUT, the VOI LUT
-or window, and MONOCHROME1 inversion), so a clinician can spot a study that was windowed into black.
+The study view (viewer.py) opens on the study exactly as the model receives it (for DICOM: after the modality
+LUT, the VOI LUT or window, and MONOCHROME1 inversion), so a clinician can spot a study that was windowed into
+black.
 
 DICOM facts come from a short allow-list of technical elements; pydicom is asked to parse those elements
 and nothing else, so a patient's name, ID, birth date or accession number never even enter memory here.

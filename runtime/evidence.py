@@ -45,6 +45,8 @@ SUPPORT_SHARE = 0.5
 CHUNK = 32
 
 Box = tuple[int, int, int, int]
+#: the patient's side ('R' or 'L') at the image's left edge and at its right edge
+Sides = tuple[str, str]
 
 
 @dataclass(frozen=True)
@@ -116,8 +118,10 @@ def forwards_per_map(options: EvidenceOptions) -> int:
 # ------------------------------------------------------------------------------------------ reading a map
 
 
-def describe(cells: list[dict], m0: float, options: EvidenceOptions) -> dict:
-    """The verdict's `evidence` object: SPEC's keys, then the strongest cell, flatness and a plain reading."""
+def describe(cells: list[dict], m0: float, options: EvidenceOptions, sides: Sides | None = None) -> dict:
+    """The verdict's `evidence` object: SPEC's keys, then the strongest cell, flatness and a plain reading.
+    `sides` (from `patient_sides`) names the patient's side at the image's left and right edges; without it
+    the reading speaks of the image's own left and right."""
     strongest = strongest_cell(cells, m0)
     return {
         "method": "occlusion",
@@ -128,7 +132,8 @@ def describe(cells: list[dict], m0: float, options: EvidenceOptions) -> dict:
         "strongest": strongest,
         "max_abs_delta": max(abs(c["delta"]) for c in cells),
         "flat": is_flat(cells, m0),
-        "reading": reading(cells, m0),
+        "reading": reading(cells, m0, sides),
+        "sides": None if sides is None else list(sides),
     }
 
 
@@ -148,8 +153,9 @@ def is_flat(cells: list[dict], m0: float) -> bool:
     return max(abs(c["delta"]) for c in cells) < FLAT_RATIO * abs(m0) or all(c["delta"] == 0 for c in cells)
 
 
-def reading(cells: list[dict], m0: float) -> str:
-    """One plain line: where the answer rests, or that no region moves it."""
+def reading(cells: list[dict], m0: float, sides: Sides | None = None) -> str:
+    """One plain line: where the answer rests, or that no region moves it; positions in the patient's terms
+    when `sides` says which side of the patient is where, else in the image's as displayed."""
     if is_flat(cells, m0):
         return "no region of the image moves the answer"
     size = (max(c["box"][2] for c in cells), max(c["box"][3] for c in cells))
@@ -157,34 +163,62 @@ def reading(cells: list[dict], m0: float) -> str:
     best = max(supports)
     if best < FLAT_RATIO * abs(m0):
         weakest = min(range(len(cells)), key=lambda i: supports[i])
-        return (f"no region of the image supports the answer; hiding the {zone(cells[weakest]['box'], size)} "
-                "of the film makes it surer")
+        where = place([zone(cells[weakest]["box"], size, sides)], sides)
+        return f"no region of the image supports the answer; hiding the {where} makes it surer"
     chosen = [(c, s) for c, s in zip(cells, supports, strict=True) if s >= SUPPORT_SHARE * best]
     zones: dict[str, float] = {}
     for cell, weight in chosen:
-        where = zone(cell["box"], size)
-        zones[where] = zones.get(where, 0.0) + weight
+        name = zone(cell["box"], size, sides)
+        zones[name] = zones.get(name, 0.0) + weight
     ranked = sorted(zones, key=zones.get, reverse=True)
     if len(chosen) * 4 > len(cells):
-        return f"the answer rests on much of the film, most on the {ranked[0]}"
-    where = ranked[0] if len(ranked) == 1 or zones[ranked[1]] < SUPPORT_SHARE * zones[ranked[0]] else \
-        f"{ranked[0]} and {ranked[1]}"
-    return f"the answer rests mostly on the {where} of the film"
+        return f"the answer rests on much of the image, most on the {place(ranked[:1], sides)}"
+    two = len(ranked) > 1 and zones[ranked[1]] >= SUPPORT_SHARE * zones[ranked[0]]
+    return f"the answer rests mostly on the {place(ranked[:2] if two else ranked[:1], sides)}"
 
 
 _ROWS = ("upper", "middle", "lower")
 _COLUMNS = ("left", "centre", "right")
+_SIDE_WORDS = {"R": "right", "L": "left"}
 
 
-def zone(box: Sequence[int], size: tuple[int, int]) -> str:
-    """Where a box's centre lies in a 3 x 3 split of the picture, as displayed (the image's left, which on a
-    PA chest film is the patient's right)."""
+def patient_sides(view_position: str | None = None, orientation: Sequence[str] | None = None) -> Sides | None:
+    """Which side of the patient lies at the image's left and right edges, from the DICOM header: the row
+    direction of PatientOrientation (0020,0020) when it names one ('L': going right across the image goes to
+    the patient's left), else the display convention of a frontal film (ViewPosition PA or AP: the patient's
+    right on the image's left). None when the header says neither, or the image is shown upside down: a
+    lateral, a PNG or JPEG, or a study with no header; positions are then the image's own."""
+    if orientation:
+        row = str(orientation[0]).strip().upper()[:1]
+        column = str(orientation[1]).strip().upper()[:1] if len(orientation) > 1 else ""
+        if row not in _SIDE_WORDS or column not in ("F", ""):
+            return None
+        return ("R", "L") if row == "L" else ("L", "R")
+    if str(view_position or "").strip().upper() in ("PA", "AP"):
+        return ("R", "L")
+    return None
+
+
+def zone(box: Sequence[int], size: tuple[int, int], sides: Sides | None = None) -> str:
+    """Where a box's centre lies in a 3 x 3 split of the picture: 'upper left' of the image as displayed, or
+    with `sides` the patient's zones ('right upper zone', 'left mid zone', 'centre')."""
     x, y = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
-    row = _ROWS[min(2, int(3 * y / size[1]))]
-    column = _COLUMNS[min(2, int(3 * x / size[0]))]
-    if row == "middle":
-        return "centre" if column == "centre" else f"middle {column}"
-    return f"{row} {column}"
+    row = min(2, int(3 * y / size[1]))
+    column = min(2, int(3 * x / size[0]))
+    if column == 1:
+        return "centre" if row == 1 else f"{_ROWS[row]} centre"
+    if sides is not None:
+        side = _SIDE_WORDS[sides[0] if column == 0 else sides[1]]
+        return f"{side} {('upper', 'mid', 'lower')[row]} zone"
+    return f"{_ROWS[row]} {_COLUMNS[column]}"
+
+
+def place(zones: Sequence[str], sides: Sides | None) -> str:
+    """Zones as a reading names them, saying whose left and right they are."""
+    joined = " and ".join(zones)
+    if sides is not None:
+        return f"{joined} (the patient's right and left, from the DICOM header)"
+    return f"{joined} of the image (left and right as displayed, not necessarily the patient's)"
 
 
 # ------------------------------------------------------------------------------------------ the pointing game

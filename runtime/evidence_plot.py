@@ -1,10 +1,17 @@
 """The evidence map drawn over its study: what `--evidence-png` writes and what the app shows.
 
-Colour is delta on a diverging scale centred on zero (red: filling the cell lowers the yes-minus-no margin,
-so the cell held evidence for "yes"; blue: it raises it). The scale runs to +-max(|m0|, the largest |delta|),
-so full colour means a cell whose filling removes the whole margin: a map of small deltas stays pale instead
-of being stretched to look strong (each cell's opacity grows with |delta| too, so the film shows through
-where nothing moves). The range is printed on the colour bar; the strongest cell is outlined unless the map is flat.
+Colour is each cell's support for the answer given, on a diverging scale centred on zero: red where hiding
+the cell pulls the model away from its answer (the cell held something the answer rests on), blue where
+hiding it makes the model surer (the cell argued against it), whichever of yes or no the answer is. The
+legend says so in words, by the answer; the figures stay in the verdict.
+
+The scale runs to +-max(|m0|, the largest |delta|, COLOUR_FLOOR): full colour means a cell whose hiding
+removes the whole margin, and a map of small deltas stays pale instead of being stretched to look strong.
+The floor is absolute (in logits), so the map of an answer the image barely moves is drawn flat even when
+the answer itself is barely held (|m0| small); the reading in words stays scale-free. Each cell's opacity
+grows with its share of the scale too, so the film shows through where nothing moves. The strongest cell is
+outlined unless the map is flat; the image's edges are labelled with the patient's sides where the header
+gave them, else as the image's own left and right.
 """
 
 from __future__ import annotations
@@ -16,19 +23,48 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from . import vocabulary
 from .errors import OptionError
+from .evidence import support
 
 CMAP = "RdBu_r"
 ALPHA = 0.55
+#: the least half-range of the colour scale, in logits: a cell that moves the yes-no balance by one unit (the
+#: chance of "yes" from 0.50 to 0.73) is the faintest that reaches full colour. The demo pair's median strongest
+#: cell moves it by 0.80 (demo) and 0.045 (demo-shortcut, whose answers the image does not move): README
+COLOUR_FLOOR = 1.0
+_EDGE_WORDS = {"R": "patient's right", "L": "patient's left"}
 
 
 def colour_range(evidence: dict, m0: float) -> float:
-    """The half-range of the colour scale: the whole margin, or the largest delta where that is larger."""
-    return max(abs(m0), evidence["max_abs_delta"], 1e-12)
+    """The half-range of the colour scale: the whole margin, the largest delta, or the floor, the largest."""
+    return max(abs(m0), evidence["max_abs_delta"], COLOUR_FLOOR)
 
 
-def overlay(image: Image.Image, evidence: dict, m0: float, title: str | None = None) -> Image.Image:
-    """The study with its map over it, a colour bar with the range, and the map's reading underneath."""
+def edge_labels(evidence: dict) -> tuple[str, str]:
+    """The words under the image's left and right edges."""
+    sides = evidence.get("sides")
+    if not sides:
+        return "image left", "image right"
+    return _EDGE_WORDS[sides[0]], _EDGE_WORDS[sides[1]]
+
+
+def overlay(image: Image.Image, evidence: dict, m0: float, title: str | None = None,
+            answer: str | None = None) -> Image.Image:
+    """The study with its map over it, a colour bar in words, and the map's reading underneath."""
+    fig = figure(image, evidence, m0, title, answer)
+    import matplotlib.pyplot as plt  # after figure() chose the Agg backend
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", bbox_inches="tight")
+    plt.close(fig)
+    buffer.seek(0)
+    with Image.open(buffer) as drawn:
+        return drawn.convert("RGB")
+
+
+def figure(image: Image.Image, evidence: dict, m0: float, title: str | None = None, answer: str | None = None):
+    """The overlay as a matplotlib figure (its first collection holds one face colour per cell)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -39,34 +75,33 @@ def overlay(image: Image.Image, evidence: dict, m0: float, title: str | None = N
     boxes = [c["box"] for c in evidence["cells"]]
     xs = [b[0] for b in boxes[:cols]] + [boxes[cols - 1][2]]
     ys = [boxes[r * cols][1] for r in range(rows)] + [boxes[-1][3]]
-    deltas = np.array([c["delta"] for c in evidence["cells"]], dtype=float).reshape(rows, cols)
+    supports = np.array([support(c["delta"], m0) for c in evidence["cells"]], dtype=float).reshape(rows, cols)
     limit = colour_range(evidence, m0)
 
     width, height = image.size
     fig, ax = plt.subplots(figsize=(5.2, 5.2 * height / width), dpi=110)
     ax.imshow(np.asarray(image.convert("L")), cmap="gray", vmin=0, vmax=255, extent=(0, width, height, 0))
-    mesh = ax.pcolormesh(xs, ys, deltas, cmap=CMAP, norm=TwoSlopeNorm(0.0, -limit, limit), shading="flat")
-    mesh.set_alpha(ALPHA * np.sqrt(np.abs(deltas) / limit).ravel())  # a cell that moves nothing stays clear
+    mesh = ax.pcolormesh(xs, ys, supports, cmap=CMAP, norm=TwoSlopeNorm(0.0, -limit, limit), shading="flat")
+    mesh.set_alpha(ALPHA * np.sqrt(np.abs(supports) / limit).ravel())  # a cell that moves nothing stays clear
     if not evidence["flat"]:  # a flat map has no cell worth pointing at
         strongest = boxes[evidence["strongest"]]
         ax.add_patch(plt.Rectangle(strongest[:2], strongest[2] - strongest[0], strongest[3] - strongest[1],
                                    fill=False, edgecolor="black", linewidth=1.5))
     ax.set_xlim(0, width)
     ax.set_ylim(height, 0)
-    ax.set_xticks([])
+    ax.set_xticks([0, width], labels=edge_labels(evidence), fontsize=8)
+    ax.get_xticklabels()[0].set_horizontalalignment("left")
+    ax.get_xticklabels()[1].set_horizontalalignment("right")
+    ax.tick_params(axis="x", length=0)
     ax.set_yticks([])
     bar = fig.colorbar(mesh, ax=ax, fraction=0.046, pad=0.03, ticks=[-limit, 0, limit])
-    bar.ax.set_yticklabels([f"{-limit:+.3g}", "0", f"{limit:+.3g}"])
-    bar.set_label(f"delta = m0 - m(filled), logits; m0 = {m0:+.3g}")
+    supports_it, against = vocabulary.evidence_legend(answer or ("yes" if m0 > 0 else "no"))
+    bar.ax.set_yticklabels([against, "no effect", supports_it], fontsize=8)
+    bar.set_label("effect of hiding a cell", fontsize=8)
     if title:
         ax.set_title(textwrap.fill(title, 48), fontsize=10)  # a long question wraps instead of leaving the figure
-    ax.set_xlabel(evidence["reading"], fontsize=9)
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", bbox_inches="tight")
-    plt.close(fig)
-    buffer.seek(0)
-    with Image.open(buffer) as drawn:
-        return drawn.convert("RGB")
+    ax.set_xlabel(textwrap.fill(evidence["reading"], 64), fontsize=9)
+    return fig
 
 
 def verdict_overlay(verdict, image: Image.Image) -> Image.Image:
@@ -74,8 +109,9 @@ def verdict_overlay(verdict, image: Image.Image) -> Image.Image:
     model, the question, the answer and the quadrant."""
     if not verdict.evidence:
         raise OptionError("this verdict has no evidence map: check with evidence switched on")
-    title = f"{verdict.model['name']}: {verdict.question} ({verdict.answer}, {verdict.quadrant})"
-    return overlay(image, verdict.evidence, verdict.prompts[0].margin, title)
+    title = (f"{verdict.model['name']} answered \u201c{verdict.answer}\u201d to \u201c{verdict.question}\u201d: "
+             f"{vocabulary.title(verdict)}")
+    return overlay(image, verdict.evidence, verdict.prompts[0].margin, title, verdict.answer)
 
 
 def check_writable(path: str | Path) -> Path:

@@ -28,10 +28,10 @@ QUADRANTS = ("Ideal", "Fragile", "Dangerous", "Worst")
 #: how loudly each quadrant is shown: green to weigh, amber to doubt, red not to rely on; grey for a verdict on
 #: a study out of scope, whatever its quadrant
 TONES = {"Ideal": "green", "Fragile": "amber", "Dangerous": "red", "Worst": "red"}
+#: the grey state: a verdict computed under a research override on a study or question Quadrant does not judge
+OUT_OF_SCOPE = "Out of scope: research only"
+OUT_OF_SCOPE_ADVICE = "Do not use this answer for a patient: Quadrant does not judge this study or question."
 OUT_OF_SCOPE_TONE = "grey"
-OUT_OF_SCOPE = "Out of scope, research only"
-OUT_OF_SCOPE_ADVICE = ("Do not weigh this answer: Quadrant judges chest radiographs, and this study is not one "
-                       "it can judge.")
 
 #: the 2x2 grid: the rows are consistency, the columns image reliance (the README's table has the same labels)
 GRID_ROWS = (
@@ -84,10 +84,9 @@ NOT_FOR_DIAGNOSIS = "Not for diagnostic use. Quadrant checks a model's behaviour
 
 
 def title(verdict: Verdict) -> str:
-    """The verdict word as it heads a banner or a report: it qualifies the answer, not the finding."""
-    if not verdict.in_scope:
-        return f"{OUT_OF_SCOPE}: {verdict.quadrant.lower()} by the numbers"
-    return f"{verdict.quadrant} answer"
+    """The verdict word as it heads a banner or a report: it qualifies the answer, not the finding; an
+    out-of-scope verdict gets no quadrant word at all."""
+    return f"{verdict.quadrant} answer" if verdict.in_scope else OUT_OF_SCOPE
 
 
 def answer_line(verdict: Verdict) -> str:
@@ -183,8 +182,7 @@ def without_image(verdict: Verdict) -> str:
     """What the model answers with no image at all (the text-only pass), stated as a fact, not as a cause."""
     t = verdict.text_only
     chance = "" if t.p_yes is None else f" (chance of \u201cyes\u201d {t.p_yes:.2f})"
-    how = "with no image at all" if t.ablation == "none" else f"with the image replaced ({t.ablation})"
-    return f"Asked {how}, the model answers \u201c{t.answer}\u201d{chance}."
+    return f"Asked {asked(t)}, the model answers \u201c{t.answer}\u201d{chance}."
 
 
 def advice(verdict: Verdict) -> str:
@@ -207,3 +205,110 @@ def _disagreeing(verdict: Verdict) -> str:
     n = len(verdict.prompts) - 1
     k = verdict.flip_count
     return f"{k} of the {n} rewordings of the question gave the other answer"
+
+
+# ------------------------------------------------------------------------------------------ what was judged
+
+
+def model_version(model: dict) -> str:
+    """A model's version as a person can quote it: the start of its fingerprint (a hash of weights and adapter),
+    which changes whenever the weights do, whatever the model is called."""
+    fingerprint = str(model.get("fingerprint") or "")
+    return fingerprint.partition(":")[2][:12] or fingerprint[:12] or "unknown"
+
+
+def model_line(model: dict) -> str:
+    """The model as the banner and the report name it."""
+    return f"{model.get('name')}, version {model_version(model)}"
+
+
+def study_line(image: dict, uploaded: str | None = None) -> str:
+    """The study as the banner and the report name it: technical facts and a short hash, never an identifier."""
+    line = (f"{image.get('format')}, {image.get('width')} x {image.get('height')} pixels, "
+            f"image hash {str(image.get('sha256'))[:12]}")
+    return f"{line}, uploaded {uploaded}" if uploaded else line
+
+
+# ------------------------------------------------------------------------------------------ out of scope
+
+
+
+def scope_line(verdict: Verdict) -> str:
+    """Why the study or question is out of scope, and what the result below it is."""
+    reasons = "; ".join((verdict.scope or {}).get("reasons") or ()) or "no reason recorded"
+    return (f"Quadrant does not judge this study or question ({reasons}). What follows was measured under a "
+            "research override and is not a verdict on the answer.")
+
+
+# ------------------------------------------------------------------------------------------ the rows
+
+#: how a row's answer is shown: as the original question reads it, the raw answer second for inverted wordings
+INVERTED_NOTE = "worded the other way round; the model said \u201c{raw}\u201d to it"
+AGREES, DISAGREES = "agrees", "disagrees"
+
+
+def as_question_reads(answer: str, inverted: bool) -> str:
+    """A phrasing's answer as the original question reads it: an inverted wording's yes is the question's no."""
+    if not inverted or answer not in ("yes", "no"):
+        return answer
+    return "no" if answer == "yes" else "yes"
+
+
+def asked(reading) -> str:
+    """How prompt 0 was asked for a text-only or content-free reading, in the reader's words."""
+    if reading.ablation == "none":
+        return "with no image at all"
+    if reading.ablation == "swap":
+        return "with another study's image"
+    return f"with {REFERENCES.get(reading.ablation, f'a {reading.ablation} image')}"
+
+
+def deciding(verdict: Verdict) -> str:
+    """Which reading decided image reliance: 'text_only' under the flip rule, else 'content_free'."""
+    return "text_only" if verdict.reliance.get("rule") == "flip" or verdict.content_free is None else "content_free"
+
+
+# ------------------------------------------------------------------------------------------ evidence maps
+
+
+def evidence_legend(answer: str) -> tuple[str, str]:
+    """The two ends of an evidence map's colour scale, by the answer given (not by yes or no)."""
+    return f"supports the answer \u201c{answer}\u201d", "argues against it"
+
+
+EVIDENCE_NOTE = "A map of what changes this model's answer when part of the image is hidden, not a segmentation."
+
+
+def evidence_key(answer: str) -> str:
+    """The map's colours in a sentence, by the answer given."""
+    return (f"Red cells support the answer \u201c{answer}\u201d: hiding one pulls the model away from it. Blue cells "
+            "argue against it: hiding one makes the model surer.")
+
+# ------------------------------------------------------------------------------------------ details
+
+#: one line for each figure of the folded Details section
+GLOSSES = {
+    "margin": "the model's yes-versus-no score for the question with the study (log-odds): above 0 is yes, "
+              "the further from 0 the surer",
+    "reference_margin": "the same score with the content-free image the content rule compares with",
+    "relative_content": "how far the study moved the score away from the content-free image's, as a share of the "
+                        "larger of the two; the content rule counts at least the threshold as the image moving "
+                        "the answer",
+    "text_only_margin": "the same score with the image taken away (the paper's text-only pass)",
+    "margin_shift": "the score with the image minus the score without it",
+    "rule": "which comparison decides whether the image moved the answer: content (the study against a "
+            "content-free image) or flip (the answer must change when the image is removed)",
+    "threshold": "the share the content rule asks the study to move the score by",
+    "reference": "the content-free image the content rule compares the study with",
+    "flip_reliant": "whether removing the image changed the answer: the paper's rule, shown beside the chosen one",
+    "flip_count": "phrasings whose answer differs from the question's, inverted wordings turned round",
+    "margin_spread": "the largest minus the smallest score across phrasings: how far rewording moved the model, "
+                     "even where the answer held",
+    "margins": "each phrasing's score, in the table's order (inverted wordings as the model answered them)",
+    "evidence": "the largest change in the score when one cell is hidden, and the score it is measured against",
+    "runtime": "the model's architecture, the software that ran it, the processor and the number format",
+    "fingerprint": "a hash of the model's weights and adapter: the same hash is the same model",
+    "sha256": "a hash of the study: the same hash is the same study",
+    "time": "how long the check took, how the prompts were computed (every way gives the same scores as "
+            "asking each phrasing on its own), and whether other studies were scored in the same batch",
+}

@@ -6,6 +6,7 @@ The running server, its API and the browser are tested in test_app_server.py.
 from __future__ import annotations
 
 import csv
+import html
 import io
 import json
 import re
@@ -18,17 +19,21 @@ import pytest
 
 from quadrant.audit import AuditLog
 from quadrant.app.auth import PasswordCheck, hash_password, read_auth_file, verify_password
-from quadrant.app.render import SOURCE_NOTES, error_html, verdict_html
+from quadrant.app.render import (NOT_FOR_DIAGNOSIS, SOURCE_NOTES, banner_html, error_html, phrasings_html, report_html,
+                                 verdict_html)
 from quadrant.app.server import FileGuard
 from quadrant.app.service import CheckService
 from quadrant.app.studyinfo import dicom_facts
 from quadrant.bank import load_bank
-from quadrant.check import Checker
+from quadrant import vocabulary
+from quadrant.check import Checker, CheckOptions
 from quadrant.errors import OptionError, QuestionError, StudyError
 from quadrant.evidence import EvidenceOptions
 from quadrant.images import load_study
 from quadrant.loading import ModelSpec, load_model
 from quadrant.models.presets import MODELS_DIR
+from quadrant.paraphrases import parse_paraphrase_text
+from quadrant.reliance import Reliance
 
 SAMPLES = MODELS_DIR / "samples"
 PATIENT_NAME, PATIENT_ID = "Zebulonova^Quintessa^Ilse", "MRN-99887766"
@@ -239,31 +244,116 @@ def test_dicom_facts_are_technical_only(tmp_path):
     assert dicom_facts(b"not a dicom") == []
 
 
-def test_verdict_html_escapes_text_and_renders_every_reliance_key(demo_checker):
+def test_verdict_html_escapes_text_and_folds_every_figure_into_details_with_a_gloss(demo_checker):
     study = load_study(SAMPLES / "cardiomegaly-effusion.png")
-    verdict = demo_checker.check(study, "Is there a pleural effusion?").to_json()
-    verdict["prompts"][1]["text"] = "<script>alert(1)</script>"
-    verdict["reliance"] = {**verdict["reliance"], "reference": "blank", "scale": 1.25}
-    page = verdict_html(verdict)
+    verdict = demo_checker.check(study, "Is there a pleural effusion?")
+    prompts = [verdict.prompts[0], replace(verdict.prompts[1], text="<script>alert(1)</script>"), *verdict.prompts[2:]]
+    verdict = replace(verdict, prompts=prompts, reliance={**verdict.reliance, "reference": "blank", "scale": 1.25})
+    page = verdict_html(verdict, uploaded="2026-12-03 10:00:00 UTC")
     assert "<script>" not in page and "&lt;script&gt;" in page
     assert 'data-quadrant="Ideal"' in page and "q-lit" in page and "Not for diagnostic use" in page
-    assert "Reliance reference" in page and "blank" in page and "Reliance scale" in page
-    assert f"{verdict['margin_shift']:+.3f}" in page
+    details = re.search(r'<details id="quadrant-details".*?</details>', page, re.S).group(0)
+    for label, gloss in (("Reliance reference", vocabulary.GLOSSES["reference"]),
+                         ("Reliance scale", "a parameter of the reliance rule"),
+                         ("Score with the study", vocabulary.GLOSSES["margin"]),
+                         ("Time", vocabulary.GLOSSES["time"])):
+        assert re.search(rf"<dt>{label}</dt><dd><span class=\"q-value\">[^<]+</span><span class=\"q-gloss\">"
+                         rf"{re.escape(html.escape(gloss))}</span>", details), label
+    assert f"{verdict.margin_shift:+.3f}" in details and "1.25" in details
+    before = page[:page.index('<details')]  # plain language first: no margins or developer words above Details
+    assert not re.search(r"margin|logit|ablation|packed|prefix|[+-]\d\.\d{3}", before, re.I)
     assert "&lt;b&gt;" in error_html("<b>")
-    assert "0.5" in verdict_html({**verdict, "margin_shift": {"blank": 0.5}})  # a richer shift still renders
+
+
+def test_the_banner_restates_what_was_judged(demo_checker):
+    verdict = demo_checker.check(load_study(SAMPLES / "nodule.png"), "Is there a lung nodule?")
+    judged = html.unescape(re.search(r'<p class="q-judged".*?</p>', banner_html(verdict, "2026-12-03 10:00:00 UTC"),
+                                     re.S).group(0))
+    fingerprint = verdict.model["fingerprint"].removeprefix("sha256:")
+    for part in ("\u201cIs there a lung nodule?\u201d", f"demo, version {fingerprint[:12]}", "PNG, 256 x 256 pixels",
+                 f"image hash {verdict.image['sha256'][:12]}", "uploaded 2026-12-03 10:00:00 UTC"):
+        assert part in judged, part
+
+
+def test_the_banner_names_the_comparison_that_decided_under_each_rule(demo_checker):
+    """demo, the consolidation study, "Is there cardiomegaly?": without any image the model says yes, with a
+    blank image no. The content rule compares with the blank image (Dangerous); the flip rule with no image
+    (Ideal). Each banner names its own comparison and marks that row, and neither says "the wording alone"."""
+    study = load_study(SAMPLES / "consolidation.png")
+    content = demo_checker.check(study, "Is there cardiomegaly?")
+    flip = Checker(demo_checker.loaded, options=CheckOptions(reliance=Reliance("flip"))).check(
+        study, "Is there cardiomegaly?")
+    assert (content.answer, content.text_only.answer, content.content_free.answer) == ("no", "yes", "no")
+    assert (content.quadrant, flip.quadrant) == ("Dangerous", "Ideal")
+    for verdict, compared, decisive in (
+            (content, "Decided by comparing the study with a blank mid-gray image of the same size: the chance "
+                      "of \u201cyes\u201d was", "With a blank mid-gray image of the same size"),
+            (flip, "Decided by asking the question with and without the image: \u201cno\u201d with it, "
+                   "\u201cyes\u201d without it", "With no image at all")):
+        page = html.unescape(verdict_html(verdict))
+        banner = page[:page.index("</section>")]
+        assert compared in banner and vocabulary.decided_by(verdict) in banner
+        assert not re.search(r"wording alone|text alone|without looking", banner)
+        rows = re.findall(r'<tr class=q-decisive><th scope="row">([^<]+)', page)
+        assert [row.strip() for row in rows] == [decisive]
+
+
+def test_rows_read_as_the_question_reads_them_and_disagreements_are_marked(demo_checker):
+    """An inverted phrasing's answer is turned round before it is shown (its raw answer second); the one row
+    that disagrees says so, in words."""
+    phrasings = parse_paraphrase_text("Is there a pulmonary nodule?\n! Is the lung free of nodules?\n"
+                                      "! Can a lung nodule be ruled out?")
+    verdict = demo_checker.check(load_study(SAMPLES / "nodule.png"), "Is there a lung nodule?", phrasings)
+    assert [p.answer for p in verdict.prompts] == ["yes", "yes", "no", "yes"] and verdict.flip_count == 1
+    table = html.unescape(phrasings_html(verdict))
+    rows = re.findall(r'<tr class="(q-agree|q-disagree)" data-answer="(\w+)">(.*?)</tr>', table)
+    assert [(kind, reads) for kind, reads, _ in rows] == [("q-agree", "yes"), ("q-agree", "yes"), ("q-agree", "yes"),
+                                                          ("q-disagree", "no")]
+    assert "the model said \u201cno\u201d to it" in rows[2][2] and "disagrees" not in rows[2][2]
+    assert "the model said \u201cyes\u201d to it" in rows[3][2] and "disagrees" in rows[3][2]
+    assert "1 of 3 phrasings disagree with your question's answer" in table
+
+
+def test_a_verdict_out_of_scope_is_grey_and_never_a_quadrant(demo_checker):
+    """Under a research override a verdict carries scope.in_scope = false: its banner is grey, says so, and
+    lights no quadrant, however Ideal its figures are."""
+    ideal = demo_checker.check(load_study(SAMPLES / "nodule.png"), "Is there a lung nodule?")
+    assert ideal.quadrant == "Ideal"
+    scoped = replace(ideal, scope={"in_scope": False, "reasons": ["modality CT is not a chest radiograph"],
+                           "verified_from_header": True, "frame": None})
+    page = verdict_html(scoped)
+    assert 'class="q-banner q-grey"' in page and 'data-state="out-of-scope"' in page
+    assert "OUT OF SCOPE: RESEARCH ONLY" in page and "IDEAL" not in page and "q-lit" not in page
+    assert "modality CT is not a chest radiograph" in page and html.escape(vocabulary.OUT_OF_SCOPE_ADVICE) in page
+    in_scope = replace(ideal, scope={"in_scope": True})
+    assert 'class="q-banner q-green"' in verdict_html(in_scope)
+
+
+def test_the_report_holds_what_a_printout_needs_and_no_identifier(demo_checker, tmp_path):
+    dicom = identified_dicom(tmp_path / "study.dcm")
+    data = dicom.read_bytes()
+    study = load_study(dicom)
+    verdict = demo_checker.check(study, "Is there cardiomegaly?")
+    page = html.unescape(report_html(verdict, css="", study_facts=dicom_facts(data), checked="2026-12-03 10:01 UTC",
+                                     user="clinician", uploaded="2026-12-03 10:00 UTC"))
+    for part in ("Is there cardiomegaly?", vocabulary.model_line(verdict.model), verdict.model["fingerprint"],
+                 "Modality", "CR", "2026-12-03 10:01 UTC", "clinician", NOT_FOR_DIAGNOSIS, "IDEAL ANSWER"):
+        assert part in page, part
+    for identifier in (PATIENT_NAME.split("^")[0], PATIENT_ID, "19510203"):
+        assert identifier not in page
 
 
 def test_each_phrasing_says_where_it_came_from(demo_checker):
     study = load_study(SAMPLES / "nodule.png")
-    verdict = demo_checker.check(study, "Based on this film, is there a nodule?").to_json()
-    sources = [p["source"] for p in verdict["prompts"]]
+    verdict = demo_checker.check(study, "Based on this film, is there a nodule?")
+    sources = [p.source for p in verdict.prompts]
     assert sources[0] == "question" and {"bank", "rewrite"} <= set(sources[1:])
     rows = re.findall(r"<tr[^>]*><td>(\d)</td><td>(.*?)</td>", verdict_html(verdict))
     assert [index for index, _ in rows] == [str(i) for i in range(len(sources))]
     assert "q-tag" not in rows[0][1]  # the question as asked is not marked
     for (_, cell), source in zip(rows[1:], sources[1:]):
         assert f'<span class="q-tag">{SOURCE_NOTES[source]}</span>' in cell
-    onnx = {**verdict, "model": {**verdict["model"], "backend": "onnx", "provider": "CPUExecutionProvider"}}
+    onnx = replace(verdict, model={**verdict.model, "backend": "onnx", "provider": "CPUExecutionProvider"})
     assert "(llava, onnx, cpu, float32, CPUExecutionProvider)" in verdict_html(onnx)
 
 

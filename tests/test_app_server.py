@@ -289,7 +289,7 @@ def app_page(server, context):
 
 def _upload(page, path: Path) -> None:
     page.locator("#study input[type=file]").set_input_files(str(path))
-    page.wait_for_selector("#preview img", timeout=60_000)
+    page.wait_for_selector("#viewer .q-viewer[data-ready]", timeout=60_000)
 
 
 def _run(page, model: str, quadrant_expected: str | None = None):
@@ -365,20 +365,20 @@ def test_browser_evidence_map_on_request(app_page):
     _upload(page, STUDY.with_name("nodule.png"))
     page.locator("#question input, #question textarea").first.fill("Is there a lung nodule?")
     page.wait_for_function("document.querySelector('#paraphrases textarea').value.includes('nodule')")
-    assert page.locator("#evidence-map img").count() == 0  # no map unless asked for
+    assert page.locator("#quadrant-evidence img").count() == 0  # no map unless asked for
     page.locator("#evidence-toggle input").check()
 
     _run(page, "demo", "Ideal")
-    page.wait_for_selector("#evidence-map img", timeout=60_000)
+    page.wait_for_selector("#quadrant-evidence img.q-evidence-map", timeout=60_000)
     reading = page.locator("#quadrant-evidence").inner_text()
-    assert "the answer rests mostly on" in reading and "not a segmentation" in reading
+    assert "The answer rests mostly on" in reading and "not a segmentation" in reading
     page.screenshot(path=str(ARTIFACTS / "app-evidence.png"), full_page=True)
 
     _run(page, "demo-shortcut", "Dangerous")
     page.wait_for_function("document.querySelector('#quadrant-evidence') && "
-                           "document.querySelector('#quadrant-evidence').innerText.includes('no region')",
+                           "document.querySelector('#quadrant-evidence').innerText.includes('No region')",
                            timeout=60_000)
-    assert page.locator("#evidence-map img").is_visible()
+    assert page.locator("#quadrant-evidence img.q-evidence-map").is_visible()
     assert page.outside == []
 
 

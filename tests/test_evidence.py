@@ -21,8 +21,10 @@ from quadrant.evidence import (
     describe,
     fill_source,
     occluded,
+    patient_sides,
     pointing,
 )
+from quadrant.evidence_plot import COLOUR_FLOOR, figure
 from quadrant.images import load_study
 from quadrant.loading import ModelSpec, load_model
 from quadrant.manifest import read_manifest
@@ -110,7 +112,9 @@ def test_reading_names_the_region_and_is_scale_free():
     deltas = [0.0, 0.01, 0.0, 0.0, 0.02, 0.0, 1.5, 0.1, 0.0]  # the lower-left cell carries the yes
     options = EvidenceOptions(grid=3)
     base = describe(_cells(deltas), 2.0, options)
-    assert base["reading"] == "the answer rests mostly on the lower left of the film"
+    assert base["reading"] == ("the answer rests mostly on the lower left of the image (left and right as displayed, "
+                               "not necessarily the patient's)")
+    assert base["sides"] is None
     assert base["strongest"] == 6 and not base["flat"]
     for scale in (1e-3, 7.0):  # logits have no fixed scale: the reading must not depend on one
         scaled = describe(_cells([scale * d for d in deltas]), 2.0 * scale, options)
@@ -120,6 +124,54 @@ def test_reading_names_the_region_and_is_scale_free():
     assert no["strongest"] == 6 and no["reading"] == base["reading"]
     flat = describe(_cells([0.01 * d for d in deltas]), 2.0, options)
     assert flat["flat"] and flat["reading"] == "no region of the image moves the answer"
+
+
+def test_positions_are_the_patients_where_the_header_says_which_side_is_where():
+    deltas = [0.0, 0.01, 0.0, 0.0, 0.02, 0.0, 1.5, 0.1, 0.0]  # the lower-left cell of the image
+    options = EvidenceOptions(grid=3)
+    assert patient_sides("PA") == patient_sides("AP") == patient_sides(None, ["L", "F"]) == ("R", "L")
+    assert patient_sides("PA", ["R", "F"]) == ("L", "R")  # the orientation outranks the display convention
+    for unknown in (patient_sides(), patient_sides("LL"), patient_sides(None, ["A", "F"]),
+                    patient_sides("PA", ["L", "H"])):  # a lateral, no header, a film shown upside down
+        assert unknown is None
+    pa = describe(_cells(deltas), 2.0, options, sides=patient_sides("PA"))
+    assert pa["reading"] == ("the answer rests mostly on the right lower zone (the patient's right and left, from "
+                             "the DICOM header)")
+    assert pa["sides"] == ["R", "L"]
+    flipped = describe(_cells(deltas), 2.0, options, sides=patient_sides(None, ["R", "F"]))
+    assert flipped["reading"].startswith("the answer rests mostly on the left lower zone")
+    centre = describe(_cells([0.0] * 4 + [1.5] + [0.0] * 4), 2.0, options, sides=("R", "L"))
+    assert centre["reading"].startswith("the answer rests mostly on the centre (")
+
+
+def _faces(evidence: dict, m0: float, answer: str) -> tuple[np.ndarray, list[str]]:
+    """Each cell's drawn colour (RGBA) and the colour bar's words, off the overlay's figure."""
+    import matplotlib.pyplot as plt
+
+    fig = figure(Image.new("RGB", (90, 90), (128, 128, 128)), evidence, m0, answer=answer)
+    fig.canvas.draw()  # face colours are worked out when drawn
+    faces = np.array(fig.axes[0].collections[0].get_facecolors())
+    words = [t.get_text() for t in fig.axes[1].get_yticklabels()]
+    plt.close(fig)
+    return faces, words
+
+
+def test_the_map_is_coloured_by_the_answer_given_on_a_scale_with_an_absolute_floor():
+    deltas = [0.0, 0.01, 0.0, 0.0, 0.02, 0.0, 1.5, 0.1, 0.0]
+    options = EvidenceOptions(grid=3)
+    for answer, m0, sign in (("yes", 2.0, 1), ("no", -2.0, -1)):  # the cell holds up the answer, either way
+        faces, words = _faces(describe(_cells([sign * d for d in deltas]), m0, options), m0, answer)
+        red, green, blue, alpha = faces[6]
+        assert red > 0.5 > blue and alpha > 0.4, answer
+        assert words == ["argues against it", "no effect", f"supports the answer \u201c{answer}\u201d"]
+    faces, _ = _faces(describe(_cells([0.8 if i == 2 else 0.0 for i in range(9)]), -2.0, options), -2.0, "no")
+    assert faces[2][2] > faces[2][0] + 0.2  # a cell whose hiding makes the 'no' surer argues against it: blue
+    # a barely held answer (|m0| = 0.05) whose cells move it by 0.04: not flat relative to m0, but drawn flat,
+    # because the scale never runs below COLOUR_FLOOR
+    weak = describe(_cells([0.04 if i == 6 else 0.0 for i in range(9)]), 0.05, options)
+    assert not weak["flat"] and COLOUR_FLOOR >= 1.0
+    faces, _ = _faces(weak, 0.05, "yes")
+    assert faces[:, 3].max() < 0.15 and (faces[6][:3] > 0.85).all()
 
 
 def test_pointing_game_against_a_mask():

@@ -101,7 +101,7 @@ def test_a_study_out_of_scope_is_never_a_plain_or_green_quadrant(checkers):
     checker = Checker(checkers["demo"].loaded, options=CheckOptions(scope="any"))
     v = checker.check(load_study(get_testdata_file("CT_small.dcm")), "Is there cardiomegaly?")
     assert not v.in_scope
-    assert vocabulary.title(v).startswith("Out of scope, research only: ")
+    assert vocabulary.title(v) == vocabulary.OUT_OF_SCOPE
     assert vocabulary.verdict_tone(v) == "grey" != vocabulary.tone(v.quadrant)
     assert vocabulary.advice(v) == vocabulary.OUT_OF_SCOPE_ADVICE
 
@@ -171,3 +171,36 @@ def test_a_run_level_note_for_each_comparison():
     assert vocabulary.dataset_note({"rule": "content", "reference": "same-label"}) == vocabulary.CONTROL_NOTE
     assert vocabulary.dataset_note({"rule": "flip", "reference": "blank"}) is None
     assert vocabulary.reference_name({"rule": "flip", "reference": "blank"}) == vocabulary.WITHOUT_IMAGE
+
+
+def test_what_was_judged_is_named_by_facts_never_by_an_identifier(verdicts):
+    v = verdicts["dangerous-yes"]
+    fingerprint = v.model["fingerprint"].removeprefix("sha256:")
+    assert vocabulary.model_version(v.model) == fingerprint[:12]
+    assert vocabulary.model_line(v.model) == f"demo-shortcut, version {fingerprint[:12]}"
+    assert vocabulary.model_version({"name": "x"}) == "unknown"
+    assert vocabulary.study_line(v.image, "2026-12-03 10:00:00 UTC") == (
+        f"PNG, 256 x 256 pixels, image hash {v.image['sha256'][:12]}, uploaded 2026-12-03 10:00:00 UTC")
+
+
+def test_rows_and_comparisons_in_the_readers_words(verdicts):
+    assert [vocabulary.as_question_reads(a, inv) for a, inv in
+            (("yes", True), ("no", True), ("yes", False), ("unclear", True))] == ["no", "yes", "yes", "unclear"]
+    v = verdicts["dangerous-no"]
+    assert vocabulary.asked(v.text_only) == "with no image at all"
+    assert vocabulary.asked(v.content_free) == "with a blank mid-gray image of the same size"
+    assert vocabulary.deciding(v) == "content_free"
+    assert vocabulary.evidence_legend("no") == ("supports the answer \u201cno\u201d", "argues against it")
+    assert vocabulary.evidence_key("no").startswith("Red cells support the answer \u201cno\u201d")
+
+
+def test_a_verdict_out_of_scope_is_never_worded_as_a_quadrant(verdicts):
+    from dataclasses import replace
+
+    v = verdicts["ideal-yes"]
+    out = replace(v, scope={"in_scope": False, "reasons": ["a CT study, not a chest radiograph"]})
+    assert not out.in_scope and v.in_scope
+    assert vocabulary.title(out) == vocabulary.OUT_OF_SCOPE and "Ideal" not in vocabulary.title(out)
+    assert vocabulary.verdict_tone(out) == "grey" and vocabulary.verdict_tone(v) == "green"
+    assert vocabulary.advice(out) == vocabulary.OUT_OF_SCOPE_ADVICE
+    assert "(a CT study, not a chest radiograph)" in vocabulary.scope_line(out)

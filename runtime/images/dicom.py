@@ -14,6 +14,7 @@ printed.
 from __future__ import annotations
 
 import io
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
@@ -226,3 +227,56 @@ def _palette_to_rgb(frame: np.ndarray, ds, name: str) -> Image.Image:
 
 def _rgb_image(rgb: np.ndarray) -> Image.Image:
     return Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8))
+
+
+@dataclass(frozen=True)
+class Grayscale:
+    """A grayscale DICOM's values after its modality LUT, before any window: what a viewer's window/level
+    works on. `windows` are the file's own (centre, width, explanation); `frame` is the frame decoded (0-based)
+    of `frames`."""
+
+    values: np.ndarray  # float32 [rows, columns]
+    monochrome1: bool  # dense tissue is dark in the values: a viewer inverts after windowing
+    windows: list[tuple[float, float, str]]
+    frame: int
+    frames: int
+
+
+def grayscale_values(data: bytes, name: str = "upload", frame: int | None = None) -> Grayscale | None:
+    """The modality values of the frame the model saw (`frame` counted from 1 as in `read`; None: the first) and
+    the file's windows, for a viewer's window/level; None for colour. The model's picture stays
+    `DicomReader.read`'s (the file's own window, 8 bits); this is for a person looking closer. Only image
+    elements are parsed, as in `read`."""
+    from pydicom.pixels import apply_modality_lut
+
+    ds = _parse(data, name)
+    frames = max(1, _int(ds, "NumberOfFrames") or 1)
+    index = frame_index(frame, frames, name)
+    pixels, photometric = _decode_frame(ds, index, name)
+    if photometric not in _MONOCHROME or pixels.ndim != 2:
+        return None
+    values = np.asarray(apply_modality_lut(pixels, ds), dtype=np.float32)
+    return Grayscale(values, photometric == "MONOCHROME1", _windows(ds), index, frames)
+
+
+def _windows(ds) -> list[tuple[float, float, str]]:
+    """Every (centre, width, explanation) the file names; malformed ones are left out."""
+    centres, widths, notes = (_listed(ds, k) for k in ("WindowCenter", "WindowWidth", "WindowCenterWidthExplanation"))
+    windows = []
+    for i, (centre, width) in enumerate(zip(centres, widths, strict=False)):
+        try:
+            if float(width) >= 1:
+                windows.append((float(centre), float(width), str(notes[i]) if i < len(notes) else ""))
+        except (TypeError, ValueError):
+            continue
+    return windows
+
+
+def _listed(ds, keyword: str) -> list:
+    """An element's values as a list, whether it holds one value or several."""
+    from pydicom.multival import MultiValue
+
+    value = ds.get(keyword)
+    if value is None or value == "":
+        return []
+    return list(value) if isinstance(value, MultiValue) else [value]

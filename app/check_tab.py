@@ -1,0 +1,242 @@
+"""The "Check a study" tab: upload and look at a study, ask a question, edit its phrasings, run, read the
+verdict, print it.
+
+One verdict, one study: whatever the verdict depended on (the study, the question, the phrasings, the model,
+an option) clears it the moment it changes, with its evidence map, report and downloads, and cancels a check
+still running for the old inputs, so a verdict on screen is always the verdict on what is shown beside it.
+The banner restates the question, the model and its version, and the study, so a screenshot or a printout
+says what was judged.
+
+Every handler turns bad input into a message in the page (refusals included); none lets an exception reach
+Gradio, so the server keeps serving whatever a request sends.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import gradio as gr
+
+from quadrant.ablation import ABLATIONS
+from quadrant.errors import QuadrantError, one_line
+from quadrant.evidence_plot import verdict_overlay
+from quadrant.images import load_study_bytes
+from quadrant.reliance import RULES
+from quadrant.verdict import Verdict
+
+from . import render, viewer
+from .service import UPLOAD_NAME, CheckService
+from .studyinfo import study_facts
+
+log = logging.getLogger("quadrant.app")
+
+APP_DIR = Path(__file__).resolve().parent
+#: the printable report's styles: the page's own, then the print layout
+REPORT_CSS = "".join((APP_DIR / name).read_text(encoding="utf-8") for name in ("quadrant.css", "report.css"))
+
+#: the ablations a single upload can use (`swap` needs a second study: evaluate only), in words
+ABLATION_CHOICES = {"none": "taken out of the prompt (none)", "blank": "a blank mid-gray image (blank)",
+                    "white": "a blank white image (white)", "noise": "random noise (noise)"}
+UI_ABLATIONS = tuple(a for a in ABLATIONS if a != "swap")
+
+#: the Print button: opens the report (kept, encoded, in the verdict panel) in a window of its own and prints it
+PRINT_JS = """() => {
+  const holder = document.querySelector('#quadrant-report');
+  if (!holder) return;
+  const bytes = Uint8Array.from(atob(holder.dataset.report), c => c.charCodeAt(0));
+  const report = window.open('', '_blank');
+  if (!report) return;
+  report.document.open();
+  report.document.write(new TextDecoder().decode(bytes));
+  report.document.close();
+  report.addEventListener('load', () => { report.focus(); report.print(); });
+}"""
+
+
+@dataclass
+class CheckTab:
+    """What the rest of the page needs from the tab: its Check event (the audit tab refreshes after it)."""
+
+    checked: gr.events.Dependency
+
+
+def build(service: CheckService, *, downloads: Path, examples: list[list[str]],
+          user_of: Callable[[gr.Request | None], str | None]) -> CheckTab:
+    """Lay out the tab inside the current gr.Tab and wire its events. `downloads` is a folder inside Gradio's
+    cache for files to hand out; `user_of` names the signed-in user of a request."""
+    base = service.checkers[service.default_model]
+    handlers = _Handlers(service, downloads, user_of)
+    uploaded = gr.State(None)
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=1, min_width=300):
+            study = gr.File(label="Study: PNG, JPEG or DICOM (drag and drop)", type="filepath", elem_id="study",
+                            height=110)
+            shown = gr.HTML(viewer.empty_html(), js_on_load=viewer.JS, elem_id="viewer")
+            facts = gr.HTML(elem_id="study-facts")
+        with gr.Column(scale=1, min_width=300):
+            model = gr.Radio(list(service.checkers), value=service.default_model, label="Model",
+                             visible=len(service.checkers) > 1, elem_id="model")
+            with gr.Row(equal_height=True):
+                finding = gr.Dropdown(list(service.bank().names), value=None, label="Finding (fills in the question)",
+                                      elem_id="finding", scale=1, min_width=150)
+                question = gr.Textbox(label="Yes/no question", placeholder="Is there a pleural effusion?",
+                                      max_lines=1, elem_id="question", scale=2, min_width=200)
+            paraphrases = gr.Textbox(
+                label="Other ways to ask it, one per line (a leading ! marks one whose yes means absent)",
+                lines=base.options.k, max_lines=24, elem_id="paraphrases",
+                placeholder="Filled in when you pick a finding or type a question; edit freely. Left empty or "
+                            "unedited, the model's own set is used.")
+            with gr.Row():
+                run = gr.Button("Check this study", variant="primary", elem_id="run", scale=2)
+                new = gr.ClearButton(value="New check", elem_id="new-check", scale=1)
+            grid = service.evidence_options.grid
+            evidence = gr.Checkbox(service.evidence_by_default, elem_id="evidence-toggle",
+                                   label=f"Also show where in the image the answer comes from (slower: the question "
+                                         f"is asked again with each of {grid * grid} parts of the image hidden)")
+            with gr.Accordion("Options", open=False, elem_id="options"):
+                ablation = gr.Dropdown(
+                    [(f"the model's default: {ABLATION_CHOICES[base.ablation]}", ""),
+                     *((ABLATION_CHOICES[a], a) for a in UI_ABLATIONS)], value="",
+                    label="For the text-only pass, the image is", elem_id="ablation")
+                rule = gr.Dropdown(list(RULES), value=base.options.reliance.rule, elem_id="rule",
+                                   label="Rule for 'the image moved the answer' (content: against a blank image; "
+                                         "flip: the answer must change without the image)")
+                threshold = gr.Number(value=base.options.reliance.threshold, minimum=0, elem_id="threshold",
+                                      label="Content rule: the share the study must move the score by")
+    verdict = gr.HTML(render.placeholder_html(), elem_id="verdict")
+    with gr.Row():
+        printed = gr.Button("Print the report", visible=False, elem_id="print-report", size="sm")
+        report = gr.DownloadButton("Download the report (HTML, one page)", visible=False, elem_id="report-html",
+                                   size="sm")
+        download = gr.DownloadButton("Download the verdict (JSON)", visible=False, elem_id="verdict-json", size="sm")
+    if examples:
+        gr.Examples(examples, inputs=[study, question], label="Example studies (synthetic phantoms, not patients): "
+                    "one click loads a study and its question", examples_per_page=8)
+    with gr.Accordion("What the four verdicts mean", open=False):
+        gr.Markdown(render.EXPLAINER)
+    new.add([study, finding, question, paraphrases])
+
+    outputs = [verdict, printed, report, download]
+    checked = run.click(handlers.run, [study, question, paraphrases, ablation, model, rule, threshold, evidence,
+                                       uploaded], outputs, api_visibility="private", scroll_to_output=True,
+                        concurrency_id="check", concurrency_limit=service.batcher.max_batch)
+    printed.click(None, js=PRINT_JS)
+    study.change(handlers.describe, study, [shown, facts, uploaded], api_visibility="private", queue=False)
+    finding.change(handlers.question_for, [finding, model], question, api_visibility="private", queue=False)
+    question.change(handlers.suggest, [question, model], paraphrases, api_visibility="private", queue=False,
+                    trigger_mode="always_last")
+    for component, what in ((study, "the study changed"), (question, "the question or its phrasings changed"),
+                            (paraphrases, "the question or its phrasings changed"), (model, "the model changed"),
+                            (ablation, "an option changed"), (rule, "an option changed"),
+                            (threshold, "an option changed"), (evidence, "an option changed")):
+        component.change(handlers.cleared(what), None, outputs, api_visibility="private", queue=False,
+                         cancels=[checked])
+    return CheckTab(checked)
+
+
+class _Handlers:
+    """The tab's event handlers, bound to one service."""
+
+    def __init__(self, service: CheckService, downloads: Path, user_of: Callable[[gr.Request | None], str | None]):
+        self.service = service
+        self.downloads = downloads
+        self.user_of = user_of
+
+    def describe(self, path: str | None):
+        """The viewer, the safe facts and the upload time of a freshly chosen study."""
+        if not path:
+            return viewer.empty_html(), "", None
+        try:
+            data = self.service.read_upload(path)
+            study = load_study_bytes(data, UPLOAD_NAME)
+            facts = study_facts(study, data)
+            shown = viewer.viewer_html(study, data)
+        except QuadrantError as exc:
+            return viewer.empty_html(), render.error_html(str(exc), title="This file cannot be used.",
+                                                          elem_id="study-error"), None
+        except Exception as exc:  # never let a preview take the page down
+            log.warning("preview failed: %s", type(exc).__name__)
+            return viewer.empty_html(), render.error_html(f"unexpected {type(exc).__name__}",
+                                                          title="This file cannot be used.",
+                                                          elem_id="study-error"), None
+        return shown, render.facts_list(facts, elem_id="study-facts-list"), _now()
+
+    def question_for(self, finding: str | None, model: str | None):
+        return self.service.bank(model).questions.get(finding, gr.skip()) if finding else gr.skip()
+
+    def suggest(self, question: str, model: str | None):
+        """The model's paraphrases for a question, one a line, ready to edit; empty when there are none."""
+        return "\n".join(("! " if p.inverted else "") + p.text for p in self.service.suggestions(question, model))
+
+    def cleared(self, what: str) -> Callable[[], tuple]:
+        """The handler for a change of something the verdict depended on: the verdict and its files go."""
+        def clear():
+            return render.placeholder_html(what), *_hidden()
+        return clear
+
+    def run(self, path, question, paraphrases, ablation, model, rule, threshold, evidence, uploaded,
+            request: gr.Request):
+        """One check: the upload decoded once, checked, its map drawn on the same picture, the report made."""
+        try:
+            data = self.service.read_upload(path)
+            study = load_study_bytes(data, UPLOAD_NAME)
+            verdict = self.service.check_study(study, question, paraphrases, ablation, model=model, rule=rule,
+                                               threshold=threshold, evidence=bool(evidence),
+                                               user=self.user_of(request))
+            overlay = _png(verdict_overlay(verdict, study.image)) if verdict.evidence else None
+        except QuadrantError as exc:  # bad input, and refusals of a study or question out of scope
+            return render.error_html(str(exc)), *_hidden()
+        except Exception as exc:
+            log.exception("check failed unexpectedly")
+            return render.error_html(f"unexpected error ({type(exc).__name__}: {one_line(exc)}); "
+                                     "the app keeps running, try again or report it"), *_hidden()
+        report = render.report_html(verdict, css=REPORT_CSS, study_facts=study_facts(study, data), checked=_now(),
+                                    user=self.user_of(request), uploaded=uploaded, overlay_png=overlay)
+        check_id = uuid.uuid4().hex[:12]
+        page = (f'<div class="q-verdict" data-check="{check_id}">'
+                f"{render.verdict_html(verdict, uploaded=uploaded, overlay_png=overlay)}{_report_holder(report)}</div>")
+        name = f"{verdict.image['sha256'][:12]}-{check_id}"
+        return (page, gr.Button(visible=True),
+                gr.DownloadButton(value=self._save(f"quadrant-report-{name}.html", report), visible=True),
+                gr.DownloadButton(value=self._save(f"verdict-{name}.json", _json(verdict)), visible=True))
+
+    def _save(self, name: str, text: str) -> str:
+        folder = self.downloads / uuid.uuid4().hex
+        folder.mkdir(parents=True)
+        path = folder / name
+        path.write_text(text, encoding="utf-8")
+        return str(path)
+
+
+def _hidden() -> tuple:
+    return (gr.Button(visible=False), gr.DownloadButton(value=None, visible=False),
+            gr.DownloadButton(value=None, visible=False))
+
+
+def _report_holder(report: str) -> str:
+    """The report, kept in the page for the Print button (encoded: it is a whole document of its own)."""
+    encoded = base64.b64encode(report.encode("utf-8")).decode("ascii")
+    return f'<div id="quadrant-report" hidden data-report="{encoded}"></div>'
+
+
+def _json(verdict: Verdict) -> str:
+    return json.dumps(verdict.to_json(), indent=2, ensure_ascii=False)
+
+
+def _png(image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _now() -> str:
+    """The server's clock, with its zone: upload and check times in the banner and the report."""
+    return datetime.now().astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")

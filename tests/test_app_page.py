@@ -1,0 +1,339 @@
+"""What a clinician sees and does on the page, in a real browser (Playwright on Debian's chromium) against a
+real `quadrant app`: one verdict for one study (anything it depended on clears it, a check still running for
+old inputs included), the banner's comparison per rule, rows read as the question reads them, the evidence
+legend for a 'no', the study view, the one-page report, and accessibility (axe-core, the Check button in view
+at 1366 x 768, nothing clipped at 400 px, keyboard focus kept).
+
+One server and one page serve the module; each test sets up the inputs it needs. axe-core comes from npm:
+`.ci/run` installs it (AXE below); a missing axe-core, browser or server FAILS these tests. Screenshots of
+each state go to test-artifacts/.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+import re
+import time
+from pathlib import Path
+
+import pytest
+
+from test_app_parts import identified_dicom
+import test_app_server
+from test_app_server import ARTIFACTS, PASSWORD, SAMPLES, USER
+
+pytestmark = pytest.mark.slow  # a real server and a real browser
+AXE = Path(os.environ.get("QUADRANT_AXE") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+           / "quadrant" / "npm" / "node_modules" / "axe-core" / "axe.min.js")
+WIDE, NARROW = {"width": 1366, "height": 768}, {"width": 400, "height": 900}
+#: the fixtures of the server tests: Debian's chromium, headless; a `quadrant app` for this module
+browser_type_launch_args = test_app_server.browser_type_launch_args
+server = test_app_server.server
+
+
+@pytest.fixture(scope="module")
+def app(browser, server):
+    """One signed-in page at 1366 x 768 for the module."""
+    context = browser.new_context(viewport=WIDE, accept_downloads=True)
+    assert context.request.post(server.url + "login", form={"username": USER, "password": PASSWORD}).ok
+    page = context.new_page()
+    page.goto(server.url)
+    page.wait_for_selector("#run", timeout=60_000)
+    ARTIFACTS.mkdir(exist_ok=True)
+    yield page
+    context.close()
+
+
+def upload(page, path: Path) -> None:
+    if page.locator("#study button[aria-label=Clear]").count():  # a study is loaded: take it away first
+        page.locator("#study button[aria-label=Clear]").click()
+    page.locator("#study input[type=file]").set_input_files(str(path))
+    page.wait_for_function("(name) => document.querySelector('#study').innerText.includes(name) && "
+                           "document.querySelector('#viewer .q-viewer[data-ready]')", arg=path.stem,
+                           timeout=60_000)
+
+
+def ask(page, question: str, paraphrases: str | None = None) -> None:
+    page.locator("#question textarea, #question input").first.fill(question)
+    if paraphrases is None:  # wait for the offered set, then keep it
+        page.wait_for_function("document.querySelector('#paraphrases textarea').value.length > 0", timeout=30_000)
+    else:
+        page.wait_for_timeout(500)  # the offered set arrives first; then ours replaces it
+        page.locator("#paraphrases textarea").fill(paraphrases)
+
+
+def choose(page, model: str = "demo", evidence: bool = False) -> None:
+    page.locator("#model").get_by_label(model, exact=True).check()
+    page.locator("#evidence-toggle input").set_checked(evidence)
+
+
+def check(page, quadrant: str | None = None) -> str:
+    """Press Check and wait for a new verdict (each has its own id); its banner's text."""
+    old = page.evaluate("document.querySelector('#verdict .q-verdict')?.dataset.check || ''")
+    page.locator("#run").click()
+    selector = f".q-verdict:not([data-check='{old}']) #quadrant-banner"
+    page.wait_for_selector(selector + (f"[data-quadrant={quadrant}]" if quadrant else ""), timeout=120_000)
+    return page.locator("#quadrant-banner").inner_text()
+
+
+def cleared(page, because: str) -> None:
+    """The verdict, its map and its files are gone, and the page says why."""
+    page.wait_for_selector(f"#quadrant-placeholder[data-changed='{because}']", timeout=30_000)
+    assert page.locator("#quadrant-banner, #quadrant-error, #quadrant-evidence").count() == 0
+    for button in ("#verdict-json", "#report-html", "#print-report"):
+        assert not page.locator(button).is_visible(), button
+
+
+def settled(page, selector: str, quiet: float = 2.0) -> str:
+    """An input's value once it has stopped changing for `quiet` seconds (the page's own updates are in)."""
+    value, since = None, time.monotonic()
+    while True:
+        now = page.locator(selector).input_value()
+        if now != value:
+            value, since = now, time.monotonic()
+        elif value and time.monotonic() - since >= quiet:
+            return value
+        page.wait_for_timeout(200)
+
+
+def shot(page, name: str) -> None:
+    page.screenshot(path=str(ARTIFACTS / f"page-{name}.png"), full_page=True)
+
+
+def test_the_check_button_is_in_view_at_1366_by_768(app):
+    box = app.locator("#run").bounding_box()
+    assert app.evaluate("window.scrollY") == 0 and box["y"] >= 0 and box["y"] + box["height"] <= WIDE["height"]
+    app.screenshot(path=str(ARTIFACTS / "page-start-1366.png"))
+
+
+def test_a_verdict_goes_when_anything_it_depended_on_changes(app, server):
+    upload(app, SAMPLES / "cardiomegaly-effusion.png")
+    ask(app, "Is there a pleural effusion?")
+    choose(app, "demo")
+    banner = check(app, "Ideal")
+    judged = app.locator("#quadrant-judged").inner_text()
+    assert "\u201cIs there a pleural effusion?\u201d" in judged and "demo, version 6687c8bc52c9" in judged
+    assert re.search(r"PNG, 256 x 256 pixels, image hash [0-9a-f]{12}, uploaded \d{4}-\d\d-\d\d \d\d:\d\d:\d\d", judged)
+    assert "IDEAL ANSWER" in banner
+    shot(app, "ideal")
+
+    for change, because in (
+            (lambda: app.locator("#question textarea, #question input").first.fill("Is there cardiomegaly?"),
+             "the question or its phrasings changed"),
+            (lambda: app.locator("#paraphrases textarea").fill("Is the heart enlarged?\nIs cardiomegaly present?"),
+             "the question or its phrasings changed"),
+            (lambda: app.locator("#model").get_by_label("demo-shortcut", exact=True).check(), "the model changed"),
+            (lambda: app.locator("#evidence-toggle input").check(), "an option changed"),
+            (lambda: upload(app, SAMPLES / "normal.png"), "the study changed")):
+        check(app)
+        change()
+        cleared(app, because)
+    shot(app, "cleared")
+
+    # a refusal shows its message in place of a verdict, and goes like one
+    check(app)
+    ask(app, "Describe the film.", paraphrases="")
+    app.locator("#run").click()
+    app.wait_for_selector("#verdict #quadrant-error", timeout=60_000)
+    assert "yes or no" in app.locator("#quadrant-error").inner_text()
+    assert app.locator("#quadrant-banner").count() == 0
+    shot(app, "refused")
+    ask(app, "Is there cardiomegaly?")
+    cleared(app, "the question or its phrasings changed")
+
+    # a check still running when its question changes never shows its verdict
+    before = server.audit_rows()
+    app.locator("#run").click()  # with the evidence map on: seconds of work
+    app.wait_for_timeout(300)
+    app.locator("#question textarea, #question input").first.fill("Is there a pneumothorax?")
+    deadline = time.monotonic() + 120
+    while server.audit_rows() == before and time.monotonic() < deadline:  # the old check finishes on the server
+        time.sleep(0.2)
+    assert server.audit_rows() == before + 1
+    app.wait_for_timeout(1500)
+    cleared(app, "the question or its phrasings changed")
+
+    check(app)
+    app.locator("#new-check").click()  # clears the study, the question and its phrasings, and so the verdict
+    app.wait_for_selector("#quadrant-placeholder:not([data-changed=''])", timeout=30_000)
+    assert app.locator("#quadrant-banner").count() == 0 and app.locator("#viewer canvas").count() == 0
+    assert app.locator("#question textarea, #question input").first.input_value() == ""
+
+
+def test_the_flip_rule_banner_names_the_pass_without_the_image(app):
+    upload(app, SAMPLES / "consolidation.png")
+    ask(app, "Is there cardiomegaly?")
+    choose(app, "demo")
+    app.locator("#options").get_by_text("Options").click()
+    app.locator("#rule input").click()
+    app.get_by_role("option", name="flip").click()
+    banner = check(app, "Ideal")
+    assert "Decided by asking the question with and without the image: \u201cno\u201d with it, \u201cyes\u201d " \
+           "without it" in banner
+    assert app.locator("#quadrant-compare tr.q-decisive").inner_text().startswith("With no image at all")
+    shot(app, "flip-rule")
+    app.locator("#rule input").click()
+    app.get_by_role("option", name="content").click()
+    banner = check(app, "Dangerous")  # the same study and question under the content rule
+    assert "Decided by comparing the study with a blank mid-gray image of the same size" in banner
+
+
+def test_inverted_rows_read_as_the_question_and_the_map_legend_follows_the_answer(app):
+    upload(app, SAMPLES / "nodule.png")
+    ask(app, "Is there a lung nodule?", paraphrases="Is there a pulmonary nodule?\n! Is the lung free of nodules?\n"
+                                                    "! Can a lung nodule be ruled out?")
+    choose(app, "demo")
+    check(app, "Fragile")
+    rows = app.locator("#quadrant-phrasings tr[data-answer]")
+    assert [rows.nth(i).get_attribute("data-answer") for i in range(4)] == ["yes", "yes", "yes", "no"]
+    disagreeing = app.locator("#quadrant-phrasings tr.q-disagree")
+    assert disagreeing.count() == 1 and "disagrees" in disagreeing.inner_text()
+    assert "the model said \u201cyes\u201d to it" in disagreeing.inner_text()
+    shot(app, "inverted")
+
+    ask(app, "Is there cardiomegaly?")
+    choose(app, "demo", evidence=True)
+    check(app)
+    evidence = app.locator("#quadrant-evidence")
+    evidence.locator("img.q-evidence-map").wait_for(timeout=60_000)
+    text = evidence.inner_text()
+    assert "Red cells support the answer \u201cno\u201d" in text and "not a segmentation" in text
+    assert "of the image (left and right as displayed, not necessarily the patient's)" in text
+    assert "delta" not in text and "m0" not in text and "logit" not in text
+    shot(app, "evidence-no")
+
+
+def test_axe_finds_nothing_serious_in_any_state(app):
+    """axe-core, injected into the page: no serious or critical violation with a red verdict, its map and its
+    Details open, nor with a refusal on screen."""
+    assert AXE.is_file(), f"{AXE} is missing: npm install --prefix ~/.cache/quadrant/npm axe-core@4 (.ci/run does)"
+    upload(app, SAMPLES / "cardiomegaly-effusion.png")
+    ask(app, "Is there a pleural effusion?")
+    choose(app, "demo-shortcut", evidence=True)
+    check(app, "Dangerous")
+    app.locator("#quadrant-details summary").click()
+    shot(app, "dangerous-details")
+    app.add_script_tag(path=str(AXE))
+    found = {"verdict": _axe(app)}
+    ask(app, "What is the diagnosis?", paraphrases="")
+    app.locator("#run").click()
+    app.wait_for_selector("#verdict #quadrant-error", timeout=60_000)
+    found["refusal"] = _axe(app)
+    print({state: [(v["id"], v["impact"]) for v in violations] for state, violations in found.items()})
+    for state, violations in found.items():
+        serious = [f"{v['id']} ({v['impact']}): {v['nodes']}" for v in violations
+                   if v["impact"] in ("serious", "critical")]
+        assert not serious, f"{state}: {serious}"
+
+
+def _axe(page) -> list[dict]:
+    page.wait_for_function("() => { for (let e = document.querySelector('#verdict'); e; e = e.parentElement) "
+                           "if (getComputedStyle(e).opacity !== '1') return false; return true; }")  # not pending
+    return page.evaluate("async () => (await axe.run(document)).violations.map(v => ({id: v.id, impact: v.impact, "
+                         "nodes: v.nodes.slice(0, 3).map(n => n.target.join(' '))}))")
+
+
+def test_at_400_px_no_table_is_clipped(app):
+    upload(app, SAMPLES / "nodule.png")
+    ask(app, "Is there a lung nodule?")
+    choose(app, "demo", evidence=True)
+    check(app)
+    app.set_viewport_size(NARROW)
+    try:
+        app.wait_for_timeout(300)
+        clipped = app.evaluate("""() => [...document.querySelectorAll('#verdict table, #verdict img, #verdict dl')]
+            .filter(e => { const r = e.getBoundingClientRect(); const box = e.closest('.q-scroll');
+                           const room = box ? box.getBoundingClientRect() : {left: 0, right: innerWidth};
+                           return r.right > room.right + 1 && !(box && box.scrollWidth > box.clientWidth); })
+            .map(e => e.id || e.className)""")
+        assert clipped == []
+        assert app.evaluate("document.documentElement.scrollWidth") <= NARROW["width"]
+        shot(app, "verdict-400")
+    finally:
+        app.set_viewport_size(WIDE)
+
+
+def test_keyboard_focus_is_never_lost(app):
+    upload(app, SAMPLES / "normal.png")
+    field = app.locator("#question textarea, #question input").first
+    field.click()
+    app.keyboard.press("Control+A")
+    app.keyboard.type("Is there cardiomegaly?")  # every keystroke clears the verdict: focus stays here
+    settled(app, "#paraphrases textarea")  # the last keystroke's phrasings are in: a later change would clear it
+    focused = "document.activeElement.id || document.activeElement.closest('[id]')?.id || document.activeElement.tagName"
+    assert app.evaluate(focused) == "question"
+    for _ in range(12):  # to the Check button by keyboard
+        app.keyboard.press("Tab")
+        if app.evaluate(focused) == "run":
+            break
+    assert app.evaluate(focused) == "run"
+    app.keyboard.press("Enter")
+    app.wait_for_selector("#quadrant-banner, #quadrant-error", timeout=120_000)
+    app.wait_for_timeout(300)
+    assert app.locator("#quadrant-banner").count() == 1, app.locator("#verdict").inner_text()
+    assert app.evaluate(focused) == "run"  # the verdict arrived; focus stayed put
+    app.locator("#quadrant-details summary").focus()
+    app.keyboard.press("Enter")  # Details open by keyboard
+    assert app.locator("#quadrant-details").get_attribute("open") is not None
+
+
+def test_the_study_view_zooms_and_windows_a_dicom(app, tmp_path):
+    upload(app, identified_dicom(tmp_path / "study.dcm"))
+    viewer = app.locator("#viewer")
+    assert viewer.locator("#viewer-frame").inner_text() == "Frame used: 1 of 1."
+    options = viewer.locator("select option").all_inner_texts()
+    assert options[:3] == ["As the model sees it", "Full range", "Auto contrast"]
+    mean = ("() => { const c = document.querySelector('#viewer canvas'); const d = c.getContext('2d')"
+            ".getImageData(0, 0, c.width, c.height).data; let s = 0; for (let i = 0; i < d.length; i += 4) s += d[i];"
+            " return s / (d.length / 4); }")
+    as_seen = app.evaluate(mean)
+    viewer.locator("select").select_option(label="Auto contrast")
+    assert abs(app.evaluate(mean) - as_seen) > 5  # the values windowed anew, not the model's 8-bit picture
+    readout = viewer.locator(".q-wl-readout").inner_text()
+    box = viewer.locator("canvas").bounding_box()
+    app.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    app.mouse.down()
+    app.mouse.move(box["x"] + box["width"] / 4, box["y"] + box["height"] * 0.7, steps=4)
+    app.mouse.up()
+    app.wait_for_timeout(200)
+    assert viewer.locator("select").input_value() == "custom"
+    assert viewer.locator(".q-wl-readout").inner_text() != readout
+    width = viewer.locator("canvas").bounding_box()["width"]
+    viewer.get_by_role("button", name="Zoom in").click()
+    assert viewer.locator("canvas").bounding_box()["width"] > 1.4 * width
+    viewer.get_by_role("button", name="Fit").click()
+    assert abs(viewer.locator("canvas").bounding_box()["width"] - width) < 2
+    shot(app, "study-view")
+    viewer.get_by_role("button", name="Full screen").click()
+    app.wait_for_function("document.fullscreenElement && document.fullscreenElement.matches('.q-viewer')")
+    app.evaluate("document.exitFullscreen()")
+
+
+def test_the_report_prints_on_one_page(app):
+    upload(app, SAMPLES / "nodule.png")
+    ask(app, "Is there a lung nodule?")
+    choose(app, "demo", evidence=True)
+    check(app, "Ideal")
+    with app.expect_download() as download:
+        app.locator("#report-html").click()
+    report = Path(download.value.path()).read_text(encoding="utf-8")
+    text = html.unescape(report)
+    for part in ("Is there a lung nodule?", "demo, version 6687c8bc52c9", "sha256:6687c8bc52c9", USER,
+                 "Not for diagnostic use", "IDEAL ANSWER", "data:image/png;base64,"):
+        assert part in text, part
+    printed = app.context.new_page()
+    try:
+        printed.set_content(report)
+        printed.emulate_media(media="print")
+        pdf = printed.pdf(format="A4", print_background=True, prefer_css_page_size=True)
+        assert len(re.findall(rb"/Type\s*/Page[^s]", pdf)) == 1
+        printed.set_viewport_size({"width": 794, "height": 1123})  # A4 at 96 dpi
+        printed.screenshot(path=str(ARTIFACTS / "page-report.png"), full_page=True)
+    finally:
+        printed.close()
+    with app.expect_popup() as popup:
+        app.locator("#print-report").click()
+    popup.value.wait_for_load_state()
+    assert popup.value.title() == "Quadrant report: Is there a lung nodule?"
+    popup.value.close()
