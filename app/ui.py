@@ -1,5 +1,6 @@
 """The page: upload a study, pick a finding or type a question, see and edit the phrasings, run, read the
-verdict; a second tab lists the audit log. Also the API endpoint `check` (SPEC, Interfaces).
+verdict; a second tab lists the audit log (audit_tab.py). Also the API endpoint `check` (api.py), and with a
+login, who is signed in and a way out (account.py).
 
 Layout and wiring only: what a check does lives in service.py, how a verdict looks in render.py. Every
 handler turns bad input into a message in the page (or a gr.Error for API callers); none lets an
@@ -23,7 +24,9 @@ from quadrant.reliance import RULES
 from quadrant.verdict import Verdict
 
 from . import render
-from quadrant.audit import COLUMNS
+from .account import add_account_bar
+from .api import add_check_endpoint
+from .audit_tab import AuditTab
 from .service import UPLOAD_NAME, CheckService
 from .studyinfo import study_facts
 
@@ -34,13 +37,15 @@ UI_ABLATIONS = tuple(a for a in ABLATIONS if a != "swap")
 _DEFAULT = "default"
 
 
-def build_ui(service: CheckService, *, downloads: Path, audit_where: str, examples: list[list[str]],
-             title: str = "Quadrant", delete_cache: tuple[int, int] | None = None) -> gr.Blocks:
+def build_ui(service: CheckService, *, downloads: Path, examples: list[list[str]], title: str = "Quadrant",
+             delete_cache: tuple[int, int] | None = None, roles: dict[str, str] | None = None) -> gr.Blocks:
     """The Blocks app for `service`. `downloads` is a folder inside Gradio's cache for files to hand out;
-    `delete_cache` is Gradio's (every N seconds, files older than M seconds) sweep of uploads."""
+    `delete_cache` is Gradio's (every N seconds, files older than M seconds) sweep of uploads; `roles` is
+    user -> role with a login (what the audit tab shows each user), None without one."""
     base = service.checkers[service.default_model]
     k = base.options.k
     handlers = _Handlers(service, downloads)
+    audit = AuditTab(service, downloads, roles)
 
     with gr.Blocks(title=f"{title}: is this model's answer about this study trustworthy?",
                    delete_cache=delete_cache) as demo:
@@ -48,6 +53,7 @@ def build_ui(service: CheckService, *, downloads: Path, audit_where: str, exampl
             f"# {title}\n**Can you trust a vision-language model's yes/no answer on this study?** Quadrant asks "
             "the question several ways with the image and once without it.  \n"
             f"_{render.NOT_FOR_DIAGNOSIS}_", elem_id="quadrant-title")
+        add_account_bar(demo, roles)
         with gr.Tab("Check a study", id="check-tab"):
             with gr.Row(equal_height=False):
                 with gr.Column(scale=1):
@@ -96,23 +102,8 @@ def build_ui(service: CheckService, *, downloads: Path, audit_where: str, exampl
             with gr.Accordion("What the four verdicts mean", open=True):
                 gr.Markdown(render.EXPLAINER)
         with gr.Tab("Audit log", id="audit-tab"):
-            gr.Markdown(f"Every completed check is kept in an append-only SQLite file: `{audit_where}`.  \n"
-                        "Each row holds the time, user, model fingerprint, the study's SHA-256 (never its pixels "
-                        "or any patient identifier), the question, the paraphrases, the quadrant and the verdict.")
-            with gr.Row():
-                refresh = gr.Button("Refresh", elem_id="audit-refresh")
-                export = gr.Button("Export CSV", elem_id="audit-export")
-            audit_table = gr.Dataframe(headers=list(COLUMNS), interactive=False, wrap=True, elem_id="audit-table")
-            audit_csv = gr.File(label="Audit log as CSV", interactive=False, elem_id="audit-csv")
-
-        # the API endpoint `check` (SPEC): its own hidden inputs, so the page's controls can change freely
-        with gr.Row(visible=False):
-            api_image = gr.File(label="image", type="filepath")
-            api_question = gr.Textbox(label="question")
-            api_paraphrases = gr.Textbox(label="paraphrases")
-            api_ablation = gr.Textbox(label="ablation")
-            api_verdict = gr.JSON(label="verdict")
-        api_trigger = gr.Button(visible=False)
+            audit.build()
+        add_check_endpoint(service)
 
         study.change(handlers.describe, study, [preview, facts], api_visibility="private", queue=False)
         finding.change(handlers.question_for, [finding, model], question, api_visibility="private", queue=False)
@@ -121,14 +112,8 @@ def build_ui(service: CheckService, *, downloads: Path, audit_where: str, exampl
         checked = run.click(handlers.run, [study, question, paraphrases, ablation, model, rule, threshold, evidence],
                             [verdict, download, evidence_map], api_visibility="private", scroll_to_output=True,
                             concurrency_id="check", concurrency_limit=service.batcher.max_batch)
-        checked.then(handlers.recent, None, audit_table, api_visibility="private", queue=False)
-        api_trigger.click(handlers.api_check, [api_image, api_question, api_paraphrases, api_ablation], api_verdict,
-                          api_name="check", concurrency_id="check", concurrency_limit=service.batcher.max_batch,
-                          api_description="Check one study: image (PNG, JPEG or DICOM file), a yes/no question, "
-                          "paraphrases one a line (may be empty), ablation (may be empty). Returns the verdict JSON.")
-        refresh.click(handlers.recent, None, audit_table, api_visibility="private", queue=False)
-        export.click(handlers.export_csv, None, audit_csv, api_visibility="private", queue=False)
-        demo.load(handlers.recent, None, audit_table, api_visibility="private", queue=False)
+        checked.then(audit.recent, None, audit.table, api_visibility="private", queue=False)
+        audit.wire(demo)
     return demo
 
 
@@ -182,28 +167,6 @@ class _Handlers:
     def _overlay(self, data: dict, path: str):
         """The map over the study as the model saw it (the same picture `quadrant check --evidence-png` writes)."""
         return verdict_overlay(Verdict.from_json(data), self.service.load_upload(path).image)
-
-    def api_check(self, image, question, paraphrases, ablation, request: gr.Request) -> dict:
-        try:
-            return self.service.check(image, question or "", paraphrases or "", _ablation(ablation),
-                                      user=_user(request))
-        except QuadrantError as exc:
-            raise gr.Error(str(exc), print_exception=False) from None
-        except Exception as exc:
-            log.exception("API check failed unexpectedly")
-            raise gr.Error(f"unexpected error ({type(exc).__name__}: {one_line(exc)})",
-                           print_exception=False) from None
-
-    def recent(self):
-        audit = self.service.audit
-        return [list(row) for row in audit.recent(50)] if audit is not None else []
-
-    def export_csv(self):
-        if self.service.audit is None:
-            return None
-        path = self._new_file("quadrant-audit.csv")
-        path.write_text(self.service.audit.to_csv(), encoding="utf-8")
-        return str(path)
 
     def _save(self, data: dict) -> str:
         path = self._new_file(f"verdict-{data['image']['sha256'][:12]}.json")
