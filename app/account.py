@@ -1,9 +1,9 @@
 """Who is signed in, a way to sign out, and the page's side of the idle timeout (only with a login).
 
-The server ends a login left idle (auth.AccessGuard); the page's script below signs out after the same time
-without a key press, click, scroll or touch, so the screen shows the sign-in page instead of a session that
-no longer works, and while someone is using the page it tells the server so (at most a few times per
-timeout), since reading a verdict makes no request of its own.
+The server ends a login left idle (auth.AccessGuard). The page's script below asks the server every little
+while whether the login still holds (a question that does not itself count as use) and shows the sign-in page
+once it does not, so a screen left alone does not keep a study on show; and while someone is using the page it
+tells the server so (at most a few times per timeout), since reading a verdict makes no request of its own.
 """
 
 from __future__ import annotations
@@ -30,21 +30,22 @@ def add_account_bar(demo: gr.Blocks, roles: Mapping[str, str] | None) -> None:
 
 
 def idle_script(idle_s: float) -> str:
-    """The page's sign-out after `idle_s` seconds without input, for launch(head=...)."""
+    """The page's side of an idle timeout of `idle_s` seconds, for launch(head=...)."""
     milliseconds = int(idle_s * 1000)
     return f"""<script>
 (() => {{
   const idle = {milliseconds};
-  let last = Date.now(), told = Date.now();
+  let told = Date.now();
   const active = () => {{
-    last = Date.now();
-    if (last - told > idle / 3) {{ told = last; fetch("gradio_api/user", {{credentials: "same-origin"}}); }}
+    if (Date.now() - told > idle / 3) {{ told = Date.now(); fetch("gradio_api/user", {{credentials: "same-origin"}}); }}
   }};
   for (const kind of ["pointerdown", "keydown", "wheel", "touchstart"]) {{
     addEventListener(kind, active, {{capture: true, passive: true}});
   }}
-  setInterval(() => {{
-    if (document.getElementById("logout") && Date.now() - last > idle) location.href = "logout";
-  }}, Math.max(250, Math.min(5000, idle / 4)));
+  setInterval(async () => {{
+    if (!document.getElementById("logout")) return;  // the sign-in page itself
+    const answer = await fetch("gradio_api/login_check", {{credentials: "same-origin"}});
+    if (answer.status === 401) location.href = "logout";
+  }}, Math.max(1000, Math.min(30000, idle / 2)));
 }})();
 </script>"""

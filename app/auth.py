@@ -43,6 +43,9 @@ _N, _R, _P = 2**14, 8, 1
 _KEY_BYTES = 32
 DEFAULT_ROLE, AUDITOR = "clinician", "auditor"
 ROLES = (DEFAULT_ROLE, AUDITOR)
+#: requests that do not count as using the app: Gradio's heartbeat (open as long as the tab is) and the
+#: page's question whether its login still holds
+_PASSIVE_ROUTES = ("/heartbeat/", "/login_check")
 #: the client's address for the sign-in being checked (Gradio hands `auth=` only a name and a password)
 CLIENT_ADDRESS: contextvars.ContextVar[str] = contextvars.ContextVar("quadrant_client_address", default="unknown")
 
@@ -260,8 +263,8 @@ class AccessGuard:
     left idle for `idle` seconds, and records sign-outs.
 
     Idle means no request: a request in flight (a long check) keeps a login alive until it ends; the page's
-    heartbeat, which stays open as long as the tab does, does not count. The page's own script (account.py)
-    signs out after the same time without a key or pointer, so the browser shows the sign-in page."""
+    heartbeat, which stays open as long as the tab does, and its question whether the login still holds
+    (account.py), do not count."""
 
     def __init__(self, app, gate: LoginGate, idle: float | None):
         self.app = app
@@ -283,8 +286,9 @@ class AccessGuard:
                 if user is not None:
                     await self.gate.record("logout", user, address)
                 return
-            token = await self._current(scope, address)
-            if token is None or "/heartbeat/" in path:
+            passive = any(route in path for route in _PASSIVE_ROUTES)
+            token = await self._current(scope, address, passive)
+            if token is None or passive:
                 return await self.app(scope, receive, send)
             self._busy[token] = self._busy.get(token, 0) + 1
             try:
@@ -295,9 +299,9 @@ class AccessGuard:
         finally:
             CLIENT_ADDRESS.reset(reset)
 
-    async def _current(self, scope, address: str) -> str | None:
+    async def _current(self, scope, address: str, passive: bool) -> str | None:
         """This request's login token when it is signed in and not idle too long; an idle one is ended here,
-        so Gradio sees the request as signed out."""
+        so Gradio sees the request as signed out. A passive request does not count as use."""
         token = login_token(scope)
         tokens = scope["app"].tokens if token else {}
         if token not in tokens:
@@ -311,7 +315,8 @@ class AccessGuard:
             self._busy.pop(token, None)
             await self.gate.record("idle_timeout", user, address)
             return None
-        self._seen[token] = now
+        if not passive:
+            self._seen[token] = now
         return token
 
 
