@@ -116,7 +116,8 @@ class SessionCookie:
             return await self.app(scope, receive, send)
         from starlette.requests import HTTPConnection
 
-        given = HTTPConnection(scope).cookies.get(SESSION_COOKIE, "")
+        cookies = HTTPConnection(scope).cookies
+        given = cookies.get(SESSION_COOKIE) or cookies.get(SESSION_COOKIE + "-lax", "")
         session = given if self._valid(given) else None
         fresh = session is None
         session = session or self._new()
@@ -130,10 +131,7 @@ class SessionCookie:
                 renewed = signing_out or (signing_in and message["status"] == 200)
                 value = self._new() if renewed else session if fresh else None
                 if value is not None:
-                    cookie = f"{SESSION_COOKIE}={value}; Path=/; HttpOnly; SameSite=Lax"
-                    if scope.get("scheme") == "https":
-                        cookie += "; Secure"
-                    message = {**message, "headers": [*message.get("headers", []), (b"set-cookie", cookie.encode())]}
+                    message = {**message, "headers": [*message.get("headers", []), *_session_cookies(value)]}
             await send(message)
 
         await self.app(scope, receive, sending)
@@ -214,6 +212,13 @@ class FileAccess:
             await send(message)
 
         return sending
+
+
+def _session_cookies(value: str) -> list[tuple[bytes, bytes]]:
+    """The session cookie twice, as Gradio sets its login cookie: SameSite=None and Secure, which a browser
+    sends from inside another site's frame over HTTPS (a Hugging Face Space), and a Lax one for plain HTTP."""
+    return [(b"set-cookie", f"{SESSION_COOKIE}={value}; Path=/; HttpOnly; SameSite=None; Secure".encode()),
+            (b"set-cookie", f"{SESSION_COOKIE}-lax={value}; Path=/; HttpOnly; SameSite=Lax".encode())]
 
 
 def _replace_files(data, allowed, replacement: str, refused: list):
