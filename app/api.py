@@ -99,7 +99,8 @@ class _Endpoint:
     def check(self, image, question, paraphrases, ablation, model, rule, threshold, reference, evidence,
               request: gr.Request) -> str:
         try:
-            verdict = self.service.check(image, question or "", paraphrases or "", ablation or "", model=model,
+            ablation = "" if ablation in (None, "", "default") else ablation  # "default", as the page says it
+            verdict = self.service.check(image, question or "", paraphrases or "", ablation, model=model,
                                          rule=rule, threshold=threshold, reference=reference,
                                          evidence=None if evidence is None else bool(evidence),
                                          user=getattr(request, "username", None) or None)
