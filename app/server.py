@@ -1,18 +1,23 @@
-"""Serving the app: its private cache folder, the file guard, and Gradio's launch settings, in one place.
+"""Serving the app: its private cache folder, the layers in front of Gradio, and Gradio's launch settings.
 
 Uploaded studies are patient data. They land in a cache folder made for this server alone (mode 0700),
-files older than an hour are swept out while it runs, and the folder is removed when it stops. The only
-files the server hands out are inside that folder: Gradio already refuses paths outside its cache and
-allowed paths (resolving symlinks), and `FileGuard` makes that the rule for every `/file=` request,
-including the http(s) URLs Gradio would otherwise fetch and relay.
+files older than an hour are swept out while it runs, and the folder is removed when it stops. In front of
+Gradio, outermost first:
 
-Gradio reads GRADIO_TEMP_DIR when it builds a Blocks, so `make_cache` runs before the page is built.
+- files.SessionCookie: a session of its own for every browser or API client;
+- auth.AccessGuard (with a login): the client's address for the sign-in check, the idle timeout, sign-outs;
+- uploads.UploadRoute: uploads kept under random names, a DICOM without its header;
+- api.FourValueCalls: a plain HTTP call of `check` with the original four values gets the app's defaults;
+- files.FileAccess: a file served, or taken as an input, only by the session it was given to.
+
+Gradio's run history (which keeps inputs and outputs in the browser, and can send them to a Hugging Face
+bucket) is off. Gradio reads GRADIO_TEMP_DIR when it builds a Blocks, so `make_cache` runs before the page
+is built.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import os
 import shutil
 import signal
@@ -21,13 +26,11 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import unquote
 
 from quadrant.errors import OptionError
 
+from .auth import Account
 from .service import CheckService
-
-log = logging.getLogger("quadrant.app")
 
 APP_DIR = Path(__file__).resolve().parent
 CSS = APP_DIR / "quadrant.css"
@@ -40,11 +43,11 @@ SWEEP_CACHE = (600, 3600)
 class ServeOptions:
     host: str = "127.0.0.1"
     port: int = 7860
-    auth: dict[str, str] | None = None  # user -> scrypt hash (auth.py)
+    auth: dict[str, Account] | None = None  # user -> scrypt hash and role (auth.py)
+    idle_minutes: float = 30.0  # a login idle this long ends (0: never)
     max_upload_mb: int = 100
     queue_size: int = 64
     title: str = "Quadrant"
-    audit_where: str = "(no audit log)"
     blocked: list[str] = field(default_factory=list)  # never served, even if somehow inside the cache
 
 
@@ -84,39 +87,6 @@ def check_port_free(host: str, port: int) -> None:
                               "running there? choose another --port)") from exc
 
 
-class FileGuard:
-    """ASGI middleware: a `/file=` request is answered only for a file inside `root` (symlinks resolved)."""
-
-    def __init__(self, app, root: str | os.PathLike):
-        self.app = app
-        self.root = Path(root).resolve()
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] == "http":
-            path = unquote(scope.get("path", ""))
-            marker = path.find("/file=")
-            if marker >= 0 and not self.allowed(path[marker + len("/file="):]):
-                log.warning("refused a request for a file outside the app's cache")
-                await _refuse(send)
-                return
-        await self.app(scope, receive, send)
-
-    def allowed(self, requested: str) -> bool:
-        if "://" in requested or not requested:
-            return False
-        try:
-            return Path(requested).resolve().is_relative_to(self.root)
-        except (OSError, ValueError):
-            return False
-
-
-async def _refuse(send) -> None:
-    body = b"File not allowed."
-    await send({"type": "http.response.start", "status": 403,
-                "headers": [(b"content-type", b"text/plain"), (b"content-length", str(len(body)).encode())]})
-    await send({"type": "http.response.body", "body": body})
-
-
 def theme():
     """Gradio's default theme, with its text face served whole in two weights. The default asks for Source
     Sans Pro 400 and 600, and the 600 file Gradio ships holds 55 glyphs, so every bold heading (the verdict
@@ -133,24 +103,26 @@ def launch(service: CheckService, cache: Path, options: ServeOptions, *, block: 
     """Build the page and serve it; `on_ready(url)` once it listens; with `block`, serve until interrupted
     (Ctrl-C or SIGTERM), then stop the server and the service. Returns (blocks, url). The caller that made
     the cache removes it."""
-    from starlette.middleware import Middleware
-
-    from .auth import PasswordCheck
+    from .account import idle_script
     from .ui import build_ui
 
-    downloads = cache / "downloads"
-    demo = build_ui(service, downloads=downloads, audit_where=options.audit_where,
-                    examples=bundled_examples(cache), title=options.title, delete_cache=SWEEP_CACHE)
+    roles = None if options.auth is None else {user: account.role for user, account in options.auth.items()}
+    demo = build_ui(service, downloads=cache / "downloads", examples=bundled_examples(cache), title=options.title,
+                    delete_cache=SWEEP_CACHE, roles=roles)
     demo.queue(max_size=options.queue_size, default_concurrency_limit=1)
+    gate, middleware = _layers(service, cache, options)
+    idle_s = options.idle_minutes * 60
     try:
         _, url, _ = demo.launch(
             server_name=options.host, server_port=options.port, prevent_thread_lock=True, quiet=True,
-            share=False, ssr_mode=False, mcp_server=False, pwa=False, show_error=False,
-            auth=PasswordCheck(options.auth) if options.auth else None,
-            auth_message="Quadrant: sign in with your user name and password.",
+            share=False, ssr_mode=False, mcp_server=False, pwa=False, show_error=False, run_history=False,
+            auth=gate.login if gate is not None else None,
+            auth_message="Quadrant: sign in with your user name and password. After repeated failed sign-ins, "
+                         "sign-in pauses for a while, longer after each one.",
             max_file_size=f"{options.max_upload_mb}mb", allowed_paths=[], blocked_paths=options.blocked,
-            app_kwargs={"middleware": [Middleware(FileGuard, root=cache)]},
+            app_kwargs={"middleware": middleware},
             css_paths=[CSS], footer_links=["api"], theme=theme(),
+            head=idle_script(idle_s) if gate is not None and idle_s > 0 else None,
         )
     except OSError as exc:
         raise OptionError(f"cannot serve on {options.host}:{options.port}: {exc}") from exc
@@ -164,6 +136,28 @@ def launch(service: CheckService, cache: Path, options: ServeOptions, *, block: 
             demo.close(verbose=False)
             service.stop()
     return demo, url
+
+
+def _layers(service: CheckService, cache: Path, options: ServeOptions):
+    """The login check (None without a login) and the middleware in front of Gradio, outermost first."""
+    from starlette.middleware import Middleware
+
+    from .api import FourValueCalls, option_defaults
+    from .auth import AccessGuard, LoginGate
+    from .files import FileAccess, SessionCookie, SessionFiles
+    from .uploads import Uploads, UploadRoute
+
+    uploads = Uploads(cache)
+    files = SessionFiles(cache, public=[cache / "examples", cache / "examples-cache"], discard=uploads.folder)
+    gate = LoginGate(options.auth, audit=service.audit) if options.auth else None
+    middleware = [Middleware(SessionCookie, files=files)]
+    if gate is not None:
+        middleware.append(Middleware(AccessGuard, gate=gate, idle=options.idle_minutes * 60 or None))
+    middleware += [Middleware(UploadRoute, uploads=uploads, files=files, max_bytes=options.max_upload_mb * 2**20,
+                              login_required=gate is not None),
+                   Middleware(FourValueCalls, defaults=option_defaults(service)),
+                   Middleware(FileAccess, files=files, foreign=uploads.foreign)]
+    return gate, middleware
 
 
 def _interrupt(signum, frame):

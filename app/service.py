@@ -4,7 +4,7 @@ The page's Run button and the API endpoint `check` both call `CheckService.check
 before the server starts, and shared by every request; all model work runs on the batcher's one thread
 (see batcher.py), so concurrent checks are scored together and never race on the model.
 
-Per-request options (ablation, reliance rule, threshold) make a checker variant on the same loaded model:
+Per-request options (ablation, reliance rule, threshold, reference) make a checker variant on the same loaded model:
 built with the public Checker constructor, so its self-check runs once per variant, and kept in a small
 cache so that a second request with the same options reuses it.
 """
@@ -30,10 +30,11 @@ from quadrant.verdict import Verdict
 from quadrant.audit import AuditLog
 from quadrant.batcher import Batcher
 
+from .uploads import UPLOAD_NAME, refusal
+
 log = logging.getLogger("quadrant.app")
 
-#: how messages name an upload: never the file's own name, which may carry a patient's name
-UPLOAD_NAME = "uploaded study"
+__all__ = ["CheckService", "UPLOAD_NAME"]
 #: checker variants kept per loaded model (each holds a scorer on the shared weights, nothing large)
 _VARIANTS_KEPT = 16
 
@@ -77,21 +78,23 @@ class CheckService:
 
     def check(self, image: str | os.PathLike | None, question: str, paraphrases: str = "", ablation: str | None = "",
               *, model: str | None = None, rule: str | None = None, threshold: float | None = None,
-              evidence: bool | None = None, user: str | None = None) -> dict:
+              reference: str | None = None, evidence: bool | None = None, user: str | None = None) -> dict:
         """One check of an uploaded file, as the verdict JSON (the API's answer): `check_study` on the upload."""
         question = validate_question(question)
         return self.check_study(self.load_upload(image), question, paraphrases, ablation, model=model, rule=rule,
-                                threshold=threshold, evidence=evidence, user=user).to_json()
+                                threshold=threshold, reference=reference, evidence=evidence, user=user).to_json()
 
     def check_study(self, study: Study, question: str, paraphrases: str = "", ablation: str | None = "", *,
                     model: str | None = None, rule: str | None = None, threshold: float | None = None,
-                    evidence: bool | None = None, user: str | None = None) -> Verdict:
+                    reference: str | None = None, evidence: bool | None = None,
+                    user: str | None = None) -> Verdict:
         """One check of a decoded study; the audit row is written before this returns. The page decodes the
         upload once and draws its evidence map on the same study.
 
         `paraphrases` is one a line ('!' marks an inverted one), empty for the built-in set; empty `ablation`,
-        `rule` or `threshold` keep the app's own settings; `evidence` adds the occlusion map, which costs a
-        with-image forward per grid cell (None: the app's default). Raises InputError subclasses on bad input.
+        `rule`, `threshold` or `reference` keep the app's own settings; `evidence` adds the occlusion map, which
+        costs a with-image forward per grid cell (None: the app's default). Raises InputError subclasses on bad
+        input.
         """
         question = validate_question(question)
         try:
@@ -100,15 +103,15 @@ class CheckService:
             raise ParaphraseError(f"paraphrases, {exc}") from None
         name = self._model_name(model)
         phrasings = self._as_suggested(question, phrasings, name)
-        options = self._options(name, ablation, rule, threshold)
+        options = self._options(name, ablation, rule, threshold, reference)
         wanted = self.evidence_by_default if evidence is None else evidence
         options = replace(options, evidence=self.evidence_options if wanted else None)
         verdict = self.batcher.submit(_Job(name, options, CheckRequest(study, question, phrasings or None))).result()
         data = verdict.to_json()
         if self.audit is not None:
             self.audit.record(data, user)
-        log.info("check: %s, answer %s, model %s, image %s, %s studies in the batch", data["quadrant"],
-                 data["answer"], name, data["image"]["sha256"][:12], data["timing_ms"].get("studies_in_batch"))
+        log.info("check: %s, answer %s, model %s, study %s, %s studies in the batch", data["quadrant"],
+                 data["answer"], name, data["image"]["pixels_sha256"][:12], data["timing_ms"].get("studies_in_batch"))
         return verdict
 
     def bank(self, model: str | None = None) -> Bank:
@@ -138,7 +141,8 @@ class CheckService:
         return load_study_bytes(self.read_upload(image), UPLOAD_NAME)
 
     def read_upload(self, image: str | os.PathLike | None) -> bytes:
-        """An uploaded file's bytes; only files inside the app's upload folder are read."""
+        """An uploaded file's bytes; only files inside the app's upload folder are read, and an upload that was
+        not kept (uploads.py) is refused with the reason noted in its place."""
         if image is None or str(image) == "":
             raise StudyError("no study given: upload a PNG, JPEG or DICOM file")
         path = Path(image).resolve()
@@ -150,7 +154,11 @@ class CheckService:
         if size > MAX_FILE_BYTES:
             raise StudyError(f"{UPLOAD_NAME}: the file is {size / 2**20:.0f} MiB, over the "
                              f"{MAX_FILE_BYTES // 2**20} MiB limit for a study")
-        return path.read_bytes()
+        data = path.read_bytes()
+        reason = refusal(data)
+        if reason is not None:
+            raise StudyError(reason)
+        return data
 
     # -- options -------------------------------------------------------------------------------------
 
@@ -161,16 +169,18 @@ class CheckService:
             raise OptionError(f"unknown model {model!r}; this app serves {', '.join(self.checkers)}")
         return model
 
-    def _options(self, name: str, ablation: str | None, rule: str | None, threshold: float | None) -> CheckOptions:
+    def _options(self, name: str, ablation: str | None, rule: str | None, threshold: float | None,
+                 reference: str | None = None) -> CheckOptions:
         """The model's own options with this request's choices; validated here, before any model work."""
         base = self.checkers[name].options
         options = base
         if ablation:
             options = replace(options, ablation=str(ablation).strip().lower())
-        if rule or threshold not in (None, ""):
+        if rule or reference or threshold not in (None, ""):
             reliance = options.reliance
-            reliance = replace(reliance, rule=rule or reliance.rule,
+            reliance = replace(reliance, rule=rule or reliance.rule, reference=reference or reliance.reference,
                                threshold=reliance.threshold if threshold in (None, "") else _number(threshold))
+            reliance.require_single_study()
             options = replace(options, reliance=reliance)
         return options
 

@@ -27,9 +27,10 @@ SAFE_DICOM_ELEMENTS = (
 
 
 def study_facts(study: Study, data: bytes) -> list[tuple[str, str]]:
-    """(label, value) pairs for the page: format, size, hash prefix, and the safe DICOM elements."""
+    """(label, value) pairs for the page: format, size, the pixels' hash prefix (what the audit log names the
+    study by), and the safe DICOM elements."""
     facts = [("Format", study.format), ("Size", f"{study.width} x {study.height} pixels"),
-             ("SHA-256", study.sha256[:16] + "…")]
+             ("Pixel SHA-256", study.pixels_sha256[:16] + "…")]
     if study.format == "DICOM":
         facts += dicom_facts(data)
     return facts

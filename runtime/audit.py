@@ -6,8 +6,17 @@ the schema itself refuses UPDATE and DELETE, so a row once written cannot be edi
 SQL; only replacing the whole file can, which is the file system's business (permissions, backups).
 
 A row holds what is needed to reproduce and account for a check (time, user, the model's fingerprint, the
-image's sha256, the question, the paraphrases, the quadrant and the whole verdict JSON), never pixels and
-never a patient identifier: the verdict carries the image's hash and size only.
+study's hashes, the question, the paraphrases, the quadrant and the whole verdict JSON), never pixels and
+never a patient identifier: the verdict carries the image's hashes and size only. The study is named by the
+hash of its decoded pixels (`pixels_sha256`): a file's own hash changes with its header, and a DICOM header
+holds the patient's name.
+
+A second table, `access`, records sign-ins, refused and throttled sign-ins, sign-outs and idle timeouts:
+time, the user (NULL when the name typed is not a user: someone may have typed a password there), the
+client's address and the event, never a password. It is append-only in the same way.
+
+Files written by an older version gain what is new when opened (tables and columns are added, never dropped
+or changed), so one file keeps the whole history.
 """
 
 from __future__ import annotations
@@ -29,7 +38,7 @@ CREATE TABLE IF NOT EXISTS checks (
     user TEXT,                        -- the logged-in user, NULL without --auth
     model_name TEXT NOT NULL,
     model_fingerprint TEXT NOT NULL,
-    image_sha256 TEXT NOT NULL,       -- of the study file's bytes; never the pixels
+    image_sha256 TEXT NOT NULL,       -- of the study file's bytes as checked; never the pixels
     question TEXT NOT NULL,
     paraphrases TEXT NOT NULL,        -- JSON list of {"text", "inverted"}, prompt 0 excluded
     quadrant TEXT NOT NULL,
@@ -40,11 +49,26 @@ CREATE TRIGGER IF NOT EXISTS checks_refuse_update BEFORE UPDATE ON checks
 BEGIN SELECT RAISE(ABORT, 'the audit log is append-only: rows cannot be updated'); END;
 CREATE TRIGGER IF NOT EXISTS checks_refuse_delete BEFORE DELETE ON checks
 BEGIN SELECT RAISE(ABORT, 'the audit log is append-only: rows cannot be deleted'); END;
+CREATE TABLE IF NOT EXISTS access (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    time TEXT NOT NULL,               -- ISO 8601, UTC
+    user TEXT,                        -- a user of the auth file; NULL when the name given is none of them
+    address TEXT NOT NULL,            -- the client's address as the server saw it
+    event TEXT NOT NULL               -- one of ACCESS_EVENTS
+);
+CREATE TRIGGER IF NOT EXISTS access_refuse_update BEFORE UPDATE ON access
+BEGIN SELECT RAISE(ABORT, 'the audit log is append-only: rows cannot be updated'); END;
+CREATE TRIGGER IF NOT EXISTS access_refuse_delete BEFORE DELETE ON access
+BEGIN SELECT RAISE(ABORT, 'the audit log is append-only: rows cannot be deleted'); END;
 """
+#: columns added since the first version, with their type: added to an older file when it is opened
+_ADDED_COLUMNS = {"checks": (("pixels_sha256", "TEXT"),)}  # of the decoded pixels (quadrant.images.pixel_sha256)
+#: what the access table records
+ACCESS_EVENTS = ("login", "login_failed", "login_throttled", "logout", "idle_timeout")
 
 #: the columns the app's table and the CSV export show, in order (the verdict JSON stays in the file)
 COLUMNS = ("id", "time", "user", "model_name", "model_fingerprint", "image_sha256", "question", "paraphrases",
-           "quadrant", "answer")
+           "quadrant", "answer", "pixels_sha256")
 #: what a spreadsheet runs as a formula when a cell starts with it (OWASP's "CSV injection")
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
@@ -65,6 +89,7 @@ class AuditLog:
             connection.execute("PRAGMA journal_mode=WAL")
             connection.execute("PRAGMA synchronous=FULL")
             connection.executescript(_SCHEMA)
+            _add_new_columns(connection)
         except (sqlite3.Error, OSError) as exc:
             raise OptionError(f"audit log {self.path}: cannot be opened for writing ({exc})") from exc
         self._connection = connection
@@ -79,7 +104,7 @@ class AuditLog:
         """Append one completed check, in its own transaction; returns the row id."""
         paraphrases = [{"text": p["text"], "inverted": p["inverted"]} for p in verdict["prompts"][1:]]
         row = (
-            datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
+            _now(),
             user,
             verdict["model"]["name"],
             verdict["model"]["fingerprint"],
@@ -89,25 +114,32 @@ class AuditLog:
             verdict["quadrant"],
             verdict["answer"],
             json.dumps(verdict, ensure_ascii=False, sort_keys=True),
+            verdict["image"].get("pixels_sha256"),
         )
-        with self._lock:
-            connection = self._require_open()
-            connection.execute("BEGIN IMMEDIATE")
-            try:
-                cursor = connection.execute(
-                    "INSERT INTO checks (time, user, model_name, model_fingerprint, image_sha256, question, "
-                    "paraphrases, quadrant, answer, verdict) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", row)
-                connection.execute("COMMIT")
-            except BaseException:
-                connection.execute("ROLLBACK")
-                raise
-            return int(cursor.lastrowid)
+        return self._insert("INSERT INTO checks (time, user, model_name, model_fingerprint, image_sha256, question, "
+                            "paraphrases, quadrant, answer, verdict, pixels_sha256) "
+                            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", row)
 
-    def recent(self, limit: int = 50) -> list[tuple]:
-        """The latest checks, newest first, as rows of COLUMNS."""
+    def record_access(self, event: str, user: str | None, address: str) -> int:
+        """Append one sign-in event (ACCESS_EVENTS); `user` None for a name that is not a user."""
+        if event not in ACCESS_EVENTS:
+            raise ValueError(f"unknown access event {event!r}")
+        return self._insert("INSERT INTO access (time, user, address, event) VALUES (?, ?, ?, ?)",
+                            (_now(), user, address, event))
+
+    def access(self, limit: int = 50) -> list[tuple]:
+        """The latest access events, newest first, as (id, time, user, address, event)."""
         with self._lock:
             return self._require_open().execute(
-                f"SELECT {', '.join(COLUMNS)} FROM checks ORDER BY id DESC LIMIT ?", (int(limit),)
+                "SELECT id, time, user, address, event FROM access ORDER BY id DESC LIMIT ?", (int(limit),)
+            ).fetchall()
+
+    def recent(self, limit: int = 50, user: str | None = None) -> list[tuple]:
+        """The latest checks, newest first, as rows of COLUMNS; with `user`, only that user's."""
+        where, args = ("WHERE user = ? ", (user,)) if user is not None else ("", ())
+        with self._lock:
+            return self._require_open().execute(
+                f"SELECT {', '.join(COLUMNS)} FROM checks {where}ORDER BY id DESC LIMIT ?", (*args, int(limit))
             ).fetchall()
 
     def count(self) -> int:
@@ -125,10 +157,36 @@ class AuditLog:
         writer.writerows([_spreadsheet_safe(value) for value in row] for row in rows)
         return out.getvalue()
 
+    def _insert(self, statement: str, row: tuple) -> int:
+        """One row in its own transaction; returns its id."""
+        with self._lock:
+            connection = self._require_open()
+            connection.execute("BEGIN IMMEDIATE")
+            try:
+                cursor = connection.execute(statement, row)
+                connection.execute("COMMIT")
+            except BaseException:
+                connection.execute("ROLLBACK")
+                raise
+            return int(cursor.lastrowid)
+
     def _require_open(self) -> sqlite3.Connection:
         if self._connection is None:
             raise RuntimeError("the audit log is not open: call open() first")
         return self._connection
+
+
+def _add_new_columns(connection: sqlite3.Connection) -> None:
+    """Bring a file written by an older version up to date: add the columns it lacks (old rows read NULL)."""
+    for table, columns in _ADDED_COLUMNS.items():
+        present = {row[1] for row in connection.execute(f"PRAGMA table_info({table})")}
+        for name, kind in columns:
+            if name not in present:
+                connection.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
 def _spreadsheet_safe(value):

@@ -75,6 +75,14 @@ class Reliance:
             raise OptionError(f"--reference {self.reference} is the content rule's; the flip rule compares with the "
                               "question asked without the image (use --reliance content)")
 
+    def require_single_study(self) -> None:
+        """Refuse, before a model loads, a reference that only an evaluation has: one study checked alone (the
+        check command, the app) has no other labelled study to compare with."""
+        if self.counterfactual:
+            raise OptionError(f"--reference {self.reference} compares a study with another labelled study of a "
+                              "dataset: it needs quadrant evaluate with a manifest that has labels; for one study "
+                              f"use --reference {', '.join(CONTENT_FREE[:-1])} or {CONTENT_FREE[-1]}")
+
     @property
     def counterfactual(self) -> str | None:
         """`opposite` or `same-label` when the rule compares with another labelled study, else None."""

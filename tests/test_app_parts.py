@@ -1,6 +1,7 @@
-"""The app's parts without a server: audit log, login hashes, batching, DICOM facts, rendering, file guard.
+"""The app's parts without a server: audit log, batching, DICOM facts, rendering.
 
-The running server, its API and the browser are tested in test_app_server.py.
+The running server, its API and the browser are tested in test_app_server.py; login, uploads and file access
+in test_app_security_parts.py and test_app_security.py.
 """
 
 from __future__ import annotations
@@ -18,10 +19,8 @@ import pydicom
 import pytest
 
 from quadrant.audit import AuditLog
-from quadrant.app.auth import PasswordCheck, hash_password, read_auth_file, verify_password
 from quadrant.app.render import (NOT_FOR_DIAGNOSIS, SOURCE_NOTES, banner_html, error_html, phrasings_html, report_html,
                                  verdict_html)
-from quadrant.app.server import FileGuard
 from quadrant.app.service import CheckService
 from quadrant.app.studyinfo import dicom_facts
 from quadrant.bank import load_bank
@@ -115,25 +114,6 @@ def test_audit_log_that_cannot_be_written_is_a_clear_option_error(tmp_path):
     (tmp_path / "not-a-db").write_text("plain text, not SQLite", encoding="utf-8")
     with pytest.raises(OptionError, match="audit log .*cannot be opened"):
         AuditLog(tmp_path / "not-a-db").open()
-
-
-# -- login -------------------------------------------------------------------------------------------------
-
-def test_password_hashes_verify_and_auth_files_are_checked(tmp_path):
-    encoded = hash_password("correct horse")
-    assert encoded.startswith("scrypt$") and verify_password("correct horse", encoded)
-    assert not verify_password("wrong horse", encoded)
-    assert hash_password("correct horse") != encoded  # salted
-    good = tmp_path / "users"
-    good.write_text(f"# clinicians\nalice:{encoded}\n\n", encoding="utf-8")
-    check = PasswordCheck(read_auth_file(good))
-    assert check("alice", "correct horse") and not check("alice", "x") and not check("bob", "correct horse")
-    bad = tmp_path / "bad"
-    bad.write_text("alice:plaintext-password\n", encoding="utf-8")
-    with pytest.raises(OptionError, match="line 1: expected 'user:scrypt"):
-        read_auth_file(bad)
-    with pytest.raises(OptionError, match="cannot be read"):
-        read_auth_file(tmp_path / "missing")
 
 
 # -- batching and the service ------------------------------------------------------------------------------
@@ -355,29 +335,3 @@ def test_each_phrasing_says_where_it_came_from(demo_checker):
         assert f'<span class="q-tag">{SOURCE_NOTES[source]}</span>' in cell
     onnx = replace(verdict, model={**verdict.model, "backend": "onnx", "provider": "CPUExecutionProvider"})
     assert "(llava, onnx, cpu, float32, CPUExecutionProvider)" in verdict_html(onnx)
-
-
-def test_file_guard_allows_only_the_cache(tmp_path):
-    cache = tmp_path / "cache"
-    cache.mkdir()
-    (cache / "ok.png").write_bytes(b"x")
-    (cache / "link").symlink_to("/etc/passwd")
-    guard = FileGuard(app=None, root=cache)
-    assert guard.allowed(str(cache / "ok.png"))
-    assert not guard.allowed(str(cache / "link"))
-    assert not guard.allowed("/etc/passwd")
-    assert not guard.allowed(str(cache / ".." / "elsewhere"))
-    assert not guard.allowed("https://example.com/x.png")
-
-
-def test_hash_password_helper_prints_a_verifiable_line(monkeypatch, capsys):
-    import io
-
-    from quadrant.cli.main import main
-
-    monkeypatch.setattr("sys.stdin", io.StringIO("s3cret\n"))  # piped, as in `echo ... | quadrant app ...`
-    assert main(["app", "--hash-password", "bob"]) == 0
-    out = capsys.readouterr().out
-    user, _, encoded = out.strip().partition(":")
-    assert user == "bob" and verify_password("s3cret", encoded) and out.count("\n") == 1
-    assert main(["app", "--hash-password", "bad:name"]) == 2

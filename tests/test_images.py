@@ -104,7 +104,8 @@ def test_png_rgb_round_trips_exactly_and_reports_facts(tmp_path):
     assert study.format == "PNG"
     assert study.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
     assert np.array_equal(pixels(study), array)
-    assert study.to_json() == {"sha256": study.sha256, "width": 50, "height": 30, "format": "PNG"}
+    assert study.to_json() == {"sha256": study.sha256, "width": 50, "height": 30, "format": "PNG",
+                               "pixels_sha256": study.pixels_sha256}
     json.dumps(study.to_json())
 
 

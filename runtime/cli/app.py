@@ -28,10 +28,16 @@ def register(parser: argparse.ArgumentParser) -> None:
                         help="the SQLite audit log (default: audit.sqlite in your user data folder, "
                              "e.g. ~/.local/share/quadrant on Linux)")
     parser.add_argument("--auth", metavar="FILE",
-                        help="require a login: a file of user:hash lines (scrypt; make a line with --hash-password)")
+                        help="require a login: a file of user:role:hash lines (roles clinician or auditor; scrypt; "
+                             "make a line with --hash-password)")
+    parser.add_argument("--idle-timeout", type=float, default=30.0, metavar="MINUTES",
+                        help="with --auth, end a login after this many minutes without use (default 30; 0: never)")
     parser.add_argument("--hash-password", metavar="USER",
                         help="print an --auth file line for USER (password read from the terminal, or from stdin "
                              "when piped) and exit")
+    parser.add_argument("--role", default="clinician", choices=("clinician", "auditor"),
+                        help="with --hash-password: the user's role (default clinician: checks studies, sees their "
+                             "own checks; auditor: also sees and exports everyone's)")
     parser.add_argument("--also-model", action="append", default=[], metavar="MODEL",
                         help="another model (preset, directory or hub id) offered in a model switch, loaded with "
                              "the same options; e.g. --also-model demo-shortcut beside the default demo")
@@ -46,7 +52,7 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.hash_password is not None:
-        return _print_hash(args.hash_password)
+        return _print_hash(args.hash_password, args.role)
     _check_numbers(args)
     single_study(args)
     from quadrant.app.server import check_port_free
@@ -102,21 +108,25 @@ def _serve(args: argparse.Namespace, cache: Path, checkers: dict, audit, users) 
     asked = evidence_options(args)  # the page's toggle draws maps this way, and starts on when one is asked for
     service = CheckService(checkers, audit, upload_dir=cache, max_batch=args.batch,
                            evidence_options=asked or EvidenceOptions(), evidence_by_default=asked is not None).start()
-    options = ServeOptions(host=args.host, port=args.port, auth=users, max_upload_mb=args.max_upload_mb,
-                           queue_size=args.queue_size, audit_where=str(audit.path),
+    options = ServeOptions(host=args.host, port=args.port, auth=users, idle_minutes=args.idle_timeout,
+                           max_upload_mb=args.max_upload_mb, queue_size=args.queue_size,
                            blocked=[f"{audit.path}{suffix}" for suffix in ("", "-wal", "-shm")])
     launch(service, cache, options, block=True,
-           on_ready=lambda url: _announce(url, args.host, checkers, audit, users))
+           on_ready=lambda url: _announce(url, args.host, checkers, audit, users, args.idle_timeout))
 
 
-def _announce(url: str, host: str, checkers: dict, audit, users) -> None:
+def _announce(url: str, host: str, checkers: dict, audit, users, idle_minutes: float) -> None:
     for name, checker in checkers.items():
         model = checker.loaded
         print(f"Model     {name} ({model.family.name}, {checker.backend}, {model.device}) {model.fingerprint}",
               file=sys.stderr)
     print(f"Audit log {audit.path}", file=sys.stderr)
-    print(f"Login     {'required (' + str(len(users)) + ' users)' if users else 'off (anyone who can reach it)'}",
-          file=sys.stderr)
+    if users:
+        auditors = sum(account.role == "auditor" for account in users.values())
+        idle = f"signed out after {idle_minutes:g} idle minutes" if idle_minutes > 0 else "no idle timeout"
+        print(f"Login     required ({len(users)} users, {auditors} auditors; {idle})", file=sys.stderr)
+    else:
+        print("Login     off (anyone who can reach it)", file=sys.stderr)
     if not users and host not in ("127.0.0.1", "localhost", "::1"):
         print(f"Warning   listening on {host} without a login: anyone who can reach it can use it (--auth FILE)",
               file=sys.stderr)
@@ -128,6 +138,8 @@ def _check_numbers(args: argparse.Namespace) -> None:
                           ("--batch", args.batch)):
         if value < 1:
             raise OptionError(f"{option} must be at least 1, got {value}")
+    if not args.idle_timeout >= 0:
+        raise OptionError(f"--idle-timeout must be a number of minutes >= 0, got {args.idle_timeout}")
 
 
 def _default_audit_path() -> Path:
@@ -135,16 +147,15 @@ def _default_audit_path() -> Path:
     return Path(platformdirs.user_data_dir("quadrant", appauthor=False)) / "audit.sqlite"
 
 
-def _print_hash(user: str) -> int:
-    from quadrant.app.auth import hash_password
+def _print_hash(user: str, role: str) -> int:
+    from quadrant.app.auth import auth_line, check_account
 
-    if not user or ":" in user or user != user.strip():
-        raise OptionError(f"user name {user!r} must be non-empty, without ':' or surrounding spaces")
+    check_account(user, role)  # before a password is asked for
     if sys.stdin.isatty():
         password = getpass.getpass(f"Password for {user}: ")
         if getpass.getpass("Again: ") != password:
             raise OptionError("the two passwords differ")
     else:
         password = sys.stdin.readline().rstrip("\n")
-    print(f"{user}:{hash_password(password)}")
+    print(auth_line(user, password, role))
     return 0

@@ -12,7 +12,6 @@ from ..evidence import DEFAULT_FILL, DEFAULT_GRID, FILLS, EvidenceOptions
 from ..loading import DEVICES, DTYPES, ModelSpec, load_model
 from ..paraphrases import DEFAULT_K, MIN_K, check_k
 from ..reliance import (
-    COUNTERFACTUALS,
     DEFAULT_REFERENCE,
     DEFAULT_RULE,
     DEFAULT_THRESHOLD,
@@ -87,10 +86,7 @@ def reliance(args: argparse.Namespace) -> Reliance:
 def single_study(args: argparse.Namespace) -> None:
     """Refuse what only an evaluation can do, before a model loads: a command that checks one study at a time
     (check, app) has no other labelled study to compare with."""
-    if args.reference in COUNTERFACTUALS:
-        raise OptionError(f"--reference {args.reference} compares a study with another labelled study of a "
-                          "dataset: it needs quadrant evaluate with a manifest that has labels; for one study "
-                          "use --reference blank, white or noise")
+    Reliance(reference=args.reference).require_single_study()
 
 
 def evidence_options(args: argparse.Namespace) -> EvidenceOptions | None:

@@ -1,0 +1,233 @@
+"""Uploaded studies: kept under random names, a DICOM without its header, and never the file's own name.
+
+Gradio's own upload route writes each upload to disk under its original name (which may be a patient's name)
+in a folder named by the file's hash, before any code of ours sees it. `UploadRoute` answers that route
+instead: the request is parsed in memory, and what is written is
+
+- a PNG, JPEG or other image Quadrant reads: its bytes, under a random name;
+- a DICOM file: a new DICOM file holding only the pixel data, the image-pixel, modality-LUT and VOI-LUT
+  elements (group 0028) and a short list of technical facts (KEPT_DICOM_ELEMENTS), with a new SOP Instance
+  UID made from the pixels: the patient's name, IDs, dates, accession number, institution and every private element
+  are gone before anything reaches the disk;
+- anything else (not an image, or a DICOM file pydicom cannot parse, whose header cannot be separated from
+  its pixels): a short note saying why it cannot be used (`refusal`), so the page and the API give the same
+  one-line message as for any bad file, and none of its bytes are kept.
+
+The client gets the new path back, exactly as from Gradio's route; who may then use or fetch that path is
+files.py's business.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import secrets
+import time
+from pathlib import Path
+
+from quadrant.errors import StudyError
+from quadrant.images import READERS, load_study_bytes
+
+from .asgi import header, read_body, reply_json
+from .auth import signed_in_user
+from .files import SESSION_KEY, SessionFiles
+
+#: how messages name an upload: never the file's own name, which may carry a patient's name
+UPLOAD_NAME = "uploaded study"
+#: technical DICOM elements kept beside group 0028 and the pixel data: what the page, the scope rule and the
+#: evidence map's orientation read; none identifies a person
+KEPT_DICOM_ELEMENTS = ("SpecificCharacterSet", "ImageType", "SOPClassUID", "Modality", "PresentationIntentType",
+                       "BodyPartExamined", "ViewPosition", "ImagerPixelSpacing", "PatientOrientation",
+                       "Laterality", "ImageLaterality")
+_PIXEL_DATA_TAGS = (0x7FE00001, 0x7FE00002, 0x7FE00008, 0x7FE00009, 0x7FE00010)
+_SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
+_NOTE = b"QUADRANT-REFUSED-UPLOAD\n"
+#: uploads older than this are deleted as new ones arrive (Gradio sweeps its own files the same way)
+MAX_AGE_S = 3600
+
+
+class Uploads:
+    """The folder uploads are written to (mode 0700, inside the server's private cache)."""
+
+    def __init__(self, cache: str | os.PathLike, max_age_s: float = MAX_AGE_S):
+        self.folder = Path(cache).resolve() / "uploads"
+        self.folder.mkdir(mode=0o700, exist_ok=True)
+        self.max_age_s = max_age_s
+        #: what a request naming a file its session was not given is pointed at instead (files.py)
+        self.foreign = self._write(_note(f"{UPLOAD_NAME}: the study must be uploaded to the app from this session; "
+                                         "a file elsewhere on the server, or another session's upload, is not read"),
+                                   "foreign-file")
+
+    def store(self, data: bytes) -> Path:
+        """Keep one upload under a random name, as the module docstring says; returns its path."""
+        self._sweep()
+        return self._write(_kept_bytes(data), secrets.token_hex(16))
+
+    def _write(self, data: bytes, name: str) -> Path:
+        path = self.folder / name
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "wb") as out:
+            out.write(data)
+        return path
+
+    def _sweep(self) -> None:
+        cutoff = time.time() - self.max_age_s
+        for path in self.folder.iterdir():
+            try:
+                if path != self.foreign and path.stat().st_mtime < cutoff:
+                    path.unlink()
+            except FileNotFoundError:
+                continue
+
+
+def refusal(data: bytes) -> str | None:
+    """The one-line reason an upload was not kept, when `data` is the note written in its place."""
+    return data[len(_NOTE):].decode("utf-8") if data.startswith(_NOTE) else None
+
+
+def _kept_bytes(data: bytes) -> bytes:
+    head = data[:512]
+    if head[128:132] == b"DICM":
+        try:
+            return without_header(data)
+        except StudyError as exc:
+            return _note(str(exc))
+    if any(reader.can_read(head) for reader in READERS):
+        return data
+    try:
+        load_study_bytes(data, UPLOAD_NAME)  # no reader takes it: refused with the message the core gives
+    except StudyError as exc:
+        return _note(str(exc))
+    return data
+
+
+def without_header(data: bytes) -> bytes:
+    """A DICOM file rewritten with only its pixels and technical elements (see the module docstring)."""
+    import pydicom
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import generate_uid
+
+    try:
+        source = pydicom.dcmread(io.BytesIO(data))
+    except Exception as exc:  # InvalidDicomError, EOFError, struct.error, ... on a damaged file
+        raise StudyError(f"{UPLOAD_NAME}: not a readable DICOM file ({type(exc).__name__}); it may be truncated") \
+            from None
+    syntax = source.file_meta.get("TransferSyntaxUID")
+    if not syntax:
+        raise StudyError(f"{UPLOAD_NAME}: DICOM file meta names no transfer syntax, so its pixel data cannot be "
+                         "decoded")
+    kept = Dataset()
+    wanted = set(KEPT_DICOM_ELEMENTS)
+    for element in source:
+        if element.tag.group == 0x0028 or element.tag in _PIXEL_DATA_TAGS or element.keyword in wanted:
+            kept.add(element)
+    # a UID of the pixels, not a random one: the same study uploaded twice is the same file (the verdict's file
+    # hash, and the noise ablation seeded by it, stay put), and it says nothing the pixels do not
+    pixels = hashlib.sha256(str(syntax).encode())
+    for tag in _PIXEL_DATA_TAGS:
+        if tag in kept and isinstance(kept[tag].value, bytes):
+            pixels.update(kept[tag].value)
+    uid = generate_uid(entropy_srcs=[pixels.hexdigest()])
+    kept.SOPClassUID = kept.get("SOPClassUID") or _SECONDARY_CAPTURE
+    kept.SOPInstanceUID = uid
+    kept.file_meta = FileMetaDataset()
+    kept.file_meta.TransferSyntaxUID = syntax
+    kept.file_meta.MediaStorageSOPClassUID = kept.SOPClassUID
+    kept.file_meta.MediaStorageSOPInstanceUID = uid
+    out = io.BytesIO()
+    try:
+        kept.save_as(out, enforce_file_format=True)
+    except Exception as exc:
+        raise StudyError(f"{UPLOAD_NAME}: the DICOM file cannot be rewritten without its header "
+                         f"({type(exc).__name__})") from None
+    return out.getvalue()
+
+
+def _note(message: str) -> bytes:
+    return _NOTE + " ".join(message.split()).encode("utf-8")
+
+
+class UploadRoute:
+    """ASGI middleware that answers Gradio's upload route (`POST /gradio_api/upload`) itself, as the module
+    docstring says, with Gradio's login rule (with a login, only a signed-in request may upload) and size
+    limit. The new paths are granted to the uploading session only."""
+
+    def __init__(self, app, uploads: Uploads, files: SessionFiles, max_bytes: int, login_required: bool):
+        self.app = app
+        self.uploads = uploads
+        self.files = files
+        self.max_bytes = max_bytes
+        self.login_required = login_required
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and scope["method"] == "POST" and \
+                scope.get("path", "").rstrip("/").endswith("/gradio_api/upload"):
+            return await self._upload(scope, receive, send)
+        await self.app(scope, receive, send)
+
+    async def _upload(self, scope, receive, send) -> None:
+        import anyio
+
+        if self.login_required and signed_in_user(scope) is None:
+            return await reply_json(send, 401, {"detail": "Not authenticated"})
+        body = await read_body(receive, self.max_bytes + 2**20)  # room for the multipart framing
+        if body is None:
+            return await reply_json(send, 413, {"detail": f"{UPLOAD_NAME}: over the {self.max_bytes // 2**20} MB "
+                                                      "upload limit"})
+        try:
+            parts = _file_parts(header(scope, b"content-type"), body)
+        except ValueError as exc:
+            return await reply_json(send, 400, {"detail": f"not a file upload ({exc})"})
+        paths = []
+        for data in parts:
+            if len(data) > self.max_bytes:
+                return await reply_json(send, 413, {"detail": f"{UPLOAD_NAME}: over the {self.max_bytes // 2**20} MB "
+                                                          "upload limit"})
+            path = await anyio.to_thread.run_sync(self.uploads.store, data)
+            self.files.grant(path, scope[SESSION_KEY])
+            paths.append(str(path))
+        await reply_json(send, 200, paths)
+
+
+def _file_parts(content_type: str, body: bytes) -> list[bytes]:
+    """The files of a multipart/form-data body (field `files`), parsed in memory, never spooled to disk."""
+    from python_multipart.multipart import MultipartParser, parse_options_header
+
+    kind, params = parse_options_header(content_type)
+    boundary = params.get(b"boundary")
+    if kind != b"multipart/form-data" or not boundary:
+        raise ValueError("expected multipart/form-data")
+    files: list[bytes] = []
+    part: dict = {}
+
+    def begin():
+        part.update(headers={}, field=b"", value=b"", data=bytearray())
+
+    def header_field(data, start, end):
+        part["field"] += data[start:end]
+
+    def header_value(data, start, end):
+        part["value"] += data[start:end]
+
+    def header_end():
+        part["headers"][part["field"].lower()] = part["value"]
+        part.update(field=b"", value=b"")
+
+    def data(chunk, start, end):
+        part["data"] += chunk[start:end]
+
+    def end():
+        _, disposition = parse_options_header(part["headers"].get(b"content-disposition", b""))
+        if disposition.get(b"name") == b"files" and b"filename" in disposition:
+            files.append(bytes(part["data"]))
+
+    parser = MultipartParser(boundary, {"on_part_begin": begin, "on_header_field": header_field,
+                                        "on_header_value": header_value, "on_header_end": header_end,
+                                        "on_part_data": data, "on_part_end": end})
+    try:
+        parser.write(body)
+        parser.finalize()
+    except Exception as exc:  # python_multipart's parse errors
+        raise ValueError(type(exc).__name__) from None
+    return files
