@@ -25,6 +25,7 @@ from urllib.parse import unquote
 
 from quadrant.errors import OptionError
 
+from .metrics import MetricsEndpoint
 from .service import CheckService
 
 log = logging.getLogger("quadrant.app")
@@ -149,7 +150,7 @@ def launch(service: CheckService, cache: Path, options: ServeOptions, *, block: 
             auth=PasswordCheck(options.auth) if options.auth else None,
             auth_message="Quadrant: sign in with your user name and password.",
             max_file_size=f"{options.max_upload_mb}mb", allowed_paths=[], blocked_paths=options.blocked,
-            app_kwargs={"middleware": [Middleware(FileGuard, root=cache)]},
+            app_kwargs={"middleware": [Middleware(FileGuard, root=cache), Middleware(MetricsEndpoint)]},
             css_paths=[CSS], footer_links=["api"], theme=theme(),
         )
     except OSError as exc:

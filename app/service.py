@@ -25,6 +25,7 @@ from quadrant.evidence import EvidenceOptions
 from quadrant.images import MAX_FILE_BYTES, Study, load_study_bytes
 from quadrant.kept import kept
 from quadrant.paraphrases import Phrasing, paraphrase_set, parse_paraphrase_text, validate_question
+from quadrant.telemetry import observed
 from quadrant.verdict import Verdict
 
 from quadrant.audit import AuditLog
@@ -75,6 +76,7 @@ class CheckService:
     def stop(self) -> None:
         self.batcher.stop()
 
+    @observed  # counted and timed for /metrics
     def check(self, image: str | os.PathLike | None, question: str, paraphrases: str = "", ablation: str | None = "",
               *, model: str | None = None, rule: str | None = None, threshold: float | None = None,
               evidence: bool | None = None, user: str | None = None) -> dict:
