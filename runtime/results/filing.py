@@ -9,9 +9,8 @@ evaluation rerun) is one object to a PACS, never a duplicate, while a different 
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Sequence
-
-from pydicom.uid import generate_uid
 
 from .. import __version__
 from ..verdict import Verdict
@@ -22,6 +21,8 @@ MANUFACTURER = "Quadrant"
 SERIES_DESCRIPTION = "Quadrant model check - NOT FOR DIAGNOSTIC USE"
 #: high series numbers keep derived results after the acquired series in a viewer's list
 SERIES_NUMBERS = {"sr": 9901, "sc": 9902}
+#: the namespace of Quadrant's name-based UUIDs (itself name-based, so fixed for good)
+_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "quadrant:result-uids")
 
 
 def filing_key(source: Source, verdicts: Sequence[Verdict]) -> str:
@@ -35,10 +36,11 @@ def filing_key(source: Source, verdicts: Sequence[Verdict]) -> str:
 
 
 def result_uid(key: str, kind: str) -> str:
-    """A 2.25 UID derived from the key and what it names ("sr", "sr-series", ...)."""
-    return generate_uid(prefix=None, entropy_srcs=[kind, key])
+    """A UID derived from the key and what it names ("sr", "sr-series", ...): a name-based UUID under the
+    2.25 arc (ISO/IEC 9834-8), which needs no registered root."""
+    return f"2.25.{uuid.uuid5(_NAMESPACE, f'{kind}:{key}').int}"
 
 
 def device_uid(verdict: Verdict) -> str:
     """The algorithm as an observing device: one UID per Quadrant version and model weights."""
-    return generate_uid(prefix=None, entropy_srcs=["device", __version__, verdict.model["fingerprint"]])
+    return result_uid(json.dumps([__version__, verdict.model["fingerprint"]]), "device")
