@@ -173,11 +173,17 @@ class Node:
             job, future = item
             try:
                 self._finish_one(job, future)
+            except Exception as exc:  # the finisher must outlive whatever one study does
+                log.error("study %s: unexpected %s while finishing: %s", job.study.sha256[:12], type(exc).__name__,
+                          one_line(exc))
             finally:
                 with self._lock:
                     self._in_flight.discard(job.path)
 
     def _finish_one(self, job: _Job, future: Future) -> None:
+        """Results made, audit rows written, results staged (which retires the study), one log line. The audit
+        comes before staging: a node killed between the two checks the study again at restart (a second audit
+        row, the same results), where the other order could lose the row of a check whose results went out."""
         study_hash = job.study.sha256[:12]
         try:
             outcomes = future.result()
@@ -188,19 +194,20 @@ class Node:
             results = build_results(job.source, outcomes, job.study.image, sr=True, sc=self.options.send_sc)
             files = {"1-sc.dcm": _encoded(results.sc)} if results.sc is not None else {}
             files["2-sr.dcm"] = _encoded(results.sr)
+            verdicts = [verdict.to_json() for verdict in outcomes]
+            if self.audit is not None:
+                for data in verdicts:
+                    self.audit.record(data, self.user)
             self.spool.stage(job.path, files)
         except Exception as exc:  # a bug or a model failure: set the study aside, keep serving
-            where = self.spool.quarantine(job.path)
+            where = self.spool.quarantine(job.path) or "(already retired)"
             log.error("study %s: not checked, set aside in %s: unexpected %s: %s", study_hash, where,
                       type(exc).__name__, one_line(exc))
             self._metrics["studies"].labels(outcome="failed").inc()
             telemetry().failed(exc)
             return
         seconds = time.perf_counter() - job.started
-        for verdict in outcomes:
-            data = verdict.to_json()
-            if self.audit is not None:
-                self.audit.record(data, self.user)
+        for data in verdicts:
             telemetry().observe(data, seconds)
         self._metrics["studies"].labels(outcome="checked").inc()
         summary = "; ".join(f"{v.quadrant} ({v.answer}) {v.question!r}" for v in outcomes)

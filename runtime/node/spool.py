@@ -94,10 +94,14 @@ class Spool:
         study.unlink(missing_ok=True)
         _sync_folder(study.parent)
 
-    def quarantine(self, study: Path) -> Path:
-        """Set aside a study an unexpected error stopped, for a person to look at; it is not retried."""
+    def quarantine(self, study: Path) -> Path | None:
+        """Set aside a study an unexpected error stopped, for a person to look at; it is not retried. None when
+        the study was already retired."""
         target = self.root / "failed" / study.name
-        os.replace(study, target)
+        try:
+            os.replace(study, target)
+        except FileNotFoundError:
+            return None
         return target
 
     # -- delivering ------------------------------------------------------------------------------
