@@ -137,7 +137,7 @@ def plot(report: Sequence[dict], path: str | Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    colours = {"Ideal": "#1b6e34", "Fragile": "#d08a1e", "Dangerous": "#b00020", "Worst": "#5c0011"}
+    colours = {"Ideal": "#1b6e34", "Fragile": "#d08a1e", "Dangerous": "#b00020", "Worst": "#4b1d5e"}
     fig, axes = plt.subplots(len(report), 1, figsize=(9, 3.2 * len(report)), squeeze=False)
     for ax, model in zip(axes[:, 0], report, strict=True):
         labels = [p["period"] for p in model["periods"]]
