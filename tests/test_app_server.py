@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import sqlite3
@@ -418,3 +419,29 @@ def test_identifiers_never_reach_the_api_result_the_audit_database_or_the_server
         assert identifier not in shown
         assert identifier.encode() not in stored
         assert identifier not in logged
+
+
+def _metrics(server) -> tuple[str, float, float]:
+    """/metrics as a Prometheus scraper reads it (no session): the text, checks counted, errors counted."""
+    with urllib.request.urlopen(server.url + "metrics", timeout=30) as response:
+        assert response.headers.get_content_type() == "text/plain"
+        text = response.read().decode()
+    checks = re.findall(r'^quadrant_checks_total\{model="[^"]+",quadrant="\w+"\} (\S+)$', text, re.M)
+    errors = re.findall(r'^quadrant_check_errors_total\{kind="\w+"\} (\S+)$', text, re.M)
+    return text, sum(map(float, checks)), sum(map(float, errors))
+
+
+def test_metrics_count_checks_by_model_and_quadrant_and_errors_by_kind_without_a_login(server, tmp_path):
+    _, checks_before, errors_before = _metrics(server)
+    check(server.client(), STUDY)
+    not_an_image = tmp_path / "notes.png"
+    not_an_image.write_text("not an image")
+    with pytest.raises(Exception, match="not a PNG, JPEG, DICOM"):
+        check(server.client(), not_an_image)
+    text, checks, errors = _metrics(server)
+    assert (checks - checks_before, errors - errors_before) == (1, 1)
+    assert checks == server.audit_rows()  # every completed check, counted once
+    assert re.search(r'^quadrant_check_errors_total\{kind="study"\} [1-9]', text, re.M)
+    assert 'quadrant_check_seconds_bucket{le="+Inf",model="demo"}' in text
+    for identifier in IDENTIFIERS:
+        assert identifier not in text

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import sqlite3
 import subprocess
 import time
@@ -293,3 +294,34 @@ def test_sigterm_stops_the_node_cleanly(node):
     assert node.stop() == 0
     assert "Stopped" in node.log.read_text()
 
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--ae-title", "TOO-LONG-FOR-DICOM-AE"], "is not an AE title"),
+    (["--store-to", "ORTHANC-127.0.0.1-4242"], "expected AET@HOST:PORT"),
+    (["--store-to", "ORTHANC@127.0.0.1:99999"], "the port must be a number from 1 to 65535"),
+    (["--questions", "{missing}"], "does not exist"),
+    (["--questions", "{bad}"], "line 2: "),
+    (["--queue-size", "0"], "--queue-size must be at least 1"),
+    (["--port", "{taken}"], "in use"),
+])
+def test_bad_options_exit_2_with_one_line_before_the_model_loads(tmp_path, capsys, args, message):
+    from quadrant.cli.main import main
+
+    good = tmp_path / "questions.txt"
+    good.write_text("Is there a pleural effusion?\n")
+    bad = tmp_path / "bad.txt"
+    bad.write_text("Is there a pleural effusion?\nDescribe the heart.\n")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        defaults = {"--port": str(free_port()), "--ae-title": NODE_AET, "--questions": str(good),
+                    "--store-to": "ORTHANC@127.0.0.1:4242", "--spool": str(tmp_path / "spool"),
+                    "--audit": str(tmp_path / "audit.sqlite")}
+        values = {"missing": tmp_path / "missing.txt", "bad": bad, "taken": taken.getsockname()[1]}
+        given = dict(zip(args[::2], [a.format(**values) for a in args[1::2]]))
+        line = [word for option, value in {**defaults, **given}.items() for word in (option, value)]
+        assert main(["node", *line]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and message in err and "Traceback" not in err, err
+    assert not (tmp_path / "spool").exists()

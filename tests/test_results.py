@@ -224,3 +224,29 @@ def test_evaluate_writes_one_result_per_dicom_study_with_all_its_questions(tmp_p
     assert len(observations) == 2
     again = subprocess.run(command, capture_output=True, text=True)  # a rerun resumes: nothing rewritten
     assert again.returncode == 0 and "0 DICOM studies written, 1 already there" in again.stderr, again.stderr
+
+
+def test_the_apps_downloads_for_a_dicom_upload_and_none_for_a_png(tmp_path):
+    """What the page offers after a check: the SR, SC and FHIR of a DICOM upload, made from the upload itself."""
+    from quadrant.app.results import result_files
+    from quadrant.app.service import CheckService
+    from quadrant.check import Checker
+    from quadrant.loading import ModelSpec, load_model
+
+    uploads = tmp_path / "uploads"
+    uploads.mkdir()
+    dicom, png = uploads / "upload.dcm", uploads / "upload.png"
+    dicom.write_bytes((SAMPLES / "cardiomegaly-dicom.dcm").read_bytes())
+    png.write_bytes((SAMPLES / "nodule.png").read_bytes())
+    service = CheckService({"demo": Checker(load_model(ModelSpec("demo")))}, None, upload_dir=uploads).start()
+    try:
+        verdict = service.check(str(dicom), "Is the heart enlarged?")
+        files = result_files(service, str(dicom), verdict, tmp_path / "downloads")
+        assert [f.name.split(".", 1)[1] for f in files] == ["sr.dcm", "sc.dcm", "fhir.json"]
+        report = hd.sr.srread(files[0])
+        assert report.StudyInstanceUID == pydicom.dcmread(dicom, stop_before_pixels=True).StudyInstanceUID
+        (group,) = report.content.get_image_measurement_groups()
+        assert group.get_qualitative_evaluations(codes.VERDICT)[0].value.meaning == verdict["quadrant"]
+        assert result_files(service, str(png), service.check(str(png), "Is there a nodule?"), tmp_path / "d2") == []
+    finally:
+        service.stop()
