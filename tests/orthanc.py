@@ -25,11 +25,12 @@ def free_port() -> int:
 
 
 class Orthanc:
-    """One Orthanc server; `peers` are the DICOM nodes it may send to: {name: (AE title, port)}."""
+    """One Orthanc server; `peers` are the DICOM nodes it may send to: {name: (AE title, port)}; `lua` are
+    scripts it runs (routing rules)."""
 
     ae_title = "ORTHANC"
 
-    def __init__(self, root: Path, peers: dict[str, tuple[str, int]]):
+    def __init__(self, root: Path, peers: dict[str, tuple[str, int]], lua: tuple[Path, ...] = ()):
         binary = next((b for b in BINARIES if os.access(b, os.X_OK)), None) or shutil.which("Orthanc")
         assert binary, "Orthanc is not installed: apt-get install -y orthanc (.ci/run does it)"
         self.root = root
@@ -40,6 +41,7 @@ class Orthanc:
             "HttpPort": self.http_port, "DicomPort": self.dicom_port, "DicomAet": self.ae_title,
             "RemoteAccessAllowed": False, "AuthenticationEnabled": False, "Plugins": [],
             "DicomModalities": {name: [title, "127.0.0.1", port] for name, (title, port) in peers.items()},
+            "LuaScripts": [str(script) for script in lua],
         }
         (root / "orthanc.json").write_text(json.dumps(config), encoding="utf-8")
         self.log = root / "orthanc.log"
@@ -83,10 +85,6 @@ class Orthanc:
     def upload(self, path: Path) -> str:
         """Store a file through the REST API; its instance's Orthanc ID."""
         return self.post("/instances", path.read_bytes())["ID"]
-
-    def send(self, modality: str, instance_ids: list[str]) -> dict:
-        """Ask Orthanc to C-STORE instances to one of its peers (what a PACS's routing rule does)."""
-        return self.post(f"/modalities/{modality}/store", instance_ids)
 
     def series(self, study_uid: str) -> list[dict]:
         """Every series of a study, with its main tags and instance IDs."""

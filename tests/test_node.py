@@ -38,6 +38,8 @@ from test_results import rg1
 
 SAMPLE = MODELS_DIR / "samples" / "cardiomegaly-dicom.dcm"
 NODE_AET = "QUADRANT"
+#: the README's routing rule: Orthanc sends each chest radiograph it stores to the node
+ROUTING = Path(__file__).resolve().parents[1] / "docs" / "orthanc" / "route-to-quadrant.lua"
 QUESTIONS = ("Is there a pleural effusion?", "Is the heart enlarged?")
 #: written into every copy: the node may put them in the SR and SC, and nowhere else
 PATIENT_NAME, PATIENT_ID = "Secretpatient", "PID-SECRET-4711"
@@ -141,7 +143,7 @@ class NodeProcess:
 def orthanc_and_node(tmp_path_factory):
     root = tmp_path_factory.mktemp("pacs")
     node_port = free_port()
-    orthanc = Orthanc(root, peers={"quadrant": (NODE_AET, node_port)})
+    orthanc = Orthanc(root, peers={"quadrant": (NODE_AET, node_port)}, lua=(ROUTING,))
     try:
         node = NodeProcess(root, node_port, orthanc)
         try:
@@ -175,9 +177,9 @@ def test_node_answers_c_echo(node):
     assoc.release()
 
 
-def test_cr_chest_routed_by_orthanc_gets_its_report_and_capture_back_in_the_same_study(orthanc, node, tmp_path):
+def test_cr_chest_stored_in_orthanc_is_routed_to_the_node_and_its_results_come_back_in_the_same_study(orthanc, node, tmp_path):
     ((study, study_uid),) = copies(rg1(), 1, tmp_path)
-    orthanc.send("quadrant", [orthanc.upload(study)])  # what a routing rule does
+    orthanc.upload(study)  # stored in the PACS, which routes it to the node by itself (docs/orthanc)
     sr_ids, sc_ids = wait_for(lambda: all(results_of(orthanc, study_uid)) and results_of(orthanc, study_uid), 120,
                               "the SR and SC in Orthanc")
     assert len(sr_ids) == 1 and len(sc_ids) == 1
