@@ -100,8 +100,9 @@ def _group(source: Dataset, verdict: Verdict, key: str, index: int, visual: Data
                        (codes.NOTICE, NOT_FOR_DIAGNOSIS)):
         items.append(hd.sr.TextContentItem(name=name, value=text,
                                            relationship_type=hd.sr.RelationshipTypeValues.CONTAINS))
-    if visual is not None:
-        items.append(hd.sr.ImageContentItem(
+    if visual is not None:  # TID 1501 puts a visual explanation before the measurements
+        first_number = next(i for i, item in enumerate(items) if item.ValueType == "NUM")
+        items.insert(first_number, hd.sr.ImageContentItem(
             name=dcm.DCM.VisualExplanation, referenced_sop_class_uid=visual.SOPClassUID,
             referenced_sop_instance_uid=visual.SOPInstanceUID,
             relationship_type=hd.sr.RelationshipTypeValues.CONTAINS))
