@@ -7,13 +7,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+
+from conftest import stop_process
 
 BINARIES = ("/usr/sbin/Orthanc", "/usr/bin/Orthanc")
 
@@ -61,13 +62,7 @@ class Orthanc:
         raise AssertionError(f"Orthanc did not answer in {timeout} s:\n{self.log.read_text()}")
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            os.kill(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.kill(self.process.pid, signal.SIGKILL)
-                self.process.wait()
+        stop_process(self.process)
 
     # -- REST ----------------------------------------------------------------------------------------
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import socket
 import sqlite3
 import subprocess
@@ -25,7 +24,7 @@ import pytest
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AuthenticationError
 
-from conftest import QUADRANT
+from conftest import QUADRANT, stop_process
 from quadrant.app.auth import hash_password
 from quadrant.models.presets import MODELS_DIR
 
@@ -72,13 +71,7 @@ class Server:
         pytest.fail(f"quadrant app did not come up in {timeout} s:\n{self.log.read_text()}")
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            os.kill(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.kill(self.process.pid, signal.SIGKILL)
-                self.process.wait()
+        stop_process(self.process)
 
     @property
     def cache(self) -> Path:

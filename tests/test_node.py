@@ -28,7 +28,7 @@ from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 from pynetdicom import AE
 from pynetdicom.sop_class import ComputedRadiographyImageStorage, CTImageStorage, Verification
 
-from conftest import QUADRANT
+from conftest import QUADRANT, stop_process
 from orthanc import Orthanc, free_port
 from quadrant.models.presets import MODELS_DIR
 from quadrant.node.network import Destination, Receiver, Sender, SendError
@@ -126,13 +126,7 @@ class NodeProcess:
         self.process.wait()
 
     def stop(self) -> int:
-        if self.process.poll() is None:
-            os.kill(self.process.pid, signal.SIGTERM)
-            try:
-                return self.process.wait(timeout=120)
-            except subprocess.TimeoutExpired:
-                self.kill()
-        return self.process.returncode
+        return stop_process(self.process, timeout=120)
 
     def audit_rows(self) -> list[tuple]:
         with sqlite3.connect(self.audit) as connection:
