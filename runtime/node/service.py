@@ -37,7 +37,7 @@ from ..images import Study, load_study_bytes
 from ..results import Source, build_results, source_from_bytes
 from ..telemetry import telemetry
 from ..verdict import Verdict
-from .network import Destination, Receiver, Sender, SendError
+from .network import Destination, Receiver, Sender
 from .spool import Spool
 
 log = logging.getLogger("quadrant.node")
@@ -86,7 +86,7 @@ class Node:
         self._delivery = threading.Condition()
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
-        self._in_flight: set[Path] = set()  # studies handed to the model and not yet finished
+        self._in_flight: set[Path] = set()  # studies handed to the model and not yet finished, or left alone
         self._metrics = _node_metrics()
 
     # -- life cycle ----------------------------------------------------------------------------
@@ -131,7 +131,13 @@ class Node:
                     self.spool.arrived.wait(timeout=1.0)
                 continue
             for path in waiting[: self.options.batch]:
-                job = self._read(path)
+                try:
+                    job = self._read(path)
+                except Exception as exc:  # the dispatcher must outlive whatever one study does
+                    log.error("unexpected %s while reading a study: %s", type(exc).__name__, one_line(exc))
+                    job = None
+                    with self._lock:
+                        self._in_flight.add(path)
                 if job is not None:
                     with self._lock:
                         self._in_flight.add(path)
@@ -143,14 +149,21 @@ class Node:
         started = time.perf_counter()
         try:
             data = path.read_bytes()
-        except OSError as exc:
-            log.error("a study cannot be read from the spool (%s)", exc.strerror or exc)
+        except OSError as exc:  # left where it is, for the next start (or a person) to deal with
+            log.error("a study cannot be read from the spool (%s); it stays there until the next start",
+                      exc.strerror or exc)
+            with self._lock:
+                self._in_flight.add(path)
             return None
+        study_hash = hashlib.sha256(data).hexdigest()[:12]
         try:
             study = load_study_bytes(data, RECEIVED)
             source = source_from_bytes(data, RECEIVED, "the node's results")
         except InputError as exc:
-            self._refuse(path, exc, hashlib.sha256(data).hexdigest()[:12])
+            self._refuse(path, exc, study_hash)
+            return None
+        except Exception as exc:  # a reader's bug on an odd file: set it aside, keep serving
+            self._set_aside(path, exc, study_hash)
             return None
         return _Job(path, study, source, started)
 
@@ -200,11 +213,7 @@ class Node:
                     self.audit.record(data, self.user)
             self.spool.stage(job.path, files)
         except Exception as exc:  # a bug or a model failure: set the study aside, keep serving
-            where = self.spool.quarantine(job.path) or "(already retired)"
-            log.error("study %s: not checked, set aside in %s: unexpected %s: %s", study_hash, where,
-                      type(exc).__name__, one_line(exc))
-            self._metrics["studies"].labels(outcome="failed").inc()
-            telemetry().failed(exc)
+            self._set_aside(job.path, exc, study_hash)
             return
         seconds = time.perf_counter() - job.started
         for data in verdicts:
@@ -221,6 +230,14 @@ class Node:
         self._metrics["studies"].labels(outcome="refused").inc()
         telemetry().failed(exc)
         self.spool.retire(path)
+
+    def _set_aside(self, path: Path, exc: BaseException, study_hash: str) -> None:
+        """A study an unexpected error stopped: moved to the spool's failed/ folder for a person, logged."""
+        where = self.spool.quarantine(path) or "(already retired)"
+        log.error("study %s: not checked, set aside in %s: unexpected %s: %s", study_hash, where,
+                  type(exc).__name__, one_line(exc))
+        self._metrics["studies"].labels(outcome="failed").inc()
+        telemetry().failed(exc)
 
     def _refused(self, reason: str) -> None:
         self._metrics["studies"].labels(outcome=reason).inc()
@@ -251,7 +268,7 @@ class Node:
         try:
             self.sender.send(folders, self._delivered)
             return True
-        except (SendError, OSError, RuntimeError) as exc:
+        except Exception as exc:  # SendError, a socket error, or pynetdicom refusing a file: retried later
             self._metrics["send_failures"].inc()
             if not quiet:
                 log.error("cannot deliver results (%d studies waiting): %s; retrying", len(folders), one_line(exc))
