@@ -251,16 +251,15 @@ def test_node_killed_mid_burst_and_restarted_finishes_every_accepted_study_once(
     node.kill()
     accepted = [uid for (_, uid), status in zip(studies, statuses) if status == 0x0000]
     assert len(accepted) == 12, statuses
-    waiting = list((node.spool / "incoming").glob("*.dcm")) + list((node.spool / "outbox").iterdir())
+    waiting = Spool(node.spool, capacity=len(studies)).waiting()  # studies to check and results to send
     assert waiting, "the node finished the burst before the kill: nothing was tested"
     node.start()
-    assert f"({len(waiting)} waiting from before)" in node.log.read_text()
+    assert f"({waiting} waiting from before)" in node.log.read_text()
     for study_uid in accepted:
         sr_ids, sc_ids = wait_for(lambda uid=study_uid: all(results_of(orthanc, uid)) and results_of(orthanc, uid),
                                   240, "every accepted study's results after the restart")
         assert (len(sr_ids), len(sc_ids)) == (1, 1)
-    wait_for(lambda: not list((node.spool / "incoming").glob("*.dcm")) and not list((node.spool / "outbox").iterdir()),
-             60, "an empty spool")
+    wait_for(lambda: Spool(node.spool, capacity=0).waiting() == 0, 60, "an empty spool")
 
 
 def test_a_full_queue_refuses_with_out_of_resources_and_keeps_what_it_accepted(tmp_path):

@@ -22,7 +22,9 @@ from PIL import Image
 from conftest import QUADRANT
 from quadrant.models.presets import MODELS_DIR
 from quadrant.results import build_results, read_source
+from quadrant.manifest import read_manifest
 from quadrant.results import codes
+from quadrant.results.dataset import write_dataset_results
 from quadrant.verdict import Verdict
 
 SAMPLES = MODELS_DIR / "samples"
@@ -191,14 +193,15 @@ def test_finding_codes_are_dicoms_own():
     assert codes.finding_code("Is the ETT well positioned?") is None
 
 
-def test_a_png_with_sr_sc_or_fhir_is_refused_with_one_line_before_the_model_loads(tmp_path):
+def test_a_png_with_sr_sc_or_fhir_is_refused_with_one_line_before_the_model_loads(tmp_path, capsys):
+    from quadrant.cli.main import main
+
     for option in ("--sr", "--sc", "--fhir"):
         target = tmp_path / "result"
-        result = subprocess.run([QUADRANT, "check", "--image", str(SAMPLES / "nodule.png"), "--question",
-                                 "Is there a nodule?", option, str(target)], capture_output=True, text=True)
-        assert result.returncode == 2
-        lines = result.stderr.strip().splitlines()
-        assert len(lines) == 1 and "no Study Instance UID" in lines[0] and option in lines[0], result.stderr
+        code = main(["check", "--image", str(SAMPLES / "nodule.png"), "--question", "Is there a nodule?", option,
+                     str(target), "--model", str(tmp_path / "no-model-here")])  # it must fail before loading
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert code == 2 and len(lines) == 1 and "no Study Instance UID" in lines[0] and option in lines[0], lines
         assert not target.exists()
 
 
@@ -222,8 +225,11 @@ def test_evaluate_writes_one_result_per_dicom_study_with_all_its_questions(tmp_p
     observations = [e for e in json.loads(fhir_path.read_text())["entry"]
                     if e["resource"]["resourceType"] == "Observation"]
     assert len(observations) == 2
-    again = subprocess.run(command, capture_output=True, text=True)  # a rerun resumes: nothing rewritten
-    assert again.returncode == 0 and "0 DICOM studies written, 1 already there" in again.stderr, again.stderr
+    # a rerun finds them there and writes nothing (what `evaluate` does after resuming a finished run)
+    before = sr_path.stat().st_mtime_ns
+    again = write_dataset_results(read_manifest(manifest), tmp_path / "run" / "samples.jsonl",
+                                  {"sr": tmp_path / "results", "fhir": tmp_path / "results"})
+    assert (again.studies, again.kept, again.not_dicom) == (0, 1, 1) and sr_path.stat().st_mtime_ns == before
 
 
 def test_the_apps_downloads_for_a_dicom_upload_and_none_for_a_png(tmp_path):
