@@ -7,9 +7,9 @@ Four kinds of thread, each doing one thing:
 - the dispatcher: reads waiting studies from the spool and submits each, with every question, to the batcher;
 - the batcher's one worker (quadrant.batcher, as the app uses it): studies that wait together are scored in one
   model call, and no two calls ever run the model at once;
-- the finisher: makes each checked study's results, stages them in the outbox, writes the audit rows, logs one
-  line, and retires the study; the sender: delivers the outbox by C-STORE, retrying while the destination is
-  down.
+- the finisher: makes each checked study's results, writes the audit rows, stages the results in the outbox
+  (which retires the study) and logs one line; the sender: delivers the outbox by C-STORE, retrying while
+  the destination is down.
 
 A study that cannot be checked (unreadable, out of scope) gets one log line with its reason and no result;
 an unexpected error sets it aside in the spool's failed/ folder. The node keeps serving either way. Log lines
@@ -25,7 +25,7 @@ import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -59,7 +59,6 @@ class NodeOptions:
     batch: int = 8
     send_sc: bool = True
     allowed: tuple[str, ...] = ()  # calling AE titles allowed to send (empty: any)
-    user: str = field(default="")  # the audit rows' user column (default: "node AE_TITLE")
 
 
 @dataclass
@@ -71,7 +70,7 @@ class _Job:
 
 
 class Node:
-    """One loaded checker serving DICOM studies; `start()`, then `stop()` (or `serve()` until a signal)."""
+    """One loaded checker serving DICOM studies: `start()`, then `stop()`."""
 
     def __init__(self, checker: Checker, options: NodeOptions, audit: AuditLog | None = None):
         self.checker = checker
@@ -117,7 +116,8 @@ class Node:
 
     @property
     def user(self) -> str:
-        return self.options.user or f"node {self.options.ae_title}"
+        """Who the audit rows say checked: this node, by its AE title."""
+        return f"node {self.options.ae_title}"
 
     # -- dispatcher: spool -> batcher ----------------------------------------------------------
 
@@ -131,30 +131,25 @@ class Node:
                     self.spool.arrived.wait(timeout=1.0)
                 continue
             for path in waiting[: self.options.batch]:
+                with self._lock:
+                    self._in_flight.add(path)  # until finished; for good if it cannot even be read
                 try:
                     job = self._read(path)
                 except Exception as exc:  # the dispatcher must outlive whatever one study does
-                    log.error("unexpected %s while reading a study: %s", type(exc).__name__, one_line(exc))
-                    job = None
+                    log.error("a study cannot be read from the spool (%s: %s); it stays there until the next start",
+                              type(exc).__name__, one_line(exc))
+                    continue
+                if job is None:  # refused or set aside: gone from the spool's incoming
                     with self._lock:
-                        self._in_flight.add(path)
-                if job is not None:
-                    with self._lock:
-                        self._in_flight.add(path)
-                    self._checked.put((job, self.batcher.submit(job)))
+                        self._in_flight.discard(path)
+                    continue
+                self._checked.put((job, self.batcher.submit(job)))
         self._checked.put(None)  # the finisher stops after what was submitted
 
     def _read(self, path: Path) -> _Job | None:
-        """A spooled study, decoded; None (logged, retired) when it cannot be checked."""
+        """A spooled study, decoded; None (logged, and retired or set aside) when it cannot be checked."""
         started = time.perf_counter()
-        try:
-            data = path.read_bytes()
-        except OSError as exc:  # left where it is, for the next start (or a person) to deal with
-            log.error("a study cannot be read from the spool (%s); it stays there until the next start",
-                      exc.strerror or exc)
-            with self._lock:
-                self._in_flight.add(path)
-            return None
+        data = path.read_bytes()
         study_hash = hashlib.sha256(data).hexdigest()[:12]
         try:
             study = load_study_bytes(data, RECEIVED)
