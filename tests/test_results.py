@@ -256,3 +256,17 @@ def test_the_apps_downloads_for_a_dicom_upload_and_none_for_a_png(tmp_path):
         assert result_files(service, str(png), service.check(str(png), "Is there a nodule?"), tmp_path / "d2") == []
     finally:
         service.stop()
+
+
+def test_text_in_any_script_survives_in_the_report(checked, tmp_path):
+    """A question the user phrased in Chinese or Greek: the results are UTF-8, whatever the source's character
+    set (RG1_UNCR's is Latin-1, which holds neither)."""
+    question = "胸腔积液吗? Υπάρχει πλευριτική συλλογή;"
+    data = dict(checked["verdict"])
+    data["prompts"] = [{**data["prompts"][0], "text": question}, *data["prompts"][1:]]
+    verdict = Verdict.from_json({**data, "question": question})
+    results = build_results(read_source(rg1(), "--sr"), [verdict], Image.new("RGB", (64, 64)), sr=True, sc=True)
+    results.save(sr=tmp_path / "r.sr.dcm", sc=tmp_path / "r.sc.dcm")
+    (group,) = hd.sr.srread(tmp_path / "r.sr.dcm").content.get_image_measurement_groups()
+    assert [t.value for t in find_content_items(group[0], name=codes.QUESTION)] == [question]
+    assert pydicom.dcmread(tmp_path / "r.sc.dcm").PatientName == pydicom.dcmread(rg1()).PatientName
