@@ -183,9 +183,9 @@ def test_uids_follow_the_result_so_a_resend_is_one_object(checked):
     assert build_results(source, [other], image, sr=True).sr.SOPInstanceUID != again.sr.SOPInstanceUID
 
 
-def test_finding_codes_are_dicoms_own():
+def testfinding_codes_are_dicoms_own():
     """Every SNOMED CT code the SR may use for a finding is in DICOM's code tables, with the same meaning."""
-    for name, code in codes._finding_codes().items():
+    for name, code in codes.finding_codes().items():
         found = [c for c in dicom_codes.SCT.dir() if getattr(dicom_codes.SCT, c).value == code.value]
         assert found, f"{name}: SCT {code.value} is not in DICOM's code tables"
         assert getattr(dicom_codes.SCT, found[0]).meaning == code.meaning

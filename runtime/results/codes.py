@@ -73,7 +73,8 @@ def yes_no(value: bool | str) -> Code:
 
 
 @lru_cache(maxsize=1)
-def _finding_codes() -> dict[str, Code]:
+def finding_codes() -> dict[str, Code]:
+    """Bank finding name -> its SNOMED CT code, from findings.json."""
     table = json.loads(_DATA.read_text(encoding="utf-8"))["SCT"]
     return {name: Code(value, "SCT", meaning) for name, (value, meaning) in table.items()}
 
@@ -82,7 +83,7 @@ def finding_code(question: str) -> Code | None:
     """The SNOMED CT code of the finding a question asks about, when the built-in bank names one and it has
     a code; None otherwise (the report then carries the question alone)."""
     finding = find_finding(question)
-    return None if finding is None else _finding_codes().get(finding)
+    return None if finding is None else finding_codes().get(finding)
 
 
 def scheme_identification() -> Dataset:
