@@ -183,7 +183,7 @@ def test_uids_follow_the_result_so_a_resend_is_one_object(checked):
     assert build_results(source, [other], image, sr=True).sr.SOPInstanceUID != again.sr.SOPInstanceUID
 
 
-def testfinding_codes_are_dicoms_own():
+def test_finding_codes_are_dicoms_own():
     """Every SNOMED CT code the SR may use for a finding is in DICOM's code tables, with the same meaning."""
     for name, code in codes.finding_codes().items():
         found = [c for c in dicom_codes.SCT.dir() if getattr(dicom_codes.SCT, c).value == code.value]
