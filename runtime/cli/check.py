@@ -65,20 +65,15 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-
 def _result_source(args: argparse.Namespace):
     """The study's header when a result is asked for, checked before the model loads: a PNG or JPEG has no
     UIDs to file a result under, an output folder must exist, and the `hospital` extra must be installed."""
     asked = {option: path for option, path in (("--sr", args.sr), ("--sc", args.sc), ("--fhir", args.fhir)) if path}
     if not asked:
         return None
-    from ..errors import require
-    from ..results import check_writable, read_source
+    from ..results import check_writable, read_source, require_formats
 
     for option, path in asked.items():
         check_writable(path, option)
-    if {"--sr", "--sc"} & set(asked):
-        require("highdicom", "hospital")
-    if "--fhir" in asked:
-        require("fhir.resources", "hospital")
+    require_formats(sr=bool(args.sr), sc=bool(args.sc), fhir=bool(args.fhir))
     return read_source(args.image, "/".join(asked))

@@ -75,13 +75,11 @@ def _print_summary(summary: dict, out: str) -> None:
 
 def _result_folders(args: argparse.Namespace) -> dict:
     """The result folders asked for (made now, before the model loads), with the extra they need."""
-    from ..errors import OptionError, require
+    from ..errors import OptionError
+    from ..results import require_formats
 
     asked = {kind: path for kind, path in (("sr", args.sr_dir), ("sc", args.sc_dir), ("fhir", args.fhir_dir)) if path}
-    if {"sr", "sc"} & set(asked):
-        require("highdicom", "hospital")
-    if "fhir" in asked:
-        require("fhir.resources", "hospital")
+    require_formats(**{kind: True for kind in asked})
     folders = {}
     for kind, path in asked.items():
         try:

@@ -1,6 +1,6 @@
 """The `quadrant` command: parse, call the library, and map errors to exit codes in one place.
 
-Exit codes: 0 success; 1 a --fail-if rule held (evaluate); 2 bad input, with one line on stderr naming the
+Exit codes: 0 success; 1 a --fail-if rule held (evaluate, monitor); 2 bad input, with one line on stderr naming the
 problem. Unexpected failures print one line too; set QUADRANT_DEBUG=1 for the traceback.
 
 Start-up stays light: only the chosen subcommand's module is imported (it registers its own options), the

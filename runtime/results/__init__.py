@@ -27,7 +27,8 @@ from ..errors import OptionError
 from ..verdict import Verdict
 from .source import Source, read_source, source_from_bytes
 
-__all__ = ["Results", "Source", "build_results", "read_source", "source_from_bytes", "check_writable"]
+__all__ = ["Results", "Source", "build_results", "read_source", "source_from_bytes", "check_writable",
+           "require_formats"]
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,16 @@ def build_results(source: Source, verdicts: Sequence[Verdict], image: Image.Imag
 
             bundle = build_fhir(source, verdicts)
     return Results(report, secondary, bundle)
+
+
+def require_formats(*, sr: bool = False, sc: bool = False, fhir: bool = False) -> None:
+    """Fail now, naming the extra to install, when a format asked for has no library (before any model work)."""
+    from ..errors import require
+
+    if sr or sc:
+        require("highdicom", "hospital")
+    if fhir:
+        require("fhir.resources", "hospital")
 
 
 def check_writable(path: str | Path, option: str) -> Path:
