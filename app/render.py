@@ -12,45 +12,28 @@ from __future__ import annotations
 import html
 import json
 
-#: colour, headline and what-to-do sentence per quadrant (SPEC: red for Dangerous and Worst)
-QUADRANT_TEXT = {
-    "Ideal": ("green", "the model looked at the image, and gives the same answer however the question is asked.",
-              "You may weigh this answer as one input; confirm it on the image yourself."),
-    "Fragile": ("amber", "the image moved the answer, but rewording the question changed it.",
-                "Treat the answer as uncertain: read each phrasing's answer below and check the image yourself."),
-    "Dangerous": ("red", "the model gives this answer without looking at the image: the question's wording "
-                  "alone produces it.",
-                  "Do not rely on this answer for this study, however consistent or confident it looks."),
-    "Worst": ("red", "the answer changes with the wording, and the image does not move it.",
-              "Do not rely on this answer: it tells you nothing about this study."),
-}
-
-#: the grid's layout: (row label, [(quadrant, column label)]) as in SPEC's table
-GRID_ROWS = (
-    ("same answer in every phrasing", ("Ideal", "Dangerous")),
-    ("answer changes with phrasing", ("Fragile", "Worst")),
-)
-GRID_COLUMNS = ("the image moved the answer", "the image did not move it")
+from quadrant import vocabulary
+from quadrant.verdict import Verdict
 
 EXPLAINER = """\
-Quadrant asks the model your question several ways **with** the image, and once **without** it.
-Two things can go wrong, and together they make four verdicts:
+Quadrant asks the model your question several ways with the study, and again with the study's content taken
+away (a blank gray image of the same size). Two things can go wrong, and together they make four verdicts
+on the model's answer:
 
-- **Ideal** (green): every phrasing gets the same answer, and the image moved it. The model is doing what
-  you hope: reading the study.
-- **Fragile** (amber): the image moved the answer, but rewording the question changed it. The answer
-  depends on how you ask.
-- **Dangerous** (red): every phrasing gets the same answer, but the model answers the same way without
-  the image. It is answering from the words of the question, not from this study. This is the trap:
-  a consistent, confident answer that never looked at the image.
-- **Worst** (red): the answer changes with the wording *and* the image does not move it.
+- **Ideal answer** (green): every phrasing gets the same answer, and the study's image moved it.
+- **Fragile answer** (amber): the study's image moved the answer, but rewording the question changed it.
+- **Dangerous answer** (red): every phrasing gets the same answer, but the study's image did not move it:
+  the blank image gets the same answer. This is the trap: a consistent, confident answer that this study's
+  content did not produce. For a "no", a blank image shows no finding either, so a model that looked and
+  saw nothing answers both the same way; only an evaluation with labelled studies can tell the two apart.
+- **Worst answer** (red): the answer changes with the wording, and the study's image did not move it.
 
 Consistency alone does not catch Dangerous, and neither does confidence; one extra pass without the image
 does ("Consistent but Dangerous", arXiv 2603.20985). A paraphrase marked with `!` is *inverted*: its "yes"
 means the finding is absent, and its answer is turned round before comparing.
 """
 
-NOT_FOR_DIAGNOSIS = "Not for diagnostic use. Quadrant checks a model's behaviour; it does not make a diagnosis."
+NOT_FOR_DIAGNOSIS = vocabulary.NOT_FOR_DIAGNOSIS
 
 
 def verdict_html(verdict: dict) -> str:
@@ -81,24 +64,24 @@ def evidence_html(verdict: dict) -> str:
 
 
 def banner_html(verdict: dict) -> str:
-    quadrant = verdict["quadrant"]
-    colour, meaning, action = QUADRANT_TEXT[quadrant]
+    v = Verdict.from_json(verdict)
+    colour = vocabulary.tone(v.quadrant)
     role = "alert" if colour == "red" else "status"
     return (
-        f'<div id="quadrant-banner" class="q-banner q-{colour}" role="{role}" data-quadrant="{quadrant}">'
-        f'<div class="q-banner-title">{quadrant.upper()}: the model answered '
-        f'&ldquo;{html.escape(verdict["answer"])}&rdquo;</div>'
-        f'<div class="q-banner-text">{html.escape(quadrant)}: {html.escape(meaning)}</div>'
-        f'<div class="q-banner-action"><b>What to do:</b> {html.escape(action)}</div></div>'
+        f'<div id="quadrant-banner" class="q-banner q-{colour}" role="{role}" data-quadrant="{v.quadrant}">'
+        f'<div class="q-banner-title">{html.escape(vocabulary.title(v).upper())}</div>'
+        f'<div class="q-banner-text">{html.escape(vocabulary.answer_line(v))} {html.escape(vocabulary.meaning(v))}'
+        f'</div><div class="q-banner-text">{html.escape(vocabulary.decided_by(v))}</div>'
+        f'<div class="q-banner-action"><b>What to do:</b> {html.escape(vocabulary.advice(v))}</div></div>'
     )
 
 
 def grid_html(quadrant: str) -> str:
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in GRID_COLUMNS)
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in vocabulary.GRID_COLUMNS)
     rows = []
-    for label, cells in GRID_ROWS:
+    for label, cells in vocabulary.GRID_ROWS:
         tds = "".join(
-            f'<td class="q-cell q-{QUADRANT_TEXT[q][0]}{" q-lit" if q == quadrant else ""}" '
+            f'<td class="q-cell q-{vocabulary.tone(q)}{" q-lit" if q == quadrant else ""}" '
             f'data-quadrant="{q}">{q}{" &larr; this study" if q == quadrant else ""}</td>'
             for q in cells
         )

@@ -26,7 +26,8 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from quadrant.reliance import QUADRANTS, quadrant, relative_shift
+from quadrant.reliance import quadrant, relative_shift
+from quadrant.vocabulary import QUADRANTS
 
 #: (preset, blind) pairs and head scales measured by default
 MODELS = (("demo", False), ("demo", True), ("demo-shortcut", False))

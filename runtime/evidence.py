@@ -26,7 +26,7 @@ from PIL import Image, ImageFilter
 
 from .backends import Scorer, ScoreRequest
 from .errors import OptionError, StudyError, StudyNotFoundError
-from .reliance import QUADRANTS
+from .vocabulary import QUADRANTS
 
 FILLS = ("blur", "gray")
 GRAY = (128, 128, 128)

@@ -11,7 +11,8 @@ import math
 from collections.abc import Sequence
 
 from .evidence import summarize_evidence
-from .reliance import QUADRANTS, quadrant
+from .reliance import quadrant
+from .vocabulary import QUADRANTS
 
 Z95 = 1.959963984540054
 

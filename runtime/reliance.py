@@ -29,6 +29,7 @@ from dataclasses import dataclass
 
 from .answers import Answer
 from .errors import OptionError
+from .vocabulary import GRID_ROWS
 
 RULES = ("content", "flip")
 DEFAULT_RULE = "content"
@@ -36,7 +37,6 @@ DEFAULT_THRESHOLD = 0.2
 #: content-free images the `content` rule compares with (ablation names, see ablation.py)
 REFERENCES = ("blank", "white", "noise")
 DEFAULT_REFERENCE = "blank"
-QUADRANTS = ("Ideal", "Fragile", "Dangerous", "Worst")
 
 
 def relative_shift(with_image: float, reference: float) -> float:
@@ -111,9 +111,9 @@ def margin_spread(answers: Sequence[Answer]) -> float | None:
 
 
 def quadrant(consistent: bool, image_reliant: bool) -> str:
-    if consistent:
-        return "Ideal" if image_reliant else "Dangerous"
-    return "Fragile" if image_reliant else "Worst"
+    """The verdict's cell of the 2x2 grid: its rows are consistency, its columns image reliance."""
+    _, cells = GRID_ROWS[0 if consistent else 1]
+    return cells[0 if image_reliant else 1]
 
 
 def majority_reliant(reliance: Reliance, with_image: Sequence[Answer], text_only: Sequence[Answer],

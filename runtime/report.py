@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .metrics import relative_content_shifts
-from .reliance import QUADRANTS
+from .vocabulary import QUADRANTS
 
 _COLOURS = {"Ideal": "#2e7d32", "Fragile": "#f9a825", "Dangerous": "#c62828", "Worst": "#6a1b9a"}
 

@@ -328,8 +328,8 @@ def test_browser_red_banner_for_dangerous_and_none_for_ideal(app_page):
 
     _run(page, "demo-shortcut", "Dangerous")
     banner = page.locator(".q-banner.q-red")
-    assert banner.is_visible() and "DANGEROUS" in banner.inner_text()
-    assert "without looking at the image" in banner.inner_text()
+    assert banner.is_visible() and "DANGEROUS ANSWER" in banner.inner_text()
+    assert "the study's image did not move it, compared with a blank mid-gray image" in banner.inner_text()
     assert page.locator("#quadrant-grid .q-lit").inner_text().startswith("Dangerous")
     assert "Not for diagnostic use" in page.content()
     _assert_text_faces_complete(page)

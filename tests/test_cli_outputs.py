@@ -36,7 +36,9 @@ GOLDEN_LINES = [
     "(reliance rule flip)",
     "1 of 2 paraphrases disagree",
     "Label yes: the answer is correct",
-    "Verdict FRAGILE: answer 'yes', the image moved the answer, but the phrasings disagree.",
+    "Verdict FRAGILE ANSWER: The model answered “yes” to “Is there a pleural effusion?”.",
+    "The study's image moved the answer, compared with the same question asked without the image, but 1 of the",
+    "Decided by asking the question with and without the image: “yes” with it, “no” without it",
     "Not for diagnostic use.",
 ]
 

@@ -21,7 +21,7 @@ from scipy import stats
 from quadrant.cli.main import main
 from quadrant.compare import compare
 from quadrant.metrics import Z95, auroc, pearson, summarize, wilson_interval
-from quadrant.reliance import QUADRANTS
+from quadrant.vocabulary import QUADRANTS
 from toy_reader import build_toy_reader
 
 WILSON_POINTS = [(5, 20), (0, 7), (7, 7), (1, 1), (0, 1), (197, 200), (1, 1000), (999, 1000), (3, 9), (50, 100)]

@@ -5,16 +5,10 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
+from .. import vocabulary
 from ..verdict import Verdict
 
-_EXPLANATION = {
-    "Ideal": "consistent across phrasings, and the image moved the answer",
-    "Fragile": "the image moved the answer, but the phrasings disagree",
-    "Dangerous": "consistent, but the answer does not depend on the image: the model may be answering from "
-    "the text alone",
-    "Worst": "the phrasings disagree and the answer does not depend on the image",
-}
-_STYLE = {"Ideal": "bold green", "Fragile": "bold yellow", "Dangerous": "bold red", "Worst": "bold red"}
+_STYLE = {"green": "bold green", "amber": "bold yellow", "red": "bold red"}
 
 
 def _fmt(value: float | None, spec: str) -> str:
@@ -62,8 +56,10 @@ def print_verdict(verdict: Verdict, console: Console | None = None) -> None:
                       f"largest |delta| {e['max_abs_delta']:.3f})")
     if verdict.correct is not None:
         console.print(f"Label {verdict.label}: the answer is {'correct' if verdict.correct else 'WRONG'}")
-    console.print(
-        f"Verdict [{_STYLE[verdict.quadrant]}]{verdict.quadrant.upper()}[/]: answer {verdict.answer!r}, "
-        f"{_EXPLANATION[verdict.quadrant]}.  ({verdict.timing_ms.get('total', 0):.0f} ms)"
-    )
-    console.print("[dim]Not for diagnostic use.[/dim]")
+    style = _STYLE[vocabulary.tone(verdict.quadrant)]
+    console.print(f"Verdict [{style}]{vocabulary.title(verdict).upper()}[/]: {vocabulary.answer_line(verdict)}  "
+                  f"({verdict.timing_ms.get('total', 0):.0f} ms)")
+    console.print(vocabulary.meaning(verdict))
+    console.print(vocabulary.decided_by(verdict))
+    console.print(f"What to do: {vocabulary.advice(verdict)}")
+    console.print(f"[dim]{vocabulary.NOT_FOR_DIAGNOSIS}[/dim]")
