@@ -20,6 +20,7 @@ from pydicom.sr.codedict import codes as dicom_codes
 from PIL import Image
 
 from conftest import QUADRANT
+from quadrant import vocabulary
 from quadrant.models.presets import MODELS_DIR
 from quadrant.results import build_results, read_source
 from quadrant.manifest import read_manifest
@@ -86,7 +87,9 @@ def test_sr_is_filed_in_the_source_study_and_highdicom_reads_the_verdict_back(ch
     texts = {t.name.value: t.value for t in find_content_items(group[0], value_type=hd.sr.ValueTypeValues.TEXT)}
     assert texts["QUESTION"] == QUESTION
     assert texts["NOTICE"].startswith("Not for diagnostic use")
-    assert texts["MEANING"].startswith(f"Asked {len(verdict['prompts'])} ways")
+    read = Verdict.from_json(verdict)  # the report speaks the verdict vocabulary, as every surface does
+    assert (texts["MEANING"], texts["DECIDED-BY"], texts["ADVICE"]) == (
+        vocabulary.meaning(read), vocabulary.decided_by(read), vocabulary.advice(read))
     assert texts["111001"] == "Quadrant"  # Algorithm Name, with the model's fingerprint among its parameters
     assert verdict["model"]["fingerprint"] in " ".join(
         t.value for t in find_content_items(group[0], name=dicom_codes.DCM.AlgorithmParameters))
@@ -133,8 +136,8 @@ def test_secondary_capture_is_the_card_in_the_same_study_readable_by_pydicom(che
     ARTIFACTS.mkdir(exist_ok=True)
     Image.fromarray(pixels).save(ARTIFACTS / "secondary-capture-rg1.png")
     # the card's band in the verdict's colour, and the evidence map's colour bar (red and blue) below it
-    colour = {"Ideal": (27, 110, 52), "Fragile": (166, 96, 0), "Dangerous": (176, 0, 32), "Worst": (176, 0, 32)}
-    band = np.all(pixels == colour[checked["verdict"]["quadrant"]], axis=-1).sum()
+    colour = {"green": (27, 110, 52), "amber": (166, 96, 0), "red": (176, 0, 32)}
+    band = np.all(pixels == colour[vocabulary.tone(checked["verdict"]["quadrant"])], axis=-1).sum()
     assert band > 5000, band
     reds = (pixels[..., 0] > 150) & (pixels[..., 1] < 60) & (pixels[..., 2] < 80)
     blues = (pixels[..., 2] > 120) & (pixels[..., 0] < 60)

@@ -14,16 +14,16 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
-from .. import __version__
+from .. import __version__, vocabulary
 from ..verdict import Verdict
-from ._wording import NOT_FOR_DIAGNOSIS, words
 
 WIDTH = 1280
 _MARGIN = 24
 _STUDY_SIDE = 560  # the study's panel: its longer side at most this
 _CARD_X = _MARGIN + _STUDY_SIDE + _MARGIN
 _CARD_WIDTH = WIDTH - _CARD_X - _MARGIN
-_COLOURS = {"Ideal": (27, 110, 52), "Fragile": (166, 96, 0), "Dangerous": (176, 0, 32), "Worst": (176, 0, 32)}
+#: the vocabulary's tones as colours
+_COLOURS = {"green": (27, 110, 52), "amber": (166, 96, 0), "red": (176, 0, 32), "grey": (90, 90, 90)}
 _INK, _MUTED, _PAPER = (20, 20, 20), (85, 85, 85), (255, 255, 255)
 _PARAGRAPH_GAP = 6
 
@@ -98,7 +98,7 @@ def _text_block(lines: Sequence[tuple[str, ImageFont.FreeTypeFont, tuple]], widt
 
 def _header() -> Image.Image:
     return _text_block([("Quadrant: can this model's answer be trusted on this study?", _font(28, True), _PAPER),
-                        (NOT_FOR_DIAGNOSIS, _font(20), _PAPER)], WIDTH, background=(35, 35, 35), padding=_MARGIN)
+                        (vocabulary.NOT_FOR_DIAGNOSIS, _font(20), _PAPER)], WIDTH, background=(35, 35, 35), padding=_MARGIN)
 
 
 def _study_panel(image: Image.Image) -> Image.Image:
@@ -114,16 +114,16 @@ def _study_panel(image: Image.Image) -> Image.Image:
 
 
 def _card(verdict: Verdict, index: int, count: int) -> Image.Image:
-    wording = words(verdict)
-    colour = _COLOURS[verdict.quadrant]
+    colour = _COLOURS[vocabulary.tone(verdict.quadrant)]
     label = f"Question {index} of {count}: " if count > 1 else "Question: "
-    band = _text_block([(wording.headline, _font(23, True), _PAPER)], _CARD_WIDTH, background=colour, padding=14)
+    band = _text_block([(vocabulary.title(verdict), _font(26, True), _PAPER)], _CARD_WIDTH, background=colour,
+                       padding=14)
     body = _text_block([
         (label + verdict.question, _font(21, True), _INK),
         (f"The model answered: {verdict.answer.upper()}", _font(21, True), _INK),
-        (wording.meaning, _font(19), _INK),
-        (wording.decided_by, _font(19), _INK),
-        (wording.advice, _font(19, True), colour),
+        (vocabulary.meaning(verdict), _font(19), _INK),
+        (vocabulary.decided_by(verdict), _font(19), _INK),
+        (vocabulary.advice(verdict), _font(19, True), colour),
     ], _CARD_WIDTH, padding=14)
     card = Image.new("RGB", (_CARD_WIDTH, band.height + body.height), _PAPER)
     card.paste(band, (0, 0))

@@ -16,11 +16,10 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime, timezone
 
-from .. import __version__
+from .. import __version__, vocabulary
 from ..errors import require
 from ..verdict import Verdict
 from . import codes
-from ._wording import NOT_FOR_DIAGNOSIS, words
 from .filing import MANUFACTURER, device_uid, filing_key, result_uid
 from .source import Source
 
@@ -59,7 +58,8 @@ def build_fhir(source: Source, verdicts: Sequence[Verdict]) -> Bundle:
         "effectiveDateTime": now,
         "issued": now,
         "result": results,
-        "conclusion": " ".join(f"{v.question} {words(v).headline}." for v in verdicts) + " " + NOT_FOR_DIAGNOSIS,
+        "conclusion": " ".join(f"{v.question} {vocabulary.title(v)}: {vocabulary.meaning(v)}" for v in verdicts)
+                      + " " + vocabulary.NOT_FOR_DIAGNOSIS,
     }
     entries.append(_entry(_url(report_id), report, "DiagnosticReport", report_id))
     return Bundle.model_validate({"resourceType": "Bundle", "type": "transaction", "entry": entries})
@@ -91,12 +91,11 @@ def _device(verdict: Verdict, identifier: str) -> dict:
         "modelNumber": model["name"],
         "version": [{"type": {"text": "Quadrant"}, "value": __version__},
                     {"type": {"text": "model fingerprint (weights and adapter)"}, "value": model["fingerprint"]}],
-        "note": [{"text": NOT_FOR_DIAGNOSIS}],
+        "note": [{"text": vocabulary.NOT_FOR_DIAGNOSIS}],
     }
 
 
 def _observation(verdict: Verdict, identifier: str, device_url: str, study: dict, now: str) -> dict:
-    wording = words(verdict)
     components = [
         _component(codes.QUESTION, valueString=verdict.question),
         _component(codes.ANSWER, valueCodeableConcept=_concept(codes.yes_no(verdict.answer))),
@@ -132,10 +131,10 @@ def _observation(verdict: Verdict, identifier: str, device_url: str, study: dict
         "issued": now,
         "device": {"reference": device_url},
         "derivedFrom": [study],
-        "valueCodeableConcept": _concept(codes.QUADRANT_VALUES[verdict.quadrant], wording.headline),
+        "valueCodeableConcept": _concept(codes.QUADRANT_VALUES[verdict.quadrant], vocabulary.title(verdict)),
         "component": components,
-        "note": [{"text": wording.meaning}, {"text": wording.decided_by}, {"text": wording.advice},
-                 {"text": NOT_FOR_DIAGNOSIS}],
+        "note": [{"text": vocabulary.meaning(verdict)}, {"text": vocabulary.decided_by(verdict)},
+                 {"text": vocabulary.advice(verdict)}, {"text": vocabulary.NOT_FOR_DIAGNOSIS}],
     }
 
 

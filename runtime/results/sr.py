@@ -20,11 +20,10 @@ from collections.abc import Sequence
 from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes as dcm
 
-from .. import __version__
+from .. import __version__, vocabulary
 from ..errors import require
 from ..verdict import Verdict
 from . import codes
-from ._wording import NOT_FOR_DIAGNOSIS, words
 from .filing import MANUFACTURER, SERIES_DESCRIPTION, SERIES_NUMBERS, UTF8, device_uid, filing_key, result_uid
 from .source import Source
 
@@ -61,7 +60,6 @@ def build_sr(source: Source, verdicts: Sequence[Verdict], visual: Dataset | None
 
 def _group(source: Dataset, verdict: Verdict, key: str, index: int, visual: Dataset | None):
     """One question's Measurement Group: the question, its verdict and what decided it."""
-    wording = words(verdict)
     shifts = verdict.shifts or {}
     measurements = [
         _number(codes.PHRASINGS, len(verdict.prompts), codes.PHRASING_UNITS),
@@ -96,9 +94,9 @@ def _group(source: Dataset, verdict: Verdict, key: str, index: int, visual: Data
         measurements=measurements, qualitative_evaluations=evaluations,
         source_images=[hd.sr.SourceImageForMeasurementGroup.from_source_image(source)])
     items = group[0].ContentSequence
-    for name, text in ((codes.QUESTION, verdict.question), (codes.MEANING, wording.meaning),
-                       (codes.DECIDED_BY, wording.decided_by), (codes.ADVICE, wording.advice),
-                       (codes.NOTICE, NOT_FOR_DIAGNOSIS)):
+    for name, text in ((codes.QUESTION, verdict.question), (codes.MEANING, vocabulary.meaning(verdict)),
+                       (codes.DECIDED_BY, vocabulary.decided_by(verdict)), (codes.ADVICE, vocabulary.advice(verdict)),
+                       (codes.NOTICE, vocabulary.NOT_FOR_DIAGNOSIS)):
         items.append(hd.sr.TextContentItem(name=name, value=text,
                                            relationship_type=hd.sr.RelationshipTypeValues.CONTAINS))
     if visual is not None:  # TID 1501 puts a visual explanation before the measurements
