@@ -21,7 +21,7 @@ from pathlib import Path
 from .errors import OptionError
 from .evaluate import FailRule
 from .metrics import summarize
-from .reliance import QUADRANTS
+from .vocabulary import QUADRANTS
 
 PERIODS = ("hour", "day", "week", "month")
 #: what a summary of outcomes does not need of a verdict (as evaluate's read_outcomes leaves out)

@@ -55,7 +55,7 @@ def _print_table(report: list[dict], args: argparse.Namespace) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from ..reliance import QUADRANTS
+    from ..vocabulary import QUADRANTS
 
     console = Console()
     scope = (f"latest {args.window} checks per model" if args.window else
