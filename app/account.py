@@ -14,7 +14,7 @@ from collections.abc import Mapping
 import gradio as gr
 
 
-def signed_in_user(request: gr.Request | None) -> str | None:
+def request_user(request: gr.Request | None) -> str | None:
     """The name a request was signed in under; None without a login."""
     return getattr(request, "username", None) or None
 
@@ -28,7 +28,7 @@ def add_account_bar(demo: gr.Blocks, roles: Mapping[str, str] | None) -> None:
         gr.Button("Sign out", link="logout", size="sm", variant="secondary", elem_id="logout", scale=0)
 
     def signed_in(request: gr.Request) -> str:
-        user = signed_in_user(request) or ""
+        user = request_user(request) or ""
         return f'<span>Signed in as <b>{html.escape(user)}</b> ({html.escape(roles.get(user, ""))})</span>'
 
     demo.load(signed_in, None, who, api_visibility="private", queue=False, show_progress="hidden")

@@ -23,7 +23,7 @@ import gradio as gr
 from quadrant.errors import QuadrantError, one_line
 from quadrant.reliance import CONTENT_FREE, RULES
 
-from .account import signed_in_user
+from .account import request_user
 from .asgi import read_body, replaying, reply
 from .service import CheckService
 
@@ -104,7 +104,7 @@ class _Endpoint:
             verdict = self.service.check(image, question or "", paraphrases or "", ablation, model=model,
                                          rule=rule, threshold=threshold, reference=reference,
                                          evidence=None if evidence is None else bool(evidence),
-                                         user=signed_in_user(request))
+                                         user=request_user(request))
         except QuadrantError as exc:
             raise gr.Error(one_line(exc, limit=1000), print_exception=False) from None
         except Exception as exc:

@@ -17,7 +17,7 @@ import gradio as gr
 
 from quadrant.audit import COLUMNS
 
-from .account import signed_in_user
+from .account import request_user
 from .auth import AUDITOR
 from .service import CheckService
 
@@ -63,7 +63,7 @@ class AuditTab:
             return []
         if self._sees_everyone(request):
             return [list(row) for row in audit.recent(_SHOWN)]
-        user = signed_in_user(request)
+        user = request_user(request)
         return [list(row) for row in audit.recent(_SHOWN, user=user)] if user else []
 
     def export_csv(self, request: gr.Request) -> str | None:
@@ -79,4 +79,4 @@ class AuditTab:
         return str(path)
 
     def _sees_everyone(self, request: gr.Request | None) -> bool:
-        return self.roles is None or self.roles.get(signed_in_user(request)) == AUDITOR
+        return self.roles is None or self.roles.get(request_user(request)) == AUDITOR

@@ -30,10 +30,12 @@ from quadrant.errors import QuadrantError, one_line
 from quadrant.evidence_plot import verdict_overlay
 from quadrant.images import load_study_bytes
 from quadrant.reliance import RULES
+from quadrant.results import Source
 from quadrant.verdict import Verdict
 
 from . import render, viewer
-from .service import UPLOAD_NAME, CheckService
+from .results import result_files, results_offered
+from .service import UPLOAD_NAME, CheckedUpload, CheckService
 from .studyinfo import study_facts
 
 log = logging.getLogger("quadrant.app")
@@ -69,11 +71,13 @@ class CheckTab:
 
 
 def build(service: CheckService, *, downloads: Path, examples: list[list[str]],
-          user_of: Callable[[gr.Request | None], str | None]) -> CheckTab:
+          user_of: Callable[[gr.Request | None], str | None],
+          source_of: Callable[[str], Source | None]) -> CheckTab:
     """Lay out the tab inside the current gr.Tab and wire its events. `downloads` is a folder inside Gradio's
-    cache for files to hand out; `user_of` names the signed-in user of a request."""
+    cache for files to hand out; `user_of` names the signed-in user of a request; `source_of` gives a DICOM
+    upload's filing header (uploads.py), for the results offered for the patient's record."""
     base = service.checkers[service.default_model]
-    handlers = _Handlers(service, downloads, user_of)
+    handlers = _Handlers(service, downloads, user_of, source_of)
     uploaded = gr.State(None)
     with gr.Row(equal_height=False):
         with gr.Column(scale=1, min_width=300):
@@ -117,6 +121,8 @@ def build(service: CheckService, *, downloads: Path, examples: list[list[str]],
         report = gr.DownloadButton("Download the report (HTML, one page)", visible=False, elem_id="report-html",
                                    size="sm")
         download = gr.DownloadButton("Download the verdict (JSON)", visible=False, elem_id="verdict-json", size="sm")
+    filed = gr.File(label="For the patient's record: DICOM structured report, secondary capture, FHIR Bundle",
+                    file_count="multiple", interactive=False, visible=False, elem_id="dicom-results")
     if examples:
         gr.Examples(examples, inputs=[study, question], label="Example studies (synthetic phantoms, not patients): "
                     "one click loads a study and its question", examples_per_page=8)
@@ -124,7 +130,7 @@ def build(service: CheckService, *, downloads: Path, examples: list[list[str]],
         gr.Markdown(render.EXPLAINER)
     new.add([study, finding, question, paraphrases])
 
-    outputs = [verdict, printed, report, download]
+    outputs = [verdict, printed, report, download, filed]
     checked = run.click(handlers.run, [study, question, paraphrases, ablation, model, rule, threshold, evidence,
                                        uploaded], outputs, api_visibility="private", scroll_to_output=True,
                         concurrency_id="check", concurrency_limit=service.batcher.max_batch)
@@ -145,10 +151,12 @@ def build(service: CheckService, *, downloads: Path, examples: list[list[str]],
 class _Handlers:
     """The tab's event handlers, bound to one service."""
 
-    def __init__(self, service: CheckService, downloads: Path, user_of: Callable[[gr.Request | None], str | None]):
+    def __init__(self, service: CheckService, downloads: Path, user_of: Callable[[gr.Request | None], str | None],
+                 source_of: Callable[[str], Source | None]):
         self.service = service
         self.downloads = downloads
         self.user_of = user_of
+        self.source_of = source_of
 
     def describe(self, path: str | None):
         """The viewer, the safe facts and the upload time of a freshly chosen study."""
@@ -186,11 +194,10 @@ class _Handlers:
             request: gr.Request):
         """One check: the upload decoded once, checked, its map drawn on the same picture, the report made."""
         try:
-            data = self.service.read_upload(path)
-            study = load_study_bytes(data, UPLOAD_NAME)
-            verdict = self.service.check_study(study, question, paraphrases, ablation, model=model, rule=rule,
-                                               threshold=threshold, evidence=bool(evidence),
-                                               user=self.user_of(request))
+            checked = self.service.check_upload(path, question, paraphrases, ablation, model=model, rule=rule,
+                                                threshold=threshold, evidence=bool(evidence),
+                                                user=self.user_of(request))
+            data, study, verdict = checked.data, checked.study, checked.verdict
             overlay = _png(verdict_overlay(verdict, study.image)) if verdict.evidence else None
         except QuadrantError as exc:  # bad input, and refusals of a study or question out of scope
             return render.error_html(str(exc)), *_hidden()
@@ -206,7 +213,21 @@ class _Handlers:
         name = f"{verdict.image['sha256'][:12]}-{check_id}"
         return (page, gr.Button(visible=True),
                 gr.DownloadButton(value=self._save(f"quadrant-report-{name}.html", report), visible=True),
-                gr.DownloadButton(value=self._save(f"verdict-{name}.json", _json(verdict)), visible=True))
+                gr.DownloadButton(value=self._save(f"verdict-{name}.json", _json(verdict)), visible=True),
+                self._filed(path, checked))
+
+    def _filed(self, path: str, checked: CheckedUpload):
+        """A DICOM upload's results for the patient's record; hidden for a PNG or JPEG, or when they cannot be
+        made (the verdict still stands: one warning line, no identifier)."""
+        source = self.source_of(path)
+        if source is None or not results_offered():
+            return gr.File(value=None, visible=False)
+        try:
+            files = result_files(checked, source, self.downloads / uuid.uuid4().hex)
+        except QuadrantError as exc:
+            log.warning("no DICOM results for this check: %s", one_line(exc))
+            return gr.File(value=None, visible=False)
+        return gr.File(value=[str(f) for f in files], visible=True)
 
     def _save(self, name: str, text: str) -> str:
         folder = self.downloads / uuid.uuid4().hex
@@ -218,7 +239,7 @@ class _Handlers:
 
 def _hidden() -> tuple:
     return (gr.Button(visible=False), gr.DownloadButton(value=None, visible=False),
-            gr.DownloadButton(value=None, visible=False))
+            gr.DownloadButton(value=None, visible=False), gr.File(value=None, visible=False))
 
 
 def _report_holder(report: str) -> str:

@@ -26,11 +26,16 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from quadrant.errors import OptionError
 
 from .auth import Account
+from .metrics import MetricsEndpoint
 from .service import CheckService
+
+if TYPE_CHECKING:
+    from .uploads import Uploads
 
 APP_DIR = Path(__file__).resolve().parent
 CSS = APP_DIR / "quadrant.css"
@@ -106,11 +111,14 @@ def launch(service: CheckService, cache: Path, options: ServeOptions, *, block: 
     from .account import idle_script
     from .ui import build_ui
 
+    from .uploads import Uploads
+
     roles = None if options.auth is None else {user: account.role for user, account in options.auth.items()}
+    uploads = Uploads(cache)
     demo = build_ui(service, downloads=cache / "downloads", examples=bundled_examples(cache), title=options.title,
-                    delete_cache=SWEEP_CACHE, roles=roles)
+                    delete_cache=SWEEP_CACHE, roles=roles, uploads=uploads)
     demo.queue(max_size=options.queue_size, default_concurrency_limit=1)
-    gate, middleware = _layers(service, cache, options)
+    gate, middleware = _layers(service, cache, options, uploads)
     idle_s = options.idle_minutes * 60
     try:
         _, url, _ = demo.launch(
@@ -138,19 +146,18 @@ def launch(service: CheckService, cache: Path, options: ServeOptions, *, block: 
     return demo, url
 
 
-def _layers(service: CheckService, cache: Path, options: ServeOptions):
+def _layers(service: CheckService, cache: Path, options: ServeOptions, uploads: Uploads):
     """The login check (None without a login) and the middleware in front of Gradio, outermost first."""
     from starlette.middleware import Middleware
 
     from .api import FourValueCalls, option_defaults
     from .auth import AccessGuard, LoginGate
     from .files import FileAccess, SessionCookie, SessionFiles
-    from .uploads import Uploads, UploadRoute
+    from .uploads import UploadRoute
 
-    uploads = Uploads(cache)
     files = SessionFiles(cache, public=[cache / "examples", cache / "examples-cache"], discard=uploads.folder)
     gate = LoginGate(options.auth, audit=service.audit) if options.auth else None
-    middleware = [Middleware(SessionCookie, files=files)]
+    middleware = [Middleware(MetricsEndpoint), Middleware(SessionCookie, files=files)]  # a scraper has no login
     if gate is not None:
         middleware.append(Middleware(AccessGuard, gate=gate, idle=options.idle_minutes * 60 or None))
     middleware += [Middleware(UploadRoute, uploads=uploads, files=files, max_bytes=options.max_upload_mb * 2**20,

@@ -1,11 +1,12 @@
 """What the app does for one check, with no Gradio in it: read the upload, run the check, keep the record.
 
-The page's Run button and the API endpoint `check` both call `CheckService.check`. Models are loaded once,
+The page's Run button and the API endpoint `check` both go through `CheckService.check_upload`, which is also
+where /metrics counts checks and errors. Models are loaded once,
 before the server starts, and shared by every request; all model work runs on the batcher's one thread
 (see batcher.py), so concurrent checks are scored together and never race on the model.
 
-Per-request options (ablation, reliance rule, threshold, reference) make a checker variant on the same loaded model:
-built with the public Checker constructor, so its self-check runs once per variant, and kept in a small
+Per-request options (ablation, reliance rule, threshold, reference) make a checker variant on the same loaded
+model: built with the public Checker constructor, so its self-check runs once per variant, and kept in a small
 cache so that a second request with the same options reuses it.
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -25,6 +27,7 @@ from quadrant.evidence import EvidenceOptions
 from quadrant.images import MAX_FILE_BYTES, Study, load_study_bytes
 from quadrant.kept import kept
 from quadrant.paraphrases import Phrasing, paraphrase_set, parse_paraphrase_text, validate_question
+from quadrant.telemetry import telemetry
 from quadrant.verdict import Verdict
 
 from quadrant.audit import AuditLog
@@ -37,6 +40,16 @@ log = logging.getLogger("quadrant.app")
 __all__ = ["CheckService", "UPLOAD_NAME"]
 #: checker variants kept per loaded model (each holds a scorer on the shared weights, nothing large)
 _VARIANTS_KEPT = 16
+
+
+@dataclass(frozen=True)
+class CheckedUpload:
+    """An upload as checked: its bytes (for the report's header facts), the study decoded once (for the map's
+    picture), and the verdict."""
+
+    data: bytes
+    study: Study
+    verdict: Verdict
 
 
 @dataclass(frozen=True)
@@ -79,10 +92,25 @@ class CheckService:
     def check(self, image: str | os.PathLike | None, question: str, paraphrases: str = "", ablation: str | None = "",
               *, model: str | None = None, rule: str | None = None, threshold: float | None = None,
               reference: str | None = None, evidence: bool | None = None, user: str | None = None) -> dict:
-        """One check of an uploaded file, as the verdict JSON (the API's answer): `check_study` on the upload."""
-        question = validate_question(question)
-        return self.check_study(self.load_upload(image), question, paraphrases, ablation, model=model, rule=rule,
-                                threshold=threshold, reference=reference, evidence=evidence, user=user).to_json()
+        """One check of an uploaded file, as the verdict JSON (the API's answer)."""
+        return self.check_upload(image, question, paraphrases, ablation, model=model, rule=rule, threshold=threshold,
+                                 reference=reference, evidence=evidence, user=user).verdict.to_json()
+
+    def check_upload(self, image: str | os.PathLike | None, question: str, paraphrases: str = "",
+                     ablation: str | None = "", **options) -> CheckedUpload:
+        """One check of an uploaded file (`options` as `check_study`'s), counted and timed for /metrics: a
+        completed check by model and quadrant, a refusal (an unreadable file included) by its kind."""
+        started = time.perf_counter()
+        try:
+            question = validate_question(question)  # a bad question is named before the file is read
+            data = self.read_upload(image)
+            study = load_study_bytes(data, UPLOAD_NAME)
+            verdict = self.check_study(study, question, paraphrases, ablation, **options)
+        except Exception as exc:
+            telemetry().failed(exc)
+            raise
+        telemetry().observe(verdict.model["name"], verdict.quadrant, time.perf_counter() - started)
+        return CheckedUpload(data, study, verdict)
 
     def check_study(self, study: Study, question: str, paraphrases: str = "", ablation: str | None = "", *,
                     model: str | None = None, rule: str | None = None, threshold: float | None = None,

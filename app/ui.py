@@ -14,17 +14,20 @@ from pathlib import Path
 import gradio as gr
 
 from . import check_tab, render
-from .account import add_account_bar, signed_in_user
+from .account import add_account_bar, request_user
 from .api import add_check_endpoint
 from .audit_tab import AuditTab
 from .service import CheckService
+from .uploads import Uploads
 
 
 def build_ui(service: CheckService, *, downloads: Path, examples: list[list[str]], title: str = "Quadrant",
-             delete_cache: tuple[int, int] | None = None, roles: dict[str, str] | None = None) -> gr.Blocks:
+             delete_cache: tuple[int, int] | None = None, roles: dict[str, str] | None = None,
+             uploads: Uploads | None = None) -> gr.Blocks:
     """The Blocks app for `service`. `downloads` is a folder inside Gradio's cache for files to hand out;
     `delete_cache` is Gradio's (every N seconds, files older than M seconds) sweep of uploads; `roles` is
-    user -> role with a login (what the audit tab shows each user), None without one."""
+    user -> role with a login (what the audit tab shows each user), None without one; `uploads` holds DICOM
+    uploads' filing headers, for the results offered for the patient's record (none without it)."""
     audit = AuditTab(service, downloads, roles)
 
     with gr.Blocks(title=f"{title}: is this model's answer about this study trustworthy?",
@@ -35,7 +38,8 @@ def build_ui(service: CheckService, *, downloads: Path, examples: list[list[str]
             f"_{render.NOT_FOR_DIAGNOSIS}_", elem_id="quadrant-title")
         add_account_bar(demo, roles)
         with gr.Tab("Check a study", id="check-tab"):
-            tab = check_tab.build(service, downloads=downloads, examples=examples, user_of=signed_in_user)
+            tab = check_tab.build(service, downloads=downloads, examples=examples, user_of=request_user,
+                                   source_of=uploads.source if uploads is not None else lambda path: None)
         with gr.Tab("Audit log", id="audit-tab"):
             audit.build()
         add_check_endpoint(service)

@@ -15,6 +15,10 @@ instead: the request is parsed in memory, and what is written is
 
 The client gets the new path back, exactly as from Gradio's route; who may then use or fetch that path is
 files.py's business.
+
+A DICOM upload's filing header (the patient and study modules and UIDs that a structured report or secondary
+capture for the patient's record must carry: quadrant.results.Source) is kept in the server's memory only,
+beside the path, for the results the page offers (results.py), and goes when the upload is swept.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from pathlib import Path
 
 from quadrant.errors import StudyError
 from quadrant.images import READERS, load_study_bytes
+from quadrant.results.source import Source, source_from_bytes
 
 from .asgi import header, read_body, reply_json
 from .auth import signed_in_user
@@ -54,6 +59,7 @@ class Uploads:
         self.folder = Path(cache).resolve() / "uploads"
         self.folder.mkdir(mode=0o700, exist_ok=True)
         self.max_age_s = max_age_s
+        self._sources: dict[Path, Source] = {}  # in memory only: see the module docstring
         #: what a request naming a file its session was not given is pointed at instead (files.py)
         self.foreign = self._write(_note(f"{UPLOAD_NAME}: the study must be uploaded to the app from this session; "
                                          "a file elsewhere on the server, or another session's upload, is not read"),
@@ -62,7 +68,17 @@ class Uploads:
     def store(self, data: bytes) -> Path:
         """Keep one upload under a random name, as the module docstring says; returns its path."""
         self._sweep()
-        return self._write(_kept_bytes(data), secrets.token_hex(16))
+        path = self._write(_kept_bytes(data), secrets.token_hex(16))
+        if data[128:132] == b"DICM":
+            try:
+                self._sources[path] = source_from_bytes(data, UPLOAD_NAME, "the results")
+            except StudyError:  # no UIDs to file under: the check goes on, with no results offered
+                pass
+        return path
+
+    def source(self, path: str | os.PathLike) -> Source | None:
+        """The filing header of the DICOM upload at `path`; None for any other upload."""
+        return self._sources.get(Path(path).resolve())
 
     def _write(self, data: bytes, name: str) -> Path:
         path = self.folder / name
@@ -77,6 +93,7 @@ class Uploads:
             try:
                 if path != self.foreign and path.stat().st_mtime < cutoff:
                     path.unlink()
+                    self._sources.pop(path, None)
             except FileNotFoundError:
                 continue
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -37,6 +39,19 @@ def tiny_model(tmp_path_factory):
         return built[family]
 
     return get
+
+
+def stop_process(process: subprocess.Popen, timeout: float = 30) -> int:
+    """Stop a server a test started, by its own PID: SIGTERM, then SIGKILL if it has not exited in `timeout`
+    seconds. Its exit code."""
+    if process.poll() is None:
+        os.kill(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.kill(process.pid, signal.SIGKILL)
+            process.wait()
+    return process.returncode
 
 
 def write_png(path, seed: int = 0, size=(72, 64)) -> str:

@@ -81,7 +81,7 @@ def cleared(page, because: str) -> None:
     """The verdict, its map and its files are gone, and the page says why."""
     page.wait_for_selector(f"#quadrant-placeholder[data-changed='{because}']", timeout=30_000)
     assert page.locator("#quadrant-banner, #quadrant-error, #quadrant-evidence").count() == 0
-    for button in ("#verdict-json", "#report-html", "#print-report"):
+    for button in ("#verdict-json", "#report-html", "#print-report", "#dicom-results"):
         assert not page.locator(button).is_visible(), button
 
 
@@ -308,6 +308,33 @@ def test_the_study_view_zooms_and_windows_a_dicom(app, tmp_path):
     viewer.get_by_role("button", name="Full screen").click()
     app.wait_for_function("document.fullscreenElement && document.fullscreenElement.matches('.q-viewer')")
     app.evaluate("document.exitFullscreen()")
+
+
+def test_a_dicom_check_offers_its_results_for_the_patients_record_and_a_png_none(app, tmp_path):
+    import io
+
+    import pydicom
+
+    from test_app_parts import PATIENT_ID
+
+    upload(app, identified_dicom(tmp_path / "study.dcm"))
+    ask(app, "Is there cardiomegaly?")
+    check(app)
+    filed = app.locator("#dicom-results")
+    filed.wait_for(state="visible", timeout=30_000)
+    hrefs = [link.get_attribute("href") for link in filed.locator("a[href]").all()]
+    kinds = sorted(re.search(r"quadrant-\w+\.(\w+\.\w+)$", href).group(1) for href in hrefs)
+    assert kinds == ["fhir.json", "sc.dcm", "sr.dcm"], hrefs
+    (sr,) = [href for href in hrefs if href.endswith(".sr.dcm")]
+    report = pydicom.dcmread(io.BytesIO(app.context.request.get(sr).body()))
+    assert report.Modality == "SR" and report.PatientID == PATIENT_ID  # filed under the patient, as it must be
+    shot(app, "dicom-results")
+    upload(app, SAMPLES / "nodule.png")
+    cleared(app, "the study changed")
+    ask(app, "Is there a lung nodule?")
+    check(app)
+    app.wait_for_timeout(500)
+    assert not filed.is_visible()
 
 
 def test_the_report_prints_on_one_page(app):

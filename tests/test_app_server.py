@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-import signal
+import re
 import socket
 import sqlite3
 import subprocess
@@ -24,7 +24,7 @@ import pytest
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AuthenticationError
 
-from conftest import QUADRANT
+from conftest import QUADRANT, stop_process
 from quadrant.app.auth import auth_line
 from quadrant.models.presets import MODELS_DIR
 
@@ -72,13 +72,7 @@ class Server:
         pytest.fail(f"quadrant app did not come up in {timeout} s:\n{self.log.read_text()}")
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            os.kill(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.kill(self.process.pid, signal.SIGKILL)
-                self.process.wait()
+        stop_process(self.process)
 
     @property
     def cache(self) -> Path:
@@ -419,3 +413,29 @@ def test_identifiers_never_reach_the_api_result_the_audit_database_or_the_server
         assert identifier not in shown
         assert identifier.encode() not in stored
         assert identifier not in logged
+
+
+def _metrics(server) -> tuple[str, float, float]:
+    """/metrics as a Prometheus scraper reads it (no session): the text, checks counted, errors counted."""
+    with urllib.request.urlopen(server.url + "metrics", timeout=30) as response:
+        assert response.headers.get_content_type() == "text/plain"
+        text = response.read().decode()
+    checks = re.findall(r'^quadrant_checks_total\{model="[^"]+",quadrant="\w+"\} (\S+)$', text, re.M)
+    errors = re.findall(r'^quadrant_check_errors_total\{kind="\w+"\} (\S+)$', text, re.M)
+    return text, sum(map(float, checks)), sum(map(float, errors))
+
+
+def test_metrics_count_checks_by_model_and_quadrant_and_errors_by_kind_without_a_login(server, tmp_path):
+    _, checks_before, errors_before = _metrics(server)
+    check(server.client(), STUDY)
+    not_an_image = tmp_path / "notes.png"
+    not_an_image.write_text("not an image")
+    with pytest.raises(Exception, match="not a PNG, JPEG, DICOM"):
+        check(server.client(), not_an_image)
+    text, checks, errors = _metrics(server)
+    assert (checks - checks_before, errors - errors_before) == (1, 1)
+    assert checks == server.audit_rows()  # every completed check, counted once
+    assert re.search(r'^quadrant_check_errors_total\{kind="study"\} [1-9]', text, re.M)
+    assert 'quadrant_check_seconds_bucket{le="+Inf",model="demo"}' in text
+    for identifier in IDENTIFIERS:
+        assert identifier not in text

@@ -37,6 +37,8 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
     (["manifest", "mimic-cxr", "--help"], 0),
     (["manifest", "padchest", "--root", "no-such-folder", "--out", "m.csv"], 2),
     (["phantoms", "--help"], 0),
+    (["monitor", "--help"], 0),
+    (["monitor", "--audit", "no-such-audit.sqlite"], 2),
     (["nonsense"], 2),
 ])
 def test_model_free_commands_do_not_import_torch(args, code):
@@ -57,7 +59,7 @@ def test_manifest_and_phantoms_run_without_torch(tmp_path):
 
 def test_help_lists_every_command_and_a_model_command_still_loads_its_options():
     result = run_cli("--help")
-    for command in ("check", "evaluate", "compare", "manifest", "bench", "phantoms", "export"):
+    for command in ("check", "evaluate", "compare", "manifest", "bench", "phantoms", "export", "node", "monitor"):
         assert command in result.stdout
     result = run_cli("check", "--help")  # a model command: its options come from the model side
     assert result.returncode == 0 and "--ablation" in result.stdout and "--reliance" in result.stdout

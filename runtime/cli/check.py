@@ -23,6 +23,12 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print exactly one JSON object, the verdict")
     parser.add_argument("--evidence-png", metavar="FILE",
                         help="write the study with its evidence map overlaid (implies --evidence)")
+    results = parser.add_argument_group("results filed in the study (DICOM studies only; pip install "
+                                        "'quadrant[hospital]')")
+    results.add_argument("--sr", metavar="FILE", help="write a DICOM structured report of the verdict")
+    results.add_argument("--sc", metavar="FILE",
+                         help="write a DICOM secondary capture: the study, the verdict card, the evidence map")
+    results.add_argument("--fhir", metavar="FILE", help="write the verdict as a FHIR R5 transaction Bundle (JSON)")
     add_model_options(parser)
     parser.set_defaults(run=run)
 
@@ -40,12 +46,19 @@ def run(args: argparse.Namespace) -> int:
         from ..evidence_plot import check_writable
 
         check_writable(args.evidence_png)  # before the model runs
+    source = _result_source(args)
     checker = build_checker(args)
     verdict = checker.check(study, args.question, paraphrases or None, label=args.label)
     if args.evidence_png:
         from ..evidence_plot import write_overlay
 
         write_overlay(args.evidence_png, verdict, study.image)
+    if source is not None:
+        from ..results import build_results
+
+        results = build_results(source, [verdict], study.image, sr=bool(args.sr), sc=bool(args.sc),
+                                fhir=bool(args.fhir))
+        results.save(sr=args.sr, sc=args.sc, fhir=args.fhir)
     if args.json:
         json.dump(verdict.to_json(), sys.stdout)
         sys.stdout.write("\n")
@@ -66,3 +79,16 @@ def _check_before_loading(args: argparse.Namespace, study, paraphrases) -> None:
     require_scope(study, scope, modalities)
     paraphrase_plan(args.question, k=args.k, user=paraphrases or None, bank=load_bank(args.paraphrase_bank))
 
+
+def _result_source(args: argparse.Namespace):
+    """The study's header when a result is asked for, checked before the model loads: a PNG or JPEG has no
+    UIDs to file a result under, an output folder must exist, and the `hospital` extra must be installed."""
+    asked = {option: path for option, path in (("--sr", args.sr), ("--sc", args.sc), ("--fhir", args.fhir)) if path}
+    if not asked:
+        return None
+    from ..results import check_writable, read_source, require_formats
+
+    for option, path in asked.items():
+        check_writable(path, option)
+    require_formats(sr=bool(args.sr), sc=bool(args.sc), fhir=bool(args.fhir))
+    return read_source(args.image, "/".join(asked))

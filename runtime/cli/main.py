@@ -1,11 +1,11 @@
 """The `quadrant` command: parse, call the library, and map errors to exit codes in one place.
 
-Exit codes: 0 success; 1 a --fail-if rule held (evaluate); 2 bad input, with one line on stderr naming the
+Exit codes: 0 success; 1 a --fail-if rule held (evaluate, monitor); 2 bad input, with one line on stderr naming the
 problem. Unexpected failures print one line too; set QUADRANT_DEBUG=1 for the traceback.
 
 Start-up stays light: only the chosen subcommand's module is imported (it registers its own options), the
-others are listed by name and one line of help. So `quadrant --version`, `--help`, `manifest`, `compare` and
-`phantoms` never import torch or transformers (tests/test_cli_startup.py holds this).
+others are listed by name and one line of help. So `quadrant --version`, `--help`, `manifest`, `compare`,
+`phantoms` and `monitor` never import torch or transformers (tests/test_cli_startup.py holds this).
 """
 
 from __future__ import annotations
@@ -28,6 +28,8 @@ _SUBCOMMANDS = {
     "phantoms": "write synthetic chest phantoms and a manifest",
     "export": "merge a LoRA adapter; export to ONNX; build TensorRT engines",
     "app": "the clinician app: upload a study, see its verdict (and the API endpoint `check`)",
+    "node": "a DICOM node: check the studies a PACS sends, send results back as DICOM SR and SC",
+    "monitor": "the verdict mix over time from an audit log, per model; exit 1 when a stop rule holds",
 }
 
 
