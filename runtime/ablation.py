@@ -1,4 +1,4 @@
-"""Taking the image away for the text-only pass (SPEC, Image ablation).
+"""Taking the image away for the text-only pass (README, "What a check does").
 
 `none` drops the image from the prompt where the family's template allows it; the others keep the prompt
 and replace the pixels. Noise is seeded from the study's hash so that the same study always gets the same

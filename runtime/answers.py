@@ -1,7 +1,7 @@
 """Reading yes/no off the next-token logits: which token ids count as "yes" and "no", and the arithmetic.
 
 Scoring the first answer token instead of generating text is what makes a check cost one forward pass per
-prompt (SPEC, Scoring). Tokenizers differ in whether the answer follows a space ("ASSISTANT: yes") or not
+prompt (README, "What a check does"). Tokenizers differ in whether the answer follows a space ("ASSISTANT: yes") or not
 ("model\nyes"), so every casing with and without a leading space is tried and the single-token ones kept.
 """
 

@@ -119,7 +119,7 @@ def forwards_per_map(options: EvidenceOptions) -> int:
 
 
 def describe(cells: list[dict], m0: float, options: EvidenceOptions, sides: Sides | None = None) -> dict:
-    """The verdict's `evidence` object: SPEC's keys, then the strongest cell, flatness and a plain reading.
+    """The verdict's `evidence` object: the contract's keys (grid, fill, cells), then the strongest cell, flatness and a plain reading.
     `sides` (from `patient_sides`) names the patient's side at the image's left and right edges; without it
     the reading speaks of the image's own left and right."""
     strongest = strongest_cell(cells, m0)

@@ -1,5 +1,5 @@
 """A model's fingerprint: one hash over its weight files and its adapter's, so two verdicts can be told
-apart by the exact weights that produced them (SPEC, Verdict JSON `model.fingerprint`).
+apart by the exact weights that produced them (the verdict JSON's `model.fingerprint`).
 
 Hashing a 4B model's 8 GB of weights takes tens of seconds, on every load; so each file's digest is
 remembered in a small JSON cache keyed by its path, size and modification time, and recomputed only when

@@ -1,4 +1,4 @@
-"""Dataset manifests (SPEC, Manifest): CSV or JSONL rows of image, question, optional label, paraphrases,
+"""Dataset manifests (README, "Commands"): CSV or JSONL rows of image, question, optional label, paraphrases,
 study_id, mask (a binary image of the finding: the evidence map's pointing game) and frame (which frame of a
 multi-frame study to check, counted from 1). Extra columns (such as
 `finding`) are kept, so reports can break results down by them.

@@ -1,4 +1,4 @@
-"""Dataset metrics (SPEC, "Dataset metrics"), computed from verdict JSON alone so that a summary can be
+"""Dataset metrics (README, "Commands": evaluate's summary.json), computed from verdict JSON alone so that a summary can be
 rebuilt from samples.jsonl at any time.
 
 Confidence intervals are Wilson score intervals for proportions and Fisher-z intervals for Pearson r:
@@ -77,7 +77,7 @@ def fractions(quadrants: Sequence[str]) -> tuple[dict, dict]:
 
 
 def summarize(verdicts: Sequence[dict], by: str | None = "finding") -> dict:
-    """The summary.json of an evaluation: SPEC's keys first, then the breakdowns."""
+    """The summary.json of an evaluation: the documented keys first, then the breakdowns."""
     n = len(verdicts)
     quadrants = [v["quadrant"] for v in verdicts]
     share, ci = fractions(quadrants)

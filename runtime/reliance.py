@@ -1,4 +1,4 @@
-"""Consistency, image reliance and the quadrant: the decision rules of SPEC "Definitions", and nothing else.
+"""Consistency, image reliance and the quadrant: the decision rules of README "What a check does", and nothing else.
 
 Two reliance rules.
 

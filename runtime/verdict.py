@@ -1,4 +1,4 @@
-"""The verdict: everything one check found, as SPEC's schema-v1 JSON (and read back from it)."""
+"""The verdict: everything one check found, as the schema-v1 JSON the README documents (and read back from it)."""
 
 from __future__ import annotations
 

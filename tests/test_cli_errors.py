@@ -1,4 +1,4 @@
-"""Every kind of bad input named in SPEC "Reliability and security": exit 2, one line naming the problem,
+"""Every kind of bad input the command line must refuse: exit 2, one line naming the problem,
 no traceback. Most cases run the command in-process (the real CLI code path); a few run the installed
 console script as a separate process, exactly as a user would."""
 

@@ -1,4 +1,4 @@
-"""Manifests: CSV and JSONL in SPEC's format, paths relative to the manifest, and a clear error per bad row."""
+"""Manifests: CSV and JSONL in the documented format, paths relative to the manifest, and a clear error per bad row."""
 
 import json
 
