@@ -1,4 +1,4 @@
-"""Name -> implementation tables with aliases and lazy imports (STYLE: one registry, one list).
+"""Name -> implementation tables with aliases and lazy imports: one registry per kind, one list of names.
 
 An entry is either an object or a dotted "module:attribute" string, imported only when the name is asked
 for, so choosing the PyTorch backend never imports onnxruntime and a missing optional package fails only for

@@ -294,9 +294,21 @@ def _upload(page, path: Path) -> None:
 
 def _run(page, model: str, quadrant_expected: str | None = None):
     page.locator("#model").get_by_label(model, exact=True).check()
+    _settled(page)
     page.locator("#run").click()
     selector = f"#quadrant-banner[data-quadrant={quadrant_expected}]" if quadrant_expected else "#quadrant-banner"
     page.wait_for_selector(selector, timeout=60_000)
+
+
+def _settled(page, quiet: float = 1.5) -> None:
+    """Wait until the page has finished filling in the phrasings for the question typed: a phrasing that
+    arrives after Check is pressed changes the inputs, which clears (and cancels) that check, as it must."""
+    value, since = None, time.monotonic()
+    while time.monotonic() - since < quiet:
+        now = page.locator("#paraphrases textarea").input_value()
+        if now != value:
+            value, since = now, time.monotonic()
+        page.wait_for_timeout(200)
 
 
 def _assert_text_faces_complete(page) -> None:
