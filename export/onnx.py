@@ -14,7 +14,7 @@ What an export folder holds (README, "Export"):
   family that scales embeddings, such as Gemma3, is exact), gathered with numpy at run time;
 - the processor's files (tokenizer, processor config, chat template) and `config.json`, so the runtime
   rebuilds the processor offline;
-- `quadrant_onnx.json`: the manifest (`export/manifest.py`).
+- `quadrant_onnx.json`: the manifest (its format and reader: `quadrant.backends.onnx_format`).
 
 Why the mask is a 4-D additive input rather than segment ids built into the graph: one input then
 expresses every attention pattern the runtime needs (causal prefix, Gemma3's bidirectional image block,
@@ -46,7 +46,7 @@ from transformers.cache_utils import Cache, DynamicLayer
 
 from quadrant import __version__
 from quadrant.errors import ModelError, OptionError, UnsupportedModelError, one_line, require
-from quadrant.export.manifest import FORMAT, MANIFEST_NAME, OnnxManifest, write_manifest
+from quadrant.backends.onnx_format import FORMAT, MANIFEST_NAME, OnnxManifest, decoder_names, write_manifest
 from quadrant.loading import LoadedModel, ModelSpec, load_model, resolve_source
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16}
@@ -181,12 +181,6 @@ class _PastLayer(DynamicLayer):
     def get_seq_length(self) -> int:
         return self.keys.shape[-2]
 
-
-def decoder_names(layers: int) -> tuple[list[str], list[str]]:
-    """The decoder graph's input and output names (the runtime feeds and reads them by name)."""
-    past = [f"past_{kind}_{i}" for i in range(layers) for kind in ("key", "value")]
-    present = [f"present_{kind}_{i}" for i in range(layers) for kind in ("key", "value")]
-    return ["inputs_embeds", "attention_mask", "position_ids", "read_index", *past], ["logits", *present]
 
 
 def _export_vision(loaded: LoadedModel, model, path: Path, dtype: torch.dtype, opset: int, log) -> dict:

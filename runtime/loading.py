@@ -16,7 +16,7 @@ import torch
 
 from quadrant.models.presets import DEFAULT_PROMPT
 
-from quadrant.export.manifest import is_export
+from .backends.onnx_format import is_export
 
 from .answers import AnswerTokens, Generation, find_answer_tokens
 from .errors import ModelError, ModelNotFoundError, OptionError, UnsupportedModelError, one_line

@@ -17,7 +17,7 @@ from PIL import Image
 from conftest import make_adapter
 from quadrant.backends import BACKENDS, ScoreRequest
 from quadrant.cli.main import main
-from quadrant.export.manifest import MANIFEST_NAME, read_manifest, write_manifest
+from quadrant.backends.onnx_format import MANIFEST_NAME, read_manifest, write_manifest
 from quadrant.families import FAMILIES
 from quadrant.loading import ModelSpec, load_model
 

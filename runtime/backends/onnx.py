@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from quadrant.export.manifest import OnnxManifest, read_manifest
+from .onnx_format import OnnxManifest, read_manifest
 
 from ..answers import Generation, find_answer_tokens, margins_from_logits
 from ..errors import MissingDependencyError, ModelError, OptionError, one_line, require

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import tempfile
+from pathlib import Path
 
 from ..evidence import DEFAULT_FILL, DEFAULT_GRID, FILLS
 
@@ -31,10 +33,11 @@ def run(args: argparse.Namespace) -> int:
     from ..bench import BenchConfig, run_bench
 
     config = BenchConfig(hidden=args.hidden, layers=args.layers, repeats=args.repeats, device=args.device,
-                         families=not args.no_families, backend=args.backend,
-                         family_names=tuple(args.family_names) if args.family_names else None,
-                         evidence_grid=args.evidence_grid, evidence_fill=args.evidence_fill)
-    result = run_bench(config)
+                         backend=args.backend, evidence_grid=args.evidence_grid, evidence_fill=args.evidence_fill)
+    names = _family_names(args)
+    with tempfile.TemporaryDirectory() as tmp:
+        headline, families = _build_models(Path(tmp), config, names)
+        result = run_bench(headline, families, config)
     if args.json:
         print(json.dumps(result))
         return 0
@@ -58,3 +61,48 @@ def run(args: argparse.Namespace) -> int:
         print(f"  {row['family']:16s} naive {row['naive_ms']:7.1f} ms  quadrant {row['quadrant_ms']:7.1f} ms  "
               f"speedup {row['speedup']:.2f}x  path {row['path']}  max diff {row['max_margin_diff']:.1e}")
     return 0
+
+
+def _family_names(args: argparse.Namespace) -> list[str]:
+    """The per-family rows asked for: every family with a tiny builder by default, none with --no-families;
+    for ONNX, the families that export."""
+    from quadrant.models.tiny import FAMILIES
+    from quadrant.models.tiny_families import GENERIC_FAMILIES, NEW_FAMILIES
+
+    from ..errors import OptionError
+    from ..families import FAMILIES as REGISTRY
+
+    known = FAMILIES + NEW_FAMILIES + GENERIC_FAMILIES
+    unknown = [name for name in args.family_names or () if name not in known]
+    if unknown:
+        raise OptionError(f"no tiny model for family {', '.join(map(repr, unknown))}; known: {', '.join(known)}")
+    if args.no_families:
+        return []
+    names = list(args.family_names or known)
+    if args.backend != "onnx":
+        return names
+    return [f for f in names if f in REGISTRY.names() and REGISTRY.get(f).onnx_exportable]
+
+
+def _build_models(root: Path, config, names: list[str]):
+    """The bench models, built offline (and exported, for ONNX): the headline LLaVA-1.5-shaped model and a
+    tiny model per family."""
+    from quadrant.models.tiny import TinySpec, build_tiny, llava_15_shaped
+
+    from ..bench import BenchModel
+
+    def bench_model(directory: Path) -> BenchModel:
+        return BenchModel(str(directory), _export(directory) if config.backend == "onnx" else None)
+
+    headline = bench_model(llava_15_shaped(root / "llava15", hidden=config.hidden, layers=config.layers))
+    spec = TinySpec(hidden=128, layers=2, vision_hidden=64, image_size=64, patch_size=8)
+    return headline, {family: bench_model(build_tiny(family, root / family, spec)) for family in names}
+
+
+def _export(directory: Path) -> str:
+    """The model exported to ONNX beside it (validated, as every export is)."""
+    from quadrant.export.onnx import export_onnx
+
+    out = f"{directory}-onnx"
+    export_onnx(str(directory), None, out, log=lambda line: None)
+    return out

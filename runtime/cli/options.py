@@ -115,7 +115,7 @@ def choose_backend(requested: str | None, model: str) -> str:
     folder and torch otherwise. An export runs only on onnx."""
     from pathlib import Path
 
-    from quadrant.export.manifest import is_export
+    from ..backends.onnx_format import is_export
 
     from ..backends import BACKENDS
     from ..errors import OptionError

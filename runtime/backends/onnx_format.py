@@ -1,5 +1,7 @@
-"""The ONNX export's manifest: one JSON file that says what an export folder holds, written by
-`write_manifest` and read back by its mirror `read_manifest` (STYLE habit 5).
+"""The ONNX export format: what an export folder holds and how its manifest reads. The export stage
+(`quadrant export onnx`) writes it with `write_manifest`; the ONNX backend reads it back with its mirror
+`read_manifest`. It lives with the backend because reading is what the runtime must do on its own: a
+deployment that runs an export needs no part of the export stage.
 
 The runtime trusts nothing in an export folder that the manifest does not vouch for: the layout version
 (`format`), each file's size (a truncated copy is caught before ONNX Runtime reads it), the graphs' input
@@ -13,7 +15,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from quadrant.errors import ModelError
+from ..errors import ModelError
 
 MANIFEST_NAME = "quadrant_onnx.json"
 #: the export layout this code writes and reads; bump it when files, names or graph signatures change
@@ -84,3 +86,10 @@ def read_manifest(directory: Path | str) -> OnnxManifest:
             raise ModelError(f"{file} is {file.stat().st_size} bytes but was exported as {size}: "
                              "truncated or replaced; export the model again")
     return manifest
+
+
+def decoder_names(layers: int) -> tuple[list[str], list[str]]:
+    """The decoder graph's input and output names (the runtime feeds and reads them by name)."""
+    past = [f"past_{kind}_{i}" for i in range(layers) for kind in ("key", "value")]
+    present = [f"present_{kind}_{i}" for i in range(layers) for kind in ("key", "value")]
+    return ["inputs_embeds", "attention_mask", "position_ids", "read_index", *past], ["logits", *present]
