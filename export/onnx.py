@@ -20,7 +20,7 @@ Why the mask is a 4-D additive input rather than segment ids built into the grap
 expresses every attention pattern the runtime needs (causal prefix, Gemma3's bidirectional image block,
 the block-diagonal packed suffixes that see the prefix, text-only prompts that see only themselves), the
 graph stays free of data-dependent mask construction, and the runtime builds the very mask the PyTorch
-fast path builds (`torch_prefix._Packed.mask`), so both paths share one definition of the packing.
+fast path builds (`quadrant.backends.packing`), so both paths share one definition of the packing.
 
 The export is validated before it is kept: ONNX Runtime's margins on the fast path (prefix, packed
 suffixes, text-only) against the PyTorch fast path and a plain Hugging Face forward, refused above 1e-4
@@ -115,7 +115,7 @@ def _write_export(loaded: LoadedModel, source: str, adapter_dir: str | None, out
     _save_embeddings(model, out / EMBEDDINGS)
     loaded.processor.save_pretrained(out)
     model.config.save_pretrained(out)
-    text["image_token_id"] = loaded.family.image_token_id(model)
+    text["image_token_id"] = loaded.family.image_token_id(model.config)
     return OnnxManifest(
         family=loaded.family.name,
         dtype=dtype,

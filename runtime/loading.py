@@ -57,6 +57,11 @@ class LoadedModel:
     answer_tokens_problem: str | None = None  # why answer_tokens is None
     extra: dict = field(default_factory=dict)  # what a runtime adds to the verdict's model (ONNX: its provider)
 
+    @property
+    def config(self):
+        """The checkpoint's transformers config (the image token's id, the vision geometry)."""
+        return self.model.config
+
     def to_json(self, backend: str) -> dict:
         return {
             "name": self.name,

@@ -113,8 +113,8 @@ def test_image_preprocessed_once_gives_the_processors_tokens(family, tiny_model,
     for key in ("input_ids", "attention_mask") + loaded.family.prefix_keys:
         assert torch.equal(spliced[key], full[key]), key
     for source in (spliced, full):
-        images = loaded.family.prefix_image_inputs(loaded.model, source)
-        expected = loaded.family.prefix_image_inputs(loaded.model, one)
+        images = loaded.family.prefix_image_inputs(loaded.config, source)
+        expected = loaded.family.prefix_image_inputs(loaded.config, one)
         assert set(images) == set(expected)
         for key in images:
             assert torch.equal(images[key], expected[key]), key

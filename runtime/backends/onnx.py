@@ -1,19 +1,18 @@
 """`--backend onnx`: the same two-pass fast path as `torch`, on an export folder's graphs (`quadrant export
 onnx`), through ONNX Runtime on CPU, CUDA or TensorRT, with no PyTorch checkpoint.
 
-The scorer subclasses the PyTorch fast path and replaces only its forward steps: studies are tokenized,
-grouped, batched and packed by the very same code (`torch_prefix`), and the self-check that compares the
-cached path with full forwards runs here too. A forward is: the vision graph once per study; token
+Studies are tokenized, grouped, batched and packed by the very same code as PyTorch's (`fast_path.py`,
+`packing.py`), and the self-check that compares the cached path with full forwards runs here too; this
+module supplies the forward steps (`OnnxSteps`). A forward is: the vision graph once per study; token
 embeddings gathered from the exported table with numpy, image features placed at the image tokens; the
 decoder graph once over the shared prefixes (past length 0) and once over all suffixes packed end to end
 on the prefixes' key/values, under the same 4-D block mask the PyTorch path builds. Logits come back only
-at the positions where answers are read.
+at the positions where answers are read. Every graph input is fed by the name the manifest records for it.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,13 +24,8 @@ from .onnx_format import OnnxManifest, read_manifest
 from ..answers import Generation, find_answer_tokens, margins_from_logits
 from ..errors import MissingDependencyError, ModelError, OptionError, one_line, require
 from ..loading import LoadedModel, ModelSpec, load_processor
-from .base import ScoreRequest
-from .torch_prefix import (
-    HALF_PRECISION_TOLERANCE,
-    SELF_CHECK_TOLERANCE,
-    PrefixSharedScorer,
-    _pack_batch,
-)
+from .fast_path import FastPathScorer, ForwardSteps, Prefix
+from .packing import PackedBatch
 
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}
 _NUMPY_DTYPES = {"float32": np.float32, "float16": np.float16}
@@ -183,104 +177,87 @@ def _embeddings(path: Path) -> np.ndarray:
         raise ModelError(f"cannot read the embedding table {path}: {one_line(exc)}; export the model again") from exc
 
 
-class OnnxScorer(PrefixSharedScorer):
-    """The PyTorch fast path's batching and packing, with ONNX Runtime doing every forward."""
+class OnnxSteps(ForwardSteps):
+    """The fast path's forwards on an export's graphs: the vision graph, the embedding table, the decoder."""
 
-    name = "onnx"
-
-    def __init__(self, loaded: LoadedModel, max_batch: int = 32):
+    def __init__(self, loaded: LoadedModel):
         if not isinstance(loaded.model, OnnxModel):
             raise OptionError(f"--backend onnx runs an ONNX export, and {loaded.name} is a PyTorch model: run "
                               "`quadrant export onnx --model MODEL --out DIR`, then pass --model DIR")
-        super().__init__(loaded, max_batch=max_batch)
+        super().__init__(loaded)
         self.onnx: OnnxModel = loaded.model
+        graphs = self.onnx.manifest.graphs
+        self.inputs = {role: [i["name"] for i in graphs[role]["inputs"]] for role in ("vision", "decoder")}
+        self.outputs = {role: [o["name"] for o in graphs[role]["outputs"]] for role in ("vision", "decoder")}
 
-    def _to_device(self, key: str, value: torch.Tensor) -> torch.Tensor:
+    def place(self, key: str, value: torch.Tensor) -> torch.Tensor:
         """Inputs stay on the host (ONNX Runtime copies them to its device); pixels in the export's dtype."""
         return value.to(self.loaded.dtype) if key == "pixel_values" else value
 
-    def _self_check(self) -> bool:
-        """Cached path against full forwards, both on the graphs, in the export's own dtype. (The PyTorch
-        scorer's float32 pass for half precision has no counterpart here: the export's validation already
-        compared these graphs' fast path with PyTorch's in float32 before the export was kept.)"""
-        return self._paths_agree(SELF_CHECK_TOLERANCE.get(self.loaded.dtype, HALF_PRECISION_TOLERANCE))
-
-    # -- the forward steps of the fast path ------------------------------------------------------------
-
-    def _prefix_cache(self, batch) -> tuple[dict, list[np.ndarray]]:
-        """The studies' shared prefixes through the graphs with past length 0: their key/values, one row per
-        study (`PrefixSharedScorer._prefix_cache` on the graphs). Each study's image is encoded once."""
-        prefix_len = batch[0].prefix_len
-        ids = np.stack([s.inputs["input_ids"][0, :prefix_len].numpy() for s in batch])
-        family = self.loaded.family
-        features = np.concatenate([self._features(family.prefix_image_inputs(self.onnx, s.inputs)) for s in batch])
+    def run_prefix(self, tokens: dict[str, torch.Tensor], images: list[dict[str, torch.Tensor]]) -> Prefix:
+        """The studies' shared prefixes with past length 0: their key/values, one row per study. Each
+        study's image is encoded once."""
+        ids = tokens["input_ids"].numpy()
+        features = np.concatenate([self._features(image) for image in images])
+        prefix_len = ids.shape[1]
         positions = np.broadcast_to(np.arange(prefix_len), ids.shape)
         _, present = self._decode(self._embed(ids, features), self._causal_mask(ids, np.ones_like(ids)),
-                                  positions, np.full((len(batch), 1), prefix_len - 1), None)
-        return {}, present
+                                  positions, np.full((len(ids), 1), prefix_len - 1), None)
+        return Prefix(tokens, present)
 
-    def _suffix_margins(self, batch, prefix_inputs: dict, cache: list[np.ndarray],
-                        standalone: list[list[int]]) -> list[float]:
-        """`PrefixSharedScorer._suffix_margins` on the graphs: every suffix packed on the prefixes'
-        key/values under the same block mask, standalone prompts packed alongside; the same margin order."""
-        laid = _pack_batch(batch, standalone, self.loaded.dtype)
-        answer_at = laid.answer_at
-        reads = [[end for row, end in answer_at if row == i] for i in range(len(batch))]
-        slots = [reads[row].index(end) for row, end in answer_at]
-        read_index = np.array([r + [0] * (max(map(len, reads)) - len(r)) for r in reads])
+    def run_suffixes(self, prefix: Prefix, laid: PackedBatch) -> list[float]:
+        """Every suffix packed on the prefixes' key/values under the block mask, standalone prompts packed
+        alongside; logits only at the read positions."""
+        read_index, slots = laid.read_index()
         logits, _ = self._decode(self._embed(laid.input_ids.numpy(), None), laid.mask.numpy(),
-                                 laid.positions.numpy(), read_index, cache)
-        picked = logits[[row for row, _ in answer_at], slots]
+                                 laid.positions.numpy(), read_index.numpy(), prefix.cache)
+        rows, columns = zip(*slots, strict=True)
+        picked = logits[list(rows), list(columns)]
         return margins_from_logits(torch.from_numpy(picked), self.loaded.answer_tokens).tolist()
 
-    def _batched_margins(self, batch) -> list[float]:
-        """Each study's prompts as one padded full forward (the path the self-check falls back to)."""
-        return [m for study in batch for m in self._full_margins(study.inputs)]
-
-    def full_forward_margins(self, rendered: Sequence[str], images) -> list[float]:
-        return self._full_margins(self.encode(rendered, images))
-
-    def _full_margins(self, inputs: dict) -> list[float]:
-        """Whole prompts in one decoder call with past length 0: the plain forward, on the graphs."""
+    def run_full(self, inputs: dict[str, torch.Tensor], one_image: bool) -> list[float]:
+        """Whole prompts in one decoder call with past length 0: the plain forward, on the graphs. With
+        `one_image`, the first prompt's image is encoded once and its features serve every row."""
         ids, attention = inputs["input_ids"].numpy(), inputs["attention_mask"].numpy()
-        features = self._features(inputs) if "pixel_values" in inputs else None
+        features = None
+        if "pixel_values" in inputs:
+            if one_image:
+                first = self._features(self.loaded.family.prefix_image_inputs(self.loaded.config, inputs))
+                features = np.concatenate([first] * len(ids))
+            else:
+                features = self._features(inputs)
         positions = np.broadcast_to(np.arange(ids.shape[1]), ids.shape)
         last = attention.sum(axis=1)[:, None] - 1
         logits, _ = self._decode(self._embed(ids, features), self._causal_mask(ids, attention), positions, last, None)
         return margins_from_logits(torch.from_numpy(logits[:, 0]), self.loaded.answer_tokens).tolist()
 
-    def generate(self, requests: Sequence[ScoreRequest], max_new_tokens: int = 8) -> list[str]:
+    def generate(self, inputs: dict[str, torch.Tensor], max_new_tokens: int) -> list[int]:
         """Greedy decoding on the decoder graph, one token at a time on the growing key/values."""
-        texts = []
-        tokenizer = self.loaded.processor.tokenizer
-        for request in requests:
-            inputs = self.encode([request.rendered], None if request.image is None else [request.image])
-            ids = inputs["input_ids"].numpy()
-            features = self._features(inputs) if "pixel_values" in inputs else None
-            length = ids.shape[1]
-            logits, past = self._decode(self._embed(ids, features), self._causal_mask(ids, np.ones_like(ids)),
-                                        np.arange(length)[None], np.array([[length - 1]]), None)
-            new: list[int] = []
-            for _ in range(max_new_tokens):
-                token = int(logits[0, 0].argmax())
-                if token in self.onnx.eos_token_ids:
-                    break
-                new.append(token)
-                step = np.zeros((1, 1, 1, length + len(new)), dtype=self.onnx.dtype)
-                logits, past = self._decode(self._embed(np.array([[token]]), None), step,
-                                            np.array([[length + len(new) - 1]]), np.array([[0]]), past)
-            texts.append(tokenizer.decode(new, skip_special_tokens=True).strip())
-        return texts
+        ids = inputs["input_ids"].numpy()
+        features = self._features(inputs) if "pixel_values" in inputs else None
+        length = ids.shape[1]
+        logits, past = self._decode(self._embed(ids, features), self._causal_mask(ids, np.ones_like(ids)),
+                                    np.arange(length)[None], np.array([[length - 1]]), None)
+        new: list[int] = []
+        for _ in range(max_new_tokens):
+            token = int(logits[0, 0].argmax())
+            if token in self.onnx.eos_token_ids:
+                break
+            new.append(token)
+            step = np.zeros((1, 1, 1, length + len(new)), dtype=self.onnx.dtype)
+            logits, past = self._decode(self._embed(np.array([[token]]), None), step,
+                                        np.array([[length + len(new) - 1]]), np.array([[0]]), past)
+        return new
 
     # -- graph calls ------------------------------------------------------------------------------------
 
     def _features(self, inputs: dict) -> np.ndarray:
         """Projected image features of every image in `inputs`, flattened to [image tokens, hidden]."""
-        feeds = {}
+        given = {}
         for name, value in self.loaded.family.vision_inputs(inputs).items():
             array = value.numpy()
-            feeds[name] = array.astype(self.onnx.dtype) if value.is_floating_point() else array.astype(np.int64)
-        (features,) = self.onnx.vision.run(None, feeds)
+            given[name] = array.astype(self.onnx.dtype) if value.is_floating_point() else array.astype(np.int64)
+        (features,) = self.onnx.vision.run(self.outputs["vision"], _feeds(given, self.inputs["vision"], "vision"))
         return features.reshape(-1, features.shape[-1])
 
     def _embed(self, ids: np.ndarray, features: np.ndarray | None) -> np.ndarray:
@@ -310,22 +287,40 @@ class OnnxScorer(PrefixSharedScorer):
         return np.where(visible, 0, minimum).astype(self.onnx.dtype)[:, None]
 
     def _decode(self, embeds, mask, positions, read_index, past):
-        """One decoder call: (logits at the read positions [B, R, vocab] as float32, present key/values)."""
+        """One decoder call: (logits at the read positions [B, R, vocab] as float32, the present key/values by
+        the name of the past input each one feeds next: `present_key_3` becomes `past_key_3`)."""
         text = self.onnx.manifest.text
         window = text.get("sliding_window")
         if window and int(np.max(positions)) >= window:
             raise ModelError(f"a prompt of {int(np.max(positions)) + 1} tokens is longer than this model's sliding "
                              f"attention window ({window}), which the exported mask does not apply")
-        batch = embeds.shape[0]
         if past is None:
-            empty = np.zeros((batch, text["kv_heads"], 0, text["head_dim"]), dtype=self.onnx.dtype)
-            past = [empty] * (2 * text["layers"])
-        names = [i["name"] for i in self.onnx.manifest.graphs["decoder"]["inputs"]]
-        feeds = dict(zip(names, [embeds.astype(self.onnx.dtype), mask.astype(self.onnx.dtype),
-                                 np.ascontiguousarray(positions, dtype=np.int64),
-                                 np.ascontiguousarray(read_index, dtype=np.int64), *past], strict=True))
-        logits, *present = self.onnx.decoder.run(None, feeds)
-        return logits.astype(np.float32), present
+            empty = np.zeros((embeds.shape[0], text["kv_heads"], 0, text["head_dim"]), dtype=self.onnx.dtype)
+            past = {name: empty for name in self.inputs["decoder"] if name.startswith("past_")}
+        given = {"inputs_embeds": embeds.astype(self.onnx.dtype), "attention_mask": mask.astype(self.onnx.dtype),
+                 "position_ids": np.ascontiguousarray(positions, dtype=np.int64),
+                 "read_index": np.ascontiguousarray(read_index, dtype=np.int64), **past}
+        outputs = self.onnx.decoder.run(self.outputs["decoder"], _feeds(given, self.inputs["decoder"], "decoder"))
+        named = dict(zip(self.outputs["decoder"], outputs, strict=True))
+        present = {name.replace("present_", "past_", 1): value for name, value in named.items()
+                   if name.startswith("present_")}
+        return named["logits"].astype(np.float32), present
 
     def _image_token(self) -> int:
         return self.onnx.manifest.text["image_token_id"]
+
+
+def _feeds(given: dict[str, np.ndarray], names: list[str], graph: str) -> dict[str, np.ndarray]:
+    """The inputs a graph's signature names, each by its name; a mismatch is a broken export, said plainly."""
+    missing, unknown = set(names) - set(given), set(given) - set(names)
+    if missing or unknown:
+        raise ModelError(f"the {graph} graph's recorded inputs ({', '.join(names)}) do not match what this runtime "
+                         f"feeds it (missing {sorted(missing)}, not in the graph {sorted(unknown)}); export again")
+    return {name: given[name] for name in names}
+
+
+class OnnxScorer(FastPathScorer):
+    """The fast path, with ONNX Runtime doing every forward."""
+
+    name = "onnx"
+    steps_type = OnnxSteps

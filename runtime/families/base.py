@@ -129,7 +129,7 @@ class Family:
     def configure(self, processor, chat_template: str | None) -> None:
         """Called once the processor is loaded; a family that learns its settings from it does so here."""
 
-    def prefix_image_inputs(self, model, inputs: dict) -> dict:
+    def prefix_image_inputs(self, config, inputs: dict) -> dict:
         """The image tensors of a study's first prompt (every prompt of a study shows the same image), for
         the prefix call. Most processors return them one row per prompt; families that flatten images
         into patches or tiles override this."""
@@ -158,8 +158,8 @@ class Family:
         """One image per text, nested per text: the form every family's processor accepts."""
         return [[image] for image in images]
 
-    def image_token_id(self, model) -> int | None:
-        config = model.config
+    def image_token_id(self, config) -> int | None:
+        """The image token's id, from the model's config."""
         for name in ("image_token_id", "image_token_index"):
             value = getattr(config, name, None)
             if value is not None:

@@ -14,7 +14,7 @@ class InternVLFamily(Family):
     placeholder_attribute = "context_image_token"
     placeholder_token = "<IMG_CONTEXT>"
 
-    def prefix_image_inputs(self, model, inputs: dict) -> dict:
-        tokens = int((inputs["input_ids"][0] == model.config.image_token_id).sum())
-        tiles = tokens // model.config.image_seq_length
+    def prefix_image_inputs(self, config, inputs: dict) -> dict:
+        tokens = int((inputs["input_ids"][0] == config.image_token_id).sum())
+        tiles = tokens // config.image_seq_length
         return {"pixel_values": inputs["pixel_values"][:tiles]}

@@ -27,7 +27,7 @@ class QwenVLFamily(Family):
         image_id = processor.image_token_id
         return {"mm_token_type_ids": ((input_ids == image_id) & attention_mask.bool()).long()}
 
-    def prefix_image_inputs(self, model, inputs: dict) -> dict:
+    def prefix_image_inputs(self, config, inputs: dict) -> dict:
         """The first prompt's patches: its grid's t x h x w rows of the flattened pixel values."""
         grid = inputs["image_grid_thw"][:1]
         return {"pixel_values": inputs["pixel_values"][: int(grid.prod())], "image_grid_thw": grid}
