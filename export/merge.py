@@ -16,7 +16,8 @@ from PIL import Image
 
 from quadrant.errors import ModelError, OptionError
 from quadrant.fingerprint import fingerprint
-from quadrant.loading import ModelSpec, load_model, resolve_source
+from quadrant.backends import load_model
+from quadrant.loading import ModelSpec, resolve_source
 
 PARITY_TOLERANCE = 1e-4
 MANIFEST = "quadrant_export.json"

@@ -47,7 +47,8 @@ from transformers.cache_utils import Cache, DynamicLayer
 from quadrant import __version__
 from quadrant.errors import ModelError, OptionError, UnsupportedModelError, one_line, require
 from quadrant.backends.onnx_format import FORMAT, MANIFEST_NAME, OnnxManifest, decoder_names, write_manifest
-from quadrant.loading import LoadedModel, ModelSpec, load_model, resolve_source
+from quadrant.backends import BACKENDS, load_model
+from quadrant.loading import LoadedModel, ModelSpec, resolve_source
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16}
 TOLERANCE = {"float32": 1e-4, "float16": 5e-2}
@@ -280,15 +281,11 @@ def _save_embeddings(model, path: Path) -> None:
 def _validate(loaded: LoadedModel, directory: Path, manifest: OnnxManifest, log) -> OnnxManifest:
     """ONNX Runtime on CPU against the PyTorch fast path and a plain forward, on two studies (one of
     them not square) with three phrasings each and a text-only prompt; refused above the tolerance."""
-    from quadrant.backends.onnx import OnnxScorer, load_export
-    from quadrant.backends.torch_prefix import PrefixSharedScorer
-
     write_manifest(directory, manifest)  # the loader reads what it will ship
-    onnx_loaded = load_export(ModelSpec(model=str(directory), device="cpu"), directory.name, str(directory))
+    onnx_loaded = load_model(ModelSpec(model=str(directory), device="cpu"))
     requests = _probe_requests(loaded)
-    ort_scorer = OnnxScorer(onnx_loaded)
-    ort = ort_scorer.margins(requests)
-    torch_scorer = PrefixSharedScorer(loaded)
+    ort = BACKENDS.get("onnx")(onnx_loaded).margins(requests)
+    torch_scorer = BACKENDS.get("torch")(loaded)
     fast = torch_scorer.margins(requests)
     plain = [torch_scorer.full_forward_margins([r.rendered], None if r.image is None else [r.image])[0]
              for r in requests]

@@ -24,7 +24,8 @@ from .backends.torch_naive import NaiveScorer
 from .check import Checker, CheckOptions
 from .evidence import DEFAULT_FILL, DEFAULT_GRID, EvidenceOptions, evidence_maps, forwards_per_map
 from .images import Study
-from .loading import ModelSpec, load_model
+from .backends import load_model
+from .loading import ModelSpec
 
 QUESTION = "Is there a pleural effusion?"
 

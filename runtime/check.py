@@ -20,7 +20,7 @@ from .bank import Bank
 from .errors import InputError, OptionError, UnsupportedModelError
 from .evidence import EvidenceOptions, evidence_maps
 from .images import Study
-from .loading import LoadedModel
+from .loading import Loaded
 from .paraphraser import LocalParaphraser
 from .paraphrases import Phrasing, paraphrase_set, validate_question
 from .reliance import (
@@ -93,9 +93,11 @@ class _Prepared:
 class Checker:
     """Runs checks on one loaded model through one backend."""
 
-    def __init__(self, loaded: LoadedModel, backend: str = "torch", options: CheckOptions = CheckOptions()):
+    def __init__(self, loaded: Loaded, backend: str | None = None, options: CheckOptions = CheckOptions()):
+        """`backend`: another backend for the same loaded model (the naive way beside the fast path);
+        by default the one the model was loaded for."""
         self.loaded = loaded
-        self.backend = BACKENDS.canonical(backend)
+        self.backend = BACKENDS.canonical(backend or loaded.backend)
         self.options = options
         self.ablation = check_ablation(
             options.ablation or default_ablation(loaded.family.accepts_imageless),
@@ -108,7 +110,7 @@ class Checker:
             raise UnsupportedModelError(loaded.answer_tokens_problem or "no single-token yes/no answers")
         if options.evidence is not None and self.scoring != "logits":
             raise OptionError(f"evidence maps need margins, and {loaded.name} answers in generate mode")
-        self.scorer: Scorer = BACKENDS.get(backend)(loaded)
+        self.scorer: Scorer = BACKENDS.get(self.backend)(loaded)
         if self.scoring == "logits":
             self.scorer.prepare()
         self._references: dict[tuple[str, int, int], Image.Image] = {}

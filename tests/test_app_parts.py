@@ -27,7 +27,8 @@ from quadrant.check import Checker
 from quadrant.errors import OptionError, QuestionError, StudyError
 from quadrant.evidence import EvidenceOptions
 from quadrant.images import load_study
-from quadrant.loading import ModelSpec, load_model
+from quadrant.backends import load_model
+from quadrant.loading import ModelSpec
 from quadrant.models.presets import MODELS_DIR
 
 SAMPLES = MODELS_DIR / "samples"

@@ -24,7 +24,8 @@ from quadrant.evidence import (
     pointing,
 )
 from quadrant.images import load_study
-from quadrant.loading import ModelSpec, load_model
+from quadrant.backends import load_model
+from quadrant.loading import ModelSpec
 from quadrant.manifest import read_manifest
 from quadrant.models.phantoms import generate_phantoms
 from quadrant.models.presets import MODELS_DIR

@@ -21,7 +21,8 @@ from quadrant.cli.main import main
 from quadrant.errors import UnsupportedModelError
 from quadrant.families import Family
 from quadrant.images import load_study
-from quadrant.loading import ModelSpec, load_model, load_processor
+from quadrant.backends import load_model
+from quadrant.loading import ModelSpec, load_processor
 from quadrant.paraphrases import Phrasing
 
 TOLERANCE = 1e-4

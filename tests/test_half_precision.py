@@ -14,7 +14,8 @@ import torch
 
 from quadrant.backends.packing import PackedRow
 from quadrant.backends.torch_prefix import PrefixSharedScorer
-from quadrant.loading import ModelSpec, load_model
+from quadrant.backends import load_model
+from quadrant.loading import ModelSpec
 
 CACHED_FAMILIES = ["llava", "gemma3", "idefics3"]  # PaliGemma never uses the cache (prefix-LM attention)
 DTYPES = ["float32", "bfloat16", "float16"]

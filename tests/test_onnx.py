@@ -19,7 +19,8 @@ from quadrant.backends import BACKENDS, ScoreRequest
 from quadrant.cli.main import main
 from quadrant.backends.onnx_format import MANIFEST_NAME, read_manifest, write_manifest
 from quadrant.families import FAMILIES
-from quadrant.loading import ModelSpec, load_model
+from quadrant.backends import load_model
+from quadrant.loading import ModelSpec
 
 pytest.importorskip("onnxruntime")
 EXPORTED = ("llava", "gemma3", "idefics3")
@@ -252,6 +253,23 @@ def test_an_export_of_another_version_is_refused(export_copy, study_png, capsys)
     (export_copy / MANIFEST_NAME).write_text(json.dumps(manifest))
     check = ["check", "--image", study_png, "--question", "Is there a pneumothorax?", "--model", str(export_copy)]
     _one_line_error(capsys, check, "export the model again")
+
+
+def test_a_preset_whose_source_is_an_export_runs_on_onnx(exported, study_png, monkeypatch, capsys):
+    """The backend is chosen once, from the resolved source: a preset naming an export folder gets ONNX Runtime,
+    as the folder named directly does, and --backend torch is refused for it the same way."""
+    from quadrant.backends import choose_backend, load_model as load
+    from quadrant.models.presets import PRESETS, Preset
+
+    _, _, out, _ = exported("llava")
+    monkeypatch.setitem(PRESETS._entries, "shortcut-onnx", Preset("shortcut-onnx", out, "an exported preset"))
+    loaded = load(ModelSpec(model="shortcut-onnx"))
+    assert loaded.backend == "onnx" and not hasattr(loaded, "model") and loaded.graphs.manifest.family == "llava"
+    assert choose_backend(out) == "onnx" and choose_backend(PRESETS.get("demo").source) == "torch"
+    check = ["check", "--image", study_png, "--question", "Is there a pneumothorax?", "--json"]
+    assert main(check + ["--model", "shortcut-onnx"]) == 0
+    assert json.loads(capsys.readouterr().out)["model"]["backend"] == "onnx"
+    _one_line_error(capsys, check + ["--model", "shortcut-onnx", "--backend", "torch"], "is an ONNX export")
 
 
 def test_onnx_backend_on_a_model_that_is_not_an_export_is_refused(tiny_model, study_png, capsys):

@@ -64,6 +64,12 @@ def test_the_export_stage_imports_neither_the_app_nor_the_command_line():
     assert _crossings(_files("export"), ("quadrant.app", "quadrant.cli")) == []
 
 
+def test_loading_does_not_reach_back_into_the_backends():
+    """The backends are built on loading (its model spec and loaded types), so loading must not import them:
+    that edge closed a circle loading -> backends -> loading."""
+    assert _crossings([ROOT / "runtime" / "loading.py"], ("quadrant.backends",)) == []
+
+
 @pytest.mark.parametrize("source, names", [
     ("from ..backends.onnx_format import is_export", {"quadrant.backends.onnx_format"}),
     ("from . import onnx_format", {"quadrant.backends", "quadrant.backends.onnx_format"}),

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 from PIL import Image
 
+from ..loading import Loaded, ModelSource, ModelSpec
+
 
 @dataclass(frozen=True, eq=False)
 class ScoreRequest:
@@ -36,9 +38,29 @@ class ScoreResult:
 
 
 class Scorer(ABC):
-    """Scores prompts on a loaded model. Construction stores settings; heavy work happens in `load`."""
+    """Scores prompts on a loaded model. Construction stores settings; heavy work happens in `load`.
+
+    A backend also says which model sources it runs and how it loads them, so that the backend registry
+    chooses once, from the resolved source (`quadrant.backends.choose_backend`).
+    """
 
     name: str = "base"
+    #: the backend a source gets when none is asked for, among those that serve it (one per kind of source)
+    default: bool = False
+    #: what the sources it serves are, for the refusal when another backend is asked to run one
+    source_kind: str = "a model"
+    #: what a refusal to run a source it does not serve adds: how to make one it does serve
+    refusal_hint: str = ""
+
+    @classmethod
+    @abstractmethod
+    def serves(cls, source: str) -> bool:
+        """Whether this backend runs a model from `source` (a resolved local directory or hub id)."""
+
+    @classmethod
+    @abstractmethod
+    def load(cls, spec: ModelSpec, resolved: ModelSource) -> Loaded:
+        """The model at `resolved`, loaded the way this backend computes with it."""
 
     def prepare(self) -> None:
         """One-time work before the first request (a self-check, a warm-up); kept out of any check's timing."""

@@ -34,7 +34,7 @@ from PIL import Image
 
 from ..errors import one_line
 from ..kept import kept
-from ..loading import LoadedModel
+from ..loading import Loaded
 from .base import Scorer, ScoreRequest, ScoreResult, group_by_image
 from .packing import PackedBatch, Study, pack_batch
 
@@ -74,7 +74,7 @@ class ForwardSteps(ABC):
     - `generate`: greedy decoding of one prompt, for the generate-and-parse mode.
     """
 
-    def __init__(self, loaded: LoadedModel):
+    def __init__(self, loaded: Loaded):
         self.loaded = loaded
 
     def place(self, key: str, value: torch.Tensor) -> torch.Tensor:
@@ -109,7 +109,7 @@ class StepsScorer(Scorer):
 
     steps_type: type[ForwardSteps]
 
-    def __init__(self, loaded: LoadedModel, max_batch: int = 32):
+    def __init__(self, loaded: Loaded, max_batch: int = 32):
         self.steps = self.steps_type(loaded)
         self.loaded = loaded
         self.max_batch = max_batch
@@ -136,7 +136,7 @@ class StepsScorer(Scorer):
 class FastPathScorer(StepsScorer):
     """The two-pass fast path on a backend's `ForwardSteps`."""
 
-    def __init__(self, loaded: LoadedModel, max_batch: int = 32):
+    def __init__(self, loaded: Loaded, max_batch: int = 32):
         super().__init__(loaded, max_batch=max_batch)
         self._prefix_ok: bool | None = None  # decided by the self-check in prepare()
         self._reused: OrderedDict[tuple, Prefix] = OrderedDict()  # (reuse key, prefix ids) -> prefix pass

@@ -23,8 +23,9 @@ from .onnx_format import OnnxManifest, read_manifest
 
 from ..answers import Generation, find_answer_tokens, margins_from_logits
 from ..errors import MissingDependencyError, ModelError, OptionError, one_line, require
-from ..loading import LoadedModel, ModelSpec, load_processor
+from ..loading import Loaded, ModelSource, ModelSpec, load_processor
 from .fast_path import FastPathScorer, ForwardSteps, Prefix
+from .onnx_format import is_export
 from .packing import PackedBatch
 
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}
@@ -32,12 +33,11 @@ _NUMPY_DTYPES = {"float32": np.float32, "float16": np.float16}
 
 
 @dataclass
-class OnnxModel:
-    """What `LoadedModel.model` holds for an export: its sessions, embedding table and manifest."""
+class OnnxGraphs:
+    """An export's runtime parts: its sessions, embedding table and manifest."""
 
     directory: Path
     manifest: OnnxManifest
-    config: object  # the source model's transformers config (image token id, for the families' helpers)
     vision: object  # onnxruntime.InferenceSession
     decoder: object
     embeddings: np.ndarray  # [vocab, hidden], what the model's embedding module returns per token id
@@ -49,15 +49,22 @@ class OnnxModel:
         return np.dtype(_NUMPY_DTYPES[self.manifest.dtype])
 
 
-def load_export(spec: ModelSpec, name: str, source: str) -> LoadedModel:
-    """An export folder as a LoadedModel: processor rebuilt from its own files, sessions on the asked device."""
+@dataclass(kw_only=True)
+class LoadedExport(Loaded):
+    """An ONNX export ready to score: the graphs in ONNX Runtime sessions, and no PyTorch model."""
+
+    graphs: OnnxGraphs
+
+
+def load_export(spec: ModelSpec, resolved: ModelSource) -> LoadedExport:
+    """An export folder, loaded: processor rebuilt from its own files, sessions on the asked device."""
     from transformers import AutoConfig, GenerationConfig
 
     from ..families import family_for_config
     from ..fingerprint import fingerprint
 
     ort = _onnxruntime()
-    directory = Path(source)
+    name, directory = resolved.name, Path(resolved.source).expanduser()
     manifest = read_manifest(directory)
     if spec.adapter:
         raise OptionError(f"{directory} is an ONNX export with its adapter already merged in; drop --adapter")
@@ -87,14 +94,14 @@ def load_export(spec: ModelSpec, name: str, source: str) -> LoadedModel:
     except OSError:
         eos = None
     eos = eos if eos is not None else processor.tokenizer.eos_token_id
-    model = OnnxModel(
-        directory=directory, manifest=manifest, config=config, vision=vision, decoder=decoder,
+    graphs = OnnxGraphs(
+        directory=directory, manifest=manifest, vision=vision, decoder=decoder,
         embeddings=_embeddings(directory / manifest.files["embeddings"]),
         eos_token_ids=tuple(eos) if isinstance(eos, list) else (eos,), provider=provider,
     )
     half = manifest.dtype == "float16" or fp16_engine
-    return LoadedModel(
-        model=model, processor=processor, family=family, name=name, fingerprint=model_fingerprint,
+    return LoadedExport(
+        graphs=graphs, processor=processor, family=family, config=config, name=name, fingerprint=model_fingerprint,
         device=torch.device("cpu" if provider == PROVIDERS["cpu"] else "cuda"),
         dtype=torch.float16 if half else torch.float32, answer_tokens=answer_tokens,
         prompt=spec.prompt or manifest.prompt, chat_template=spec.chat_template,
@@ -180,12 +187,12 @@ def _embeddings(path: Path) -> np.ndarray:
 class OnnxSteps(ForwardSteps):
     """The fast path's forwards on an export's graphs: the vision graph, the embedding table, the decoder."""
 
-    def __init__(self, loaded: LoadedModel):
-        if not isinstance(loaded.model, OnnxModel):
-            raise OptionError(f"--backend onnx runs an ONNX export, and {loaded.name} is a PyTorch model: run "
-                              "`quadrant export onnx --model MODEL --out DIR`, then pass --model DIR")
+    def __init__(self, loaded: LoadedExport):
+        if not isinstance(loaded, LoadedExport):
+            raise OptionError(f"--backend onnx runs an ONNX export, and {loaded.name} was loaded for --backend "
+                              f"{loaded.backend}{OnnxScorer.refusal_hint}")
         super().__init__(loaded)
-        self.onnx: OnnxModel = loaded.model
+        self.onnx: OnnxGraphs = loaded.graphs
         graphs = self.onnx.manifest.graphs
         self.inputs = {role: [i["name"] for i in graphs[role]["inputs"]] for role in ("vision", "decoder")}
         self.outputs = {role: [o["name"] for o in graphs[role]["outputs"]] for role in ("vision", "decoder")}
@@ -320,7 +327,18 @@ def _feeds(given: dict[str, np.ndarray], names: list[str], graph: str) -> dict[s
 
 
 class OnnxScorer(FastPathScorer):
-    """The fast path, with ONNX Runtime doing every forward."""
+    """The fast path, with ONNX Runtime doing every forward. It runs export folders, and only them."""
 
     name = "onnx"
+    default = True
     steps_type = OnnxSteps
+    source_kind = "an ONNX export"
+    refusal_hint = "; to run a model on ONNX Runtime, export it first: `quadrant export onnx --model MODEL --out DIR`"
+
+    @classmethod
+    def serves(cls, source: str) -> bool:
+        return is_export(source)
+
+    @classmethod
+    def load(cls, spec: ModelSpec, resolved: ModelSource) -> LoadedExport:
+        return load_export(spec, resolved)

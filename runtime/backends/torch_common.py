@@ -1,4 +1,5 @@
-"""What every PyTorch backend shares: the forward steps of the fast path on a transformers model."""
+"""What every PyTorch backend shares: the sources they run and how they load them (`TorchSources`), and the
+forward steps of the fast path on a transformers model (`TorchSteps`)."""
 
 from __future__ import annotations
 
@@ -8,18 +9,34 @@ import torch
 
 from ..answers import margins_from_logits
 from ..errors import OptionError
-from ..loading import LoadedModel
+from ..loading import LoadedModel, ModelSource, ModelSpec, load_transformers
 from .fast_path import ForwardSteps, Prefix
+from .onnx_format import is_export
 from .packing import PackedBatch
+
+
+class TorchSources:
+    """The PyTorch backends run any transformers checkpoint (a directory or a hub id): every source but an
+    ONNX export folder."""
+
+    source_kind = "a PyTorch (transformers) model"
+
+    @classmethod
+    def serves(cls, source: str) -> bool:
+        return not is_export(source)
+
+    @classmethod
+    def load(cls, spec: ModelSpec, resolved: ModelSource) -> LoadedModel:
+        return load_transformers(spec, resolved)
 
 
 class TorchSteps(ForwardSteps):
     """The fast path's forwards on the loaded transformers model, with its own KV cache."""
 
     def __init__(self, loaded: LoadedModel):
-        if not isinstance(loaded.model, torch.nn.Module):
-            raise OptionError(f"a PyTorch backend runs a PyTorch model, and {loaded.name} is an ONNX export: "
-                              "use --backend onnx")
+        if not isinstance(loaded, LoadedModel):
+            raise OptionError(f"a PyTorch backend runs a PyTorch model, and {loaded.name} was loaded for "
+                              f"--backend {loaded.backend}")
         super().__init__(loaded)
         self.model = loaded.model
 

@@ -7,10 +7,10 @@ from collections.abc import Sequence
 
 from .base import ScoreRequest, ScoreResult
 from .fast_path import StepsScorer
-from .torch_common import TorchSteps
+from .torch_common import TorchSources, TorchSteps
 
 
-class NaiveScorer(StepsScorer):
+class NaiveScorer(TorchSources, StepsScorer):
     name = "torch-naive"
     steps_type = TorchSteps
 

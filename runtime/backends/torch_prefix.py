@@ -12,13 +12,14 @@ import torch
 
 from ..loading import LoadedModel
 from .fast_path import EXACT_TOLERANCE, HALF_PRECISION_TOLERANCE, FastPathScorer
-from .torch_common import TorchSteps
+from .torch_common import TorchSources, TorchSteps
 
 log = logging.getLogger(__name__)
 
 
-class PrefixSharedScorer(FastPathScorer):
+class PrefixSharedScorer(TorchSources, FastPathScorer):
     name = "torch"
+    default = True
     steps_type = TorchSteps
 
     def self_check(self) -> bool:
