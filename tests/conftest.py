@@ -39,6 +39,18 @@ def tiny_model(tmp_path_factory):
     return get
 
 
+@pytest.fixture(scope="session")
+def demo_onnx(tmp_path_factory) -> str:
+    """The bundled demo model's float32 ONNX export, made once per session (the quantized exports start from
+    it, as `quadrant export onnx --model EXPORT --quantize ...` does)."""
+    pytest.importorskip("onnxruntime")
+    from quadrant.export.onnx import export_onnx
+
+    out = tmp_path_factory.mktemp("onnx-demo") / "demo"
+    export_onnx("demo", None, out, log=lambda line: None)
+    return str(out)
+
+
 def write_png(path, seed: int = 0, size=(72, 60)) -> str:
     """A random grayscale-ish RGB study: different seeds give images the tiny models answer differently."""
     rng = np.random.default_rng(seed)

@@ -28,9 +28,10 @@ from quadrant.paraphrases import Phrasing
 TOLERANCE = 1e-4
 #: which computation each family's with-image prompts take (README, Model families)
 EXPECTED_PATH = {"qwen2_vl": "prefix-shared", "qwen2_5_vl": "prefix-shared", "qwen3_vl": "prefix-shared",
-                 "internvl": "prefix-shared", "llava_onevision": "prefix-shared", "llava_next": "prefix-shared"}
+                 "internvl": "prefix-shared", "llava_onevision": "prefix-shared", "llava_next": "prefix-shared",
+                 "vipllava": "prefix-shared"}
 EXPECTED_FAMILY = {"qwen2_vl": "qwen-vl", "qwen2_5_vl": "qwen-vl", "qwen3_vl": "qwen-vl", "internvl": "internvl",
-                   "llava_onevision": "llava-onevision", "llava_next": "generic"}
+                   "llava_onevision": "llava-onevision", "llava_next": "generic", "vipllava": "generic"}
 PHRASINGS = [
     Phrasing("Any effusion?"),
     Phrasing("Is there any layering pleural fluid in either hemithorax, blunting the costophrenic angles, on "

@@ -230,7 +230,7 @@ class FastPathScorer(StepsScorer):
         if text_only:
             full += self.full_forward_margins([requests[2].rendered], None)
         error = max(abs(a - b) for a, b in zip(cached, full, strict=True))
-        if error > tolerance:
+        if not error <= tolerance:  # a NaN margin fails too
             log.warning("prefix cache is off by %.2g on model type %r in %s (its attention or positions differ "
                         "from a causal prefix's); using batched full forwards", error, model_type, self.loaded.dtype)
             return False

@@ -41,6 +41,7 @@ class OnnxGraphs:
     vision: object  # onnxruntime.InferenceSession
     decoder: object
     embeddings: np.ndarray  # [vocab, hidden], what the model's embedding module returns per token id
+    extras: dict[str, torch.Tensor]  # the family's other runtime weights (LLaVA-OneVision's newline vector)
     eos_token_ids: tuple[int, ...]
     provider: str
 
@@ -96,7 +97,7 @@ def load_export(spec: ModelSpec, resolved: ModelSource) -> LoadedExport:
     eos = eos if eos is not None else processor.tokenizer.eos_token_id
     graphs = OnnxGraphs(
         directory=directory, manifest=manifest, vision=vision, decoder=decoder,
-        embeddings=_embeddings(directory / manifest.files["embeddings"]),
+        **_embeddings(directory / manifest.files["embeddings"]),
         eos_token_ids=tuple(eos) if isinstance(eos, list) else (eos,), provider=provider,
     )
     half = manifest.dtype == "float16" or fp16_engine
@@ -106,13 +107,24 @@ def load_export(spec: ModelSpec, resolved: ModelSource) -> LoadedExport:
         dtype=torch.float16 if half else torch.float32, answer_tokens=answer_tokens,
         prompt=spec.prompt or manifest.prompt, chat_template=spec.chat_template,
         generation=Generation(**manifest.generation),
-        extra={"provider": provider, "source_fingerprint": manifest.source["fingerprint"]},
+        extra=_identity(manifest, provider),
     )
 
 
-def _onnxruntime():
-    """The onnxruntime module, refused when both the CPU and the GPU wheel are installed: they share the
-    module name, so which one answers depends on install order (pip cannot forbid the pair)."""
+def _identity(manifest: OnnxManifest, provider: str) -> dict:
+    """What a verdict records about the export beside the model's name: the provider that ran it, the model
+    it was made from, its precision, and how its verdicts compared with that model's, where they were."""
+    identity = {"provider": provider, "source_fingerprint": manifest.source["fingerprint"],
+                "precision": manifest.precision}
+    if manifest.verdicts:
+        identity["validation"] = {key: manifest.verdicts[key] for key in
+                                  ("summary", "quadrant_agreement", "verdicts", "on", "changed")}
+    return identity
+
+
+def runtime_distributions() -> list[str]:
+    """The ONNX Runtime wheels installed: onnxruntime, onnxruntime-gpu, both (a trap: they share the module
+    name, so which one answers depends on install order), or neither."""
     from importlib import metadata
 
     installed = []
@@ -122,7 +134,13 @@ def _onnxruntime():
             installed.append(dist)
         except metadata.PackageNotFoundError:
             pass
-    if len(installed) == 2:
+    return installed
+
+
+def _onnxruntime():
+    """The onnxruntime module, refused when both the CPU and the GPU wheel are installed (pip cannot forbid
+    the pair)."""
+    if len(runtime_distributions()) == 2:
         raise MissingDependencyError("both onnxruntime and onnxruntime-gpu are installed and shadow each other: "
                                      "pip uninstall -y onnxruntime onnxruntime-gpu, then install quadrant[onnx] or "
                                      "quadrant[onnx-gpu], not both")
@@ -175,17 +193,39 @@ def _session(ort, path: Path, providers: list, device: str):
     return session, ran
 
 
-def _embeddings(path: Path) -> np.ndarray:
+def _embeddings(path: Path) -> dict:
+    """The embedding table, and the family's other weights saved beside it."""
     from safetensors.numpy import load_file
 
     try:
-        return load_file(str(path))["embeddings"]
+        tensors = load_file(str(path))
     except Exception as exc:  # safetensors raises its own error type for a damaged header
         raise ModelError(f"cannot read the embedding table {path}: {one_line(exc)}; export the model again") from exc
+    table = tensors.pop("embeddings")
+    return {"embeddings": table, "extras": {name: torch.from_numpy(value) for name, value in tensors.items()}}
+
+
+@dataclass
+class _Features:
+    """Image features one row per image token, in reading order, and (Qwen3-VL) the deepstack features."""
+
+    tokens: np.ndarray  # [image tokens, hidden]
+    deepstack: np.ndarray | None = None  # [layers, image tokens, hidden]
+
+    @staticmethod
+    def join(parts: list[_Features]) -> _Features:
+        deepstack = None if parts[0].deepstack is None else np.concatenate([p.deepstack for p in parts], axis=1)
+        return _Features(np.concatenate([p.tokens for p in parts]), deepstack)
+
+    def repeated(self, times: int) -> _Features:
+        deepstack = None if self.deepstack is None else np.concatenate([self.deepstack] * times, axis=1)
+        return _Features(np.concatenate([self.tokens] * times), deepstack)
 
 
 class OnnxSteps(ForwardSteps):
-    """The fast path's forwards on an export's graphs: the vision graph, the embedding table, the decoder."""
+    """The fast path's forwards on an export's graphs: the vision graph, the embedding table, the decoder.
+    What a model's forward works out from the token ids (positions, which tokens see each other both ways)
+    comes from the family's hooks, on the host."""
 
     def __init__(self, loaded: LoadedExport):
         if not isinstance(loaded, LoadedExport):
@@ -193,31 +233,35 @@ class OnnxSteps(ForwardSteps):
                               f"{loaded.backend}{OnnxScorer.refusal_hint}")
         super().__init__(loaded)
         self.onnx: OnnxGraphs = loaded.graphs
+        self.family, self.config = loaded.family, loaded.config
         graphs = self.onnx.manifest.graphs
         self.inputs = {role: [i["name"] for i in graphs[role]["inputs"]] for role in ("vision", "decoder")}
         self.outputs = {role: [o["name"] for o in graphs[role]["outputs"]] for role in ("vision", "decoder")}
 
     def place(self, key: str, value: torch.Tensor) -> torch.Tensor:
-        """Inputs stay on the host (ONNX Runtime copies them to its device); pixels in the export's dtype."""
-        return value.to(self.loaded.dtype) if key == "pixel_values" else value
+        """Inputs stay on the host (ONNX Runtime copies them to its device)."""
+        return value
 
     def run_prefix(self, tokens: dict[str, torch.Tensor], images: list[dict[str, torch.Tensor]]) -> Prefix:
         """The studies' shared prefixes with past length 0: their key/values, one row per study. Each
         study's image is encoded once."""
+        inputs = dict(tokens)
+        for key in images[0]:
+            inputs[key] = torch.cat([image[key] for image in images])
         ids = tokens["input_ids"].numpy()
-        features = np.concatenate([self._features(image) for image in images])
-        prefix_len = ids.shape[1]
-        positions = np.broadcast_to(np.arange(prefix_len), ids.shape)
-        _, present = self._decode(self._embed(ids, features), self._causal_mask(ids, np.ones_like(ids)),
-                                  positions, np.full((len(ids), 1), prefix_len - 1), None)
-        return Prefix(tokens, present)
+        features = _Features.join([self._features(image) for image in images])
+        positions, _ = self.family.position_ids(self.config, inputs)
+        _, present = self._decode(ids, features, self._prompt_mask(inputs), positions.numpy(),
+                                  np.full((len(ids), 1), ids.shape[1] - 1), None)
+        return Prefix(inputs, present)
 
     def run_suffixes(self, prefix: Prefix, laid: PackedBatch) -> list[float]:
         """Every suffix packed on the prefixes' key/values under the block mask, standalone prompts packed
         alongside; logits only at the read positions."""
         read_index, slots = laid.read_index()
-        logits, _ = self._decode(self._embed(laid.input_ids.numpy(), None), laid.mask.numpy(),
-                                 laid.positions.numpy(), read_index.numpy(), prefix.cache)
+        positions = self.family.packed_position_ids(self.config, prefix.inputs, laid.positions, laid.sees_prefix)
+        logits, _ = self._decode(laid.input_ids.numpy(), None, laid.mask.numpy(), positions.numpy(),
+                                 read_index.numpy(), prefix.cache)
         rows, columns = zip(*slots, strict=True)
         picked = logits[list(rows), list(columns)]
         return margins_from_logits(torch.from_numpy(picked), self.loaded.answer_tokens).tolist()
@@ -229,22 +273,25 @@ class OnnxSteps(ForwardSteps):
         features = None
         if "pixel_values" in inputs:
             if one_image:
-                first = self._features(self.loaded.family.prefix_image_inputs(self.loaded.config, inputs))
-                features = np.concatenate([first] * len(ids))
+                features = self._features(self.family.prefix_image_inputs(self.config, inputs)).repeated(len(ids))
             else:
                 features = self._features(inputs)
-        positions = np.broadcast_to(np.arange(ids.shape[1]), ids.shape)
+        positions, _ = self.family.position_ids(self.config, inputs)
         last = attention.sum(axis=1)[:, None] - 1
-        logits, _ = self._decode(self._embed(ids, features), self._causal_mask(ids, attention), positions, last, None)
+        logits, _ = self._decode(ids, features, self._prompt_mask(inputs), positions.numpy(), last, None)
         return margins_from_logits(torch.from_numpy(logits[:, 0]), self.loaded.answer_tokens).tolist()
 
     def generate(self, inputs: dict[str, torch.Tensor], max_new_tokens: int) -> list[int]:
-        """Greedy decoding on the decoder graph, one token at a time on the growing key/values."""
+        """Greedy decoding on the decoder graph, one token at a time on the growing key/values; each new
+        token at the position after the last, offset as the family says (Qwen's rope delta, PaliGemma's
+        positions from 1)."""
         ids = inputs["input_ids"].numpy()
         features = self._features(inputs) if "pixel_values" in inputs else None
+        positions, offset = self.family.position_ids(self.config, inputs)
         length = ids.shape[1]
-        logits, past = self._decode(self._embed(ids, features), self._causal_mask(ids, np.ones_like(ids)),
-                                    np.arange(length)[None], np.array([[length - 1]]), None)
+        logits, past = self._decode(ids, features, self._prompt_mask(inputs), positions.numpy(),
+                                    np.array([[length - 1]]), None)
+        streams = positions.shape[:-2]  # (3,) for M-RoPE, () otherwise
         new: list[int] = []
         for _ in range(max_new_tokens):
             token = int(logits[0, 0].argmax())
@@ -252,69 +299,82 @@ class OnnxSteps(ForwardSteps):
                 break
             new.append(token)
             step = np.zeros((1, 1, 1, length + len(new)), dtype=self.onnx.dtype)
-            logits, past = self._decode(self._embed(np.array([[token]]), None), step,
-                                        np.array([[length + len(new) - 1]]), np.array([[0]]), past)
+            position = np.full((*streams, 1, 1), length + len(new) - 1 + int(offset[0, 0]))
+            logits, past = self._decode(np.array([[token]]), None, step, position, np.array([[0]]), past)
         return new
 
     # -- graph calls ------------------------------------------------------------------------------------
 
-    def _features(self, inputs: dict) -> np.ndarray:
-        """Projected image features of every image in `inputs`, flattened to [image tokens, hidden]."""
-        given = {}
-        for name, value in self.loaded.family.vision_inputs(inputs).items():
-            array = value.numpy()
-            given[name] = array.astype(self.onnx.dtype) if value.is_floating_point() else array.astype(np.int64)
-        (features,) = self.onnx.vision.run(self.outputs["vision"], _feeds(given, self.inputs["vision"], "vision"))
-        return features.reshape(-1, features.shape[-1])
+    def _features(self, encoded: dict[str, torch.Tensor]) -> _Features:
+        """The vision graph on the images in `encoded`, arranged one row per image token."""
+        declared = {i["name"]: i["dtype"] for i in self.onnx.manifest.graphs["vision"]["inputs"]}
+        given = {name: value.numpy().astype(declared.get(name, value.numpy().dtype))
+                 for name, value in self.family.vision_inputs(self.config, encoded).items()}
+        outputs = self.onnx.vision.run(self.outputs["vision"], _feeds(given, self.inputs["vision"], "vision"))
+        named = {name: torch.from_numpy(value) for name, value in zip(self.outputs["vision"], outputs, strict=True)}
+        arranged = self.family.arrange_features(self.config, named, encoded, self.onnx.extras)
+        deepstack = arranged.get("deepstack_features")
+        return _Features(arranged["image_features"].numpy(), None if deepstack is None else deepstack.numpy())
 
-    def _embed(self, ids: np.ndarray, features: np.ndarray | None) -> np.ndarray:
-        """Token embeddings from the table, image features at the image tokens in reading order (what the
-        model's masked_scatter does)."""
-        image = ids == self._image_token()
-        embeds = self.onnx.embeddings[np.where(image, 0, ids)]
-        count = int(image.sum())
-        if count:
-            if features is None or len(features) != count:
-                raise ModelError(f"the prompts hold {count} image tokens but the vision graph gave "
-                                 f"{0 if features is None else len(features)} features")
-            embeds[image] = features
-        return embeds
-
-    def _causal_mask(self, ids: np.ndarray, attention: np.ndarray) -> np.ndarray:
-        """Additive [B, 1, L, L] mask: causal over real tokens; within one image, both ways where the
-        family's image attention is bidirectional (Gemma3's token_type_ids rule)."""
-        length = ids.shape[1]
-        visible = np.tril(np.ones((length, length), dtype=bool))[None] & attention.astype(bool)[:, None, :]
-        if self.loaded.family.bidirectional_image:
-            image = (ids == self._image_token()) & attention.astype(bool)
-            starts = image & ~np.pad(image, ((0, 0), (1, 0)))[:, :-1]
-            group = np.cumsum(starts, axis=1) * image
-            visible |= (group[:, :, None] == group[:, None, :]) & image[:, :, None] & image[:, None, :]
+    def _prompt_mask(self, inputs: dict[str, torch.Tensor]) -> np.ndarray:
+        """Additive [B, 1, L, L] mask for whole prompts: causal over real tokens, and both ways within the
+        blocks the family names (Gemma3's images, PaliGemma's prompt)."""
+        attention = inputs["attention_mask"].numpy().astype(bool)
+        length = attention.shape[1]
+        visible = np.tril(np.ones((length, length), dtype=bool))[None] & attention[:, None, :]
+        blocks = self.family.attention_blocks(self.config, inputs)
+        if blocks is not None:
+            blocks = blocks.numpy()
+            visible |= (blocks[:, :, None] == blocks[:, None, :]) & (blocks[:, :, None] > 0) & attention[:, None, :]
         minimum = np.finfo(self.onnx.dtype).min
         return np.where(visible, 0, minimum).astype(self.onnx.dtype)[:, None]
 
-    def _decode(self, embeds, mask, positions, read_index, past):
-        """One decoder call: (logits at the read positions [B, R, vocab] as float32, the present key/values by
-        the name of the past input each one feeds next: `present_key_3` becomes `past_key_3`)."""
+    def _decode(self, ids, features: _Features | None, mask, positions, read_index, past):
+        """One decoder call on token ids with image features placed at the image tokens: (logits at the read
+        positions [B, R, vocab] as float32, the present key/values by the name of the past input each one
+        feeds next: `present_key_3` becomes `past_key_3`)."""
         text = self.onnx.manifest.text
         window = text.get("sliding_window")
         if window and int(np.max(positions)) >= window:
             raise ModelError(f"a prompt of {int(np.max(positions)) + 1} tokens is longer than this model's sliding "
                              f"attention window ({window}), which the exported mask does not apply")
+        embeds, deepstack = self._embed(ids, features)
         if past is None:
-            empty = np.zeros((embeds.shape[0], text["kv_heads"], 0, text["head_dim"]), dtype=self.onnx.dtype)
+            empty = np.zeros((ids.shape[0], text["kv_heads"], 0, text["head_dim"]), dtype=self.onnx.dtype)
             past = {name: empty for name in self.inputs["decoder"] if name.startswith("past_")}
-        given = {"inputs_embeds": embeds.astype(self.onnx.dtype), "attention_mask": mask.astype(self.onnx.dtype),
+        given = {"inputs_embeds": embeds, "attention_mask": mask.astype(self.onnx.dtype),
                  "position_ids": np.ascontiguousarray(positions, dtype=np.int64),
                  "read_index": np.ascontiguousarray(read_index, dtype=np.int64), **past}
+        if deepstack is not None:
+            given["deepstack_embeds"] = deepstack
         outputs = self.onnx.decoder.run(self.outputs["decoder"], _feeds(given, self.inputs["decoder"], "decoder"))
         named = dict(zip(self.outputs["decoder"], outputs, strict=True))
         present = {name.replace("present_", "past_", 1): value for name, value in named.items()
                    if name.startswith("present_")}
         return named["logits"].astype(np.float32), present
 
-    def _image_token(self) -> int:
-        return self.onnx.manifest.text["image_token_id"]
+    def _embed(self, ids: np.ndarray, features: _Features | None) -> tuple[np.ndarray, np.ndarray | None]:
+        """Token embeddings from the table, image features at the image tokens in reading order (what the
+        model's masked_scatter does); the deepstack features laid out the same way, zero elsewhere, where
+        the decoder takes them."""
+        image = ids == self.onnx.manifest.text["image_token_id"]
+        embeds = self.onnx.embeddings[np.where(image, 0, ids)].astype(self.onnx.dtype)
+        count = int(image.sum())
+        if count and (features is None or len(features.tokens) != count):
+            raise ModelError(f"the prompts hold {count} image tokens but the vision graph gave "
+                             f"{0 if features is None else len(features.tokens)} features")
+        if count:
+            embeds[image] = features.tokens
+        layers = self.onnx.manifest.text.get("deepstack_layers") or 0
+        if not layers:
+            return embeds, None
+        deepstack = np.zeros((layers, *embeds.shape), dtype=self.onnx.dtype)
+        if count:
+            if features.deepstack is None or features.deepstack.shape[:2] != (layers, count):
+                raise ModelError(f"this export's decoder takes deepstack features for {layers} layers, and its vision "
+                                 "graph did not give them for every image token; export the model again")
+            deepstack[:, image] = features.deepstack
+        return embeds, deepstack
 
 
 def _feeds(given: dict[str, np.ndarray], names: list[str], graph: str) -> dict[str, np.ndarray]:
@@ -334,6 +394,16 @@ class OnnxScorer(FastPathScorer):
     steps_type = OnnxSteps
     source_kind = "an ONNX export"
     refusal_hint = "; to run a model on ONNX Runtime, export it first: `quadrant export onnx --model MODEL --out DIR`"
+
+    def self_check(self) -> bool:
+        """A quantized export's activations are rounded per call (int8 scales each tensor by its own range),
+        so its fast path and its full forwards differ by rounding as large as a wrong mask's error, and the
+        comparison cannot tell them apart. Its fast path's semantics were held to 1e-4 on the float32 graphs it
+        was quantized from, recorded in its manifest; its verdicts were then validated on that fast path."""
+        manifest = self.loaded.graphs.manifest
+        if manifest.quantization:  # the float32 validation's paths: where its self-check kept the fast path
+            return "prefix-shared" in manifest.validation.get("paths", [])
+        return super().self_check()
 
     @classmethod
     def serves(cls, source: str) -> bool:

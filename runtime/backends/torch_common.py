@@ -59,7 +59,7 @@ class TorchSteps(ForwardSteps):
         """All suffixes in one forward on the prefix's cache, packed: the arithmetic of one row per suffix,
         but the cache is neither copied nor repeated and no compute goes to padding."""
         device, family = self.loaded.device, self.loaded.family
-        position_ids = family.packed_position_ids(self.model, prefix.inputs, laid.positions.to(device),
+        position_ids = family.packed_position_ids(self.loaded.config, prefix.inputs, laid.positions.to(device),
                                                   laid.sees_prefix.to(device))
         logits = self.model(input_ids=laid.input_ids.to(device), position_ids=position_ids,
                             attention_mask=laid.mask.to(device), cache=prefix.cache, use_cache=True).logits
