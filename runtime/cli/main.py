@@ -28,6 +28,7 @@ _SUBCOMMANDS = {
     "phantoms": "write synthetic chest phantoms and a manifest",
     "export": "merge a LoRA adapter; export to ONNX; build TensorRT engines",
     "app": "the clinician app: upload a study, see its verdict (and the API endpoint `check`)",
+    "doctor": "what this machine can run: devices, ONNX Runtime providers, TensorRT, each preset's backend",
 }
 
 
