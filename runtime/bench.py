@@ -12,7 +12,7 @@ import resource
 import statistics
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -67,10 +67,12 @@ def _study(seed: int = 0, size: int = 512) -> Study:
 
 @dataclass(frozen=True)
 class BenchModel:
-    """A model to time: its PyTorch directory and, for `--backend onnx`, its validated ONNX export."""
+    """A model to time: its PyTorch directory and, for `--backend onnx`, its validated ONNX export, and any
+    smaller exports of it (precision -> folder) to time beside that one."""
 
     directory: str
     export: str | None = None
+    precisions: dict[str, str] = field(default_factory=dict)
 
 
 def _measure(model: BenchModel, config: BenchConfig, with_evidence: bool = False) -> dict:
@@ -137,12 +139,27 @@ def _evidence_cost(checker: Checker, verdict, study: Study, timings: dict, confi
     }
 
 
+def _precision_row(precision: str, folder: str, row: dict, fp32: dict) -> dict:
+    """One precision's timings beside fp32's, its files' size, and how its verdicts compared with PyTorch's
+    when it was exported (`quadrant export onnx` keeps that in the manifest)."""
+    from .backends.onnx_format import graph_weight_bytes, read_manifest, shipped_bytes
+
+    manifest = read_manifest(folder)
+    fp32_sizes = manifest.unquantized_sizes or manifest.sizes
+    return {"precision": precision, "quadrant_ms": row["quadrant_ms"], "one_forward_ms": row["one_forward_ms"],
+            "naive_ms": row["naive_ms"], "faster_than_fp32": fp32["quadrant_ms"] / row["quadrant_ms"],
+            "bytes": manifest.model_bytes, "size_vs_fp32": manifest.model_bytes / shipped_bytes(fp32_sizes),
+            "weights_vs_fp32": manifest.weight_bytes / graph_weight_bytes(fp32_sizes),
+            "max_margin_diff": row["max_margin_diff"], "path": row["path"],
+            "verdicts": (manifest.verdicts or {}).get("summary")}
+
+
 def _peak_rss_mib() -> float:
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / (1024 * 1024) if platform.system() == "Darwin" else peak / 1024
 
 
-def run_bench(headline: BenchModel, families: dict[str, BenchModel], config: BenchConfig = BenchConfig()) -> dict:
+def run_bench(headline: BenchModel, families: dict[str, BenchModel | str], config: BenchConfig = BenchConfig()) -> dict:
     """The benchmark's JSON: headline on the LLaVA-1.5-shaped model, then a row per family (the command
     builds the models and, for ONNX, exports them: the core only times what it is given)."""
     torch.set_flush_denormal(True)
@@ -166,9 +183,17 @@ def run_bench(headline: BenchModel, families: dict[str, BenchModel], config: Ben
         result["onnxruntime"] = onnxruntime.__version__
     if torch.cuda.is_available():
         result["peak_cuda_mib"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+    if headline.precisions:
+        result["precisions"] = [_precision_row("fp32", headline.export, measured, measured)]
+        for precision, folder in headline.precisions.items():
+            row = _measure(replace(headline, export=folder), config)
+            result["precisions"].append(_precision_row(precision, folder, row, measured))
     if families:
         result["families"] = []
         for family, model in families.items():
+            if isinstance(model, str):  # its export was refused, for the reason given
+                result["families"].append({"family": family, "refused": model})
+                continue
             row = _measure(model, config)
             row["speedup"] = row["naive_ms"] / row["quadrant_ms"]
             result["families"].append({"family": family, **row})

@@ -127,3 +127,21 @@ def test_half_precision_export_on_this_cpu(tiny_model, phantoms, tmp_path):
     decoder = {i["name"]: i for i in manifest.graphs["decoder"]["inputs"]}
     assert decoder["inputs_embeds"]["dtype"] == "float16" and decoder["past_key_0"]["dtype"] == "float16"
     assert manifest.verdicts["verdicts"] == 5 * PHANTOMS
+
+
+def test_bench_times_each_precision_beside_fp32_with_its_size(capsys):
+    """`quadrant bench --backend onnx --quantize int8`: a row per precision, its ratio to fp32 recomputed from
+    the reported medians, its files' size against fp32's, its verdicts as compared at export; no time asserted."""
+    argv = ["bench", "--json", "--backend", "onnx", "--quantize", "int8", "--hidden", "32", "--layers", "1",
+            "--repeats", "1", "--no-families", "--device", "cpu"]
+    assert main(argv) == 0
+    rows = json.loads(capsys.readouterr().out)["precisions"]
+    assert [row["precision"] for row in rows] == ["fp32", "int8"]
+    fp32, int8 = rows
+    assert int8["faster_than_fp32"] == pytest.approx(fp32["quadrant_ms"] / int8["quadrant_ms"], rel=1e-12)
+    assert int8["size_vs_fp32"] == pytest.approx(int8["bytes"] / fp32["bytes"], rel=1e-12)
+    # at this width the float parts quantization leaves (graph structure, embedding table, the vision tower's
+    # patch convolution and position table) weigh more than they do in the demo model (see the test above)
+    assert int8["size_vs_fp32"] < 1 and int8["weights_vs_fp32"] < 1
+    assert fp32["max_margin_diff"] < 1e-4 and "prefix-shared" in int8["path"]
+    assert int8["verdicts"].startswith("int8, ") and int8["verdicts"].endswith("as fp32 on 10 phantoms (seed 2031)")
