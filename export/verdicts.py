@@ -7,7 +7,7 @@ an answer or a consistency flips) are exactly where rounding bites. So the expor
 check a user runs, study by study, and compared with its source: the quadrant, the answer, consistency,
 and the largest margin difference over all of a study's prompts. The report lies beside the export
 (`validation.json`); its summary goes into the manifest, and from there into every verdict the export
-gives ("int8, 99.6% of verdicts as fp32 on 200 phantoms").
+gives ("int8, 99.2% of 1000 verdicts as fp32 on 200 phantoms").
 """
 
 from __future__ import annotations

@@ -137,7 +137,7 @@ def decoder_names(layers: int, deepstack: bool = False) -> tuple[list[str], list
 
 
 def validation_summary(verdicts: dict) -> str:
-    """One line for a person: "int8, 99.6% of verdicts as fp32 on 200 phantoms (seed 2031)". A share short of
+    """One line for a person: "int8, 99.2% of 1000 verdicts as fp32 on 200 phantoms (seed 2031)". A share short of
     all is never rounded up to 100%."""
     shown = f"{math.floor(1000 * verdicts['quadrant_agreement']) / 10:g}%"
     return f"{verdicts['precision']}, {shown} of {verdicts['verdicts']} verdicts as fp32 on {verdicts['on']}"
