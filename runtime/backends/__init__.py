@@ -10,11 +10,14 @@ whose source is an export gets the same answer as the export folder named direct
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import OptionError
-from ..loading import Loaded, ModelSpec, resolve_source
 from ..registry import Registry
 from .base import Scorer, ScoreRequest, ScoreResult
+
+if TYPE_CHECKING:  # loading imports torch: commands that load no model (compare, manifest) stay light
+    from ..loading import Loaded, ModelSpec
 
 BACKENDS: Registry[type[Scorer]] = Registry(
     "backend",
@@ -41,8 +44,11 @@ def choose_backend(source: str, requested: str | None = None, name: str | None =
     return backend
 
 
-def load_model(spec: ModelSpec = ModelSpec()) -> Loaded:
-    """Resolve the source, choose its backend, and have that backend load it."""
+def load_model(spec: ModelSpec | None = None) -> Loaded:
+    """Resolve the source, choose its backend, and have that backend load it (the demo model by default)."""
+    from ..loading import ModelSpec, resolve_source
+
+    spec = spec or ModelSpec()
     resolved = resolve_source(spec)
     backend = choose_backend(resolved.source, spec.backend, spec.model)
     loaded = BACKENDS.get(backend).load(spec, resolved)

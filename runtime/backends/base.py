@@ -9,10 +9,12 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from PIL import Image
 
-from ..loading import Loaded, ModelSource, ModelSpec
+if TYPE_CHECKING:  # loading imports torch; commands that only read results import this interface too
+    from ..loading import Loaded, ModelSource, ModelSpec
 
 
 @dataclass(frozen=True, eq=False)
