@@ -3,16 +3,31 @@
 #   docker run --rm -p 7860:7860 -v quadrant-audit:/home/quadrant/.local/share/quadrant quadrant
 # Any other command runs instead of the app, e.g.
 #   docker run --rm -v "$PWD:/data" quadrant check --image /data/study.png --question "Is there a pneumothorax?"
-# CPU torch by default; for a CUDA image: --build-arg TORCH_INDEX=https://download.pytorch.org/whl/cu126
-FROM python:3.11-slim
+# The CPU image is the default. The CUDA image (torch's CUDA build, onnxruntime-gpu; needs the NVIDIA
+# container toolkit on the host and `docker run --gpus all`):
+#   docker build --build-arg VARIANT=cuda -t quadrant:cuda .
+ARG VARIANT=cpu
 
-ARG TORCH_VERSION=2.13.0
-ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
+FROM python:3.11-slim AS base
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONUNBUFFERED=1 \
     HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 GRADIO_ANALYTICS_ENABLED=False
-
 WORKDIR /opt/quadrant
-RUN pip install "torch==${TORCH_VERSION}" --index-url "${TORCH_INDEX}"
+
+# torch's CPU wheel and onnxruntime (the default image)
+FROM base AS torch-cpu
+ARG TORCH_VERSION=2.13.0
+ENV ONNX_EXTRA=onnx
+RUN pip install "torch==${TORCH_VERSION}" --index-url https://download.pytorch.org/whl/cpu
+
+# torch's CUDA 12.6 build, whose CUDA and cuDNN libraries (pip packages) onnxruntime-gpu also loads
+FROM base AS torch-cuda
+ARG TORCH_VERSION=2.13.0
+ENV ONNX_EXTRA=onnx-gpu
+RUN pip install "torch==${TORCH_VERSION}" --index-url https://download.pytorch.org/whl/cu126
+
+# hadolint ignore=DL3006
+FROM torch-${VARIANT} AS quadrant
+WORKDIR /opt/quadrant
 COPY pyproject.toml README.md ./
 COPY runtime runtime
 COPY export export
@@ -20,7 +35,7 @@ COPY app app
 COPY models models
 # this installs the local package; its dependencies are bounded in pyproject.toml
 # hadolint ignore=DL3013
-RUN pip install ".[app,dicom-codecs]"
+RUN pip install --no-cache-dir ".[app,dicom-codecs,${ONNX_EXTRA}]"
 
 # a non-root user; the audit log lives in its data folder (mount a volume there to keep it)
 RUN groupadd --gid 10001 quadrant \

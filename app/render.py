@@ -230,6 +230,7 @@ def detail_items(verdict: Verdict) -> list[tuple[str, str, str]]:
     items += [
         ("Model", f"{model.get('name')} ({', '.join(map(str, runtime))})", "runtime"),
         ("Model fingerprint", str(model.get("fingerprint")), "fingerprint"),
+        *([("Export checked", model["validation"]["summary"], "validation")] if "validation" in model else []),
         ("Study hash (SHA-256)", str(verdict.image.get("sha256")), "sha256"),
         ("Time", f"{_plain(timing.get('total'), '.0f')} ms ({timing.get('path', '?')}, {_together(timing)})", "time"),
     ]

@@ -2,7 +2,7 @@
 
 The merged model scores at the base model's speed with no peft at run time, and is what the ONNX export
 starts from. Merging must not change answers, so the merged logits are compared with the unmerged peft
-model's on a probe prompt, and the export is refused above 1e-4 (SPEC, Export).
+model's on a probe prompt, and the export is refused above 1e-4 (README, "Export: ONNX and TensorRT").
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from PIL import Image
 
 from quadrant.errors import ModelError, OptionError
 from quadrant.fingerprint import fingerprint
-from quadrant.loading import ModelSpec, load_model, resolve_source
+from quadrant.backends import load_model
+from quadrant.loading import ModelSpec, resolve_source
 
 PARITY_TOLERANCE = 1e-4
 MANIFEST = "quadrant_export.json"

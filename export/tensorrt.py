@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from quadrant.errors import MissingDependencyError, ModelError, OptionError, one_line
-from quadrant.export.manifest import read_manifest
+from quadrant.backends.onnx_format import read_manifest
 
 MANIFEST_NAME = "quadrant_tensorrt.json"
 INSTALL = ("pip install tensorrt --extra-index-url https://pypi.nvidia.com (NVIDIA's index: TensorRT is not "

@@ -56,7 +56,8 @@ def model_answers(out_dir: str | Path, presets=("demo", "demo-shortcut")) -> dic
     {preset: {file: [(finding, answer, correct, quadrant), ...]}} (default reliance rule)."""
     from quadrant.check import Checker, CheckRequest
     from quadrant.images import load_study
-    from quadrant.loading import ModelSpec, load_model
+    from quadrant.backends import load_model
+    from quadrant.loading import ModelSpec
 
     out = Path(out_dir)
     result: dict[str, dict[str, list[tuple]]] = {}

@@ -42,7 +42,9 @@ def build(preset: str, blind: bool = False, scale: float = 1.0):
     """A loaded model: the committed weights, the projector's output zeroed if blind, the head scaled."""
     import torch
 
-    from quadrant.loading import ModelSpec, load_model
+    from quadrant.backends import load_model
+
+    from quadrant.loading import ModelSpec
 
     loaded = load_model(ModelSpec(model=preset, device="cpu"))
     with torch.no_grad():

@@ -20,7 +20,8 @@ import tempfile
 from quadrant.check import Checker, CheckOptions, CheckRequest
 from quadrant.evidence import EvidenceOptions, load_mask, pointing
 from quadrant.images import load_study
-from quadrant.loading import ModelSpec, load_model
+from quadrant.backends import load_model
+from quadrant.loading import ModelSpec
 from quadrant.manifest import read_manifest
 from quadrant.models.phantoms import generate_phantoms
 from quadrant.paraphrases import MIN_K

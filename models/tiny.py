@@ -10,7 +10,7 @@ special tokens, forward signature) and are small enough to build in well under a
 Public API::
 
     FAMILIES                                    # ("llava", "gemma3", "idefics3", "paligemma")
-    NEW_FAMILIES, GENERIC_FAMILIES              # Qwen-VL, InternVL, LLaVA-OneVision; LLaVA-NeXT (tiny_families.py)
+    NEW_FAMILIES, GENERIC_FAMILIES              # Qwen-VL, InternVL, LLaVA-OneVision; LLaVA-NeXT, VipLLaVA (tiny_families.py)
     TinySpec(...)                               # shape knobs, tiny by default
     train_tokenizer(extra_words=())             # LLaVA/Llama-flavoured tokenizer
     build_tiny(family, out_dir, spec, **over)   # -> out_dir, reloadable with the Auto classes
@@ -400,9 +400,11 @@ def _llama_text_config(spec: TinySpec, tok: PreTrainedTokenizerFast, max_positio
     )
 
 
-def _save(model, processor, out_dir: Path, eos_token_ids: Sequence[int] | None = None) -> Path:
-    """Save model (float32 safetensors) and processor side by side; pin the generation config's ids."""
-    model = model.to(torch.float32).eval()
+def _save(model, processor, out_dir: Path, eos_token_ids: Sequence[int] | None = None,
+          dtype: torch.dtype = torch.float32) -> Path:
+    """Save model (float32 safetensors, unless told otherwise) and processor side by side; pin the generation
+    config's ids."""
+    model = model.to(dtype).eval()
     tok = processor.tokenizer
     gen = model.generation_config
     gen.bos_token_id = tok.bos_token_id
@@ -666,3 +668,41 @@ def llava_15_shaped(
         seed=seed,
     )
     return _build_llava(spec, Path(out_dir), max_positions=4096)
+
+
+def llava_15_7b_parts(layers: int = 32) -> tuple:
+    """The configuration and processor of a model of llava-1.5-7b's shape, for the GPU check
+    (`quadrant.models.gpu_check`): CLIP ViT-L/14 at 336 px (1024 wide, 24 layers, 16 heads: 576 image tokens),
+    a two-layer GELU projector, and a Llama of 4096 x `layers` (32 in the real model), 32 heads, MLP 11008,
+    vocabulary 32064. Only the tokenizer is small (trained on the spot; the embedding table keeps the real
+    vocabulary's size)."""
+    from transformers import CLIPImageProcessorPil, CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaProcessor
+
+    tok = _llava_tokenizer()
+    tok.chat_template = LLAVA_CHAT_TEMPLATE
+    image_processor = CLIPImageProcessorPil(size={"shortest_edge": 336}, crop_size={"height": 336, "width": 336})
+    processor = LlavaProcessor(image_processor=image_processor, tokenizer=tok, patch_size=14,
+                               vision_feature_select_strategy="default", num_additional_image_tokens=1,
+                               chat_template=LLAVA_CHAT_TEMPLATE)
+    text = LlamaConfig(vocab_size=32064, hidden_size=4096, intermediate_size=11008, num_hidden_layers=layers,
+                       num_attention_heads=32, num_key_value_heads=32, max_position_embeddings=4096,
+                       pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
+    vision = CLIPVisionConfig(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16,
+                              image_size=336, patch_size=14, projection_dim=768)
+    config = LlavaConfig(vision_config=vision, text_config=text, image_token_index=tok.convert_tokens_to_ids("<image>"),
+                         image_seq_length=576, vision_feature_select_strategy="default", vision_feature_layer=-2,
+                         projector_hidden_act="gelu", tie_word_embeddings=False)
+    return config, processor
+
+
+def llava_15_7b_shaped(out_dir: str | Path, *, layers: int = 32, device: str = "cpu",
+                       dtype: torch.dtype = torch.bfloat16, seed: int = 0) -> Path:
+    """`llava_15_7b_parts` with random weights, drawn on `device` (a GPU draws 7B of them in seconds) and
+    saved in `dtype`."""
+    from transformers import LlavaForConditionalGeneration
+
+    config, processor = llava_15_7b_parts(layers)
+    torch.manual_seed(seed)
+    with torch.device(device):
+        model = LlavaForConditionalGeneration(config).to(dtype)
+    return _save(model, processor, Path(out_dir), dtype=dtype)

@@ -22,7 +22,7 @@ import torch
 from .tiny import TinySpec, _llama_text_config, _make_tokenizer, _save, language_model, vision_tower
 
 NEW_FAMILIES = ("qwen2_vl", "qwen2_5_vl", "qwen3_vl", "internvl", "llava_onevision")
-GENERIC_FAMILIES = ("llava_next",)  # no family file: served by the generic family
+GENERIC_FAMILIES = ("llava_next", "vipllava")  # no family file: served by the generic family
 
 QWEN_SPECIALS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")
 QWEN_VISION_TOKENS = ("<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>")
@@ -103,6 +103,19 @@ LLAVA_NEXT_CHAT_TEMPLATE = (
     "{% endfor %}"
 )
 
+#: llava-hf/vip-llava-7b-hf: "###Human: <image>\n{text}###Assistant:".
+VIPLLAVA_CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{% if message['role'] == 'user' %}{{ '###Human: ' }}{% else %}{{ '###Assistant: ' }}{% endif %}"
+    "{% if message['content'] is string %}{{ message['content'] }}"
+    "{% else %}"
+    "{% for content in message['content'] | selectattr('type', 'equalto', 'image') %}{{ '<image>\n' }}{% endfor %}"
+    "{% for content in message['content'] | selectattr('type', 'equalto', 'text') %}{{ content['text'] }}{% endfor %}"
+    "{% endif %}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '###Assistant:' }}{% endif %}"
+)
+
 
 def _qwen_tokenizer(spec: TinySpec):
     """Qwen2 layout: no BOS (the template starts with <|im_start|>), <|endoftext|> pads, vision tokens added."""
@@ -123,9 +136,9 @@ def image_only_processor(processor_class, **parts):
 
 
 def _save_like_checkpoint(model, processor, out_dir: Path, processor_class: str, video: dict | None,
-                          eos_token_ids=None) -> Path:
+                          eos_token_ids=None, dtype: torch.dtype = torch.float32) -> Path:
     """Save, then name the real processor class and (like the real checkpoints) its video processor."""
-    _save(model, processor, out_dir, eos_token_ids=eos_token_ids)
+    _save(model, processor, out_dir, eos_token_ids=eos_token_ids, dtype=dtype)
     for name in ("processor_config.json", "tokenizer_config.json"):
         path = out_dir / name
         if path.is_file():
@@ -198,6 +211,46 @@ def _build_qwen_vl(spec: TinySpec, out_dir: Path, version: str) -> Path:
     torch.manual_seed(spec.seed)
     model = getattr(tf, names[2])(config)
     return _save_like_checkpoint(model, processor, out_dir, names[0], _qwen_video(spec, merge, names[3]))
+
+
+def qwen25_vl_7b_parts(layers: int = 28) -> tuple:
+    """The configuration and processor of a model of Qwen2.5-VL-7B-Instruct's shape, for the GPU check: a ViT
+    of 1280 x 32 layers (16 heads, MLP 3420, patch 14, 2 x 2 merge, 112-pixel attention windows, full
+    attention in layers 7, 15, 23, 31), and a Qwen2 decoder of 3584 x `layers` (28 in the real model), 28
+    heads over 4 key/value heads, MLP 18944, vocabulary 152064, M-RoPE sections 16/24/24, rope theta 1e6;
+    the real processor's pixel range. Only the tokenizer is small."""
+    import transformers as tf
+
+    tok = _qwen_tokenizer(TinySpec())
+    tok.chat_template = QWEN2_VL_CHAT_TEMPLATE
+    image_processor = tf.Qwen2VLImageProcessorPil(patch_size=14, merge_size=2, temporal_patch_size=2,
+                                                  min_pixels=3136, max_pixels=12845056)
+    processor = image_only_processor(tf.Qwen2_5_VLProcessor, image_processor=image_processor, tokenizer=tok,
+                                     chat_template=QWEN2_VL_CHAT_TEMPLATE)
+    text = dict(vocab_size=152064, hidden_size=3584, intermediate_size=18944, num_hidden_layers=layers,
+                num_attention_heads=28, num_key_value_heads=4, max_position_embeddings=32768,
+                pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id, bos_token_id=None,
+                rope_parameters={"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": [16, 24, 24]})
+    vision = dict(depth=32, hidden_size=1280, intermediate_size=3420, num_heads=16, patch_size=14, spatial_merge_size=2,
+                  temporal_patch_size=2, out_hidden_size=3584, window_size=112, fullatt_block_indexes=[7, 15, 23, 31])
+    ids = {name: tok.convert_tokens_to_ids(token) for name, token in (
+        ("image_token_id", "<|image_pad|>"), ("video_token_id", "<|video_pad|>"),
+        ("vision_start_token_id", "<|vision_start|>"), ("vision_end_token_id", "<|vision_end|>"))}
+    return tf.Qwen2_5_VLConfig(text_config=text, vision_config=vision, tie_word_embeddings=False, **ids), processor
+
+
+def qwen25_vl_7b_shaped(out_dir: str | Path, *, layers: int = 28, device: str = "cpu",
+                        dtype: torch.dtype = torch.bfloat16, seed: int = 0) -> Path:
+    """`qwen25_vl_7b_parts` with random weights, drawn on `device` and saved in `dtype`."""
+    from transformers import Qwen2_5_VLForConditionalGeneration
+
+    config, processor = qwen25_vl_7b_parts(layers)
+    torch.manual_seed(seed)
+    with torch.device(device):
+        model = Qwen2_5_VLForConditionalGeneration(config).to(dtype)
+    video = {"video_processor_type": "Qwen2VLVideoProcessor", "patch_size": 14, "merge_size": 2,
+             "temporal_patch_size": 2, "size": {"shortest_edge": 3136, "longest_edge": 12845056}}
+    return _save_like_checkpoint(model, processor, Path(out_dir), "Qwen2_5_VLProcessor", video, dtype=dtype)
 
 
 def _build_internvl(spec: TinySpec, out_dir: Path) -> Path:
@@ -317,6 +370,34 @@ def _build_llava_next(spec: TinySpec, out_dir: Path) -> Path:
     return _save(model, processor, out_dir)
 
 
+def _build_vipllava(spec: TinySpec, out_dir: Path) -> Path:
+    """VipLLaVA: CLIP (two layers' features side by side, CLS dropped) -> MLP -> Llama, a fixed image size. No
+    family file: the generic family serves it, and its ONNX export is the generic path's, which LLaVA-NeXT's
+    tiling refuses and this model's fixed geometry takes."""
+    from transformers import (
+        CLIPImageProcessorPil, CLIPVisionConfig, LlamaConfig, LlavaProcessor, VipLlavaConfig,
+        VipLlavaForConditionalGeneration,
+    )
+
+    from .tiny import _llava_tokenizer
+
+    tok = _llava_tokenizer(spec.extra_words)
+    tok.chat_template = VIPLLAVA_CHAT_TEMPLATE
+    image_processor = CLIPImageProcessorPil(size={"shortest_edge": spec.image_size},
+                                           crop_size={"height": spec.image_size, "width": spec.image_size})
+    processor = LlavaProcessor(image_processor=image_processor, tokenizer=tok, patch_size=spec.patch_size,
+                               vision_feature_select_strategy="default", num_additional_image_tokens=1,
+                               chat_template=VIPLLAVA_CHAT_TEMPLATE)
+    config = VipLlavaConfig(
+        vision_config=CLIPVisionConfig(**vision_tower(spec), projection_dim=spec.vision_hidden),
+        text_config=LlamaConfig(**_llama_text_config(spec, tok)), image_token_index=tok.convert_tokens_to_ids("<image>"),
+        image_seq_length=spec.patches_per_side**2, vision_feature_layer=(-2, -1), tie_word_embeddings=False,
+    )
+    torch.manual_seed(spec.seed)
+    model = VipLlavaForConditionalGeneration(config)
+    return _save(model, processor, out_dir)
+
+
 BUILDERS = {
     "qwen2_vl": lambda spec, out: _build_qwen_vl(spec, out, "qwen2_vl"),
     "qwen2_5_vl": lambda spec, out: _build_qwen_vl(spec, out, "qwen2_5_vl"),
@@ -324,4 +405,5 @@ BUILDERS = {
     "internvl": _build_internvl,
     "llava_onevision": _build_llava_onevision,
     "llava_next": _build_llava_next,
+    "vipllava": _build_vipllava,
 }

@@ -10,10 +10,9 @@ from __future__ import annotations
 import platform
 import resource
 import statistics
-import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -23,10 +22,10 @@ from .ablation import ablated_image
 from .backends import ScoreRequest
 from .backends.torch_naive import NaiveScorer
 from .check import Checker, CheckOptions
-from .errors import OptionError
 from .evidence import DEFAULT_FILL, DEFAULT_GRID, EvidenceOptions, evidence_maps, forwards_per_map
 from .images import Study
-from .loading import ModelSpec, load_model
+from .backends import load_model
+from .loading import ModelSpec
 
 QUESTION = "Is there a pleural effusion?"
 
@@ -38,11 +37,9 @@ class BenchConfig:
     warmup: int = 2
     repeats: int = 7
     device: str = "auto"
-    families: bool = True
-    family_names: tuple[str, ...] | None = None  # None: every family with a tiny builder
     evidence_grid: int = DEFAULT_GRID
     evidence_fill: str = DEFAULT_FILL
-    backend: str = "torch"  # or "onnx": the model is exported first and ONNX Runtime runs every path
+    backend: str = "torch"  # or "onnx": ONNX Runtime runs every path, on each model's export
 
 
 def _median_ms(fn: Callable[[], object], warmup: int, repeats: int) -> float:
@@ -68,15 +65,25 @@ def _study(seed: int = 0, size: int = 512) -> Study:
     return Study(image=image, sha256=f"{seed:064x}", width=size, height=size, format="PNG")
 
 
-def _measure(model_dir: str, config: BenchConfig, with_evidence: bool = False) -> dict:
+@dataclass(frozen=True)
+class BenchModel:
+    """A model to time: its PyTorch directory and, for `--backend onnx`, its validated ONNX export, and any
+    smaller exports of it (precision -> folder) to time beside that one."""
+
+    directory: str
+    export: str | None = None
+    precisions: dict[str, str] = field(default_factory=dict)
+
+
+def _measure(model: BenchModel, config: BenchConfig, with_evidence: bool = False) -> dict:
     """Naive, one-forward and Quadrant timings on one model, plus the largest margin difference (against
     PyTorch's naive way, whichever backend is timed); with `with_evidence`, an occlusion map's cost too."""
     torch_device = config.device if config.device in ("auto", "cpu", "cuda") else "auto"
-    loaded = load_model(ModelSpec(model=model_dir, device=torch_device))
+    loaded = load_model(ModelSpec(model=model.directory, device=torch_device))
     naive = Checker(loaded, "torch-naive", CheckOptions())
     study = _study()
     if config.backend == "onnx":
-        fast_loaded = load_model(ModelSpec(model=_onnx_export(model_dir), device=config.device))
+        fast_loaded = load_model(ModelSpec(model=model.export, device=config.device))
         fast = Checker(fast_loaded, "onnx", CheckOptions())
     else:
         fast_loaded, fast = loaded, Checker(loaded, "torch", CheckOptions())
@@ -132,13 +139,19 @@ def _evidence_cost(checker: Checker, verdict, study: Study, timings: dict, confi
     }
 
 
-def _onnx_export(model_dir: str) -> str:
-    """The model exported to ONNX beside it (validated, as every export is)."""
-    from quadrant.export.onnx import export_onnx
+def _precision_row(precision: str, folder: str, row: dict, fp32: dict) -> dict:
+    """One precision's timings beside fp32's, its files' size, and how its verdicts compared with PyTorch's
+    when it was exported (`quadrant export onnx` keeps that in the manifest)."""
+    from .backends.onnx_format import graph_weight_bytes, read_manifest, shipped_bytes
 
-    out = f"{model_dir}-onnx"
-    export_onnx(model_dir, None, out, log=lambda line: None)
-    return out
+    manifest = read_manifest(folder)
+    fp32_sizes = manifest.unquantized_sizes or manifest.sizes
+    return {"precision": precision, "quadrant_ms": row["quadrant_ms"], "one_forward_ms": row["one_forward_ms"],
+            "naive_ms": row["naive_ms"], "faster_than_fp32": fp32["quadrant_ms"] / row["quadrant_ms"],
+            "bytes": manifest.model_bytes, "size_vs_fp32": manifest.model_bytes / shipped_bytes(fp32_sizes),
+            "weights_vs_fp32": manifest.weight_bytes / graph_weight_bytes(fp32_sizes),
+            "max_margin_diff": row["max_margin_diff"], "path": row["path"],
+            "verdicts": (manifest.verdicts or {}).get("summary")}
 
 
 def _peak_rss_mib() -> float:
@@ -146,52 +159,42 @@ def _peak_rss_mib() -> float:
     return peak / (1024 * 1024) if platform.system() == "Darwin" else peak / 1024
 
 
-def run_bench(config: BenchConfig = BenchConfig()) -> dict:
-    """The benchmark's JSON: headline on the LLaVA-1.5-shaped model, then a row per family."""
-    from quadrant.models.tiny import FAMILIES, TinySpec, build_tiny, llava_15_shaped
-    from quadrant.models.tiny_families import GENERIC_FAMILIES, NEW_FAMILIES
-
-    known = FAMILIES + NEW_FAMILIES + GENERIC_FAMILIES
-    unknown = [name for name in config.family_names or () if name not in known]
-    if unknown:
-        raise OptionError(f"no tiny model for family {', '.join(map(repr, unknown))}; known: {', '.join(known)}")
+def run_bench(headline: BenchModel, families: dict[str, BenchModel | str], config: BenchConfig = BenchConfig()) -> dict:
+    """The benchmark's JSON: headline on the LLaVA-1.5-shaped model, then a row per family (the command
+    builds the models and, for ONNX, exports them: the core only times what it is given)."""
     torch.set_flush_denormal(True)
-    with tempfile.TemporaryDirectory() as tmp:
-        model_dir = str(llava_15_shaped(f"{tmp}/llava15", hidden=config.hidden, layers=config.layers))
-        if torch.cuda.is_available():
-            torch.cuda.reset_peak_memory_stats()
-        headline = _measure(model_dir, config, with_evidence=True)
-        result = {
-            "model": {"family": "llava", "image_tokens": 576, "image_size": 336, "patch_size": 14,
-                      "hidden": config.hidden, "layers": config.layers,
-                      "note": "LLaVA-1.5 image geometry; the language model is narrower than 7B"},
-            **headline,
-            "speedup": headline["naive_ms"] / headline["quadrant_ms"],
-            "overhead": headline["quadrant_ms"] / headline["one_forward_ms"],
-            "peak_rss_mib": round(_peak_rss_mib(), 1),
-            "torch": torch.__version__,
-            "threads": torch.get_num_threads(),
-        }
-        if config.backend == "onnx":
-            import onnxruntime
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+    measured = _measure(headline, config, with_evidence=True)
+    result = {
+        "model": {"family": "llava", "image_tokens": 576, "image_size": 336, "patch_size": 14,
+                  "hidden": config.hidden, "layers": config.layers,
+                  "note": "LLaVA-1.5 image geometry; the language model is narrower than 7B"},
+        **measured,
+        "speedup": measured["naive_ms"] / measured["quadrant_ms"],
+        "overhead": measured["quadrant_ms"] / measured["one_forward_ms"],
+        "peak_rss_mib": round(_peak_rss_mib(), 1),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+    }
+    if config.backend == "onnx":
+        import onnxruntime
 
-            result["onnxruntime"] = onnxruntime.__version__
-        if torch.cuda.is_available():
-            result["peak_cuda_mib"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
-        if config.families:
-            result["families"] = []
-            for family in _bench_families(config.family_names or known, config.backend):
-                spec = TinySpec(hidden=128, layers=2, vision_hidden=64, image_size=64, patch_size=8)
-                row = _measure(str(build_tiny(family, f"{tmp}/{family}", spec)), config)
-                row["speedup"] = row["naive_ms"] / row["quadrant_ms"]
-                result["families"].append({"family": family, **row})
+        result["onnxruntime"] = onnxruntime.__version__
+    if torch.cuda.is_available():
+        result["peak_cuda_mib"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+    if headline.precisions:
+        result["precisions"] = [_precision_row("fp32", headline.export, measured, measured)]
+        for precision, folder in headline.precisions.items():
+            row = _measure(replace(headline, export=folder), config)
+            result["precisions"].append(_precision_row(precision, folder, row, measured))
+    if families:
+        result["families"] = []
+        for family, model in families.items():
+            if isinstance(model, str):  # its export was refused, for the reason given
+                result["families"].append({"family": family, "refused": model})
+                continue
+            row = _measure(model, config)
+            row["speedup"] = row["naive_ms"] / row["quadrant_ms"]
+            result["families"].append({"family": family, **row})
     return result
-
-
-def _bench_families(families, backend: str) -> list[str]:
-    """The per-family rows: every family for PyTorch, the exportable ones for ONNX."""
-    if backend != "onnx":
-        return list(families)
-    from .families import FAMILIES as REGISTRY
-
-    return [f for f in families if f in REGISTRY and REGISTRY.get(f).onnx_exportable]

@@ -23,8 +23,8 @@ from .bank import Bank
 from .errors import InputError, OptionError, UnsupportedModelError
 from .evidence import EvidenceOptions, evidence_maps
 from .images import Study
-from .loading import LoadedModel
-from .paraphraser import LocalParaphraser
+from .loading import Loaded
+from .paraphrase_model import LocalParaphraser
 from .paraphrases import Phrasing, check_k, paraphrase_plan, validate_question
 from .reliance import (
     Reliance,
@@ -45,7 +45,7 @@ SCORING_MODES = ("logits", "generate")
 
 @dataclass(frozen=True)
 class CheckOptions:
-    """How a check is run; every SPEC default is an option here."""
+    """How a check is run; every documented default is an option here."""
 
     ablation: str | None = None  # None: `none` where the family allows it, else `blank`
     reliance: Reliance = Reliance()
@@ -115,9 +115,11 @@ class _Prepared:
 class Checker:
     """Runs checks on one loaded model through one backend."""
 
-    def __init__(self, loaded: LoadedModel, backend: str = "torch", options: CheckOptions = CheckOptions()):
+    def __init__(self, loaded: Loaded, backend: str | None = None, options: CheckOptions = CheckOptions()):
+        """`backend`: another backend for the same loaded model (the naive way beside the fast path);
+        by default the one the model was loaded for."""
         self.loaded = loaded
-        self.backend = BACKENDS.canonical(backend)
+        self.backend = BACKENDS.canonical(backend or loaded.backend)
         self.options = options
         self.ablation = check_ablation(
             options.ablation or default_ablation(loaded.family.accepts_imageless),
@@ -130,7 +132,7 @@ class Checker:
             raise UnsupportedModelError(loaded.answer_tokens_problem or "no single-token yes/no answers")
         if options.evidence is not None and self.scoring != "logits":
             raise OptionError(f"evidence maps need margins, and {loaded.name} answers in generate mode")
-        self.scorer: Scorer = BACKENDS.get(backend)(loaded)
+        self.scorer: Scorer = BACKENDS.get(self.backend)(loaded)
         if self.scoring == "logits":
             self.scorer.prepare()
         self._references: dict[tuple[str, int, int], Image.Image] = {}

@@ -1,8 +1,10 @@
-"""Loading a model for scoring: preset, local directory or hub id; LoRA adapter; device and dtype.
+"""Loading a model for scoring: what was asked for (`ModelSpec`), where it comes from (`resolve_source`:
+preset, local directory or hub id), what every loaded model records (`Loaded`), and the transformers side of
+it: a PyTorch model with its LoRA adapter folded in, on its device and dtype (`load_transformers`).
 
-Loading is kept apart from computing (STYLE: constructors store settings, loading is explicit): a
-`ModelSpec` says what was asked for, `load_model` does the heavy work once, and everything downstream takes
-the resulting `LoadedModel`.
+Loading is kept apart from computing: a `ModelSpec` says what was asked for, `quadrant.backends.load_model`
+chooses the backend that serves the resolved source and has it do the heavy work once, and everything
+downstream takes the resulting `Loaded`. The backends are built on this module, so it imports none of them.
 """
 
 from __future__ import annotations
@@ -11,12 +13,11 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 
 from quadrant.models.presets import DEFAULT_PROMPT
-
-from quadrant.export.manifest import is_export
 
 from .answers import AnswerTokens, Generation, find_answer_tokens
 from .errors import ModelError, ModelNotFoundError, OptionError, UnsupportedModelError, one_line
@@ -37,20 +38,32 @@ class ModelSpec:
     dtype: str = "auto"
     chat_template: str | None = None  # a Jinja template overriding the model's own
     prompt: str | None = None  # overrides the preset's "{question} ..." wrapper
+    backend: str | None = None  # None: the backend that serves the model's source by default
 
 
-@dataclass
-class LoadedModel:
-    """A model ready to score, with everything a verdict must record about it."""
+class ModelSource(NamedTuple):
+    """Where a model comes from, once a preset name is resolved."""
 
-    model: torch.nn.Module
+    name: str  # what verdicts call it: the preset's name, the directory's, or the hub id
+    source: str  # a local directory or a hub id
+    adapter: str | None
+    prompt: str
+
+
+@dataclass(kw_only=True)
+class Loaded:
+    """A model ready to score, whichever backend loaded it, with everything a verdict must record about it.
+    Each backend's own type adds what it computes with (`LoadedModel.model`, the ONNX backend's graphs)."""
+
     processor: object
     family: Family
+    config: object  # the checkpoint's transformers config (image token id, vision geometry)
     name: str
     fingerprint: str
     device: torch.device
     dtype: torch.dtype
     answer_tokens: AnswerTokens | None  # None: no single-token yes/no, so generate-and-parse only
+    backend: str = "torch"  # the backend the source was loaded for
     prompt: str = DEFAULT_PROMPT
     chat_template: str | None = None
     generation: Generation = Generation()
@@ -74,6 +87,13 @@ class LoadedModel:
         return self.prompt.replace("{question}", question)
 
 
+@dataclass(kw_only=True)
+class LoadedModel(Loaded):
+    """A transformers model in PyTorch, adapter merged, on its device and dtype."""
+
+    model: torch.nn.Module
+
+
 def resolve_device(device: str) -> torch.device:
     if device not in DEVICES:
         raise OptionError(f"unknown device {device!r}; choose one of {', '.join(DEVICES)}")
@@ -95,8 +115,8 @@ def resolve_dtype(dtype: str, device: torch.device, family: Family) -> torch.dty
     return torch.float32 if device.type == "cpu" else torch.bfloat16
 
 
-def resolve_source(spec: ModelSpec) -> tuple[str, str, str | None, str]:
-    """(display name, model source, adapter, prompt) from a preset name, a directory or a hub id."""
+def resolve_source(spec: ModelSpec) -> ModelSource:
+    """Where the model comes from: a preset name, a directory or a hub id."""
     from quadrant.models.presets import PRESETS
 
     prompt = spec.prompt
@@ -106,25 +126,21 @@ def resolve_source(spec: ModelSpec) -> tuple[str, str, str | None, str]:
             hint = preset.setup_hint or f"expected the model files at {preset.source}"
             raise ModelNotFoundError(f"preset {preset.name!r} is not available here: {hint}")
         adapter = spec.adapter or preset.adapter
-        return preset.name, preset.source, adapter, prompt or preset.prompt
+        return ModelSource(preset.name, preset.source, adapter, prompt or preset.prompt)
     path = Path(spec.model).expanduser()
     if path.exists() and not (path / "config.json").is_file():
         raise ModelNotFoundError(f"{spec.model} is not a model directory (no config.json in it)")
     looks_like_path = path.exists() or spec.model.startswith((".", "/", "~")) or spec.model.count("/") > 1
     if looks_like_path and not path.exists():
         raise ModelNotFoundError(f"model directory {spec.model} does not exist")
-    return (path.name if path.exists() else spec.model), spec.model, spec.adapter, prompt or DEFAULT_PROMPT
+    return ModelSource(path.name if path.exists() else spec.model, spec.model, spec.adapter, prompt or DEFAULT_PROMPT)
 
 
-def load_model(spec: ModelSpec = ModelSpec()) -> LoadedModel:
+def load_transformers(spec: ModelSpec, resolved: ModelSource) -> LoadedModel:
     """Load processor, model and adapter; find the answer tokens; fingerprint the weights."""
     from transformers import AutoConfig, AutoModelForImageTextToText
 
-    name, source, adapter, prompt = resolve_source(spec)
-    if is_export(source):  # an ONNX export folder: ONNX Runtime serves it, no PyTorch weights involved
-        from .backends.onnx import load_export
-
-        return load_export(spec, name, source)
+    name, source, adapter, prompt = resolved
     if "{question}" not in prompt:
         raise OptionError("the prompt template must contain {question}")
     device = resolve_device(spec.device)
@@ -153,6 +169,7 @@ def load_model(spec: ModelSpec = ModelSpec()) -> LoadedModel:
         model=model,
         processor=processor,
         family=family,
+        config=model.config,
         name=name,
         fingerprint=fingerprint(_local_dir(source), Path(adapter) if adapter else None),
         device=device,
@@ -160,12 +177,12 @@ def load_model(spec: ModelSpec = ModelSpec()) -> LoadedModel:
         answer_tokens=answer_tokens,
         prompt=prompt,
         chat_template=spec.chat_template,
-        generation=_preset_generation(spec.model),
+        generation=preset_generation(spec.model),
         answer_tokens_problem=problem,
     )
 
 
-def _preset_generation(model: str) -> Generation:
+def preset_generation(model: str) -> Generation:
     """A preset's scoring mode, token budget and answer convention; the defaults for anything else."""
     from quadrant.models.presets import PRESETS
 

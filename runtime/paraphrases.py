@@ -273,7 +273,7 @@ def paraphrase_plan(question: str, *, k: int = DEFAULT_K, user: Sequence[Phrasin
       question or of another, not cut to K; strings are accepted as non-inverted phrasings), in any language;
       at most MAX_PARAPHRASES.
     - else, for an English question, the first K distinct, accepted paraphrases: `paraphraser`'s faithful
-      candidates when one is given (a `quadrant.paraphraser.LocalParaphraser`), then `rule_paraphrases` of
+      candidates when one is given (a `quadrant.paraphrase_model.LocalParaphraser`), then `rule_paraphrases` of
       the question with misspelt finding words corrected (see the module docstring);
     - else (another language) the phrasings of the bank entry that covers the question, as written.
     ParaphraseError when fewer than K distinct ones can be written or the user's are too few or repeat;

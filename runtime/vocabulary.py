@@ -308,6 +308,8 @@ GLOSSES = {
     "evidence": "the largest change in the score when one cell is hidden, and the score it is measured against",
     "runtime": "the model's architecture, the software that ran it, the processor and the number format",
     "fingerprint": "a hash of the model's weights and adapter: the same hash is the same model",
+    "validation": "a compiled or quantized export, checked against the model it came from: the share of verdicts "
+                  "that came out the same on studies it never trained on",
     "sha256": "a hash of the study: the same hash is the same study",
     "time": "how long the check took, how the prompts were computed (every way gives the same scores as "
             "asking each phrasing on its own), and whether other studies were scored in the same batch",

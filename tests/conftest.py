@@ -41,6 +41,18 @@ def tiny_model(tmp_path_factory):
     return get
 
 
+@pytest.fixture(scope="session")
+def demo_onnx(tmp_path_factory) -> str:
+    """The bundled demo model's float32 ONNX export, made once per session (the quantized exports start from
+    it, as `quadrant export onnx --model EXPORT --quantize ...` does)."""
+    pytest.importorskip("onnxruntime")
+    from quadrant.export.onnx import export_onnx
+
+    out = tmp_path_factory.mktemp("onnx-demo") / "demo"
+    export_onnx("demo", None, out, log=lambda line: None)
+    return str(out)
+
+
 def stop_process(process: subprocess.Popen, timeout: float = 30) -> int:
     """Stop a server a test started, by its own PID: SIGTERM, then SIGKILL if it has not exited in `timeout`
     seconds. Its exit code."""

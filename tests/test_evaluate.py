@@ -167,7 +167,8 @@ def test_check_each_sets_a_bad_request_aside_and_scores_the_rest_once(tiny_model
     from quadrant.check import Checker, CheckRequest
     from quadrant.errors import InputError
     from quadrant.images import load_study
-    from quadrant.loading import ModelSpec, load_model
+    from quadrant.backends import load_model
+    from quadrant.loading import ModelSpec
 
     checker = Checker(load_model(ModelSpec(model=tiny_model("llava"), device="cpu")), "torch")
     studies = [load_study(write_png(tmp_path / f"s{i}.png", seed=i)) for i in range(2)]

@@ -26,7 +26,8 @@ from quadrant.evidence import (
 )
 from quadrant.evidence_plot import COLOUR_FLOOR, figure
 from quadrant.images import load_study
-from quadrant.loading import ModelSpec, load_model
+from quadrant.backends import load_model
+from quadrant.loading import ModelSpec
 from quadrant.manifest import read_manifest
 from quadrant.models.phantoms import generate_phantoms
 from quadrant.models.presets import MODELS_DIR

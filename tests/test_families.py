@@ -21,15 +21,17 @@ from quadrant.cli.main import main
 from quadrant.errors import UnsupportedModelError
 from quadrant.families import Family
 from quadrant.images import load_study
-from quadrant.loading import ModelSpec, load_model, load_processor
+from quadrant.backends import load_model
+from quadrant.loading import ModelSpec, load_processor
 from quadrant.paraphrases import Phrasing
 
 TOLERANCE = 1e-4
 #: which computation each family's with-image prompts take (README, Model families)
 EXPECTED_PATH = {"qwen2_vl": "prefix-shared", "qwen2_5_vl": "prefix-shared", "qwen3_vl": "prefix-shared",
-                 "internvl": "prefix-shared", "llava_onevision": "prefix-shared", "llava_next": "prefix-shared"}
+                 "internvl": "prefix-shared", "llava_onevision": "prefix-shared", "llava_next": "prefix-shared",
+                 "vipllava": "prefix-shared"}
 EXPECTED_FAMILY = {"qwen2_vl": "qwen-vl", "qwen2_5_vl": "qwen-vl", "qwen3_vl": "qwen-vl", "internvl": "internvl",
-                   "llava_onevision": "llava-onevision", "llava_next": "generic"}
+                   "llava_onevision": "llava-onevision", "llava_next": "generic", "vipllava": "generic"}
 PHRASINGS = [
     Phrasing("Any effusion?"),
     Phrasing("Is there any layering pleural fluid in either hemithorax, blunting the costophrenic angles, on "
@@ -113,8 +115,8 @@ def test_image_preprocessed_once_gives_the_processors_tokens(family, tiny_model,
     for key in ("input_ids", "attention_mask") + loaded.family.prefix_keys:
         assert torch.equal(spliced[key], full[key]), key
     for source in (spliced, full):
-        images = loaded.family.prefix_image_inputs(loaded.model, source)
-        expected = loaded.family.prefix_image_inputs(loaded.model, one)
+        images = loaded.family.prefix_image_inputs(loaded.config, source)
+        expected = loaded.family.prefix_image_inputs(loaded.config, one)
         assert set(images) == set(expected)
         for key in images:
             assert torch.equal(images[key], expected[key]), key

@@ -10,7 +10,8 @@ from conftest import ALL_FAMILIES, write_png
 from quadrant.backends.torch_prefix import PrefixSharedScorer
 from quadrant.check import Checker, CheckOptions, CheckRequest
 from quadrant.images import load_study
-from quadrant.loading import ModelSpec, load_model
+from quadrant.backends import load_model
+from quadrant.loading import ModelSpec
 from quadrant.paraphrases import Phrasing
 
 TOLERANCE = 1e-4

@@ -3,7 +3,7 @@
 A packed mask without its causal part (each phrasing's tokens seeing the later tokens of the same phrasing)
 moves the margins by a few thousandths: the float32 self-check always saw it, but a bf16 tolerance wide
 enough for rounding (5e-2) let it through. The self-check now runs a half-precision model's semantics in
-float32 (see PrefixSharedScorer._self_check); these tests break the mask on purpose and expect a fallback,
+float32 (see PrefixSharedScorer.self_check); these tests break the mask on purpose and expect a fallback,
 keep a correct fast path in every dtype, and make sure the check leaves the weights bit for bit unchanged.
 """
 
@@ -12,16 +12,17 @@ from __future__ import annotations
 import pytest
 import torch
 
-from quadrant.backends import torch_prefix
-from quadrant.backends.torch_prefix import PrefixSharedScorer, _Packed
-from quadrant.loading import ModelSpec, load_model
+from quadrant.backends.packing import PackedRow
+from quadrant.backends.torch_prefix import PrefixSharedScorer
+from quadrant.backends import load_model
+from quadrant.loading import ModelSpec
 
 CACHED_FAMILIES = ["llava", "gemma3", "idefics3"]  # PaliGemma never uses the cache (prefix-LM attention)
 DTYPES = ["float32", "bfloat16", "float16"]
 
 
-def mask_without_causal_part(self: _Packed, width: int, prefix_len: int, dtype: torch.dtype) -> torch.Tensor:
-    """_Packed.mask with one bug: a token sees its whole phrasing, later tokens included."""
+def mask_without_causal_part(self: PackedRow, width: int, prefix_len: int, dtype: torch.dtype) -> torch.Tensor:
+    """PackedRow.mask with one bug: a token sees its whole phrasing, later tokens included."""
     pad = width - len(self.ids)
     segment = torch.tensor(self.segment + [-1] * pad)
     sees_prefix = torch.tensor(self.sees_prefix + [True] * pad)
@@ -42,7 +43,7 @@ def _snapshot(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 def test_a_mask_without_its_causal_part_is_caught(family, dtype, tiny_model, monkeypatch):
     loaded = load_model(ModelSpec(model=tiny_model(family), dtype=dtype))
     assert PrefixSharedScorer(loaded).prefix_ok() is True  # the correct fast path is kept
-    monkeypatch.setattr(torch_prefix._Packed, "mask", mask_without_causal_part)
+    monkeypatch.setattr(PackedRow, "mask", mask_without_causal_part)
     assert PrefixSharedScorer(loaded).prefix_ok() is False  # the broken one is not
 
 

@@ -16,7 +16,8 @@ from quadrant.answers import find_answer_tokens
 from quadrant.cli.main import main
 from quadrant.errors import ModelNotFoundError, OptionError, UnsupportedModelError
 from quadrant.fingerprint import fingerprint
-from quadrant.loading import ModelSpec, load_model, resolve_device
+from quadrant.backends import load_model
+from quadrant.loading import ModelSpec, resolve_device
 
 def test_adapter_margins_match_an_unmerged_peft_forward(tiny_model, study_png, tmp_path, capsys):
     from peft import PeftModel

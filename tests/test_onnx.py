@@ -17,9 +17,10 @@ from PIL import Image
 from conftest import make_adapter
 from quadrant.backends import BACKENDS, ScoreRequest
 from quadrant.cli.main import main
-from quadrant.export.manifest import MANIFEST_NAME, read_manifest, write_manifest
+from quadrant.backends.onnx_format import MANIFEST_NAME, read_manifest, write_manifest
 from quadrant.families import FAMILIES
-from quadrant.loading import ModelSpec, load_model
+from quadrant.backends import load_model
+from quadrant.loading import ModelSpec
 
 pytest.importorskip("onnxruntime")
 EXPORTED = ("llava", "gemma3", "idefics3")
@@ -180,13 +181,9 @@ def test_generate_mode_matches_pytorch_greedy(exported):
 
 
 @pytest.fixture(scope="session")
-def demo_exports(exported, tmp_path_factory):
+def demo_exports(exported, demo_onnx):
     """preset -> its export folder (demo-shortcut's is the LLaVA case's)."""
-    from quadrant.export.onnx import export_onnx
-
-    demo = tmp_path_factory.mktemp("onnx-demo") / "demo"
-    export_onnx("demo", None, demo, log=lambda line: None)
-    return {"demo": str(demo), "demo-shortcut": exported("llava")[2]}
+    return {"demo": demo_onnx, "demo-shortcut": exported("llava")[2]}
 
 
 @pytest.mark.slow
@@ -254,27 +251,40 @@ def test_an_export_of_another_version_is_refused(export_copy, study_png, capsys)
     _one_line_error(capsys, check, "export the model again")
 
 
+def test_a_preset_whose_source_is_an_export_runs_on_onnx(exported, study_png, monkeypatch, capsys):
+    """The backend is chosen once, from the resolved source: a preset naming an export folder gets ONNX Runtime,
+    as the folder named directly does, and --backend torch is refused for it the same way."""
+    from quadrant.backends import choose_backend, load_model as load
+    from quadrant.models.presets import PRESETS, Preset
+
+    _, _, out, _ = exported("llava")
+    monkeypatch.setitem(PRESETS._entries, "shortcut-onnx", Preset("shortcut-onnx", out, "an exported preset"))
+    loaded = load(ModelSpec(model="shortcut-onnx"))
+    assert loaded.backend == "onnx" and not hasattr(loaded, "model") and loaded.graphs.manifest.family == "llava"
+    assert choose_backend(out) == "onnx" and choose_backend(PRESETS.get("demo").source) == "torch"
+    check = ["check", "--image", study_png, "--question", "Is there a pneumothorax?", "--json"]
+    assert main(check + ["--model", "shortcut-onnx"]) == 0
+    assert json.loads(capsys.readouterr().out)["model"]["backend"] == "onnx"
+    _one_line_error(capsys, check + ["--model", "shortcut-onnx", "--backend", "torch"], "is an ONNX export")
+
+
 def test_onnx_backend_on_a_model_that_is_not_an_export_is_refused(tiny_model, study_png, capsys):
     check = ["check", "--image", study_png, "--question", "Is there a pneumothorax?", "--backend", "onnx"]
     _one_line_error(capsys, check + ["--model", tiny_model("llava")], "quadrant export onnx")
 
 
-def test_families_opt_in_to_export_and_the_others_are_refused_by_name(tiny_model, tmp_path, capsys):
-    exportable = sorted(name for name in FAMILIES.names() if FAMILIES.get(name).onnx_exportable)
-    assert exportable == sorted(EXPORTED)
-    model = tiny_model("paligemma")
+def test_a_family_that_has_not_opted_in_is_refused_by_name(tiny_model, tmp_path, capsys, monkeypatch):
+    """Every family Quadrant serves declares its ONNX split (tests/test_onnx_families.py exports the rest); a
+    family added later without one is refused with a line naming it, and nothing is written."""
+    from quadrant.families.llava import LlavaFamily
+
+    assert all(FAMILIES.get(name).onnx_exportable for name in FAMILIES.names())
+    monkeypatch.setattr(LlavaFamily, "onnx_exportable", False)
+    model = tiny_model("llava")
     capsys.readouterr()
-    _one_line_error(capsys, ["export", "onnx", "--model", model, "--out", str(tmp_path / "p")],
-                    "paligemma family cannot be exported to ONNX: its prefix-LM attention")
-    assert not (tmp_path / "p").exists()
-
-
-@pytest.mark.parametrize("family", ["internvl", "llava_next"])  # a family file that has not opted in; generic
-def test_families_that_have_not_opted_in_are_refused_by_name(tiny_model, family, tmp_path, capsys):
-    model = tiny_model(family)
-    capsys.readouterr()  # the tiny model's build chatter
     _one_line_error(capsys, ["export", "onnx", "--model", model, "--out", str(tmp_path / "x")],
-                    "family cannot be exported to ONNX: nobody has written and checked its ONNX split")
+                    "llava family cannot be exported to ONNX: nobody has written and checked its ONNX split")
+    assert not (tmp_path / "x").exists() and not (tmp_path / "x.partial").exists()
 
 
 def test_tensorrt_export_says_what_is_missing(exported, tmp_path, capsys):

@@ -81,7 +81,8 @@ def test_a_reused_reference_prefix_stays_exact_check_after_check(family, tiny_mo
     reuse must give a plain forward's margin (a cache mutated by an earlier check would not)."""
     from quadrant.check import Checker
     from quadrant.images import load_study
-    from quadrant.loading import ModelSpec, load_model
+    from quadrant.backends import load_model
+    from quadrant.loading import ModelSpec
 
     directory = tiny_model(family)
     checker = Checker(load_model(ModelSpec(model=directory, device="cpu")), "torch")

@@ -10,7 +10,7 @@ import pytest
 
 from quadrant.bank import load_bank
 from quadrant.errors import QuestionError
-from quadrant.paraphraser import faithfulness_problem
+from quadrant.paraphrase_model import faithfulness_problem
 from quadrant.paraphrases import asks_absence, paraphrase_set, qualifiers, rule_paraphrases
 from quadrant.questions import key, tokens, validate_paraphrase, validate_question
 from quadrant.rewrites import core_question, fix_articles, frames, guess_plural, pluralize, subject, substitute, templates

@@ -17,7 +17,8 @@ from quadrant.check import Checker, CheckOptions
 from quadrant.cli.main import main
 from quadrant.errors import OptionError
 from quadrant.images import load_study
-from quadrant.loading import ModelSpec, load_model
+from quadrant.backends import load_model
+from quadrant.loading import ModelSpec
 from quadrant.models.presets import MODELS_DIR
 from quadrant.paraphrases import Phrasing
 from quadrant.reliance import (

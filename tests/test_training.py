@@ -75,7 +75,8 @@ def test_demo_recipe_runs_a_few_steps(trained_tiny, tmp_path):
     assert any("vision_tower" in k for k in changed)
     assert any("language_model" in k for k in changed)
     # it reloads as a Quadrant model and scores the trained prompt
-    from quadrant.loading import ModelSpec, load_model
+    from quadrant.backends import load_model
+    from quadrant.loading import ModelSpec
 
     loaded = load_model(ModelSpec(model=str(out), device="cpu"))
     assert loaded.family.name == "llava"

@@ -1,4 +1,4 @@
-"""The scoring interface every backend implements (STYLE habit 1).
+"""The scoring interface every backend implements (docs/design.md, "Adding a backend").
 
 A backend takes a list of requests and returns one result per request, in order. How it batches is its own
 business: requests that share an image object are one study, and a fast backend may run that image once.
@@ -9,13 +9,17 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from PIL import Image
+
+if TYPE_CHECKING:  # loading imports torch; commands that only read results import this interface too
+    from ..loading import Loaded, ModelSource, ModelSpec
 
 
 @dataclass(frozen=True, eq=False)
 class ScoreRequest:
-    """One prompt to score: the rendered text (SPEC `rendered`) and the image it goes with, if any.
+    """One prompt to score: the rendered text (the verdict's `rendered`) and the image it goes with, if any.
 
     Requests holding the very same image object belong to one study; backends group them by identity.
     `reuse_key` marks an image that is the same for every study (a content-free reference of one size): a
@@ -36,9 +40,29 @@ class ScoreResult:
 
 
 class Scorer(ABC):
-    """Scores prompts on a loaded model. Construction stores settings; heavy work happens in `load`."""
+    """Scores prompts on a loaded model. Construction stores settings; heavy work happens in `load`.
+
+    A backend also says which model sources it runs and how it loads them, so that the backend registry
+    chooses once, from the resolved source (`quadrant.backends.choose_backend`).
+    """
 
     name: str = "base"
+    #: the backend a source gets when none is asked for, among those that serve it (one per kind of source)
+    default: bool = False
+    #: what the sources it serves are, for the refusal when another backend is asked to run one
+    source_kind: str = "a model"
+    #: what a refusal to run a source it does not serve adds: how to make one it does serve
+    refusal_hint: str = ""
+
+    @classmethod
+    @abstractmethod
+    def serves(cls, source: str) -> bool:
+        """Whether this backend runs a model from `source` (a resolved local directory or hub id)."""
+
+    @classmethod
+    @abstractmethod
+    def load(cls, spec: ModelSpec, resolved: ModelSource) -> Loaded:
+        """The model at `resolved`, loaded the way this backend computes with it."""
 
     def prepare(self) -> None:
         """One-time work before the first request (a self-check, a warm-up); kept out of any check's timing."""

@@ -1,52 +1,47 @@
 """`--backend onnx`: the same two-pass fast path as `torch`, on an export folder's graphs (`quadrant export
 onnx`), through ONNX Runtime on CPU, CUDA or TensorRT, with no PyTorch checkpoint.
 
-The scorer subclasses the PyTorch fast path and replaces only its forward steps: studies are tokenized,
-grouped, batched and packed by the very same code (`torch_prefix`), and the self-check that compares the
-cached path with full forwards runs here too. A forward is: the vision graph once per study; token
+Studies are tokenized, grouped, batched and packed by the very same code as PyTorch's (`fast_path.py`,
+`packing.py`), and the self-check that compares the cached path with full forwards runs here too; this
+module supplies the forward steps (`OnnxSteps`). A forward is: the vision graph once per study; token
 embeddings gathered from the exported table with numpy, image features placed at the image tokens; the
 decoder graph once over the shared prefixes (past length 0) and once over all suffixes packed end to end
 on the prefixes' key/values, under the same 4-D block mask the PyTorch path builds. Logits come back only
-at the positions where answers are read.
+at the positions where answers are read. Every graph input is fed by the name the manifest records for it.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from quadrant.export.manifest import OnnxManifest, read_manifest
+from .onnx_format import OnnxManifest, read_manifest
 
 from ..answers import Generation, find_answer_tokens, margins_from_logits
 from ..errors import MissingDependencyError, ModelError, OptionError, one_line, require
-from ..loading import LoadedModel, ModelSpec, load_processor
-from .base import ScoreRequest
-from .torch_prefix import (
-    HALF_PRECISION_TOLERANCE,
-    SELF_CHECK_TOLERANCE,
-    PrefixSharedScorer,
-    _pack_batch,
-)
+from ..loading import Loaded, ModelSource, ModelSpec, load_processor
+from .fast_path import FastPathScorer, ForwardSteps, Prefix
+from .onnx_format import is_export
+from .packing import PackedBatch
 
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}
 _NUMPY_DTYPES = {"float32": np.float32, "float16": np.float16}
 
 
 @dataclass
-class OnnxModel:
-    """What `LoadedModel.model` holds for an export: its sessions, embedding table and manifest."""
+class OnnxGraphs:
+    """An export's runtime parts: its sessions, embedding table and manifest."""
 
     directory: Path
     manifest: OnnxManifest
-    config: object  # the source model's transformers config (image token id, for the families' helpers)
     vision: object  # onnxruntime.InferenceSession
     decoder: object
     embeddings: np.ndarray  # [vocab, hidden], what the model's embedding module returns per token id
+    extras: dict[str, torch.Tensor]  # the family's other runtime weights (LLaVA-OneVision's newline vector)
     eos_token_ids: tuple[int, ...]
     provider: str
 
@@ -55,15 +50,22 @@ class OnnxModel:
         return np.dtype(_NUMPY_DTYPES[self.manifest.dtype])
 
 
-def load_export(spec: ModelSpec, name: str, source: str) -> LoadedModel:
-    """An export folder as a LoadedModel: processor rebuilt from its own files, sessions on the asked device."""
+@dataclass(kw_only=True)
+class LoadedExport(Loaded):
+    """An ONNX export ready to score: the graphs in ONNX Runtime sessions, and no PyTorch model."""
+
+    graphs: OnnxGraphs
+
+
+def load_export(spec: ModelSpec, resolved: ModelSource) -> LoadedExport:
+    """An export folder, loaded: processor rebuilt from its own files, sessions on the asked device."""
     from transformers import AutoConfig, GenerationConfig
 
     from ..families import family_for_config
     from ..fingerprint import fingerprint
 
     ort = _onnxruntime()
-    directory = Path(source)
+    name, directory = resolved.name, Path(resolved.source).expanduser()
     manifest = read_manifest(directory)
     if spec.adapter:
         raise OptionError(f"{directory} is an ONNX export with its adapter already merged in; drop --adapter")
@@ -93,25 +95,36 @@ def load_export(spec: ModelSpec, name: str, source: str) -> LoadedModel:
     except OSError:
         eos = None
     eos = eos if eos is not None else processor.tokenizer.eos_token_id
-    model = OnnxModel(
-        directory=directory, manifest=manifest, config=config, vision=vision, decoder=decoder,
-        embeddings=_embeddings(directory / manifest.files["embeddings"]),
+    graphs = OnnxGraphs(
+        directory=directory, manifest=manifest, vision=vision, decoder=decoder,
+        **_embeddings(directory / manifest.files["embeddings"]),
         eos_token_ids=tuple(eos) if isinstance(eos, list) else (eos,), provider=provider,
     )
     half = manifest.dtype == "float16" or fp16_engine
-    return LoadedModel(
-        model=model, processor=processor, family=family, name=name, fingerprint=model_fingerprint,
+    return LoadedExport(
+        graphs=graphs, processor=processor, family=family, config=config, name=name, fingerprint=model_fingerprint,
         device=torch.device("cpu" if provider == PROVIDERS["cpu"] else "cuda"),
         dtype=torch.float16 if half else torch.float32, answer_tokens=answer_tokens,
         prompt=spec.prompt or manifest.prompt, chat_template=spec.chat_template,
         generation=Generation(**manifest.generation),
-        extra={"provider": provider, "source_fingerprint": manifest.source["fingerprint"]},
+        extra=_identity(manifest, provider),
     )
 
 
-def _onnxruntime():
-    """The onnxruntime module, refused when both the CPU and the GPU wheel are installed: they share the
-    module name, so which one answers depends on install order (pip cannot forbid the pair)."""
+def _identity(manifest: OnnxManifest, provider: str) -> dict:
+    """What a verdict records about the export beside the model's name: the provider that ran it, the model
+    it was made from, its precision, and how its verdicts compared with that model's, where they were."""
+    identity = {"provider": provider, "source_fingerprint": manifest.source["fingerprint"],
+                "precision": manifest.precision}
+    if manifest.verdicts:
+        identity["validation"] = {key: manifest.verdicts[key] for key in
+                                  ("summary", "quadrant_agreement", "verdicts", "on", "changed")}
+    return identity
+
+
+def runtime_distributions() -> list[str]:
+    """The ONNX Runtime wheels installed: onnxruntime, onnxruntime-gpu, both (a trap: they share the module
+    name, so which one answers depends on install order), or neither."""
     from importlib import metadata
 
     installed = []
@@ -121,7 +134,13 @@ def _onnxruntime():
             installed.append(dist)
         except metadata.PackageNotFoundError:
             pass
-    if len(installed) == 2:
+    return installed
+
+
+def _onnxruntime():
+    """The onnxruntime module, refused when both the CPU and the GPU wheel are installed (pip cannot forbid
+    the pair)."""
+    if len(runtime_distributions()) == 2:
         raise MissingDependencyError("both onnxruntime and onnxruntime-gpu are installed and shadow each other: "
                                      "pip uninstall -y onnxruntime onnxruntime-gpu, then install quadrant[onnx] or "
                                      "quadrant[onnx-gpu], not both")
@@ -174,158 +193,222 @@ def _session(ort, path: Path, providers: list, device: str):
     return session, ran
 
 
-def _embeddings(path: Path) -> np.ndarray:
+def _embeddings(path: Path) -> dict:
+    """The embedding table, and the family's other weights saved beside it."""
     from safetensors.numpy import load_file
 
     try:
-        return load_file(str(path))["embeddings"]
+        tensors = load_file(str(path))
     except Exception as exc:  # safetensors raises its own error type for a damaged header
         raise ModelError(f"cannot read the embedding table {path}: {one_line(exc)}; export the model again") from exc
+    table = tensors.pop("embeddings")
+    return {"embeddings": table, "extras": {name: torch.from_numpy(value) for name, value in tensors.items()}}
 
 
-class OnnxScorer(PrefixSharedScorer):
-    """The PyTorch fast path's batching and packing, with ONNX Runtime doing every forward."""
+@dataclass
+class _Features:
+    """Image features one row per image token, in reading order, and (Qwen3-VL) the deepstack features."""
 
-    name = "onnx"
+    tokens: np.ndarray  # [image tokens, hidden]
+    deepstack: np.ndarray | None = None  # [layers, image tokens, hidden]
 
-    def __init__(self, loaded: LoadedModel, max_batch: int = 32):
-        if not isinstance(loaded.model, OnnxModel):
-            raise OptionError(f"--backend onnx runs an ONNX export, and {loaded.name} is a PyTorch model: run "
-                              "`quadrant export onnx --model MODEL --out DIR`, then pass --model DIR")
-        super().__init__(loaded, max_batch=max_batch)
-        self.onnx: OnnxModel = loaded.model
+    @staticmethod
+    def join(parts: list[_Features]) -> _Features:
+        deepstack = None if parts[0].deepstack is None else np.concatenate([p.deepstack for p in parts], axis=1)
+        return _Features(np.concatenate([p.tokens for p in parts]), deepstack)
 
-    def _to_device(self, key: str, value: torch.Tensor) -> torch.Tensor:
-        """Inputs stay on the host (ONNX Runtime copies them to its device); pixels in the export's dtype."""
-        return value.to(self.loaded.dtype) if key == "pixel_values" else value
+    def repeated(self, times: int) -> _Features:
+        deepstack = None if self.deepstack is None else np.concatenate([self.deepstack] * times, axis=1)
+        return _Features(np.concatenate([self.tokens] * times), deepstack)
 
-    def _self_check(self) -> bool:
-        """Cached path against full forwards, both on the graphs, in the export's own dtype. (The PyTorch
-        scorer's float32 pass for half precision has no counterpart here: the export's validation already
-        compared these graphs' fast path with PyTorch's in float32 before the export was kept.)"""
-        return self._paths_agree(SELF_CHECK_TOLERANCE.get(self.loaded.dtype, HALF_PRECISION_TOLERANCE))
 
-    # -- the forward steps of the fast path ------------------------------------------------------------
+class OnnxSteps(ForwardSteps):
+    """The fast path's forwards on an export's graphs: the vision graph, the embedding table, the decoder.
+    What a model's forward works out from the token ids (positions, which tokens see each other both ways)
+    comes from the family's hooks, on the host."""
 
-    def _prefix_cache(self, batch) -> tuple[dict, list[np.ndarray]]:
-        """The studies' shared prefixes through the graphs with past length 0: their key/values, one row per
-        study (`PrefixSharedScorer._prefix_cache` on the graphs). Each study's image is encoded once."""
-        prefix_len = batch[0].prefix_len
-        ids = np.stack([s.inputs["input_ids"][0, :prefix_len].numpy() for s in batch])
-        family = self.loaded.family
-        features = np.concatenate([self._features(family.prefix_image_inputs(self.onnx, s.inputs)) for s in batch])
-        positions = np.broadcast_to(np.arange(prefix_len), ids.shape)
-        _, present = self._decode(self._embed(ids, features), self._causal_mask(ids, np.ones_like(ids)),
-                                  positions, np.full((len(batch), 1), prefix_len - 1), None)
-        return {}, present
+    def __init__(self, loaded: LoadedExport):
+        if not isinstance(loaded, LoadedExport):
+            raise OptionError(f"--backend onnx runs an ONNX export, and {loaded.name} was loaded for --backend "
+                              f"{loaded.backend}{OnnxScorer.refusal_hint}")
+        super().__init__(loaded)
+        self.onnx: OnnxGraphs = loaded.graphs
+        self.family, self.config = loaded.family, loaded.config
+        graphs = self.onnx.manifest.graphs
+        self.inputs = {role: [i["name"] for i in graphs[role]["inputs"]] for role in ("vision", "decoder")}
+        self.outputs = {role: [o["name"] for o in graphs[role]["outputs"]] for role in ("vision", "decoder")}
 
-    def _suffix_margins(self, batch, prefix_inputs: dict, cache: list[np.ndarray],
-                        standalone: list[list[int]]) -> list[float]:
-        """`PrefixSharedScorer._suffix_margins` on the graphs: every suffix packed on the prefixes'
-        key/values under the same block mask, standalone prompts packed alongside; the same margin order."""
-        laid = _pack_batch(batch, standalone, self.loaded.dtype)
-        answer_at = laid.answer_at
-        reads = [[end for row, end in answer_at if row == i] for i in range(len(batch))]
-        slots = [reads[row].index(end) for row, end in answer_at]
-        read_index = np.array([r + [0] * (max(map(len, reads)) - len(r)) for r in reads])
-        logits, _ = self._decode(self._embed(laid.input_ids.numpy(), None), laid.mask.numpy(),
-                                 laid.positions.numpy(), read_index, cache)
-        picked = logits[[row for row, _ in answer_at], slots]
+    def place(self, key: str, value: torch.Tensor) -> torch.Tensor:
+        """Inputs stay on the host (ONNX Runtime copies them to its device)."""
+        return value
+
+    def run_prefix(self, tokens: dict[str, torch.Tensor], images: list[dict[str, torch.Tensor]]) -> Prefix:
+        """The studies' shared prefixes with past length 0: their key/values, one row per study. Each
+        study's image is encoded once."""
+        inputs = dict(tokens)
+        for key in images[0]:
+            inputs[key] = torch.cat([image[key] for image in images])
+        ids = tokens["input_ids"].numpy()
+        features = _Features.join([self._features(image) for image in images])
+        positions, _ = self.family.position_ids(self.config, inputs)
+        _, present = self._decode(ids, features, self._prompt_mask(inputs), positions.numpy(),
+                                  np.full((len(ids), 1), ids.shape[1] - 1), None)
+        return Prefix(inputs, present)
+
+    def run_suffixes(self, prefix: Prefix, laid: PackedBatch) -> list[float]:
+        """Every suffix packed on the prefixes' key/values under the block mask, standalone prompts packed
+        alongside; logits only at the read positions."""
+        read_index, slots = laid.read_index()
+        positions = self.family.packed_position_ids(self.config, prefix.inputs, laid.positions, laid.sees_prefix)
+        logits, _ = self._decode(laid.input_ids.numpy(), None, laid.mask.numpy(), positions.numpy(),
+                                 read_index.numpy(), prefix.cache)
+        rows, columns = zip(*slots, strict=True)
+        picked = logits[list(rows), list(columns)]
         return margins_from_logits(torch.from_numpy(picked), self.loaded.answer_tokens).tolist()
 
-    def _batched_margins(self, batch) -> list[float]:
-        """Each study's prompts as one padded full forward (the path the self-check falls back to)."""
-        return [m for study in batch for m in self._full_margins(study.inputs)]
-
-    def full_forward_margins(self, rendered: Sequence[str], images) -> list[float]:
-        return self._full_margins(self.encode(rendered, images))
-
-    def _full_margins(self, inputs: dict) -> list[float]:
-        """Whole prompts in one decoder call with past length 0: the plain forward, on the graphs."""
+    def run_full(self, inputs: dict[str, torch.Tensor], one_image: bool) -> list[float]:
+        """Whole prompts in one decoder call with past length 0: the plain forward, on the graphs. With
+        `one_image`, the first prompt's image is encoded once and its features serve every row."""
         ids, attention = inputs["input_ids"].numpy(), inputs["attention_mask"].numpy()
-        features = self._features(inputs) if "pixel_values" in inputs else None
-        positions = np.broadcast_to(np.arange(ids.shape[1]), ids.shape)
+        features = None
+        if "pixel_values" in inputs:
+            if one_image:
+                features = self._features(self.family.prefix_image_inputs(self.config, inputs)).repeated(len(ids))
+            else:
+                features = self._features(inputs)
+        positions, _ = self.family.position_ids(self.config, inputs)
         last = attention.sum(axis=1)[:, None] - 1
-        logits, _ = self._decode(self._embed(ids, features), self._causal_mask(ids, attention), positions, last, None)
+        logits, _ = self._decode(ids, features, self._prompt_mask(inputs), positions.numpy(), last, None)
         return margins_from_logits(torch.from_numpy(logits[:, 0]), self.loaded.answer_tokens).tolist()
 
-    def generate(self, requests: Sequence[ScoreRequest], max_new_tokens: int = 8) -> list[str]:
-        """Greedy decoding on the decoder graph, one token at a time on the growing key/values."""
-        texts = []
-        tokenizer = self.loaded.processor.tokenizer
-        for request in requests:
-            inputs = self.encode([request.rendered], None if request.image is None else [request.image])
-            ids = inputs["input_ids"].numpy()
-            features = self._features(inputs) if "pixel_values" in inputs else None
-            length = ids.shape[1]
-            logits, past = self._decode(self._embed(ids, features), self._causal_mask(ids, np.ones_like(ids)),
-                                        np.arange(length)[None], np.array([[length - 1]]), None)
-            new: list[int] = []
-            for _ in range(max_new_tokens):
-                token = int(logits[0, 0].argmax())
-                if token in self.onnx.eos_token_ids:
-                    break
-                new.append(token)
-                step = np.zeros((1, 1, 1, length + len(new)), dtype=self.onnx.dtype)
-                logits, past = self._decode(self._embed(np.array([[token]]), None), step,
-                                            np.array([[length + len(new) - 1]]), np.array([[0]]), past)
-            texts.append(tokenizer.decode(new, skip_special_tokens=True).strip())
-        return texts
+    def generate(self, inputs: dict[str, torch.Tensor], max_new_tokens: int) -> list[int]:
+        """Greedy decoding on the decoder graph, one token at a time on the growing key/values; each new
+        token at the position after the last, offset as the family says (Qwen's rope delta, PaliGemma's
+        positions from 1)."""
+        ids = inputs["input_ids"].numpy()
+        features = self._features(inputs) if "pixel_values" in inputs else None
+        positions, offset = self.family.position_ids(self.config, inputs)
+        length = ids.shape[1]
+        logits, past = self._decode(ids, features, self._prompt_mask(inputs), positions.numpy(),
+                                    np.array([[length - 1]]), None)
+        streams = positions.shape[:-2]  # (3,) for M-RoPE, () otherwise
+        new: list[int] = []
+        for _ in range(max_new_tokens):
+            token = int(logits[0, 0].argmax())
+            if token in self.onnx.eos_token_ids:
+                break
+            new.append(token)
+            step = np.zeros((1, 1, 1, length + len(new)), dtype=self.onnx.dtype)
+            position = np.full((*streams, 1, 1), length + len(new) - 1 + int(offset[0, 0]))
+            logits, past = self._decode(np.array([[token]]), None, step, position, np.array([[0]]), past)
+        return new
 
     # -- graph calls ------------------------------------------------------------------------------------
 
-    def _features(self, inputs: dict) -> np.ndarray:
-        """Projected image features of every image in `inputs`, flattened to [image tokens, hidden]."""
-        feeds = {}
-        for name, value in self.loaded.family.vision_inputs(inputs).items():
-            array = value.numpy()
-            feeds[name] = array.astype(self.onnx.dtype) if value.is_floating_point() else array.astype(np.int64)
-        (features,) = self.onnx.vision.run(None, feeds)
-        return features.reshape(-1, features.shape[-1])
+    def _features(self, encoded: dict[str, torch.Tensor]) -> _Features:
+        """The vision graph on the images in `encoded`, arranged one row per image token."""
+        declared = {i["name"]: i["dtype"] for i in self.onnx.manifest.graphs["vision"]["inputs"]}
+        given = {name: value.numpy().astype(declared.get(name, value.numpy().dtype))
+                 for name, value in self.family.vision_inputs(self.config, encoded).items()}
+        outputs = self.onnx.vision.run(self.outputs["vision"], _feeds(given, self.inputs["vision"], "vision"))
+        named = {name: torch.from_numpy(value) for name, value in zip(self.outputs["vision"], outputs, strict=True)}
+        arranged = self.family.arrange_features(self.config, named, encoded, self.onnx.extras)
+        deepstack = arranged.get("deepstack_features")
+        return _Features(arranged["image_features"].numpy(), None if deepstack is None else deepstack.numpy())
 
-    def _embed(self, ids: np.ndarray, features: np.ndarray | None) -> np.ndarray:
-        """Token embeddings from the table, image features at the image tokens in reading order (what the
-        model's masked_scatter does)."""
-        image = ids == self._image_token()
-        embeds = self.onnx.embeddings[np.where(image, 0, ids)]
-        count = int(image.sum())
-        if count:
-            if features is None or len(features) != count:
-                raise ModelError(f"the prompts hold {count} image tokens but the vision graph gave "
-                                 f"{0 if features is None else len(features)} features")
-            embeds[image] = features
-        return embeds
-
-    def _causal_mask(self, ids: np.ndarray, attention: np.ndarray) -> np.ndarray:
-        """Additive [B, 1, L, L] mask: causal over real tokens; within one image, both ways where the
-        family's image attention is bidirectional (Gemma3's token_type_ids rule)."""
-        length = ids.shape[1]
-        visible = np.tril(np.ones((length, length), dtype=bool))[None] & attention.astype(bool)[:, None, :]
-        if self.loaded.family.bidirectional_image:
-            image = (ids == self._image_token()) & attention.astype(bool)
-            starts = image & ~np.pad(image, ((0, 0), (1, 0)))[:, :-1]
-            group = np.cumsum(starts, axis=1) * image
-            visible |= (group[:, :, None] == group[:, None, :]) & image[:, :, None] & image[:, None, :]
+    def _prompt_mask(self, inputs: dict[str, torch.Tensor]) -> np.ndarray:
+        """Additive [B, 1, L, L] mask for whole prompts: causal over real tokens, and both ways within the
+        blocks the family names (Gemma3's images, PaliGemma's prompt)."""
+        attention = inputs["attention_mask"].numpy().astype(bool)
+        length = attention.shape[1]
+        visible = np.tril(np.ones((length, length), dtype=bool))[None] & attention[:, None, :]
+        blocks = self.family.attention_blocks(self.config, inputs)
+        if blocks is not None:
+            blocks = blocks.numpy()
+            visible |= (blocks[:, :, None] == blocks[:, None, :]) & (blocks[:, :, None] > 0) & attention[:, None, :]
         minimum = np.finfo(self.onnx.dtype).min
         return np.where(visible, 0, minimum).astype(self.onnx.dtype)[:, None]
 
-    def _decode(self, embeds, mask, positions, read_index, past):
-        """One decoder call: (logits at the read positions [B, R, vocab] as float32, present key/values)."""
+    def _decode(self, ids, features: _Features | None, mask, positions, read_index, past):
+        """One decoder call on token ids with image features placed at the image tokens: (logits at the read
+        positions [B, R, vocab] as float32, the present key/values by the name of the past input each one
+        feeds next: `present_key_3` becomes `past_key_3`)."""
         text = self.onnx.manifest.text
         window = text.get("sliding_window")
         if window and int(np.max(positions)) >= window:
             raise ModelError(f"a prompt of {int(np.max(positions)) + 1} tokens is longer than this model's sliding "
                              f"attention window ({window}), which the exported mask does not apply")
-        batch = embeds.shape[0]
+        embeds, deepstack = self._embed(ids, features)
         if past is None:
-            empty = np.zeros((batch, text["kv_heads"], 0, text["head_dim"]), dtype=self.onnx.dtype)
-            past = [empty] * (2 * text["layers"])
-        names = [i["name"] for i in self.onnx.manifest.graphs["decoder"]["inputs"]]
-        feeds = dict(zip(names, [embeds.astype(self.onnx.dtype), mask.astype(self.onnx.dtype),
-                                 np.ascontiguousarray(positions, dtype=np.int64),
-                                 np.ascontiguousarray(read_index, dtype=np.int64), *past], strict=True))
-        logits, *present = self.onnx.decoder.run(None, feeds)
-        return logits.astype(np.float32), present
+            empty = np.zeros((ids.shape[0], text["kv_heads"], 0, text["head_dim"]), dtype=self.onnx.dtype)
+            past = {name: empty for name in self.inputs["decoder"] if name.startswith("past_")}
+        given = {"inputs_embeds": embeds, "attention_mask": mask.astype(self.onnx.dtype),
+                 "position_ids": np.ascontiguousarray(positions, dtype=np.int64),
+                 "read_index": np.ascontiguousarray(read_index, dtype=np.int64), **past}
+        if deepstack is not None:
+            given["deepstack_embeds"] = deepstack
+        outputs = self.onnx.decoder.run(self.outputs["decoder"], _feeds(given, self.inputs["decoder"], "decoder"))
+        named = dict(zip(self.outputs["decoder"], outputs, strict=True))
+        present = {name.replace("present_", "past_", 1): value for name, value in named.items()
+                   if name.startswith("present_")}
+        return named["logits"].astype(np.float32), present
 
-    def _image_token(self) -> int:
-        return self.onnx.manifest.text["image_token_id"]
+    def _embed(self, ids: np.ndarray, features: _Features | None) -> tuple[np.ndarray, np.ndarray | None]:
+        """Token embeddings from the table, image features at the image tokens in reading order (what the
+        model's masked_scatter does); the deepstack features laid out the same way, zero elsewhere, where
+        the decoder takes them."""
+        image = ids == self.onnx.manifest.text["image_token_id"]
+        embeds = self.onnx.embeddings[np.where(image, 0, ids)].astype(self.onnx.dtype)
+        count = int(image.sum())
+        if count and (features is None or len(features.tokens) != count):
+            raise ModelError(f"the prompts hold {count} image tokens but the vision graph gave "
+                             f"{0 if features is None else len(features.tokens)} features")
+        if count:
+            embeds[image] = features.tokens
+        layers = self.onnx.manifest.text.get("deepstack_layers") or 0
+        if not layers:
+            return embeds, None
+        deepstack = np.zeros((layers, *embeds.shape), dtype=self.onnx.dtype)
+        if count:
+            if features.deepstack is None or features.deepstack.shape[:2] != (layers, count):
+                raise ModelError(f"this export's decoder takes deepstack features for {layers} layers, and its vision "
+                                 "graph did not give them for every image token; export the model again")
+            deepstack[:, image] = features.deepstack
+        return embeds, deepstack
+
+
+def _feeds(given: dict[str, np.ndarray], names: list[str], graph: str) -> dict[str, np.ndarray]:
+    """The inputs a graph's signature names, each by its name; a mismatch is a broken export, said plainly."""
+    missing, unknown = set(names) - set(given), set(given) - set(names)
+    if missing or unknown:
+        raise ModelError(f"the {graph} graph's recorded inputs ({', '.join(names)}) do not match what this runtime "
+                         f"feeds it (missing {sorted(missing)}, not in the graph {sorted(unknown)}); export again")
+    return {name: given[name] for name in names}
+
+
+class OnnxScorer(FastPathScorer):
+    """The fast path, with ONNX Runtime doing every forward. It runs export folders, and only them."""
+
+    name = "onnx"
+    default = True
+    steps_type = OnnxSteps
+    source_kind = "an ONNX export"
+    refusal_hint = "; to run a model on ONNX Runtime, export it first: `quadrant export onnx --model MODEL --out DIR`"
+
+    def self_check(self) -> bool:
+        """A quantized export's activations are rounded per call (int8 scales each tensor by its own range),
+        so its fast path and its full forwards differ by rounding as large as a wrong mask's error, and the
+        comparison cannot tell them apart. Its fast path's semantics were held to 1e-4 on the float32 graphs it
+        was quantized from, recorded in its manifest; its verdicts were then validated on that fast path."""
+        manifest = self.loaded.graphs.manifest
+        if manifest.quantization:  # the float32 validation's paths: where its self-check kept the fast path
+            return "prefix-shared" in manifest.validation.get("paths", [])
+        return super().self_check()
+
+    @classmethod
+    def serves(cls, source: str) -> bool:
+        return is_export(source)
+
+    @classmethod
+    def load(cls, spec: ModelSpec, resolved: ModelSource) -> LoadedExport:
+        return load_export(spec, resolved)

@@ -1,59 +1,86 @@
-"""What every PyTorch backend shares: tokenizing the family's way, moving tensors, reading the margin at
-each row's last real token, and greedy generation for the generate-and-parse mode."""
+"""What every PyTorch backend shares: the sources they run and how they load them (`TorchSources`), and the
+forward steps of the fast path on a transformers model (`TorchSteps`)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import copy
 
 import torch
 
 from ..answers import margins_from_logits
-from ..loading import LoadedModel
-from .base import Scorer, ScoreRequest
+from ..errors import OptionError
+from ..loading import LoadedModel, ModelSource, ModelSpec, load_transformers
+from .fast_path import ForwardSteps, Prefix
+from .onnx_format import is_export
+from .packing import PackedBatch
 
 
-class TorchScorer(Scorer):
-    """Base for the PyTorch backends; subclasses implement `margins`."""
+class TorchSources:
+    """The PyTorch backends run any transformers checkpoint (a directory or a hub id): every source but an
+    ONNX export folder."""
 
-    def __init__(self, loaded: LoadedModel, max_batch: int = 32):
-        self.loaded = loaded
-        self.max_batch = max_batch
+    source_kind = "a PyTorch (transformers) model"
 
-    def encode(self, rendered: Sequence[str], images) -> dict[str, torch.Tensor]:
-        """The family's tokenization, on the model's device, pixel values in the model's dtype."""
-        encoded = self.loaded.family.encode(self.loaded.processor, rendered, images)
-        return {k: self._to_device(k, v) for k, v in encoded.items()}
+    @classmethod
+    def serves(cls, source: str) -> bool:
+        return not is_export(source)
 
-    def _to_device(self, key: str, value: torch.Tensor) -> torch.Tensor:
+    @classmethod
+    def load(cls, spec: ModelSpec, resolved: ModelSource) -> LoadedModel:
+        return load_transformers(spec, resolved)
+
+
+class TorchSteps(ForwardSteps):
+    """The fast path's forwards on the loaded transformers model, with its own KV cache."""
+
+    def __init__(self, loaded: LoadedModel):
+        if not isinstance(loaded, LoadedModel):
+            raise OptionError(f"a PyTorch backend runs a PyTorch model, and {loaded.name} was loaded for "
+                              f"--backend {loaded.backend}")
+        super().__init__(loaded)
+        self.model = loaded.model
+
+    def place(self, key: str, value: torch.Tensor) -> torch.Tensor:
+        """On the model's device, pixel values in the model's dtype."""
         value = value.to(self.loaded.device)
         if key == "pixel_values":
             value = value.to(self.loaded.dtype)
         return value
 
-    def last_token_margins(self, logits: torch.Tensor, last: torch.Tensor) -> list[float]:
-        """Margins at each row's last real position (rows are right-padded)."""
-        rows = torch.arange(logits.shape[0], device=logits.device)
-        picked = logits[rows, last]
-        return margins_from_logits(picked, self.loaded.answer_tokens).tolist()
+    @torch.inference_mode()
+    def run_prefix(self, tokens: dict[str, torch.Tensor], images: list[dict[str, torch.Tensor]]) -> Prefix:
+        inputs = dict(tokens)
+        for key in images[0]:
+            inputs[key] = torch.cat([i[key] for i in images])
+        return Prefix(inputs, self.model(**inputs, use_cache=True, logits_to_keep=1).past_key_values)
 
     @torch.inference_mode()
-    def full_forward_margins(self, rendered: Sequence[str], images) -> list[float]:
-        """One padded forward over whole prompts (image included): the plain way every family supports."""
-        inputs = self.encode(rendered, images)
-        logits = self.loaded.model(**inputs).logits
+    def run_suffixes(self, prefix: Prefix, laid: PackedBatch) -> list[float]:
+        """All suffixes in one forward on the prefix's cache, packed: the arithmetic of one row per suffix,
+        but the cache is neither copied nor repeated and no compute goes to padding."""
+        device, family = self.loaded.device, self.loaded.family
+        position_ids = family.packed_position_ids(self.loaded.config, prefix.inputs, laid.positions.to(device),
+                                                  laid.sees_prefix.to(device))
+        logits = self.model(input_ids=laid.input_ids.to(device), position_ids=position_ids,
+                            attention_mask=laid.mask.to(device), cache=prefix.cache, use_cache=True).logits
+        rows, ends = (torch.tensor(column, device=device) for column in zip(*laid.answer_at, strict=True))
+        return margins_from_logits(logits[rows, ends], self.loaded.answer_tokens).tolist()
+
+    @torch.inference_mode()
+    def run_full(self, inputs: dict[str, torch.Tensor], one_image: bool) -> list[float]:
+        if one_image:
+            inputs = self.loaded.family.with_shared_image(self.model, inputs) or inputs
+        logits = self.model(**inputs).logits
         last = inputs["attention_mask"].sum(dim=1) - 1
-        return self.last_token_margins(logits, last)
+        rows = torch.arange(logits.shape[0], device=logits.device)
+        return margins_from_logits(logits[rows, last], self.loaded.answer_tokens).tolist()
 
     @torch.inference_mode()
-    def generate(self, requests: Sequence[ScoreRequest], max_new_tokens: int = 8) -> list[str]:
-        texts = []
-        tokenizer = self.loaded.processor.tokenizer
-        for request in requests:
-            images = None if request.image is None else [request.image]
-            inputs = self.encode([request.rendered], images)
-            output = self.loaded.model.generate(
-                **inputs, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id
-            )
-            new_tokens = output[0, inputs["input_ids"].shape[1] :]
-            texts.append(tokenizer.decode(new_tokens, skip_special_tokens=True).strip())
-        return texts
+    def generate(self, inputs: dict[str, torch.Tensor], max_new_tokens: int) -> list[int]:
+        output = self.model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False,
+                                     pad_token_id=self.loaded.processor.tokenizer.pad_token_id)
+        return output[0, inputs["input_ids"].shape[1] :].tolist()
+
+    def fork(self, prefix: Prefix) -> Prefix:
+        """A forward appends to the cache in place: the kept one must stay the bare prefix."""
+        return Prefix(prefix.inputs, copy.deepcopy(prefix.cache))

@@ -6,11 +6,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from .base import ScoreRequest, ScoreResult
-from .torch_common import TorchScorer
+from .fast_path import StepsScorer
+from .torch_common import TorchSources, TorchSteps
 
 
-class NaiveScorer(TorchScorer):
+class NaiveScorer(TorchSources, StepsScorer):
     name = "torch-naive"
+    steps_type = TorchSteps
 
     def margins(self, requests: Sequence[ScoreRequest]) -> list[ScoreResult]:
         results = []

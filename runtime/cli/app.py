@@ -15,7 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from ..errors import OptionError, require
-from .options import add_model_options, choose_backend, evidence_options, single_study, spec_and_options
+from .options import add_model_options, evidence_options, single_study, spec_and_options
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -84,17 +84,16 @@ def run(args: argparse.Namespace) -> int:
 def _load_models(args: argparse.Namespace) -> dict:
     """The main model with its adapter, then every --also-model with the same options: one set of options
     for all, so a --paraphraser's language model is loaded once, not once per model."""
+    from ..backends import load_model
     from ..check import Checker
-    from ..loading import load_model
 
-    requested = args.backend  # spec_and_options resolves it for the main model; each model resolves its own
     spec, options = spec_and_options(args)
     checkers = {}
     for name in [args.model, *args.also_model]:
         if name in checkers:
             raise OptionError(f"model {name!r} is named twice")
         model = replace(spec, model=name, adapter=spec.adapter if name == args.model else None)
-        checkers[name] = Checker(load_model(model), backend=choose_backend(requested, name), options=options)
+        checkers[name] = Checker(load_model(model), options=options)
     return checkers
 
 

@@ -4,14 +4,21 @@ from __future__ import annotations
 
 import argparse
 import json
+import tempfile
+from pathlib import Path
 
+from ..errors import OptionError, QuadrantError
 from ..evidence import DEFAULT_FILL, DEFAULT_GRID, FILLS
+from .export import validation_set
 
 
 def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--backend", default="torch", choices=("torch", "onnx"),
                         help="onnx: export the bench model first, then time ONNX Runtime on every path")
+    parser.add_argument("--quantize", action="append", choices=("int8", "int4"), default=[],
+                        help="--backend onnx: also time the headline model's int8 or int4 export (repeatable), "
+                        "each beside fp32, with its files' size")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "tensorrt"),
                         help="tensorrt: ONNX Runtime's TensorRT provider (--backend onnx)")
     parser.add_argument("--hidden", type=int, default=256, help="language-model width (default 256 on any device)")
@@ -31,10 +38,13 @@ def run(args: argparse.Namespace) -> int:
     from ..bench import BenchConfig, run_bench
 
     config = BenchConfig(hidden=args.hidden, layers=args.layers, repeats=args.repeats, device=args.device,
-                         families=not args.no_families, backend=args.backend,
-                         family_names=tuple(args.family_names) if args.family_names else None,
-                         evidence_grid=args.evidence_grid, evidence_fill=args.evidence_fill)
-    result = run_bench(config)
+                         backend=args.backend, evidence_grid=args.evidence_grid, evidence_fill=args.evidence_fill)
+    names = _family_names(args)
+    if args.quantize and args.backend != "onnx":
+        raise OptionError("--quantize times smaller ONNX exports: use it with --backend onnx")
+    with tempfile.TemporaryDirectory() as tmp:
+        headline, families = _build_models(Path(tmp), config, names, args.quantize)
+        result = run_bench(headline, families, config)
     if args.json:
         print(json.dumps(result))
         return 0
@@ -54,7 +64,76 @@ def run(args: argparse.Namespace) -> int:
     print(f"  evidence map ({e['grid'][0]}x{e['grid'][1]} {e['fill']}): {e['forwards']} with-image forwards "
           f"(the check: {e['check_forwards']} prompts), {e['ms']:8.1f} ms = {e['vs_check']:.1f}x the check, "
           f"{e['vs_one_forward']:.1f}x one forward")
+    for row in result.get("precisions", []):
+        verdicts = f"  {row['verdicts']}" if row["verdicts"] else ""
+        print(f"  {row['precision']:5s} quadrant {row['quadrant_ms']:7.1f} ms  one forward "
+              f"{row['one_forward_ms']:7.1f} ms  {row['faster_than_fp32']:.2f}x fp32's speed  "
+              f"{row['bytes'] / 2**20:6.1f} MiB = {row['size_vs_fp32']:.0%} of fp32 (weights "
+              f"{row['weights_vs_fp32']:.0%})  max diff {row['max_margin_diff']:.1e}  path {row['path']}{verdicts}")
     for row in result.get("families", []):
+        if "refused" in row:
+            print(f"  {row['family']:16s} refused: {row['refused']}")
+            continue
         print(f"  {row['family']:16s} naive {row['naive_ms']:7.1f} ms  quadrant {row['quadrant_ms']:7.1f} ms  "
               f"speedup {row['speedup']:.2f}x  path {row['path']}  max diff {row['max_margin_diff']:.1e}")
     return 0
+
+
+def _family_names(args: argparse.Namespace) -> list[str]:
+    """The per-family rows asked for: every family with a tiny builder by default, none with --no-families."""
+    from quadrant.models.tiny import FAMILIES
+    from quadrant.models.tiny_families import GENERIC_FAMILIES, NEW_FAMILIES
+
+    known = FAMILIES + NEW_FAMILIES + GENERIC_FAMILIES
+    unknown = [name for name in args.family_names or () if name not in known]
+    if unknown:
+        raise OptionError(f"no tiny model for family {', '.join(map(repr, unknown))}; known: {', '.join(known)}")
+    if args.no_families:
+        return []
+    return list(args.family_names or known)
+
+
+def _build_models(root: Path, config, names: list[str], quantize: list[str]):
+    """The bench models, built offline (and exported, for ONNX): the headline LLaVA-1.5-shaped model (and its
+    smaller exports) and a tiny model per family."""
+    from dataclasses import replace
+
+    from quadrant.models.tiny import TinySpec, build_tiny, llava_15_shaped
+
+    from ..bench import BenchModel
+
+    def bench_model(directory: Path) -> BenchModel:
+        return BenchModel(str(directory), _export(directory) if config.backend == "onnx" else None)
+
+    headline = bench_model(llava_15_shaped(root / "llava15", hidden=config.hidden, layers=config.layers))
+    if quantize:
+        with validation_set("phantoms:10") as phantoms:
+            headline = replace(headline, precisions={kind: _quantized(headline.export, kind, phantoms)
+                                                     for kind in dict.fromkeys(quantize)})
+    spec = TinySpec(hidden=128, layers=2, vision_hidden=64, image_size=64, patch_size=8)
+    families = {}
+    for family in names:
+        try:
+            families[family] = bench_model(build_tiny(family, root / family, spec))
+        except QuadrantError as exc:  # a model type whose export is refused (LLaVA-NeXT): its row says why
+            families[family] = str(exc)
+    return headline, families
+
+
+def _export(directory: Path) -> str:
+    """The model exported to ONNX beside it (validated, as every export is)."""
+    from quadrant.export.onnx import export_onnx
+
+    out = f"{directory}-onnx"
+    export_onnx(str(directory), None, out, log=lambda line: None)
+    return out
+
+
+def _quantized(export: str, kind: str, phantoms) -> str:
+    """A float32 export quantized beside it. Its verdicts are compared with PyTorch's on a few phantoms and
+    reported, never refused: the bench model has random weights, so agreement says little about it."""
+    from quadrant.export.onnx import export_onnx
+
+    out = f"{export}-{kind}"
+    export_onnx(export, None, out, quantize=kind, validate_on=phantoms, min_agreement=0.0, log=lambda line: None)
+    return out

@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     spec, options = spec_and_options(args)
     resolve_source(spec)  # a model that is not there fails before the output folder is touched
     engine_options = {"workers": args.workers, "address": args.address} if args.engine == "ray" else {}
-    engine = make_engine(args.engine, Settings(spec, args.backend, options), **engine_options)
+    engine = make_engine(args.engine, Settings(spec, options), **engine_options)
     from ..progress import progress_bar
 
     with progress_bar("checking", unit="rows", enabled=False if args.quiet else None) as progress:

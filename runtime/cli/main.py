@@ -30,6 +30,7 @@ _SUBCOMMANDS = {
     "app": "the clinician app: upload a study, see its verdict (and the API endpoint `check`)",
     "node": "a DICOM node: check the studies a PACS sends, send results back as DICOM SR and SC",
     "monitor": "the verdict mix over time from an audit log, per model; exit 1 when a stop rule holds",
+    "doctor": "what this machine can run: devices, ONNX Runtime providers, TensorRT, each preset's backend",
 }
 
 

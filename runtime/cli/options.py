@@ -1,5 +1,5 @@
-"""Option definitions shared by every subcommand that runs a model (SPEC: "Model options, wherever a model
-runs"), and the one function that turns them into a loaded model and a checker."""
+"""Option definitions shared by every subcommand that runs a model (README, "Commands": model options,
+wherever a model runs), and the one function that turns them into a loaded model and a checker."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from ..ablation import ABLATIONS
 from ..check import SCORING_MODES, Checker, CheckOptions
 from ..errors import OptionError
 from ..evidence import DEFAULT_FILL, DEFAULT_GRID, FILLS, EvidenceOptions
-from ..loading import DEVICES, DTYPES, ModelSpec, load_model
+from ..backends import BACKENDS, load_model
+from ..loading import DEVICES, DTYPES, ModelSpec
 from ..paraphrases import DEFAULT_K, MIN_K, check_k
 from ..reliance import (
     DEFAULT_REFERENCE,
@@ -101,13 +102,13 @@ def evidence_options(args: argparse.Namespace) -> EvidenceOptions | None:
 def build_checker(args: argparse.Namespace) -> Checker:
     """Load the model the options name and wrap it in a checker."""
     spec, options = spec_and_options(args)
-    return Checker(load_model(spec), backend=args.backend, options=options)
+    return Checker(load_model(spec), options=options)
 
 
 def spec_and_options(args: argparse.Namespace) -> tuple[ModelSpec, CheckOptions]:
     """What to load and how to check, validated, without loading the model (evaluate's workers load it; a
-    --paraphraser is loaded here and travels with the options). Resolves `args.backend` in place too, since
-    the engines read it from there."""
+    --paraphraser is loaded here and travels with the options). The backend is the spec's to choose, from
+    the resolved source, when the model loads."""
     chat_template = None
     if args.chat_template:
         try:
@@ -118,9 +119,10 @@ def spec_and_options(args: argparse.Namespace) -> tuple[ModelSpec, CheckOptions]
     spec = ModelSpec(
         model=args.model, adapter=args.adapter, device=args.device, dtype=args.dtype,
         chat_template=chat_template, prompt=args.prompt,
+        backend=BACKENDS.canonical(args.backend) if args.backend else None,  # an unknown name fails before any load
     )
     from ..bank import load_bank
-    from ..paraphraser import LocalParaphraser
+    from ..paraphrase_model import LocalParaphraser
 
     check_k(args.k)  # a bad K, scope or bank fails before any model loads
     check_scope_options(args.scope, args.modalities)
@@ -133,22 +135,4 @@ def spec_and_options(args: argparse.Namespace) -> tuple[ModelSpec, CheckOptions]
         evidence=evidence_options(args),
         scope=args.scope, modalities=tuple(args.modalities.split(",")),
     )
-    args.backend = choose_backend(args.backend, args.model)
     return spec, options
-
-
-def choose_backend(requested: str | None, model: str) -> str:
-    """--backend as given (an unknown one fails before anything loads); without it, onnx for an ONNX export
-    folder and torch otherwise. An export runs only on onnx."""
-    from pathlib import Path
-
-    from quadrant.export.manifest import is_export
-
-    from ..backends import BACKENDS
-    from ..errors import OptionError
-
-    exported = is_export(Path(model).expanduser())
-    backend = BACKENDS.canonical(requested) if requested else ("onnx" if exported else "torch")
-    if exported and backend != "onnx":
-        raise OptionError(f"{model} is an ONNX export: it runs with --backend onnx, not {backend}")
-    return backend

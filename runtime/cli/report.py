@@ -47,6 +47,8 @@ def print_verdict(verdict: Verdict, console: Console | None = None) -> None:
     console.print(_study_line(verdict), highlight=False)
     runtime = [model["backend"], model["device"], model["dtype"]] + ([model["provider"]] if "provider" in model else [])
     console.print(f"Model  {model['name']} ({model['family']}, {', '.join(runtime)})  {model['fingerprint'][:23]}…")
+    if "validation" in model:  # an ONNX export whose verdicts were checked against its PyTorch source
+        console.print(f"Export {model['validation']['summary']}")
     table = Table(show_edge=False, pad_edge=False)
     for column, justify in (("#", "right"), ("phrasing", "left"), ("from", "left"), ("answer", "left"),
                             ("p(yes)", "right"), ("margin", "right")):

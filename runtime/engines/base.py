@@ -1,7 +1,7 @@
 """The engine interface: where an evaluation's checks run. `quadrant evaluate` has one writing loop; an engine
 only turns batches of manifest rows into verdict records, in whatever order its batches finish.
 
-An engine is built from what the user asked for (ModelSpec, backend, CheckOptions), never from a loaded
+An engine is built from what the user asked for (ModelSpec, CheckOptions), never from a loaded
 model, so that each worker of a distributed engine loads the model itself, once, from the same settings.
 """
 
@@ -60,16 +60,15 @@ class BatchResult(NamedTuple):
 class Settings:
     """Everything a worker needs to build the same checker as every other worker."""
 
-    spec: ModelSpec
-    backend: str
+    spec: ModelSpec  # its backend too: each worker's load chooses the same one from the same source
     options: CheckOptions
 
     def load_checker(self) -> Checker:
         """Load the model and build the checker these settings describe (each worker does this once)."""
+        from ..backends import load_model
         from ..check import Checker
-        from ..loading import load_model
 
-        return Checker(load_model(self.spec), backend=self.backend, options=self.options)
+        return Checker(load_model(self.spec), options=self.options)
 
 
 class Engine(ABC):

@@ -5,7 +5,7 @@ Plain actors rather than Ray Data: the driver must append every finished batch i
 killed run resumes like a local one, and a handful of long-lived actors with two batches queued each keeps
 every worker busy without a dataset pipeline. Actors are owned by the driver: when it dies, so do they.
 
-Workers rebuild the checker from the driver's Settings (ModelSpec, backend, CheckOptions): no model is
+Workers rebuild the checker from the driver's Settings (ModelSpec, CheckOptions): no model is
 pickled. Relative paths (a model directory, a manifest's images) are resolved from the driver's working
 directory, which each worker adopts when it exists on that worker's machine (a cluster needs the model and
 the images on a shared path).

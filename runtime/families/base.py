@@ -3,6 +3,7 @@ way, and which extra tensors a forward needs. Backends stay family-agnostic by a
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 
 import torch
@@ -35,23 +36,68 @@ class Family:
     placeholder_attribute = "image_token"
     placeholder_token = "<image>"
 
-    # -- ONNX export (`quadrant export onnx`): opt-in, so a family nobody has split and checked is refused
+    # -- ONNX export (`quadrant export onnx`): opt-in, so a family nobody has split and checked is refused.
+    # The split: a vision graph (`image_features`, fed `vision_inputs`), an embedding table, and one decoder
+    # graph on input embeddings under a 4-D mask. What a model's forward decides from the token ids (where
+    # images sit, which tokens see each other both ways, rotary positions) the runtime decides on the host
+    # with the hooks below, and hands the graphs as inputs.
     #: True where `image_features` traces and one decoder graph under a 4-D mask reproduces the model
     onnx_exportable = False
     #: why a family that has not opted in cannot be exported (the refusal names the family and this)
     onnx_refusal = "nobody has written and checked its ONNX split (vision graph + one decoder graph) yet"
-    #: image tokens see each other both ways within one image (Gemma3): the runtime's masks must say so
-    bidirectional_image = False
+    #: rotary position streams the decoder takes: 0 for position ids [rows, length], 3 for Qwen's M-RoPE
+    position_streams = 0
 
-    def image_features(self, model, pixel_values: torch.Tensor, **vision_inputs) -> torch.Tensor:
-        """Projected image features [images, tokens per image, hidden], in the order the image tokens
-        appear: the vision graph. Written with tensor operations only (no per-image Python loop, no
-        data-dependent indexing), so that it traces with a dynamic number of images."""
+    def image_features(self, model, **vision_inputs: torch.Tensor) -> torch.Tensor | dict[str, torch.Tensor]:
+        """The vision graph: `vision_inputs` to projected image features whose rows, flattened, follow the
+        image tokens in reading order; a family with more outputs returns them by name, the features first
+        (Qwen3-VL's deepstack features). Tensor operations only, so that it traces with dynamic sizes."""
         raise NotImplementedError(f"{self.name} declares no ONNX vision graph")
 
-    def vision_inputs(self, encoded: dict) -> dict[str, torch.Tensor]:
-        """The vision graph's inputs from the processor's output for one study."""
+    def vision_inputs(self, config, encoded: dict) -> dict[str, torch.Tensor]:
+        """The vision graph's inputs, by name, for the images in a processor's output. Computed on the host:
+        where a family needs tensors that follow an image's size (Qwen's rotary grid, attention windows),
+        they are made here, by transformers' own functions, rather than traced."""
         return {"pixel_values": encoded["pixel_values"]}
+
+    def vision_axes(self, config) -> dict[str, dict[int, str]]:
+        """Which axes of each vision input vary from call to call, named: the number of images by default."""
+        return {"pixel_values": {0: "images"}}
+
+    def arrange_features(self, config, outputs: dict[str, torch.Tensor], encoded: dict,
+                         extras: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The vision graph's outputs as one row per image token, in reading order: `image_features`
+        [tokens, hidden] (and `deepstack_features` [layers, tokens, hidden] where the model has them)."""
+        arranged = {"image_features": outputs["image_features"].reshape(-1, outputs["image_features"].shape[-1])}
+        if "deepstack_features" in outputs:
+            deepstack = outputs["deepstack_features"]
+            arranged["deepstack_features"] = deepstack.reshape(deepstack.shape[0], -1, deepstack.shape[-1])
+        return arranged
+
+    def onnx_extras(self, model) -> dict[str, torch.Tensor]:
+        """Weights the runtime needs besides the graphs and the embedding table (none by default)."""
+        return {}
+
+    def deepstack_layers(self, config) -> int:
+        """Decoder layers that add image features again after the embedding (Qwen3-VL's deepstack): 0."""
+        return 0
+
+    def exporting(self, model):
+        """A context in which the model traces as the ONNX split needs (an attention that reads its blocks
+        from an input, say); the model is as it was when it ends."""
+        return contextlib.nullcontext()
+
+    def position_ids(self, config, inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Positions of whole, right-padded prompts, as the model's forward computes them ([rows, length], or
+        [streams, rows, length]), and each row's offset for tokens that follow the prompt [rows, 1]: one
+        position per token from 0 by default."""
+        ids = inputs["input_ids"]
+        return torch.arange(ids.shape[1]).expand(ids.shape[0], -1), torch.zeros(ids.shape[0], 1, dtype=torch.long)
+
+    def attention_blocks(self, config, inputs: dict[str, torch.Tensor]) -> torch.Tensor | None:
+        """Which tokens see each other both ways: a block number per token [rows, length] (tokens of the same
+        block > 0 see each other; 0 is causal), or None where attention is causal throughout."""
+        return None
 
     def render(self, processor, text: str, with_image: bool, chat_template: str | None = None) -> str:
         """The chat-templated prompt with the generation prompt added; image placeholders unexpanded."""
@@ -66,7 +112,7 @@ class Family:
         """Tokenize like the processor: special tokens added unless the text already starts with BOS.
 
         One rule for with-image and text-only prompts, so a text-only prompt never silently loses the BOS
-        its with-image twin has (SPEC, Verdict JSON). Rows are right-padded: the real tokens of every row
+        its with-image twin has (the verdict JSON shows both). Rows are right-padded: the real tokens of every row
         then sit at positions 0..len-1, exactly where an unpadded forward puts them.
         """
         kwargs = {"text": list(rendered), "return_tensors": "pt", "padding": True,
@@ -129,14 +175,14 @@ class Family:
     def configure(self, processor, chat_template: str | None) -> None:
         """Called once the processor is loaded; a family that learns its settings from it does so here."""
 
-    def prefix_image_inputs(self, model, inputs: dict) -> dict:
+    def prefix_image_inputs(self, config, inputs: dict) -> dict:
         """The image tensors of a study's first prompt (every prompt of a study shows the same image), for
         the prefix call. Most processors return them one row per prompt; families that flatten images
         into patches or tiles override this."""
         skip = ("input_ids", "attention_mask") + self.prefix_keys
         return {k: v[:1] for k, v in inputs.items() if k in self.forward_keys and k not in skip}
 
-    def packed_position_ids(self, model, prefix_inputs: dict, positions: torch.Tensor,
+    def packed_position_ids(self, config, prefix_inputs: dict, positions: torch.Tensor,
                             sees_prefix: torch.Tensor) -> torch.Tensor:
         """Position ids for the packed suffix pass. `positions` [rows, width] count tokens: a suffix token
         from the prefix length, a standalone (text-only) token from 0; `sees_prefix` marks the suffix
@@ -158,8 +204,8 @@ class Family:
         """One image per text, nested per text: the form every family's processor accepts."""
         return [[image] for image in images]
 
-    def image_token_id(self, model) -> int | None:
-        config = model.config
+    def image_token_id(self, config) -> int | None:
+        """The image token's id, from the model's config."""
         for name in ("image_token_id", "image_token_index"):
             value = getattr(config, name, None)
             if value is not None:

@@ -16,11 +16,17 @@ class Gemma3Family(Family):
     prefix_keys = ("token_type_ids",)
     forward_keys = Family.forward_keys + ("token_type_ids",)
     onnx_exportable = True
-    bidirectional_image = True
 
-    def image_features(self, model, pixel_values: torch.Tensor, **vision_inputs) -> torch.Tensor:
+    def image_features(self, model, pixel_values: torch.Tensor) -> torch.Tensor:
         """SigLIP, pooled and projected: [images, mm_tokens_per_image, hidden]."""
         return model.model.get_image_features(pixel_values=pixel_values).pooler_output
+
+    def attention_blocks(self, config, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Each image's tokens see each other both ways (the model's token_type_ids rule): one block per
+        run of image tokens."""
+        image = (inputs["input_ids"] == self.image_token_id(config)) & inputs["attention_mask"].bool()
+        starts = image & ~torch.nn.functional.pad(image, (1, 0))[:, :-1]
+        return torch.cumsum(starts, dim=1) * image
 
     def encode_one_image(self, processor, rendered: Sequence[str], image: Image.Image) -> dict | None:
         """The image preprocessed once (at MedGemma's 896 px, the costly part of tokenizing a study).

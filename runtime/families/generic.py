@@ -3,7 +3,12 @@ verdict. Its settings are learnt from the processor itself when the model loads:
 takes (everything the processor returns), which of them are per token, and whether its template and
 processor accept a prompt without an image (ablation `none`, else `blank`). Scoring runs batched full
 forwards; the prefix-shared fast path is tried only under the load-time self-check, which compares it with
-full forwards and falls back (with a warning saying why) when it is not exact or cannot run."""
+full forwards and falls back (with a warning saying why) when it is not exact or cannot run.
+
+ONNX: tried, never assumed. The vision graph is the model's own `get_image_features`, the decoder its
+language model under a causal mask; where the vision part cannot be traced with free sizes (tiling that
+follows the image's size, as LLaVA-NeXT's does) the exporter refuses with its reason, and where the split
+misses something the model does inside its forward, the export's validation against PyTorch refuses it."""
 
 from __future__ import annotations
 
@@ -23,6 +28,7 @@ _PROBE_TEXT = "Is there a pleural effusion? Answer with yes or no."
 
 class GenericFamily(Family):
     name = "generic"
+    onnx_exportable = True
 
     def __init__(self, model_type: str = "unknown"):
         self.model_type = model_type
@@ -56,6 +62,21 @@ class GenericFamily(Family):
             "(text-only ablation %s); the prefix-shared fast path is not enabled for it and runs only if the "
             "load-time self-check finds it exact", self.model_type, "none" if self.accepts_imageless else "blank",
         )
+
+    def image_features(self, model, **vision_inputs: torch.Tensor) -> torch.Tensor:
+        """The model's own image features, one row per image token."""
+        features = model.get_image_features(**vision_inputs)
+        features = getattr(features, "pooler_output", features)
+        if isinstance(features, (list, tuple)):
+            features = torch.cat([f.reshape(-1, f.shape[-1]) for f in features])
+        return features
+
+    def vision_inputs(self, config, encoded: dict) -> dict[str, torch.Tensor]:
+        """Every image tensor the processor gives (pixels and whatever describes them)."""
+        return {k: v for k, v in encoded.items() if k not in ("input_ids", "attention_mask") + self.prefix_keys}
+
+    def vision_axes(self, config) -> dict[str, dict[int, str]]:
+        return {key: {0: "images"} for key in self.forward_keys}
 
     def _renders_without_image(self, processor, chat_template: str | None) -> bool:
         """Whether both the template and the processor take a prompt with the image left out."""

@@ -10,7 +10,7 @@ class LlavaFamily(Family):
     name = "llava"
     onnx_exportable = True
 
-    def image_features(self, model, pixel_values: torch.Tensor, **vision_inputs) -> torch.Tensor:
+    def image_features(self, model, pixel_values: torch.Tensor) -> torch.Tensor:
         """The CLIP tower's chosen hidden layer (CLS dropped for the "default" strategy), projected: what
         `get_image_features` computes, without its per-image split (which fixes the batch when traced)."""
         config = model.config

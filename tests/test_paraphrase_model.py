@@ -12,7 +12,7 @@ from transformers import LlamaConfig, LlamaForCausalLM
 from quadrant.cli.main import main
 from quadrant.errors import ModelError, ModelNotFoundError
 from quadrant.models.tiny import train_tokenizer
-from quadrant.paraphraser import LocalParaphraser, clean_lines, faithful_candidates, faithfulness_problem
+from quadrant.paraphrase_model import LocalParaphraser, clean_lines, faithful_candidates, faithfulness_problem
 from quadrant.paraphrases import paraphrase_set, rule_paraphrases
 from quadrant.questions import key, validate_question
 

@@ -1,0 +1,357 @@
+"""The fast path: a whole check in two forwards, exact to fp32 rounding, whichever runtime does the forwards.
+
+1. The prefix pass: the image and everything before the question, once per study. The shared prefix is
+   the longest common prefix of the tokenized with-image prompts, found on token ids (tokenizing a prefix
+   string on its own can merge differently at the boundary); studies whose prefixes have the same length
+   share this call, so a dataset batch costs one vision pass per study.
+2. The suffix pass, on the prefix's key/values: every phrasing's remaining tokens laid end to end in its
+   study's row, under a block mask, plus the text-only prompts, each attending to itself alone
+   (`packing.pack_batch`). Positions restart at the prefix for each suffix; a family whose rotary positions
+   are not one per token (Qwen's M-RoPE, where text after the image is offset by a rope delta) maps them in
+   `packed_position_ids`, and one that flattens images into patches or tiles says which belong to one
+   prompt (`prefix_image_inputs`).
+
+Families whose image attention is not causal (PaliGemma's prefix-LM) run one batched full forward instead.
+A self-check when the scorer is prepared compares both passes with full forwards and falls back to the
+batched path above 1e-4, because attention semantics cannot be seen from outside.
+
+Everything above is the same for every runtime. What a backend supplies is its `ForwardSteps`: the prefix
+pass, the packed suffix pass and the full forward (each encoding the image once per study where it runs),
+and greedy generation.
+"""
+
+from __future__ import annotations
+
+import logging
+from abc import ABC, abstractmethod
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ..errors import one_line
+from ..kept import kept
+from ..loading import Loaded
+from .base import Scorer, ScoreRequest, ScoreResult, group_by_image
+from .packing import PackedBatch, Study, pack_batch
+
+log = logging.getLogger(__name__)
+
+#: the self-check's tolerance in float32, where rounding cannot hide a semantic error (measured ~3e-7 apart)
+EXACT_TOLERANCE = 1e-4
+#: half precision rounds the two paths differently by up to ~1e-2 on real logits; wrong semantics (a mask
+#: or a misplaced image) move them by 1e-1 and more
+HALF_PRECISION_TOLERANCE = 5e-2
+PREFIX = "prefix-shared"
+PACKED = "packed"  # a text-only prompt scored inside the suffix pass, attending to itself alone
+REUSED = "prefix-reused"  # a content-free reference whose prefix was computed once, in an earlier call
+BATCHED = "batched"
+#: prefixes of content-free reference images kept per model (one per image size where the family resizes
+#: dynamically; a fixed-size family needs one per mode)
+REUSED_PREFIXES = 8
+REUSED_STUDIES = 64  # tokenized reference prompts kept (a few hundred token ids each)
+
+
+@dataclass
+class Prefix:
+    """The prefix pass's result: the stacked prefix inputs (token ids, attention, per-token tensors, image
+    tensors: what the packed positions are computed from) and the runtime's key/values, one row per study."""
+
+    inputs: dict[str, torch.Tensor]
+    cache: object
+
+
+class ForwardSteps(ABC):
+    """The forward computations of the fast path on one runtime. Margins come back as floats in row order.
+
+    - `run_prefix`: encode each study's image once, then run the shared prefixes with past length 0,
+      returning their key/values;
+    - `run_suffixes`: the packed suffix pass on a prefix's key/values;
+    - `run_full`: whole prompts, padded on the right, in one forward (the plain way, and the fallback);
+    - `generate`: greedy decoding of one prompt, for the generate-and-parse mode.
+    """
+
+    def __init__(self, loaded: Loaded):
+        self.loaded = loaded
+
+    def place(self, key: str, value: torch.Tensor) -> torch.Tensor:
+        """A processor output where this runtime reads it (device, dtype); as it is by default."""
+        return value
+
+    @abstractmethod
+    def run_prefix(self, tokens: dict[str, torch.Tensor], images: list[dict[str, torch.Tensor]]) -> Prefix:
+        """The shared prefixes `tokens` ([studies, prefix length]), each study's image tensors in `images`."""
+
+    @abstractmethod
+    def run_suffixes(self, prefix: Prefix, laid: PackedBatch) -> list[float]:
+        """The packed suffix pass on `prefix`'s key/values; one margin per `laid.answer_at`, in its order."""
+
+    @abstractmethod
+    def run_full(self, inputs: dict[str, torch.Tensor], one_image: bool) -> list[float]:
+        """Whole prompts in one forward, each margin at its row's last real token. `one_image`: every row
+        shows the same image (one study), which may then be encoded once for all rows."""
+
+    @abstractmethod
+    def generate(self, inputs: dict[str, torch.Tensor], max_new_tokens: int) -> list[int]:
+        """Greedy continuation of one prompt (a batch of one), as token ids, stopping at end of sequence."""
+
+    def fork(self, prefix: Prefix) -> Prefix:
+        """A copy of a kept prefix that `run_suffixes` may extend in place (the runtime's key/values may grow)."""
+        return prefix
+
+
+class StepsScorer(Scorer):
+    """A scorer on a backend's `ForwardSteps` (`steps_type`): tokenizing the family's way, plain forwards and
+    generation; subclasses decide how requests become forwards (`margins`)."""
+
+    steps_type: type[ForwardSteps]
+
+    def __init__(self, loaded: Loaded, max_batch: int = 32):
+        self.steps = self.steps_type(loaded)
+        self.loaded = loaded
+        self.max_batch = max_batch
+
+    def encode(self, rendered: Sequence[str], images) -> dict[str, torch.Tensor]:
+        """The family's tokenization, placed where the runtime reads it."""
+        encoded = self.loaded.family.encode(self.loaded.processor, rendered, images)
+        return {k: self.steps.place(k, v) for k, v in encoded.items()}
+
+    def full_forward_margins(self, rendered: Sequence[str], images) -> list[float]:
+        """One padded forward over whole prompts (image included): the plain way every family supports."""
+        return self.steps.run_full(self.encode(rendered, images), one_image=False)
+
+    def generate(self, requests: Sequence[ScoreRequest], max_new_tokens: int = 8) -> list[str]:
+        tokenizer = self.loaded.processor.tokenizer
+        texts = []
+        for request in requests:
+            inputs = self.encode([request.rendered], None if request.image is None else [request.image])
+            new_tokens = self.steps.generate(inputs, max_new_tokens)
+            texts.append(tokenizer.decode(new_tokens, skip_special_tokens=True).strip())
+        return texts
+
+
+class FastPathScorer(StepsScorer):
+    """The two-pass fast path on a backend's `ForwardSteps`."""
+
+    def __init__(self, loaded: Loaded, max_batch: int = 32):
+        super().__init__(loaded, max_batch=max_batch)
+        self._prefix_ok: bool | None = None  # decided by the self-check in prepare()
+        self._reused: OrderedDict[tuple, Prefix] = OrderedDict()  # (reuse key, prefix ids) -> prefix pass
+        self._reused_studies: OrderedDict[tuple, Study] = OrderedDict()  # (reuse key, prompts) -> tokenized
+
+    def margins(self, requests: Sequence[ScoreRequest]) -> list[ScoreResult]:
+        results: list[ScoreResult | None] = [None] * len(requests)
+        groups = group_by_image(requests)
+        text_only = groups.pop(None, [])
+        use_prefix = self.prefix_ok()
+        studies = [
+            self._tokenize_study(requests, chunk, use_prefix)
+            for indices in groups.values()
+            for chunk in _chunks(indices, self.max_batch)
+        ]
+        reused = [s for s in studies if use_prefix and s.reuse_key is not None]
+        batches = list(self._batches([s for s in studies if not (use_prefix and s.reuse_key)], by_prefix=use_prefix))
+        for study in reused:
+            for index, margin in zip(study.indices, self._reused_prefix_margins(study), strict=True):
+                results[index] = ScoreResult(margin=margin, path=REUSED)
+        if use_prefix and batches:
+            # text-only prompts ride along in the suffix pass, each seeing only itself
+            shares = _split(self._tokenize_text_only(requests, text_only), len(batches))
+        else:
+            shares = [[] for _ in batches]
+            for chunk in _chunks(text_only, self.max_batch):
+                margins = self.full_forward_margins([requests[i].rendered for i in chunk], None)
+                for index, margin in zip(chunk, margins, strict=True):
+                    results[index] = ScoreResult(margin=margin, path=BATCHED)
+        for batch, share in zip(batches, shares, strict=True):
+            if use_prefix:
+                margins = self._prefix_margins(batch, [ids for _, ids in share])
+                paths = [PREFIX] * (len(margins) - len(share)) + [PACKED] * len(share)
+            else:
+                margins = self._batched_margins(batch)
+                paths = [BATCHED] * len(margins)
+            indices = [i for s in batch for i in s.indices] + [i for i, _ in share]
+            for index, margin, path in zip(indices, margins, paths, strict=True):
+                results[index] = ScoreResult(margin=margin, path=path)
+        return results
+
+    def _tokenize_text_only(self, requests: Sequence[ScoreRequest], indices: list[int]) -> list[tuple[int, list[int]]]:
+        if not indices:
+            return []
+        inputs = self.loaded.family.encode(self.loaded.processor, [requests[i].rendered for i in indices], None)
+        lengths = inputs["attention_mask"].sum(dim=1).tolist()
+        return [(i, inputs["input_ids"][row, :n].tolist()) for row, (i, n) in enumerate(zip(indices, lengths, strict=True))]
+
+    # -- the self-check ------------------------------------------------------------------------------
+
+    def prepare(self) -> None:
+        self.prefix_ok()
+
+    def prefix_ok(self) -> bool:
+        """Whether the cached prefix reproduces a full forward on this model (checked once)."""
+        if self._prefix_ok is None:
+            self._prefix_ok = self.loaded.family.prefix_cache_exact and self.self_check()
+        return self._prefix_ok
+
+    def self_check(self) -> bool:
+        """Whether the fast path reproduces full forwards on this model, compared on one study in the model's
+        own precision. A backend may check more (PyTorch checks a half-precision model's semantics in float32)."""
+        exact = self.loaded.dtype == torch.float32
+        return self._paths_agree(EXACT_TOLERANCE if exact else HALF_PRECISION_TOLERANCE)
+
+    def _paths_agree(self, tolerance: float) -> bool:
+        """The cached path against full forwards on two phrasings of one study and a text-only prompt."""
+        rng = np.random.default_rng(0)
+        image = Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8))
+        family, processor = self.loaded.family, self.loaded.processor
+        texts = ["Is there a pleural effusion?", "Does this chest radiograph show fluid in the pleural space?"]
+        rendered = [
+            family.render(processor, self.loaded.wrap(t), True, self.loaded.chat_template) for t in texts
+        ]
+        requests = [ScoreRequest(r, image) for r in rendered]
+        if family.accepts_imageless:
+            requests.append(ScoreRequest(family.render(processor, self.loaded.wrap(texts[0]), False,
+                                                       self.loaded.chat_template), None))
+        study = self._tokenize_study(requests, [0, 1], for_prefix=True)
+        if study.prefix_len < 1:
+            return False
+        text_only = [ids for _, ids in self._tokenize_text_only(requests, list(range(2, len(requests))))]
+        model_type = getattr(self.loaded.config, "model_type", "?")
+        try:
+            cached = self._prefix_margins([study], text_only)
+        except (RuntimeError, ValueError, IndexError, TypeError, KeyError) as exc:
+            log.warning("the prefix-shared path cannot run on model type %r (%s); using batched full forwards",
+                        model_type, one_line(exc))
+            return False
+        full = self.full_forward_margins(rendered, [image, image])
+        if text_only:
+            full += self.full_forward_margins([requests[2].rendered], None)
+        error = max(abs(a - b) for a, b in zip(cached, full, strict=True))
+        if not error <= tolerance:  # a NaN margin fails too
+            log.warning("prefix cache is off by %.2g on model type %r in %s (its attention or positions differ "
+                        "from a causal prefix's); using batched full forwards", error, model_type, self.loaded.dtype)
+            return False
+        return True
+
+    # -- preparing studies ---------------------------------------------------------------------------
+
+    def _tokenize_study(self, requests: Sequence[ScoreRequest], indices: list[int], for_prefix: bool) -> Study:
+        """Tokenize one study's prompts; for the cached path, with the image preprocessed only once. A
+        content-free reference (a `reuse_key`) is tokenized once per set of prompts and kept: its image is
+        the same every time, so preprocessing it again would only repeat the same pixels."""
+        first = requests[indices[0]]
+        rendered = [requests[i].rendered for i in indices]
+
+        def make() -> Study:
+            return self._tokenize(rendered, first, for_prefix)
+
+        if for_prefix and first.reuse_key is not None:
+            study = kept(self._reused_studies, (first.reuse_key, tuple(rendered)), make, REUSED_STUDIES)
+        else:
+            study = make()
+        return replace(study, indices=indices)
+
+    def _tokenize(self, rendered: list[str], first: ScoreRequest, for_prefix: bool) -> Study:
+        """The prompts' tensors and shared prefix length (indices are the caller's to fill in)."""
+        once = self.loaded.family.encode_one_image(self.loaded.processor, rendered, first.image) if for_prefix else None
+        if once is None:
+            inputs = self.encode(rendered, [first.image] * len(rendered))
+        else:
+            inputs = {k: self.steps.place(k, v) for k, v in once.items()}
+        return Study(indices=[], inputs=inputs, reuse_key=first.reuse_key,
+                     prefix_len=self._shared_prefix_len(inputs, image_only=first.reuse_key is not None))
+
+    def _shared_prefix_len(self, inputs: dict[str, torch.Tensor], image_only: bool = False) -> int:
+        """Longest common token prefix, leaving every row at least one token of its own, and covering
+        every image token (else the prefix cannot hold the image and the batched path must run).
+
+        `image_only` ends the prefix right after the last image token instead: a reused reference's prefix
+        then holds the template's opening and the image alone, the same whatever the question, so one kept
+        prefix serves every question asked of that reference image."""
+        ids, lengths = inputs["input_ids"], inputs["attention_mask"].sum(dim=1)
+        shortest = int(lengths.min())
+        same = (ids[:, :shortest] == ids[:1, :shortest]).all(dim=0)
+        differing = torch.nonzero(~same)
+        common = int(differing[0]) if len(differing) else shortest
+        prefix_len = min(common, shortest - 1)
+        image_token = self.loaded.family.image_token_id(self.loaded.config)
+        if image_token is not None:
+            positions = torch.nonzero(ids[0] == image_token)
+            if len(positions) and int(positions[-1]) >= prefix_len:
+                return 0
+            if len(positions) and image_only:
+                return int(positions[-1]) + 1
+        return prefix_len
+
+    def _batches(self, studies: list[Study], by_prefix: bool):
+        """Studies in batches of at most max_batch prompts; with the cache, of equal prefix lengths."""
+        key = self._prefix_key
+        if by_prefix:
+            studies = sorted(studies, key=key)
+        batch: list[Study] = []
+        rows = 0
+        for study in studies:
+            n = len(study.indices)
+            fits = rows + n <= self.max_batch and (not by_prefix or not batch or key(batch[0]) == key(study))
+            if batch and not fits:
+                yield batch
+                batch, rows = [], 0
+            batch.append(study)
+            rows += n
+        if batch:
+            yield batch
+
+    def _prefix_key(self, study: Study) -> tuple:
+        """Studies share a prefix call when their prefixes have the same length and their image tensors
+        stack (tiled images can differ in their number of tiles)."""
+        images = self.loaded.family.prefix_image_inputs(self.loaded.config, study.inputs)
+        return study.prefix_len, tuple(sorted((k, tuple(v.shape[1:])) for k, v in images.items()))
+
+    # -- the two computations ------------------------------------------------------------------------
+
+    def _prefix_margins(self, batch: list[Study], standalone: list[list[int]]) -> list[float]:
+        """One prefix pass for the batch's studies, then one pass over all their suffixes, packed."""
+        prefix = self._run_prefix(batch)
+        return self.steps.run_suffixes(prefix, pack_batch(batch, standalone, self.loaded.dtype))
+
+    def _reused_prefix_margins(self, study: Study) -> list[float]:
+        """A content-free reference's suffixes on a prefix computed once per model and kept: the reference
+        image is the same for every study of a size, so its prefix pass is paid once, not per check."""
+        ids = study.inputs["input_ids"][0, : study.prefix_len].tolist()
+        prefix = kept(self._reused, (study.reuse_key, tuple(ids)), lambda: self._run_prefix([study]), REUSED_PREFIXES)
+        return self.steps.run_suffixes(self.steps.fork(prefix), pack_batch([study], [], self.loaded.dtype))
+
+    def _run_prefix(self, batch: list[Study]) -> Prefix:
+        """The shared prefix of each study, stacked across studies, with each study's image tensors."""
+        family, prefix_len = self.loaded.family, batch[0].prefix_len
+        tokens = {
+            key: torch.cat([s.inputs[key][:1, :prefix_len] for s in batch])
+            for key in ("input_ids", "attention_mask") + family.prefix_keys
+            if key in batch[0].inputs
+        }
+        images = [family.prefix_image_inputs(self.loaded.config, s.inputs) for s in batch]
+        return self.steps.run_prefix(tokens, images)
+
+    def _batched_margins(self, batch: list[Study]) -> list[float]:
+        """Each study's prompts as one padded full forward (exact for every family), the image encoded
+        once where the runtime and family allow."""
+        return [m for study in batch for m in self.steps.run_full(study.inputs, one_image=True)]
+
+
+def _split(items: list, parts: int) -> list[list]:
+    """items in `parts` contiguous, nearly equal shares."""
+    size, extra = divmod(len(items), parts)
+    shares, start = [], 0
+    for part in range(parts):
+        end = start + size + (part < extra)
+        shares.append(items[start:end])
+        start = end
+    return shares
+
+
+def _chunks(items: list[int], size: int):
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
