@@ -146,7 +146,8 @@ def open_server(tmp_path_factory):
     from quadrant.app.server import ServeOptions, launch, make_cache
     from quadrant.app.service import CheckService
     from quadrant.check import Checker
-    from quadrant.loading import ModelSpec, load_model
+    from quadrant.backends import load_model
+    from quadrant.loading import ModelSpec
 
     from test_app_server import _free_port
 

@@ -135,7 +135,8 @@ def test_without_labels_or_without_a_dataset_it_is_refused_in_one_line(tmp_path,
 def test_a_checker_asked_directly_needs_the_other_study():
     from quadrant.check import Checker, CheckOptions, CheckRequest, OtherStudy
     from quadrant.errors import InputError
-    from quadrant.loading import ModelSpec, load_model
+    from quadrant.backends import load_model
+    from quadrant.loading import ModelSpec
 
     checker = Checker(load_model(ModelSpec("demo")), options=CheckOptions(reliance=Reliance(reference="opposite")))
     study = load_study(MODELS_DIR / "samples" / "normal.png")

@@ -240,7 +240,8 @@ def test_the_apps_downloads_for_a_dicom_upload(tmp_path):
     from quadrant.app.results import result_files
     from quadrant.app.service import CheckService
     from quadrant.check import Checker
-    from quadrant.loading import ModelSpec, load_model
+    from quadrant.backends import load_model
+    from quadrant.loading import ModelSpec
 
     uploads = tmp_path / "uploads"
     uploads.mkdir()

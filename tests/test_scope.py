@@ -19,7 +19,8 @@ from quadrant.check import Checker, CheckOptions, CheckRequest
 from quadrant.cli.main import main
 from quadrant.errors import OptionError, StudyError, StudyScopeError
 from quadrant.images import load_study
-from quadrant.loading import ModelSpec, load_model
+from quadrant.backends import load_model
+from quadrant.loading import ModelSpec
 from quadrant.models.presets import MODELS_DIR
 from quadrant.scope import MIN_SIDE, check_scope_options, names_chest, require_scope, study_scope
 

@@ -10,7 +10,8 @@ import pytest
 from quadrant import vocabulary
 from quadrant.check import Checker, CheckOptions, CheckRequest, OtherStudy
 from quadrant.images import load_study
-from quadrant.loading import ModelSpec, load_model
+from quadrant.backends import load_model
+from quadrant.loading import ModelSpec
 from quadrant.models.presets import MODELS_DIR
 from quadrant.reliance import CONTENT_FREE, REFERENCES, Reliance, quadrant
 

@@ -22,7 +22,8 @@ from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from ..bank import load_bank
 from ..check import Checker
-from ..loading import ModelSpec, load_model
+from ..backends import load_model
+from ..loading import ModelSpec
 from .network import Destination
 from .service import Node, NodeOptions
 
