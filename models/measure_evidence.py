@@ -8,6 +8,13 @@ mask is checked by `demo` and `demo-shortcut` with an occlusion map, through Qua
 game (the strongest cell touches the finding) beside its chance rate, the same game with the strongest cell
 taken by |delta| instead of by support for the answer (`pointing_abs`, for comparison), the median strongest
 |delta|, the share of flat maps, and the range of strongest |delta| / |m0|.
+
+    python -m quadrant.models.measure_evidence --compare --positives 100 --seed 2031
+
+`--compare` sets the adaptive map against the full one on the same studies, in one run: per model, the check
+alone, then each mode's maps from the same scorer and margins (`evidence_maps`), timed; it prints the forwards
+per map, each map's time as a multiple of the check's, how often the adaptive map's strongest cell is the
+full map's, and both maps' pointing game.
 """
 
 from __future__ import annotations
@@ -16,9 +23,10 @@ import argparse
 import json
 import statistics
 import tempfile
+import time
 
 from quadrant.check import Checker, CheckOptions, CheckRequest
-from quadrant.evidence import EvidenceOptions, load_mask, pointing
+from quadrant.evidence import EvidenceOptions, evidence_maps, load_mask, pointing
 from quadrant.images import load_study
 from quadrant.loading import ModelSpec, load_model
 from quadrant.manifest import read_manifest
@@ -77,6 +85,46 @@ def summary(records: list[dict]) -> dict:
     }
 
 
+def compare(model: str, rows, grid: int, fill: str) -> dict:
+    """The adaptive map against the full one on the same studies: forwards, time beside the check's,
+    agreement of the strongest cell, and the pointing game of each."""
+    checker = Checker(load_model(ModelSpec(model=model)), options=CheckOptions(k=MIN_K))
+    modes = {mode: EvidenceOptions(grid=grid, fill=fill, mode=mode) for mode in ("full", "adaptive")}
+    ms = {"check": 0.0, "full": 0.0, "adaptive": 0.0}
+    same, forwards, hits = [], {"full": [], "adaptive": []}, {"full": [], "adaptive": []}
+    checker.check(load_study(rows[0].image), rows[0].question)  # warm-up, out of the timing
+    for start in range(0, len(rows), BATCH):
+        batch = rows[start : start + BATCH]
+        studies = [load_study(row.image) for row in batch]
+        requests = [CheckRequest(s, row.question) for s, row in zip(studies, batch, strict=True)]
+        started = time.perf_counter()
+        verdicts = checker.check_many(requests)
+        ms["check"] += (time.perf_counter() - started) * 1000
+        prompts = [(v.prompts[0].rendered, s.image, v.prompts[0].margin) for v, s in zip(verdicts, studies, strict=True)]
+        maps = {}
+        for mode, options in modes.items():
+            started = time.perf_counter()
+            maps[mode] = evidence_maps(checker.scorer, prompts, options)
+            ms[mode] += (time.perf_counter() - started) * 1000
+        for index, (row, study) in enumerate(zip(batch, studies, strict=True)):
+            full, adaptive = maps["full"][index], maps["adaptive"][index]
+            same.append(full["strongest"] == adaptive["strongest"])
+            mask = load_mask(row.mask, study.width, study.height)
+            for mode, evidence in (("full", full), ("adaptive", adaptive)):
+                forwards[mode].append(evidence["forwards"])
+                game = pointing(evidence, mask)
+                if game is not None:
+                    hits[mode].append(game["hit"])
+    return {
+        "model": model, "grid": grid, "fill": fill, "n": len(same),
+        "forwards": {mode: statistics.fmean(f) for mode, f in forwards.items()},
+        "check_ms_per_study": ms["check"] / len(same),
+        "vs_check": {mode: ms[mode] / ms["check"] for mode in modes},
+        "same_strongest": sum(same) / len(same),
+        "pointing": {mode: sum(h) / len(h) for mode, h in hits.items()},
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=60, help="phantom studies (about half of each finding positive)")
@@ -85,7 +133,18 @@ def main() -> None:
     parser.add_argument("--fills", nargs="+", default=["blur"])
     parser.add_argument("--models", nargs="+", default=["demo", "demo-shortcut"])
     parser.add_argument("--records", help="also write every record to this JSON file")
+    parser.add_argument("--compare", action="store_true",
+                        help="set the adaptive map against the full one (forwards, time, agreement, pointing)")
+    parser.add_argument("--positives", type=int, default=100,
+                        help="with --compare: positive studies compared (enough phantoms are drawn)")
     args = parser.parse_args()
+    if args.compare:
+        with tempfile.TemporaryDirectory() as tmp:
+            rows = positive_rows(tmp, args.n, args.seed)[: args.positives]
+            for model in args.models:
+                for grid in args.grids:
+                    print(json.dumps(compare(model, rows, grid, args.fills[0])), flush=True)
+        return
     results, everything = [], {}
     with tempfile.TemporaryDirectory() as tmp:
         rows = positive_rows(tmp, args.n, args.seed)
