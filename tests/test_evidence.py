@@ -113,6 +113,14 @@ def test_the_adaptive_map_refines_the_strongest_block_and_marks_the_rest(demo, p
     margin = verdict.prompts[0].margin
     refined_delta = _by_hand(plain, verdict, study.image, refined_block)
     assert all(support(refined_delta, margin) >= support(d, margin) - 1e-4 for d in blocks.values())
+    import matplotlib.pyplot as plt
+
+    fig = figure(study.image, evidence, margin, answer=verdict.answer)  # the blocks drawn as blocks, and said so
+    dashed = [p for p in fig.axes[0].patches if p.get_linestyle() == "--"]
+    assert sorted((p.get_x(), p.get_y(), p.get_x() + p.get_width(), p.get_y() + p.get_height()) for p in dashed) \
+        == sorted(blocks)
+    assert "a block hidden whole" in fig.axes[0].get_xlabel()
+    plt.close(fig)
 
 
 def test_the_boxes_tile_the_study_exactly_in_its_own_pixels():
