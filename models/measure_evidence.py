@@ -14,7 +14,8 @@ taken by |delta| instead of by support for the answer (`pointing_abs`, for compa
 `--compare` sets the adaptive map against the full one on the same studies, in one run: per model, the check
 alone, then each mode's maps from the same scorer and margins (`evidence_maps`), timed; it prints the forwards
 per map, each map's time as a multiple of the check's, how often the adaptive map's strongest cell is the
-full map's, and both maps' pointing game.
+full map's, and both maps' pointing game. `--bench-model` adds `quadrant bench`'s LLaVA-1.5-shaped model (576
+image tokens, random weights: its times count, its agreement and pointing do not).
 """
 
 from __future__ import annotations
@@ -131,17 +132,24 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=2028)
     parser.add_argument("--grids", type=int, nargs="+", default=[8])
     parser.add_argument("--fills", nargs="+", default=["blur"])
-    parser.add_argument("--models", nargs="+", default=["demo", "demo-shortcut"])
+    parser.add_argument("--models", nargs="*", default=["demo", "demo-shortcut"])
     parser.add_argument("--records", help="also write every record to this JSON file")
     parser.add_argument("--compare", action="store_true",
                         help="set the adaptive map against the full one (forwards, time, agreement, pointing)")
     parser.add_argument("--positives", type=int, default=100,
                         help="with --compare: positive studies compared (enough phantoms are drawn)")
+    parser.add_argument("--bench-model", action="store_true",
+                        help="with --compare: also time the maps on quadrant bench's LLaVA-1.5-shaped model")
     args = parser.parse_args()
     if args.compare:
         with tempfile.TemporaryDirectory() as tmp:
             rows = positive_rows(tmp, args.n, args.seed)[: args.positives]
-            for model in args.models:
+            models = list(args.models)
+            if args.bench_model:
+                from quadrant.models.tiny import llava_15_shaped
+
+                models.append(str(llava_15_shaped(f"{tmp}/llava15")))
+            for model in models:
                 for grid in args.grids:
                     print(json.dumps(compare(model, rows, grid, args.fills[0])), flush=True)
         return

@@ -10,12 +10,15 @@ It is a map of what changes this model's answer, not a segmentation: a model tha
 (a corner marker, the text alone) has its map there, or nowhere. Every copy is its own image, so no image
 prefix is shared between copies; they go to the backend's `margins` in chunks, which it batches.
 
-Two modes. `full` fills every cell of the grid: grid x grid forwards. `adaptive` (the default) fills coarse
+Two modes. `full` (the default) fills every cell of the grid: grid x grid forwards. `adaptive` fills coarse
 blocks of cells first (2 x 2 blocks of the image for an 8 x 8 grid), then splits only the REFINE_WIDTH blocks
 that support the answer most into their four quarters, level by level down to single cells: 12 forwards for
 an 8 x 8 grid instead of 64. Every level fills with the final grid's source, so a refined cell's delta is
 exactly the full map's for that cell; a cell never refined carries the delta of the smallest block filled
 around it, marked `"refined": false` with that block's box, and the strongest cell is always a refined one.
+It is not the default because a block's effect does not predict its cells' (this model reads a large
+filled block as evidence in its own right): on fresh phantoms its strongest cell is the full map's in about
+half the studies (README, "Evidence maps").
 
 Flatness is scale-free like the reliance rule (logits have no fixed scale: multiplying every logit by c > 0
 must not change the reading): a map is flat when no cell moves the margin by FLAT_RATIO of |m0|.
@@ -41,10 +44,11 @@ GRAY = (128, 128, 128)
 #: chosen by measurement on the demo pair (README, "Evidence maps")
 DEFAULT_GRID = 8
 DEFAULT_FILL = "blur"
-DEFAULT_MODE = "adaptive"
+DEFAULT_MODE = "full"
 #: the adaptive map's first level has at most this many blocks per side
 COARSE = 2
-#: blocks split at each level of the adaptive map: those that support the answer most (measured, README)
+#: blocks split at each level of the adaptive map, those that support the answer most: 2 would cost 20 forwards
+#: for 8 x 8 (measured, README)
 REFINE_WIDTH = 1
 MAX_GRID = 32
 #: the blur's Gaussian radius, in cells: a cell's content gives way to the brightness of its neighbourhood,

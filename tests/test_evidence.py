@@ -15,6 +15,7 @@ from quadrant.check import Checker, CheckOptions
 from quadrant.cli.main import main
 from quadrant.errors import OptionError, StudyError
 from quadrant.evidence import (
+    DEFAULT_MODE,
     GRAY,
     EvidenceOptions,
     cell_boxes,
@@ -89,7 +90,7 @@ def test_each_delta_is_a_plain_forward_on_a_copy_filled_by_hand(demo, plain):
 
 def test_the_adaptive_map_refines_the_strongest_block_and_marks_the_rest(demo, plain):
     study = load_study(SAMPLE)
-    options = EvidenceOptions(grid=4, fill="gray")  # adaptive by default: 2 x 2 blocks of 2 x 2 cells, then cells
+    options = EvidenceOptions(grid=4, fill="gray", mode="adaptive")  # 2 x 2 blocks of 2 x 2 cells, then cells
     verdict = Checker(demo, options=CheckOptions(k=2, evidence=options)).check(study, QUESTION)
     evidence = verdict.evidence
     assert evidence["mode"] == "adaptive" and len(evidence["cells"]) == 16
@@ -269,12 +270,12 @@ def test_check_command_writes_the_overlay_and_prints_the_reading(tmp_path, capsy
                  "--json"]) == 0  # a map's shape asks for a map: no --evidence needed
     verdict = json.loads(capsys.readouterr().out)
     assert verdict["evidence"]["grid"] == [2, 2] and verdict["evidence"]["fill"] == "blur"
-    assert verdict["evidence"]["mode"] == "adaptive"
+    assert verdict["evidence"]["mode"] == DEFAULT_MODE
     assert main(["check", "--image", str(SAMPLE), "--question", QUESTION, "-k", "2", "--evidence-grid", "4",
-                 "--evidence-mode", "full", "--json"]) == 0
+                 "--evidence-mode", "adaptive", "--json"]) == 0
     verdict = json.loads(capsys.readouterr().out)
-    assert verdict["evidence"]["mode"] == "full" and verdict["evidence"]["forwards"] == 16
-    assert not any("refined" in c for c in verdict["evidence"]["cells"])
+    assert verdict["evidence"]["mode"] == "adaptive" and verdict["evidence"]["forwards"] == 8
+    assert sum("refined" in c for c in verdict["evidence"]["cells"]) == 12
     assert main(["check", "--image", str(SAMPLE), "--question", QUESTION, "--evidence-mode", "fine"]) == 2
     assert "invalid choice: 'fine'" in capsys.readouterr().err
     assert main(["check", "--image", str(SAMPLE), "--question", QUESTION, "-k", "2", "--json"]) == 0

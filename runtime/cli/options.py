@@ -65,8 +65,9 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
                        help="DICOM modalities that count as chest radiographs, comma-separated "
                        f"(default {','.join(DEFAULT_MODALITIES)})")
     group.add_argument("--evidence", action="store_true",
-                       help=f"add an occlusion map of prompt 0 to the verdict ({forwards_per_map(EvidenceOptions())} "
-                            "more forwards by default; grid x grid with --evidence-mode full)")
+                       help="add an occlusion map of prompt 0 to the verdict (grid x grid more forwards; "
+                            f"{forwards_per_map(EvidenceOptions(DEFAULT_GRID, mode='adaptive'))} on the default "
+                            "grid with --evidence-mode adaptive)")
     group.add_argument("--evidence-grid", type=int, metavar="N",
                        help=f"evidence map cells per side (default {DEFAULT_GRID}; implies --evidence)")
     group.add_argument("--evidence-fill", choices=FILLS,
