@@ -86,7 +86,7 @@ def summary(records: list[dict]) -> dict:
     }
 
 
-def compare(model: str, rows, grid: int, fill: str) -> dict:
+def compare(model: str, rows, grid: int, fill: str, name: str | None = None) -> dict:
     """The adaptive map against the full one on the same studies: forwards, time beside the check's,
     agreement of the strongest cell, and the pointing game of each."""
     checker = Checker(load_model(ModelSpec(model=model)), options=CheckOptions(k=MIN_K))
@@ -117,7 +117,7 @@ def compare(model: str, rows, grid: int, fill: str) -> dict:
                 if game is not None:
                     hits[mode].append(game["hit"])
     return {
-        "model": model, "grid": grid, "fill": fill, "n": len(same),
+        "model": name or model, "grid": grid, "fill": fill, "n": len(same),
         "forwards": {mode: statistics.fmean(f) for mode, f in forwards.items()},
         "check_ms_per_study": ms["check"] / len(same),
         "vs_check": {mode: ms[mode] / ms["check"] for mode in modes},
@@ -144,14 +144,14 @@ def main() -> None:
     if args.compare:
         with tempfile.TemporaryDirectory() as tmp:
             rows = positive_rows(tmp, args.n, args.seed)[: args.positives]
-            models = list(args.models)
+            models = [(model, model) for model in args.models]
             if args.bench_model:
                 from quadrant.models.tiny import llava_15_shaped
 
-                models.append(str(llava_15_shaped(f"{tmp}/llava15")))
-            for model in models:
+                models.append((str(llava_15_shaped(f"{tmp}/llava15")), "bench (LLaVA-1.5-shaped)"))
+            for model, name in models:
                 for grid in args.grids:
-                    print(json.dumps(compare(model, rows, grid, args.fills[0])), flush=True)
+                    print(json.dumps(compare(model, rows, grid, args.fills[0], name)), flush=True)
         return
     results, everything = [], {}
     with tempfile.TemporaryDirectory() as tmp:
