@@ -27,6 +27,7 @@ import gradio as gr
 
 from quadrant.ablation import ABLATIONS
 from quadrant.errors import QuadrantError, one_line
+from quadrant.evidence import forwards_per_map
 from quadrant.evidence_plot import verdict_overlay
 from quadrant.images import load_study_bytes
 from quadrant.reliance import RULES
@@ -101,10 +102,10 @@ def build(service: CheckService, *, downloads: Path, examples: list[list[str]],
             with gr.Row():
                 run = gr.Button("Check this study", variant="primary", elem_id="run", scale=2)
                 new = gr.ClearButton(value="New check", elem_id="new-check", scale=1)
-            grid = service.evidence_options.grid
+            forwards = forwards_per_map(service.evidence_options)
             evidence = gr.Checkbox(service.evidence_by_default, elem_id="evidence-toggle",
                                    label=f"Also show where in the image the answer comes from (slower: the question "
-                                         f"is asked again with each of {grid * grid} parts of the image hidden)")
+                                         f"is asked again up to {forwards} times, with part of the image hidden)")
             with gr.Accordion("Options", open=False, elem_id="options"):
                 ablation = gr.Dropdown(
                     [(f"the model's default: {ABLATION_CHOICES[base.ablation]}", ""),

@@ -65,8 +65,8 @@ class CheckService:
     def __init__(self, checkers: dict[str, Checker], audit: AuditLog | None, *, upload_dir: str | Path | None = None,
                  max_batch: int = 8, evidence_options: EvidenceOptions = EvidenceOptions(),
                  evidence_by_default: bool = False):
-        """`evidence_options`: how a map is drawn when one is asked for (the app's --evidence-grid and
-        --evidence-fill); `evidence_by_default`: whether a check that does not say draws one (--evidence: the
+        """`evidence_options`: how a map is drawn when one is asked for (the app's --evidence-grid,
+        --evidence-fill and --evidence-mode); `evidence_by_default`: whether a check that does not say draws one (--evidence: the
         API's checks, and the page's toggle as it starts)."""
         if not checkers:
             raise ValueError("the app needs at least one model")

@@ -11,7 +11,9 @@ The floor is absolute (in logits), so the map of an answer the image barely move
 the answer itself is barely held (|m0| small); the reading in words stays scale-free. Each cell's opacity
 grows with its share of the scale too, so the film shows through where nothing moves. The strongest cell is
 outlined unless the map is flat; the image's edges are labelled with the patient's sides where the header
-gave them, else as the image's own left and right.
+gave them, else as the image's own left and right. An adaptive map's blocks that were filled whole, never
+split into cells, are drawn in their block's colour inside a dashed outline, and the caption says so: their
+colour is the block's effect, not any one cell's.
 """
 
 from __future__ import annotations
@@ -83,6 +85,9 @@ def figure(image: Image.Image, evidence: dict, m0: float, title: str | None = No
     ax.imshow(np.asarray(image.convert("L")), cmap="gray", vmin=0, vmax=255, extent=(0, width, height, 0))
     mesh = ax.pcolormesh(xs, ys, supports, cmap=CMAP, norm=TwoSlopeNorm(0.0, -limit, limit), shading="flat")
     mesh.set_alpha(ALPHA * np.sqrt(np.abs(supports) / limit).ravel())  # a cell that moves nothing stays clear
+    for x0, y0, x1, y1 in _whole_blocks(evidence):
+        ax.add_patch(plt.Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, edgecolor="0.35", linewidth=0.8,
+                                   linestyle="--"))
     if not evidence["flat"]:  # a flat map has no cell worth pointing at
         strongest = boxes[evidence["strongest"]]
         ax.add_patch(plt.Rectangle(strongest[:2], strongest[2] - strongest[0], strongest[3] - strongest[1],
@@ -100,8 +105,16 @@ def figure(image: Image.Image, evidence: dict, m0: float, title: str | None = No
     bar.set_label("effect of hiding a cell", fontsize=8)
     if title:
         ax.set_title(textwrap.fill(title, 48), fontsize=10)  # a long question wraps instead of leaving the figure
-    ax.set_xlabel(textwrap.fill(evidence["reading"], 64), fontsize=9)
+    caption = evidence["reading"]
+    if _whole_blocks(evidence):
+        caption += "; dashed: a block hidden whole, not cell by cell"
+    ax.set_xlabel(textwrap.fill(caption, 64), fontsize=9)
     return fig
+
+
+def _whole_blocks(evidence: dict) -> list[tuple[int, ...]]:
+    """The boxes of the blocks an adaptive map filled whole (its cells marked not refined), each once."""
+    return list(dict.fromkeys(tuple(c["block"]) for c in evidence["cells"] if c.get("refined", True) is False))
 
 
 def verdict_overlay(verdict, image: Image.Image) -> Image.Image:

@@ -15,14 +15,17 @@ from quadrant.check import Checker, CheckOptions
 from quadrant.cli.main import main
 from quadrant.errors import OptionError, StudyError
 from quadrant.evidence import (
+    DEFAULT_MODE,
     GRAY,
     EvidenceOptions,
     cell_boxes,
     describe,
     fill_source,
+    forwards_per_map,
     occluded,
     patient_sides,
     pointing,
+    support,
 )
 from quadrant.evidence_plot import COLOUR_FLOOR, figure
 from quadrant.images import load_study
@@ -51,28 +54,75 @@ def plain_margin(model, processor, rendered: str, image: Image.Image, answer_tok
     return float(torch.logsumexp(logits[answer_tokens["yes"]], 0) - torch.logsumexp(logits[answer_tokens["no"]], 0))
 
 
-def test_each_delta_is_a_plain_forward_on_a_copy_filled_by_hand(demo):
+@pytest.fixture(scope="module")
+def plain():
+    """The demo model as Hugging Face loads it, for forwards outside Quadrant."""
+    processor = AutoProcessor.from_pretrained(MODELS_DIR / "demo")
+    return processor, AutoModelForImageTextToText.from_pretrained(MODELS_DIR / "demo").eval()
+
+
+def _by_hand(plain, verdict, image: Image.Image, box) -> float:
+    """prompt 0's delta for `box` filled with mid-gray by hand, by plain forwards."""
+    processor, model = plain
+    rendered, tokens = verdict.prompts[0].rendered, verdict.model["answer_tokens"]
+    pixels = np.asarray(image).copy()
+    x0, y0, x1, y1 = box
+    pixels[y0:y1, x0:x1] = 128
+    return (plain_margin(model, processor, rendered, image, tokens)
+            - plain_margin(model, processor, rendered, Image.fromarray(pixels), tokens))
+
+
+def test_each_delta_is_a_plain_forward_on_a_copy_filled_by_hand(demo, plain):
     study = load_study(SAMPLE)
-    checker = Checker(demo, options=CheckOptions(k=2, evidence=EvidenceOptions(grid=3, fill="gray")))
-    verdict = checker.check(study, QUESTION)
+    options = EvidenceOptions(grid=3, fill="gray", mode="full")
+    verdict = Checker(demo, options=CheckOptions(k=2, evidence=options)).check(study, QUESTION)
     evidence = verdict.evidence
     assert evidence["method"] == "occlusion" and evidence["fill"] == "gray" and evidence["grid"] == [3, 3]
     assert evidence["prompt"] == 0 and len(evidence["cells"]) == 9
-
-    processor = AutoProcessor.from_pretrained(MODELS_DIR / "demo")
-    model = AutoModelForImageTextToText.from_pretrained(MODELS_DIR / "demo").eval()
-    rendered, tokens = verdict.prompts[0].rendered, verdict.model["answer_tokens"]
-    m0 = plain_margin(model, processor, rendered, study.image, tokens)
-    pixels = np.asarray(study.image)
+    assert evidence["mode"] == "full" and evidence["forwards"] == 9 == forwards_per_map(options)
     moved = 0
     for cell in evidence["cells"]:
-        x0, y0, x1, y1 = cell["box"]
-        by_hand = pixels.copy()
-        by_hand[y0:y1, x0:x1] = 128
-        m = plain_margin(model, processor, rendered, Image.fromarray(by_hand), tokens)
-        assert cell["delta"] == pytest.approx(m0 - m, abs=1e-4)
-        moved += abs(m0 - m) > 1e-3
+        assert set(cell) == {"box", "delta"}  # full mode: every cell filled on its own, as before
+        expected = _by_hand(plain, verdict, study.image, cell["box"])
+        assert cell["delta"] == pytest.approx(expected, abs=1e-4)
+        moved += abs(expected) > 1e-3
     assert moved >= 3  # the check is not vacuous: filling cells really moves this model's margin
+
+
+def test_the_adaptive_map_refines_the_strongest_block_and_marks_the_rest(demo, plain):
+    study = load_study(SAMPLE)
+    options = EvidenceOptions(grid=4, fill="gray", mode="adaptive")  # 2 x 2 blocks of 2 x 2 cells, then cells
+    verdict = Checker(demo, options=CheckOptions(k=2, evidence=options)).check(study, QUESTION)
+    evidence = verdict.evidence
+    assert evidence["mode"] == "adaptive" and len(evidence["cells"]) == 16
+    assert evidence["forwards"] == 8 == forwards_per_map(options) < 16
+    refined = [c for c in evidence["cells"] if "refined" not in c]
+    coarse = [c for c in evidence["cells"] if "refined" in c]
+    assert len(refined) == 4 and len(coarse) == 12 and all(c["refined"] is False for c in coarse)
+    assert "refined" not in evidence["cells"][evidence["strongest"]]  # never a block's value
+    for cell in refined:  # exact: the full map's delta for that cell
+        assert set(cell) == {"box", "delta"}
+        assert cell["delta"] == pytest.approx(_by_hand(plain, verdict, study.image, cell["box"]), abs=1e-4)
+    blocks = {tuple(c["block"]): c["delta"] for c in coarse}
+    assert len(blocks) == 3  # the three blocks not refined, each one forward on the block filled by hand
+    for block, delta in blocks.items():
+        inside = [c for c in coarse if tuple(c["block"]) == block]
+        assert len(inside) == 4 and all(c["delta"] == delta for c in inside)
+        assert delta == pytest.approx(_by_hand(plain, verdict, study.image, block), abs=1e-4)
+    # the refined block is the one that supports the answer most
+    refined_block = [min(c["box"][0] for c in refined), min(c["box"][1] for c in refined),
+                     max(c["box"][2] for c in refined), max(c["box"][3] for c in refined)]
+    margin = verdict.prompts[0].margin
+    refined_delta = _by_hand(plain, verdict, study.image, refined_block)
+    assert all(support(refined_delta, margin) >= support(d, margin) - 1e-4 for d in blocks.values())
+    import matplotlib.pyplot as plt
+
+    fig = figure(study.image, evidence, margin, answer=verdict.answer)  # the blocks drawn as blocks, and said so
+    dashed = [p for p in fig.axes[0].patches if p.get_linestyle() == "--"]
+    assert sorted((p.get_x(), p.get_y(), p.get_x() + p.get_width(), p.get_y() + p.get_height()) for p in dashed) \
+        == sorted(blocks)
+    assert "a block hidden whole" in fig.axes[0].get_xlabel()
+    plt.close(fig)
 
 
 def test_the_boxes_tile_the_study_exactly_in_its_own_pixels():
@@ -102,6 +152,8 @@ def test_fills_gray_is_exact_and_blur_keeps_the_region_brightness():
         EvidenceOptions(fill="black")
     with pytest.raises(OptionError, match="grid"):
         EvidenceOptions(grid=0)
+    with pytest.raises(OptionError, match="unknown evidence mode 'fine'; choose one of adaptive, full"):
+        EvidenceOptions(mode="fine")
 
 
 def _cells(deltas: list[float], side: int = 3, size: int = 90) -> list[dict]:
@@ -219,6 +271,14 @@ def test_check_command_writes_the_overlay_and_prints_the_reading(tmp_path, capsy
                  "--json"]) == 0  # a map's shape asks for a map: no --evidence needed
     verdict = json.loads(capsys.readouterr().out)
     assert verdict["evidence"]["grid"] == [2, 2] and verdict["evidence"]["fill"] == "blur"
+    assert verdict["evidence"]["mode"] == DEFAULT_MODE
+    assert main(["check", "--image", str(SAMPLE), "--question", QUESTION, "-k", "2", "--evidence-grid", "4",
+                 "--evidence-mode", "adaptive", "--json"]) == 0
+    verdict = json.loads(capsys.readouterr().out)
+    assert verdict["evidence"]["mode"] == "adaptive" and verdict["evidence"]["forwards"] == 8
+    assert sum("refined" in c for c in verdict["evidence"]["cells"]) == 12
+    assert main(["check", "--image", str(SAMPLE), "--question", QUESTION, "--evidence-mode", "fine"]) == 2
+    assert "invalid choice: 'fine'" in capsys.readouterr().err
     assert main(["check", "--image", str(SAMPLE), "--question", QUESTION, "-k", "2", "--json"]) == 0
     assert json.loads(capsys.readouterr().out).get("evidence") is None  # and none unless asked
     assert main(["check", "--image", str(SAMPLE), "--question", QUESTION, "--evidence-png",

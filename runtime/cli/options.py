@@ -6,10 +6,10 @@ from __future__ import annotations
 import argparse
 
 from ..ablation import ABLATIONS
+from ..backends import BACKENDS, load_model
 from ..check import SCORING_MODES, Checker, CheckOptions
 from ..errors import OptionError
-from ..evidence import DEFAULT_FILL, DEFAULT_GRID, FILLS, EvidenceOptions
-from ..backends import BACKENDS, load_model
+from ..evidence import DEFAULT_FILL, DEFAULT_GRID, DEFAULT_MODE, FILLS, MODES, EvidenceOptions, forwards_per_map
 from ..loading import DEVICES, DTYPES, ModelSpec
 from ..paraphrases import DEFAULT_K, MIN_K, check_k
 from ..reliance import (
@@ -66,12 +66,17 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
                        help="DICOM modalities that count as chest radiographs, comma-separated "
                        f"(default {','.join(DEFAULT_MODALITIES)})")
     group.add_argument("--evidence", action="store_true",
-                       help="add an occlusion map of prompt 0 to the verdict (grid x grid more forwards)")
+                       help="add an occlusion map of prompt 0 to the verdict (grid x grid more forwards; "
+                            f"{forwards_per_map(EvidenceOptions(DEFAULT_GRID, mode='adaptive'))} on the default "
+                            "grid with --evidence-mode adaptive)")
     group.add_argument("--evidence-grid", type=int, metavar="N",
                        help=f"evidence map cells per side (default {DEFAULT_GRID}; implies --evidence)")
     group.add_argument("--evidence-fill", choices=FILLS,
                        help=f"what fills a cell: the blurred study or mid-gray (default {DEFAULT_FILL}; implies "
                             "--evidence)")
+    group.add_argument("--evidence-mode", choices=MODES,
+                       help=f"adaptive: coarse blocks first, then only the strongest split down to cells; full: every "
+                            f"cell (default {DEFAULT_MODE}; implies --evidence)")
 
 
 def reliance(args: argparse.Namespace) -> Reliance:
@@ -91,12 +96,14 @@ def single_study(args: argparse.Namespace) -> None:
 
 
 def evidence_options(args: argparse.Namespace) -> EvidenceOptions | None:
-    """The map the options ask for, or None. Saying how to draw a map (--evidence-grid, --evidence-fill)
+    """The map the options ask for, or None. Saying how to draw a map (--evidence-grid, --evidence-fill,
+    --evidence-mode)
     asks for one, as --evidence does: a shape given without it was silently dropped."""
-    if not (args.evidence or args.evidence_grid is not None or args.evidence_fill is not None):
+    if not (args.evidence or args.evidence_grid is not None or args.evidence_fill is not None
+            or args.evidence_mode is not None):
         return None
     return EvidenceOptions(DEFAULT_GRID if args.evidence_grid is None else args.evidence_grid,
-                           args.evidence_fill or DEFAULT_FILL)
+                           args.evidence_fill or DEFAULT_FILL, args.evidence_mode or DEFAULT_MODE)
 
 
 def build_checker(args: argparse.Namespace) -> Checker:

@@ -70,7 +70,7 @@ def print_verdict(verdict: Verdict, console: Console | None = None) -> None:
     if verdict.evidence:
         e = verdict.evidence
         console.print(f"Evidence  {e['reading']} (occlusion, {e['grid'][0]}x{e['grid'][1]} {e['fill']}, "
-                      f"largest |delta| {e['max_abs_delta']:.3f})")
+                      f"{e['mode']} map in {e['forwards']} forwards, largest |delta| {e['max_abs_delta']:.3f})")
     if verdict.correct is not None:
         console.print(f"Label {verdict.label}: the answer is {'correct' if verdict.correct else 'WRONG'}")
     for warning in verdict.warnings or []:
