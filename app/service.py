@@ -235,7 +235,7 @@ class CheckService:
         if options == base.options:
             return base
         return kept(self._variants, (name, options),
-                    lambda: Checker(base.loaded, backend=base.backend, options=options), _VARIANTS_KEPT)
+                    lambda: Checker(base.loaded, backend=base.backend, options=options).prepare(), _VARIANTS_KEPT)
 
 
 def _number(value) -> float:

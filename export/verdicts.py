@@ -44,7 +44,7 @@ def validate_verdicts(source: Loaded, export_dir: Path, on: ValidationSet, preci
     if not requests:
         raise InputError(f"{on.manifest} has no row both models could check ({unusable} unusable)")
     exported = load_model(ModelSpec(model=str(export_dir), device=device))
-    reference, candidate = Checker(source), Checker(exported)
+    reference, candidate = Checker(source).prepare(), Checker(exported).prepare()
     studies = []
     for start in range(0, len(requests), BATCH):
         chunk = requests[start : start + BATCH]

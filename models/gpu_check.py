@@ -191,7 +191,7 @@ def _torch_row(model: str, directory: Path, dtype: str, repeats: int) -> dict:
     torch.cuda.empty_cache()
     torch.cuda.reset_peak_memory_stats()
     loaded = load_model(ModelSpec(model=str(directory), device="cuda", dtype=dtype))
-    fast, naive = Checker(loaded), Checker(loaded, "torch-naive")
+    fast, naive = Checker(loaded).prepare(), Checker(loaded, "torch-naive").prepare()
     study = _study(size=1024)
     first = fast.check(study, QUESTION)
     reference = naive.check(study, QUESTION)
@@ -238,7 +238,7 @@ def _onnx_row(model: str, export: Path, device: str, repeats: int) -> dict:
         row = {"model": model, "runtime": f"onnxruntime {device}", "unavailable": str(exc)}
         say(model, f"onnxruntime {device}", {"unavailable": str(exc)})
         return row
-    checker = Checker(loaded)
+    checker = Checker(loaded).prepare()
     study = _study(size=1024)
     first = checker.check(study, QUESTION)
     scorer = checker.scorer

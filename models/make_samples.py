@@ -62,7 +62,7 @@ def model_answers(out_dir: str | Path, presets=("demo", "demo-shortcut")) -> dic
     out = Path(out_dir)
     result: dict[str, dict[str, list[tuple]]] = {}
     for preset in presets:
-        checker = Checker(load_model(ModelSpec(model=preset, device="cpu")), "torch")
+        checker = Checker(load_model(ModelSpec(model=preset, device="cpu")), "torch").prepare()
         result[preset] = {}
         for stem, present, fmt in WANTED:
             study = load_study(out / f"{stem}.{fmt}")

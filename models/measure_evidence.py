@@ -46,7 +46,7 @@ def positive_rows(out_dir: str, n: int, seed: int):
 
 def measure(model: str, rows, options: EvidenceOptions) -> list[dict]:
     """One record per row: pointing hit and chance, the strongest |delta|, m0, flatness."""
-    checker = Checker(load_model(ModelSpec(model=model)), options=CheckOptions(k=MIN_K, evidence=options))
+    checker = Checker(load_model(ModelSpec(model=model)), options=CheckOptions(k=MIN_K, evidence=options)).prepare()
     records = []
     for start in range(0, len(rows), BATCH):
         batch = rows[start : start + BATCH]
@@ -90,7 +90,7 @@ def summary(records: list[dict]) -> dict:
 def compare(model: str, rows, grid: int, fill: str, name: str | None = None) -> dict:
     """The adaptive map against the full one on the same studies: forwards, time beside the check's,
     agreement of the strongest cell, and the pointing game of each."""
-    checker = Checker(load_model(ModelSpec(model=model)), options=CheckOptions(k=MIN_K))
+    checker = Checker(load_model(ModelSpec(model=model)), options=CheckOptions(k=MIN_K)).prepare()
     modes = {mode: EvidenceOptions(grid=grid, fill=fill, mode=mode) for mode in ("full", "adaptive")}
     ms = {"check": 0.0, "full": 0.0, "adaptive": 0.0}
     same, forwards, hits = [], {"full": [], "adaptive": []}, {"full": [], "adaptive": []}

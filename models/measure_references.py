@@ -40,7 +40,7 @@ def check_all(loaded, rows, reference: str) -> list[dict]:
     from quadrant.evaluate import reference_partners
 
     reliance = Reliance(reference=reference)
-    checker = Checker(loaded, "torch", CheckOptions(reliance=reliance))
+    checker = Checker(loaded, "torch", CheckOptions(reliance=reliance)).prepare()
     partners = reference_partners(rows, reliance)
     samples = []
     for start in range(0, len(rows), BATCH):

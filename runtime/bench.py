@@ -80,13 +80,13 @@ def _measure(model: BenchModel, config: BenchConfig, with_evidence: bool = False
     PyTorch's naive way, whichever backend is timed); with `with_evidence`, an occlusion map's cost too."""
     torch_device = config.device if config.device in ("auto", "cpu", "cuda") else "auto"
     loaded = load_model(ModelSpec(model=model.directory, device=torch_device))
-    naive = Checker(loaded, "torch-naive", CheckOptions())
+    naive = Checker(loaded, "torch-naive", CheckOptions()).prepare()
     study = _study()
     if config.backend == "onnx":
         fast_loaded = load_model(ModelSpec(model=model.export, device=config.device))
-        fast = Checker(fast_loaded, "onnx", CheckOptions())
+        fast = Checker(fast_loaded, "onnx", CheckOptions()).prepare()
     else:
-        fast_loaded, fast = loaded, Checker(loaded, "torch", CheckOptions())
+        fast_loaded, fast = loaded, Checker(loaded, "torch", CheckOptions()).prepare()
     first = fast.check(study, QUESTION)
     single = [ScoreRequest(first.prompts[0].rendered, study.image)]
     if config.backend == "onnx":  # the naive way on the same runtime: every prompt its own full forward

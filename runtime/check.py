@@ -133,9 +133,17 @@ class Checker:
         if options.evidence is not None and self.scoring != "logits":
             raise OptionError(f"evidence maps need margins, and {loaded.name} answers in generate mode")
         self.scorer: Scorer = BACKENDS.get(self.backend)(loaded)
+        self._references: dict[tuple[str, int, int], Image.Image] = {}
+
+    def prepare(self) -> Checker:
+        """The one-time work before the first check, kept out of every check's timing: the backend's self-check
+        (logits mode) and loading a --paraphraser. A server or a benchmark calls it before its first request;
+        without it the first check does the same work and pays for it."""
         if self.scoring == "logits":
             self.scorer.prepare()
-        self._references: dict[tuple[str, int, int], Image.Image] = {}
+        if self.options.paraphraser is not None:
+            self.options.paraphraser.load()
+        return self
 
     def check(self, study: Study, question: str, paraphrases: Sequence[Phrasing] | None = None,
               label: str | None = None) -> Verdict:

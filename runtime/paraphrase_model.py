@@ -12,6 +12,7 @@ gives the same candidates run after run.
 from __future__ import annotations
 
 import re
+from functools import cached_property
 from pathlib import Path
 
 from .bank import Bank, load_bank
@@ -87,39 +88,48 @@ def faithful_candidates(question: str, texts: list[str], bank: Bank | None = Non
 
 
 class LocalParaphraser:
-    """A local causal LM with a chat template. `load()` reads it from `model_dir` (never the network)."""
+    """A local causal LM with a chat template, read from `model_dir` (never the network) by `load()`.
+
+    Constructing one only checks the folder, so options that name a missing paraphraser fail before any model
+    loads, and options travel to an evaluation's workers without the weights; `Checker.prepare()` loads it."""
 
     def __init__(self, model_dir: str | Path, device: str = "cpu", max_new_tokens: int = 192):
         self.model_dir = Path(model_dir)
-        self.device = device
-        self.max_new_tokens = max_new_tokens
-        self.tokenizer = None
-        self.model = None
-        self.fingerprint: str | None = None  # of the weights, set by load(): what a run record compares
-
-    def load(self) -> "LocalParaphraser":
         if not self.model_dir.is_dir():
             raise ModelNotFoundError(
                 f"paraphraser {self.model_dir} is not a local model directory: download the model beforehand "
                 "(e.g. `hf download Qwen/Qwen2.5-1.5B-Instruct --local-dir DIR`) and give its folder"
             )
+        self.device = device
+        self.max_new_tokens = max_new_tokens
+        self.tokenizer = None
+        self.model = None
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """Of the weight files: what a run record compares, so a rerun with other weights is caught."""
+        from .fingerprint import fingerprint
+
+        return fingerprint(self.model_dir)
+
+    def load(self) -> LocalParaphraser:
+        """Read the model and tokenizer (once; several checkers may share one paraphraser)."""
+        if self.model is not None:
+            return self
         try:
             import torch
             from transformers import AutoModelForCausalLM, AutoTokenizer
         except ImportError as exc:  # pragma: no cover - transformers is a core dependency
             raise MissingDependencyError(f"--paraphraser needs transformers and torch: {exc}") from exc
         try:
-            self.tokenizer = AutoTokenizer.from_pretrained(self.model_dir, local_files_only=True)
-            self.model = AutoModelForCausalLM.from_pretrained(self.model_dir, local_files_only=True)
+            tokenizer = AutoTokenizer.from_pretrained(self.model_dir, local_files_only=True)
+            model = AutoModelForCausalLM.from_pretrained(self.model_dir, local_files_only=True)
         except (OSError, ValueError) as exc:
             raise ModelError(f"cannot load paraphraser {self.model_dir} as a causal language model: {exc}") from exc
-        if not getattr(self.tokenizer, "chat_template", None):
+        if not getattr(tokenizer, "chat_template", None):
             raise ModelError(f"paraphraser {self.model_dir} has no chat template: use an instruct/chat model")
         device = "cuda" if self.device in ("auto", "cuda") and torch.cuda.is_available() else "cpu"
-        self.model.to(device).eval()
-        from .fingerprint import fingerprint
-
-        self.fingerprint = fingerprint(self.model_dir)
+        self.tokenizer, self.model = tokenizer, model.to(device).eval()
         return self
 
     def generate(self, question: str, n: int) -> str:

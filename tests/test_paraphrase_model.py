@@ -9,8 +9,12 @@ import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from quadrant.cli.main import main
+from quadrant.backends import load_model
+from quadrant.check import Checker
+from quadrant.cli.main import build_parser, main
+from quadrant.cli.options import spec_and_options
 from quadrant.errors import ModelError, ModelNotFoundError
+from quadrant.fingerprint import fingerprint
 from quadrant.models.tiny import train_tokenizer
 from quadrant.paraphrase_model import LocalParaphraser, clean_lines, faithful_candidates, faithfulness_problem
 from quadrant.paraphrases import paraphrase_set, rule_paraphrases
@@ -121,3 +125,21 @@ def test_command_line_paraphraser(tmp_path, study_png, tiny_model, tiny_chat_lm,
     code = main(["check", "--image", study_png, "--question", "Effusion?", "--paraphraser", str(tmp_path / "x")])
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and "download the model beforehand" in err
+
+
+def test_options_carry_the_paraphraser_unloaded_and_prepare_loads_it_once(tiny_model, tiny_chat_lm, study_png):
+    """Parsing options loads no model (an evaluation's workers receive them light); the run record still
+    fingerprints the paraphraser's weights; `Checker.prepare` is the step that loads it, once."""
+    args = build_parser("check").parse_args(["check", "--image", study_png, "--question", "Is there an effusion?",
+                                             "--model", tiny_model("llava"), "--paraphraser", str(tiny_chat_lm)])
+    spec, options = spec_and_options(args)
+    paraphraser = options.paraphraser
+    assert paraphraser.model is None and paraphraser.tokenizer is None
+    assert paraphraser.fingerprint == fingerprint(tiny_chat_lm)
+    checker = Checker(load_model(spec), options=options)
+    assert paraphraser.model is None, "building a checker only holds its settings"
+    assert checker.prepare() is checker
+    model = paraphraser.model
+    assert model is not None and not model.training
+    Checker(checker.loaded, options=options).prepare()
+    assert paraphraser.model is model, "a paraphraser shared by two checkers is loaded once"

@@ -93,7 +93,7 @@ def _load_models(args: argparse.Namespace) -> dict:
         if name in checkers:
             raise OptionError(f"model {name!r} is named twice")
         model = replace(spec, model=name, adapter=spec.adapter if name == args.model else None)
-        checkers[name] = Checker(load_model(model), options=options)
+        checkers[name] = Checker(load_model(model), options=options).prepare()
     return checkers
 
 

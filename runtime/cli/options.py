@@ -107,15 +107,15 @@ def evidence_options(args: argparse.Namespace) -> EvidenceOptions | None:
 
 
 def build_checker(args: argparse.Namespace) -> Checker:
-    """Load the model the options name and wrap it in a checker."""
+    """Load the model the options name, wrap it in a checker and prepare it for its first check."""
     spec, options = spec_and_options(args)
-    return Checker(load_model(spec), options=options)
+    return Checker(load_model(spec), options=options).prepare()
 
 
 def spec_and_options(args: argparse.Namespace) -> tuple[ModelSpec, CheckOptions]:
-    """What to load and how to check, validated, without loading the model (evaluate's workers load it; a
-    --paraphraser is loaded here and travels with the options). The backend is the spec's to choose, from
-    the resolved source, when the model loads."""
+    """What to load and how to check, validated, without loading any model: evaluate's workers load the model
+    and a --paraphraser's weights (`Checker.prepare`). The backend is the spec's to choose, from the resolved
+    source, when the model loads."""
     chat_template = None
     if args.chat_template:
         try:
@@ -134,7 +134,7 @@ def spec_and_options(args: argparse.Namespace) -> tuple[ModelSpec, CheckOptions]
     check_k(args.k)  # a bad K, scope or bank fails before any model loads
     check_scope_options(args.scope, args.modalities)
     bank = load_bank(args.paraphrase_bank)
-    paraphraser = LocalParaphraser(args.paraphraser, device=args.device).load() if args.paraphraser else None
+    paraphraser = LocalParaphraser(args.paraphraser, device=args.device) if args.paraphraser else None
     options = CheckOptions(
         ablation=args.ablation, reliance=reliance(args), k=args.k,
         scoring=args.scoring, ablate_all=args.ablate_all, max_new_tokens=args.max_new_tokens, bank=bank,

@@ -68,7 +68,7 @@ class Settings:
         from ..backends import load_model
         from ..check import Checker
 
-        return Checker(load_model(self.spec), options=self.options)
+        return Checker(load_model(self.spec), options=self.options).prepare()
 
 
 class Engine(ABC):
