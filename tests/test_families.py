@@ -19,7 +19,7 @@ from quadrant.backends.torch_prefix import PrefixSharedScorer
 from quadrant.check import Checker, CheckOptions, CheckRequest
 from quadrant.cli.main import main
 from quadrant.errors import UnsupportedModelError
-from quadrant.families import Family
+from quadrant.families import FAMILIES, Family
 from quadrant.images import load_study
 from quadrant.backends import load_model
 from quadrant.loading import ModelSpec, load_processor
@@ -30,8 +30,8 @@ TOLERANCE = 1e-4
 EXPECTED_PATH = {"qwen2_vl": "prefix-shared", "qwen2_5_vl": "prefix-shared", "qwen3_vl": "prefix-shared",
                  "internvl": "prefix-shared", "llava_onevision": "prefix-shared", "llava_next": "prefix-shared",
                  "vipllava": "prefix-shared"}
-EXPECTED_FAMILY = {"qwen2_vl": "qwen-vl", "qwen2_5_vl": "qwen-vl", "qwen3_vl": "qwen-vl", "internvl": "internvl",
-                   "llava_onevision": "llava-onevision", "llava_next": "generic", "vipllava": "generic"}
+EXPECTED_FAMILY = {"qwen2_vl": "qwen2_vl", "qwen2_5_vl": "qwen2_5_vl", "qwen3_vl": "qwen3_vl", "internvl": "internvl",
+                   "llava_onevision": "llava_onevision", "llava_next": "generic", "vipllava": "generic"}
 PHRASINGS = [
     Phrasing("Any effusion?"),
     Phrasing("Is there any layering pleural fluid in either hemithorax, blunting the costophrenic angles, on "
@@ -261,3 +261,11 @@ def test_no_single_token_answers_refuses_logits_but_generate_serves_it(tiny_mode
     verdict = Checker(loaded, "torch", CheckOptions(scoring="generate", max_new_tokens=2, k=2)).check(
         studies[0], "Is there a pleural effusion?")
     assert verdict.scoring == "generate" and verdict.model["answer_tokens"] is None
+
+
+def test_a_family_has_one_name_its_model_type():
+    """The name a verdict, an export's manifest and the bench print is the registry's key (transformers' model
+    type); the medical models built on a family are aliases that resolve to it."""
+    for name in FAMILIES.names():
+        assert FAMILIES.get(name).name == name
+    assert FAMILIES.get("lingshu").name == "qwen2_5_vl" and FAMILIES.get("medvlm-r1").name == "qwen2_vl"

@@ -1,6 +1,7 @@
 """Model families: how each kind of VLM is prompted and tokenized. A new family is one file plus one line
 in FAMILIES below; `family_for_config` picks one from a checkpoint's `config.model_type`, and a model type
-with no family file gets the generic family (`generic.py`)."""
+with no family file gets the generic family (`generic.py`). A family's one name is its key here, which is
+transformers' model type (its class's `name` says the same); the medical models built on one are aliases."""
 
 from __future__ import annotations
 
@@ -15,9 +16,9 @@ FAMILIES: Registry[type[Family]] = Registry(
         "gemma3": "quadrant.families.gemma3:Gemma3Family",
         "idefics3": "quadrant.families.idefics3:Idefics3Family",
         "paligemma": "quadrant.families.paligemma:PaliGemmaFamily",
-        "qwen2_vl": "quadrant.families.qwen_vl:QwenVLFamily",
-        "qwen2_5_vl": "quadrant.families.qwen_vl:QwenVLFamily",
-        "qwen3_vl": "quadrant.families.qwen_vl:QwenVLFamily",
+        "qwen2_vl": "quadrant.families.qwen_vl:Qwen2VLFamily",
+        "qwen2_5_vl": "quadrant.families.qwen_vl:Qwen25VLFamily",
+        "qwen3_vl": "quadrant.families.qwen_vl:Qwen3VLFamily",
         "internvl": "quadrant.families.internvl:InternVLFamily",
         "llava_onevision": "quadrant.families.llava_onevision:LlavaOnevisionFamily",
     },

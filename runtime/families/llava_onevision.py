@@ -17,7 +17,7 @@ from .base import Family
 
 
 class LlavaOnevisionFamily(Family):
-    name = "llava-onevision"
+    name = "llava_onevision"
     forward_keys = Family.forward_keys + ("image_sizes",)
     onnx_exportable = True
 

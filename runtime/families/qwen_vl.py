@@ -69,7 +69,9 @@ def rope_index(config, input_ids: torch.Tensor, mm_token_type_ids: torch.Tensor,
 
 
 class QwenVLFamily(Family):
-    name = "qwen-vl"
+    """The logic the three versions share; each version below is registered under its own model type, which
+    is its one name (in a verdict, an export's manifest, the bench)."""
+
     prefix_keys = ("mm_token_type_ids",)
     forward_keys = Family.forward_keys + ("image_grid_thw", "mm_token_type_ids")
     placeholder_token = "<|image_pad|>"
@@ -161,6 +163,19 @@ class QwenVLFamily(Family):
         finally:
             vision._attn_implementation = before
             decoder.__dict__.pop("_deepstack_process", None)
+
+
+
+class Qwen2VLFamily(QwenVLFamily):
+    name = "qwen2_vl"
+
+
+class Qwen25VLFamily(QwenVLFamily):
+    name = "qwen2_5_vl"
+
+
+class Qwen3VLFamily(QwenVLFamily):
+    name = "qwen3_vl"
 
 
 def _block_attention(module, query, key, value, attention_mask=None, scaling=None, dropout=0.0,
