@@ -29,7 +29,7 @@ QUADRANTS = ("Ideal", "Fragile", "Dangerous", "Worst")
 #: a study out of scope, whatever its quadrant
 TONES = {"Ideal": "green", "Fragile": "amber", "Dangerous": "red", "Worst": "red"}
 #: the grey state: a verdict computed under a research override on a study or question Quadrant does not judge
-OUT_OF_SCOPE = "Out of scope: research only"
+OUT_OF_SCOPE = "Out of scope, research only"
 OUT_OF_SCOPE_ADVICE = "Do not use this answer for a patient: Quadrant does not judge this study or question."
 OUT_OF_SCOPE_TONE = "grey"
 

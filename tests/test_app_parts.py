@@ -304,7 +304,7 @@ def test_a_verdict_out_of_scope_is_grey_and_never_a_quadrant(demo_checker):
                            "verified_from_header": True, "frame": None})
     page = verdict_html(scoped)
     assert 'class="q-banner q-grey"' in page and 'data-state="out-of-scope"' in page
-    assert "OUT OF SCOPE: RESEARCH ONLY" in page and "IDEAL" not in page and "q-lit" not in page
+    assert "OUT OF SCOPE, RESEARCH ONLY" in page and "IDEAL" not in page and "q-lit" not in page
     assert "modality CT is not a chest radiograph" in page and html.escape(vocabulary.OUT_OF_SCOPE_ADVICE) in page
     in_scope = replace(ideal, scope={"in_scope": True})
     assert 'class="q-banner q-green"' in verdict_html(in_scope)
