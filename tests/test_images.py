@@ -23,6 +23,7 @@ from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage
 
 from quadrant.errors import StudyError, StudyNotFoundError
 from quadrant.images import MAX_FILE_BYTES, READERS, Study, load_study, load_study_bytes
+from quadrant.images.base import CHROMA_LEVELS, CHROMA_SHARE, has_chroma
 from quadrant.images.dicom import DicomReader
 from quadrant.images.raster import RasterReader
 
@@ -511,3 +512,17 @@ def test_dicom_tiff_dual_file_is_read_as_dicom():
     head = Path(get_testdata_file("MR_small.dcm")).read_bytes()[:512]
     assert DicomReader().can_read(head) and RasterReader().can_read(head), "precondition: a dual file"
     assert load_study(get_testdata_file("MR_small.dcm")).format == "DICOM"
+
+
+@pytest.mark.parametrize("spread", [0, CHROMA_LEVELS, CHROMA_LEVELS + 1, 40])
+@pytest.mark.parametrize("share", [0.0, 0.5, 1.0])
+def test_chroma_is_a_pixels_largest_channel_minus_its_smallest(spread, share):
+    """Colour is judged from each pixel's channel spread: pictures mixing grey pixels with pixels of a given
+    spread, in a given share, against the definition computed across the channel axis."""
+    rng = np.random.default_rng(spread)
+    pixels = np.repeat(rng.integers(0, 200, (300, 400, 1)), 3, axis=2)
+    coloured = rng.random((300, 400)) < share
+    pixels[coloured, rng.integers(0, 3)] += spread
+    image = Image.fromarray(pixels.astype(np.uint8))
+    expected = np.mean((pixels.max(axis=2) - pixels.min(axis=2)) > CHROMA_LEVELS) > CHROMA_SHARE
+    assert has_chroma(image) == expected

@@ -105,14 +105,20 @@ def frame_index(frame: int | None, frames: int, name: str) -> int:
 def has_chroma(image: Image.Image) -> bool:
     """Whether an RGB picture carries real colour: more than CHROMA_SHARE of its pixels have channels that
     differ by more than CHROMA_LEVELS. Grayscale saved as RGB (and its JPEG noise) has none; a photograph,
-    a colour map or per-channel noise has plenty. Judged on a grid of at most about 512 x 512 pixels."""
+    a colour map or per-channel noise has plenty. Judged on a grid of at most about 512 x 512 pixels.
+
+    A pixel's spread (its largest channel minus its smallest) is the largest of its three pairwise
+    differences; computed on whole channel planes that way it costs a fifth of a reduction across the
+    channel axis, which matters because a study built in memory is judged on every check."""
     if image.mode != "RGB":
         return False
     pixels = np.asarray(image)
     step = max(1, max(pixels.shape[:2]) // 512)
-    sample = pixels[::step, ::step].astype(np.int16)
-    chroma = sample.max(axis=2) - sample.min(axis=2)
-    return bool(np.mean(chroma > CHROMA_LEVELS) > CHROMA_SHARE)
+    sample = pixels[::step, ::step]
+    red, green, blue = (sample[..., channel].astype(np.int16) for channel in range(3))
+    chroma = ((np.abs(red - green) > CHROMA_LEVELS) | (np.abs(green - blue) > CHROMA_LEVELS)
+              | (np.abs(red - blue) > CHROMA_LEVELS))
+    return bool(np.mean(chroma) > CHROMA_SHARE)
 
 
 def window_to_uint8(values: np.ndarray, low: float, high: float) -> np.ndarray:
