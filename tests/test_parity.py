@@ -77,8 +77,9 @@ def gray_like(image: Image.Image) -> Image.Image:
 
 @pytest.mark.parametrize("family", ["llava", "idefics3"])
 def test_a_reused_reference_prefix_stays_exact_check_after_check(family, tiny_model, study_png, tmp_path):
-    """The content-free reference's prefix is computed once per model and reused by later checks: each
-    reuse must give a plain forward's margin (a cache mutated by an earlier check would not)."""
+    """The content-free reference's prefix is computed once per model and reused by later checks, and its
+    margin kept per prompt: each reuse must give a plain forward's margin (a cache mutated by an earlier
+    check would not). The second study of a size asks the question its size has seen: no reference forward."""
     from quadrant.check import Checker
     from quadrant.images import load_study
     from quadrant.backends import load_model
@@ -93,14 +94,18 @@ def test_a_reused_reference_prefix_stays_exact_check_after_check(family, tiny_mo
         path = tmp_path / f"study{index}.png"
         Image.fromarray(rng.integers(0, 256, (96, 80), dtype=np.uint8)).convert("RGB").save(path)  # gray: in scope
         paths.append(str(path))
+    kinds = []
     for path in paths + paths[:1]:
         verdict = checker.check(load_study(path), "Is there a pleural effusion?").to_json()
+        kinds.append("margin-kept" if "margin-kept" in verdict["timing_ms"]["path"] else "prefix-reused")
         yes, no = verdict["model"]["answer_tokens"]["yes"], verdict["model"]["answer_tokens"]["no"]
         image = Image.open(path).convert("RGB")
         reference = verdict["content_free"]
         assert abs(reference["margin"] - oracle.margin(reference["rendered"], gray_like(image), yes, no)) < TOLERANCE
-        assert "prefix-reused" in verdict["timing_ms"]["path"]
+    assert kinds == ["prefix-reused", "prefix-reused", "margin-kept", "margin-kept"]
     assert len(checker.scorer._reused) == 2  # one kept prefix per distinct study size
+    verdict = checker.check(load_study(paths[1]), "Is there a pneumothorax?").to_json()
+    assert "prefix-reused" in verdict["timing_ms"]["path"]  # a new question: the kept prefix, a suffix pass
 
 
 def test_text_only_prompt_keeps_the_bos_of_its_with_image_twin(tiny_model, study_png, capsys):

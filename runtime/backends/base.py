@@ -23,7 +23,8 @@ class ScoreRequest:
 
     Requests holding the very same image object belong to one study; backends group them by identity.
     `reuse_key` marks an image that is the same for every study (a content-free reference of one size): a
-    backend may compute its prefix once under that key and reuse it in later calls.
+    backend may compute its prefix once under that key and reuse it in later calls, and keep the margins of
+    prompts it has scored with it.
     """
 
     rendered: str

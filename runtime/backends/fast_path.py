@@ -48,11 +48,13 @@ HALF_PRECISION_TOLERANCE = 5e-2
 PREFIX = "prefix-shared"
 PACKED = "packed"  # a text-only prompt scored inside the suffix pass, attending to itself alone
 REUSED = "prefix-reused"  # a content-free reference whose prefix was computed once, in an earlier call
+KEPT = "margin-kept"  # a content-free reference asked the same prompt before: its margin, without a forward
 BATCHED = "batched"
 #: prefixes of content-free reference images kept per model (one per image size where the family resizes
 #: dynamically; a fixed-size family needs one per mode)
 REUSED_PREFIXES = 8
 REUSED_STUDIES = 64  # tokenized reference prompts kept (a few hundred token ids each)
+KEPT_MARGINS = 1024  # content-free references' margins kept (a float per prompt)
 
 
 @dataclass
@@ -141,6 +143,7 @@ class FastPathScorer(StepsScorer):
         self._prefix_ok: bool | None = None  # decided by the self-check in prepare()
         self._reused: OrderedDict[tuple, Prefix] = OrderedDict()  # (reuse key, prefix ids) -> prefix pass
         self._reused_studies: OrderedDict[tuple, Study] = OrderedDict()  # (reuse key, prompts) -> tokenized
+        self._kept_margins: OrderedDict[tuple, list[float]] = OrderedDict()  # (reuse key, token ids) -> margins
 
     def margins(self, requests: Sequence[ScoreRequest]) -> list[ScoreResult]:
         results: list[ScoreResult | None] = [None] * len(requests)
@@ -155,8 +158,9 @@ class FastPathScorer(StepsScorer):
         reused = [s for s in studies if use_prefix and s.reuse_key is not None]
         batches = list(self._batches([s for s in studies if not (use_prefix and s.reuse_key)], by_prefix=use_prefix))
         for study in reused:
-            for index, margin in zip(study.indices, self._reused_prefix_margins(study), strict=True):
-                results[index] = ScoreResult(margin=margin, path=REUSED)
+            margins, path = self._reused_prefix_margins(study)
+            for index, margin in zip(study.indices, margins, strict=True):
+                results[index] = ScoreResult(margin=margin, path=path)
         if use_prefix and batches:
             # text-only prompts ride along in the suffix pass, each seeing only itself
             shares = _split(self._tokenize_text_only(requests, text_only), len(batches))
@@ -317,9 +321,17 @@ class FastPathScorer(StepsScorer):
         prefix = self._run_prefix(batch)
         return self.steps.run_suffixes(prefix, pack_batch(batch, standalone, self.loaded.dtype))
 
-    def _reused_prefix_margins(self, study: Study) -> list[float]:
-        """A content-free reference's suffixes on a prefix computed once per model and kept: the reference
-        image is the same for every study of a size, so its prefix pass is paid once, not per check."""
+    def _reused_prefix_margins(self, study: Study) -> tuple[list[float], str]:
+        """A content-free reference's margins, and the path that gave them. Its image is the same for every
+        study of a size, so its prefix pass is paid once per model and kept; and its margins depend on nothing
+        but that image and the prompts, so a question asked again (one finding across a dataset, a common
+        question in the app) takes them from the first computation, exactly, without a forward."""
+        key = (study.reuse_key, tuple(map(tuple, study.inputs["input_ids"].tolist())))
+        path = KEPT if key in self._kept_margins else REUSED
+        return kept(self._kept_margins, key, lambda: self._reused_suffix_margins(study), KEPT_MARGINS), path
+
+    def _reused_suffix_margins(self, study: Study) -> list[float]:
+        """The reference's suffix pass on its kept prefix."""
         ids = study.inputs["input_ids"][0, : study.prefix_len].tolist()
         prefix = kept(self._reused, (study.reuse_key, tuple(ids)), lambda: self._run_prefix([study]), REUSED_PREFIXES)
         return self.steps.run_suffixes(self.steps.fork(prefix), pack_batch([study], [], self.loaded.dtype))
