@@ -112,9 +112,9 @@ def shape_on_meta(model: str, layers: int | None) -> dict:
 
 
 def _parts(model: str) -> Callable:
-    from quadrant.models import tiny, tiny_families
+    from quadrant.models import tiny
 
-    return tiny.llava_15_7b_parts if model == "llava" else tiny_families.qwen25_vl_7b_parts
+    return tiny.llava_15_7b_parts if model == "llava" else tiny.qwen25_vl_7b_parts
 
 
 def gpu_state() -> dict:
@@ -134,9 +134,9 @@ def gpu_state() -> dict:
 
 def _build(model: str, out: Path, layers: int | None) -> Path:
     """The model with random weights drawn on the GPU, saved in bf16."""
-    from quadrant.models import tiny, tiny_families
+    from quadrant.models import tiny
 
-    builder = tiny.llava_15_7b_shaped if model == "llava" else tiny_families.qwen25_vl_7b_shaped
+    builder = tiny.llava_15_7b_shaped if model == "llava" else tiny.qwen25_vl_7b_shaped
     return builder(out, device="cuda", dtype=torch.bfloat16, **({} if layers is None else {"layers": layers}))
 
 

@@ -238,9 +238,9 @@ def train_demo(out_dir: str | Path = DEMO_DIR, recipe: DemoRecipe = DemoRecipe()
         for child in out_dir.iterdir():  # keep a model card written by hand
             if child.name != "README.md":
                 shutil.rmtree(child) if child.is_dir() else child.unlink()
-    from .tiny import _save
+    from .tiny.common import save
 
-    _save(model, processor, out_dir)
+    save(model, processor, out_dir)
     record = {
         "recipe": dataclasses.asdict(recipe),
         "parameters": sum(p.numel() for p in model.parameters()),

@@ -21,8 +21,7 @@ import pytest  # noqa: E402
 from PIL import Image  # noqa: E402
 from transformers import AutoModelForImageTextToText  # noqa: E402
 
-from quadrant.models.tiny import FAMILIES, build_tiny  # noqa: E402
-from quadrant.models.tiny_families import GENERIC_FAMILIES, NEW_FAMILIES  # noqa: E402
+from quadrant.models.tiny import FAMILIES, GENERIC_FAMILIES, NEW_FAMILIES, build_tiny  # noqa: E402
 
 #: the installed console script, run as a user runs it (a separate process)
 QUADRANT = str(Path(sys.executable).with_name("quadrant"))

@@ -144,7 +144,7 @@ def test_generic_family_notes_itself_once(tiny_model, caplog):
 
 def test_generic_family_uses_the_ablation_its_template_allows(tiny_model, studies, tmp_path):
     """A template that refuses a prompt without an image: the generic family falls back to `blank`."""
-    from quadrant.models.tiny_families import LLAVA_NEXT_CHAT_TEMPLATE
+    from quadrant.models.tiny.llava_next import LLAVA_NEXT_CHAT_TEMPLATE
 
     strict = ("{% for m in messages %}{% if m['content'] | selectattr('type', 'equalto', 'image') | list | length "
               "== 0 %}{{ raise_exception('an image is required') }}{% endif %}{% endfor %}" + LLAVA_NEXT_CHAT_TEMPLATE)
@@ -168,7 +168,7 @@ def test_generic_family_without_a_chat_template_is_refused_by_name(tiny_model, t
             path.write_text(json.dumps(data))
     with pytest.raises(UnsupportedModelError, match="'llava_next' has no family file.*--chat-template"):
         load_model(ModelSpec(model=str(directory)))
-    from quadrant.models.tiny_families import LLAVA_NEXT_CHAT_TEMPLATE
+    from quadrant.models.tiny.llava_next import LLAVA_NEXT_CHAT_TEMPLATE
 
     loaded = load_model(ModelSpec(model=str(directory), chat_template=LLAVA_NEXT_CHAT_TEMPLATE))
     assert loaded.family.name == "generic"

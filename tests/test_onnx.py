@@ -31,7 +31,7 @@ QUESTIONS = ["Is there a pleural effusion?", "Is there fluid in the pleural spac
 def exported(tiny_model, tmp_path_factory):
     """family -> (base model dir, adapter dir, export dir, lines the export printed), exported on first use.
 
-    The LLaVA case is the bundled `demo-shortcut` (a tiny LLaVA from models/tiny.py with its LoRA): the
+    The LLaVA case is the bundled `demo-shortcut` (a tiny LLaVA from models/tiny/ with its LoRA): the
     demo pair must be exported anyway, and each export costs most of a minute on a shared CPU."""
     from quadrant.export.onnx import export_onnx
     from quadrant.models.presets import PRESETS

@@ -13,7 +13,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 #: top-level folder -> the package it installs as (pyproject.toml's package-dir)
 PACKAGES = {"runtime": "quadrant", "export": "quadrant.export", "app": "quadrant.app", "models": "quadrant.models"}
-BUILDERS = ("quadrant.models.tiny", "quadrant.models.tiny_families")
+BUILDERS = ("quadrant.models.tiny",)
 
 
 def _module(path: Path) -> str:

@@ -83,10 +83,9 @@ def run(args: argparse.Namespace) -> int:
 
 def _family_names(args: argparse.Namespace) -> list[str]:
     """The per-family rows asked for: every family with a tiny builder by default, none with --no-families."""
-    from quadrant.models.tiny import FAMILIES
-    from quadrant.models.tiny_families import GENERIC_FAMILIES, NEW_FAMILIES
+    from quadrant.models.tiny import BUILDERS
 
-    known = FAMILIES + NEW_FAMILIES + GENERIC_FAMILIES
+    known = tuple(BUILDERS)
     unknown = [name for name in args.family_names or () if name not in known]
     if unknown:
         raise OptionError(f"no tiny model for family {', '.join(map(repr, unknown))}; known: {', '.join(known)}")
