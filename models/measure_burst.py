@@ -1,0 +1,142 @@
+"""How a burst of API calls fares against the same calls one at a time: `python -m quadrant.models.measure_burst`.
+
+A real `quadrant app` process (on loopback, its own audit file) serves the bundled sample studies; a client
+asks N checks one after another, then the same N at once from N threads, and prints the two rates, their
+ratio, the batch sizes the server reported (`timing_ms.studies_in_batch`), whether every concurrent verdict
+equals its serial twin (the quadrant, the answer, and every margin within 1e-4), and the CPU seconds the
+server and the client spent in each phase. The client is plain HTTP (httpx: upload, call, read the event
+stream), the lightest an integrator would write; it still runs on the same machine, so on a small CPU the
+CPU split says how much of a burst's time the server itself had.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+
+from quadrant.models.presets import MODELS_DIR
+
+CASES = (("cardiomegaly-effusion.png", "Is there a pleural effusion?"),
+         ("nodule.png", "Is there a lung nodule?"),
+         ("pneumothorax.png", "Is there a pneumothorax?"),
+         ("normal.png", "Is there cardiomegaly?"))
+TOLERANCE = 1e-4
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _start(folder: Path, model: str, batch: int) -> tuple[subprocess.Popen, str]:
+    port = _free_port()
+    log = (folder / "server.log").open("w")
+    env = {**os.environ, "TMPDIR": str(folder), "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1"}
+    command = [str(Path(sys.executable).with_name("quadrant")), "app", "--port", str(port), "--model", model,
+               "--audit", str(folder / "audit.sqlite"), "--batch", str(batch)]
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+    deadline = time.monotonic() + 300
+    while "Serving" not in (folder / "server.log").read_text():
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            raise SystemExit(f"quadrant app did not start:\n{(folder / 'server.log').read_text()}")
+        time.sleep(0.5)
+    return process, f"http://127.0.0.1:{port}/"
+
+
+def _check(client: httpx.Client, case: tuple[str, str]) -> dict:
+    """One call of the API as plain HTTP: upload the study, call `check` with the original four values,
+    read the verdict from the event stream."""
+    study, question = case
+    with (MODELS_DIR / "samples" / study).open("rb") as file:
+        (path,) = client.post("gradio_api/upload", files=[("files", (study, file))]).raise_for_status().json()
+    data = [{"path": path, "meta": {"_type": "gradio.FileData"}}, question, "", ""]
+    event = client.post("gradio_api/call/check", json={"data": data}).raise_for_status().json()["event_id"]
+    stream = client.get(f"gradio_api/call/check/{event}", timeout=300).raise_for_status().text
+    lines = stream.splitlines()
+    if "event: complete" not in lines:
+        raise RuntimeError(f"the check failed: {stream[:500]}")
+    return json.loads(json.loads(lines[lines.index("event: complete") + 1].removeprefix("data:").strip())[0])
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User and system CPU of a process so far (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _own_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _same(a: dict, b: dict) -> bool:
+    margins = [(p["margin"], q["margin"]) for p, q in zip(a["prompts"], b["prompts"], strict=True)]
+    margins += [(a[k]["margin"], b[k]["margin"]) for k in ("text_only", "content_free")]
+    return a["quadrant"] == b["quadrant"] and a["answer"] == b["answer"] and \
+        all(abs(x - y) <= TOLERANCE for x, y in margins)
+
+
+def measure(url: str, pid: int, n: int) -> dict:
+    """N checks serially, then the same N concurrently, on the server `pid` (after one warm-up per case)."""
+    clients = [httpx.Client(base_url=url, timeout=60) for _ in range(n)]
+    requests = [CASES[i % len(CASES)] for i in range(n)]
+    for case in CASES:
+        _check(clients[0], case)
+    server, client, started = _cpu_seconds(pid), _own_cpu_seconds(), time.perf_counter()
+    serial = [_check(clients[0], case) for case in requests]
+    serial_s = time.perf_counter() - started
+    serial_cpu = _cpu_seconds(pid) - server, _own_cpu_seconds() - client
+    with ThreadPoolExecutor(max_workers=n) as pool:
+        server, client, started = _cpu_seconds(pid), _own_cpu_seconds(), time.perf_counter()
+        burst = list(pool.map(_check, clients, requests))
+        burst_s = time.perf_counter() - started
+        burst_cpu = _cpu_seconds(pid) - server, _own_cpu_seconds() - client
+    for each in clients:
+        each.close()
+    sizes = Counter(v["timing_ms"].get("studies_in_batch", 1) for v in burst)
+    return {
+        "requests": n,
+        "serial_s": round(serial_s, 3), "concurrent_s": round(burst_s, 3),
+        "serial_per_s": round(n / serial_s, 2), "concurrent_per_s": round(n / burst_s, 2),
+        "throughput_ratio": round(serial_s / burst_s, 2),
+        "studies_in_batch": dict(sorted(sizes.items())),
+        "identical_verdicts": sum(_same(a, b) for a, b in zip(serial, burst, strict=True)),
+        "server_cpu_s": {"serial": round(serial_cpu[0], 2), "concurrent": round(burst_cpu[0], 2)},
+        "client_cpu_s": {"serial": round(serial_cpu[1], 2), "concurrent": round(burst_cpu[1], 2)},
+        "cores": os.cpu_count(),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="demo")
+    parser.add_argument("-n", type=int, default=20, help="calls in the burst (default 20)")
+    parser.add_argument("--batch", type=int, default=8, help="the app's --batch (default 8, as the app's)")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory() as tmp:
+        process, url = _start(Path(tmp), args.model, args.batch)
+        try:
+            result = {"model": args.model, "batch": args.batch, **measure(url, process.pid, args.n)}
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
