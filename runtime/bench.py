@@ -30,10 +30,11 @@ from .loading import ModelSpec
 QUESTION = "Is there a pleural effusion?"
 #: questions no timed check has asked before: a check keeps the content-free reference's margin per question
 #: (exact: it depends only on the reference image and the prompt), so the headline check is timed on a
-#: question new to the model, and the repeated question separately
+#: question new to the model, and the repeated question separately. Every word is one Quadrant knows, so no
+#: check pays for the language detector's first load.
 NEW_QUESTIONS = tuple(f"Is there {size}{finding}?" for size in ("", "a small ", "a large ") for finding in (
-    "pneumothorax", "cardiomegaly", "consolidation", "atelectasis", "pulmonary edema", "a rib fracture",
-    "a lung nodule", "emphysema", "a hilar mass", "pneumoperitoneum", "a lung mass", "hyperinflation"))
+    "pneumothorax", "cardiomegaly", "consolidation", "atelectasis", "pulmonary edema", "lung nodule",
+    "emphysema", "hilar mass", "lung mass", "hyperinflation", "pleural thickening", "fracture"))
 
 
 @dataclass(frozen=True)
