@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING
 from quadrant.errors import OptionError
 
 from .auth import Account
-from .metrics import MetricsEndpoint
+from .metrics_endpoint import MetricsEndpoint
 from .service import CheckService
 
 if TYPE_CHECKING:
