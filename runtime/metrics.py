@@ -96,6 +96,7 @@ def summarize(verdicts: Sequence[dict], by: str | None = "finding") -> dict:
         "fractions_ci95": ci,
         "accuracy": (sum(v["correct"] for v in labelled) / len(labelled)) if labelled else None,
         "n_labelled": len(labelled),
+        "n_out_of_scope": sum(not (v.get("scope") or {}).get("in_scope", True) for v in verdicts),  # --scope any
         "text_only_agreement": (sum(v["text_only"]["answer"] == v["answer"] for v in verdicts) / n) if n else None,
         "reliance": verdicts[0]["reliance"] if verdicts else None,
         "fractions_flip_rule": paper_share,

@@ -122,7 +122,7 @@ def test_auroc_by_hand():
 
 
 def verdict(quadrant: str, *, correct=None, entropy=0.5, text_only_agrees=True, flip_reliant=None,
-            pairwise=0.0, shift=1.0, finding="effusion") -> dict:
+            pairwise=0.0, shift=1.0, finding="effusion", in_scope=True) -> dict:
     """The fields of a verdict that a summary reads, consistent with one another."""
     consistent = quadrant in ("Ideal", "Dangerous")
     reliant = quadrant in ("Ideal", "Fragile")
@@ -135,11 +135,12 @@ def verdict(quadrant: str, *, correct=None, entropy=0.5, text_only_agrees=True, 
         "pairwise_disagreement": 0.0 if consistent else pairwise, "entropy": entropy, "margin_shift": shift,
         "label": None if correct is None else ("yes" if correct else "no"), "correct": correct,
         "reliance": {"rule": "flip", "threshold": 0.0}, "extra": {"finding": finding},
+        "scope": {"in_scope": in_scope},
     }
 
 
 def dataset_twenty() -> list[dict]:
-    """20 verdicts: Ideal 5, Fragile 3, Dangerous 12, Worst 0; mixed labels, entropies and agreement."""
+    """20 verdicts: Ideal 5, Fragile 3, Dangerous 12 (two out of scope), Worst 0; mixed labels, entropies and agreement."""
     rows = []
     for i in range(5):
         rows.append(verdict("Ideal", correct=i != 0, entropy=(5 + i) / 16, text_only_agrees=i == 4,
@@ -150,7 +151,7 @@ def dataset_twenty() -> list[dict]:
     for i in range(12):
         rows.append(verdict("Dangerous", correct=None if i < 2 else i % 3 != 0, entropy=i / 16,
                             text_only_agrees=True, flip_reliant=i < 4, shift=0.1 * (i - 6),
-                            finding="effusion" if i < 7 else "heart"))
+                            finding="effusion" if i < 7 else "heart", in_scope=i not in (5, 8)))
     return rows
 
 
@@ -190,6 +191,7 @@ def independent_summary(verdicts: list[dict]) -> dict:
         "fractions_flip_rule_ci95": {q: scipy_wilson(paper[q], n) for q in QUADRANTS},
         "accuracy": mean_or_none([float(v["correct"]) for v in labelled]),
         "n_labelled": len(labelled),
+        "n_out_of_scope": sum(1 for v in verdicts if v["scope"]["in_scope"] is False),
         "text_only_agreement": sum(v["text_only"]["answer"] == v["answer"] for v in verdicts) / n,
         "per_quadrant": {
             q: {"n": counts[q],
@@ -250,6 +252,7 @@ def test_summary_of_twenty_by_hand():
     assert summary["text_only_agreement"] == pytest.approx(13 / 20)
     # labelled: 5 Ideal (4 right), 3 Fragile (1 right), 10 Dangerous (i = 2..11, wrong where i % 3 == 0: 3, 6, 9)
     assert summary["n_labelled"] == 18
+    assert summary["n_out_of_scope"] == 2  # two Dangerous checked under --scope any
     assert summary["accuracy"] == pytest.approx((4 + 1 + 7) / 18)
     assert summary["per_quadrant"]["Dangerous"]["accuracy"] == pytest.approx(7 / 10)
     assert summary["per_quadrant"]["Worst"] == {"n": 0, "accuracy": None, "mean_entropy": None}
