@@ -92,6 +92,13 @@ def _confidences(text: str) -> dict[str, float]:
     return {c.language.name: c.value for c in detector.compute_language_confidence_values(text)}
 
 
+def load_detector() -> None:
+    """Build the language detector now: a server does it at start, so that no clinician's first question with a
+    word Quadrant does not know waits for it (about a second); a one-off command leaves it to the first such
+    question, or never builds it. lingua reads its language models on the first detection, so one is run."""
+    _confidences("Is there a pleural effusion?")
+
+
 @functools.lru_cache(maxsize=1)
 def _detector():
     try:

@@ -101,9 +101,11 @@ def _serve(args: argparse.Namespace, cache: Path, checkers: dict, audit, users) 
     from quadrant.app.server import ServeOptions, launch
     from quadrant.app.service import CheckService
     from quadrant.evidence import EvidenceOptions
+    from quadrant.language import load_detector
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
     logging.getLogger("quadrant.app").setLevel(logging.INFO)
+    load_detector()
     asked = evidence_options(args)  # the page's toggle draws maps this way, and starts on when one is asked for
     service = CheckService(checkers, audit, upload_dir=cache, max_batch=args.batch,
                            evidence_options=asked or EvidenceOptions(), evidence_by_default=asked is not None).start()
