@@ -84,15 +84,17 @@ def _own_cpu_seconds() -> float:
 
 
 def _same(a: dict, b: dict) -> bool:
+    """The same verdict: every judgement and answer equal, every margin within TOLERANCE."""
     margins = [(p["margin"], q["margin"]) for p, q in zip(a["prompts"], b["prompts"], strict=True)]
     margins += [(a[k]["margin"], b[k]["margin"]) for k in ("text_only", "content_free")]
-    return a["quadrant"] == b["quadrant"] and a["answer"] == b["answer"] and \
-        all(abs(x - y) <= TOLERANCE for x, y in margins)
+    keys = ("quadrant", "consistent", "image_reliant", "answer", "flip_count")
+    return all(a[k] == b[k] for k in keys) and all(abs(x - y) <= TOLERANCE for x, y in margins)
 
 
-def measure(url: str, pid: int, n: int) -> dict:
-    """N checks serially, then the same N concurrently, on the server `pid` (after one warm-up per case)."""
-    clients = [httpx.Client(base_url=url, timeout=60) for _ in range(n)]
+def measure(url: str, pid: int, n: int, cookies: dict[str, str] | None = None) -> dict:
+    """N checks serially, then the same N concurrently, on the server `pid` (after one warm-up per case);
+    `cookies`: a login's, for a server started with --auth."""
+    clients = [httpx.Client(base_url=url, timeout=60, cookies=cookies) for _ in range(n)]
     requests = [CASES[i % len(CASES)] for i in range(n)]
     for case in CASES:
         _check(clients[0], case)

@@ -17,7 +17,6 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -230,22 +229,19 @@ def test_files_outside_the_apps_cache_are_refused(server):
     assert check(server.client(), STUDY)["quadrant"] == "Ideal"  # and the server keeps serving
 
 
-def test_twenty_concurrent_requests_all_complete_correctly_with_twenty_audit_rows(server):
-    cases = [(SAMPLES / f, q) for f, q in (("cardiomegaly-effusion.png", QUESTION),
-                                            ("nodule.png", "Is there a lung nodule?"),
-                                            ("pneumothorax.png", "Is there a pneumothorax?"),
-                                            ("normal.png", "Is there cardiomegaly?"))]
-    client = server.client()
-    expected = {case: check(client, *case) for case in cases}  # one at a time first
+def test_a_burst_of_twenty_gives_the_serial_verdicts_with_an_audit_row_each(server):
+    """The repository's load tool on the real server: the sample cases asked once each, then 20 calls one at a
+    time, then the same 20 at once. Every concurrent verdict equals its serial twin, each call writes its audit
+    row, and the server reports how the burst was batched."""
+    from quadrant.models.measure_burst import CASES, measure
+
     before = server.audit_rows()
-    requests = [cases[i % len(cases)] for i in range(20)]
-    with ThreadPoolExecutor(max_workers=20) as pool:
-        results = list(pool.map(lambda case: check(client, *case), requests))
-    for case, got in zip(requests, results):
-        assert_same_verdict(got, expected[case])
-    assert server.audit_rows() == before + 20
-    batches = sorted(r["timing_ms"]["studies_in_batch"] for r in results)
-    print(f"studies scored together per request: {batches}")
+    cookies = dict(pair.split("=", 1) for pair in server.login_cookie().split("; "))
+    result = measure(server.url, server.process.pid, 20, cookies=cookies)
+    print(f"burst: {result}")
+    assert result["identical_verdicts"] == 20
+    assert server.audit_rows() == before + len(CASES) + 40
+    assert sum(result["studies_in_batch"].values()) == 20 and result["server_cpu_s"]["serial"] > 0
 
 
 def test_port_in_use_and_bad_options_exit_2_with_one_line(server, tmp_path, capsys):
