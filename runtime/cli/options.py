@@ -97,8 +97,7 @@ def single_study(args: argparse.Namespace) -> None:
 
 def evidence_options(args: argparse.Namespace) -> EvidenceOptions | None:
     """The map the options ask for, or None. Saying how to draw a map (--evidence-grid, --evidence-fill,
-    --evidence-mode)
-    asks for one, as --evidence does: a shape given without it was silently dropped."""
+    --evidence-mode) asks for one, as --evidence does: a shape given without it was silently dropped."""
     if not (args.evidence or args.evidence_grid is not None or args.evidence_fill is not None
             or args.evidence_mode is not None):
         return None
