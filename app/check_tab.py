@@ -201,7 +201,7 @@ class _Handlers:
             data, study, verdict = checked.data, checked.study, checked.verdict
             overlay = _png(verdict_overlay(verdict, study.image)) if verdict.evidence else None
         except QuadrantError as exc:  # bad input, and refusals of a study or question out of scope
-            return render.error_html(str(exc)), *_hidden()
+            return render.error_html(str(exc), title=render.refusal_title(exc)), *_hidden()
         except Exception as exc:
             log.exception("check failed unexpectedly")
             return render.error_html(f"unexpected error ({type(exc).__name__}: {one_line(exc)}); "

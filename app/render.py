@@ -16,6 +16,7 @@ import html
 import json
 
 from quadrant import vocabulary
+from quadrant.errors import ParaphraseError, QuestionError, StudyError
 from quadrant.verdict import PromptReading, Verdict
 
 NOT_FOR_DIAGNOSIS = vocabulary.NOT_FOR_DIAGNOSIS
@@ -264,7 +265,18 @@ def report_html(verdict: Verdict, *, css: str, study_facts: list[tuple[str, str]
 
 # -- the rest of the page -------------------------------------------------------------------------------------
 
-def error_html(message: str, title: str = "This study could not be checked.", elem_id: str = "quadrant-error") -> str:
+#: a refusal's heading names what was refused, so a question refused is never blamed on the study
+REFUSALS = ((StudyError, "This study could not be checked."), (QuestionError, "This question cannot be checked."),
+            (ParaphraseError, "These phrasings cannot be used."))
+CHECK_FAILED = "The check could not run."
+
+
+def refusal_title(exc: Exception) -> str:
+    """The heading for a refusal of this kind; the check itself for any other."""
+    return next((title for kind, title in REFUSALS if isinstance(exc, kind)), CHECK_FAILED)
+
+
+def error_html(message: str, title: str = CHECK_FAILED, elem_id: str = "quadrant-error") -> str:
     """A failure (a refusal included), shown where the verdict would be: what went wrong, in one line."""
     return (f'<div id="{elem_id}" class="q-error" role="alert"><b>{_e(title)}</b> '
             f"{_e(message)}</div>")

@@ -137,6 +137,7 @@ def test_a_verdict_goes_when_anything_it_depended_on_changes(app, server):
     app.locator("#run").click()
     app.wait_for_selector("#verdict #quadrant-error", timeout=60_000)
     assert "yes or no" in app.locator("#quadrant-error").inner_text()
+    assert app.locator("#quadrant-error b").inner_text() == "This question cannot be checked."  # not the study
     assert app.locator("#quadrant-banner").count() == 0
     shot(app, "refused")
     ask(app, "Is there cardiomegaly?")

@@ -246,6 +246,18 @@ def test_verdict_html_escapes_text_and_folds_every_figure_into_details_with_a_gl
     assert "&lt;b&gt;" in error_html("<b>")
 
 
+def test_a_refusal_heading_names_what_was_refused():
+    """A question refused is never shown as a study that could not be checked, nor the reverse."""
+    from quadrant.app.render import CHECK_FAILED, refusal_title
+    from quadrant.errors import OptionError, ParaphraseError, QuestionError, StudyNotFoundError, StudyScopeError
+
+    assert refusal_title(QuestionError("not yes/no")) == "This question cannot be checked."
+    assert refusal_title(StudyScopeError("a CT")) == refusal_title(StudyNotFoundError("gone")) == \
+        "This study could not be checked."
+    assert refusal_title(ParaphraseError("empty line")) == "These phrasings cannot be used."
+    assert refusal_title(OptionError("bad rule")) == refusal_title(RuntimeError()) == CHECK_FAILED
+
+
 def test_the_banner_restates_what_was_judged(demo_checker):
     verdict = demo_checker.check(load_study(SAMPLES / "nodule.png"), "Is there a lung nodule?")
     judged = html.unescape(re.search(r'<p class="q-judged".*?</p>', banner_html(verdict, "2026-12-03 10:00:00 UTC"),

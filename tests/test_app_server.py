@@ -406,6 +406,7 @@ def test_browser_dicom_shows_no_identifiers_and_errors_stay_in_the_page(app_page
     page.locator("#run").click()
     page.wait_for_function("document.querySelector('#verdict #quadrant-error') !== null", timeout=60_000)
     assert "truncated or corrupt" in page.locator("#verdict").inner_text()
+    assert page.locator("#verdict #quadrant-error b").inner_text() == "This study could not be checked."
     page.screenshot(path=str(ARTIFACTS / "app-error.png"), full_page=True)
     assert page.outside == []
 
