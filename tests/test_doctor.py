@@ -31,6 +31,21 @@ def test_doctor_says_what_this_machine_runs_one_line_each():
     assert "preset lingshu-7b" in found  # every preset has its line, downloaded or not
 
 
+def test_doctor_says_whether_int8_can_be_fast_on_this_cpu():
+    """int8 ONNX is faster than float32 only on a CPU with integer dot-product instructions: the line must say
+    which case this machine is, as its kernel reports it; torch's own probe checks the vector width."""
+    line = next(line for line in _doctor().stdout.splitlines() if line.startswith("cpu "))
+    flags = set(next(row for row in open("/proc/cpuinfo").read().splitlines() if row.startswith("flags")).split())
+    assert f"{os.cpu_count()} cores" in line
+    if {"avx512_vnni", "avx_vnni", "amx_int8"} & flags:
+        assert "int8 ONNX exports run on integer dot-product kernels" in line
+        assert ("AVX-512 VNNI" in line) == ("avx512_vnni" in flags) and ("AMX" in line) == ("amx_int8" in flags)
+    else:
+        assert "no VNNI or AMX: int8 ONNX exports save size, not time, here" in line
+    if torch.backends.cpu.get_cpu_capability().startswith("AVX512"):
+        assert "AVX-512;" in line
+
+
 def test_doctor_flags_both_onnx_runtime_wheels(tmp_path):
     """The trap: onnxruntime and onnxruntime-gpu installed together shadow each other. A second wheel's
     record (what pip leaves in site-packages) on the path is enough for the check to see both."""

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import platform
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -27,6 +29,7 @@ def lines() -> list[tuple[str, str]]:
     from quadrant import __version__
 
     found = [("quadrant", f"{__version__} on Python {platform.python_version()} ({sys.executable})")]
+    found += [_cpu()]
     found += _torch()
     found += _onnxruntime()
     found += [_export_stage(), _tensorrt(), _nvidia_smi()]
@@ -39,6 +42,31 @@ def _version(module: str) -> str | None:
         return importlib.import_module(module).__version__
     except ImportError:
         return None
+
+
+#: The instruction sets ONNX Runtime's int8 kernels are built on, as Linux names them in /proc/cpuinfo: with
+#: none of them an int8 export saves size, not time (README, Export)
+INT8_INSTRUCTIONS = {"avx512_vnni": "AVX-512 VNNI", "avx_vnni": "AVX-VNNI", "amx_int8": "AMX"}
+
+
+def _cpu() -> tuple[str, str]:
+    """The CPU and whether int8 can be fast on it: the same export is faster than float32 on one machine and
+    slower on another, by these flags alone."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return "cpu", f"{platform.processor() or platform.machine()}: instruction sets not readable on this system"
+    name = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")),
+                platform.machine())
+    flags = set(next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), []))
+    cores = os.cpu_count()
+    vector = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
+    int8 = [label for flag, label in INT8_INSTRUCTIONS.items() if flag in flags]
+    if int8:
+        verdict = f"{', '.join(int8)}: int8 ONNX exports run on integer dot-product kernels"
+    else:
+        verdict = "no VNNI or AMX: int8 ONNX exports save size, not time, here"
+    return "cpu", f"{name}, {cores} cores, {vector}; {verdict}"
 
 
 def _torch() -> list[tuple[str, str]]:
