@@ -174,3 +174,39 @@ def test_a_real_dicom_chest_radiograph_end_to_end(tiny_model, capsys):
     text = json.dumps(verdict)
     for identifier in ("CompressedSamples", "9RG1", "19400305"):  # its PatientName, PatientID, birth date
         assert identifier not in text
+
+
+@pytest.mark.parametrize("family", ["llava", "gemma3", "idefics3", "qwen2_5_vl", "llava_onevision", "internvl"])
+def test_a_new_question_cuts_the_reference_from_its_study_without_processing_the_reference_again(
+        family, tiny_model, study_png):
+    """Once a size's reference prefix is kept, a new question's reference prompt is cut from its study's own
+    tokenization (token ids depend on the image's size alone), so the gray image never meets the processor
+    again; its margin must still be a plain forward's with the gray image. Families with per-token tensors
+    (Gemma3, Qwen) and size-dependent tiling (LLaVA-OneVision, InternVL) are included."""
+    from quadrant.backends import load_model
+    from quadrant.check import Checker
+    from quadrant.images import load_study
+    from quadrant.loading import ModelSpec
+
+    directory = tiny_model(family)
+    checker = Checker(load_model(ModelSpec(model=directory, device="cpu")), "torch").prepare()
+    family_object = checker.loaded.family
+    reference_encodes = []
+    encode = family_object.encode
+
+    def counting_encode(processor, rendered, images):
+        if images is not None and all(np.asarray(image).std() == 0 for image in images):
+            reference_encodes.append(len(rendered))
+        return encode(processor, rendered, images)
+
+    family_object.encode = counting_encode
+    oracle = PlainForward(directory)
+    study = load_study(study_png)
+    image = Image.open(study_png).convert("RGB")
+    for question in ("Is there a pleural effusion?", "Is there a pneumothorax?", "Is the heart enlarged?"):
+        verdict = checker.check(study, question).to_json()
+        reference = verdict["content_free"]
+        yes, no = verdict["model"]["answer_tokens"]["yes"], verdict["model"]["answer_tokens"]["no"]
+        assert abs(reference["margin"] - oracle.margin(reference["rendered"], gray_like(image), yes, no)) < TOLERANCE
+        assert "prefix-reused" in verdict["timing_ms"]["path"]
+    assert len(reference_encodes) == 1  # the first check made the kept prefix; the two after it cut the tokens

@@ -150,17 +150,15 @@ class FastPathScorer(StepsScorer):
         groups = group_by_image(requests)
         text_only = groups.pop(None, [])
         use_prefix = self.prefix_ok()
-        studies = [
-            self._tokenize_study(requests, chunk, use_prefix)
-            for indices in groups.values()
-            for chunk in _chunks(indices, self.max_batch)
-        ]
-        reused = [s for s in studies if use_prefix and s.reuse_key is not None]
-        batches = list(self._batches([s for s in studies if not (use_prefix and s.reuse_key)], by_prefix=use_prefix))
-        for study in reused:
-            margins, path = self._reused_prefix_margins(study)
-            for index, margin in zip(study.indices, margins, strict=True):
+        chunks = [chunk for indices in groups.values() for chunk in _chunks(indices, self.max_batch)]
+        references = [c for c in chunks if use_prefix and requests[c[0]].reuse_key is not None]
+        studies = [self._tokenize_study(requests, c, use_prefix) for c in chunks
+                   if not (use_prefix and requests[c[0]].reuse_key is not None)]
+        for chunk in references:
+            margins, path = self._reference_margins(requests, chunk, studies)
+            for index, margin in zip(chunk, margins, strict=True):
                 results[index] = ScoreResult(margin=margin, path=path)
+        batches = list(self._batches(studies, by_prefix=use_prefix))
         if use_prefix and batches:
             # text-only prompts ride along in the suffix pass, each seeing only itself
             shares = _split(self._tokenize_text_only(requests, text_only), len(batches))
@@ -321,19 +319,57 @@ class FastPathScorer(StepsScorer):
         prefix = self._run_prefix(batch)
         return self.steps.run_suffixes(prefix, pack_batch(batch, standalone, self.loaded.dtype))
 
-    def _reused_prefix_margins(self, study: Study) -> tuple[list[float], str]:
+    def _reference_margins(self, requests: Sequence[ScoreRequest], indices: list[int],
+                           studies: list[Study]) -> tuple[list[float], str]:
         """A content-free reference's margins, and the path that gave them. Its image is the same for every
         study of a size, so its prefix pass is paid once per model and kept; and its margins depend on nothing
         but that image and the prompts, so a question asked again (one finding across a dataset, a common
         question in the app) takes them from the first computation, exactly, without a forward."""
-        key = (study.reuse_key, tuple(map(tuple, study.inputs["input_ids"].tolist())))
+        first = requests[indices[0]]
+        rendered = tuple(requests[i].rendered for i in indices)
+        spliced = None
+        if (first.reuse_key, rendered) not in self._reused_studies:
+            spliced = self._spliced_reference(requests, indices, studies)
+        study, prefix = spliced or (self._tokenize_study(requests, indices, for_prefix=True), None)
+        lengths = study.lengths.tolist()
+        key = (study.reuse_key, tuple(tuple(row[:n]) for row, n in zip(study.inputs["input_ids"].tolist(), lengths,
+                                                                       strict=True)))
         path = KEPT if key in self._kept_margins else REUSED
-        return kept(self._kept_margins, key, lambda: self._reused_suffix_margins(study), KEPT_MARGINS), path
+        return kept(self._kept_margins, key, lambda: self._reused_suffix_margins(study, prefix), KEPT_MARGINS), path
 
-    def _reused_suffix_margins(self, study: Study) -> list[float]:
-        """The reference's suffix pass on its kept prefix."""
-        ids = study.inputs["input_ids"][0, : study.prefix_len].tolist()
-        prefix = kept(self._reused, (study.reuse_key, tuple(ids)), lambda: self._run_prefix([study]), REUSED_PREFIXES)
+    def _spliced_reference(self, requests: Sequence[ScoreRequest], indices: list[int],
+                           studies: list[Study]) -> tuple[Study, Prefix] | None:
+        """The reference's prompts cut from a study in this call that has the same size and asks the same
+        prompts, with the reference's kept prefix; None when there is no such study or no kept prefix.
+
+        Processing the reference image again would cost a tenth of a check, for nothing: a processor's token
+        ids depend on an image's size alone (the reference is drawn at the study's size, its key says which),
+        and the pixels only enter the prefix pass, which is kept. The kept prefix is looked up by the spliced
+        prefix's own token ids, so a splice that differed from the reference's tokenization would find none."""
+        first = requests[indices[0]]
+        wanted = [requests[i].rendered for i in indices]
+        per_token = ("input_ids", "attention_mask") + self.loaded.family.prefix_keys
+        for donor in studies:
+            if requests[donor.indices[0]].image.size != first.image.size:
+                continue
+            asked = [requests[i].rendered for i in donor.indices]
+            if not set(wanted) <= set(asked):
+                continue
+            rows = [asked.index(text) for text in wanted]
+            inputs = {k: v[rows] for k, v in donor.inputs.items() if k in per_token}
+            prefix_len = self._shared_prefix_len(inputs, image_only=True)
+            key = (first.reuse_key, tuple(inputs["input_ids"][0, :prefix_len].tolist()))
+            if prefix_len > 0 and key in self._reused:
+                self._reused.move_to_end(key)
+                return Study(indices, inputs, prefix_len, first.reuse_key), self._reused[key]
+        return None
+
+    def _reused_suffix_margins(self, study: Study, prefix: Prefix | None = None) -> list[float]:
+        """The reference's suffix pass on its kept prefix (`prefix`, or looked up and made when missing)."""
+        if prefix is None:
+            ids = study.inputs["input_ids"][0, : study.prefix_len].tolist()
+            prefix = kept(self._reused, (study.reuse_key, tuple(ids)), lambda: self._run_prefix([study]),
+                          REUSED_PREFIXES)
         return self.steps.run_suffixes(self.steps.fork(prefix), pack_batch([study], [], self.loaded.dtype))
 
     def _run_prefix(self, batch: list[Study]) -> Prefix:
