@@ -11,6 +11,7 @@ studies); postprocess orients inverted answers and classifies.
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
@@ -23,6 +24,7 @@ from .bank import Bank
 from .errors import InputError, OptionError, UnsupportedModelError
 from .evidence import EvidenceOptions, evidence_maps
 from .images import Study
+from .kept import kept
 from .loading import Loaded
 from .paraphrase_model import LocalParaphraser
 from .paraphrases import Phrasing, check_k, paraphrase_plan, validate_question
@@ -41,6 +43,7 @@ from .scope import DEFAULT_MODALITIES, DEFAULT_SCOPE, StudyScope, check_scope_op
 from .verdict import CounterfactualReading, PromptReading, TextOnlyReading, Verdict
 
 SCORING_MODES = ("logits", "generate")
+RENDERED_KEPT = 4096  # rendered prompts kept per checker (a few hundred characters each)
 
 
 @dataclass(frozen=True)
@@ -134,6 +137,7 @@ class Checker:
             raise OptionError(f"evidence maps need margins, and {loaded.name} answers in generate mode")
         self.scorer: Scorer = BACKENDS.get(self.backend)(loaded)
         self._references: dict[tuple[str, int, int], Image.Image] = {}
+        self._rendered: OrderedDict[tuple[str, bool], str] = OrderedDict()
 
     def prepare(self) -> Checker:
         """The one-time work before the first check, kept out of every check's timing: the backend's self-check
@@ -251,8 +255,14 @@ class Checker:
         return self._references[key], f"{mode}:{image.width}x{image.height}"
 
     def _render(self, text: str, with_image: bool) -> str:
+        """The prompt as the model reads it, kept per phrasing: the chat template is a Jinja program, and a
+        check renders each phrasing twice or more (with the study, its references, without the image)."""
         loaded = self.loaded
-        return loaded.family.render(loaded.processor, loaded.wrap(text), with_image, loaded.chat_template)
+
+        def render() -> str:
+            return loaded.family.render(loaded.processor, loaded.wrap(text), with_image, loaded.chat_template)
+
+        return kept(self._rendered, (text, with_image), render, RENDERED_KEPT)
 
     # -- forward -------------------------------------------------------------------------------------
 

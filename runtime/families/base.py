@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 from PIL import Image
 
@@ -154,8 +155,11 @@ class Family:
         rows = [r[:at] + expansion + r[at + 1 :] for r in raw]
         width = max(len(r) for r in rows)
         pad = tokenizer.pad_token_id or 0
-        input_ids = torch.tensor([r + [pad] * (width - len(r)) for r in rows])
-        attention_mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows])
+        input_ids = torch.full((len(rows), width), pad, dtype=torch.long)
+        attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for row, ids in enumerate(rows):  # row by row from NumPy: a nested list is converted element by element
+            input_ids[row, : len(ids)] = torch.from_numpy(np.asarray(ids, dtype=np.int64))
+            attention_mask[row, : len(ids)] = 1
         images_only = {k: v for k, v in first.items() if k not in ("input_ids", "attention_mask")}
         per_token = {k: images_only.pop(k) for k in list(images_only) if k in self.prefix_keys}
         if per_token:  # rebuilt for the spliced rows, and checked on prompt 0 against the processor's
