@@ -57,16 +57,18 @@ class BenchConfig:
 def _median_ms(fn: Callable[[], object], warmup: int, repeats: int) -> float:
     for _ in range(warmup):
         fn()
-    times = []
-    for _ in range(repeats):
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        started = time.perf_counter()
-        fn()
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        times.append((time.perf_counter() - started) * 1000)
-    return statistics.median(times)
+    return statistics.median(_once_ms(fn) for _ in range(repeats))
+
+
+def _once_ms(fn: Callable[[], object]) -> float:
+    """One call's wall time, the GPU's queued work included."""
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    started = time.perf_counter()
+    fn()
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    return (time.perf_counter() - started) * 1000
 
 
 def _study(seed: int = 0, size: int = 512) -> Study:
@@ -87,9 +89,47 @@ class BenchModel:
     precisions: dict[str, str] = field(default_factory=dict)
 
 
-def _measure(model: BenchModel, config: BenchConfig, with_evidence: bool = False) -> dict:
+@dataclass
+class _Timing:
+    """One model made ready to time: what each timing key runs, the row's other fields, and what the evidence
+    map's cost needs."""
+
+    runs: dict[str, Callable[[], object]]
+    row: dict
+    checker: Checker
+    first: object
+    study: Study
+
+
+def _measure(model: BenchModel, config: BenchConfig) -> dict:
     """Naive, one-forward and Quadrant timings on one model, plus the largest margin difference (against
-    PyTorch's naive way, whichever backend is timed); with `with_evidence`, an occlusion map's cost too."""
+    PyTorch's naive way, whichever backend is timed)."""
+    return _measure_together([model], config)[0].row
+
+
+def _measure_together(models: list[BenchModel], config: BenchConfig) -> list[_Timing]:
+    """`_measure` for models compared with one another (the precisions of one export). Every timed call is
+    interleaved, one of each kind on each model in turn, repeat after repeat: a shared machine slowing down
+    mid-run then slows all of them alike and the ratios hold (timed one after another, the same exports'
+    ratio moved by 0.4, and the check's overhead over one forward by 0.25)."""
+    ready = [_ready(model, config) for model in models]
+    keys = list(ready[0].runs)
+    for _ in range(config.warmup):
+        for key in keys:
+            for timing in ready:
+                timing.runs[key]()
+    times = {(index, key): [] for index in range(len(ready)) for key in keys}
+    for _ in range(config.repeats):
+        for key in keys:
+            for index, timing in enumerate(ready):
+                times[index, key].append(_once_ms(timing.runs[key]))
+    for (index, key), taken in times.items():
+        ready[index].row[key] = statistics.median(taken)
+    return ready
+
+
+def _ready(model: BenchModel, config: BenchConfig) -> _Timing:
+    """A model loaded, its first check made and compared with PyTorch's naive check, and the calls to time."""
     torch_device = config.device if config.device in ("auto", "cpu", "cuda") else "auto"
     loaded = load_model(ModelSpec(model=model.directory, device=torch_device))
     naive = Checker(loaded, "torch-naive", CheckOptions()).prepare()
@@ -113,32 +153,33 @@ def _measure(model: BenchModel, config: BenchConfig, with_evidence: bool = False
         one = NaiveScorer(loaded)
         naive_fn, one_fn = (lambda: naive.check(study, QUESTION)), (lambda: one.margins(single))
     new_questions = iter(NEW_QUESTIONS)
-    timings = {
-        "naive_ms": _median_ms(naive_fn, config.warmup, config.repeats),
-        "one_forward_ms": _median_ms(one_fn, config.warmup, config.repeats),
-        "quadrant_ms": _median_ms(lambda: fast.check(study, next(new_questions)), config.warmup, config.repeats),
-        "quadrant_repeat_ms": _median_ms(lambda: fast.check(study, QUESTION), config.warmup, config.repeats),
+    runs = {
+        "naive_ms": naive_fn,
+        "one_forward_ms": one_fn,
+        "quadrant_ms": lambda: fast.check(study, next(new_questions)),
+        "quadrant_repeat_ms": lambda: fast.check(study, QUESTION),
     }
     reference = naive.check(study, QUESTION)
     pairs = list(zip(first.prompts, reference.prompts, strict=True)) + [(first.text_only, reference.text_only),
                                                            (first.content_free, reference.content_free)]
-    timings["max_margin_diff"] = max(abs(a.margin - b.margin) for a, b in pairs)
-    timings["same_verdict"] = first.quadrant == reference.quadrant
-    timings["path"] = first.timing_ms["path"]
-    timings["prompts"] = len(first.prompts) + 2  # and the text-only and content-free passes of prompt 0
-    timings["device"] = str(fast_loaded.device)
-    timings["dtype"] = str(fast_loaded.dtype).replace("torch.", "")
-    timings["backend"] = fast.backend
+    row = {
+        "max_margin_diff": max(abs(a.margin - b.margin) for a, b in pairs),
+        "same_verdict": first.quadrant == reference.quadrant,
+        "path": first.timing_ms["path"],
+        "prompts": len(first.prompts) + 2,  # and the text-only and content-free passes of prompt 0
+        "device": str(fast_loaded.device),
+        "dtype": str(fast_loaded.dtype).replace("torch.", ""),
+        "backend": fast.backend,
+    }
     if "provider" in fast_loaded.extra:
-        timings["provider"] = fast_loaded.extra["provider"]
-    if with_evidence:
-        timings["evidence"] = _evidence_cost(fast, first, study, timings, config)
-    return timings
+        row["provider"] = fast_loaded.extra["provider"]
+    return _Timing(runs, row, fast, first, study)
 
 
-def _evidence_cost(checker: Checker, verdict, study: Study, timings: dict, config: BenchConfig) -> dict:
+def _evidence_cost(timing: _Timing, config: BenchConfig) -> dict:
     """What one occlusion map of prompt 0 costs beside the check: with-image forwards (one per occluded
     copy, batched by the backend) and milliseconds."""
+    checker, verdict, study, timings = timing.checker, timing.first, timing.study, timing.row
     options = EvidenceOptions(config.evidence_grid, config.evidence_fill)
     studies = [(verdict.prompts[0].rendered, study.image, verdict.prompts[0].margin)]
     ms = _median_ms(lambda: evidence_maps(checker.scorer, studies, options), min(1, config.warmup), config.repeats)
@@ -179,7 +220,10 @@ def run_bench(headline: BenchModel, families: dict[str, BenchModel | str], confi
     torch.set_flush_denormal(True)
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
-    measured = _measure(headline, config, with_evidence=True)
+    folders = {"fp32": headline.export, **headline.precisions}
+    timed = _measure_together([replace(headline, export=folder) for folder in folders.values()], config)
+    measured = timed[0].row
+    measured["evidence"] = _evidence_cost(timed[0], config)
     result = {
         "model": {"family": "llava", "image_tokens": 576, "image_size": 336, "patch_size": 14,
                   "hidden": config.hidden, "layers": config.layers,
@@ -198,11 +242,9 @@ def run_bench(headline: BenchModel, families: dict[str, BenchModel | str], confi
         result["onnxruntime"] = onnxruntime.__version__
     if torch.cuda.is_available():
         result["peak_cuda_mib"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
-    if headline.precisions:
-        result["precisions"] = [_precision_row("fp32", headline.export, measured, measured)]
-        for precision, folder in headline.precisions.items():
-            row = _measure(replace(headline, export=folder), config)
-            result["precisions"].append(_precision_row(precision, folder, row, measured))
+    if headline.precisions:  # timed beside the float32 export, in turn: their ratios are what these rows are for
+        result["precisions"] = [_precision_row(precision, folder, timing.row, measured)
+                                for (precision, folder), timing in zip(folders.items(), timed, strict=True)]
     if families:
         result["families"] = []
         for family, model in families.items():

@@ -135,9 +135,12 @@ def test_bench_times_each_precision_beside_fp32_with_its_size(capsys):
     argv = ["bench", "--json", "--backend", "onnx", "--quantize", "int8", "--hidden", "32", "--layers", "1",
             "--repeats", "1", "--no-families", "--device", "cpu"]
     assert main(argv) == 0
-    rows = json.loads(capsys.readouterr().out)["precisions"]
+    result = json.loads(capsys.readouterr().out)
+    rows = result["precisions"]
     assert [row["precision"] for row in rows] == ["fp32", "int8"]
     fp32, int8 = rows
+    # one measurement, timed in turn with int8's: the headline's fp32 figures are the fp32 row's
+    assert (fp32["quadrant_ms"], fp32["one_forward_ms"]) == (result["quadrant_ms"], result["one_forward_ms"])
     assert int8["faster_than_fp32"] == pytest.approx(fp32["quadrant_ms"] / int8["quadrant_ms"], rel=1e-12)
     assert int8["size_vs_fp32"] == pytest.approx(int8["bytes"] / fp32["bytes"], rel=1e-12)
     # at this width the float parts quantization leaves (graph structure, embedding table, the vision tower's
