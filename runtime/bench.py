@@ -26,6 +26,7 @@ from .errors import OptionError
 from .evidence import DEFAULT_FILL, DEFAULT_GRID, EvidenceOptions, evidence_maps, forwards_per_map
 from .images import Study
 from .loading import ModelSpec
+from .verdict import Verdict
 
 QUESTION = "Is there a pleural effusion?"
 #: questions no timed check has asked before: a check keeps the content-free reference's margin per question
@@ -97,7 +98,7 @@ class _Timing:
     runs: dict[str, Callable[[], object]]
     row: dict
     checker: Checker
-    first: object
+    first: Verdict
     study: Study
 
 
