@@ -52,6 +52,8 @@ INT8_INSTRUCTIONS = {"avx512_vnni": "AVX-512 VNNI", "avx_vnni": "AVX-VNNI", "amx
 def _cpu() -> tuple[str, str]:
     """The CPU and whether int8 can be fast on it: the same export is faster than float32 on one machine and
     slower on another, by these flags alone."""
+    if platform.machine().lower() not in ("x86_64", "amd64"):  # ARM's int8 instructions (SDOT, I8MM) differ
+        return "cpu", f"{platform.machine()}, {os.cpu_count()} cores: not x86, int8 speed not judged here"
     try:
         info = Path("/proc/cpuinfo").read_text()
     except OSError:
