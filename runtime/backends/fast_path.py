@@ -151,9 +151,10 @@ class FastPathScorer(StepsScorer):
         text_only = groups.pop(None, [])
         use_prefix = self.prefix_ok()
         chunks = [chunk for indices in groups.values() for chunk in _chunks(indices, self.max_batch)]
-        references = [c for c in chunks if use_prefix and requests[c[0]].reuse_key is not None]
-        studies = [self._tokenize_study(requests, c, use_prefix) for c in chunks
-                   if not (use_prefix and requests[c[0]].reuse_key is not None)]
+        references, own = [], []
+        for chunk in chunks:
+            (references if use_prefix and requests[chunk[0]].reuse_key is not None else own).append(chunk)
+        studies = [self._tokenize_study(requests, chunk, use_prefix) for chunk in own]
         for chunk in references:
             margins, path = self._reference_margins(requests, chunk, studies)
             for index, margin in zip(chunk, margins, strict=True):
