@@ -55,12 +55,6 @@ class BenchConfig:
                               f"question new to the model), got {self.repeats}")
 
 
-def _median_ms(fn: Callable[[], object], warmup: int, repeats: int) -> float:
-    for _ in range(warmup):
-        fn()
-    return statistics.median(_once_ms(fn) for _ in range(repeats))
-
-
 def _once_ms(fn: Callable[[], object]) -> float:
     """One call's wall time, the GPU's queued work included."""
     if torch.cuda.is_available():
@@ -179,20 +173,25 @@ def _ready(model: BenchModel, config: BenchConfig) -> _Timing:
 
 def _evidence_cost(timing: _Timing, config: BenchConfig) -> dict:
     """What one occlusion map of prompt 0 costs beside the check: with-image forwards (one per occluded
-    copy, batched by the backend) and milliseconds."""
+    copy, batched by the backend) and milliseconds, for the full map and, under `adaptive`, the coarse-to-fine
+    one, their calls interleaved like the check's."""
     checker, verdict, study, timings = timing.checker, timing.first, timing.study, timing.row
-    options = EvidenceOptions(config.evidence_grid, config.evidence_fill)
     studies = [(verdict.prompts[0].rendered, study.image, verdict.prompts[0].margin)]
-    ms = _median_ms(lambda: evidence_maps(checker.scorer, studies, options), min(1, config.warmup), config.repeats)
-    return {
-        "grid": [options.grid, options.grid],
-        "fill": options.fill,
-        "forwards": forwards_per_map(options),
-        "check_forwards": timings["prompts"],
-        "ms": ms,
-        "vs_check": ms / timings["quadrant_ms"],
-        "vs_one_forward": ms / timings["one_forward_ms"],
-    }
+    modes = {mode: EvidenceOptions(config.evidence_grid, config.evidence_fill, mode) for mode in ("full", "adaptive")}
+    for options in modes.values():
+        for _ in range(min(1, config.warmup)):
+            evidence_maps(checker.scorer, studies, options)
+    taken = {mode: [] for mode in modes}
+    for _ in range(config.repeats):
+        for mode, options in modes.items():
+            taken[mode].append(_once_ms(lambda options=options: evidence_maps(checker.scorer, studies, options)))
+    costs = {}
+    for mode, options in modes.items():
+        ms = statistics.median(taken[mode])
+        costs[mode] = {"forwards": forwards_per_map(options), "ms": ms, "vs_check": ms / timings["quadrant_ms"],
+                       "vs_one_forward": ms / timings["one_forward_ms"]}
+    return {"grid": [config.evidence_grid, config.evidence_grid], "fill": config.evidence_fill,
+            "check_forwards": timings["prompts"], **costs["full"], "adaptive": costs["adaptive"]}
 
 
 def _precision_row(precision: str, folder: str, row: dict, fp32: dict) -> dict:

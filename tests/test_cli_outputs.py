@@ -107,6 +107,10 @@ def test_bench_reports_its_ratios_from_its_own_medians(capsys):
     assert evidence["grid"] == [8, 8] and evidence["forwards"] == 64 and evidence["check_forwards"] == 8
     assert evidence["vs_check"] == pytest.approx(evidence["ms"] / result["quadrant_ms"], rel=1e-12)
     assert evidence["vs_one_forward"] == pytest.approx(evidence["ms"] / result["one_forward_ms"], rel=1e-12)
+    adaptive = evidence["adaptive"]  # the coarse-to-fine map, timed in turn with the full one
+    assert adaptive["forwards"] == 12
+    assert adaptive["vs_check"] == pytest.approx(adaptive["ms"] / result["quadrant_ms"], rel=1e-12)
+    assert adaptive["vs_one_forward"] == pytest.approx(adaptive["ms"] / result["one_forward_ms"], rel=1e-12)
 
 
 @pytest.mark.slow
@@ -119,9 +123,10 @@ def test_bench_prints_a_row_per_family(capsys):
     medians = [float(re.search(r"([\d.]+) ms$", line).group(1)) for line in lines[1:5]]
     speedup = float(re.search(r"speedup ([\d.]+)x", lines[5]).group(1))
     assert re.match(r"\s+evidence map \(8x8 blur\): 64 with-image forwards", lines[6])
+    assert re.match(r"\s+evidence map, coarse to fine \(--evidence-mode adaptive\): 12 with-image forwards", lines[7])
     _assert_ratio_of_printed(speedup, medians[0], medians[2])
     rows = [re.match(r"\s+(\w+)\s+naive\s+([\d.]+) ms\s+quadrant\s+([\d.]+) ms\s+speedup ([\d.]+)x\s+path (\S+)"
-                     r"\s+max diff (\S+)", line) for line in lines[7:]]
+                     r"\s+max diff (\S+)", line) for line in lines[8:]]
     assert [r.group(1) for r in rows] == families
     for row in rows:
         naive, quadrant, shown = float(row.group(2)), float(row.group(3)), float(row.group(4))

@@ -66,6 +66,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"  evidence map ({e['grid'][0]}x{e['grid'][1]} {e['fill']}): {e['forwards']} with-image forwards "
           f"(the check: {e['check_forwards']} prompts), {e['ms']:8.1f} ms = {e['vs_check']:.1f}x the check, "
           f"{e['vs_one_forward']:.1f}x one forward")
+    a = e["adaptive"]
+    print(f"  evidence map, coarse to fine (--evidence-mode adaptive): {a['forwards']} with-image forwards, "
+          f"{a['ms']:8.1f} ms = {a['vs_check']:.1f}x the check, {a['vs_one_forward']:.1f}x one forward")
     for row in result.get("precisions", []):
         verdicts = f"  {row['verdicts']}" if row["verdicts"] else ""
         print(f"  {row['precision']:5s} quadrant {row['quadrant_ms']:7.1f} ms  one forward "
