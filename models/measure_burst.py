@@ -7,6 +7,10 @@ equals its serial twin (the quadrant, the answer, and every margin within 1e-4),
 server and the client spent in each phase. The client is plain HTTP (httpx: upload, call, read the event
 stream), the lightest an integrator would write; it still runs on the same machine, so on a small CPU the
 CPU split says how much of a burst's time the server itself had.
+
+Then, with the server gone, the ceiling (`model_ceiling`): the same N checks in this process, one at a time
+against batches of `--batch`, timed in turn. Batching shares the model's work and nothing else a server does,
+so no burst through any server beats `model_batch_gain`.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import json
 import os
 import resource
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -123,6 +128,38 @@ def measure(url: str, pid: int, n: int, cookies: dict[str, str] | None = None) -
     }
 
 
+def model_ceiling(model: str, n: int, batch: int, repeats: int = 5) -> dict:
+    """The model's own gain from batching, with no server: the N sample checks one at a time against the same
+    N in batches of `batch` (the most the app's batcher puts together), each way timed in turn `repeats`
+    times, medians reported; every study decoded on its own, as every upload is. Also how many verdicts the
+    two ways gave alike."""
+    from quadrant.backends import load_model
+    from quadrant.check import Checker, CheckRequest
+    from quadrant.images import load_study
+    from quadrant.loading import ModelSpec
+
+    checker = Checker(load_model(ModelSpec(model=model))).prepare()
+    cases = [CASES[i % len(CASES)] for i in range(n)]
+    requests = [CheckRequest(load_study(MODELS_DIR / "samples" / study), question) for study, question in cases]
+
+    def one_by_one() -> list:
+        return [verdict for request in requests for verdict in checker.check_many([request])]
+
+    def batched() -> list:
+        return [verdict for start in range(0, n, batch) for verdict in checker.check_many(requests[start : start + batch])]
+
+    alike = sum(_same(a.to_json(), b.to_json()) for a, b in zip(one_by_one(), batched(), strict=True))
+    taken: dict[str, list[float]] = {"one_by_one": [], "batched": []}
+    for _ in range(repeats):
+        for way, run in (("one_by_one", one_by_one), ("batched", batched)):
+            started = time.perf_counter()
+            run()
+            taken[way].append(time.perf_counter() - started)
+    serial, together = statistics.median(taken["one_by_one"]), statistics.median(taken["batched"])
+    return {"model_serial_s": round(serial, 3), "model_batched_s": round(together, 3),
+            "model_batch_gain": round(serial / together, 2), "model_identical_verdicts": alike}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="demo")
@@ -136,6 +173,7 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             process.terminate()
             process.wait(timeout=30)
+    result.update(model_ceiling(args.model, args.n, args.batch))
     print(json.dumps(result))
     return 0
 

@@ -244,6 +244,17 @@ def test_a_burst_of_twenty_gives_the_serial_verdicts_with_an_audit_row_each(serv
     assert sum(result["studies_in_batch"].values()) == 20 and result["server_cpu_s"]["serial"] > 0
 
 
+def test_the_burst_ceiling_batches_the_same_checks_to_the_same_verdicts():
+    """The load tool's ceiling: the sample checks one at a time and in batches, in this process, the same
+    verdicts both ways (every margin within 1e-4), and the gain its own medians give."""
+    from quadrant.models.measure_burst import model_ceiling
+
+    ceiling = model_ceiling("demo", 6, 4, repeats=1)
+    assert ceiling["model_identical_verdicts"] == 6
+    assert ceiling["model_serial_s"] > 0 and ceiling["model_batched_s"] > 0
+    assert ceiling["model_batch_gain"] == pytest.approx(ceiling["model_serial_s"] / ceiling["model_batched_s"], rel=0.05)
+
+
 def test_port_in_use_and_bad_options_exit_2_with_one_line(server, tmp_path, capsys):
     from quadrant.cli.main import main
 
