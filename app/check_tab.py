@@ -94,6 +94,9 @@ def build(service: CheckService, *, downloads: Path, examples: list[list[str]],
                                       elem_id="finding", scale=1, min_width=150)
                 question = gr.Textbox(label="Yes/no question", placeholder="Is there a pleural effusion?",
                                       max_lines=1, elem_id="question", scale=2, min_width=200)
+            # the question whose phrasings the box was last filled with: a page value (not session state), sent
+            # with the box's own, so that the two always come from the same moment
+            offered_for = gr.Textbox("", visible=False, elem_id="offered-for")
             paraphrases = gr.Textbox(
                 label="Other ways to ask it, one per line (a leading ! marks one whose yes means absent)",
                 lines=base.options.k, max_lines=24, elem_id="paraphrases",
@@ -132,14 +135,14 @@ def build(service: CheckService, *, downloads: Path, examples: list[list[str]],
     new.add([study, finding, question, paraphrases])
 
     outputs = [verdict, printed, report, download, filed]
-    checked = run.click(handlers.run, [study, question, paraphrases, ablation, model, rule, threshold, evidence,
-                                       uploaded], outputs, api_visibility="private", scroll_to_output=True,
+    checked = run.click(handlers.run, [study, question, paraphrases, offered_for, ablation, model, rule, threshold,
+                                       evidence, uploaded], outputs, api_visibility="private", scroll_to_output=True,
                         concurrency_id="check", concurrency_limit=service.batcher.max_batch)
     printed.click(None, js=PRINT_JS)
     study.change(handlers.describe, study, [shown, facts, uploaded], api_visibility="private", queue=False)
     finding.change(handlers.question_for, [finding, model], question, api_visibility="private", queue=False)
-    question.change(handlers.suggest, [question, model], paraphrases, api_visibility="private", queue=False,
-                    trigger_mode="always_last")
+    question.change(handlers.suggest, [question, model], [paraphrases, offered_for], api_visibility="private",
+                    queue=False, trigger_mode="always_last")
     for component, what in ((study, "the study changed"), (question, "the question or its phrasings changed"),
                             (paraphrases, "the question or its phrasings changed"), (model, "the model changed"),
                             (ablation, "an option changed"), (rule, "an option changed"),
@@ -182,8 +185,10 @@ class _Handlers:
         return self.service.bank(model).questions.get(finding, gr.skip()) if finding else gr.skip()
 
     def suggest(self, question: str, model: str | None):
-        """The model's paraphrases for a question, one a line, ready to edit; empty when there are none."""
-        return "\n".join(("! " if p.inverted else "") + p.text for p in self.service.suggestions(question, model))
+        """The model's paraphrases for a question, one a line, ready to edit (empty when there are none), and
+        the question they were offered for."""
+        offered = self.service.suggestions(question, model)
+        return "\n".join(("! " if p.inverted else "") + p.text for p in offered), question
 
     def cleared(self, what: str) -> Callable[[], tuple]:
         """The handler for a change of something the verdict depended on: the verdict and its files go."""
@@ -191,9 +196,15 @@ class _Handlers:
             return render.placeholder_html(what), *_hidden()
         return clear
 
-    def run(self, path, question, paraphrases, ablation, model, rule, threshold, evidence, uploaded,
+    def run(self, path, question, paraphrases, offered_for, ablation, model, rule, threshold, evidence, uploaded,
             request: gr.Request):
-        """One check: the upload decoded once, checked, its map drawn on the same picture, the report made."""
+        """One check: the upload decoded once, checked, its map drawn on the same picture, the report made.
+
+        A Check pressed while a new question's phrasings are on their way finds the box still holding another
+        question's (`offered_for` says whose): those are not this question's paraphrases, so the check asks the
+        model's own set, the one the box is about to show, rather than check one question with another's."""
+        if offered_for != question:
+            paraphrases = ""
         try:
             checked = self.service.check_upload(path, question, paraphrases, ablation, model=model, rule=rule,
                                                 threshold=threshold, evidence=bool(evidence),

@@ -162,6 +162,46 @@ def test_a_verdict_goes_when_anything_it_depended_on_changes(app, server):
     assert app.locator("#question textarea, #question input").first.input_value() == ""
 
 
+def test_check_pressed_before_a_new_questions_phrasings_arrive_checks_it_with_its_own(app, server):
+    """Check pressed while a new question's phrasings are on their way (the page's request for them held back):
+    the box still holds the last question's. The check is the new question's with its own phrasings, the ones
+    the box then fills with; their arrival changes the box, which clears the verdict like any change of it."""
+    upload(app, SAMPLES / "cardiomegaly-effusion.png")
+    ask(app, "Is there a pleural effusion?")
+    choose(app, "demo")
+    check(app)
+    held = []
+
+    def hold(route):  # the phrasings' request: the new question and no study in it
+        body = route.request.post_data or ""
+        if "pneumothorax" in body and '"path"' not in body:
+            held.append(route)
+        else:
+            route.continue_()
+
+    app.route("**/gradio_api/**", hold)
+    try:
+        app.locator("#question textarea, #question input").first.fill("Is there a pneumothorax?")
+        app.wait_for_timeout(1000)
+        assert held and "effusion" in app.locator("#paraphrases textarea").input_value()
+        check(app)
+        assert "\u201cIs there a pneumothorax?\u201d" in app.locator("#quadrant-judged").inner_text()
+        rows = app.locator("#quadrant-phrasings tr[data-answer]").all_inner_texts()
+        shot(app, "checked-before-phrasings-landed")
+        for route in held:
+            route.continue_()
+        offered = settled(app, "#paraphrases textarea")
+    finally:
+        app.unroute("**/gradio_api/**")
+    assert len(rows) == 6 and not any("effusion" in row or "fluid" in row for row in rows), rows
+    assert "pneumothorax" in offered and all(line in " ".join(rows) for line in offered.splitlines()), (offered, rows)
+    cleared(app, "the question or its phrasings changed")
+    audited = server.audit_rows()
+    check(app)  # asked again, the same phrasings
+    assert app.locator("#quadrant-phrasings tr[data-answer]").all_inner_texts()[1:] == rows[1:]
+    assert server.audit_rows() == audited + 1
+
+
 def test_the_flip_rule_banner_names_the_pass_without_the_image(app):
     upload(app, SAMPLES / "consolidation.png")
     ask(app, "Is there cardiomegaly?")
