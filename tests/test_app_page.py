@@ -370,6 +370,8 @@ def test_a_dicom_check_offers_its_results_for_the_patients_record_and_a_png_none
     report = pydicom.dcmread(io.BytesIO(app.context.request.get(sr).body()))
     assert report.Modality == "SR" and report.PatientID == PATIENT_ID  # filed under the patient, as it must be
     shot(app, "dicom-results")
+    removers = filed.locator("button[aria-label='Remove this file']")  # handed out, not edited
+    assert removers.count() == 3 and not any(button.is_visible() for button in removers.all())
     upload(app, SAMPLES / "nodule.png")
     cleared(app, "the study changed")
     ask(app, "Is there a lung nodule?")
