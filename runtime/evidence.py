@@ -250,6 +250,13 @@ def is_flat(cells: list[dict], m0: float) -> bool:
     return max(abs(c["delta"]) for c in cells) < FLAT_RATIO * abs(m0) or all(c["delta"] == 0 for c in cells)
 
 
+def rests_somewhere(cells: list[dict], m0: float) -> bool:
+    """Whether some cell holds the answer up: hiding it moves the margin towards the other answer by
+    FLAT_RATIO of |m0|. A map can move the answer (not flat) and still have no such cell, when every cell that
+    moves it makes the model surer; its strongest cell is then only the least contrary one."""
+    return max(support(c["delta"], m0) for c in cells) >= FLAT_RATIO * abs(m0) and not is_flat(cells, m0)
+
+
 def reading(cells: list[dict], m0: float, sides: Sides | None = None) -> str:
     """One plain line: where the answer rests, or that no region moves it; positions in the patient's terms
     when `sides` says which side of the patient is where, else in the image's as displayed."""
@@ -258,7 +265,7 @@ def reading(cells: list[dict], m0: float, sides: Sides | None = None) -> str:
     size = (max(c["box"][2] for c in cells), max(c["box"][3] for c in cells))
     supports = [support(c["delta"], m0) for c in cells]
     best = max(supports)
-    if best < FLAT_RATIO * abs(m0):
+    if not rests_somewhere(cells, m0):
         weakest = min(range(len(cells)), key=lambda i: supports[i])
         where = place([zone(cells[weakest]["box"], size, sides)], sides)
         return f"no region of the image supports the answer; hiding the {where} makes it surer"

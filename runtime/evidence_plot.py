@@ -10,7 +10,8 @@ removes the whole margin, and a map of small deltas stays pale instead of being 
 The floor is absolute (in logits), so the map of an answer the image barely moves is drawn flat even when
 the answer itself is barely held (|m0| small); the reading in words stays scale-free. Each cell's opacity
 grows with its share of the scale too, so the film shows through where nothing moves. The strongest cell is
-outlined unless the map is flat; the image's edges are labelled with the patient's sides where the header
+outlined when it holds the answer up (not on a flat map, nor on one whose every moving cell makes the model
+surer, which the reading calls "no region of the image supports the answer"); the image's edges are labelled with the patient's sides where the header
 gave them, else as the image's own left and right. An adaptive map's blocks that were filled whole, never
 split into cells, are drawn in their block's colour inside a dashed outline, and the caption says so: their
 colour is the block's effect, not any one cell's.
@@ -27,7 +28,7 @@ from PIL import Image
 
 from . import vocabulary
 from .errors import OptionError
-from .evidence import support
+from .evidence import rests_somewhere, support
 
 CMAP = "RdBu_r"
 ALPHA = 0.55
@@ -88,7 +89,7 @@ def figure(image: Image.Image, evidence: dict, m0: float, title: str | None = No
     for x0, y0, x1, y1 in _whole_blocks(evidence):
         ax.add_patch(plt.Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, edgecolor="0.35", linewidth=0.8,
                                    linestyle="--"))
-    if not evidence["flat"]:  # a flat map has no cell worth pointing at
+    if rests_somewhere(evidence["cells"], m0):  # else no cell holds the answer up, and none is pointed at
         strongest = boxes[evidence["strongest"]]
         ax.add_patch(plt.Rectangle(strongest[:2], strongest[2] - strongest[0], strongest[3] - strongest[1],
                                    fill=False, edgecolor="black", linewidth=1.5))

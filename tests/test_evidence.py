@@ -227,6 +227,22 @@ def test_the_map_is_coloured_by_the_answer_given_on_a_scale_with_an_absolute_flo
     assert faces[:, 3].max() < 0.15 and (faces[6][:3] > 0.85).all()
 
 
+def test_the_strongest_cell_is_outlined_only_where_the_answer_rests():
+    """A map where hiding a cell only makes the model surer has a strongest cell (the least contrary one) but
+    no cell the answer rests on: the reading says so and the picture outlines none."""
+    options = EvidenceOptions(grid=3)
+    for deltas, outlined in (([0.0, 0.01, 0.0, 0.0, 0.02, 0.0, 1.5, 0.1, 0.0], True),  # rests on the lower left
+                             ([0.0, 0.0, 0.0, 0.0, 0.0, 0.0, -1.5, 0.0, 0.0], False),  # hiding it makes the yes surer
+                             ([0.01] * 9, False)):  # flat
+        evidence = describe(_cells(deltas), 2.0, options)
+        fig = figure(Image.new("RGB", (90, 90), (128, 128, 128)), evidence, 2.0, answer="yes")
+        solid = [p for p in fig.axes[0].patches if p.get_linestyle() not in ("--", "dashed")]
+        assert len(solid) == outlined, deltas
+        assert ("no region" in evidence["reading"]) is not outlined
+        if outlined:
+            assert list(solid[0].get_bbox().bounds) == [0.0, 60.0, 30.0, 30.0]  # the strongest cell's box
+
+
 def test_pointing_game_against_a_mask():
     evidence = describe(_cells([0.0] * 6 + [1.0, 0.0, 0.0]), 1.0, EvidenceOptions(grid=3))
     mask = np.zeros((90, 90), bool)
