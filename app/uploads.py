@@ -50,15 +50,20 @@ _SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
 _NOTE = b"QUADRANT-REFUSED-UPLOAD\n"
 #: uploads older than this are deleted as new ones arrive (Gradio sweeps its own files the same way)
 MAX_AGE_S = 3600
+#: the folder is swept at most this often: a sweep looks at every upload of the last hour, so sweeping on every
+#: upload made each one slower the busier the hour (5.5 ms an upload with 1,000 in the folder, 17 ms with 3,000)
+SWEEP_EVERY_S = 60
 
 
 class Uploads:
     """The folder uploads are written to (mode 0700, inside the server's private cache)."""
 
-    def __init__(self, cache: str | os.PathLike, max_age_s: float = MAX_AGE_S):
+    def __init__(self, cache: str | os.PathLike, max_age_s: float = MAX_AGE_S, sweep_every_s: float = SWEEP_EVERY_S):
         self.folder = Path(cache).resolve() / "uploads"
         self.folder.mkdir(mode=0o700, exist_ok=True)
         self.max_age_s = max_age_s
+        self.sweep_every_s = sweep_every_s
+        self._swept_at = float("-inf")
         self._sources: dict[Path, Source] = {}  # in memory only: see the module docstring
         #: what a request naming a file its session was not given is pointed at instead (files.py)
         self.foreign = self._write(_note(f"{UPLOAD_NAME}: the study must be uploaded to the app from this session; "
@@ -88,7 +93,13 @@ class Uploads:
         return path
 
     def _sweep(self) -> None:
-        cutoff = time.time() - self.max_age_s
+        """Delete the uploads older than max_age_s, unless the last sweep was under sweep_every_s ago: an upload
+        then lives at most max_age_s + sweep_every_s."""
+        now = time.time()
+        if now - self._swept_at < self.sweep_every_s:
+            return
+        self._swept_at = now
+        cutoff = now - self.max_age_s
         for path in self.folder.iterdir():
             try:
                 if path != self.foreign and path.stat().st_mtime < cutoff:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import io
+import os
 import sqlite3
 import statistics
 import time
@@ -172,6 +173,23 @@ def test_a_throttled_sign_in_is_refused_without_checking_the_password(monkeypatc
 
 
 # -- uploads -------------------------------------------------------------------------------------------
+
+def test_old_uploads_are_swept_as_new_ones_arrive_at_most_once_a_minute(tmp_path):
+    """An upload older than the age limit goes, with its DICOM filing header, when a later upload triggers a
+    sweep; sweeps come at most every sweep_every_s, so one upload never pays for a whole busy hour's."""
+    dicom = _identified(tmp_path / "study.dcm").read_bytes()
+    uploads = Uploads(_cache(tmp_path), max_age_s=3600, sweep_every_s=60)
+    old, kept = uploads.store(dicom), uploads.store(b"\x89PNG\r\n\x1a\n")
+    assert uploads.source(old) is not None
+    two_hours_ago = time.time() - 7200
+    os.utime(old, (two_hours_ago, two_hours_ago))
+    uploads.store(b"\x89PNG\r\n\x1a\n")  # within a minute of the first sweep: none
+    assert old.exists()
+    uploads._swept_at -= 60  # a minute later
+    new = uploads.store(b"\x89PNG\r\n\x1a\n")
+    assert not old.exists() and uploads.source(old) is None
+    assert kept.exists() and new.exists() and uploads.foreign.exists()
+
 
 def test_a_dicom_upload_keeps_its_pixels_and_technical_facts_and_nothing_that_identifies(tmp_path):
     original = _identified(tmp_path / "Doe_Jane_MRN998877_ct.dcm").read_bytes()
