@@ -12,9 +12,9 @@ the answer itself is barely held (|m0| small); the reading in words stays scale-
 grows with its share of the scale too, so the film shows through where nothing moves. The strongest cell is
 outlined when it holds the answer up (not on a flat map, nor on one whose every moving cell makes the model
 surer, which the reading calls "no region of the image supports the answer"); the image's edges are labelled
-with the patient's sides where the header gave them, else as the image's own left and right. An adaptive map's blocks that were filled whole, never
-split into cells, are drawn in their block's colour inside a dashed outline, and the caption says so: their
-colour is the block's effect, not any one cell's.
+with the patient's sides where the header gave them, else as the image's own left and right. An adaptive map's
+blocks that were filled whole, never split into cells, are drawn in their block's colour inside a dashed
+outline, and the caption says so: their colour is the block's effect, not any one cell's.
 """
 
 from __future__ import annotations
