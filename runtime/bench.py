@@ -66,6 +66,20 @@ def _once_ms(fn: Callable[[], object]) -> float:
     return (time.perf_counter() - started) * 1000
 
 
+def _interleaved_ms(runs: dict, warmup: int, repeats: int) -> dict:
+    """Each call's median wall time, the calls made in turn, one of each, repeat after repeat: a shared machine
+    slowing down mid-run then slows all of them alike and their ratios hold (timed one after another, the same
+    exports' ratio moved by 0.4, and the check's overhead over one forward by 0.25)."""
+    for _ in range(warmup):
+        for fn in runs.values():
+            fn()
+    taken = {key: [] for key in runs}
+    for _ in range(repeats):
+        for key, fn in runs.items():
+            taken[key].append(_once_ms(fn))
+    return {key: statistics.median(times) for key, times in taken.items()}
+
+
 def _study(seed: int = 0, size: int = 512) -> Study:
     """A chest-sized synthetic study; its content does not change the cost."""
     rng = np.random.default_rng(seed)
@@ -103,23 +117,12 @@ def _measure(model: BenchModel, config: BenchConfig) -> dict:
 
 
 def _measure_together(models: list[BenchModel], config: BenchConfig) -> list[_Timing]:
-    """`_measure` for models compared with one another (the precisions of one export). Every timed call is
-    interleaved, one of each kind on each model in turn, repeat after repeat: a shared machine slowing down
-    mid-run then slows all of them alike and the ratios hold (timed one after another, the same exports'
-    ratio moved by 0.4, and the check's overhead over one forward by 0.25)."""
+    """`_measure` for models compared with one another (the precisions of one export), every timed call of
+    every model interleaved (`_interleaved_ms`): each kind on each model in turn."""
     ready = [_ready(model, config) for model in models]
-    keys = list(ready[0].runs)
-    for _ in range(config.warmup):
-        for key in keys:
-            for timing in ready:
-                timing.runs[key]()
-    times = {(index, key): [] for index in range(len(ready)) for key in keys}
-    for _ in range(config.repeats):
-        for key in keys:
-            for index, timing in enumerate(ready):
-                times[index, key].append(_once_ms(timing.runs[key]))
-    for (index, key), taken in times.items():
-        ready[index].row[key] = statistics.median(taken)
+    runs = {(index, key): timing.runs[key] for key in ready[0].runs for index, timing in enumerate(ready)}
+    for (index, key), ms in _interleaved_ms(runs, config.warmup, config.repeats).items():
+        ready[index].row[key] = ms
     return ready
 
 
@@ -178,16 +181,12 @@ def _evidence_cost(timing: _Timing, config: BenchConfig) -> dict:
     checker, verdict, study, timings = timing.checker, timing.first, timing.study, timing.row
     studies = [(verdict.prompts[0].rendered, study.image, verdict.prompts[0].margin)]
     modes = {mode: EvidenceOptions(config.evidence_grid, config.evidence_fill, mode) for mode in ("full", "adaptive")}
-    for options in modes.values():
-        for _ in range(min(1, config.warmup)):
-            evidence_maps(checker.scorer, studies, options)
-    taken = {mode: [] for mode in modes}
-    for _ in range(config.repeats):
-        for mode, options in modes.items():
-            taken[mode].append(_once_ms(lambda options=options: evidence_maps(checker.scorer, studies, options)))
+    runs = {mode: (lambda options=options: evidence_maps(checker.scorer, studies, options))
+            for mode, options in modes.items()}
+    taken = _interleaved_ms(runs, min(1, config.warmup), config.repeats)
     costs = {}
     for mode, options in modes.items():
-        ms = statistics.median(taken[mode])
+        ms = taken[mode]
         costs[mode] = {"forwards": forwards_per_map(options), "ms": ms, "vs_check": ms / timings["quadrant_ms"],
                        "vs_one_forward": ms / timings["one_forward_ms"]}
     return {"grid": [config.evidence_grid, config.evidence_grid], "fill": config.evidence_fill,
