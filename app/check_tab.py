@@ -97,6 +97,10 @@ def build(service: CheckService, *, downloads: Path, examples: list[list[str]],
             # the question whose phrasings the box was last filled with: a page value (not session state), sent
             # with the box's own, so that the two always come from the same moment
             offered_for = gr.Textbox("", visible=False, elem_id="offered-for")
+            # the phrasings the last check asked, as the box shows them, and a stamp renewed whenever the box
+            # moves away from them: the stamp, not the box, clears the verdict (see _Handlers.asking)
+            asked = gr.Textbox("", visible=False, elem_id="asked")
+            edited = gr.Textbox("", visible=False, elem_id="phrasings-edited")
             paraphrases = gr.Textbox(
                 label="Other ways to ask it, one per line (a leading ! marks one whose yes means absent)",
                 lines=base.options.k, max_lines=24, elem_id="paraphrases",
@@ -135,20 +139,26 @@ def build(service: CheckService, *, downloads: Path, examples: list[list[str]],
     new.add([study, finding, question, paraphrases])
 
     outputs = [verdict, printed, report, download, filed]
-    checked = run.click(handlers.run, [study, question, paraphrases, offered_for, ablation, model, rule, threshold,
-                                       evidence, uploaded], outputs, api_visibility="private", scroll_to_output=True,
-                        concurrency_id="check", concurrency_limit=service.batcher.max_batch)
+    checked = run.click(handlers.asking, [question, paraphrases, offered_for, model], asked, api_visibility="private",
+                        queue=False).then(
+        handlers.run, [study, question, asked, ablation, model, rule, threshold, evidence, uploaded], outputs,
+        api_visibility="private", scroll_to_output=True, concurrency_id="check",
+        concurrency_limit=service.batcher.max_batch)
     printed.click(None, js=PRINT_JS)
-    study.change(handlers.describe, study, [shown, facts, uploaded], api_visibility="private", queue=False)
-    finding.change(handlers.question_for, [finding, model], question, api_visibility="private", queue=False)
-    question.change(handlers.suggest, [question, model], [paraphrases, offered_for], api_visibility="private",
-                    queue=False, trigger_mode="always_last")
+    # Registered first: Gradio 6 runs the handlers of one change in the order they were registered, each after
+    # the last has answered, so a clear registered after the phrasings' refill came only once the refill was
+    # back, and cancelled a check pressed in between.
     for component, what in ((study, "the study changed"), (question, "the question or its phrasings changed"),
-                            (paraphrases, "the question or its phrasings changed"), (model, "the model changed"),
+                            (edited, "the question or its phrasings changed"), (model, "the model changed"),
                             (ablation, "an option changed"), (rule, "an option changed"),
                             (threshold, "an option changed"), (evidence, "an option changed")):
         component.change(handlers.cleared(what), None, outputs, api_visibility="private", queue=False,
                          cancels=[checked])
+    study.change(handlers.describe, study, [shown, facts, uploaded], api_visibility="private", queue=False)
+    finding.change(handlers.question_for, [finding, model], question, api_visibility="private", queue=False)
+    question.change(handlers.suggest, [question, model], [paraphrases, offered_for], api_visibility="private",
+                    queue=False, trigger_mode="always_last")
+    paraphrases.change(handlers.moved_away, [paraphrases, asked], edited, api_visibility="private", queue=False)
     return CheckTab(checked)
 
 
@@ -196,15 +206,22 @@ class _Handlers:
             return render.placeholder_html(what), *_hidden()
         return clear
 
-    def run(self, path, question, paraphrases, offered_for, ablation, model, rule, threshold, evidence, uploaded,
-            request: gr.Request):
-        """One check: the upload decoded once, checked, its map drawn on the same picture, the report made.
+    def asking(self, question: str, paraphrases: str, offered_for: str, model: str | None) -> str:
+        """The phrasings a check about to run asks, as the box shows them: the box's own, unless it still holds
+        another question's (`offered_for` says whose: Check was pressed while this question's phrasings were on
+        their way). Those are not this question's paraphrases, so the check asks the model's own set, the one
+        the box is about to show, rather than check one question with another's; and when that set lands, the
+        box then shows what the verdict asked, so its arrival is no change that clears the verdict."""
+        return paraphrases if offered_for == question else self.suggest(question, model)[0]
 
-        A Check pressed while a new question's phrasings are on their way finds the box still holding another
-        question's (`offered_for` says whose): those are not this question's paraphrases, so the check asks the
-        model's own set, the one the box is about to show, rather than check one question with another's."""
-        if offered_for != question:
-            paraphrases = ""
+    def moved_away(self, paraphrases: str, asked: str):
+        """A new stamp when the box no longer holds what the last check asked (an edit, another question's
+        set), which clears the verdict and cancels a check still running; nothing when it does."""
+        return gr.skip() if paraphrases == asked else uuid.uuid4().hex
+
+    def run(self, path, question, paraphrases, ablation, model, rule, threshold, evidence, uploaded,
+            request: gr.Request):
+        """One check: the upload decoded once, checked, its map drawn on the same picture, the report made."""
         try:
             checked = self.service.check_upload(path, question, paraphrases, ablation, model=model, rule=rule,
                                                 threshold=threshold, evidence=bool(evidence),
