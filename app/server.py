@@ -13,6 +13,11 @@ Gradio, outermost first:
 Gradio's run history (which keeps inputs and outputs in the browser, and can send them to a Hugging Face
 bucket) is off. Gradio reads GRADIO_TEMP_DIR when it builds a Blocks, so `make_cache` runs before the page
 is built.
+
+Gradio's own monitoring is off too: its /monitoring/summary served every visitor of a server without a login
+the calls' counts and timings, and to keep it current its queue rebuilt a pandas summary of its last 10,000
+events after every event (7 ms a call once that history is full, a cost that grew with the server's uptime).
+The app's own /metrics serves Prometheus.
 """
 
 from __future__ import annotations
@@ -117,6 +122,9 @@ def launch(service: CheckService, cache: Path, options: ServeOptions, *, block: 
     uploads = Uploads(cache)
     demo = build_ui(service, downloads=cache / "downloads", examples=bundled_examples(cache), title=options.title,
                     delete_cache=SWEEP_CACHE, roles=roles, uploads=uploads)
+    # read when the queue is made: keep no event history, so no summary of it is ever computed
+    os.environ["GRADIO_ANALYTICS_MAX_EVENTS"] = "1"
+    os.environ["GRADIO_ANALYTICS_CACHE_FREQUENCY"] = str(2**62)
     demo.queue(max_size=options.queue_size, default_concurrency_limit=1)
     gate, middleware = _layers(service, cache, options, uploads)
     idle_s = options.idle_minutes * 60
@@ -124,6 +132,7 @@ def launch(service: CheckService, cache: Path, options: ServeOptions, *, block: 
         _, url, _ = demo.launch(
             server_name=options.host, server_port=options.port, prevent_thread_lock=True, quiet=True,
             share=False, ssr_mode=False, mcp_server=False, pwa=False, show_error=False, run_history=False,
+            enable_monitoring=False,
             auth=gate.login if gate is not None else None,
             auth_message="Quadrant: sign in with your user name and password. After repeated failed sign-ins, "
                          "sign-in pauses for a while, longer after each one.",

@@ -139,8 +139,9 @@ def test_an_upload_is_kept_under_a_random_name_without_its_header_and_audited_by
 
 
 @pytest.fixture(scope="module")
-def open_server(tmp_path_factory):
-    """`quadrant app` without a login, served in this process on the demo model (a real uvicorn server)."""
+def open_app(tmp_path_factory):
+    """`quadrant app` without a login, served in this process on the demo model (a real uvicorn server): its
+    URL and its Blocks."""
     import os
 
     from quadrant.app.server import ServeOptions, launch, make_cache
@@ -151,18 +152,41 @@ def open_server(tmp_path_factory):
 
     from test_app_server import _free_port
 
-    before = {key: os.environ.get(key) for key in ("GRADIO_TEMP_DIR", "GRADIO_EXAMPLES_CACHE")}
+    before = {key: os.environ.get(key) for key in ("GRADIO_TEMP_DIR", "GRADIO_EXAMPLES_CACHE",
+                                                   "GRADIO_ANALYTICS_MAX_EVENTS", "GRADIO_ANALYTICS_CACHE_FREQUENCY")}
     cache = make_cache()
     service = CheckService({"demo": Checker(load_model(ModelSpec("demo")))}, None, upload_dir=cache).start()
     demo, url = launch(service, cache, ServeOptions(port=_free_port()), block=False)
     try:
-        yield url
+        yield url, demo
     finally:
         demo.close(verbose=False)
         service.stop()
         shutil.rmtree(cache, ignore_errors=True)
         for key, value in before.items():
             os.environ.pop(key) if value is None else os.environ.__setitem__(key, value)
+
+
+@pytest.fixture(scope="module")
+def open_server(open_app) -> str:
+    return open_app[0]
+
+
+def test_without_a_login_gradios_traffic_summary_is_not_served_and_not_kept(open_app):
+    """Gradio's monitoring summary (calls, counts, timings) is not for every visitor, and its queue rebuilt it
+    from its event history after every call, at a cost that grew with the server's uptime."""
+    url, demo = open_app
+    client = httpx.Client(base_url=url)
+    client.get("/config")
+    with NODULE.open("rb") as file:
+        (kept,) = client.post("/gradio_api/upload", files=[("files", ("nodule.png", file))]).json()
+    for _ in range(2):
+        event_id = client.post("/gradio_api/call/check", json={"data": [file_data(kept), "Is there a lung nodule?",
+                                                                         "", ""]}).json()["event_id"]
+        assert "event: complete" in client.get(f"/gradio_api/call/check/{event_id}", timeout=180).text
+    assert client.get("/monitoring/summary").status_code == 403
+    queue = demo._queue  # where Gradio keeps the history: nothing else shows it
+    assert len(queue.event_analytics) <= 1 and queue.event_count_at_last_cache == 0
 
 
 def test_without_a_login_an_upload_is_still_served_only_to_its_session(open_server):
