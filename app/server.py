@@ -59,6 +59,11 @@ class ServeOptions:
     queue_size: int = 64
     title: str = "Quadrant"
     blocked: list[str] = field(default_factory=list)  # never served, even if somehow inside the cache
+    #: browser tabs and API calls whose Gradio session state is kept, least recently used dropped first: each
+    #: holds a copy of the page's config (about 120 KiB) and a plain HTTP call makes one of its own, so
+    #: Gradio's default of 10,000 grew a busy server by over a gigabyte. A tab dropped while open only loses
+    #: its study's upload time (every input a check reads comes from the page).
+    sessions_kept: int = 1000
 
 
 def make_cache() -> Path:
@@ -132,7 +137,7 @@ def launch(service: CheckService, cache: Path, options: ServeOptions, *, block: 
         _, url, _ = demo.launch(
             server_name=options.host, server_port=options.port, prevent_thread_lock=True, quiet=True,
             share=False, ssr_mode=False, mcp_server=False, pwa=False, show_error=False, run_history=False,
-            enable_monitoring=False,
+            enable_monitoring=False, state_session_capacity=options.sessions_kept,
             auth=gate.login if gate is not None else None,
             auth_message="Quadrant: sign in with your user name and password. After repeated failed sign-ins, "
                          "sign-in pauses for a while, longer after each one.",

@@ -156,7 +156,7 @@ def open_app(tmp_path_factory):
                                                    "GRADIO_ANALYTICS_MAX_EVENTS", "GRADIO_ANALYTICS_CACHE_FREQUENCY")}
     cache = make_cache()
     service = CheckService({"demo": Checker(load_model(ModelSpec("demo")))}, None, upload_dir=cache).start()
-    demo, url = launch(service, cache, ServeOptions(port=_free_port()), block=False)
+    demo, url = launch(service, cache, ServeOptions(port=_free_port(), sessions_kept=3), block=False)
     try:
         yield url, demo
     finally:
@@ -172,21 +172,23 @@ def open_server(open_app) -> str:
     return open_app[0]
 
 
-def test_without_a_login_gradios_traffic_summary_is_not_served_and_not_kept(open_app):
+def test_without_a_login_gradio_keeps_no_history_that_grows_with_the_calls(open_app):
     """Gradio's monitoring summary (calls, counts, timings) is not for every visitor, and its queue rebuilt it
-    from its event history after every call, at a cost that grew with the server's uptime."""
+    from its event history after every call, at a cost that grew with the server's uptime; and every plain
+    HTTP call leaves a session state of its own, kept up to the server's `sessions_kept` (here 3)."""
     url, demo = open_app
     client = httpx.Client(base_url=url)
     client.get("/config")
     with NODULE.open("rb") as file:
         (kept,) = client.post("/gradio_api/upload", files=[("files", ("nodule.png", file))]).json()
-    for _ in range(2):
+    for _ in range(5):
         event_id = client.post("/gradio_api/call/check", json={"data": [file_data(kept), "Is there a lung nodule?",
                                                                          "", ""]}).json()["event_id"]
         assert "event: complete" in client.get(f"/gradio_api/call/check/{event_id}", timeout=180).text
     assert client.get("/monitoring/summary").status_code == 403
-    queue = demo._queue  # where Gradio keeps the history: nothing else shows it
+    queue = demo._queue  # where Gradio keeps these: nothing else shows them
     assert len(queue.event_analytics) <= 1 and queue.event_count_at_last_cache == 0
+    assert len(demo.state_holder.session_data) == 3
 
 
 def test_without_a_login_an_upload_is_still_served_only_to_its_session(open_server):
