@@ -79,7 +79,7 @@ def build(service: CheckService, *, downloads: Path, examples: list[list[str]],
     upload's filing header (uploads.py), for the results offered for the patient's record."""
     base = service.checkers[service.default_model]
     handlers = _Handlers(service, downloads, user_of, source_of)
-    uploaded = gr.State(None)
+    uploaded = gr.State(None)  # (the study's file, when its preview was made): the upload time the banner restates
     with gr.Row(equal_height=False):
         with gr.Column(scale=1, min_width=300):
             study = gr.File(label="Study: PNG, JPEG or DICOM (drag and drop)", type="filepath", elem_id="study",
@@ -173,7 +173,8 @@ class _Handlers:
         self.source_of = source_of
 
     def describe(self, path: str | None):
-        """The viewer, the safe facts and the upload time of a freshly chosen study."""
+        """The viewer, the safe facts and the upload time of a freshly chosen study (with its file, which a
+        check compares with its own: see `run`)."""
         if not path:
             return viewer.empty_html(), "", None
         try:
@@ -189,7 +190,7 @@ class _Handlers:
             return viewer.empty_html(), render.error_html(f"unexpected {type(exc).__name__}",
                                                           title="This file cannot be used.",
                                                           elem_id="study-error"), None
-        return shown, render.facts_list(facts, elem_id="study-facts-list"), _now()
+        return shown, render.facts_list(facts, elem_id="study-facts-list"), (path, _now())
 
     def question_for(self, finding: str | None, model: str | None):
         return self.service.bank(model).questions.get(finding, gr.skip()) if finding else gr.skip()
@@ -221,7 +222,11 @@ class _Handlers:
 
     def run(self, path, question, paraphrases, ablation, model, rule, threshold, evidence, uploaded,
             request: gr.Request):
-        """One check: the upload decoded once, checked, its map drawn on the same picture, the report made."""
+        """One check: the upload decoded once, checked, its map drawn on the same picture, the report made.
+
+        The upload time is restated only when it is this study's: a Check pressed while a newly chosen study's
+        preview is still being made finds the last study's time in `uploaded`, and the banner then says none."""
+        uploaded = uploaded[1] if uploaded and uploaded[0] == path else None
         try:
             checked = self.service.check_upload(path, question, paraphrases, ablation, model=model, rule=rule,
                                                 threshold=threshold, evidence=bool(evidence),

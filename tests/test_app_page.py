@@ -214,6 +214,40 @@ def test_check_pressed_before_a_new_questions_phrasings_arrive_checks_it_with_it
     cleared(app, "the question or its phrasings changed")
 
 
+def test_a_check_pressed_before_a_new_studys_preview_is_in_never_states_another_upload_time(app):
+    """The upload time the banner restates is noted when the study's preview is made; a Check pressed before
+    that (the preview's request held back) must not restate the last study's upload time as this one's."""
+    upload(app, SAMPLES / "nodule.png")
+    ask(app, "Is there a lung nodule?")
+    choose(app, "demo")
+    check(app)
+    first = re.search(r"uploaded [0-9: -]+\S+", app.locator("#quadrant-judged").inner_text()).group(0)
+    app.wait_for_timeout(1100)  # the next upload's second differs
+    held = []
+
+    def hold(route):  # the new study's preview: its file and nothing else
+        body = route.request.post_data or ""
+        data = json.loads(body).get("data") if body.startswith("{") else None
+        if isinstance(data, list) and len(data) == 1 and isinstance(data[0], dict) and "path" in data[0]:
+            held.append(route)
+        else:
+            route.continue_()
+
+    app.route("**/gradio_api/**", hold)
+    try:
+        app.get_by_text("consolidation.png", exact=True).click()  # an example: the study replaced at once
+        app.wait_for_function("document.querySelector('#study').innerText.includes('consolidation')", timeout=60_000)
+        app.wait_for_timeout(500)
+        assert held, "the preview's request was not seen"
+        check(app)
+        judged = app.locator("#quadrant-judged").inner_text()
+    finally:
+        for route in held:
+            route.continue_()
+        app.unroute("**/gradio_api/**")
+    assert first not in judged, judged
+
+
 def test_the_flip_rule_banner_names_the_pass_without_the_image(app):
     upload(app, SAMPLES / "consolidation.png")
     ask(app, "Is there cardiomegaly?")
