@@ -44,6 +44,9 @@ from .verdict import CounterfactualReading, PromptReading, TextOnlyReading, Verd
 
 SCORING_MODES = ("logits", "generate")
 RENDERED_KEPT = 4096  # rendered prompts kept per checker (a few hundred characters each)
+#: content-free reference images kept per checker, one per study size: a DICOM's is tens of megabytes, and a
+#: server sees many sizes over its life (the backend keeps as many of their prefixes)
+REFERENCE_IMAGES = 8
 
 
 @dataclass(frozen=True)
@@ -136,7 +139,7 @@ class Checker:
         if options.evidence is not None and self.scoring != "logits":
             raise OptionError(f"evidence maps need margins, and {loaded.name} answers in generate mode")
         self.scorer: Scorer = BACKENDS.get(self.backend)(loaded)
-        self._references: dict[tuple[str, int, int], Image.Image] = {}
+        self._references: OrderedDict[tuple[str, int, int], Image.Image] = OrderedDict()
         self._rendered: OrderedDict[tuple[str, bool], str] = OrderedDict()
 
     def prepare(self) -> Checker:
@@ -249,10 +252,9 @@ class Checker:
         mode, image = self.reference_mode, study.image
         if mode == "noise":
             return ablated_image(mode, image, study.sha256), None
-        key = (mode, image.width, image.height)
-        if key not in self._references:
-            self._references[key] = ablated_image(mode, image, study.sha256)
-        return self._references[key], f"{mode}:{image.width}x{image.height}"
+        reference = kept(self._references, (mode, image.width, image.height),
+                         lambda: ablated_image(mode, image, study.sha256), REFERENCE_IMAGES)
+        return reference, f"{mode}:{image.width}x{image.height}"
 
     def _render(self, text: str, with_image: bool) -> str:
         """The prompt as the model reads it, kept per phrasing: the chat template is a Jinja program, and a

@@ -108,6 +108,36 @@ def test_a_reused_reference_prefix_stays_exact_check_after_check(family, tiny_mo
     assert "prefix-reused" in verdict["timing_ms"]["path"]  # a new question: the kept prefix, a suffix pass
 
 
+def test_reference_images_are_kept_for_the_last_few_study_sizes_and_a_dropped_one_is_drawn_again_exactly(
+        tiny_model, tmp_path, monkeypatch):
+    """A DICOM's content-free reference is tens of megabytes, one per study size, and a server sees many sizes:
+    the checker keeps the last REFERENCE_IMAGES (2 here). A size dropped and seen again gets its reference
+    drawn again, and its margin is still a plain forward's."""
+    from quadrant import check
+    from quadrant.images import load_study
+    from quadrant.backends import load_model
+    from quadrant.loading import ModelSpec
+
+    monkeypatch.setattr(check, "REFERENCE_IMAGES", 2)
+    directory = tiny_model("llava")
+    checker = check.Checker(load_model(ModelSpec(model=directory, device="cpu")), "torch")
+    oracle = PlainForward(directory)
+    rng = np.random.default_rng(11)
+    paths = []
+    for width in (64, 72, 80):
+        path = tmp_path / f"study{width}.png"
+        Image.fromarray(rng.integers(0, 256, (64, width), dtype=np.uint8)).convert("RGB").save(path)
+        paths.append(path)
+    for path in paths + paths[:1]:
+        verdict = checker.check(load_study(path), "Is there a pleural effusion?").to_json()
+        yes, no = verdict["model"]["answer_tokens"]["yes"], verdict["model"]["answer_tokens"]["no"]
+        reference = verdict["content_free"]
+        image = Image.open(path).convert("RGB")
+        assert abs(reference["margin"] - oracle.margin(reference["rendered"], gray_like(image), yes, no)) < TOLERANCE
+        assert len(checker._references) <= 2
+    assert [key[1] for key in checker._references] == [80, 64]  # the sizes most recently seen
+
+
 def test_text_only_prompt_keeps_the_bos_of_its_with_image_twin(tiny_model, study_png, capsys):
     """Gemma's rendered prompt starts with <bos>: neither pass may add a second one, nor lose it."""
     from quadrant.families import FAMILIES
