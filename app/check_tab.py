@@ -98,7 +98,7 @@ def build(service: CheckService, *, downloads: Path, examples: list[list[str]],
             # with the box's own, so that the two always come from the same moment
             offered_for = gr.Textbox("", visible=False, elem_id="offered-for")
             # the phrasings the last check asked, as the box shows them, and a stamp renewed whenever the box
-            # moves away from them: the stamp, not the box, clears the verdict (see _Handlers.asking)
+            # moves away from them: the stamp, not the box, clears the verdict (_Handlers.moved_away)
             asked = gr.Textbox("", visible=False, elem_id="asked")
             edited = gr.Textbox("", visible=False, elem_id="phrasings-edited")
             paraphrases = gr.Textbox(
