@@ -82,11 +82,11 @@ def fetch(server, path: str, cookies: dict | None = None, route: str = "gradio_a
     return httpx.get(server.url + route + path, cookies=cookies or {}).status_code
 
 
-def call_check(server, data: list, cookies: dict) -> tuple[str, str]:
-    """The `check` endpoint over plain HTTP: (event, its data line)."""
-    posted = httpx.post(server.url + "gradio_api/call/check", json={"data": data}, cookies=cookies)
+def call_check(url: str, data: list, cookies) -> tuple[str, str]:
+    """The `check` endpoint of the server at `url` over plain HTTP: (event, its data line)."""
+    posted = httpx.post(url + "gradio_api/call/check", json={"data": data}, cookies=cookies)
     assert posted.status_code == 200, posted.text
-    stream = httpx.get(f"{server.url}gradio_api/call/check/{posted.json()['event_id']}", cookies=cookies,
+    stream = httpx.get(f"{url}gradio_api/call/check/{posted.json()['event_id']}", cookies=cookies,
                        timeout=180).text
     event = next(line for line in stream.splitlines() if line.startswith("event:")).split(":", 1)[1].strip()
     data_line = next(line for line in stream.splitlines() if line.startswith("data:")).split(":", 1)[1].strip()
@@ -182,9 +182,8 @@ def test_without_a_login_gradio_keeps_no_history_that_grows_with_the_calls(open_
     with NODULE.open("rb") as file:
         (kept,) = client.post("/gradio_api/upload", files=[("files", ("nodule.png", file))]).json()
     for _ in range(5):
-        event_id = client.post("/gradio_api/call/check", json={"data": [file_data(kept), "Is there a lung nodule?",
-                                                                         "", ""]}).json()["event_id"]
-        assert "event: complete" in client.get(f"/gradio_api/call/check/{event_id}", timeout=180).text
+        event, _ = call_check(url, [file_data(kept), "Is there a lung nodule?", "", ""], client.cookies)
+        assert event == "complete"
     assert client.get("/monitoring/summary").status_code == 403
     queue = demo._queue  # where Gradio keeps these: nothing else shows them
     assert len(queue.event_analytics) <= 1 and queue.event_count_at_last_cache == 0
@@ -216,7 +215,7 @@ def test_a_file_is_served_only_to_the_session_it_was_given_to(server, tmp_path):
         assert fetch(server, kept, cookies, route="gradio_api/file/") == 403  # Gradio's older route too
     examples = server.cache / "examples" / "nodule.png"
     assert fetch(server, str(examples), again) == 200  # the bundled phantoms are public
-    event, data = call_check(server, [file_data(kept), "Is there a lung nodule?", "", ""], alice)
+    event, data = call_check(server.url, [file_data(kept), "Is there a lung nodule?", "", ""], alice)
     assert event == "complete" and json.loads(json.loads(data)[0])["quadrant"] == "Ideal"  # four values still do
 
 
@@ -225,7 +224,7 @@ def test_naming_a_file_the_session_was_not_given_is_one_line_to_the_caller_and_o
     kept = upload(server, alice, NODULE)
     rows, start = len(checks_rows(server)), len(server.log.read_text(errors="replace"))
     for path in (kept, "/etc/passwd", str(server.audit)):
-        event, message = call_check(server, [file_data(path), "Is there a lung nodule?", "", ""], bob)
+        event, message = call_check(server.url, [file_data(path), "Is there a lung nodule?", "", ""], bob)
         assert event == "error" and "must be uploaded to the app from this session" in message, message
         assert "\n" not in json.loads(message) and "root:" not in message
     time.sleep(0.5)
