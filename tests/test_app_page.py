@@ -49,6 +49,8 @@ def app(browser, server):
 def upload(page, path: Path) -> None:
     if page.locator("#study button[aria-label=Clear]").count():  # a study is loaded: take it away first
         page.locator("#study button[aria-label=Clear]").click()
+        # and see its view go, else the old study's ready view could pass for the new one's below
+        page.wait_for_selector("#viewer .q-viewer-empty", timeout=30_000)
     page.locator("#study input[type=file]").set_input_files(str(path))
     page.wait_for_function("(name) => document.querySelector('#study').innerText.includes(name) && "
                            "document.querySelector('#viewer .q-viewer[data-ready]')", arg=path.stem,
@@ -96,6 +98,12 @@ def settled(page, selector: str, quiet: float = 2.0) -> str:
         elif value and time.monotonic() - since >= quiet:
             return value
         page.wait_for_timeout(200)
+
+
+def posted_data(route) -> list | None:
+    """The `data` of a call the page posts (None for anything else: an upload, a GET)."""
+    body = route.request.post_data or ""
+    return json.loads(body).get("data") if body.startswith("{") else None
 
 
 def shot(page, name: str) -> None:
@@ -179,8 +187,7 @@ def test_check_pressed_before_a_new_questions_phrasings_arrive_checks_it_with_it
     held = []
 
     def hold(route):  # the phrasings' request: the new question and the model, nothing else
-        body = route.request.post_data or ""
-        if '"data":' in body and json.loads(body).get("data") == ["Is there a pneumothorax?", "demo"]:
+        if posted_data(route) == ["Is there a pneumothorax?", "demo"]:
             held.append(route)
         else:
             route.continue_()
@@ -226,8 +233,7 @@ def test_a_check_pressed_before_a_new_studys_preview_is_in_never_states_another_
     held = []
 
     def hold(route):  # the new study's preview: its file and nothing else
-        body = route.request.post_data or ""
-        data = json.loads(body).get("data") if body.startswith("{") else None
+        data = posted_data(route)
         if isinstance(data, list) and len(data) == 1 and isinstance(data[0], dict) and "path" in data[0]:
             held.append(route)
         else:
