@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 from test_app_parts import identified_dicom
 import test_app_server
@@ -58,12 +59,22 @@ def upload(page, path: Path) -> None:
 
 
 def ask(page, question: str, paraphrases: str | None = None) -> None:
-    page.locator("#question textarea, #question input").first.fill(question)
-    if paraphrases is None:  # wait for the offered set, then keep it
+    """Type the question and wait for the phrasings offered for it to replace the last question's; then keep
+    them, or write `paraphrases` over them. (A Check pressed before they land is its own test.)"""
+    box = page.locator("#paraphrases textarea")
+    field = page.locator("#question textarea, #question input").first
+    before, same = box.input_value(), field.input_value() == question
+    field.fill(question)
+    if not same:
+        try:
+            page.wait_for_function("(before) => document.querySelector('#paraphrases textarea').value !== before",
+                                   arg=before, timeout=5_000)
+        except PlaywrightTimeoutError:  # the same lines as the last question's
+            pass
+    if paraphrases is None:  # keep the offered set
         page.wait_for_function("document.querySelector('#paraphrases textarea').value.length > 0", timeout=30_000)
     else:
-        page.wait_for_timeout(500)  # the offered set arrives first; then ours replaces it
-        page.locator("#paraphrases textarea").fill(paraphrases)
+        box.fill(paraphrases)
 
 
 def choose(page, model: str = "demo", evidence: bool = False) -> None:
