@@ -225,7 +225,8 @@ class Checker:
         if not scope.in_scope:
             warnings.insert(0, f"OUT OF SCOPE, research only: {'; '.join(scope.reasons)}")
         image = request.study.image
-        with_image = [ScoreRequest(self._render(p.text, True), image) for p in phrasings]
+        with_image = [ScoreRequest(self._render(p.text, True), image, study_key=_picture(request.study))
+                      for p in phrasings]
         blank = ablated_image(self.ablation, image, request.study.sha256, request.swap_image)
         ablated_phrasings = phrasings if self.options.ablate_all else phrasings[:1]
         ablated = [ScoreRequest(self._render(p.text, blank is not None), blank) for p in ablated_phrasings]
@@ -236,7 +237,8 @@ class Checker:
         counterfactual = None
         if self.options.reliance.counterfactual:
             other = _other_study(request, self.options.reliance)
-            counterfactual = [ScoreRequest(self._render(p.text, True), other.study.image) for p in ablated_phrasings]
+            counterfactual = [ScoreRequest(self._render(p.text, True), other.study.image, study_key=_picture(other.study))
+                              for p in ablated_phrasings]
         return _Prepared(request, scope, warnings, phrasings, with_image, ablated, self.ablation, reference, counterfactual)
 
     @property
@@ -404,3 +406,9 @@ def _check_label(label: str | None) -> str | None:
 
 def _with_timing(verdict: Verdict, timing: dict) -> Verdict:
     return replace(verdict, timing_ms=dict(timing))
+
+
+def _picture(study: Study) -> str | None:
+    """The key a backend may keep a study's prefix under: its pixels' hash, which names exactly the picture
+    the model is given (a file's own hash changes with its header); None for a study built without one."""
+    return study.pixels_sha256 or None

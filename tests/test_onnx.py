@@ -148,6 +148,28 @@ def test_studies_preprocessed_per_row_give_the_same_margins(exported, monkeypatc
     assert max(abs(a.margin - b.margin) for a, b in zip(per_row, once)) < 1e-5
 
 
+def test_a_study_keeps_its_prefix_on_the_graphs_for_the_next_question(exported, monkeypatch):
+    """A study named by its picture keeps its prefix on ONNX Runtime too: the next call asking about the same
+    picture (other prompts, in another order, with a text-only prompt riding along) makes no prefix pass and
+    gives the margins the first call gave. The suffix pass reads the kept past key/values and must not change
+    them."""
+    _, _, out, _ = exported("llava")
+    loaded = load_model(ModelSpec(model=out))
+    scorer = BACKENDS.get("onnx")(loaded)
+    scorer.prepare()
+    requests = _requests(loaded)
+    study = [dataclasses.replace(r, study_key="picture-0") for r in requests[:3]] + requests[-1:]
+    first = scorer.margins(study)
+    assert {r.path for r in first} == {"prefix-shared", "packed"}
+    passes = []
+    run_prefix = scorer.steps.run_prefix
+    monkeypatch.setattr(scorer.steps, "run_prefix", lambda *args: passes.append(args) or run_prefix(*args))
+    for order in ([2, 0, 3], [1, 3]):
+        again = scorer.margins([study[i] for i in order])
+        assert passes == [] and {r.path for r in again} == {"prefix-reused", "packed"}
+        assert max(abs(a.margin - first[i].margin) for a, i in zip(again, order)) < 1e-5
+
+
 @pytest.mark.parametrize("family", EXPORTED)
 def test_check_on_the_export_gives_the_torch_verdict(exported, family, study_png, capsys):
     base, adapter, out, _ = exported(family)

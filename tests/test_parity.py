@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 from transformers import AutoProcessor
 
-from conftest import ALL_FAMILIES
+from conftest import ALL_FAMILIES, write_png
 from plain_forward import PlainForward
 from quadrant.cli.main import main
 from quadrant.reliance import DEFAULT_THRESHOLD
@@ -136,6 +136,54 @@ def test_reference_images_are_kept_for_the_last_few_study_sizes_and_a_dropped_on
         assert abs(reference["margin"] - oracle.margin(reference["rendered"], gray_like(image), yes, no)) < TOLERANCE
         assert len(checker._references) <= 2
     assert [key[1] for key in checker._references] == [80, 64]  # the sizes most recently seen
+
+
+@pytest.mark.parametrize("family", ["llava", "qwen2_vl", "idefics3"])
+def test_a_study_keeps_its_prefix_for_the_next_question_about_the_same_picture(family, tiny_model, tmp_path,
+                                                                              monkeypatch):
+    """A clinician asks several questions of one study: its prefix (the image and the template's opening) is
+    kept under its pixels' hash, and a follow-up question makes no prefix pass. Every margin must still be a
+    plain forward's: the follow-up's, another picture's of the same size (which must not be served the first
+    one's prefix), a kept study's checked in one call beside a new one, and a picture's dropped from the
+    STUDY_PREFIXES kept (2 here) and computed again."""
+    from quadrant.backends import fast_path, load_model
+    from quadrant.check import Checker, CheckRequest
+    from quadrant.images import load_study
+    from quadrant.loading import ModelSpec
+
+    monkeypatch.setattr(fast_path, "STUDY_PREFIXES", 2)
+    directory = tiny_model(family)
+    checker = Checker(load_model(ModelSpec(model=directory, device="cpu")), "torch").prepare()  # its self-check
+    oracle = PlainForward(directory)
+    a, b, c = (write_png(tmp_path / f"{name}.png", seed) for seed, name in enumerate("abc"))
+    passes = []
+    run_prefix = checker.scorer.steps.run_prefix
+
+    def counted(tokens, images):
+        passes.append(len(tokens["input_ids"]))
+        return run_prefix(tokens, images)
+
+    monkeypatch.setattr(checker.scorer.steps, "run_prefix", counted)
+
+    def prefix_passes(*asked: tuple[str, str]) -> list[int]:
+        passes.clear()
+        verdicts = checker.check_many([CheckRequest(load_study(path), question) for path, question in asked])
+        for (path, _), verdict in zip(asked, verdicts, strict=True):
+            data = verdict.to_json()
+            yes, no = data["model"]["answer_tokens"]["yes"], data["model"]["answer_tokens"]["no"]
+            image = Image.open(path).convert("RGB")
+            for prompt in data["prompts"]:
+                assert abs(prompt["margin"] - oracle.margin(prompt["rendered"], image, yes, no)) < TOLERANCE, path
+            text_only = data["text_only"]
+            assert abs(text_only["margin"] - oracle.margin(text_only["rendered"], ablated(data, image), yes, no)) \
+                < TOLERANCE
+        return sorted(passes)
+
+    assert prefix_passes((a, "Is there a pleural effusion?")) == [1, 1]  # the study's and its size's reference
+    assert prefix_passes((a, "Is there a pneumothorax?")) == []  # both prefixes kept
+    assert prefix_passes((b, "Is there a pleural effusion?")) == [1]  # same size, another picture
+    assert prefix_passes((a, "Is there cardiomegaly?"), (c, "Is there a pleural effusion?")) == [1]  # c's alone
+    assert prefix_passes((b, "Is there a pneumothorax?")) == [1]  # b was the least recently used of a, b, c
 
 
 def test_text_only_prompt_keeps_the_bos_of_its_with_image_twin(tiny_model, study_png, capsys):

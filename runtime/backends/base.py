@@ -24,12 +24,15 @@ class ScoreRequest:
     Requests holding the very same image object belong to one study; backends group them by identity.
     `reuse_key` marks an image that is the same for every study (a content-free reference of one size): a
     backend may compute its prefix once under that key and reuse it in later calls, and keep the margins of
-    prompts it has scored with it.
+    prompts it has scored with it. `study_key` names a study's picture by its pixels (their hash): a backend
+    may keep the picture's prefix under it, so that the next question asked of the same picture (a
+    clinician's follow-up, another finding) skips the prefix pass.
     """
 
     rendered: str
     image: Image.Image | None
     reuse_key: str | None = None
+    study_key: str | None = None
 
 
 @dataclass(frozen=True)

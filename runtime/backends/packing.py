@@ -17,13 +17,14 @@ import torch
 @dataclass
 class Study:
     """One study's with-image prompts, tokenized, with the length of their shared prefix. `indices` are the
-    requests' places in the caller's list; `reuse_key` marks a content-free reference whose prefix may be
-    kept across calls."""
+    requests' places in the caller's list; `reuse_key` marks a content-free reference and `study_key` a study's
+    picture, whose prefixes may be kept across calls."""
 
     indices: list[int]
     inputs: dict[str, torch.Tensor]
     prefix_len: int
     reuse_key: str | None = None
+    study_key: str | None = None
 
     @property
     def lengths(self) -> torch.Tensor:
