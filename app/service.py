@@ -38,7 +38,7 @@ from .uploads import UPLOAD_NAME, refusal
 log = logging.getLogger("quadrant.app")
 
 __all__ = ["CheckService", "UPLOAD_NAME"]
-#: checker variants kept per loaded model (each holds a scorer on the shared weights, nothing large)
+#: checker variants kept per loaded model (options and rendered prompts; the scorer is the base checker's)
 _VARIANTS_KEPT = 16
 
 
@@ -235,7 +235,7 @@ class CheckService:
         if options == base.options:
             return base
         return kept(self._variants, (name, options),
-                    lambda: Checker(base.loaded, backend=base.backend, options=options).prepare(), _VARIANTS_KEPT)
+                    lambda: Checker(base.loaded, base.backend, options, scorer=base.scorer).prepare(), _VARIANTS_KEPT)
 
 
 def _number(value) -> float:

@@ -121,9 +121,12 @@ class _Prepared:
 class Checker:
     """Runs checks on one loaded model through one backend."""
 
-    def __init__(self, loaded: Loaded, backend: str | None = None, options: CheckOptions = CheckOptions()):
+    def __init__(self, loaded: Loaded, backend: str | None = None, options: CheckOptions = CheckOptions(),
+                 scorer: Scorer | None = None):
         """`backend`: another backend for the same loaded model (the naive way beside the fast path);
-        by default the one the model was loaded for."""
+        by default the one the model was loaded for. `scorer`: another checker's scorer on this model and
+        backend, shared so that checks under other options (a server's variants) reuse what it keeps, a
+        study's prefix among them, and its self-check runs once."""
         self.loaded = loaded
         self.backend = BACKENDS.canonical(backend or loaded.backend)
         self.options = options
@@ -138,7 +141,7 @@ class Checker:
             raise UnsupportedModelError(loaded.answer_tokens_problem or "no single-token yes/no answers")
         if options.evidence is not None and self.scoring != "logits":
             raise OptionError(f"evidence maps need margins, and {loaded.name} answers in generate mode")
-        self.scorer: Scorer = BACKENDS.get(self.backend)(loaded)
+        self.scorer: Scorer = scorer or BACKENDS.get(self.backend)(loaded)
         self._references: OrderedDict[tuple[str, int, int], Image.Image] = OrderedDict()
         self._rendered: OrderedDict[tuple[str, bool], str] = OrderedDict()
 

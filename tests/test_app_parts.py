@@ -191,6 +191,26 @@ def test_the_apps_evidence_settings_shape_every_map_it_draws(demo_checker):
         by_default.stop()
 
 
+def test_a_follow_up_question_with_the_map_on_reuses_the_studys_prefix(demo_checker):
+    """A clinician asks a second question of the same study with the evidence map on: that check runs under
+    other options (a checker variant), which shares the base checker's scorer, so the study's prefix pass is
+    not made again (no "prefix-shared" in its path), and its margins are a fresh checker's."""
+    checker = Checker(demo_checker.loaded)
+    service = CheckService({"demo": checker}, None).start()
+    study = SAMPLES / "nodule.png"
+    try:
+        first = service.check(study, "Is there a lung nodule?")
+        follow_up = service.check(study, "Is there a pleural effusion?", evidence=True)
+    finally:
+        service.stop()
+    assert "prefix-shared" in first["timing_ms"]["path"]
+    assert "prefix-shared" not in follow_up["timing_ms"]["path"] and "prefix-reused" in follow_up["timing_ms"]["path"]
+    assert follow_up["evidence"]["cells"]
+    fresh = Checker(demo_checker.loaded).check(load_study(study), "Is there a pleural effusion?").to_json()
+    pairs = zip(follow_up["prompts"] + [follow_up["text_only"]], fresh["prompts"] + [fresh["text_only"]], strict=True)
+    assert all(a["text"] == b["text"] and abs(a["margin"] - b["margin"]) < 1e-4 for a, b in pairs)
+
+
 def test_service_refuses_files_outside_its_upload_folder_and_bad_input_alone(demo_checker, tmp_path):
     uploads = tmp_path / "uploads"
     uploads.mkdir()
