@@ -94,10 +94,13 @@ def test_bench_reports_its_ratios_from_its_own_medians(capsys):
         assert key in result, key
     assert result["model"]["image_tokens"] == 576 and result["model"]["hidden"] == 32
     assert result["model"]["layers"] == 1
-    assert all(result[k] > 0 for k in ("naive_ms", "one_forward_ms", "quadrant_ms", "quadrant_repeat_ms"))
+    assert all(result[k] > 0 for k in ("naive_ms", "one_forward_ms", "quadrant_ms", "quadrant_repeat_ms",
+                                       "quadrant_followup_ms"))
     assert result["speedup"] == pytest.approx(result["naive_ms"] / result["quadrant_ms"], rel=1e-12)
     assert result["overhead"] == pytest.approx(result["quadrant_ms"] / result["one_forward_ms"], rel=1e-12)
     assert result["overhead_repeat"] == pytest.approx(result["quadrant_repeat_ms"] / result["one_forward_ms"], rel=1e-12)
+    assert result["overhead_followup"] == pytest.approx(result["quadrant_followup_ms"] / result["one_forward_ms"],
+                                                        rel=1e-12)
     assert result["same_verdict"] is True
     assert result["max_margin_diff"] < 1e-4
     assert "prefix-shared" in result["path"] and result["prompts"] == 8  # prompt 0, 5 paraphrases, text-only, blank
@@ -120,13 +123,13 @@ def test_bench_prints_a_row_per_family(capsys):
     assert main(argv + [arg for family in families for arg in ("--family", family)]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("Model: LLaVA-shaped, 576 image tokens, LM width 32 x 1 layers, on cpu (float32)")
-    medians = [float(re.search(r"([\d.]+) ms$", line).group(1)) for line in lines[1:5]]
-    speedup = float(re.search(r"speedup ([\d.]+)x", lines[5]).group(1))
-    assert re.match(r"\s+evidence map \(8x8 blur\): 64 with-image forwards", lines[6])
-    assert re.match(r"\s+evidence map, coarse to fine \(--evidence-mode adaptive\): 12 with-image forwards", lines[7])
+    medians = [float(re.search(r"([\d.]+) ms$", line).group(1)) for line in lines[1:6]]
+    speedup = float(re.search(r"speedup ([\d.]+)x", lines[6]).group(1))
+    assert re.match(r"\s+evidence map \(8x8 blur\): 64 with-image forwards", lines[7])
+    assert re.match(r"\s+evidence map, coarse to fine \(--evidence-mode adaptive\): 12 with-image forwards", lines[8])
     _assert_ratio_of_printed(speedup, medians[0], medians[2])
     rows = [re.match(r"\s+(\w+)\s+naive\s+([\d.]+) ms\s+quadrant\s+([\d.]+) ms\s+speedup ([\d.]+)x\s+path (\S+)"
-                     r"\s+max diff (\S+)", line) for line in lines[8:]]
+                     r"\s+max diff (\S+)", line) for line in lines[9:]]
     assert [r.group(1) for r in rows] == families
     for row in rows:
         naive, quadrant, shown = float(row.group(2)), float(row.group(3)), float(row.group(4))

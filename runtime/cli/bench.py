@@ -55,12 +55,13 @@ def run(args: argparse.Namespace) -> int:
     timings = [(f"naive (each of {result['prompts']} prompts its own forward):", result["naive_ms"]),
                ("one with-image forward of one prompt:", result["one_forward_ms"]),
                (f"Quadrant full check, a new question ({result['path']}):", result["quadrant_ms"]),
-               ("Quadrant full check, a question asked before (reference margin kept):", result["quadrant_repeat_ms"])]
+               ("Quadrant full check, a question asked before (reference margin kept):", result["quadrant_repeat_ms"]),
+               ("Quadrant full check, a study asked about before (its prefix kept):", result["quadrant_followup_ms"])]
     width = max(len(label) for label, _ in timings)
     for label, ms in timings:
         print(f"  {label:<{width}} {ms:8.1f} ms")
     print(f"  speedup {result['speedup']:.2f}x   overhead {result['overhead']:.2f}x "
-          f"({result['overhead_repeat']:.2f}x asked before)   "
+          f"({result['overhead_repeat']:.2f}x asked before, {result['overhead_followup']:.2f}x a follow-up)   "
           f"max |margin diff| {result['max_margin_diff']:.1e}   peak RSS {result['peak_rss_mib']:.0f} MiB")
     e = result["evidence"]
     print(f"  evidence map ({e['grid'][0]}x{e['grid'][1]} {e['fill']}): {e['forwards']} with-image forwards "
