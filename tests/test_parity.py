@@ -145,7 +145,8 @@ def test_a_study_keeps_its_prefix_for_the_next_question_about_the_same_picture(f
     kept under its pixels' hash, and a follow-up question makes no prefix pass. Every margin must still be a
     plain forward's: the follow-up's, another picture's of the same size (which must not be served the first
     one's prefix), a kept study's checked in one call beside a new one, and a picture's dropped from the
-    STUDY_PREFIXES kept (2 here) and computed again."""
+    STUDY_PREFIXES kept (2 here) and computed again; and two checks of one picture in one call share one
+    prefix pass."""
     from quadrant.backends import fast_path, load_model
     from quadrant.check import Checker, CheckRequest
     from quadrant.images import load_study
@@ -184,6 +185,9 @@ def test_a_study_keeps_its_prefix_for_the_next_question_about_the_same_picture(f
     assert prefix_passes((b, "Is there a pleural effusion?")) == [1]  # same size, another picture
     assert prefix_passes((a, "Is there cardiomegaly?"), (c, "Is there a pleural effusion?")) == [1]  # c's alone
     assert prefix_passes((b, "Is there a pneumothorax?")) == [1]  # b was the least recently used of a, b, c
+    d = write_png(tmp_path / "d.png", 3)
+    # two checks of one picture in a call, each loading it afresh (a dataset asking two findings of an image)
+    assert prefix_passes((d, "Is there a pleural effusion?"), (d, "Is there a lung nodule?")) == [1]
 
 
 def test_text_only_prompt_keeps_the_bos_of_its_with_image_twin(tiny_model, study_png, capsys):

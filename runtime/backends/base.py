@@ -1,7 +1,8 @@
 """The scoring interface every backend implements (docs/design.md, "Adding a backend").
 
 A backend takes a list of requests and returns one result per request, in order. How it batches is its own
-business: requests that share an image object are one study, and a fast backend may run that image once.
+business: requests that share an image object (or name the same picture) are one study, and a fast backend
+may run that image once.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ if TYPE_CHECKING:  # loading imports torch; commands that only read results impo
 class ScoreRequest:
     """One prompt to score: the rendered text (the verdict's `rendered`) and the image it goes with, if any.
 
-    Requests holding the very same image object belong to one study; backends group them by identity.
+    Requests holding the very same image object, or naming the same picture by `study_key`, belong to one study.
     `reuse_key` marks an image that is the same for every study (a content-free reference of one size): a
     backend may compute its prefix once under that key and reuse it in later calls, and keep the margins of
     prompts it has scored with it. `study_key` names a study's picture by its pixels (their hash): a backend
@@ -80,10 +81,12 @@ class Scorer(ABC):
         """Greedy continuations, for models whose first token is not the answer (generate-and-parse)."""
 
 
-def group_by_image(requests: Sequence[ScoreRequest]) -> dict[int | None, list[int]]:
-    """Request indices per study (image object identity); text-only requests under the key None."""
-    groups: dict[int | None, list[int]] = {}
+def group_by_image(requests: Sequence[ScoreRequest]) -> dict[int | str | None, list[int]]:
+    """Request indices per study: the same image object, or the same picture by `study_key` (a dataset's
+    findings asked of one image in a batch, each row loading it afresh, then share one prefix pass);
+    text-only requests under the key None."""
+    groups: dict[int | str | None, list[int]] = {}
     for index, request in enumerate(requests):
-        key = None if request.image is None else id(request.image)
+        key = None if request.image is None else (request.study_key or id(request.image))
         groups.setdefault(key, []).append(index)
     return groups
