@@ -9,9 +9,7 @@ server is never shown: it is the operator's business, printed when the server st
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Mapping
-from pathlib import Path
 
 import gradio as gr
 
@@ -19,6 +17,7 @@ from quadrant.audit import COLUMNS
 
 from .account import request_user
 from .auth import AUDITOR
+from .downloads import DownloadFolders
 from .service import CheckService
 
 _SHOWN = 50
@@ -30,7 +29,7 @@ _ABOUT = ("Each row holds the time, user, model fingerprint, the study's hashes 
 class AuditTab:
     """The tab's parts and handlers; `roles` is user -> role, None without a login."""
 
-    def __init__(self, service: CheckService, downloads: Path, roles: Mapping[str, str] | None):
+    def __init__(self, service: CheckService, downloads: DownloadFolders, roles: Mapping[str, str] | None):
         self.service = service
         self.downloads = downloads
         self.roles = None if roles is None else dict(roles)
@@ -72,9 +71,7 @@ class AuditTab:
                            print_exception=False)
         if self.service.audit is None:
             return None
-        folder = self.downloads / uuid.uuid4().hex
-        folder.mkdir(parents=True)
-        path = folder / "quadrant-audit.csv"
+        path = self.downloads.new() / "quadrant-audit.csv"
         path.write_text(self.service.audit.to_csv(), encoding="utf-8")
         return str(path)
 

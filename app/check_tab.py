@@ -35,6 +35,7 @@ from quadrant.results import Source
 from quadrant.verdict import Verdict
 
 from . import render, viewer
+from .downloads import DownloadFolders
 from .results import result_files, results_offered
 from .service import UPLOAD_NAME, CheckedUpload, CheckService
 from .studyinfo import study_facts
@@ -78,10 +79,10 @@ class CheckTab:
     checked: gr.events.Dependency
 
 
-def build(service: CheckService, *, downloads: Path, examples: list[list[str]],
+def build(service: CheckService, *, downloads: DownloadFolders, examples: list[list[str]],
           user_of: Callable[[gr.Request | None], str | None],
           source_of: Callable[[str], Source | None]) -> CheckTab:
-    """Lay out the tab inside the current gr.Tab and wire its events. `downloads` is a folder inside Gradio's
+    """Lay out the tab inside the current gr.Tab and wire its events. `downloads` makes folders inside Gradio's
     cache for files to hand out; `user_of` names the signed-in user of a request; `source_of` gives a DICOM
     upload's filing header (uploads.py), for the results offered for the patient's record."""
     base = service.checkers[service.default_model]
@@ -173,7 +174,7 @@ def build(service: CheckService, *, downloads: Path, examples: list[list[str]],
 class _Handlers:
     """The tab's event handlers, bound to one service."""
 
-    def __init__(self, service: CheckService, downloads: Path, user_of: Callable[[gr.Request | None], str | None],
+    def __init__(self, service: CheckService, downloads: DownloadFolders, user_of: Callable[[gr.Request | None], str | None],
                  source_of: Callable[[str], Source | None]):
         self.service = service
         self.downloads = downloads
@@ -274,16 +275,14 @@ class _Handlers:
         if source is None or not results_offered():
             return gr.File(value=None, visible=False)
         try:
-            files = result_files(checked, source, self.downloads / uuid.uuid4().hex)
+            files = result_files(checked, source, self.downloads.new())
         except QuadrantError as exc:
             log.warning("no DICOM results for this check: %s", one_line(exc))
             return gr.File(value=None, visible=False)
         return gr.File(value=[str(f) for f in files], visible=True)
 
     def _save(self, name: str, text: str) -> str:
-        folder = self.downloads / uuid.uuid4().hex
-        folder.mkdir(parents=True)
-        path = folder / name
+        path = self.downloads.new() / name
         path.write_text(text, encoding="utf-8")
         return str(path)
 

@@ -17,6 +17,7 @@ from . import check_tab, render
 from .account import add_account_bar, request_user
 from .api import add_check_endpoint
 from .audit_tab import AuditTab
+from .downloads import DownloadFolders
 from .service import CheckService
 from .uploads import Uploads
 
@@ -28,7 +29,8 @@ def build_ui(service: CheckService, *, downloads: Path, examples: list[list[str]
     `delete_cache` is Gradio's (every N seconds, files older than M seconds) sweep of uploads; `roles` is
     user -> role with a login (what the audit tab shows each user), None without one; `uploads` holds DICOM
     uploads' filing headers, for the results offered for the patient's record (none without it)."""
-    audit = AuditTab(service, downloads, roles)
+    folders = DownloadFolders(downloads)
+    audit = AuditTab(service, folders, roles)
 
     with gr.Blocks(title=f"{title}: is this model's answer about this study trustworthy?",
                    delete_cache=delete_cache) as demo:
@@ -38,7 +40,7 @@ def build_ui(service: CheckService, *, downloads: Path, examples: list[list[str]
             f"_{render.NOT_FOR_DIAGNOSIS}_", elem_id="quadrant-title")
         add_account_bar(demo, roles)
         with gr.Tab("Check a study", id="check-tab"):
-            tab = check_tab.build(service, downloads=downloads, examples=examples, user_of=request_user,
+            tab = check_tab.build(service, downloads=folders, examples=examples, user_of=request_user,
                                    source_of=uploads.source if uploads is not None else lambda path: None)
         with gr.Tab("Audit log", id="audit-tab"):
             audit.build()

@@ -371,3 +371,28 @@ def test_each_phrasing_says_where_it_came_from(demo_checker):
     summary = "int8, 99.2% of verdicts as its float32 source on 200 phantoms"
     checked = replace(onnx, model={**onnx.model, "validation": {"summary": summary}})
     assert "Export checked" not in verdict_html(onnx) and summary in verdict_html(checked)
+
+
+def test_download_folders_emptied_by_the_sweep_are_removed_and_no_other(tmp_path):
+    """Gradio's sweep deletes old download files but leaves their folders: making a new folder removes the
+    empty ones old enough to have been swept, and leaves a fresh empty one (about to be filled) and any that
+    still hold a file."""
+    import os
+    import time
+
+    from quadrant.app.downloads import EMPTY_FOR_S, DownloadFolders
+
+    root = tmp_path / "downloads"
+    swept, fresh, full = root / "swept", root / "fresh", root / "full"
+    for folder in (swept, fresh, full):
+        folder.mkdir(parents=True)
+    (full / "report.html").write_text("<p>kept</p>", encoding="utf-8")
+    old = time.time() - EMPTY_FOR_S - 3600
+    for folder in (swept, full):
+        os.utime(folder, (old, old))
+    folders = DownloadFolders(root)
+    made = folders.new()
+    assert made.is_dir() and not any(made.iterdir())
+    assert sorted(p.name for p in root.iterdir()) == sorted(["fresh", "full", made.name])
+    again = folders.new()  # each download its own folder
+    assert made.is_dir() and again.is_dir() and again != made
