@@ -138,7 +138,7 @@ def test_reference_images_are_kept_for_the_last_few_study_sizes_and_a_dropped_on
     assert [key[1] for key in checker._references] == [80, 64]  # the sizes most recently seen
 
 
-@pytest.mark.parametrize("family", ["llava", "qwen2_vl", "idefics3"])
+@pytest.mark.parametrize("family", ["llava", "qwen2_vl", "idefics3", "gemma3"])
 def test_a_study_keeps_its_prefix_for_the_next_question_about_the_same_picture(family, tiny_model, tmp_path,
                                                                               monkeypatch):
     """A clinician asks several questions of one study: its prefix (the image and the template's opening) is

@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 
 import torch
+from transformers.cache_utils import DynamicCache, DynamicLayer, DynamicSlidingWindowLayer
 
 from ..answers import margins_from_logits
 from ..errors import OptionError
@@ -13,6 +14,10 @@ from ..loading import LoadedModel, ModelSource, ModelSpec, load_transformers
 from .fast_path import ForwardSteps, Prefix
 from .onnx_format import is_export
 from .packing import PackedBatch
+
+
+#: cache layers whose update rebinds new tensors rather than writing into the old (see `TorchSteps.fork`)
+_REBINDING_LAYERS = (DynamicLayer, DynamicSlidingWindowLayer)
 
 
 class TorchSources:
@@ -82,5 +87,14 @@ class TorchSteps(ForwardSteps):
         return output[0, inputs["input_ids"].shape[1] :].tolist()
 
     def fork(self, prefix: Prefix) -> Prefix:
-        """A forward appends to the cache in place: the kept one must stay the bare prefix."""
-        return Prefix(prefix.inputs, copy.deepcopy(prefix.cache))
+        """A forward appends to the cache in place: the kept one must stay the bare prefix. Transformers'
+        dynamic layers grow by rebinding their keys and values to new tensors (torch.cat), never by writing
+        into the ones they hold, so fresh layer objects sharing the kept tensors suffice, and a check does not
+        copy the prefix's key/values (1 ms a copy on the bench model, the size of the prefix on a GPU). Any
+        other cache is copied whole."""
+        cache = prefix.cache
+        if type(cache) is not DynamicCache or any(type(layer) not in _REBINDING_LAYERS for layer in cache.layers):
+            return Prefix(prefix.inputs, copy.deepcopy(cache))
+        forked = copy.copy(cache)
+        forked.layers = [copy.copy(layer) for layer in cache.layers]
+        return Prefix(prefix.inputs, forked)
