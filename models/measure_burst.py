@@ -1,15 +1,18 @@
 """How a burst of API calls fares against the same calls one at a time: `python -m quadrant.models.measure_burst`.
 
 A real `quadrant app` process (on loopback, its own audit file) serves the bundled sample studies; a client
-asks N checks one after another, then the same N at once from N threads, and prints the two rates, their
+asks N checks one after another, then N others at once from N threads, and prints the two rates, their
 ratio, the batch sizes the server reported (`timing_ms.studies_in_batch`), whether every concurrent verdict
-equals its serial twin (the quadrant, the answer, and every margin within 1e-4), and the CPU seconds the
-server and the client spent in each phase. The client is plain HTTP (httpx: upload, call, read the event
+equals the one its study gets alone (the quadrant, the answer, and every margin within 1e-4), and the CPU
+seconds the server and the client spent in each phase. Every timed call brings a picture the server has not
+seen (a sample with one corner pixel changed): the fast path keeps a study's prefix for its next question, so
+a picture asked about again would be timed as a follow-up, not as the new patient a burst brings. The client is plain HTTP (httpx: upload, call, read the event
 stream), the lightest an integrator would write; it still runs on the same machine, so on a small CPU the
 CPU split says how much of a burst's time the server itself had.
 
-Then, with the server gone, the ceiling (`model_ceiling`): the same N checks in this process, one at a time
-against batches of `--batch`, timed in turn. Batching shares the model's work and nothing else a server does,
+Then, with the server gone, the ceiling (`model_ceiling`): N checks of N pictures in this process, one at a
+time against batches of `--batch`, timed in turn (with N over the 4 studies whose prefixes are kept, a picture
+is never found kept from the last round). Batching shares the model's work and nothing else a server does,
 so no burst through any server beats `model_batch_gain`.
 """
 
@@ -30,6 +33,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
+import numpy as np
+from PIL import Image
 
 from quadrant.models.presets import MODELS_DIR
 
@@ -62,12 +67,26 @@ def _start(folder: Path, model: str, batch: int) -> tuple[subprocess.Popen, str]
     return process, f"http://127.0.0.1:{port}/"
 
 
-def _check(client: httpx.Client, case: tuple[str, str]) -> dict:
+def pictures(folder: Path, count: int) -> list[tuple[Path, str]]:
+    """`count` distinct studies and their questions, written into `folder`: the sample cases in turn, the
+    i-th with its top-left pixels set to grays that spell i, so that no two share a picture."""
+    made = []
+    for index in range(count):
+        name, question = CASES[index % len(CASES)]
+        pixels = np.array(Image.open(MODELS_DIR / "samples" / name).convert("RGB"))
+        pixels[0, 0], pixels[0, 1] = index % 256, index // 256
+        path = folder / f"{index:04d}-{name}"
+        Image.fromarray(pixels).save(path)
+        made.append((path, question))
+    return made
+
+
+def _check(client: httpx.Client, case: tuple[Path, str]) -> dict:
     """One call of the API as plain HTTP: upload the study, call `check` with the original four values,
     read the verdict from the event stream."""
     study, question = case
-    with (MODELS_DIR / "samples" / study).open("rb") as file:
-        (path,) = client.post("gradio_api/upload", files=[("files", (study, file))]).raise_for_status().json()
+    with study.open("rb") as file:
+        (path,) = client.post("gradio_api/upload", files=[("files", (study.name, file))]).raise_for_status().json()
     data = [{"path": path, "meta": {"_type": "gradio.FileData"}}, question, "", ""]
     event = client.post("gradio_api/call/check", json={"data": data}).raise_for_status().json()["event_id"]
     stream = client.get(f"gradio_api/call/check/{event}", timeout=300).raise_for_status().text
@@ -97,21 +116,26 @@ def _same(a: dict, b: dict) -> bool:
 
 
 def measure(url: str, pid: int, n: int, cookies: dict[str, str] | None = None) -> dict:
-    """N checks serially, then the same N concurrently, on the server `pid` (after one warm-up per case);
+    """N checks serially, then N others concurrently, on the server `pid` (after one warm-up per case), each
+    of a picture new to the server; then the burst's N again one at a time, untimed, for the comparison.
     `cookies`: a login's, for a server started with --auth."""
     clients = [httpx.Client(base_url=url, timeout=60, cookies=cookies) for _ in range(n)]
-    requests = [CASES[i % len(CASES)] for i in range(n)]
-    for case in CASES:
-        _check(clients[0], case)
-    server, client, started = _cpu_seconds(pid), _own_cpu_seconds(), time.perf_counter()
-    serial = [_check(clients[0], case) for case in requests]
-    serial_s = time.perf_counter() - started
-    serial_cpu = _cpu_seconds(pid) - server, _own_cpu_seconds() - client
-    with ThreadPoolExecutor(max_workers=n) as pool:
+    with tempfile.TemporaryDirectory() as folder:
+        made = pictures(Path(folder), len(CASES) + 2 * n)
+        warmups, serial_cases, burst_cases = made[: len(CASES)], made[len(CASES) : -n], made[-n:]
+        for case in warmups:
+            _check(clients[0], case)
         server, client, started = _cpu_seconds(pid), _own_cpu_seconds(), time.perf_counter()
-        burst = list(pool.map(_check, clients, requests))
-        burst_s = time.perf_counter() - started
-        burst_cpu = _cpu_seconds(pid) - server, _own_cpu_seconds() - client
+        for case in serial_cases:
+            _check(clients[0], case)
+        serial_s = time.perf_counter() - started
+        serial_cpu = _cpu_seconds(pid) - server, _own_cpu_seconds() - client
+        with ThreadPoolExecutor(max_workers=n) as pool:
+            server, client, started = _cpu_seconds(pid), _own_cpu_seconds(), time.perf_counter()
+            burst = list(pool.map(_check, clients, burst_cases))
+            burst_s = time.perf_counter() - started
+            burst_cpu = _cpu_seconds(pid) - server, _own_cpu_seconds() - client
+        alone = [_check(clients[0], case) for case in burst_cases]
     for each in clients:
         each.close()
     sizes = Counter(v["timing_ms"].get("studies_in_batch", 1) for v in burst)
@@ -121,7 +145,7 @@ def measure(url: str, pid: int, n: int, cookies: dict[str, str] | None = None) -
         "serial_per_s": round(n / serial_s, 2), "concurrent_per_s": round(n / burst_s, 2),
         "throughput_ratio": round(serial_s / burst_s, 2),
         "studies_in_batch": dict(sorted(sizes.items())),
-        "identical_verdicts": sum(_same(a, b) for a, b in zip(serial, burst, strict=True)),
+        "identical_verdicts": sum(_same(a, b) for a, b in zip(alone, burst, strict=True)),
         "server_cpu_s": {"serial": round(serial_cpu[0], 2), "concurrent": round(burst_cpu[0], 2)},
         "client_cpu_s": {"serial": round(serial_cpu[1], 2), "concurrent": round(burst_cpu[1], 2)},
         "cores": os.cpu_count(),
@@ -129,24 +153,27 @@ def measure(url: str, pid: int, n: int, cookies: dict[str, str] | None = None) -
 
 
 def model_ceiling(model: str, n: int, batch: int, repeats: int = 5) -> dict:
-    """The model's own gain from batching, with no server: the N sample checks one at a time against the same
+    """The model's own gain from batching, with no server: N checks of N pictures one at a time against the same
     N in batches of `batch` (the most the app's batcher puts together), each way timed in turn `repeats`
     times, medians reported; every study decoded on its own, as every upload is. Also how many verdicts the
-    two ways gave alike."""
+    two ways gave alike. Each way has a checker of its own on the one loaded model, so that neither finds a
+    study's prefix the other kept; one at a time, a picture's own prefix is gone by the next round when N is
+    over the 4 kept."""
     from quadrant.backends import load_model
     from quadrant.check import Checker, CheckRequest
     from quadrant.images import load_study
     from quadrant.loading import ModelSpec
 
-    checker = Checker(load_model(ModelSpec(model=model))).prepare()
-    cases = [CASES[i % len(CASES)] for i in range(n)]
-    requests = [CheckRequest(load_study(MODELS_DIR / "samples" / study), question) for study, question in cases]
+    loaded = load_model(ModelSpec(model=model))
+    alone, together = Checker(loaded).prepare(), Checker(loaded).prepare()
+    with tempfile.TemporaryDirectory() as folder:
+        requests = [CheckRequest(load_study(path), question) for path, question in pictures(Path(folder), n)]
 
     def one_by_one() -> list:
-        return [verdict for request in requests for verdict in checker.check_many([request])]
+        return [verdict for request in requests for verdict in alone.check_many([request])]
 
     def batched() -> list:
-        return [verdict for start in range(0, n, batch) for verdict in checker.check_many(requests[start : start + batch])]
+        return [verdict for start in range(0, n, batch) for verdict in together.check_many(requests[start : start + batch])]
 
     alike = sum(_same(a.to_json(), b.to_json()) for a, b in zip(one_by_one(), batched(), strict=True))
     taken: dict[str, list[float]] = {"one_by_one": [], "batched": []}
@@ -155,9 +182,9 @@ def model_ceiling(model: str, n: int, batch: int, repeats: int = 5) -> dict:
             started = time.perf_counter()
             run()
             taken[way].append(time.perf_counter() - started)
-    serial, together = statistics.median(taken["one_by_one"]), statistics.median(taken["batched"])
-    return {"model_serial_s": round(serial, 3), "model_batched_s": round(together, 3),
-            "model_batch_gain": round(serial / together, 2), "model_identical_verdicts": alike}
+    serial, batched_s = statistics.median(taken["one_by_one"]), statistics.median(taken["batched"])
+    return {"model_serial_s": round(serial, 3), "model_batched_s": round(batched_s, 3),
+            "model_batch_gain": round(serial / batched_s, 2), "model_identical_verdicts": alike}
 
 
 def main(argv: list[str] | None = None) -> int:
