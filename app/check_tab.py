@@ -162,7 +162,7 @@ def build(service: CheckService, *, downloads: DownloadFolders, examples: list[l
                             (threshold, "an option changed"), (evidence, "an option changed")):
         component.change(handlers.cleared(what), None, outputs, api_visibility="private", queue=False,
                          cancels=[checked])
-    study.change(handlers.describe, study, [shown, facts, uploaded], api_visibility="private", queue=False)
+    study.change(handlers.describe, [study, model], [shown, facts, uploaded], api_visibility="private", queue=False)
     finding.change(handlers.question_for, [finding, model], question, api_visibility="private", queue=False)
     question.change(handlers.suggest, [question, model], [paraphrases, offered_for], api_visibility="private",
                     queue=False, trigger_mode="always_last")
@@ -181,9 +181,10 @@ class _Handlers:
         self.user_of = user_of
         self.source_of = source_of
 
-    def describe(self, path: str | None):
+    def describe(self, path: str | None, model: str | None):
         """The viewer, the safe facts and the upload time of a freshly chosen study (with its file, which a
-        check compares with its own: see `run`)."""
+        check compares with its own: see `run`); and the model set to read the study while the question is
+        typed."""
         if not path:
             return viewer.empty_html(), "", None
         try:
@@ -199,6 +200,10 @@ class _Handlers:
             return viewer.empty_html(), render.error_html(f"unexpected {type(exc).__name__}",
                                                           title="This file cannot be used.",
                                                           elem_id="study-error"), None
+        try:
+            self.service.warm(study, model)
+        except QuadrantError:  # a model this app does not serve: the check says so, the preview stands
+            pass
         return shown, render.facts_list(facts, elem_id="study-facts-list"), (path, _now())
 
     def question_for(self, finding: str | None, model: str | None):

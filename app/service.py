@@ -17,6 +17,7 @@ import os
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -59,6 +60,14 @@ class _Job:
     request: CheckRequest
 
 
+@dataclass(frozen=True)
+class _Warm:
+    """A study's image read by a model before it is asked anything (`CheckService.warm`)."""
+
+    model: str
+    study: Study
+
+
 class CheckService:
     """Checks for the app: one or more loaded models by name (the first is the default), and an audit log."""
 
@@ -76,7 +85,7 @@ class CheckService:
         self.evidence_by_default = evidence_by_default
         self.upload_dir = None if upload_dir is None else Path(upload_dir).resolve()
         self._variants: OrderedDict[tuple[str, CheckOptions], Checker] = OrderedDict()
-        self.batcher: Batcher[_Job, Verdict] = Batcher(self._handle, max_batch=max_batch)
+        self.batcher: Batcher[_Job | _Warm, Verdict | None] = Batcher(self._handle, max_batch=max_batch)
 
     @property
     def default_model(self) -> str:
@@ -141,6 +150,12 @@ class CheckService:
         log.info("check: %s, answer %s, model %s, study %s, %s studies in the batch", data["quadrant"],
                  data["answer"], name, data["image"]["pixels_sha256"][:12], data["timing_ms"].get("studies_in_batch"))
         return verdict
+
+    def warm(self, study: Study, model: str | None = None) -> Future:
+        """Have a model read a newly uploaded study's image now, while the clinician types the question, so that
+        its first check costs what a follow-up question does. It runs on the batcher's thread after the checks
+        of its batch, so it never delays a check already asked; nobody needs to wait on the Future."""
+        return self.batcher.submit(_Warm(self._model_name(model), study))
 
     def bank(self, model: str | None = None) -> Bank:
         """The paraphrase bank a model's checks use (`--paraphrase-bank`, else the built-in one)."""
@@ -214,11 +229,15 @@ class CheckService:
 
     # -- the batcher's side: everything that touches a model runs here, on one thread ----------------
 
-    def _handle(self, jobs: Sequence[_Job]) -> list[Verdict | BaseException]:
-        """Score every job of one checker in one call; a job that cannot be checked gets its error instead."""
+    def _handle(self, jobs: Sequence[_Job | _Warm]) -> list[Verdict | BaseException | None]:
+        """Score every job of one checker in one call; a job that cannot be checked gets its error instead.
+        Warm-ups come last."""
         results: list[Verdict | BaseException | None] = [None] * len(jobs)
         groups: dict[int, tuple[Checker, list[int]]] = {}
+        warms = [job for job in jobs if isinstance(job, _Warm)]
         for index, job in enumerate(jobs):
+            if isinstance(job, _Warm):
+                continue
             try:
                 checker = self._checker(job.model, job.options)
             except InputError as exc:
@@ -228,6 +247,11 @@ class CheckService:
         for checker, indices in groups.values():
             for i, outcome in zip(indices, checker.check_each([jobs[i].request for i in indices]), strict=True):
                 results[i] = outcome
+        for warm in warms:
+            try:
+                self.checkers[warm.model].warm(warm.study)
+            except Exception as exc:  # a warm-up is an optimisation: its check will say what is wrong
+                log.warning("warming a study failed: %s", type(exc).__name__)
         return results
 
     def _checker(self, name: str, options: CheckOptions) -> Checker:

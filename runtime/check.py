@@ -47,6 +47,8 @@ RENDERED_KEPT = 4096  # rendered prompts kept per checker (a few hundred charact
 #: content-free reference images kept per checker, one per study size: a DICOM's is tens of megabytes, and a
 #: server sees many sizes over its life (the backend keeps as many of their prefixes)
 REFERENCE_IMAGES = 8
+#: the question a study is warmed with (`Checker.warm`): its prefix holds the template's opening and the image
+ANY_QUESTION = "Is there a pleural effusion?"
 
 
 @dataclass(frozen=True)
@@ -154,6 +156,19 @@ class Checker:
         if self.options.paraphraser is not None:
             self.options.paraphraser.load()
         return self
+
+    def warm(self, study: Study) -> None:
+        """Have the model read a study's image before any question is asked of it (the app does this while the
+        question is typed): where the backend keeps a study's prefix, the first check then runs as a follow-up
+        question does. Nothing in generate mode, or for a study whose check would be refused as out of scope."""
+        if self.scoring != "logits":
+            return
+        try:
+            require_scope(study, self.options.scope, self.options.modalities)
+        except InputError:
+            return
+        rendered = self._render(ANY_QUESTION, True)  # the kept prefix ends at the image, whatever the question
+        self.scorer.warm([ScoreRequest(rendered, study.image, study_key=_picture(study))])
 
     def check(self, study: Study, question: str, paraphrases: Sequence[Phrasing] | None = None,
               label: str | None = None) -> Verdict:

@@ -18,7 +18,9 @@ import re
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 from test_app_parts import identified_dicom
@@ -125,6 +127,20 @@ def test_the_check_button_is_in_view_at_1366_by_768(app):
     box = app.locator("#run").bounding_box()
     assert app.evaluate("window.scrollY") == 0 and box["y"] >= 0 and box["y"] + box["height"] <= WIDE["height"]
     app.screenshot(path=str(ARTIFACTS / "page-start-1366.png"))
+
+
+def test_the_model_reads_an_uploaded_study_while_the_question_is_typed(app, server, tmp_path):
+    """A study the server has not seen: once its preview is in, the model has read its image, so its first
+    check makes no prefix pass of its own (the audit row's path has no "prefix-shared")."""
+    rng = np.random.default_rng(20261204)
+    Image.fromarray(np.stack([rng.integers(0, 256, (96, 96), dtype=np.uint8)] * 3, axis=-1)).save(tmp_path / "new.png")
+    upload(app, tmp_path / "new.png")
+    app.wait_for_timeout(2000)  # the model reads it on its own thread
+    ask(app, "Is there a pleural effusion?")
+    choose(app, "demo")
+    check(app)
+    path = server.last_verdict()["timing_ms"]["path"]
+    assert "prefix-shared" not in path and "prefix-reused" in path, path
 
 
 def test_a_verdict_goes_when_anything_it_depended_on_changes(app, server):
@@ -265,9 +281,9 @@ def test_a_check_pressed_before_a_new_studys_preview_is_in_never_states_another_
     app.wait_for_timeout(1100)  # the next upload's second differs
     held = []
 
-    def hold(route):  # the new study's preview: its file and nothing else
+    def hold(route):  # the new study's preview: its file and the model
         data = posted_data(route)
-        if isinstance(data, list) and len(data) == 1 and isinstance(data[0], dict) and "path" in data[0]:
+        if isinstance(data, list) and len(data) == 2 and isinstance(data[0], dict) and "path" in data[0]:
             held.append(route)
         else:
             route.continue_()

@@ -396,3 +396,27 @@ def test_download_folders_emptied_by_the_sweep_are_removed_and_no_other(tmp_path
     assert sorted(p.name for p in root.iterdir()) == sorted(["fresh", "full", made.name])
     again = folders.new()  # each download its own folder
     assert made.is_dir() and again.is_dir() and again != made
+
+
+def test_a_study_warmed_on_upload_is_checked_without_its_prefix_pass(demo_checker, tmp_path):
+    """The page has the model read a study when it is uploaded, while the question is typed: its first check
+    then makes no prefix pass (no "prefix-shared" in its path) and gives a fresh checker's margins. A study
+    whose check would be refused as out of scope is not read."""
+    from PIL import Image
+
+    checker = Checker(demo_checker.loaded)
+    service = CheckService({"demo": checker}, None).start()
+    study = SAMPLES / "nodule.png"
+    try:
+        service.warm(load_study(study)).result(timeout=60)
+        assert len(checker.scorer._study_prefixes) == 1
+        verdict = service.check(study, "Is there a lung nodule?")
+        Image.new("RGB", (128, 128), (200, 30, 30)).save(tmp_path / "colour.png")
+        service.warm(load_study(tmp_path / "colour.png")).result(timeout=60)
+    finally:
+        service.stop()
+    assert "prefix-shared" not in verdict["timing_ms"]["path"] and "prefix-reused" in verdict["timing_ms"]["path"]
+    assert len(checker.scorer._study_prefixes) == 1  # the colour picture was not read
+    fresh = Checker(demo_checker.loaded).check(load_study(study), "Is there a lung nodule?").to_json()
+    pairs = zip(verdict["prompts"] + [verdict["text_only"]], fresh["prompts"] + [fresh["text_only"]], strict=True)
+    assert all(a["text"] == b["text"] and abs(a["margin"] - b["margin"]) < 1e-4 for a, b in pairs)

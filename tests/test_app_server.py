@@ -85,6 +85,11 @@ class Server:
         with sqlite3.connect(f"file:{self.audit}?mode=ro", uri=True) as db:
             return db.execute("SELECT COUNT(*) FROM checks").fetchone()[0]
 
+    def last_verdict(self) -> dict:
+        """The verdict of the latest audit row, as recorded."""
+        with sqlite3.connect(f"file:{self.audit}?mode=ro", uri=True) as db:
+            return json.loads(db.execute("SELECT verdict FROM checks ORDER BY rowid DESC LIMIT 1").fetchone()[0])
+
     def login_cookie(self) -> str:
         request = urllib.request.Request(self.url + "login", method="POST", data=urllib.parse.urlencode(
             {"username": USER, "password": PASSWORD}).encode())

@@ -80,6 +80,10 @@ class Scorer(ABC):
     def generate(self, requests: Sequence[ScoreRequest], max_new_tokens: int = 8) -> list[str]:
         """Greedy continuations, for models whose first token is not the answer (generate-and-parse)."""
 
+    def warm(self, requests: Sequence[ScoreRequest]) -> None:
+        """Work that a later call about the same pictures may reuse, done now, while nobody waits (a study's
+        prefix, where a backend keeps one). Nothing by default."""
+
 
 def group_by_image(requests: Sequence[ScoreRequest]) -> dict[int | str | None, list[int]]:
     """Request indices per study: the same image object, or the same picture by `study_key` (a dataset's

@@ -27,6 +27,7 @@ from abc import ABC, abstractmethod
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from functools import partial
 
 import numpy as np
 import torch
@@ -185,6 +186,19 @@ class FastPathScorer(StepsScorer):
             for index, margin, path in zip(indices, margins, paths, strict=True):
                 results[index] = ScoreResult(margin=margin, path=path)
         return results
+
+    def warm(self, requests: Sequence[ScoreRequest]) -> None:
+        """Each named study's prefix, computed and kept (the image and the template's opening: the same
+        whatever the question), so that the first question asked of it runs on the suffix pass alone."""
+        if not self.prefix_ok():
+            return
+        for image, indices in group_by_image(requests).items():
+            if image is None:
+                continue
+            study = self._tokenize_study(requests, indices, for_prefix=True)
+            key = self._kept_key(study)
+            if key is not None:
+                kept(self._study_prefixes, key, partial(self._run_prefix, [study]), STUDY_PREFIXES)
 
     def _tokenize_text_only(self, requests: Sequence[ScoreRequest], indices: list[int]) -> list[tuple[int, list[int]]]:
         if not indices:
