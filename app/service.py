@@ -154,7 +154,8 @@ class CheckService:
     def warm(self, study: Study, model: str | None = None) -> Future:
         """Have a model read a newly uploaded study's image now, while the clinician types the question, so that
         its first check costs what a follow-up question does. It runs on the batcher's thread after the checks
-        of its batch, so it never delays a check already asked; nobody needs to wait on the Future."""
+        of its batch, and not at all while anything is queued behind that batch, so a flood of uploads never
+        holds a check back by more than one study's reading; nobody needs to wait on the Future."""
         return self.batcher.submit(_Warm(self._model_name(model), study))
 
     def bank(self, model: str | None = None) -> Bank:
@@ -231,7 +232,7 @@ class CheckService:
 
     def _handle(self, jobs: Sequence[_Job | _Warm]) -> list[Verdict | BaseException | None]:
         """Score every job of one checker in one call; a job that cannot be checked gets its error instead.
-        Warm-ups come last."""
+        Warm-ups come last, and are dropped while anything else is queued."""
         results: list[Verdict | BaseException | None] = [None] * len(jobs)
         groups: dict[int, tuple[Checker, list[int]]] = {}
         warms = [job for job in jobs if isinstance(job, _Warm)]
@@ -248,6 +249,8 @@ class CheckService:
             for i, outcome in zip(indices, checker.check_each([jobs[i].request for i in indices]), strict=True):
                 results[i] = outcome
         for warm in warms:
+            if self.batcher.waiting():  # a check may be queued: a study not read now is read at its check
+                break
             try:
                 self.checkers[warm.model].warm(warm.study)
             except Exception as exc:  # a warm-up is an optimisation: its check will say what is wrong

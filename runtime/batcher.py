@@ -57,6 +57,10 @@ class Batcher(Generic[T, R]):
         self._queue.put((item, future))
         return future
 
+    def waiting(self) -> bool:
+        """Whether items are queued behind the batch being handled (a handler may then put off optional work)."""
+        return not self._queue.empty()
+
     def _work(self) -> None:
         stopping = False
         while not stopping:

@@ -12,6 +12,7 @@ import io
 import json
 import re
 import sqlite3
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -420,3 +421,31 @@ def test_a_study_warmed_on_upload_is_checked_without_its_prefix_pass(demo_checke
     fresh = Checker(demo_checker.loaded).check(load_study(study), "Is there a lung nodule?").to_json()
     pairs = zip(verdict["prompts"] + [verdict["text_only"]], fresh["prompts"] + [fresh["text_only"]], strict=True)
     assert all(a["text"] == b["text"] and abs(a["margin"] - b["margin"]) < 1e-4 for a, b in pairs)
+
+
+def test_warm_ups_are_dropped_while_anything_is_queued_behind_them(demo_checker, tmp_path):
+    """A flood of uploads must not hold a check back: a warm-up is dropped while anything is queued behind its
+    batch, and done when nothing is. Three uploads and a check queue up before the model's thread starts, two
+    to a batch: the first two warm-ups are dropped, the check runs, the third warm-up is done after it."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from conftest import write_png
+
+    checker = Checker(demo_checker.loaded)
+    service = CheckService({"demo": checker}, None, max_batch=2)  # not started yet: everything queues
+    paths = [write_png(tmp_path / f"{seed}.png", seed) for seed in range(100, 104)]
+    warmed = [service.warm(load_study(path)) for path in paths[:3]]
+    with ThreadPoolExecutor(1) as pool:
+        checked = pool.submit(service.check, paths[3], "Is there a lung nodule?")
+        deadline = time.monotonic() + 30
+        while service.batcher._queue.qsize() < 4 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        service.start()
+        try:
+            checked.result(timeout=60)
+            for future in warmed:
+                future.result(timeout=60)
+        finally:
+            service.stop()
+    read = {key[0] for key in checker.scorer._study_prefixes}
+    assert read == {load_study(paths[2]).pixels_sha256, load_study(paths[3]).pixels_sha256}
