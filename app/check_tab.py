@@ -29,7 +29,7 @@ from quadrant.ablation import ABLATIONS
 from quadrant.errors import QuadrantError, one_line
 from quadrant.evidence import forwards_per_map
 from quadrant.evidence_plot import verdict_overlay
-from quadrant.images import load_study_bytes
+from quadrant.images import Study, load_study_bytes
 from quadrant.reliance import RULES
 from quadrant.results import Source
 from quadrant.verdict import Verdict
@@ -163,6 +163,7 @@ def build(service: CheckService, *, downloads: DownloadFolders, examples: list[l
         component.change(handlers.cleared(what), None, outputs, api_visibility="private", queue=False,
                          cancels=[checked])
     study.change(handlers.describe, [study, model], [shown, facts, uploaded], api_visibility="private", queue=False)
+    model.change(handlers.reread, [study, model], None, api_visibility="private", queue=False)
     finding.change(handlers.question_for, [finding, model], question, api_visibility="private", queue=False)
     question.change(handlers.suggest, [question, model], [paraphrases, offered_for], api_visibility="private",
                     queue=False, trigger_mode="always_last")
@@ -200,11 +201,25 @@ class _Handlers:
             return viewer.empty_html(), render.error_html(f"unexpected {type(exc).__name__}",
                                                           title="This file cannot be used.",
                                                           elem_id="study-error"), None
+        self._read(study, model)
+        return shown, render.facts_list(facts, elem_id="study-facts-list"), (path, _now())
+
+    def reread(self, path: str | None, model: str | None) -> None:
+        """A model newly chosen reads the study shown (the upload's reading was the last model's)."""
+        if not path:
+            return
+        try:
+            study = self.service.load_upload(path)
+        except QuadrantError:  # the preview already says what is wrong with the file
+            return
+        self._read(study, model)
+
+    def _read(self, study: Study, model: str | None) -> None:
+        """The model reads the study while the question is typed (`CheckService.warm`)."""
         try:
             self.service.warm(study, model)
-        except QuadrantError:  # a model this app does not serve: the check says so, the preview stands
+        except QuadrantError:  # a model this app does not serve: the check says so
             pass
-        return shown, render.facts_list(facts, elem_id="study-facts-list"), (path, _now())
 
     def question_for(self, finding: str | None, model: str | None):
         return self.service.bank(model).questions.get(finding, gr.skip()) if finding else gr.skip()

@@ -131,7 +131,8 @@ def test_the_check_button_is_in_view_at_1366_by_768(app):
 
 def test_the_model_reads_an_uploaded_study_while_the_question_is_typed(app, server, tmp_path):
     """A study the server has not seen: once its preview is in, the model has read its image, so its first
-    check makes no prefix pass of its own (the audit row's path has no "prefix-shared")."""
+    check makes no prefix pass of its own (the audit row's path has no "prefix-shared"); and so has another
+    model once it is chosen."""
     rng = np.random.default_rng(20261204)
     Image.fromarray(np.stack([rng.integers(0, 256, (96, 96), dtype=np.uint8)] * 3, axis=-1)).save(tmp_path / "new.png")
     upload(app, tmp_path / "new.png")
@@ -141,6 +142,11 @@ def test_the_model_reads_an_uploaded_study_while_the_question_is_typed(app, serv
     check(app)
     path = server.last_verdict()["timing_ms"]["path"]
     assert "prefix-shared" not in path and "prefix-reused" in path, path
+    choose(app, "demo-shortcut")
+    app.wait_for_timeout(2000)
+    check(app)
+    verdict = server.last_verdict()
+    assert verdict["model"]["name"] == "demo-shortcut" and "prefix-shared" not in verdict["timing_ms"]["path"]
 
 
 def test_a_verdict_goes_when_anything_it_depended_on_changes(app, server):
