@@ -142,7 +142,8 @@ def test_reference_images_are_kept_for_the_last_few_study_sizes_and_a_dropped_on
 def test_a_study_keeps_its_prefix_for_the_next_question_about_the_same_picture(family, tiny_model, tmp_path,
                                                                               monkeypatch):
     """A clinician asks several questions of one study: its prefix (the image and the template's opening) is
-    kept under its pixels' hash, and a follow-up question makes no prefix pass. Every margin must still be a
+    kept under its pixels' hash, with the processor's reading of its image, and a follow-up question makes no
+    prefix pass and runs no processor on the image. Every margin must still be a
     plain forward's: the follow-up's, another picture's of the same size (which must not be served the first
     one's prefix), a kept study's checked in one call beside a new one, and a picture's dropped from the
     STUDY_PREFIXES kept (2 here) and computed again; and two checks of one picture in one call share one
@@ -165,9 +166,19 @@ def test_a_study_keeps_its_prefix_for_the_next_question_about_the_same_picture(f
         return run_prefix(tokens, images)
 
     monkeypatch.setattr(checker.scorer.steps, "run_prefix", counted)
+    reads = []  # the processor run on a study's image (not the content-free reference's: its prompts are cut)
+    family, encode = checker.loaded.family, checker.loaded.family.encode
+
+    def counted_encode(processor, rendered, images):
+        if images is not None:
+            reads.append(len(rendered))
+        return encode(processor, rendered, images)
+
+    monkeypatch.setattr(family, "encode", counted_encode)
 
     def prefix_passes(*asked: tuple[str, str]) -> list[int]:
         passes.clear()
+        reads.clear()
         verdicts = checker.check_many([CheckRequest(load_study(path), question) for path, question in asked])
         for (path, _), verdict in zip(asked, verdicts, strict=True):
             data = verdict.to_json()
@@ -181,7 +192,7 @@ def test_a_study_keeps_its_prefix_for_the_next_question_about_the_same_picture(f
         return sorted(passes)
 
     assert prefix_passes((a, "Is there a pleural effusion?")) == [1, 1]  # the study's and its size's reference
-    assert prefix_passes((a, "Is there a pneumothorax?")) == []  # both prefixes kept
+    assert prefix_passes((a, "Is there a pneumothorax?")) == [] and reads == []  # both prefixes kept, and a's read
     assert prefix_passes((b, "Is there a pleural effusion?")) == [1]  # same size, another picture
     assert prefix_passes((a, "Is there cardiomegaly?"), (c, "Is there a pleural effusion?")) == [1]  # c's alone
     assert prefix_passes((b, "Is there a pneumothorax?")) == [1]  # b was the least recently used of a, b, c

@@ -34,6 +34,7 @@ import torch
 from PIL import Image
 
 from ..errors import one_line
+from ..families.base import ReadImage
 from ..kept import kept
 from ..loading import Loaded
 from .base import Scorer, ScoreRequest, ScoreResult, group_by_image
@@ -150,6 +151,7 @@ class FastPathScorer(StepsScorer):
         self._reused_studies: OrderedDict[tuple, Study] = OrderedDict()  # (reuse key, prompts) -> tokenized
         self._kept_margins: OrderedDict[tuple, list[float]] = OrderedDict()  # (reuse key, token ids) -> margins
         self._study_prefixes: OrderedDict[tuple, Prefix] = OrderedDict()  # (study key, prefix ids) -> prefix pass
+        self._read_images: OrderedDict[str, ReadImage | None] = OrderedDict()  # study key -> the processor's read
 
     def margins(self, requests: Sequence[ScoreRequest]) -> list[ScoreResult]:
         results: list[ScoreResult | None] = [None] * len(requests)
@@ -278,7 +280,7 @@ class FastPathScorer(StepsScorer):
 
     def _tokenize(self, rendered: list[str], first: ScoreRequest, for_prefix: bool) -> Study:
         """The prompts' tensors and shared prefix length (indices are the caller's to fill in)."""
-        once = self.loaded.family.encode_one_image(self.loaded.processor, rendered, first.image) if for_prefix else None
+        once = self._encode_one_image(rendered, first) if for_prefix else None
         if once is None:
             inputs = self.encode(rendered, [first.image] * len(rendered))
         else:
@@ -287,6 +289,20 @@ class FastPathScorer(StepsScorer):
         return Study(indices=[], inputs=inputs, reuse_key=first.reuse_key,
                      study_key=first.study_key if for_prefix else None,
                      prefix_len=self._shared_prefix_len(inputs, image_only=keyed))
+
+    def _encode_one_image(self, rendered: list[str], first: ScoreRequest) -> dict | None:
+        """The prompts with their study's image through the processor once (None where the family cannot
+        splice exactly); for a study named by its picture, once across calls: the processor's reading of it
+        is kept beside its prefix, so that a later question about it runs no processor on the image."""
+        family, processor = self.loaded.family, self.loaded.processor
+        if first.study_key is None:
+            return family.encode_one_image(processor, rendered, first.image)
+        read = kept(self._read_images, first.study_key,
+                    partial(family.read_image, processor, rendered[0], first.image), STUDY_PREFIXES)
+        if read is None:
+            return None
+        spliced = family.splice(processor, rendered, read)
+        return spliced if spliced is not None else family.encode_one_image(processor, rendered, first.image)
 
     def _shared_prefix_len(self, inputs: dict[str, torch.Tensor], image_only: bool = False) -> int:
         """Longest common token prefix, leaving every row at least one token of its own, and covering

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -16,6 +17,16 @@ def adds_special_tokens(tokenizer, rendered: Sequence[str]) -> bool:
     rendered text already starts with BOS (a text-only prompt must not lose, or double, its BOS)."""
     bos = getattr(tokenizer, "bos_token", None)
     return not (bos and all(r.startswith(bos) for r in rendered))
+
+
+@dataclass(frozen=True)
+class ReadImage:
+    """A study's image as its family's processor read it once (`Family.read_image`): the image's tensors, and
+    what the family needs to lay the image into any prompt's token ids (`Family.splice`). The fast path keeps
+    it for a study named by its picture, so that a later question about it runs no processor on the image."""
+
+    tensors: dict[str, torch.Tensor]
+    splice: tuple
 
 
 class Family:
@@ -124,35 +135,54 @@ class Family:
         return {k: v for k, v in encoded.items() if k in self.forward_keys and isinstance(v, torch.Tensor)}
 
     def encode_one_image(self, processor, rendered: Sequence[str], image: Image.Image) -> dict | None:
-        """All prompts of one study with the image preprocessed once, or None where that is not exact.
+        """All prompts of one study with the image preprocessed once, or None where that is not exact: the
+        image read with prompt 0 (`read_image`), every prompt spliced with it (`splice`)."""
+        read = self.read_image(processor, rendered[0], image)
+        return None if read is None else self.splice(processor, rendered, read)
+
+    def read_image(self, processor, rendered: str, image: Image.Image) -> ReadImage | None:
+        """The image through the processor once, with one prompt, and what the other prompts of its study need
+        to be spliced with it (`splice`); None where splicing would not be exact.
 
         The processor expands the image placeholder into image tokens; it does so identically for every
-        prompt of a study. So prompt 0 goes through the processor with the image, and the others are
-        tokenized as text with prompt 0's expansion spliced in at the placeholder. That is exact when the
-        expansion ends on a special token (the text after it is then tokenized on its own in both forms),
-        which is checked here, on prompt 0 itself, rather than assumed; otherwise None, and the caller
-        runs the processor on every prompt.
-        """
-        first = self.encode(processor, rendered[:1], [image])
+        prompt of a study. So the other prompts are tokenized as text with this expansion spliced in at the
+        placeholder. That is exact when the expansion ends on a special token (the text after it is then
+        tokenized on its own in both forms), which is checked here, on this prompt, rather than assumed; so
+        are the per-token tensors rebuilt for spliced rows, against the processor's own."""
+        first = self.encode(processor, [rendered], [image])
         tokenizer = processor.tokenizer
-        raw = tokenizer(list(rendered), add_special_tokens=adds_special_tokens(tokenizer, rendered))["input_ids"]
+        raw = tokenizer([rendered], add_special_tokens=adds_special_tokens(tokenizer, [rendered]))["input_ids"][0]
         expanded = first["input_ids"][0].tolist()
         placeholder = self.placeholder_id(tokenizer)
-        if placeholder is None or raw[0].count(placeholder) != 1 or any(r.count(placeholder) != 1 for r in raw):
+        if placeholder is None or raw.count(placeholder) != 1:
             return None
-        at = raw[0].index(placeholder)
-        span = len(expanded) - len(raw[0]) + 1
+        at = raw.index(placeholder)
+        span = len(expanded) - len(raw) + 1
         expansion = expanded[at : at + span]
-        exact = (
-            span >= 1
-            and expanded[:at] == raw[0][:at]
-            and expanded[at + span :] == raw[0][at + 1 :]
-            and expansion[-1] in tokenizer.added_tokens_decoder  # special and added tokens alike
-            and all(r.index(placeholder) == at and r[:at] == raw[0][:at] for r in raw)
-        )
-        if not exact:
+        if not (span >= 1 and expanded[:at] == raw[:at] and expanded[at + span :] == raw[at + 1 :]
+                and expansion[-1] in tokenizer.added_tokens_decoder):  # special and added tokens alike
             return None
-        rows = [r[:at] + expansion + r[at + 1 :] for r in raw]
+        per_token = {k: v for k, v in first.items() if k in self.prefix_keys}
+        tensors = {k: v for k, v in first.items() if k not in ("input_ids", "attention_mask", *per_token)}
+        read = ReadImage(tensors, (tuple(raw[:at]), tuple(expansion), tuple(per_token)))
+        if per_token:  # rebuilt for the spliced rows, and checked on this prompt against the processor's
+            spliced = self.splice(processor, [rendered], read)
+            if spliced is None or not all(
+                torch.equal(spliced[k][:1, : v.shape[1]].to(v.dtype), v) for k, v in per_token.items()
+            ):
+                return None
+        return read
+
+    def splice(self, processor, rendered: Sequence[str], read: ReadImage) -> dict | None:
+        """The prompts' tensors with the image as `read_image` read it, the processor not run again; None
+        where a prompt does not have the placeholder where that read found it, after the same tokens."""
+        before, expansion, per_token = read.splice
+        tokenizer = processor.tokenizer
+        raw = tokenizer(list(rendered), add_special_tokens=adds_special_tokens(tokenizer, rendered))["input_ids"]
+        placeholder, at = self.placeholder_id(tokenizer), len(before)
+        if not all(r.count(placeholder) == 1 and r.index(placeholder) == at and tuple(r[:at]) == before for r in raw):
+            return None
+        rows = [r[:at] + list(expansion) + r[at + 1 :] for r in raw]
         width = max(len(r) for r in rows)
         pad = tokenizer.pad_token_id or 0
         input_ids = torch.full((len(rows), width), pad, dtype=torch.long)
@@ -160,16 +190,13 @@ class Family:
         for row, ids in enumerate(rows):  # row by row from NumPy: a nested list is converted element by element
             input_ids[row, : len(ids)] = torch.from_numpy(np.asarray(ids, dtype=np.int64))
             attention_mask[row, : len(ids)] = 1
-        images_only = {k: v for k, v in first.items() if k not in ("input_ids", "attention_mask")}
-        per_token = {k: images_only.pop(k) for k in list(images_only) if k in self.prefix_keys}
-        if per_token:  # rebuilt for the spliced rows, and checked on prompt 0 against the processor's
+        encoded = {"input_ids": input_ids, "attention_mask": attention_mask, **read.tensors}
+        if per_token:
             rebuilt = self.per_token_inputs(processor, input_ids, attention_mask)
-            if rebuilt is None or set(rebuilt) != set(per_token) or not all(
-                torch.equal(rebuilt[k][:1, : v.shape[1]].to(v.dtype), v) for k, v in per_token.items()
-            ):
+            if rebuilt is None or set(rebuilt) != set(per_token):
                 return None
-            images_only.update(rebuilt)
-        return {"input_ids": input_ids, "attention_mask": attention_mask, **images_only}
+            encoded.update(rebuilt)
+        return encoded
 
     def per_token_inputs(self, processor, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> dict | None:
         """Per-token tensors (`prefix_keys`) for spliced rows, or None where the family cannot rebuild them

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import torch
 from PIL import Image
 
-from .base import Family, adds_special_tokens
+from .base import Family, ReadImage, adds_special_tokens
 
 
 class Gemma3Family(Family):
@@ -28,32 +28,46 @@ class Gemma3Family(Family):
         starts = image & ~torch.nn.functional.pad(image, (1, 0))[:, :-1]
         return torch.cumsum(starts, dim=1) * image
 
-    def encode_one_image(self, processor, rendered: Sequence[str], image: Image.Image) -> dict | None:
+    def read_image(self, processor, rendered: str, image: Image.Image) -> ReadImage | None:
         """The image preprocessed once (at MedGemma's 896 px, the costly part of tokenizing a study).
 
         Gemma3's processor expands the image placeholder as text (`full_image_sequence`, surrounded by
-        blank lines that a tokenizer may merge with the question), so instead of splicing token ids this
+        blank lines that a tokenizer may merge with the question), so instead of splicing token ids `splice`
         expands every prompt's text the same way and tokenizes it whole; token_type_ids mark the image
-        tokens. Prompt 0's result must equal the processor's own, or None (the processor then runs on
+        tokens. This prompt's result must equal the processor's own, or None (the processor then runs on
         every prompt).
         """
-        sequence = getattr(processor, "full_image_sequence", None)
-        placeholder = getattr(processor, "boi_token", None)
-        if not sequence or not placeholder or any(r.count(placeholder) != 1 for r in rendered):
+        if not _expandable(processor, [rendered]):
             return None
-        first = self.encode(processor, rendered[:1], [image])
+        first = self.encode(processor, [rendered], [image])
+        read = ReadImage({"pixel_values": first["pixel_values"]}, ())
+        spliced = self.splice(processor, [rendered], read)
+        length = int(first["attention_mask"][0].sum())
+        if not (
+            torch.equal(spliced["input_ids"][0, :length], first["input_ids"][0, :length])
+            and torch.equal(spliced["token_type_ids"][0, :length], first["token_type_ids"][0, :length])
+            and int(spliced["attention_mask"][0].sum()) == length
+        ):
+            return None
+        return read
+
+    def splice(self, processor, rendered: Sequence[str], read: ReadImage) -> dict | None:
+        """Every prompt's text with the image placeholder expanded as the processor expands it, tokenized
+        whole, with the image's tensors as `read_image` read them; None without one placeholder a prompt."""
+        if not _expandable(processor, rendered):
+            return None
         tokenizer = processor.tokenizer
-        texts = [r.replace(placeholder, sequence) for r in rendered]
+        texts = [r.replace(processor.boi_token, processor.full_image_sequence) for r in rendered]
         tokens = tokenizer(texts, add_special_tokens=adds_special_tokens(tokenizer, rendered), padding=True,
                            return_tensors="pt")
         input_ids, attention_mask = tokens["input_ids"], tokens["attention_mask"]
         token_type_ids = (input_ids == tokenizer.image_token_id).long() * attention_mask
-        length = int(first["attention_mask"][0].sum())
-        if not (
-            torch.equal(input_ids[0, :length], first["input_ids"][0, :length])
-            and torch.equal(token_type_ids[0, :length], first["token_type_ids"][0, :length])
-            and int(attention_mask[0].sum()) == length
-        ):
-            return None
         return {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids,
-                "pixel_values": first["pixel_values"]}
+                **read.tensors}
+
+
+def _expandable(processor, rendered: Sequence[str]) -> bool:
+    """Whether the processor says how it expands the image placeholder, and every prompt has one."""
+    sequence = getattr(processor, "full_image_sequence", None)
+    placeholder = getattr(processor, "boi_token", None)
+    return bool(sequence and placeholder) and all(r.count(placeholder) == 1 for r in rendered)
