@@ -29,7 +29,9 @@ class Study:
     """One decoded study: the picture a processor takes, and the facts the verdict records about it.
 
     Its technical facts (`study.facts.modality`, `.body_part`, `.frames`, `.colour`, ...; see `Facts`) are what
-    its scope is judged by (`quadrant.scope`).
+    its scope is judged by (`quadrant.scope`). `pixels_sha256` names `image` exactly: a model's reading of the
+    picture is kept under it for the next question, so a study given another image must get its hash again
+    (`pixel_sha256`), or none.
     """
 
     image: Image.Image  # 8-bit RGB, EXIF orientation applied
