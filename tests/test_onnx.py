@@ -161,6 +161,8 @@ def test_a_study_keeps_its_prefix_on_the_graphs_for_the_next_question(exported, 
     study = [dataclasses.replace(r, study_key="picture-0") for r in requests[:3]] + requests[-1:]
     first = scorer.margins(study)
     assert {r.path for r in first} == {"prefix-shared", "packed"}
+    (kept,) = scorer._study_prefixes.values()
+    assert scorer.steps.nbytes(kept) > 0  # what the bound on kept prefixes weighs
     passes = []
     run_prefix = scorer.steps.run_prefix
     monkeypatch.setattr(scorer.steps, "run_prefix", lambda *args: passes.append(args) or run_prefix(*args))

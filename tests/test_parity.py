@@ -201,6 +201,34 @@ def test_a_study_keeps_its_prefix_for_the_next_question_about_the_same_picture(f
     assert prefix_passes((d, "Is there a pleural effusion?"), (d, "Is there a lung nodule?")) == [1]
 
 
+def test_kept_prefixes_are_bounded_in_bytes_as_well_as_in_number(tiny_model, tmp_path, monkeypatch):
+    """A kept prefix of a 7B model is 0.3 GB: each store keeps at most KEPT_BYTES, whatever its count. With
+    room for one study's prefix, a second picture's pushes the first one's out, and the first picture asked
+    about again is read again, its margins still a plain forward's."""
+    from quadrant.backends import fast_path, load_model
+    from quadrant.check import Checker
+    from quadrant.images import load_study
+    from quadrant.loading import ModelSpec
+
+    directory = tiny_model("llava")
+    checker = Checker(load_model(ModelSpec(model=directory, device="cpu")), "torch").prepare()
+    oracle = PlainForward(directory)
+    a, b = (write_png(tmp_path / f"{name}.png", seed) for seed, name in ((11, "a"), (12, "b")))
+    checker.check(load_study(a), "Is there a pleural effusion?")
+    (one,) = checker.scorer._study_prefixes.values()
+    size = checker.scorer.steps.nbytes(one)
+    assert size > 0
+    monkeypatch.setattr(fast_path, "KEPT_BYTES", size * 3 // 2)
+    checker.check(load_study(b), "Is there a pleural effusion?")
+    assert len(checker.scorer._study_prefixes) == 1
+    data = checker.check(load_study(a), "Is there a pneumothorax?").to_json()
+    assert "prefix-shared" in data["timing_ms"]["path"]  # a's prefix was pushed out: made again
+    yes, no = data["model"]["answer_tokens"]["yes"], data["model"]["answer_tokens"]["no"]
+    image = Image.open(a).convert("RGB")
+    for prompt in data["prompts"]:
+        assert abs(prompt["margin"] - oracle.margin(prompt["rendered"], image, yes, no)) < TOLERANCE
+
+
 def test_text_only_prompt_keeps_the_bos_of_its_with_image_twin(tiny_model, study_png, capsys):
     """Gemma's rendered prompt starts with <bos>: neither pass may add a second one, nor lose it."""
     from quadrant.families import FAMILIES

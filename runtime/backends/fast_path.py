@@ -60,6 +60,10 @@ REUSED_STUDIES = 64  # tokenized reference prompts kept (a few hundred token ids
 #: a clinician (or a few at once) is reading. Each holds the key/values of the image and the template's
 #: opening, about 0.3 GB on a 7B model with 576 image tokens.
 STUDY_PREFIXES = 4
+#: key/values kept in each of the two stores above (studies', references'), whatever their count: a 7B model
+#: without grouped-query attention (LLaVA-1.5) holds 0.3 GB a prefix, so the counts alone could keep gigabytes
+#: on a workstation GPU beside the weights
+KEPT_BYTES = 2**30
 KEPT_MARGINS = 1024  # content-free references' margins kept (a float per prompt)
 
 
@@ -109,6 +113,10 @@ class ForwardSteps(ABC):
     def fork(self, prefix: Prefix) -> Prefix:
         """A copy of a kept prefix that `run_suffixes` may extend in place (the runtime's key/values may grow)."""
         return prefix
+
+    def nbytes(self, prefix: Prefix) -> int:
+        """The memory a kept prefix holds (its key/values), for the bound on what is kept; 0 where unknown."""
+        return 0
 
 
 class StepsScorer(Scorer):
@@ -200,7 +208,7 @@ class FastPathScorer(StepsScorer):
             study = self._tokenize_study(requests, indices, for_prefix=True)
             key = self._kept_key(study)
             if key is not None:
-                kept(self._study_prefixes, key, partial(self._run_prefix, [study]), STUDY_PREFIXES)
+                self._keep_study(key, partial(self._run_prefix, [study]))
 
     def _tokenize_text_only(self, requests: Sequence[ScoreRequest], indices: list[int]) -> list[tuple[int, list[int]]]:
         if not indices:
@@ -368,8 +376,12 @@ class FastPathScorer(StepsScorer):
             prefix, path = self._run_prefix(batch), PREFIX
         else:
             path = REUSED if key in self._study_prefixes else PREFIX
-            prefix = self.steps.fork(kept(self._study_prefixes, key, lambda: self._run_prefix(batch), STUDY_PREFIXES))
+            prefix = self.steps.fork(self._keep_study(key, lambda: self._run_prefix(batch)))
         return self.steps.run_suffixes(prefix, pack_batch(batch, standalone, self.loaded.dtype)), path
+
+    def _keep_study(self, key: tuple, make) -> Prefix:
+        """A study's kept prefix, made when missing, within STUDY_PREFIXES and KEPT_BYTES."""
+        return kept(self._study_prefixes, key, make, STUDY_PREFIXES, self.steps.nbytes, KEPT_BYTES)
 
     @staticmethod
     def _kept_key(study: Study) -> tuple | None:
@@ -429,7 +441,7 @@ class FastPathScorer(StepsScorer):
         if prefix is None:
             ids = study.inputs["input_ids"][0, : study.prefix_len].tolist()
             prefix = kept(self._reused, (study.reuse_key, tuple(ids)), lambda: self._run_prefix([study]),
-                          REUSED_PREFIXES)
+                          REUSED_PREFIXES, self.steps.nbytes, KEPT_BYTES)
         return self.steps.run_suffixes(self.steps.fork(prefix), pack_batch([study], [], self.loaded.dtype))
 
     def _run_prefix(self, batch: list[Study]) -> Prefix:

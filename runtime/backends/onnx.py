@@ -255,6 +255,10 @@ class OnnxSteps(ForwardSteps):
                                   np.full((len(ids), 1), ids.shape[1] - 1), None)
         return Prefix(inputs, present)
 
+    def nbytes(self, prefix: Prefix) -> int:
+        """The past key/values' bytes, graph input by graph input."""
+        return sum(array.nbytes for array in prefix.cache.values())
+
     def run_suffixes(self, prefix: Prefix, laid: PackedBatch) -> list[float]:
         """Every suffix packed on the prefixes' key/values under the block mask, standalone prompts packed
         alongside; logits only at the read positions."""

@@ -86,6 +86,12 @@ class TorchSteps(ForwardSteps):
                                      pad_token_id=self.loaded.processor.tokenizer.pad_token_id)
         return output[0, inputs["input_ids"].shape[1] :].tolist()
 
+    def nbytes(self, prefix: Prefix) -> int:
+        """The key/values' bytes, layer by layer."""
+        tensors = ((getattr(layer, "keys", None), getattr(layer, "values", None))
+                   for layer in getattr(prefix.cache, "layers", ()))
+        return sum(t.nbytes for pair in tensors for t in pair if isinstance(t, torch.Tensor))
+
     def fork(self, prefix: Prefix) -> Prefix:
         """A forward appends to the cache in place: the kept one must stay the bare prefix. Transformers'
         dynamic layers grow by rebinding their keys and values to new tensors (torch.cat), never by writing
