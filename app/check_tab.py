@@ -51,13 +51,6 @@ ABLATION_CHOICES = {"none": "taken out of the prompt (none)", "blank": "a blank 
                     "white": "a blank white image (white)", "noise": "random noise (noise)"}
 UI_ABLATIONS = tuple(a for a in ABLATIONS if a != "swap")
 
-#: what a check asks, decided on the page the moment Check is pressed (no round trip, so the phrasings landing
-#: a moment later always find it): the box's lines, or, while the box still holds another question's
-#: (`offered-for` says whose), the model's own set for this question, which the server resolves
-#: (`_Handlers.phrasings_asked`) and the box is about to show
-ASKED_JS = """(question, box, offeredFor) =>
-  JSON.stringify(offeredFor === question ? {box: box} : {own: question})"""
-
 #: the Print button: opens the report (kept, encoded, in the verdict panel) in a window of its own and prints it
 PRINT_JS = """() => {
   const holder = document.querySelector('#quadrant-report');
@@ -105,8 +98,8 @@ def build(service: CheckService, *, downloads: DownloadFolders, examples: list[l
             # the question whose phrasings the box was last filled with: a page value (not session state), sent
             # with the box's own, so that the two always come from the same moment
             offered_for = gr.Textbox("", visible=False, elem_id="offered-for")
-            # what the last check asked (ASKED_JS), and a stamp renewed whenever the box moves away from it:
-            # the stamp, not the box, clears the verdict (_Handlers.moved_away)
+            # the phrasings the last check asked, as the box shows them, and a stamp renewed whenever the box
+            # moves away from them: the stamp, not the box, clears the verdict (_Handlers.moved_away)
             asked = gr.Textbox("", visible=False, elem_id="asked")
             edited = gr.Textbox("", visible=False, elem_id="phrasings-edited")
             paraphrases = gr.Textbox(
@@ -147,7 +140,7 @@ def build(service: CheckService, *, downloads: DownloadFolders, examples: list[l
     new.add([study, finding, question, paraphrases])
 
     outputs = [verdict, printed, report, download, filed]
-    checked = run.click(None, [question, paraphrases, offered_for], asked, js=ASKED_JS, api_visibility="private",
+    checked = run.click(handlers.asking, [question, paraphrases, offered_for, model], asked, api_visibility="private",
                         queue=False).then(
         handlers.run, [study, question, asked, ablation, model, rule, threshold, evidence, uploaded], outputs,
         api_visibility="private", scroll_to_output=True, concurrency_id="check",
@@ -167,8 +160,7 @@ def build(service: CheckService, *, downloads: DownloadFolders, examples: list[l
     finding.change(handlers.question_for, [finding, model], question, api_visibility="private", queue=False)
     question.change(handlers.suggest, [question, model], [paraphrases, offered_for], api_visibility="private",
                     queue=False, trigger_mode="always_last")
-    paraphrases.change(handlers.moved_away, [paraphrases, asked, model], edited, api_visibility="private",
-                       queue=False)
+    paraphrases.change(handlers.moved_away, [paraphrases, asked], edited, api_visibility="private", queue=False)
     return CheckTab(checked)
 
 
@@ -236,34 +228,25 @@ class _Handlers:
             return render.placeholder_html(what), *_hidden()
         return clear
 
-    def phrasings_asked(self, asked: str, model: str | None) -> str:
-        """The phrasings a check asks, as the box shows them, from what the page decided when Check was pressed
-        (ASKED_JS): the box's own lines, or the model's own set for the question when the box still held
-        another question's (Check pressed while this question's phrasings were on their way). Those are not
-        this question's paraphrases, so the check asks the model's own set, the one the box is about to show,
-        rather than check one question with another's; and when that set lands, the box shows what the verdict
-        asked, so its arrival is no change that clears the verdict. Anything else (no check yet) asks nothing."""
-        try:
-            decided = json.loads(asked)
-        except ValueError:
-            return ""
-        if not isinstance(decided, dict):
-            return ""
-        if isinstance(decided.get("own"), str):
-            return self.suggest(decided["own"], model)[0]
-        return decided["box"] if isinstance(decided.get("box"), str) else ""
+    def asking(self, question: str, paraphrases: str, offered_for: str, model: str | None) -> str:
+        """The phrasings a check about to run asks, as the box shows them: the box's own, unless it still holds
+        another question's (`offered_for` says whose: Check was pressed while this question's phrasings were on
+        their way). Those are not this question's paraphrases, so the check asks the model's own set, the one
+        the box is about to show, rather than check one question with another's; and when that set lands, the
+        box then shows what the verdict asked, so its arrival is no change that clears the verdict."""
+        return paraphrases if offered_for == question else self.suggest(question, model)[0]
 
-    def moved_away(self, paraphrases: str, asked: str, model: str | None):
+    def moved_away(self, paraphrases: str, asked: str):
         """A new stamp when the box no longer holds what the last check asked (an edit, another question's
         set), which clears the verdict and cancels a check still running; nothing when it does."""
-        return gr.skip() if paraphrases == self.phrasings_asked(asked, model) else uuid.uuid4().hex
+        return gr.skip() if paraphrases == asked else uuid.uuid4().hex
 
-    def run(self, path, question, asked, ablation, model, rule, threshold, evidence, uploaded, request: gr.Request):
+    def run(self, path, question, paraphrases, ablation, model, rule, threshold, evidence, uploaded,
+            request: gr.Request):
         """One check: the upload decoded once, checked, its map drawn on the same picture, the report made.
 
         The upload time is restated only when it is this study's: a Check pressed while a newly chosen study's
         preview is still being made finds the last study's time in `uploaded`, and the banner then says none."""
-        paraphrases = self.phrasings_asked(asked, model)
         uploaded = uploaded[1] if uploaded and uploaded[0] == path else None
         try:
             checked = self.service.check_upload(path, question, paraphrases, ablation, model=model, rule=rule,
