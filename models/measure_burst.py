@@ -5,7 +5,7 @@ asks N checks one after another, then N others at once from N threads, and print
 ratio, the batch sizes the server reported (`timing_ms.studies_in_batch`), whether every concurrent verdict
 equals the one its study gets alone (the quadrant, the answer, and every margin within 1e-4), and the CPU
 seconds the server and the client spent in each phase. Every timed call brings a picture the server has not
-seen (a sample with one corner pixel changed): the fast path keeps a study's prefix for its next question, so
+seen (a sample with its top-left pixels changed): the fast path keeps a study's prefix for its next question, so
 a picture asked about again would be timed as a follow-up, not as the new patient a burst brings. The client is plain HTTP (httpx: upload, call, read the event
 stream), the lightest an integrator would write; it still runs on the same machine, so on a small CPU the
 CPU split says how much of a burst's time the server itself had.
