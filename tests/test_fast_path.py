@@ -74,6 +74,25 @@ def test_batches_stay_within_the_bound(tiny_model, studies):
     assert seen and max(seen) <= 5
 
 
+@pytest.mark.parametrize("family", ALL_FAMILIES)
+@pytest.mark.parametrize("backend", ["torch", "torch-naive"])
+def test_the_head_runs_only_where_answers_are_read(family, backend, tiny_model, studies):
+    """The language model head (a vocabulary wide: 152k on Qwen2-VL) sees only the positions whose answers are
+    read, never every token of every prompt; margins stay the naive way's (the first test)."""
+    loaded = load_model(ModelSpec(model=tiny_model(family)))
+    options = CheckOptions(ablation="blank" if family == "paligemma" else None)
+    checker = Checker(loaded, backend, options).prepare()
+    positions: list[int] = []
+    hook = loaded.model.get_output_embeddings().register_forward_hook(
+        lambda module, args, output: positions.append(args[0].shape[-2]))
+    try:
+        verdict = checker.check(studies[0], "Is there a pleural effusion?", PHRASINGS)
+    finally:
+        hook.remove()
+    read = len(verdict.prompts) + 2  # the phrasings, the text-only prompt, the content-free reference
+    assert positions and max(positions) <= read
+
+
 def test_self_check_falls_back_when_the_cache_is_not_exact(tiny_model, studies):
     """PaliGemma's prefix-LM attention makes a cached image prefix inexact: the self-check must see it."""
     loaded = load_model(ModelSpec(model=tiny_model("paligemma")))
