@@ -74,6 +74,33 @@ def test_batches_stay_within_the_bound(tiny_model, studies):
     assert seen and max(seen) <= 5
 
 
+def test_a_prefix_pass_stays_within_the_runtimes_token_bound(tiny_model, studies):
+    """On a CPU a prefix pass over many studies runs slower per token than smaller ones: the studies then go
+    in several passes, within the bound, with the same margins."""
+    loaded = load_model(ModelSpec(model=tiny_model("llava")))
+    assert loaded.device.type == "cpu"
+    shapes: list[tuple[int, int]] = []  # (rows, tokens) of every language model forward
+    hook = loaded.model.model.language_model.register_forward_hook(
+        lambda module, args, kwargs, output: shapes.append(tuple(kwargs["inputs_embeds"].shape[:2])),
+        with_kwargs=True)
+    try:
+        checked = {}
+        for bound in (None, "two prefixes"):
+            checker = Checker(loaded, "torch").prepare()
+            assert checker.scorer.steps.prefix_tokens is not None  # the CPU's default
+            checker.scorer.steps.prefix_tokens = bound and 2 * prefix_len
+            shapes.clear()
+            checked[bound] = checker.check_many(_requests(studies))
+            if bound is None:  # the three studies' prefixes in one pass (each study's reference has its own)
+                prefix_len = min(tokens for rows, tokens in shapes if rows == 3)
+            prefix_rows = [rows for rows, tokens in shapes if tokens == prefix_len]
+            assert sum(prefix_rows) == 6 and max(prefix_rows) == (3 if bound is None else 2)
+    finally:
+        hook.remove()
+    for a, b in zip(checked[None], checked["two prefixes"], strict=True):
+        assert max(abs(x.margin - y.margin) for x, y in zip(a.prompts, b.prompts, strict=True)) < TOLERANCE
+
+
 @pytest.mark.parametrize("family", ALL_FAMILIES)
 @pytest.mark.parametrize("backend", ["torch", "torch-naive"])
 def test_the_head_runs_only_where_answers_are_read(family, backend, tiny_model, studies):

@@ -86,6 +86,10 @@ class ForwardSteps(ABC):
     - `generate`: greedy decoding of one prompt, for the generate-and-parse mode.
     """
 
+    #: the most tokens one prefix pass should hold across its studies, where a larger batch runs slower per
+    #: token (None: as many as `max_batch` allows)
+    prefix_tokens: int | None = None
+
     def __init__(self, loaded: Loaded):
         self.loaded = loaded
 
@@ -335,8 +339,9 @@ class FastPathScorer(StepsScorer):
         return prefix_len
 
     def _batches(self, studies: list[Study], by_prefix: bool):
-        """Studies in batches of at most max_batch prompts; with the cache, of equal prefix lengths, and a
-        study whose prefix is kept alone in its batch (its suffix pass runs on that prefix)."""
+        """Studies in batches of at most max_batch prompts; with the cache, of equal prefix lengths, within the
+        runtime's `prefix_tokens`, and a study whose prefix is kept alone in its batch (its suffix pass runs on
+        that prefix)."""
         key = self._prefix_key
         if by_prefix:
             kept_before = [study for study in studies if self._kept_key(study) in self._study_prefixes]
@@ -346,7 +351,8 @@ class FastPathScorer(StepsScorer):
         rows = 0
         for study in studies:
             n = len(study.indices)
-            fits = rows + n <= self.max_batch and (not by_prefix or not batch or key(batch[0]) == key(study))
+            fits = rows + n <= self.max_batch and (not by_prefix or not batch or (
+                key(batch[0]) == key(study) and self._prefix_fits(len(batch) + 1, study.prefix_len)))
             if batch and not fits:
                 yield batch
                 batch, rows = [], 0
@@ -354,6 +360,11 @@ class FastPathScorer(StepsScorer):
             rows += n
         if batch:
             yield batch
+
+    def _prefix_fits(self, studies: int, prefix_len: int) -> bool:
+        """Whether one prefix pass over `studies` prefixes of `prefix_len` tokens stays within the runtime's bound."""
+        bound = self.steps.prefix_tokens
+        return bound is None or studies * prefix_len <= bound
 
     def _prefix_key(self, study: Study) -> tuple:
         """Studies share a prefix call when their prefixes have the same length and their image tensors
