@@ -83,21 +83,25 @@ def test_a_prefix_pass_stays_within_the_runtimes_token_bound(tiny_model, studies
     hook = loaded.model.model.language_model.register_forward_hook(
         lambda module, args, kwargs, output: shapes.append(tuple(kwargs["inputs_embeds"].shape[:2])),
         with_kwargs=True)
+
+    def check(prefix_tokens: int | None) -> tuple[list, list[tuple[int, int]]]:
+        checker = Checker(loaded, "torch").prepare()
+        assert checker.scorer.steps.prefix_tokens is not None  # the CPU's default
+        checker.scorer.steps.prefix_tokens = prefix_tokens
+        shapes.clear()
+        return checker.check_many(_requests(studies)), list(shapes)
+
     try:
-        checked = {}
-        for bound in (None, "two prefixes"):
-            checker = Checker(loaded, "torch").prepare()
-            assert checker.scorer.steps.prefix_tokens is not None  # the CPU's default
-            checker.scorer.steps.prefix_tokens = bound and 2 * prefix_len
-            shapes.clear()
-            checked[bound] = checker.check_many(_requests(studies))
-            if bound is None:  # the three studies' prefixes in one pass (each study's reference has its own)
-                prefix_len = min(tokens for rows, tokens in shapes if rows == 3)
-            prefix_rows = [rows for rows, tokens in shapes if tokens == prefix_len]
-            assert sum(prefix_rows) == 6 and max(prefix_rows) == (3 if bound is None else 2)
+        unbounded, unbounded_shapes = check(None)
+        # the three studies' prefixes in one pass (and each study's reference in one of its own)
+        prefix_len = min(tokens for rows, tokens in unbounded_shapes if rows == 3)
+        bounded, bounded_shapes = check(2 * prefix_len)
     finally:
         hook.remove()
-    for a, b in zip(checked[None], checked["two prefixes"], strict=True):
+    for shapes_seen, most in ((unbounded_shapes, 3), (bounded_shapes, 2)):
+        prefix_rows = [rows for rows, tokens in shapes_seen if tokens == prefix_len]
+        assert sum(prefix_rows) == 6 and max(prefix_rows) == most
+    for a, b in zip(unbounded, bounded, strict=True):
         assert max(abs(x.margin - y.margin) for x, y in zip(a.prompts, b.prompts, strict=True)) < TOLERANCE
 
 
