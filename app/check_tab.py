@@ -14,7 +14,6 @@ Gradio, so the server keeps serving whatever a request sends.
 from __future__ import annotations
 
 import base64
-import io
 import json
 import logging
 import uuid
@@ -28,7 +27,7 @@ import gradio as gr
 from quadrant.ablation import ABLATIONS
 from quadrant.errors import QuadrantError, one_line
 from quadrant.evidence import forwards_per_map
-from quadrant.evidence_plot import verdict_overlay
+from quadrant.evidence_plot import verdict_overlay_png
 from quadrant.images import Study, load_study_bytes
 from quadrant.reliance import RULES
 from quadrant.results import Source
@@ -253,7 +252,7 @@ class _Handlers:
                                                 threshold=threshold, evidence=bool(evidence),
                                                 user=self.user_of(request))
             data, study, verdict = checked.data, checked.study, checked.verdict
-            overlay = _png(verdict_overlay(verdict, study.image)) if verdict.evidence else None
+            overlay = verdict_overlay_png(verdict, study.image) if verdict.evidence else None
         except QuadrantError as exc:  # bad input, and refusals of a study or question out of scope
             return render.error_html(str(exc), title=render.refusal_title(exc)), *_hidden()
         except Exception as exc:
@@ -303,12 +302,6 @@ def _report_holder(report: str) -> str:
 
 def _json(verdict: Verdict) -> str:
     return json.dumps(verdict.to_json(), indent=2, ensure_ascii=False)
-
-
-def _png(image) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return buffer.getvalue()
 
 
 def _now() -> str:

@@ -243,6 +243,23 @@ def test_the_strongest_cell_is_outlined_only_where_the_answer_rests():
             assert list(solid[0].get_bbox().bounds) == [0.0, 60.0, 30.0, 30.0]  # the strongest cell's box
 
 
+def test_a_large_study_is_drawn_from_a_picture_the_size_of_the_figure_in_its_own_coordinates():
+    """A 2,400-pixel radiograph is shrunk to the figure's width before it is drawn (its full resolution only
+    slowed the drawing), under the same cells: the map is still laid out in the study's pixels."""
+    import matplotlib.pyplot as plt
+
+    evidence = describe(_cells([0.0] * 6 + [1.5, 0.0, 0.0], size=2400), 2.0, EvidenceOptions(grid=3))
+    study = Image.new("RGB", (2400, 2400), (128, 128, 128))
+    study.paste((255, 255, 255), (0, 1600, 800, 2400))  # the lower-left cell, bright
+    fig = figure(study, evidence, 2.0, answer="yes")
+    drawn = fig.axes[0].images[0]
+    pixels = np.asarray(drawn.get_array())
+    assert pixels.shape[1] <= 600 and drawn.get_extent() == [0, 2400, 2400, 0]
+    assert pixels[-10:, :10].min() == 255 and pixels[:10, -10:].max() == 128  # still the study, the right way up
+    assert list(fig.axes[0].patches[0].get_bbox().bounds) == [0.0, 1600.0, 800.0, 800.0]  # the strongest cell
+    plt.close(fig)
+
+
 def test_pointing_game_against_a_mask():
     evidence = describe(_cells([0.0] * 6 + [1.0, 0.0, 0.0]), 1.0, EvidenceOptions(grid=3))
     mask = np.zeros((90, 90), bool)
