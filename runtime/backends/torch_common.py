@@ -120,7 +120,7 @@ def _read_at(answer_at: list[tuple[int, int]], device) -> tuple[torch.Tensor, to
     transformers keeps the same ones in every row) and each answer's (row, column) among the logits kept.
 
     The language model head is the widest matrix a forward multiplies by (152k outputs on Qwen2-VL, 257k on
-    PaliGemma): applied at every position of a batch of 600-token prompts it costs a tenth of a 7B forward
+    PaliGemma): applied at every position of a batch of 600-token prompts it costs 8% of a 7B forward
     and gigabytes of logits, of which a margin reads one position a prompt."""
     positions = sorted({position for _, position in answer_at})
     column = {position: index for index, position in enumerate(positions)}
