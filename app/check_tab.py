@@ -28,7 +28,7 @@ from quadrant.ablation import ABLATIONS
 from quadrant.errors import QuadrantError, one_line
 from quadrant.evidence import forwards_per_map
 from quadrant.evidence_plot import verdict_overlay_png
-from quadrant.images import Study, load_study_bytes
+from quadrant.images import Study
 from quadrant.reliance import RULES
 from quadrant.results import Source
 from quadrant.verdict import Verdict
@@ -36,7 +36,7 @@ from quadrant.verdict import Verdict
 from . import render, viewer
 from .downloads import DownloadFolders
 from .results import result_files, results_offered
-from .service import UPLOAD_NAME, CheckedUpload, CheckService
+from .service import CheckedUpload, CheckService
 from .studyinfo import study_facts
 
 log = logging.getLogger("quadrant.app")
@@ -181,7 +181,7 @@ class _Handlers:
             return viewer.empty_html(), "", None
         try:
             data = self.service.read_upload(path)
-            study = load_study_bytes(data, UPLOAD_NAME)
+            study = self.service.study_of(data)
             facts = study_facts(study, data)
             shown = viewer.viewer_html(study, data)
         except QuadrantError as exc:
