@@ -38,7 +38,7 @@ ALPHA = 0.55
 COLOUR_FLOOR = 1.0
 FIGURE_INCHES, FIGURE_DPI = 5.2, 110  # the figure's width: 572 pixels
 #: zlib's fastest level: the overlay is drawn on every check with a map, and level 6 (the default) spent a third
-#: of the drawing on compression for a file 16% smaller
+#: of the drawing on compression, for a file 14% smaller
 PNG_OPTIONS = {"compress_level": 1}
 _EDGE_WORDS = {"R": "patient's right", "L": "patient's left"}
 
@@ -156,7 +156,7 @@ def check_writable(path: str | Path) -> Path:
 
 
 def write_overlay(path: str | Path, verdict, image: Image.Image) -> Path:
-    """`verdict_overlay` saved as a PNG; the folder must exist."""
+    """`verdict_overlay_png` written to a file; the folder must exist."""
     path = check_writable(path)
     path.write_bytes(verdict_overlay_png(verdict, image))
     return path

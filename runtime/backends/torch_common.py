@@ -115,7 +115,8 @@ class TorchSteps(ForwardSteps):
         return Prefix(prefix.inputs, forked)
 
 
-def _read_at(answer_at: list[tuple[int, int]], device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _read_at(answer_at: list[tuple[int, int]],
+             device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Where a forward's answers are read, (row, position) each, as `logits_to_keep` (the distinct positions:
     transformers keeps the same ones in every row) and each answer's (row, column) among the logits kept.
 
