@@ -93,14 +93,14 @@ def test_a_prefix_pass_stays_within_the_runtimes_token_bound(tiny_model, studies
 
     try:
         unbounded, unbounded_shapes = check(None)
-        # the three studies' prefixes in one pass (and each study's reference in one of its own)
+        # the three studies' prefixes in one pass (and the content-free reference's in one of its own)
         prefix_len = min(tokens for rows, tokens in unbounded_shapes if rows == 3)
         bounded, bounded_shapes = check(2 * prefix_len)
     finally:
         hook.remove()
-    for shapes_seen, most in ((unbounded_shapes, 3), (bounded_shapes, 2)):
-        prefix_rows = [rows for rows, tokens in shapes_seen if tokens == prefix_len]
-        assert sum(prefix_rows) == 6 and max(prefix_rows) == most
+    unbounded_rows, bounded_rows = ([rows for rows, tokens in shapes_seen if tokens == prefix_len]
+                                    for shapes_seen in (unbounded_shapes, bounded_shapes))
+    assert max(unbounded_rows) == 3 and max(bounded_rows) == 2 and sum(bounded_rows) == sum(unbounded_rows)
     for a, b in zip(unbounded, bounded, strict=True):
         assert max(abs(x.margin - y.margin) for x, y in zip(a.prompts, b.prompts, strict=True)) < TOLERANCE
 

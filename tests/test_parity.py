@@ -79,7 +79,10 @@ def gray_like(image: Image.Image) -> Image.Image:
 def test_a_reused_reference_prefix_stays_exact_check_after_check(family, tiny_model, study_png, tmp_path):
     """The content-free reference's prefix is computed once per model and reused by later checks, and its
     margin kept per prompt: each reuse must give a plain forward's margin (a cache mutated by an earlier
-    check would not). The second study of a size asks the question its size has seen: no reference forward."""
+    check would not). The second study of a size asks the question its size has seen: no reference forward.
+    Both are kept by what the model is given, not by the study's size: LLaVA resizes every image to one size,
+    so a study of another size finds the first one's reference (its margin too); Idefics3 splits an image by
+    its aspect ratio, so another size is another reference."""
     from quadrant.check import Checker
     from quadrant.images import load_study
     from quadrant.backends import load_model
@@ -92,7 +95,7 @@ def test_a_reused_reference_prefix_stays_exact_check_after_check(family, tiny_mo
     paths = [study_png]
     for index in range(2):
         path = tmp_path / f"study{index}.png"
-        Image.fromarray(rng.integers(0, 256, (96, 80), dtype=np.uint8)).convert("RGB").save(path)  # gray: in scope
+        Image.fromarray(rng.integers(0, 256, (144, 64), dtype=np.uint8)).convert("RGB").save(path)  # gray: in scope
         paths.append(str(path))
     kinds = []
     for path in paths + paths[:1]:
@@ -102,10 +105,40 @@ def test_a_reused_reference_prefix_stays_exact_check_after_check(family, tiny_mo
         image = Image.open(path).convert("RGB")
         reference = verdict["content_free"]
         assert abs(reference["margin"] - oracle.margin(reference["rendered"], gray_like(image), yes, no)) < TOLERANCE
-    assert kinds == ["prefix-reused", "prefix-reused", "margin-kept", "margin-kept"]
-    assert len(checker.scorer._reused) == 2  # one kept prefix per distinct study size
+    if family == "llava":
+        assert kinds == ["prefix-reused", "margin-kept", "margin-kept", "margin-kept"]
+        assert len(checker.scorer._reused) == 1  # one gray picture at 64 x 64 whatever the study's size
+    else:
+        assert kinds == ["prefix-reused", "prefix-reused", "margin-kept", "margin-kept"]
+        assert len(checker.scorer._reused) == 2  # the two sizes are split into different tiles
     verdict = checker.check(load_study(paths[1]), "Is there a pneumothorax?").to_json()
     assert "prefix-reused" in verdict["timing_ms"]["path"]  # a new question: the kept prefix, a suffix pass
+
+
+def test_references_of_other_content_share_no_prefix_on_one_scorer(tiny_model, tmp_path):
+    """The app's option variants share one scorer, and a request may ask for a white reference where the model's
+    default is gray: kept by the image's content, the two references of one size are two prefixes and two
+    margins, each a plain forward's with its own image."""
+    from quadrant.backends import load_model
+    from quadrant.check import Checker, CheckOptions
+    from quadrant.images import load_study
+    from quadrant.loading import ModelSpec
+    from quadrant.reliance import Reliance
+
+    directory = tiny_model("llava")
+    gray = Checker(load_model(ModelSpec(model=directory, device="cpu")), "torch")
+    white = Checker(gray.loaded, "torch", CheckOptions(reliance=Reliance(reference="white")), scorer=gray.scorer)
+    oracle = PlainForward(directory)
+    path = write_png(tmp_path / "study.png", 5)
+    image = Image.open(path).convert("RGB")
+    margins = {}
+    for name, checker, drawn in (("gray", gray, gray_like(image)), ("white", white, Image.new("RGB", image.size, "white"))):
+        data = checker.check(load_study(path), "Is there a pleural effusion?").to_json()
+        yes, no = data["model"]["answer_tokens"]["yes"], data["model"]["answer_tokens"]["no"]
+        reference = data["content_free"]
+        margins[name] = reference["margin"]
+        assert abs(reference["margin"] - oracle.margin(reference["rendered"], drawn, yes, no)) < TOLERANCE, name
+    assert len(gray.scorer._reused) == 2 and margins["gray"] != margins["white"]
 
 
 def test_reference_images_are_kept_for_the_last_few_study_sizes_and_a_dropped_one_is_drawn_again_exactly(

@@ -22,6 +22,7 @@ and greedy generation.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from abc import ABC, abstractmethod
 from collections import OrderedDict
@@ -159,9 +160,10 @@ class FastPathScorer(StepsScorer):
     def __init__(self, loaded: Loaded, max_batch: int = 32):
         super().__init__(loaded, max_batch=max_batch)
         self._prefix_ok: bool | None = None  # decided by the self-check in prepare()
-        self._reused: OrderedDict[tuple, Prefix] = OrderedDict()  # (reuse key, prefix ids) -> prefix pass
+        self._reused: OrderedDict[tuple, Prefix] = OrderedDict()  # (image content, prefix ids) -> prefix pass
         self._reused_studies: OrderedDict[tuple, Study] = OrderedDict()  # (reuse key, prompts) -> tokenized
-        self._kept_margins: OrderedDict[tuple, list[float]] = OrderedDict()  # (reuse key, token ids) -> margins
+        self._reference_content: OrderedDict[str, str] = OrderedDict()  # reuse key -> its image tensors' hash
+        self._kept_margins: OrderedDict[tuple, list[float]] = OrderedDict()  # (image content, token ids) -> margins
         self._study_prefixes: OrderedDict[tuple, Prefix] = OrderedDict()  # (study key, prefix ids) -> prefix pass
         self._read_images: OrderedDict[str, ReadImage | None] = OrderedDict()  # study key -> the processor's read
 
@@ -407,18 +409,38 @@ class FastPathScorer(StepsScorer):
         """A content-free reference's margins, and the path that gave them. Its image is the same for every
         study of a size, so its prefix pass is paid once per model and kept; and its margins depend on nothing
         but that image and the prompts, so a question asked again (one finding across a dataset, a common
-        question in the app) takes them from the first computation, exactly, without a forward."""
+        question in the app) takes them from the first computation, exactly, without a forward. Both are kept
+        under what the model is given (the image's tensors and the token ids), not under the study's size: a
+        family that resizes every image to one size (LLaVA's 336 px) sees one gray picture whatever the size,
+        and a dataset's many sizes then share one prefix instead of paying one each."""
         first = requests[indices[0]]
         rendered = tuple(requests[i].rendered for i in indices)
         spliced = None
         if (first.reuse_key, rendered) not in self._reused_studies:
             spliced = self._spliced_reference(requests, indices, studies)
         study, prefix = spliced or (self._tokenize_study(requests, indices, for_prefix=True), None)
+        content = self._content_of(study)
         lengths = study.lengths.tolist()
-        key = (study.reuse_key, tuple(tuple(row[:n]) for row, n in zip(study.inputs["input_ids"].tolist(), lengths,
-                                                                       strict=True)))
+        key = (content, tuple(tuple(row[:n]) for row, n in zip(study.inputs["input_ids"].tolist(), lengths,
+                                                               strict=True)))
         path = KEPT if key in self._kept_margins else REUSED
-        return kept(self._kept_margins, key, lambda: self._reused_suffix_margins(study, prefix), KEPT_MARGINS), path
+        return kept(self._kept_margins, key, lambda: self._reused_suffix_margins(study, content, prefix),
+                    KEPT_MARGINS), path
+
+    def _content_of(self, study: Study) -> str:
+        """A reference's image as the model takes it (its tensors: pixels, and grids or masks where the family
+        has them), hashed once per reuse key; a reference cut from its study (which holds no image tensors) is
+        cut only once its size's hash is known."""
+        def digest() -> str:
+            hashed = hashlib.sha256()
+            images = self.loaded.family.prefix_image_inputs(self.loaded.config, study.inputs)
+            for name, tensor in sorted(images.items()):
+                flat = tensor.detach().cpu().contiguous().flatten()
+                hashed.update(f"{name}:{tuple(tensor.shape)}:{tensor.dtype};".encode())
+                hashed.update(flat.view(torch.uint8).numpy().tobytes())
+            return hashed.hexdigest()
+
+        return kept(self._reference_content, study.reuse_key, digest, REUSED_STUDIES)
 
     def _spliced_reference(self, requests: Sequence[ScoreRequest], indices: list[int],
                            studies: list[Study]) -> tuple[Study, Prefix] | None:
@@ -441,17 +463,20 @@ class FastPathScorer(StepsScorer):
             rows = [asked.index(text) for text in wanted]
             inputs = {k: v[rows] for k, v in donor.inputs.items() if k in per_token}
             prefix_len = self._shared_prefix_len(inputs, image_only=True)
-            key = (first.reuse_key, tuple(inputs["input_ids"][0, :prefix_len].tolist()))
-            if prefix_len > 0 and key in self._reused:
+            content = self._reference_content.get(first.reuse_key)
+            key = (content, tuple(inputs["input_ids"][0, :prefix_len].tolist()))
+            if prefix_len > 0 and content is not None and key in self._reused:
                 self._reused.move_to_end(key)
+                self._reference_content.move_to_end(first.reuse_key)
                 return Study(indices, inputs, prefix_len, first.reuse_key), self._reused[key]
         return None
 
-    def _reused_suffix_margins(self, study: Study, prefix: Prefix | None = None) -> list[float]:
-        """The reference's suffix pass on its kept prefix (`prefix`, or looked up and made when missing)."""
+    def _reused_suffix_margins(self, study: Study, content: str, prefix: Prefix | None = None) -> list[float]:
+        """The reference's suffix pass on its kept prefix (`prefix`, or looked up by its image's `content` and
+        prefix ids, and made when missing)."""
         if prefix is None:
             ids = study.inputs["input_ids"][0, : study.prefix_len].tolist()
-            prefix = kept(self._reused, (study.reuse_key, tuple(ids)), lambda: self._run_prefix([study]),
+            prefix = kept(self._reused, (content, tuple(ids)), lambda: self._run_prefix([study]),
                           REUSED_PREFIXES, self.steps.nbytes, KEPT_BYTES)
         return self.steps.run_suffixes(self.steps.fork(prefix), pack_batch([study], [], self.loaded.dtype))
 
