@@ -158,9 +158,10 @@ class Checker:
         return self
 
     def warm(self, study: Study) -> None:
-        """Have the model read a study's image before any question is asked of it (the app does this while the
-        question is typed): where the backend keeps a study's prefix, the first check then runs as a follow-up
-        question does. Nothing in generate mode, or for a study whose check would be refused as out of scope."""
+        """Have the model read a study's image, and its content-free reference's, before any question is asked
+        of it (the app does this while the question is typed): where the backend keeps prefixes, the first check
+        then runs as a follow-up question does. Nothing in generate mode, or for a study whose check would be
+        refused as out of scope."""
         if self.scoring != "logits":
             return
         try:
@@ -168,7 +169,12 @@ class Checker:
         except InputError:
             return
         rendered = self._render(ANY_QUESTION, True)  # the kept prefix ends at the image, whatever the question
-        self.scorer.warm([ScoreRequest(rendered, study.image, study_key=_picture(study))])
+        requests = [ScoreRequest(rendered, study.image, study_key=_picture(study))]
+        if self.reference_mode != self.ablation:
+            reference, key = self._reference_image(study)
+            if key is not None:  # a reference drawn per study (noise) is not kept
+                requests.append(ScoreRequest(rendered, reference, key))
+        self.scorer.warm(requests)
 
     def check(self, study: Study, question: str, paraphrases: Sequence[Phrasing] | None = None,
               label: str | None = None) -> Verdict:

@@ -234,6 +234,37 @@ def test_a_study_keeps_its_prefix_for_the_next_question_about_the_same_picture(f
     assert prefix_passes((d, "Is there a pleural effusion?"), (d, "Is there a lung nodule?")) == [1]
 
 
+@pytest.mark.parametrize("family", ["llava", "idefics3"])
+def test_a_warmed_study_of_a_new_size_is_checked_without_any_prefix_pass(family, tiny_model, tmp_path, monkeypatch):
+    """The app has the model read an upload while the question is typed: the study's prefix and its content-free
+    reference's (a size the model has not seen: on Idefics3 a reference of its own), so the first check makes no
+    prefix pass at all, and its margins, the reference's included, are still a plain forward's."""
+    from quadrant.backends import load_model
+    from quadrant.check import Checker
+    from quadrant.images import load_study
+    from quadrant.loading import ModelSpec
+
+    directory = tiny_model(family)
+    checker = Checker(load_model(ModelSpec(model=directory, device="cpu")), "torch").prepare()
+    oracle = PlainForward(directory)
+    checker.check(load_study(write_png(tmp_path / "seen.png", 1)), "Is there a pleural effusion?")
+    passes = []
+    run_prefix = checker.scorer.steps.run_prefix
+    monkeypatch.setattr(checker.scorer.steps, "run_prefix",
+                        lambda tokens, images: passes.append(len(tokens["input_ids"])) or run_prefix(tokens, images))
+    path = write_png(tmp_path / "new.png", 2, size=(64, 144))
+    checker.warm(load_study(path))
+    warmed = len(passes)
+    data = checker.check(load_study(path), "Is there a pneumothorax?").to_json()
+    assert warmed == (1 if family == "llava" else 2) and len(passes) == warmed  # LLaVA: one gray picture for all sizes
+    yes, no = data["model"]["answer_tokens"]["yes"], data["model"]["answer_tokens"]["no"]
+    image = Image.open(path).convert("RGB")
+    for prompt in data["prompts"]:
+        assert abs(prompt["margin"] - oracle.margin(prompt["rendered"], image, yes, no)) < TOLERANCE
+    reference = data["content_free"]
+    assert abs(reference["margin"] - oracle.margin(reference["rendered"], gray_like(image), yes, no)) < TOLERANCE
+
+
 def test_kept_prefixes_are_bounded_in_bytes_as_well_as_in_number(tiny_model, tmp_path, monkeypatch):
     """A kept prefix of a 7B model is 0.3 GB: each store keeps at most KEPT_BYTES, whatever its count. With
     room for one study's prefix, a second picture's pushes the first one's out, and the first picture asked

@@ -204,14 +204,18 @@ class FastPathScorer(StepsScorer):
         return results
 
     def warm(self, requests: Sequence[ScoreRequest]) -> None:
-        """Each named study's prefix, computed and kept (the image and the template's opening: the same
-        whatever the question), so that the first question asked of it runs on the suffix pass alone."""
+        """Each named study's prefix, and each content-free reference's, computed and kept (the image and the
+        template's opening: the same whatever the question), so that the first question asked of a study runs
+        on the suffix passes alone, even at a size whose reference the model has not seen."""
         if not self.prefix_ok():
             return
         for image, indices in group_by_image(requests).items():
             if image is None:
                 continue
             study = self._tokenize_study(requests, indices, for_prefix=True)
+            if study.reuse_key is not None:
+                self._reference_prefix(study, self._content_of(study))
+                continue
             key = self._kept_key(study)
             if key is not None:
                 self._keep_study(key, partial(self._run_prefix, [study]))
@@ -474,11 +478,14 @@ class FastPathScorer(StepsScorer):
     def _reused_suffix_margins(self, study: Study, content: str, prefix: Prefix | None = None) -> list[float]:
         """The reference's suffix pass on its kept prefix (`prefix`, or looked up by its image's `content` and
         prefix ids, and made when missing)."""
-        if prefix is None:
-            ids = study.inputs["input_ids"][0, : study.prefix_len].tolist()
-            prefix = kept(self._reused, (content, tuple(ids)), lambda: self._run_prefix([study]),
-                          REUSED_PREFIXES, self.steps.nbytes, KEPT_BYTES)
+        prefix = prefix or self._reference_prefix(study, content)
         return self.steps.run_suffixes(self.steps.fork(prefix), pack_batch([study], [], self.loaded.dtype))
+
+    def _reference_prefix(self, study: Study, content: str) -> Prefix:
+        """A reference's kept prefix, by its image's content and its prefix ids, made when missing."""
+        ids = study.inputs["input_ids"][0, : study.prefix_len].tolist()
+        return kept(self._reused, (content, tuple(ids)), lambda: self._run_prefix([study]), REUSED_PREFIXES,
+                    self.steps.nbytes, KEPT_BYTES)
 
     def _run_prefix(self, batch: list[Study]) -> Prefix:
         """The shared prefix of each study, stacked across studies, with each study's image tensors."""
