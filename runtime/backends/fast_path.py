@@ -213,11 +213,11 @@ class FastPathScorer(StepsScorer):
             if image is None:
                 continue
             study = self._tokenize_study(requests, indices, for_prefix=True)
+            if study.prefix_len < 1:  # the image ends the prompt: no prefix to keep
+                continue
             if study.reuse_key is not None:
                 self._reference_prefix(study, self._content_of(study))
-                continue
-            key = self._kept_key(study)
-            if key is not None:
+            elif (key := self._kept_key(study)) is not None:
                 self._keep_study(key, partial(self._run_prefix, [study]))
 
     def _tokenize_text_only(self, requests: Sequence[ScoreRequest], indices: list[int]) -> list[tuple[int, list[int]]]:
@@ -478,7 +478,8 @@ class FastPathScorer(StepsScorer):
     def _reused_suffix_margins(self, study: Study, content: str, prefix: Prefix | None = None) -> list[float]:
         """The reference's suffix pass on its kept prefix (`prefix`, or looked up by its image's `content` and
         prefix ids, and made when missing)."""
-        prefix = prefix or self._reference_prefix(study, content)
+        if prefix is None:
+            prefix = self._reference_prefix(study, content)
         return self.steps.run_suffixes(self.steps.fork(prefix), pack_batch([study], [], self.loaded.dtype))
 
     def _reference_prefix(self, study: Study, content: str) -> Prefix:
