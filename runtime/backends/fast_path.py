@@ -449,13 +449,17 @@ class FastPathScorer(StepsScorer):
     def _spliced_reference(self, requests: Sequence[ScoreRequest], indices: list[int],
                            studies: list[Study]) -> tuple[Study, Prefix] | None:
         """The reference's prompts cut from a study in this call that has the same size and asks the same
-        prompts, with the reference's kept prefix; None when there is no such study or no kept prefix.
+        prompts, with the reference's kept prefix; None when there is no such study, no kept prefix, or the
+        reference's image content is not known yet (its size's first check processes it).
 
         Processing the reference image again would cost a tenth of a check, for nothing: a processor's token
         ids depend on an image's size alone (the reference is drawn at the study's size, its key says which),
         and the pixels only enter the prefix pass, which is kept. The kept prefix is looked up by the spliced
         prefix's own token ids, so a splice that differed from the reference's tokenization would find none."""
         first = requests[indices[0]]
+        content = self._reference_content.get(first.reuse_key)
+        if content is None:
+            return None
         wanted = [requests[i].rendered for i in indices]
         per_token = ("input_ids", "attention_mask") + self.loaded.family.prefix_keys
         for donor in studies:
@@ -467,9 +471,8 @@ class FastPathScorer(StepsScorer):
             rows = [asked.index(text) for text in wanted]
             inputs = {k: v[rows] for k, v in donor.inputs.items() if k in per_token}
             prefix_len = self._shared_prefix_len(inputs, image_only=True)
-            content = self._reference_content.get(first.reuse_key)
             key = (content, tuple(inputs["input_ids"][0, :prefix_len].tolist()))
-            if prefix_len > 0 and content is not None and key in self._reused:
+            if prefix_len > 0 and key in self._reused:
                 self._reused.move_to_end(key)
                 self._reference_content.move_to_end(first.reuse_key)
                 return Study(indices, inputs, prefix_len, first.reuse_key), self._reused[key]
