@@ -99,7 +99,9 @@ class CheckService:
         return next(iter(self.checkers))
 
     def start(self) -> "CheckService":
-        self.batcher.start()
+        """Start the batcher, whose thread prepares every model before its first check: the one thread that runs
+        them (quadrant.batcher says why)."""
+        self.batcher.start(prepare=self._prepare)
         return self
 
     def stop(self) -> None:
@@ -248,6 +250,10 @@ class CheckService:
         return options
 
     # -- the batcher's side: everything that touches a model runs here, on one thread ----------------
+
+    def _prepare(self) -> None:
+        for checker in self.checkers.values():
+            checker.prepare()
 
     def _handle(self, jobs: Sequence[_Job | _Warm]) -> list[Verdict | BaseException | None]:
         """Score every job of one checker in one call; a job that cannot be checked gets its error instead.

@@ -83,7 +83,8 @@ def run(args: argparse.Namespace) -> int:
 
 def _load_models(args: argparse.Namespace) -> dict:
     """The main model with its adapter, then every --also-model with the same options: one set of options
-    for all, so a --paraphraser's language model is loaded once, not once per model."""
+    for all, so a --paraphraser's language model is loaded once, not once per model. Not prepared: the service
+    prepares them on the thread their checks run on (`quadrant.batcher`)."""
     from ..backends import load_model
     from ..check import Checker
 
@@ -93,7 +94,7 @@ def _load_models(args: argparse.Namespace) -> dict:
         if name in checkers:
             raise OptionError(f"model {name!r} is named twice")
         model = replace(spec, model=name, adapter=spec.adapter if name == args.model else None)
-        checkers[name] = Checker(load_model(model), options=options).prepare()
+        checkers[name] = Checker(load_model(model), options=options)
     return checkers
 
 

@@ -73,10 +73,10 @@ def run(args: argparse.Namespace) -> int:
 
     audit = AuditLog(Path(args.audit).expanduser() if args.audit else _data_folder() / "audit.sqlite").open()
     try:
-        from .options import build_checker
+        from .options import load_checker
 
         _configure_logging()
-        node = Node(build_checker(args), options, audit)
+        node = Node(load_checker(args), options, audit)
         node.start()
         if args.metrics_port is not None:
             _serve_metrics(args.metrics_host, args.metrics_port)

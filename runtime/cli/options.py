@@ -107,8 +107,14 @@ def evidence_options(args: argparse.Namespace) -> EvidenceOptions | None:
 
 def build_checker(args: argparse.Namespace) -> Checker:
     """Load the model the options name, wrap it in a checker and prepare it for its first check."""
+    return load_checker(args).prepare()
+
+
+def load_checker(args: argparse.Namespace) -> Checker:
+    """The model the options name in a checker, not yet prepared: for a server, which prepares it on the thread
+    its checks will run on (`quadrant.batcher`)."""
     spec, options = spec_and_options(args)
-    return Checker(load_model(spec), options=options).prepare()
+    return Checker(load_model(spec), options=options)
 
 
 def spec_and_options(args: argparse.Namespace) -> tuple[ModelSpec, CheckOptions]:

@@ -91,8 +91,9 @@ class Node:
     # -- life cycle ----------------------------------------------------------------------------
 
     def start(self) -> "Node":
+        """Prepare the model on the batcher's thread, the one that runs it, then start receiving."""
         self.spool.open()
-        self.batcher.start()
+        self.batcher.start(prepare=self.checker.prepare)
         for target in (self._dispatch, self._finish, self._deliver):
             thread = threading.Thread(target=target, name=f"quadrant-node{target.__name__}", daemon=True)
             thread.start()

@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     bank = load_bank()
-    checker = Checker(load_model(ModelSpec(args.model))).prepare()
+    checker = Checker(load_model(ModelSpec(args.model)))  # prepared by the node, on its batcher's thread
     rows = []
     for count in args.questions:
         questions = tuple(bank.questions[f] for f in _FINDINGS[:count])
