@@ -343,6 +343,51 @@ def test_synthetic_window_after_rescale(tmp_path):
     assert middle.min() > 0 and middle.max() < 255 and np.all(np.diff(middle) > 0)
 
 
+def _display_variants():
+    """Grayscale files of every kind the display chain handles (signed and unsigned, rescaled, windowed,
+    several windows, a VOI LUT, a modality LUT, none), each also with a falling rescale, with no window (shown
+    over its data range) and with a sigmoid window."""
+    names = ("CT_small.dcm", "MR_small.dcm", "RG1_UNCR.dcm", "RG3_UNCR.dcm", "MR2_UNCR.dcm", "vlut_04.dcm",
+             "mlut_18.dcm", "emri_small.dcm", "MR-SIEMENS-DICOM-WithOverlays.dcm", "JPEG2000.dcm")
+    for name in names:
+        path = get_testdata_file(name, download=False)
+        assert path is not None, f"{name}: pydicom's or pydicom-data's test file is missing"
+        yield name, pydicom.dcmread(path)
+        falling = pydicom.dcmread(path)
+        falling.RescaleSlope, falling.RescaleIntercept = -2.5, 100
+        yield f"{name}, falling rescale", falling
+        bare = pydicom.dcmread(path)
+        for keyword in ("WindowCenter", "WindowWidth", "VOILUTSequence"):
+            if keyword in bare:
+                delattr(bare, keyword)
+        yield f"{name}, no window", bare
+        if "WindowCenter" in bare or "WindowCenter" in falling:
+            sigmoid = pydicom.dcmread(path)
+            sigmoid.VOILUTFunction = "SIGMOID"
+            yield f"{name}, sigmoid", sigmoid
+
+
+def test_the_display_table_gives_every_pixel_what_the_chain_gives_it():
+    """Integer samples go through the modality and VOI steps once per value, as a table: the same 8 bits as the
+    chain applied pixel by pixel, on every kind of file (and float data keeps the chain)."""
+    from quadrant.images.dicom import _decode_frame, _display_chain, _display_grayscale
+
+    checked = 0
+    for name, ds in _display_variants():
+        frame, _ = _decode_frame(ds, 0, name)
+        if frame.ndim != 2:
+            continue
+        assert np.array_equal(_display_grayscale(frame, ds), _display_chain(frame, ds)), name
+        checked += 1
+    assert checked >= 30
+    rng = np.random.default_rng(7)
+    full_size = rng.integers(0, 4096, (2500, 2048), dtype=np.uint16)  # a 12-bit radiograph's size
+    ds = pydicom.dcmread(get_testdata_file("MR2_UNCR.dcm", download=False))
+    assert np.array_equal(_display_grayscale(full_size, ds), _display_chain(full_size, ds))
+    floats = rng.normal(500, 200, (64, 64))
+    assert np.array_equal(_display_grayscale(floats, ds), _display_chain(floats, ds))
+
+
 def test_synthetic_monochrome1_is_the_inverse_of_monochrome2(tmp_path):
     raw = np.tile(np.linspace(1000, 3000, 50).astype(np.uint16), (3, 1))
     two = pixels(load_study(write_dicom(tmp_path / "m2.dcm", raw, "MONOCHROME2")))
