@@ -14,6 +14,7 @@ printed.
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING
@@ -157,18 +158,28 @@ def _display_grayscale(frame: np.ndarray, ds) -> np.ndarray:
     """Modality LUT, then VOI LUT or window, then 8 bits: what a viewer shows before any inversion.
 
     Every step maps a stored value to one output, whatever the other pixels, but one: a file with no window is
-    shown over its data range. So integer samples of at most 16 bits under a linear modality transform (a
-    rescale, whose extremes over the frame's range of values are at the frame's own extremes) go through the
-    chain once per value in that range, as a table, instead of once per pixel, with the same result: on a
-    2,048 x 2,500 radiograph, 21 ms instead of 120 ms. A modality LUT need not be monotonic, so it and float
-    data take the chain pixel by pixel."""
-    if frame.dtype.kind not in "iu" or frame.dtype.itemsize > 2 or ds.get("ModalityLUTSequence"):
+    shown over its data range. Under a linear modality transform (a rescale) that range's ends are the mapped
+    ends of the frame's own range, so the chain can run once per value (`_per_value`): on a 2,048 x 2,500
+    radiograph, 19 ms instead of 105 ms. A modality LUT need not be monotonic, so it takes the chain pixel by
+    pixel."""
+    if ds.get("ModalityLUTSequence"):
         return _display_chain(frame, ds)
-    low, high = int(frame.min()), int(frame.max())
-    table = _display_chain(np.arange(low, high + 1, dtype=frame.dtype), ds)
-    index = frame.astype(np.int32)
-    index -= low
-    return table[index]
+    return _per_value(frame, lambda values: _display_chain(values, ds))
+
+
+def _per_value(frame: np.ndarray, mapping: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """`mapping` of every pixel, made once per value in the frame's range where the samples are integers of at
+    most 16 bits, and looked up by each pixel's bits read as unsigned (a table of at most 65,536 entries, no
+    index arithmetic); for a mapping that gives each value one output whatever the others, the same as mapping
+    the frame itself, which float data still does."""
+    if frame.dtype.kind not in "iu" or frame.dtype.itemsize > 2:
+        return mapping(frame)
+    unsigned = np.dtype(f"u{frame.dtype.itemsize}")
+    values = np.arange(int(frame.min()), int(frame.max()) + 1, dtype=frame.dtype)
+    mapped = mapping(values)
+    table = np.empty(2 ** (8 * frame.dtype.itemsize), dtype=mapped.dtype)  # entries outside the range: never read
+    table[values.view(unsigned)] = mapped
+    return table[frame.view(unsigned)]
 
 
 def _display_chain(values: np.ndarray, ds) -> np.ndarray:

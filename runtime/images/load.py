@@ -90,7 +90,7 @@ def pixel_sha256(image: Image.Image) -> str:
     judged without depending on, or pointing back to, the file it came in."""
     pixels = np.asarray(image)
     digest = hashlib.sha256(f"{pixels.dtype.str} {'x'.join(map(str, pixels.shape))}\n".encode("ascii"))
-    digest.update(np.ascontiguousarray(pixels).tobytes())
+    digest.update(np.ascontiguousarray(pixels))  # hashed in place: no copy of a radiograph's megabytes
     return digest.hexdigest()
 
 
