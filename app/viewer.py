@@ -41,7 +41,9 @@ def viewer_html(study: Study, data: bytes) -> str:
         values = np.asarray(_shown(Image.fromarray(gray.values)), dtype=np.float32)
         low, high = float(values.min()), float(max(values.max(), values.min() + 1))
         quantised = np.rint((values - low) / (high - low) * 65535).astype("<u2")
-        attributes.update(kind="dicom", raw=base64.b64encode(zlib.compress(quantised.tobytes(), 6)).decode("ascii"),
+        # zlib's fastest level: the 16 bits' low bytes are noise to it, and on RG1_UNCR's 1,955 x 1,841 CR level 6
+        # took 55 ms for 1.88 MB against level 1's 46 ms for 1.87 MB
+        attributes.update(kind="dicom", raw=base64.b64encode(zlib.compress(quantised.tobytes(), 1)).decode("ascii"),
                           width=str(values.shape[1]), height=str(values.shape[0]), low=repr(low), high=repr(high),
                           invert="1" if gray.monochrome1 else "0", presets=json.dumps(presets(gray, values)),
                           start=json.dumps(drag_start(gray, values)))
