@@ -81,8 +81,8 @@ def test_the_app_prepares_and_checks_its_models_on_the_batchers_thread():
 
 
 def test_the_node_prepares_its_model_on_the_batchers_thread(tmp_path):
-    args = build_parser("node").parse_args(["node", "--model", "demo", "--questions", "unused", "--port", "1", "--ae-title", "QUADRANT",
-                                            "--store-to", "PACS@127.0.0.1:1"])
+    args = build_parser("node").parse_args(["node", "--model", "demo", "--questions", "unused", "--port", "1",
+                                            "--ae-title", "QUADRANT", "--store-to", "PACS@127.0.0.1:1"])
     options = NodeOptions(ae_title="QUADRANT", host="127.0.0.1", port=free_port(), questions=(QUESTION,),
                           store_to=Destination.parse("PACS@127.0.0.1:1"), spool=tmp_path / "spool")
     with forward_threads() as seen:
