@@ -22,7 +22,7 @@ from .answers import Answer, read_generated
 from .backends import BACKENDS, Scorer, ScoreRequest
 from .bank import Bank
 from .errors import InputError, OptionError, UnsupportedModelError
-from .evidence import EvidenceOptions, evidence_maps
+from .evidence import EvidenceOptions, evidence_maps, study_sides
 from .images import Study
 from .kept import kept
 from .loading import Loaded
@@ -222,18 +222,30 @@ class Checker:
             counterfactual = readings[offset : offset + len(p.counterfactual or [])]
             offset += len(counterfactual)
             verdicts.append(self._verdict(p, answers, ablated, reference, counterfactual))
-        evidence_ms = self._add_evidence(prepared, verdicts) if self.options.evidence else None
-        total_ms = (time.perf_counter() - started) * 1000
         share = len(prepared) or 1
-        timing = {
-            "total": round(total_ms / share, 3),
-            "scoring": round(scoring_ms / share, 3),
-            "path": path,
-            "studies_in_batch": len(prepared),
-        }
-        if evidence_ms is not None:
-            timing["evidence"] = round(evidence_ms / share, 3)
-        return [_with_timing(v, timing) for v in verdicts]
+        timing = {"scoring": round(scoring_ms / share, 3), "path": path, "studies_in_batch": len(prepared)}
+        verdicts = [_with_timing(v, timing) for v in verdicts]
+        if self.options.evidence:
+            verdicts = self.draw_evidence([(p.request.study, v) for p, v in zip(prepared, verdicts, strict=True)])
+        total = round((time.perf_counter() - started) * 1000 / share, 3)
+        return [replace(v, timing_ms={"total": total, **v.timing_ms}) for v in verdicts]
+
+    def draw_evidence(self, checked: Sequence[tuple[Study, Verdict]],
+                      options: EvidenceOptions | None = None) -> list[Verdict]:
+        """Each verdict with prompt 0's occlusion map over its study (`options`: the checker's own by default),
+        every study's copies scored together; its time goes into `timing_ms["evidence"]`. Apart from the check
+        so that a page can show the verdict while its map, many forwards more, is drawn."""
+        options = options or self.options.evidence
+        if options is None:
+            raise OptionError("no evidence map options: give them, or check with --evidence")
+        if self.scoring != "logits":
+            raise OptionError(f"evidence maps need margins, and {self.loaded.name} answers in generate mode")
+        started = time.perf_counter()
+        maps = evidence_maps(self.scorer, [(v.prompts[0].rendered, s.image, v.prompts[0].margin) for s, v in checked],
+                             options, [study_sides(s.facts) for s, _ in checked])
+        ms = round((time.perf_counter() - started) * 1000 / (len(checked) or 1), 3)
+        return [replace(v, evidence=m, timing_ms={**v.timing_ms, "evidence": ms})
+                for (_, v), m in zip(checked, maps, strict=True)]
 
     # -- preprocess ----------------------------------------------------------------------------------
 
@@ -301,15 +313,6 @@ class Checker:
             return [read_generated(t, self.loaded.generation.answer_format) for t in texts], "generate"
         results = self.scorer.margins(requests)
         return [Answer.from_margin(r.margin) for r in results], "+".join(sorted({r.path for r in results}))
-
-    def _add_evidence(self, prepared: list[_Prepared], verdicts: list[Verdict]) -> float:
-        """Each verdict gains prompt 0's occlusion map, all studies' copies scored together; returns ms."""
-        started = time.perf_counter()
-        studies = [(p.with_image[0].rendered, p.request.study.image, v.prompts[0].margin)
-                   for p, v in zip(prepared, verdicts, strict=True)]
-        for index, evidence in enumerate(evidence_maps(self.scorer, studies, self.options.evidence)):
-            verdicts[index] = replace(verdicts[index], evidence=evidence)
-        return (time.perf_counter() - started) * 1000
 
     # -- postprocess ---------------------------------------------------------------------------------
 

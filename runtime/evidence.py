@@ -36,6 +36,7 @@ from PIL import Image, ImageFilter
 
 from .backends import Scorer, ScoreRequest
 from .errors import OptionError, StudyError, StudyNotFoundError
+from .images import Facts
 from .vocabulary import QUADRANTS
 
 FILLS = ("blur", "gray")
@@ -148,9 +149,10 @@ def first_level(options: EvidenceOptions) -> list[Block]:
 
 
 def evidence_maps(scorer: Scorer, studies: Sequence[tuple[str, Image.Image, float]],
-                  options: EvidenceOptions) -> list[dict]:
+                  options: EvidenceOptions, sides: Sequence[Sides | None] | None = None) -> list[dict]:
     """One map per (rendered prompt 0, study image, its margin m0); every copy scored through `margins`,
-    each level's copies of every study together."""
+    each level's copies of every study together. `sides`, one per study (`study_sides`), lets a reading name
+    the patient's zones where a header says which side is which."""
     grid = options.grid
     boxes = [cell_boxes(image.width, image.height, grid) for _, image, _ in studies]
     sources = [fill_source(image, options.fill, grid) for _, image, _ in studies]
@@ -168,7 +170,7 @@ def evidence_maps(scorer: Scorer, studies: Sequence[tuple[str, Image.Image, floa
     maps = []
     for index, (_, _, m0) in enumerate(studies):
         cells = [_cell(boxes[index][cell], *filled[index][cell], boxes[index], grid) for cell in range(grid * grid)]
-        maps.append({**describe(cells, m0, options), "forwards": forwards[index]})
+        maps.append({**describe(cells, m0, options, sides[index] if sides else None), "forwards": forwards[index]})
     return maps
 
 
@@ -301,6 +303,13 @@ def patient_sides(view_position: str | None = None, orientation: Sequence[str] |
     if str(view_position or "").strip().upper() in ("PA", "AP"):
         return ("R", "L")
     return None
+
+
+def study_sides(facts: Facts | None) -> Sides | None:
+    """`patient_sides` from a study's header facts; None for a picture with no header (a PNG, a JPEG)."""
+    if facts is None:
+        return None
+    return patient_sides(facts.view, facts.orientation.split("\\") if facts.orientation else None)
 
 
 def zone(box: Sequence[int], size: tuple[int, int], sides: Sides | None = None) -> str:

@@ -4,6 +4,7 @@ fills, the scale-free reading, the verdict key, the command line, and the pointi
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -38,6 +39,7 @@ from quadrant.verdict import Verdict
 
 N_STUDIES = 12  # 24 positive studies; the figures from larger runs are in the README
 SAMPLE = MODELS_DIR / "samples" / "cardiomegaly-effusion.png"
+DICOM = MODELS_DIR / "samples" / "cardiomegaly-dicom.dcm"
 QUESTION = "Is there a pleural effusion?"
 
 
@@ -283,6 +285,38 @@ def test_the_verdict_key_round_trips_and_old_lines_still_read(demo):
     assert Verdict.from_json(data).evidence is None
     plain = Checker(demo, options=CheckOptions(k=2)).check(load_study(SAMPLE), QUESTION).to_json()
     assert "evidence" not in plain and "evidence" not in plain["timing_ms"]
+
+
+def test_a_map_drawn_after_its_check_is_the_map_drawn_with_it(demo):
+    """The app shows a verdict first and draws its map after (Checker.draw_evidence): the same map, exactly,
+    and a header's sides in its reading, as a check that drew both at once."""
+    options = EvidenceOptions(grid=2)
+    study = load_study(DICOM)
+    together = Checker(demo, options=CheckOptions(k=2, evidence=options)).check(study, "Is the heart enlarged?")
+    checker = Checker(demo, options=CheckOptions(k=2))
+    alone = checker.check(study, "Is the heart enlarged?")
+    assert alone.evidence is None and "evidence" not in alone.timing_ms
+    (after,) = checker.draw_evidence([(study, alone)], options)
+    assert after.evidence["reading"] == together.evidence["reading"]
+    assert [c["delta"] for c in after.evidence["cells"]] == pytest.approx(
+        [c["delta"] for c in together.evidence["cells"]], abs=1e-5)
+    assert after.timing_ms["evidence"] > 0 and after.timing_ms["total"] == alone.timing_ms["total"]
+    assert replace(after, evidence=None, timing_ms=alone.timing_ms) == alone  # nothing else of the verdict moved
+    with pytest.raises(OptionError, match="no evidence map options"):
+        checker.draw_evidence([(study, alone)])
+
+
+def test_a_dicom_films_map_names_the_patients_sides_from_its_header(demo):
+    """A PA chest film's header says the patient's right is on the image's left: the map's reading and its
+    `sides` say so; a PNG, with no header, speaks of the image's own left and right."""
+    checker = Checker(demo, options=CheckOptions(k=2, evidence=EvidenceOptions(grid=3)))
+    study = load_study(DICOM)
+    assert study.facts.view == "PA"
+    film = checker.check(study, "Is the heart enlarged?").evidence
+    assert film["sides"] == ["R", "L"] and "the patient's right and left, from the DICOM header" in film["reading"]
+    picture = checker.check(load_study(SAMPLE), QUESTION).evidence
+    assert picture["sides"] is None
+    assert picture["flat"] or "left and right as displayed" in picture["reading"]
 
 
 def test_generate_scoring_has_no_margins_to_map():
