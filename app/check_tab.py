@@ -242,30 +242,51 @@ class _Handlers:
 
     def run(self, path, question, paraphrases, ablation, model, rule, threshold, evidence, uploaded,
             request: gr.Request):
-        """One check: the upload decoded once, checked, its map drawn on the same picture, the report made.
+        """One check: the upload decoded once, checked, its verdict shown. With the map asked for, the verdict is
+        shown as soon as it is given, the map's place saying that it is being drawn, and the map, the report and
+        the downloads follow (a map is up to grid x grid forwards, a check the cost of about one). A generator:
+        a change of what the verdict depended on cancels it whichever part it is in.
 
         The upload time is restated only when it is this study's: a Check pressed while a newly chosen study's
         preview is still being made finds the last study's time in `uploaded`, and the banner then says none."""
         uploaded = uploaded[1] if uploaded and uploaded[0] == path else None
+        user = self.user_of(request)
         try:
             checked = self.service.check_upload(path, question, paraphrases, ablation, model=model, rule=rule,
-                                                threshold=threshold, evidence=bool(evidence),
-                                                user=self.user_of(request))
-            data, study, verdict = checked.data, checked.study, checked.verdict
-            overlay = verdict_overlay_png(verdict, study.image) if verdict.evidence else None
-        except QuadrantError as exc:  # bad input, and refusals of a study or question out of scope
-            return render.error_html(str(exc), title=render.refusal_title(exc)), *_hidden()
+                                                threshold=threshold, user=user)
         except Exception as exc:
-            log.exception("check failed unexpectedly")
-            return render.error_html(f"unexpected error ({type(exc).__name__}: {one_line(exc)}); "
-                                     "the app keeps running, try again or report it"), *_hidden()
-        report = render.report_html(verdict, css=REPORT_CSS, study_facts=study_facts(study, data), checked=_now(),
-                                    user=self.user_of(request), uploaded=uploaded, overlay_png=overlay)
+            yield _refused(exc), *_hidden()
+            return
         check_id = uuid.uuid4().hex[:12]
-        page = (f'<div class="q-verdict" data-check="{check_id}">'
-                f"{render.verdict_html(verdict, uploaded=uploaded, overlay_png=overlay)}{_report_holder(report)}</div>")
+        if not evidence:
+            yield self._shown(path, checked, check_id, uploaded, user)
+            return
+        drawing = render.map_drawing(forwards_per_map(self.service.evidence_options))
+        yield _panel(check_id, render.verdict_html(checked.verdict, uploaded=uploaded, map_note=drawing),
+                     drawing=True), *_hidden()
+        try:
+            mapped = self.service.draw_map(checked)
+            overlay = verdict_overlay_png(mapped.verdict, mapped.study.image)
+        except QuadrantError as exc:
+            yield self._shown(path, checked, check_id, uploaded, user, map_note=render.map_failed(one_line(exc)))
+            return
+        except Exception as exc:
+            log.exception("evidence map failed unexpectedly")
+            yield self._shown(path, checked, check_id, uploaded, user,
+                              map_note=render.map_failed(f"unexpected {type(exc).__name__}"))
+            return
+        yield self._shown(path, mapped, check_id, uploaded, user, overlay=overlay)
+
+    def _shown(self, path: str, checked: CheckedUpload, check_id: str, uploaded: str | None, user: str | None, *,
+               overlay: bytes | None = None, map_note: str | None = None) -> tuple:
+        """A finished check's outputs: the verdict panel (its map, or `map_note` in the map's place), the Print
+        button, the report and the verdict to download, and a DICOM's results for the patient's record."""
+        verdict = checked.verdict
+        report = render.report_html(verdict, css=REPORT_CSS, study_facts=study_facts(checked.study, checked.data),
+                                    checked=_now(), user=user, uploaded=uploaded, overlay_png=overlay)
+        shown = render.verdict_html(verdict, uploaded=uploaded, overlay_png=overlay, map_note=map_note)
         name = f"{verdict.image['sha256'][:12]}-{check_id}"
-        return (page, gr.Button(visible=True),
+        return (_panel(check_id, shown + _report_holder(report)), gr.Button(visible=True),
                 gr.DownloadButton(value=self._save(f"quadrant-report-{name}.html", report), visible=True),
                 gr.DownloadButton(value=self._save(f"verdict-{name}.json", _json(verdict)), visible=True),
                 self._filed(path, checked))
@@ -292,6 +313,23 @@ class _Handlers:
 def _hidden() -> tuple:
     return (gr.Button(visible=False), gr.DownloadButton(value=None, visible=False),
             gr.DownloadButton(value=None, visible=False), gr.File(value=None, visible=False))
+
+
+def _panel(check_id: str, shown: str, *, drawing: bool = False) -> str:
+    """The verdict panel, named by its check (a page, and its tests, tell a new verdict from the last one by
+    it); `drawing` while the map is still to come."""
+    state = ' data-map="drawing"' if drawing else ""
+    return f'<div class="q-verdict" data-check="{check_id}"{state}>{shown}</div>'
+
+
+def _refused(exc: Exception) -> str:
+    """A check that gave no verdict, in one line in the verdict's place: the refusal of bad input, or an
+    unexpected error (logged; the app keeps running)."""
+    if isinstance(exc, QuadrantError):  # bad input, and refusals of a study or question out of scope
+        return render.error_html(str(exc), title=render.refusal_title(exc))
+    log.error("check failed unexpectedly", exc_info=exc)
+    return render.error_html(f"unexpected error ({type(exc).__name__}: {one_line(exc)}); "
+                             "the app keeps running, try again or report it")
 
 
 def _report_holder(report: str) -> str:

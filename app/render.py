@@ -61,9 +61,11 @@ ICONS = {
 }
 
 
-def verdict_html(verdict: Verdict, *, uploaded: str | None = None, overlay_png: bytes | None = None) -> str:
+def verdict_html(verdict: Verdict, *, uploaded: str | None = None, overlay_png: bytes | None = None,
+                 map_note: str | None = None) -> str:
     """The whole verdict panel. `uploaded`: when the study was uploaded (the banner restates it);
-    `overlay_png`: the evidence map drawn over the study, when the check made one."""
+    `overlay_png`: the evidence map drawn over the study, when the check made one; `map_note`: what stands in
+    the map's place while it is drawn, or when it could not be (`map_drawing`, `map_failed`)."""
     return "\n".join((
         banner_html(verdict, uploaded),
         '<div class="q-row">',
@@ -71,7 +73,7 @@ def verdict_html(verdict: Verdict, *, uploaded: str | None = None, overlay_png: 
         comparisons_html(verdict),
         "</div>",
         phrasings_html(verdict),
-        evidence_html(verdict, overlay_png),
+        evidence_html(verdict, overlay_png, map_note),
         details_html(verdict),
         f'<p class="q-notice">{html.escape(NOT_FOR_DIAGNOSIS)}</p>',
     ))
@@ -177,11 +179,16 @@ def _phrasing_row(index: int, prompt: PromptReading, answer: str) -> str:
             f'<td class="q-chance-cell">{_chance(chance)}</td></tr>')
 
 
-def evidence_html(verdict: Verdict, overlay_png: bytes | None) -> str:
-    """The map and its reading, under the phrasings; empty when the check ran without a map."""
+def evidence_html(verdict: Verdict, overlay_png: bytes | None, note: str | None = None) -> str:
+    """The map and its reading, under the phrasings; `note` in their place while the map is drawn or when it
+    could not be (a status region, which a screen reader announces); empty when no map was asked for."""
     evidence = verdict.evidence
     if not evidence:
-        return ""
+        if note is None:
+            return ""
+        return (f'<section id="quadrant-evidence-note" class="q-evidence" role="status" '
+                f'aria-labelledby="quadrant-evidence-title"><h3 id="quadrant-evidence-title">Where the answer comes '
+                f'from</h3><p>{_e(note)}</p></section>')
     reading = evidence["reading"]
     picture = ""
     if overlay_png is not None:
@@ -191,6 +198,17 @@ def evidence_html(verdict: Verdict, overlay_png: bytes | None) -> str:
             f'<h3 id="quadrant-evidence-title">Where the answer comes from</h3>'
             f'<p><b>{_e(reading[:1].upper() + reading[1:])}.</b> {_e(vocabulary.evidence_key(verdict.answer))} '
             f'{_e(vocabulary.EVIDENCE_NOTE)}</p>{picture}</section>')
+
+
+def map_drawing(forwards: int) -> str:
+    """The map's place while it is drawn, after its verdict is shown."""
+    return (f"The map is being drawn: the question is asked again up to {forwards} times with part of the image "
+            "hidden. The verdict above does not wait for it; the report and the downloads come with the map.")
+
+
+def map_failed(reason: str) -> str:
+    """The map's place when it could not be drawn: the verdict still stands."""
+    return f"The map could not be drawn ({reason}). The verdict above stands."
 
 
 def details_html(verdict: Verdict) -> str:

@@ -1,7 +1,8 @@
 """What the app does for one check, with no Gradio in it: read the upload, run the check, keep the record.
 
 The page's Run button and the API endpoint `check` both go through `CheckService.check_upload`, which is also
-where /metrics counts checks and errors. Models are loaded once,
+where /metrics counts checks and errors; an evidence map is drawn after its check (`draw_map`), as a job of
+its own, so that the page can show the verdict while the map's many forwards run. Models are loaded once,
 before the server starts, and shared by every request; all model work runs on the batcher's one thread
 (see batcher.py), so concurrent checks are scored together and never race on the model.
 
@@ -51,11 +52,14 @@ _DECODED_KEPT = 4
 @dataclass(frozen=True)
 class CheckedUpload:
     """An upload as checked: its bytes (for the report's header facts), the study decoded once (for the map's
-    picture), and the verdict."""
+    picture), the verdict, the model that gave it, and its row in the audit log (None without a log), which
+    the map drawn after it names."""
 
     data: bytes
     study: Study
     verdict: Verdict
+    model: str
+    audit_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -63,6 +67,15 @@ class _Job:
     model: str
     options: CheckOptions
     request: CheckRequest
+
+
+@dataclass(frozen=True)
+class _Map:
+    """A checked study's evidence map, drawn after its verdict was given (`CheckService.draw_map`)."""
+
+    model: str
+    study: Study
+    verdict: Verdict
 
 
 @dataclass(frozen=True)
@@ -84,6 +97,8 @@ class CheckService:
         API's checks, and the page's toggle as it starts)."""
         if not checkers:
             raise ValueError("the app needs at least one model")
+        if any(c.options.evidence is not None for c in checkers.values()):
+            raise ValueError("the app's checkers check without maps: the service draws them (draw_map)")
         self.checkers = dict(checkers)
         self.audit = audit
         self.evidence_options = evidence_options
@@ -92,7 +107,7 @@ class CheckService:
         self._variants: OrderedDict[tuple[str, CheckOptions], Checker] = OrderedDict()
         self._decoded: OrderedDict[str, Study] = OrderedDict()  # the upload's bytes' sha256 -> its study
         self._decoded_lock = threading.Lock()  # the page's calls come on several threads
-        self.batcher: Batcher[_Job | _Warm, Verdict | None] = Batcher(self._handle, max_batch=max_batch)
+        self.batcher: Batcher[_Job | _Map | _Warm, Verdict | None] = Batcher(self._handle, max_batch=max_batch)
 
     @property
     def default_model(self) -> str:
@@ -108,41 +123,56 @@ class CheckService:
         self.batcher.stop()
 
     def check(self, image: str | os.PathLike | None, question: str, paraphrases: str = "", ablation: str | None = "",
-              *, model: str | None = None, rule: str | None = None, threshold: float | None = None,
-              reference: str | None = None, evidence: bool | None = None, user: str | None = None) -> dict:
-        """One check of an uploaded file, as the verdict JSON (the API's answer)."""
-        return self.check_upload(image, question, paraphrases, ablation, model=model, rule=rule, threshold=threshold,
-                                 reference=reference, evidence=evidence, user=user).verdict.to_json()
+              *, evidence: bool | None = None, **options) -> dict:
+        """One check of an uploaded file, with its evidence map when asked (`evidence`; None: the app's
+        default), as the verdict JSON (the API's answer). `options` as `check_upload`'s."""
+        checked = self.check_upload(image, question, paraphrases, ablation, **options)
+        if self.wants_map(evidence):
+            checked = self.draw_map(checked)
+        return checked.verdict.to_json()
+
+    def wants_map(self, evidence: bool | None) -> bool:
+        """Whether a check draws its evidence map: as asked, else as the app was started (--evidence)."""
+        return self.evidence_by_default if evidence is None else bool(evidence)
 
     def check_upload(self, image: str | os.PathLike | None, question: str, paraphrases: str = "",
-                     ablation: str | None = "", **options) -> CheckedUpload:
-        """One check of an uploaded file (`options` as `check_study`'s), counted and timed for /metrics: a
-        completed check by model and quadrant, a refusal (an unreadable file included) by its kind."""
+                     ablation: str | None = "", *, model: str | None = None, rule: str | None = None,
+                     threshold: float | None = None, reference: str | None = None,
+                     user: str | None = None) -> CheckedUpload:
+        """One check of an uploaded file, without its map; the audit row is written before this returns. Counted
+        and timed for /metrics: a completed check by model and quadrant, a refusal (an unreadable file included)
+        by its kind.
+
+        `paraphrases` is one a line ('!' marks an inverted one), empty for the built-in set; empty `ablation`,
+        `rule`, `threshold` or `reference` keep the app's own settings. Raises InputError subclasses on bad
+        input."""
         started = time.perf_counter()
         try:
             question = validate_question(question)  # a bad question is named before the file is read
             data = self.read_upload(image)
-            study = self.study_of(data)
-            verdict = self.check_study(study, question, paraphrases, ablation, **options)
+            checked = self._check_study(data, self.study_of(data), question, paraphrases, ablation, model=model,
+                                        rule=rule, threshold=threshold, reference=reference, user=user)
         except Exception as exc:
             telemetry().failed(exc)
             raise
-        telemetry().observe(verdict.model["name"], verdict.quadrant, time.perf_counter() - started)
-        return CheckedUpload(data, study, verdict)
+        telemetry().observe(checked.verdict.model["name"], checked.verdict.quadrant, time.perf_counter() - started)
+        return checked
 
-    def check_study(self, study: Study, question: str, paraphrases: str = "", ablation: str | None = "", *,
-                    model: str | None = None, rule: str | None = None, threshold: float | None = None,
-                    reference: str | None = None, evidence: bool | None = None,
-                    user: str | None = None) -> Verdict:
-        """One check of a decoded study; the audit row is written before this returns. The page decodes the
-        upload once and draws its evidence map on the same study.
+    def draw_map(self, checked: CheckedUpload) -> CheckedUpload:
+        """A check's evidence map (the app's --evidence-grid, --evidence-fill and --evidence-mode), drawn by the
+        model that checked it after its verdict was given: a with-image forward per cell. The map is audited in
+        a row of its own naming the check's (the check's row was written before its verdict was shown)."""
+        verdict = self.batcher.submit(_Map(checked.model, checked.study, checked.verdict)).result()
+        if self.audit is not None and checked.audit_id is not None:
+            self.audit.record_evidence(checked.audit_id, verdict.evidence)
+        log.info("evidence map: %d forwards, study %s", verdict.evidence["forwards"],
+                 checked.study.pixels_sha256[:12])
+        return replace(checked, verdict=verdict)
 
-        `paraphrases` is one a line ('!' marks an inverted one), empty for the built-in set; empty `ablation`,
-        `rule`, `threshold` or `reference` keep the app's own settings; `evidence` adds the occlusion map, which
-        costs a with-image forward per grid cell (None: the app's default). Raises InputError subclasses on bad
-        input.
-        """
-        question = validate_question(question)
+    def _check_study(self, data: bytes, study: Study, question: str, paraphrases: str, ablation: str | None, *,
+                     model: str | None, rule: str | None, threshold: float | None, reference: str | None,
+                     user: str | None) -> CheckedUpload:
+        """The check itself, once the upload is read and decoded, and its audit row."""
         try:
             phrasings = parse_paraphrase_text(paraphrases or "")
         except ParaphraseError as exc:
@@ -150,15 +180,13 @@ class CheckService:
         name = self._model_name(model)
         phrasings = self._as_suggested(question, phrasings, name)
         options = self._options(name, ablation, rule, threshold, reference)
-        wanted = self.evidence_by_default if evidence is None else evidence
-        options = replace(options, evidence=self.evidence_options if wanted else None)
         verdict = self.batcher.submit(_Job(name, options, CheckRequest(study, question, phrasings or None))).result()
-        data = verdict.to_json()
-        if self.audit is not None:
-            self.audit.record(data, user)
-        log.info("check: %s, answer %s, model %s, study %s, %s studies in the batch", data["quadrant"],
-                 data["answer"], name, data["image"]["pixels_sha256"][:12], data["timing_ms"].get("studies_in_batch"))
-        return verdict
+        data_json = verdict.to_json()
+        audit_id = self.audit.record(data_json, user) if self.audit is not None else None
+        log.info("check: %s, answer %s, model %s, study %s, %s studies in the batch", data_json["quadrant"],
+                 data_json["answer"], name, data_json["image"]["pixels_sha256"][:12],
+                 data_json["timing_ms"].get("studies_in_batch"))
+        return CheckedUpload(data, study, verdict, name, audit_id)
 
     def warm(self, study: Study, model: str | None = None) -> Future:
         """Have a model read a newly uploaded study's image now, while the clinician types the question, so that
@@ -255,14 +283,19 @@ class CheckService:
         for checker in self.checkers.values():
             checker.prepare()
 
-    def _handle(self, jobs: Sequence[_Job | _Warm]) -> list[Verdict | BaseException | None]:
-        """Score every job of one checker in one call; a job that cannot be checked gets its error instead.
-        Warm-ups come last, and are dropped while anything else is queued."""
+    def _handle(self, jobs: Sequence[_Job | _Map | _Warm]) -> list[Verdict | BaseException | None]:
+        """Score every check of one checker in one call; a job that cannot be checked gets its error instead.
+        Maps come after the checks (a map is many forwards, and a check's verdict should not wait on another's
+        map), each model's in one call; warm-ups come last, and are dropped while anything else is queued."""
         results: list[Verdict | BaseException | None] = [None] * len(jobs)
         groups: dict[int, tuple[Checker, list[int]]] = {}
+        maps: dict[str, list[int]] = {}
         warms = [job for job in jobs if isinstance(job, _Warm)]
         for index, job in enumerate(jobs):
             if isinstance(job, _Warm):
+                continue
+            if isinstance(job, _Map):
+                maps.setdefault(job.model, []).append(index)
                 continue
             try:
                 checker = self._checker(job.model, job.options)
@@ -273,6 +306,14 @@ class CheckService:
         for checker, indices in groups.values():
             for i, outcome in zip(indices, checker.check_each([jobs[i].request for i in indices]), strict=True):
                 results[i] = outcome
+        for name, indices in maps.items():
+            try:
+                drawn = self.checkers[name].draw_evidence([(jobs[i].study, jobs[i].verdict) for i in indices],
+                                                          self.evidence_options)
+            except Exception as exc:  # the verdicts stand; each waiting page says its map could not be drawn
+                drawn = [exc] * len(indices)
+            for i, verdict in zip(indices, drawn, strict=True):
+                results[i] = verdict
         for warm in warms:
             if self.batcher.waiting():  # a check may be queued: a study not read now is read at its check
                 break

@@ -11,7 +11,12 @@ never a patient identifier: the verdict carries the image's hashes and size only
 hash of its decoded pixels (`pixels_sha256`): a file's own hash changes with its header, and a DICOM header
 holds the patient's name.
 
-A second table, `access`, records sign-ins, refused and throttled sign-ins, sign-outs and idle timeouts:
+An evidence map the app draws after showing its verdict (so that the verdict does not wait for the map's
+many forwards) is its own row in `evidence`, naming its check's row: the check's row is written before its
+verdict is shown, and a row cannot be changed afterwards. A map drawn with its check (the DICOM node's) stays
+inside the verdict JSON.
+
+A third table, `access`, records sign-ins, refused and throttled sign-ins, sign-outs and idle timeouts:
 time, the user (NULL when the name typed is not a user: someone may have typed a password there), the
 client's address and the event, never a password. It is append-only in the same way.
 
@@ -48,6 +53,16 @@ CREATE TABLE IF NOT EXISTS checks (
 CREATE TRIGGER IF NOT EXISTS checks_refuse_update BEFORE UPDATE ON checks
 BEGIN SELECT RAISE(ABORT, 'the audit log is append-only: rows cannot be updated'); END;
 CREATE TRIGGER IF NOT EXISTS checks_refuse_delete BEFORE DELETE ON checks
+BEGIN SELECT RAISE(ABORT, 'the audit log is append-only: rows cannot be deleted'); END;
+CREATE TABLE IF NOT EXISTS evidence (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    time TEXT NOT NULL,               -- ISO 8601, UTC: when the map was drawn, after its check's row
+    check_id INTEGER NOT NULL REFERENCES checks(id),
+    evidence TEXT NOT NULL            -- the verdict's `evidence` object (the occlusion map), as JSON
+);
+CREATE TRIGGER IF NOT EXISTS evidence_refuse_update BEFORE UPDATE ON evidence
+BEGIN SELECT RAISE(ABORT, 'the audit log is append-only: rows cannot be updated'); END;
+CREATE TRIGGER IF NOT EXISTS evidence_refuse_delete BEFORE DELETE ON evidence
 BEGIN SELECT RAISE(ABORT, 'the audit log is append-only: rows cannot be deleted'); END;
 CREATE TABLE IF NOT EXISTS access (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -120,6 +135,12 @@ class AuditLog:
                             "paraphrases, quadrant, answer, verdict, pixels_sha256) "
                             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", row)
 
+    def record_evidence(self, check_id: int, evidence: dict) -> int:
+        """Append the evidence map drawn for the check in row `check_id`, in its own transaction; returns the
+        row id."""
+        return self._insert("INSERT INTO evidence (time, check_id, evidence) VALUES (?, ?, ?)",
+                            (_now(), int(check_id), json.dumps(evidence, ensure_ascii=False, sort_keys=True)))
+
     def record_access(self, event: str, user: str | None, address: str) -> int:
         """Append one sign-in event (ACCESS_EVENTS); `user` None for a name that is not a user."""
         if event not in ACCESS_EVENTS:
@@ -147,13 +168,15 @@ class AuditLog:
             return self._require_open().execute("SELECT COUNT(*) FROM checks").fetchone()[0]
 
     def to_csv(self) -> str:
-        """Every check, oldest first, as CSV with a header (the verdict JSON included as the last column)."""
+        """Every check, oldest first, as CSV with a header: the verdict JSON, then the evidence map drawn after it
+        (empty when none was), as the last columns."""
         with self._lock:
             rows = self._require_open().execute(
-                f"SELECT {', '.join(COLUMNS)}, verdict FROM checks ORDER BY id").fetchall()
+                f"SELECT {', '.join(COLUMNS)}, verdict, (SELECT evidence FROM evidence WHERE check_id = checks.id "
+                f"ORDER BY id DESC LIMIT 1) FROM checks ORDER BY id").fetchall()
         out = io.StringIO()
         writer = csv.writer(out)
-        writer.writerow([*COLUMNS, "verdict"])
+        writer.writerow([*COLUMNS, "verdict", "evidence"])
         writer.writerows([_spreadsheet_safe(value) for value in row] for row in rows)
         return out.getvalue()
 

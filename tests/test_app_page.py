@@ -85,10 +85,11 @@ def choose(page, model: str = "demo", evidence: bool = False) -> None:
 
 
 def check(page, quadrant: str | None = None) -> str:
-    """Press Check and wait for a new verdict (each has its own id); its banner's text."""
+    """Press Check and wait for a new verdict (each has its own id), with its map when one was asked for (not
+    the verdict shown while the map is drawn); its banner's text."""
     old = page.evaluate("document.querySelector('#verdict .q-verdict')?.dataset.check || ''")
     page.locator("#run").click()
-    selector = f".q-verdict:not([data-check='{old}']) #quadrant-banner"
+    selector = f".q-verdict:not([data-check='{old}']):not([data-map]) #quadrant-banner"
     page.wait_for_selector(selector + (f"[data-quadrant={quadrant}]" if quadrant else ""), timeout=120_000)
     return page.locator("#quadrant-banner").inner_text()
 
@@ -328,6 +329,42 @@ def test_inverted_rows_read_as_the_question_and_the_map_legend_follows_the_answe
     assert "of the image (left and right as displayed, not necessarily the patient's)" in text
     assert "delta" not in text and "m0" not in text and "logit" not in text
     shot(app, "evidence-no")
+
+
+#: records every state of the verdict panel and the report's button, whatever the speed of the changes
+RECORD_STATES = """() => { window.verdictStates = [];
+  const state = () => { const v = document.querySelector('#verdict .q-verdict'); const report = document.querySelector('#report-html');
+    return v && {check: v.dataset.check, drawing: v.dataset.map === 'drawing', banner: !!v.querySelector('#quadrant-banner'),
+      note: v.querySelector('#quadrant-evidence-note')?.innerText || '', map: !!v.querySelector('img.q-evidence-map'),
+      report: !!report && report.offsetParent !== null}; };
+  new MutationObserver(() => { const now = state(); const states = window.verdictStates;
+    if (now && JSON.stringify(now) !== JSON.stringify(states[states.length - 1])) states.push(now); })
+  .observe(document.body, {subtree: true, childList: true, attributes: true}); }"""
+
+
+def test_the_verdict_is_shown_while_its_map_is_drawn(app, server):
+    """With the map asked for, the verdict is on the page as soon as it is given, the map's place saying that it
+    is being drawn (a status region) and no report or download yet; then the map, the report and the downloads
+    arrive in the same check's panel. The verdict's audit row is written before it is shown, the map's after."""
+    upload(app, SAMPLES / "nodule.png")
+    ask(app, "Is there a lung nodule?")
+    choose(app, "demo", evidence=True)
+    app.evaluate(RECORD_STATES)
+    old = app.evaluate("document.querySelector('#verdict .q-verdict')?.dataset.check || ''")
+    checks, maps = server.audit_rows(), server.audit_maps()
+    check(app, "Ideal")
+    states = [s for s in app.evaluate("window.verdictStates") if s["check"] != old]
+    drawing = [s for s in states if s["drawing"]]
+    assert drawing, states
+    assert all(s["banner"] and not s["map"] and not s["report"] for s in drawing), drawing
+    assert "The map is being drawn" in drawing[0]["note"] and "does not wait for it" in drawing[0]["note"]
+    final = states[-1]
+    assert (final["drawing"], final["banner"], final["map"], final["report"], final["note"]) == \
+        (False, True, True, True, ""), final
+    assert {s["check"] for s in states} == {final["check"]}  # one check, shown twice
+    assert (server.audit_rows(), server.audit_maps()) == (checks + 1, maps + 1)
+    assert "evidence" not in server.last_verdict()
+    assert app.locator("#quadrant-evidence-note").count() == 0
 
 
 def test_axe_finds_nothing_serious_in_any_state(app):

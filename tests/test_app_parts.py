@@ -192,6 +192,58 @@ def test_the_apps_evidence_settings_shape_every_map_it_draws(demo_checker):
         by_default.stop()
 
 
+def test_a_map_drawn_after_its_verdict_is_audited_in_a_row_naming_the_checks(demo_checker, tmp_path):
+    """The page shows a verdict before its map is drawn, and the verdict's audit row is written before it is
+    shown: the map, drawn after, is a row of its own in `evidence` naming that row (rows are never updated), and
+    the CSV export carries it beside its verdict. The API's check with a map writes the same two rows."""
+    path = tmp_path / "audit.sqlite"
+    log = AuditLog(path).open()
+    service = CheckService({"demo": demo_checker}, log, evidence_options=EvidenceOptions(3)).start()
+    study = SAMPLES / "nodule.png"
+    try:
+        checked = service.check_upload(study, "Is there a lung nodule?", user="alice")
+        assert checked.verdict.evidence is None and checked.audit_id is not None
+        mapped = service.draw_map(checked)
+        api = service.check(study, "Is there cardiomegaly?", evidence=True)
+    finally:
+        service.stop()
+    assert mapped.verdict.evidence["grid"] == [3, 3] and mapped.audit_id == checked.audit_id
+    assert replace(mapped.verdict, evidence=None, timing_ms=checked.verdict.timing_ms) == checked.verdict
+    assert api["evidence"]["grid"] == [3, 3]
+    db = sqlite3.connect(path)
+    checks = db.execute("SELECT id, user, verdict FROM checks ORDER BY id").fetchall()
+    maps = db.execute("SELECT check_id, evidence FROM evidence ORDER BY id").fetchall()
+    assert [(c[0], c[1]) for c in checks] == [(checked.audit_id, "alice"), (checked.audit_id + 1, None)]
+    assert all("evidence" not in json.loads(c[2]) for c in checks)  # written before the map existed
+    assert [m[0] for m in maps] == [c[0] for c in checks]
+    assert json.loads(maps[0][1]) == mapped.verdict.evidence and json.loads(maps[1][1]) == api["evidence"]
+    for statement in ("UPDATE evidence SET check_id = 2", "DELETE FROM evidence"):
+        with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+            db.execute(statement)
+    db.close()
+    rows = list(csv.DictReader(io.StringIO(log.to_csv())))
+    assert [json.loads(row["evidence"]) for row in rows] == [mapped.verdict.evidence, api["evidence"]]
+    log.close()
+
+
+def test_an_audit_file_from_before_maps_had_rows_gains_their_table(tmp_path):
+    """A file written before the `evidence` table existed opens, keeps its rows and takes maps; its checks
+    export with an empty map."""
+    path = tmp_path / "audit.sqlite"
+    log = AuditLog(path).open()
+    first = log.record(_verdict())
+    log.close()
+    db = sqlite3.connect(path)
+    db.executescript("DROP TRIGGER evidence_refuse_update; DROP TRIGGER evidence_refuse_delete; DROP TABLE evidence")
+    db.close()
+    log = AuditLog(path).open()
+    second = log.record(_verdict("Dangerous"))
+    log.record_evidence(second, {"grid": [2, 2]})
+    rows = list(csv.DictReader(io.StringIO(log.to_csv())))
+    log.close()
+    assert [(int(r["id"]), r["evidence"]) for r in rows] == [(first, ""), (second, '{"grid": [2, 2]}')]
+
+
 def test_a_follow_up_question_with_the_map_on_reuses_the_studys_prefix(demo_checker):
     """A clinician asks a second question of the same study with the evidence map on: that check runs under
     other options (a checker variant), which shares the base checker's scorer, so the study's prefix pass is

@@ -85,6 +85,11 @@ class Server:
         with sqlite3.connect(f"file:{self.audit}?mode=ro", uri=True) as db:
             return db.execute("SELECT COUNT(*) FROM checks").fetchone()[0]
 
+    def audit_maps(self) -> int:
+        """Evidence maps audited: each drawn after its check's row."""
+        with sqlite3.connect(f"file:{self.audit}?mode=ro", uri=True) as db:
+            return db.execute("SELECT COUNT(*) FROM evidence").fetchone()[0]
+
     def last_verdict(self) -> dict:
         """The verdict of the latest audit row, as recorded."""
         with sqlite3.connect(f"file:{self.audit}?mode=ro", uri=True) as db:

@@ -18,7 +18,6 @@ from quadrant.batcher import Batcher
 from quadrant.cli.app import _load_models
 from quadrant.cli.main import build_parser
 from quadrant.cli.options import load_checker
-from quadrant.images import load_study
 from quadrant.models.presets import MODELS_DIR
 from quadrant.node.network import Destination
 from quadrant.node.service import Node, NodeOptions
@@ -72,7 +71,7 @@ def test_the_app_prepares_and_checks_its_models_on_the_batchers_thread():
         service = CheckService(_load_models(args), None).start()
         try:
             prepared = len(seen)  # the self-check's forwards
-            service.check_study(load_study(SAMPLE), QUESTION)
+            service.check(SAMPLE, QUESTION, evidence=True)  # its map too, a job of its own
         finally:
             service.stop()
     assert 0 < prepared < len(seen)

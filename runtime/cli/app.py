@@ -89,6 +89,7 @@ def _load_models(args: argparse.Namespace) -> dict:
     from ..check import Checker
 
     spec, options = spec_and_options(args)
+    options = replace(options, evidence=None)  # the service draws a map after its verdict (CheckService.draw_map)
     checkers = {}
     for name in [args.model, *args.also_model]:
         if name in checkers:
