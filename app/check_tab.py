@@ -16,7 +16,9 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import threading
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -36,7 +38,7 @@ from quadrant.verdict import Verdict
 from . import render, viewer
 from .downloads import DownloadFolders
 from .results import result_files, results_offered
-from .service import CheckedUpload, CheckService
+from .service import CheckedUpload, CheckService, MapDropped
 from .studyinfo import study_facts
 
 log = logging.getLogger("quadrant.app")
@@ -169,6 +171,7 @@ class _Handlers:
     def __init__(self, service: CheckService, downloads: DownloadFolders, user_of: Callable[[gr.Request | None], str | None],
                  source_of: Callable[[str], Source | None]):
         self.service = service
+        self.clears = _Clears()
         self.downloads = downloads
         self.user_of = user_of
         self.source_of = source_of
@@ -221,9 +224,11 @@ class _Handlers:
         offered = self.service.suggestions(question, model)
         return "\n".join(("! " if p.inverted else "") + p.text for p in offered), question
 
-    def cleared(self, what: str) -> Callable[[], tuple]:
-        """The handler for a change of something the verdict depended on: the verdict and its files go."""
-        def clear():
+    def cleared(self, what: str) -> Callable[[gr.Request], tuple]:
+        """The handler for a change of something the verdict depended on: the verdict and its files go, and a
+        map still being drawn for it stops at its next chunk."""
+        def clear(request: gr.Request):
+            self.clears.count_one(request.session_hash)
             return render.placeholder_html(what), *_hidden()
         return clear
 
@@ -251,6 +256,7 @@ class _Handlers:
         preview is still being made finds the last study's time in `uploaded`, and the banner then says none."""
         uploaded = uploaded[1] if uploaded and uploaded[0] == path else None
         user = self.user_of(request)
+        session, clears = request.session_hash, self.clears.count(request.session_hash)
         try:
             checked = self.service.check_upload(path, question, paraphrases, ablation, model=model, rule=rule,
                                                 threshold=threshold, user=user)
@@ -265,8 +271,10 @@ class _Handlers:
         yield _panel(check_id, render.verdict_html(checked.verdict, uploaded=uploaded, map_note=drawing),
                      drawing=True), *_hidden()
         try:
-            mapped = self.service.draw_map(checked)
+            mapped = self.service.draw_map(checked, still_wanted=lambda: self.clears.count(session) == clears)
             overlay = verdict_overlay_png(mapped.verdict, mapped.study.image)
+        except MapDropped:  # the verdict was cleared: the page shows what replaced it
+            return
         except QuadrantError as exc:
             yield self._shown(path, checked, check_id, uploaded, user, map_note=render.map_failed(one_line(exc)))
             return
@@ -308,6 +316,28 @@ class _Handlers:
         path = self.downloads.new() / name
         path.write_text(text, encoding="utf-8")
         return str(path)
+
+
+class _Clears:
+    """How many times each page session's verdict has been cleared, so that a map still being drawn for a
+    verdict no longer shown stops (`CheckService.draw_map`). The last KEPT sessions are remembered: a session
+    forgotten while its map is drawn would have that map stopped, which only costs its redrawing."""
+
+    KEPT = 4096
+
+    def __init__(self):
+        self._counts: OrderedDict[str | None, int] = OrderedDict()
+        self._lock = threading.Lock()  # the page's handlers run on several threads
+
+    def count(self, session: str | None) -> int:
+        with self._lock:
+            return self._counts.get(session, 0)
+
+    def count_one(self, session: str | None) -> None:
+        with self._lock:
+            self._counts[session] = self._counts.pop(session, 0) + 1
+            while len(self._counts) > self.KEPT:
+                self._counts.popitem(last=False)
 
 
 def _hidden() -> tuple:

@@ -1,8 +1,10 @@
 """What the app does for one check, with no Gradio in it: read the upload, run the check, keep the record.
 
 The page's Run button and the API endpoint `check` both go through `CheckService.check_upload`, which is also
-where /metrics counts checks and errors; an evidence map is drawn after its check (`draw_map`), as a job of
-its own, so that the page can show the verdict while the map's many forwards run. Models are loaded once,
+where /metrics counts checks and errors; an evidence map is drawn after its check (`draw_map`), its filled
+copies going to the model a few at a time through the same queue as the checks, so that the page can show the
+verdict while the map's many forwards run, a check asked meanwhile waits for a few of them and not for the
+whole map, and a map nobody waits for any more stops. Models are loaded once,
 before the server starts, and shared by every request; all model work runs on the batcher's one thread
 (see batcher.py), so concurrent checks are scored together and never race on the model.
 
@@ -19,11 +21,12 @@ import os
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from quadrant.backends import ScoreRequest, ScoreResult
 from quadrant.bank import Bank, load_bank
 from quadrant.check import Checker, CheckOptions, CheckRequest
 from quadrant.errors import InputError, OptionError, ParaphraseError, QuadrantError, StudyError
@@ -41,7 +44,7 @@ from .uploads import UPLOAD_NAME, refusal
 
 log = logging.getLogger("quadrant.app")
 
-__all__ = ["CheckService", "UPLOAD_NAME"]
+__all__ = ["CheckService", "CheckedUpload", "MapDropped", "UPLOAD_NAME"]
 #: checker variants kept per loaded model (options and rendered prompts; the scorer is the base checker's)
 _VARIANTS_KEPT = 16
 #: uploads kept decoded: the preview decodes a study and every question asked of it would decode it again (a
@@ -69,13 +72,16 @@ class _Job:
     request: CheckRequest
 
 
+class MapDropped(Exception):
+    """A map stopped half drawn because nobody waits for it any more (the page's verdict was cleared)."""
+
+
 @dataclass(frozen=True)
-class _Map:
-    """A checked study's evidence map, drawn after its verdict was given (`CheckService.draw_map`)."""
+class _Margins:
+    """A chunk of an evidence map's filled copies, scored for `CheckService.draw_map`."""
 
     model: str
-    study: Study
-    verdict: Verdict
+    requests: Sequence[ScoreRequest]
 
 
 @dataclass(frozen=True)
@@ -107,7 +113,7 @@ class CheckService:
         self._variants: OrderedDict[tuple[str, CheckOptions], Checker] = OrderedDict()
         self._decoded: OrderedDict[str, Study] = OrderedDict()  # the upload's bytes' sha256 -> its study
         self._decoded_lock = threading.Lock()  # the page's calls come on several threads
-        self.batcher: Batcher[_Job | _Map | _Warm, Verdict | None] = Batcher(self._handle, max_batch=max_batch)
+        self.batcher: Batcher[_Job | _Margins | _Warm, object] = Batcher(self._handle, max_batch=max_batch)
 
     @property
     def default_model(self) -> str:
@@ -158,11 +164,20 @@ class CheckService:
         telemetry().observe(checked.verdict.model["name"], checked.verdict.quadrant, time.perf_counter() - started)
         return checked
 
-    def draw_map(self, checked: CheckedUpload) -> CheckedUpload:
+    def draw_map(self, checked: CheckedUpload, still_wanted: Callable[[], bool] | None = None) -> CheckedUpload:
         """A check's evidence map (the app's --evidence-grid, --evidence-fill and --evidence-mode), drawn by the
-        model that checked it after its verdict was given: a with-image forward per cell. The map is audited in
-        a row of its own naming the check's (the check's row was written before its verdict was shown)."""
-        verdict = self.batcher.submit(_Map(checked.model, checked.study, checked.verdict)).result()
+        model that checked it after its verdict was given: a with-image forward per cell, `max_batch` filled
+        copies a job on the model's queue, so that checks asked meanwhile are served between them. Before each
+        chunk `still_wanted` is asked, and a map nobody waits for any more stops there (MapDropped). The map
+        is audited in a row of its own naming the check's (the check's row was written before its verdict was
+        shown)."""
+        def margins(requests: Sequence[ScoreRequest]) -> list[ScoreResult]:
+            if still_wanted is not None and not still_wanted():
+                raise MapDropped("the verdict this map was for is no longer shown")
+            return self.batcher.submit(_Margins(checked.model, requests)).result()
+
+        (verdict,) = self.checkers[checked.model].draw_evidence(
+            [(checked.study, checked.verdict)], self.evidence_options, margins=margins, chunk=self.batcher.max_batch)
         if self.audit is not None and checked.audit_id is not None:
             self.audit.record_evidence(checked.audit_id, verdict.evidence)
         log.info("evidence map: %d forwards, study %s", verdict.evidence["forwards"],
@@ -285,17 +300,17 @@ class CheckService:
 
     def _handle(self, jobs: Sequence[_Job | _Map | _Warm]) -> list[Verdict | BaseException | None]:
         """Score every check of one checker in one call; a job that cannot be checked gets its error instead.
-        Maps come after the checks (a map is many forwards, and a check's verdict should not wait on another's
-        map), each model's in one call; warm-ups come last, and are dropped while anything else is queued."""
+        Maps' filled copies come after the checks, each model's in one call; warm-ups come last, and are dropped
+        while anything else is queued."""
         results: list[Verdict | BaseException | None] = [None] * len(jobs)
         groups: dict[int, tuple[Checker, list[int]]] = {}
-        maps: dict[str, list[int]] = {}
+        copies: dict[str, list[int]] = {}
         warms = [job for job in jobs if isinstance(job, _Warm)]
         for index, job in enumerate(jobs):
             if isinstance(job, _Warm):
                 continue
-            if isinstance(job, _Map):
-                maps.setdefault(job.model, []).append(index)
+            if isinstance(job, _Margins):
+                copies.setdefault(job.model, []).append(index)
                 continue
             try:
                 checker = self._checker(job.model, job.options)
@@ -306,14 +321,14 @@ class CheckService:
         for checker, indices in groups.values():
             for i, outcome in zip(indices, checker.check_each([jobs[i].request for i in indices]), strict=True):
                 results[i] = outcome
-        for name, indices in maps.items():
+        for name, indices in copies.items():
             try:
-                drawn = self.checkers[name].draw_evidence([(jobs[i].study, jobs[i].verdict) for i in indices],
-                                                          self.evidence_options)
+                scored = iter(self.checkers[name].scorer.margins([r for i in indices for r in jobs[i].requests]))
+                for i in indices:
+                    results[i] = [next(scored) for _ in jobs[i].requests]
             except Exception as exc:  # the verdicts stand; each waiting page says its map could not be drawn
-                drawn = [exc] * len(indices)
-            for i, verdict in zip(indices, drawn, strict=True):
-                results[i] = verdict
+                for i in indices:
+                    results[i] = exc
         for warm in warms:
             if self.batcher.waiting():  # a check may be queued: a study not read now is read at its check
                 break

@@ -106,7 +106,7 @@ def compare(model: str, rows, grid: int, fill: str, name: str | None = None) -> 
         maps = {}
         for mode, options in modes.items():
             started = time.perf_counter()
-            maps[mode] = evidence_maps(checker.scorer, prompts, options)
+            maps[mode] = evidence_maps(checker.scorer.margins, prompts, options)
             ms[mode] += (time.perf_counter() - started) * 1000
         for index, (row, study) in enumerate(zip(batch, studies, strict=True)):
             full, adaptive = maps["full"][index], maps["adaptive"][index]

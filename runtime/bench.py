@@ -192,7 +192,7 @@ def _evidence_cost(timing: _Timing, config: BenchConfig) -> dict:
     checker, verdict, study, timings = timing.checker, timing.first, timing.study, timing.row
     studies = [(verdict.prompts[0].rendered, study.image, verdict.prompts[0].margin)]
     modes = {mode: EvidenceOptions(config.evidence_grid, config.evidence_fill, mode) for mode in ("full", "adaptive")}
-    runs = {mode: (lambda options=options: evidence_maps(checker.scorer, studies, options))
+    runs = {mode: (lambda options=options: evidence_maps(checker.scorer.margins, studies, options))
             for mode, options in modes.items()}
     taken = _interleaved_ms(runs, min(1, config.warmup), config.repeats)
     costs = {}

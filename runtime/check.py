@@ -22,7 +22,7 @@ from .answers import Answer, read_generated
 from .backends import BACKENDS, Scorer, ScoreRequest
 from .bank import Bank
 from .errors import InputError, OptionError, UnsupportedModelError
-from .evidence import EvidenceOptions, evidence_maps, study_sides
+from .evidence import CHUNK, EvidenceOptions, Margins, evidence_maps, study_sides
 from .images import Study
 from .kept import kept
 from .loading import Loaded
@@ -230,19 +230,23 @@ class Checker:
         total = round((time.perf_counter() - started) * 1000 / share, 3)
         return [replace(v, timing_ms={"total": total, **v.timing_ms}) for v in verdicts]
 
-    def draw_evidence(self, checked: Sequence[tuple[Study, Verdict]],
-                      options: EvidenceOptions | None = None) -> list[Verdict]:
+    def draw_evidence(self, checked: Sequence[tuple[Study, Verdict]], options: EvidenceOptions | None = None, *,
+                      margins: Margins | None = None, chunk: int = CHUNK) -> list[Verdict]:
         """Each verdict with prompt 0's occlusion map over its study (`options`: the checker's own by default),
         every study's copies scored together; its time goes into `timing_ms["evidence"]`. Apart from the check
-        so that a page can show the verdict while its map, many forwards more, is drawn."""
+        so that a page can show the verdict while its map, many forwards more, is drawn.
+
+        `margins` scores each `chunk` of filled copies (this checker's scorer by default): a server passes its
+        model thread's queue, which serves the checks asked meanwhile between the chunks."""
         options = options or self.options.evidence
         if options is None:
             raise OptionError("no evidence map options: give them, or check with --evidence")
         if self.scoring != "logits":
             raise OptionError(f"evidence maps need margins, and {self.loaded.name} answers in generate mode")
         started = time.perf_counter()
-        maps = evidence_maps(self.scorer, [(v.prompts[0].rendered, s.image, v.prompts[0].margin) for s, v in checked],
-                             options, [study_sides(s.facts) for s, _ in checked])
+        maps = evidence_maps(margins or self.scorer.margins,
+                             [(v.prompts[0].rendered, s.image, v.prompts[0].margin) for s, v in checked], options,
+                             [study_sides(s.facts) for s, _ in checked], chunk=chunk)
         ms = round((time.perf_counter() - started) * 1000 / (len(checked) or 1), 3)
         return [replace(v, evidence=m, timing_ms={**v.timing_ms, "evidence": ms})
                 for (_, v), m in zip(checked, maps, strict=True)]

@@ -8,7 +8,9 @@ receives (after DICOM windowing), x to the right and y down, [x0, y0, x1, y1) ha
 
 It is a map of what changes this model's answer, not a segmentation: a model that answers from a shortcut
 (a corner marker, the text alone) has its map there, or nowhere. Every copy is its own image, so no image
-prefix is shared between copies; they go to the backend's `margins` in chunks, which it batches.
+prefix is shared between copies; they go to the backend's `margins` in chunks, which it batches (a server
+sends each chunk through its model thread's queue, so that a check asked meanwhile waits for one chunk, not
+for the whole map).
 
 Two modes. `full` (the default) fills every cell of the grid: grid x grid forwards. `adaptive` fills coarse
 blocks of cells first (2 x 2 blocks of the image for an 8 x 8 grid), then splits only the REFINE_WIDTH blocks
@@ -27,14 +29,14 @@ must not change the reading): a map is flat when no cell moves the margin by FLA
 from __future__ import annotations
 
 import statistics
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageFilter
 
-from .backends import Scorer, ScoreRequest
+from .backends import ScoreRequest, ScoreResult
 from .errors import OptionError, StudyError, StudyNotFoundError
 from .images import Facts
 from .vocabulary import QUADRANTS
@@ -63,6 +65,8 @@ SUPPORT_SHARE = 0.5
 CHUNK = 32
 
 Box = tuple[int, int, int, int]
+#: how a chunk of filled copies is scored: a backend's `margins`, or a server's queue in front of it
+Margins = Callable[[Sequence[ScoreRequest]], list[ScoreResult]]
 #: the patient's side ('R' or 'L') at the image's left edge and at its right edge
 Sides = tuple[str, str]
 
@@ -148,11 +152,11 @@ def first_level(options: EvidenceOptions) -> list[Block]:
     return [Block(r, c, size) for r in range(0, options.grid, size) for c in range(0, options.grid, size)]
 
 
-def evidence_maps(scorer: Scorer, studies: Sequence[tuple[str, Image.Image, float]],
-                  options: EvidenceOptions, sides: Sequence[Sides | None] | None = None) -> list[dict]:
-    """One map per (rendered prompt 0, study image, its margin m0); every copy scored through `margins`,
-    each level's copies of every study together. `sides`, one per study (`study_sides`), lets a reading name
-    the patient's zones where a header says which side is which."""
+def evidence_maps(margins: Margins, studies: Sequence[tuple[str, Image.Image, float]], options: EvidenceOptions,
+                  sides: Sequence[Sides | None] | None = None, *, chunk: int = CHUNK) -> list[dict]:
+    """One map per (rendered prompt 0, study image, its margin m0); every copy scored through `margins`, each
+    level's copies of every study together, `chunk` copies a call. `sides`, one per study (`study_sides`), lets
+    a reading name the patient's zones where a header says which side is which."""
     grid = options.grid
     boxes = [cell_boxes(image.width, image.height, grid) for _, image, _ in studies]
     sources = [fill_source(image, options.fill, grid) for _, image, _ in studies]
@@ -161,7 +165,7 @@ def evidence_maps(scorer: Scorer, studies: Sequence[tuple[str, Image.Image, floa
     level = [(index, block) for index in range(len(studies)) for block in first_level(options)]
     while level:
         copies = [(studies[i][0], studies[i][1], block.box(boxes[i], grid), sources[i]) for i, block in level]
-        deltas = [studies[i][2] - m for (i, _), m in zip(level, _margins(scorer, copies), strict=True)]
+        deltas = [studies[i][2] - m for (i, _), m in zip(level, _scored(margins, copies, chunk), strict=True)]
         for (index, block), delta in zip(level, deltas, strict=True):
             forwards[index] += 1
             filled[index].update((cell, (delta, block)) for cell in block.cells(grid))
@@ -174,14 +178,14 @@ def evidence_maps(scorer: Scorer, studies: Sequence[tuple[str, Image.Image, floa
     return maps
 
 
-def _margins(scorer: Scorer, copies: list[tuple[str, Image.Image, Box, Image.Image]]) -> list[float]:
-    """prompt 0's margin on each filled copy, CHUNK copies in memory at a time."""
-    margins: list[float] = []
-    for start in range(0, len(copies), CHUNK):
+def _scored(margins: Margins, copies: list[tuple[str, Image.Image, Box, Image.Image]], chunk: int) -> list[float]:
+    """prompt 0's margin on each filled copy, `chunk` copies in memory (and in one call) at a time."""
+    scored: list[float] = []
+    for start in range(0, len(copies), chunk):
         requests = [ScoreRequest(rendered, occluded(image, box, source))
-                    for rendered, image, box, source in copies[start : start + CHUNK]]
-        margins += [r.margin for r in scorer.margins(requests)]
-    return margins
+                    for rendered, image, box, source in copies[start : start + chunk]]
+        scored += [r.margin for r in margins(requests)]
+    return scored
 
 
 def _to_refine(level: list[tuple[int, Block]], deltas: list[float], m0s: list[float],

@@ -12,17 +12,20 @@ import io
 import json
 import re
 import sqlite3
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
+import gradio as gr
 import pydicom
 import pytest
 
 from quadrant.audit import AuditLog
 from quadrant.app.render import (NOT_FOR_DIAGNOSIS, SOURCE_NOTES, banner_html, error_html, phrasings_html, report_html,
                                  verdict_html)
-from quadrant.app.service import CheckService
+from quadrant.app.service import CheckService, MapDropped
 from quadrant.app.studyinfo import dicom_facts
 from quadrant.bank import load_bank
 from quadrant import vocabulary
@@ -224,6 +227,118 @@ def test_a_map_drawn_after_its_verdict_is_audited_in_a_row_naming_the_checks(dem
     rows = list(csv.DictReader(io.StringIO(log.to_csv())))
     assert [json.loads(row["evidence"]) for row in rows] == [mapped.verdict.evidence, api["evidence"]]
     log.close()
+
+
+@contextmanager
+def _forwards(module):
+    """Counts `module`'s forwards while inside; `on_first` (set by the caller) runs in the first one."""
+    seen = {"count": 0, "on_first": None}
+
+    def hook(*_):
+        seen["count"] += 1
+        if seen["count"] == 1 and seen["on_first"] is not None:
+            seen["on_first"]()
+
+    handle = module.register_forward_pre_hook(hook)
+    try:
+        yield seen
+    finally:
+        handle.remove()
+
+
+def test_a_check_asked_while_a_map_is_drawn_waits_for_a_chunk_not_the_map(demo_checker):
+    """A map goes to the model max_batch filled copies at a time, through the queue the checks use: a check
+    asked while the map's first chunk is scored is answered while the map still has chunks to score, and the
+    map is the one drawn in a single call."""
+    service = CheckService({"demo": demo_checker}, None, max_batch=8, evidence_options=EvidenceOptions(8)).start()
+    other: dict = {}
+
+    def ask_another():  # from inside the map's first forward: queued once the model is busy with the map
+        def check():
+            other["verdict"] = service.check_upload(SAMPLES / "normal.png", "Is there cardiomegaly?").verdict
+            other["forwards"] = seen["count"]
+        thread = threading.Thread(target=check)
+        thread.start()
+        deadline = time.monotonic() + 30
+        while not service.batcher.waiting() and time.monotonic() < deadline:
+            time.sleep(0.005)
+        other["thread"] = thread
+
+    try:
+        checked = service.check_upload(SAMPLES / "nodule.png", "Is there a lung nodule?")
+        with _forwards(demo_checker.loaded.model) as seen:
+            seen["on_first"] = ask_another
+            mapped = service.draw_map(checked)
+        other["thread"].join()
+    finally:
+        service.stop()
+    assert other["verdict"].question == "Is there cardiomegaly?"
+    assert other["forwards"] < seen["count"]  # the map's later chunks came after the check was answered
+    (alone,) = demo_checker.draw_evidence([(checked.study, checked.verdict)], EvidenceOptions(8))
+    assert [c["delta"] for c in mapped.verdict.evidence["cells"]] == pytest.approx(
+        [c["delta"] for c in alone.evidence["cells"]], abs=1e-5)
+
+
+def test_a_map_nobody_waits_for_stops_at_its_next_chunk(demo_checker, tmp_path):
+    """The page asks, before each of the map's chunks, whether its verdict is still shown: cleared after two
+    chunks, the map stops there (a quarter of a whole map's forwards, in chunks of 8 of 64), and no map is
+    audited."""
+    path = tmp_path / "audit.sqlite"
+    service = CheckService({"demo": demo_checker}, AuditLog(path).open(), max_batch=8,
+                           evidence_options=EvidenceOptions(8)).start()
+    asked = []
+
+    def still_wanted() -> bool:
+        asked.append(True)
+        return len(asked) <= 2
+
+    try:
+        checked = service.check_upload(SAMPLES / "nodule.png", "Is there a lung nodule?")
+        with _forwards(demo_checker.loaded.model) as whole:
+            service.draw_map(checked)
+        with _forwards(demo_checker.loaded.model) as dropped, pytest.raises(MapDropped):
+            service.draw_map(checked, still_wanted)
+    finally:
+        service.stop()
+    assert len(asked) == 3 and dropped["count"] * 4 == whole["count"] > 0
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT COUNT(*) FROM evidence").fetchone()[0] == 1  # the whole map's alone
+
+
+def test_a_cleared_verdicts_map_stops_and_another_pages_does_not(demo_checker, tmp_path):
+    """The page's wiring: the verdict is shown while its map is drawn; a change that clears that page's verdict
+    stops its map (the check's generator ends with nothing more to show), while a clear on another page does
+    not touch it."""
+    from quadrant.app.check_tab import _Handlers
+    from quadrant.app.downloads import DownloadFolders
+
+    uploads = tmp_path / "uploads"
+    uploads.mkdir()
+    (uploads / "nodule.png").write_bytes((SAMPLES / "nodule.png").read_bytes())
+    service = CheckService({"demo": demo_checker}, AuditLog(tmp_path / "audit.sqlite").open(),
+                           upload_dir=uploads, evidence_options=EvidenceOptions(8)).start()
+    handlers = _Handlers(service, DownloadFolders(tmp_path / "downloads"), lambda request: None, lambda path: None)
+    page, elsewhere = gr.Request(session_hash="page"), gr.Request(session_hash="elsewhere")
+
+    def run():
+        return handlers.run(str(uploads / "nodule.png"), "Is there a lung nodule?", "", "", "demo", "", None, True,
+                            None, page)
+
+    try:
+        shown = run()
+        first = next(shown)[0]
+        assert 'data-map="drawing"' in first and "quadrant-banner" in first and "The map is being drawn" in first
+        handlers.cleared("the question or its phrasings changed")(elsewhere)
+        assert "q-evidence-map" in next(shown)[0]  # another page's clear: this map is drawn
+        again = run()
+        next(again)
+        handlers.cleared("the question or its phrasings changed")(page)
+        assert list(again) == []  # this page's clear: the map stops, nothing more is shown
+    finally:
+        service.stop()
+    with sqlite3.connect(tmp_path / "audit.sqlite") as db:
+        assert db.execute("SELECT COUNT(*) FROM checks").fetchone()[0] == 2
+        assert db.execute("SELECT COUNT(*) FROM evidence").fetchone()[0] == 1
 
 
 def test_an_audit_file_from_before_maps_had_rows_gains_their_table(tmp_path):
