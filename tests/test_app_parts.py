@@ -279,6 +279,16 @@ def test_a_check_asked_while_a_map_is_drawn_waits_for_a_chunk_not_the_map(demo_c
         [c["delta"] for c in alone.evidence["cells"]], abs=1e-5)
 
 
+def test_the_map_wait_tool_times_a_check_beside_a_map_both_ways(capsys):
+    """`python -m quadrant.models.measure_map_wait`: one line per way of sending the map, with its figures."""
+    from quadrant.models.measure_map_wait import main
+
+    main(["--rounds", "1"])
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert [line.split(":")[0] for line in lines] == ["chunks of 8", "the map as one job"]
+    assert all(re.search(r"took \d+ ms \(median of 1\), the map \d+\.\d\d s$", line) for line in lines), lines
+
+
 def test_a_map_nobody_waits_for_stops_at_its_next_chunk(demo_checker, tmp_path):
     """The page asks, before each of the map's chunks, whether its verdict is still shown: cleared after two
     chunks, the map stops there (a quarter of a whole map's forwards, in chunks of 8 of 64), and no map is
