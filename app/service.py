@@ -298,11 +298,11 @@ class CheckService:
         for checker in self.checkers.values():
             checker.prepare()
 
-    def _handle(self, jobs: Sequence[_Job | _Map | _Warm]) -> list[Verdict | BaseException | None]:
+    def _handle(self, jobs: Sequence[_Job | _Margins | _Warm]) -> list[object]:
         """Score every check of one checker in one call; a job that cannot be checked gets its error instead.
         Maps' filled copies come after the checks, each model's in one call; warm-ups come last, and are dropped
         while anything else is queued."""
-        results: list[Verdict | BaseException | None] = [None] * len(jobs)
+        results: list[object] = [None] * len(jobs)  # a verdict, a chunk's margins, or an error
         groups: dict[int, tuple[Checker, list[int]]] = {}
         copies: dict[str, list[int]] = {}
         warms = [job for job in jobs if isinstance(job, _Warm)]

@@ -178,13 +178,6 @@ def decided_by(verdict: Verdict) -> str:
             f"{threshold:.0%} this rule asks of an image that moved the answer.")
 
 
-def without_image(verdict: Verdict) -> str:
-    """What the model answers with no image at all (the text-only pass), stated as a fact, not as a cause."""
-    t = verdict.text_only
-    chance = "" if t.p_yes is None else f" (chance of \u201cyes\u201d {t.p_yes:.2f})"
-    return f"Asked {asked(t)}, the model answers \u201c{t.answer}\u201d{chance}."
-
-
 def advice(verdict: Verdict) -> str:
     if not verdict.in_scope:
         return OUT_OF_SCOPE_ADVICE

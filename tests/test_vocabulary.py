@@ -90,12 +90,6 @@ def test_the_flip_rule_names_the_pass_without_the_image(checkers):
     assert vocabulary.NO_CAVEAT not in vocabulary.meaning(v)
 
 
-def test_the_text_only_answer_is_a_fact_of_its_own(verdicts):
-    v = verdicts["dangerous-no"]
-    assert vocabulary.without_image(v) == (f"Asked with no image at all, the model answers \u201c{v.text_only.answer}"
-                                           f"\u201d (chance of \u201cyes\u201d {v.text_only.p_yes:.2f}).")
-
-
 def test_a_study_out_of_scope_is_never_a_plain_or_green_quadrant(checkers):
     from pydicom.data import get_testdata_file
 
