@@ -351,6 +351,34 @@ def test_a_cleared_verdicts_map_stops_and_another_pages_does_not(demo_checker, t
         assert db.execute("SELECT COUNT(*) FROM evidence").fetchone()[0] == 1
 
 
+def test_a_map_that_cannot_be_drawn_says_so_and_the_verdict_stands(demo_checker, tmp_path):
+    """A model answering in generate mode has no margins to map: the page still shows its verdict, with the
+    reason in the map's place, and offers the report and the verdict's download; no map is audited."""
+    from quadrant.app.check_tab import _Handlers
+    from quadrant.app.downloads import DownloadFolders
+
+    uploads = tmp_path / "uploads"
+    uploads.mkdir()
+    (uploads / "nodule.png").write_bytes((SAMPLES / "nodule.png").read_bytes())
+    generating = Checker(demo_checker.loaded, options=CheckOptions(scoring="generate", k=2))
+    service = CheckService({"demo": generating}, AuditLog(tmp_path / "audit.sqlite").open(), upload_dir=uploads).start()
+    handlers = _Handlers(service, DownloadFolders(tmp_path / "downloads"), lambda request: None, lambda path: None)
+    try:
+        shown = list(handlers.run(str(uploads / "nodule.png"), "Is there a lung nodule?", "", "", "demo", "", None,
+                                  True, None, gr.Request(session_hash="page")))
+    finally:
+        service.stop()
+    assert len(shown) == 2 and 'data-map="drawing"' in shown[0][0]
+    panel, printed, report, download = shown[1][:4]
+    assert "quadrant-banner" in panel and "q-evidence-map" not in panel
+    assert "The map could not be drawn (evidence maps need margins" in html.unescape(panel)
+    assert "The verdict above stands." in panel
+    assert printed.visible and report.visible and download.visible
+    with sqlite3.connect(tmp_path / "audit.sqlite") as db:
+        assert db.execute("SELECT COUNT(*) FROM checks").fetchone()[0] == 1
+        assert db.execute("SELECT COUNT(*) FROM evidence").fetchone()[0] == 0
+
+
 def test_an_audit_file_from_before_maps_had_rows_gains_their_table(tmp_path):
     """A file written before the `evidence` table existed opens, keeps its rows and takes maps; its checks
     export with an empty map."""
