@@ -65,7 +65,7 @@ class TorchSteps(ForwardSteps):
         inputs = dict(tokens)
         for key in images[0]:
             inputs[key] = torch.cat([i[key] for i in images])
-        return Prefix(inputs, self.model(**inputs, use_cache=True, logits_to_keep=1).past_key_values)
+        return Prefix(inputs, self.model(**inputs, use_cache=True, logits_to_keep=1).cache)
 
     @torch.inference_mode()
     def run_suffixes(self, prefix: Prefix, laid: PackedBatch) -> list[float]:
