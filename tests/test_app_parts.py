@@ -193,6 +193,9 @@ def test_the_apps_evidence_settings_shape_every_map_it_draws(demo_checker):
     finally:
         drawn.stop()
         by_default.stop()
+    mapping = Checker(demo_checker.loaded, options=CheckOptions(evidence=EvidenceOptions(2)))
+    with pytest.raises(ValueError, match="check without maps"):  # a map in every check would bypass draw_map
+        CheckService({"demo": mapping}, None)
 
 
 def test_a_map_drawn_after_its_verdict_is_audited_in_a_row_naming_the_checks(demo_checker, tmp_path):
