@@ -141,8 +141,8 @@ class Checker:
         self.max_new_tokens = options.max_new_tokens or loaded.generation.max_new_tokens
         if self.scoring == "logits" and loaded.answer_tokens is None:
             raise UnsupportedModelError(loaded.answer_tokens_problem or "no single-token yes/no answers")
-        if options.evidence is not None and self.scoring != "logits":
-            raise OptionError(f"evidence maps need margins, and {loaded.name} answers in generate mode")
+        if options.evidence is not None:
+            self._require_margins()
         self.scorer: Scorer = scorer or BACKENDS.get(self.backend)(loaded)
         self._references: OrderedDict[tuple[str, int, int], Image.Image] = OrderedDict()
         self._rendered: OrderedDict[tuple[str, bool], str] = OrderedDict()
@@ -241,8 +241,7 @@ class Checker:
         options = options or self.options.evidence
         if options is None:
             raise OptionError("no evidence map options: give them, or check with --evidence")
-        if self.scoring != "logits":
-            raise OptionError(f"evidence maps need margins, and {self.loaded.name} answers in generate mode")
+        self._require_margins()
         started = time.perf_counter()
         maps = evidence_maps(margins or self.scorer.margins,
                              [(v.prompts[0].rendered, s.image, v.prompts[0].margin) for s, v in checked], options,
@@ -250,6 +249,11 @@ class Checker:
         ms = round((time.perf_counter() - started) * 1000 / (len(checked) or 1), 3)
         return [replace(v, evidence=m, timing_ms={**v.timing_ms, "evidence": ms})
                 for (_, v), m in zip(checked, maps, strict=True)]
+
+    def _require_margins(self) -> None:
+        """An evidence map is made of margins, which a model answering in generate mode does not give."""
+        if self.scoring != "logits":
+            raise OptionError(f"evidence maps need margins, and {self.loaded.name} answers in generate mode")
 
     # -- preprocess ----------------------------------------------------------------------------------
 
