@@ -23,6 +23,7 @@ import pytest
 from PIL import Image
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
+from quadrant.images.dicom import grayscale_values
 from test_app_parts import identified_dicom
 import test_app_server
 from test_app_server import ARTIFACTS, PASSWORD, SAMPLES, USER
@@ -453,6 +454,11 @@ def test_the_study_view_zooms_and_windows_a_dicom(app, tmp_path):
     as_seen = app.evaluate(mean)
     viewer.locator("select").select_option(label="Auto contrast")
     assert abs(app.evaluate(mean) - as_seen) > 5  # the values windowed anew, not the model's 8-bit picture
+    # the full range drawn from the values the page sent is the full range of the file's own values
+    viewer.locator("select").select_option(label="Full range")
+    gray = grayscale_values((SAMPLES / "cardiomegaly-dicom.dcm").read_bytes())
+    spread = (gray.values - gray.values.min()) / (gray.values.max() - gray.values.min()) * 255
+    assert abs(app.evaluate(mean) - float((255 - spread if gray.monochrome1 else spread).mean())) < 0.5
     readout = viewer.locator(".q-wl-readout").inner_text()
     box = viewer.locator("canvas").bounding_box()
     app.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)

@@ -388,6 +388,26 @@ def test_the_display_table_gives_every_pixel_what_the_chain_gives_it():
     assert np.array_equal(_display_grayscale(floats, ds), _display_chain(floats, ds))
 
 
+def test_the_viewers_values_are_the_modality_lut_of_every_pixel():
+    """A viewer's values go through the modality LUT or rescale once per stored value, as a table: the same
+    float32 values as pydicom's LUT applied to every pixel, on every kind of file."""
+    from pydicom.pixels import apply_modality_lut
+
+    from quadrant.images.dicom import _decode_frame, grayscale_values
+
+    checked = 0
+    for name, ds in _display_variants():
+        frame, _ = _decode_frame(ds, 0, name)
+        if frame.ndim != 2:
+            continue
+        buffer = io.BytesIO()
+        ds.save_as(buffer)
+        gray = grayscale_values(buffer.getvalue(), name)
+        assert np.array_equal(gray.values, np.asarray(apply_modality_lut(frame, ds), dtype=np.float32)), name
+        checked += 1
+    assert checked >= 30
+
+
 def test_synthetic_monochrome1_is_the_inverse_of_monochrome2(tmp_path):
     raw = np.tile(np.linspace(1000, 3000, 50).astype(np.uint16), (3, 1))
     two = pixels(load_study(write_dicom(tmp_path / "m2.dcm", raw, "MONOCHROME2")))
