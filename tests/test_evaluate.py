@@ -180,7 +180,7 @@ def test_check_each_sets_a_bad_request_aside_and_scores_the_rest_once(tiny_model
     outcomes = checker.check_each([good[0], bad, good[1]])
     assert prepared == [good[0], bad, good[1]]
     assert isinstance(outcomes[1], InputError) and "got an instruction, 'describe'" in str(outcomes[1])
-    expected = checker.check_many(good)
+    expected = Checker(checker.loaded, "torch").check_many(good)  # nothing kept from the first call
     for outcome, verdict in zip((outcomes[0], outcomes[2]), expected):
         assert [p.margin for p in outcome.prompts] == [p.margin for p in verdict.prompts]
         assert outcome.quadrant == verdict.quadrant

@@ -105,6 +105,25 @@ def test_a_prefix_pass_stays_within_the_runtimes_token_bound(tiny_model, studies
         assert max(abs(x.margin - y.margin) for x, y in zip(a.prompts, b.prompts, strict=True)) < TOLERANCE
 
 
+def test_a_text_only_prompt_is_scored_once_per_model(tiny_model, studies):
+    """With no image a margin depends on the prompt alone: a batch of studies asking one question scores its
+    text-only prompt once, and later checks asking it again take that margin without scoring it; every one the
+    naive way's."""
+    loaded = load_model(ModelSpec(model=tiny_model("llava")))
+    fast, naive = Checker(loaded, "torch").prepare(), Checker(loaded, "torch-naive").prepare()
+    scored: list[int] = []  # text-only prompts tokenized for a suffix pass, call by call
+    tokenize = fast.scorer._tokenize_text_only
+    fast.scorer._tokenize_text_only = lambda requests, indices: scored.append(len(indices)) or tokenize(requests, indices)
+    question = "Is there a pleural effusion?"
+    verdicts = fast.check_many([CheckRequest(study, question) for study in studies])
+    verdicts += [fast.check(studies[1], question), fast.check(studies[2], "Is there a pneumothorax?")]
+    assert [n for n in scored if n] == [1, 1]  # the second question's prompt is new
+    assert "margin-kept" in verdicts[3].timing_ms["path"]
+    for verdict, study in zip(verdicts, [*studies, studies[1], studies[2]], strict=True):
+        expected = naive.check(study, verdict.question).text_only.margin
+        assert abs(verdict.text_only.margin - expected) < TOLERANCE
+
+
 @pytest.mark.parametrize("family", ALL_FAMILIES)
 @pytest.mark.parametrize("backend", ["torch", "torch-naive"])
 def test_the_head_runs_only_where_answers_are_read(family, backend, tiny_model, studies):

@@ -143,16 +143,16 @@ def test_studies_preprocessed_per_row_give_the_same_margins(exported, monkeypatc
     requests = _requests(loaded)
     once = scorer.margins(requests)
     monkeypatch.setattr(loaded.family, "encode_one_image", lambda *args: None)
-    per_row = scorer.margins(requests)
+    per_row = BACKENDS.get("onnx")(loaded).margins(requests)  # a scorer of its own: nothing kept from the first
     assert [r.path for r in per_row] == [r.path for r in once]
     assert max(abs(a.margin - b.margin) for a, b in zip(per_row, once)) < 1e-5
 
 
 def test_a_study_keeps_its_prefix_on_the_graphs_for_the_next_question(exported, monkeypatch):
     """A study named by its picture keeps its prefix on ONNX Runtime too: the next call asking about the same
-    picture (other prompts, in another order, with a text-only prompt riding along) makes no prefix pass and
-    gives the margins the first call gave. The suffix pass reads the kept past key/values and must not change
-    them."""
+    picture (other prompts, in another order, with the text-only prompt asked again, whose margin is kept too)
+    makes no prefix pass and gives the margins the first call gave. The suffix pass reads the kept past
+    key/values and must not change them."""
     _, _, out, _ = exported("llava")
     loaded = load_model(ModelSpec(model=out))
     scorer = BACKENDS.get("onnx")(loaded)
@@ -168,7 +168,7 @@ def test_a_study_keeps_its_prefix_on_the_graphs_for_the_next_question(exported, 
     monkeypatch.setattr(scorer.steps, "run_prefix", lambda *args: passes.append(args) or run_prefix(*args))
     for order in ([2, 0, 3], [1, 3]):
         again = scorer.margins([study[i] for i in order])
-        assert passes == [] and {r.path for r in again} == {"prefix-reused", "packed"}
+        assert passes == [] and {r.path for r in again} == {"prefix-reused", "margin-kept"}
         assert max(abs(a.margin - first[i].margin) for a, i in zip(again, order)) < 1e-5
 
 

@@ -98,9 +98,11 @@ def test_a_reused_reference_prefix_stays_exact_check_after_check(family, tiny_mo
         Image.fromarray(rng.integers(0, 256, (144, 64), dtype=np.uint8)).convert("RGB").save(path)  # gray: in scope
         paths.append(str(path))
     kinds = []
+    passes = reference_passes(checker.scorer)
     for path in paths + paths[:1]:
+        before = len(passes)
         verdict = checker.check(load_study(path), "Is there a pleural effusion?").to_json()
-        kinds.append("margin-kept" if "margin-kept" in verdict["timing_ms"]["path"] else "prefix-reused")
+        kinds.append("prefix-reused" if len(passes) > before else "margin-kept")
         yes, no = verdict["model"]["answer_tokens"]["yes"], verdict["model"]["answer_tokens"]["no"]
         image = Image.open(path).convert("RGB")
         reference = verdict["content_free"]
@@ -113,6 +115,19 @@ def test_a_reused_reference_prefix_stays_exact_check_after_check(family, tiny_mo
         assert len(checker.scorer._reused) == 2  # the two sizes are split into different tiles
     verdict = checker.check(load_study(paths[1]), "Is there a pneumothorax?").to_json()
     assert "prefix-reused" in verdict["timing_ms"]["path"]  # a new question: the kept prefix, a suffix pass
+
+
+def reference_passes(scorer) -> list:
+    """A list that grows by one at each suffix pass the scorer runs for a content-free reference."""
+    passes = []
+    run = scorer._reused_suffix_margins
+
+    def counted(*args, **kwargs):
+        passes.append(1)
+        return run(*args, **kwargs)
+
+    scorer._reused_suffix_margins = counted
+    return passes
 
 
 def test_references_of_other_content_share_no_prefix_on_one_scorer(tiny_model, tmp_path):

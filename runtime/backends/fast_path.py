@@ -51,7 +51,7 @@ HALF_PRECISION_TOLERANCE = 5e-2
 PREFIX = "prefix-shared"
 PACKED = "packed"  # a text-only prompt scored inside the suffix pass, attending to itself alone
 REUSED = "prefix-reused"  # a content-free reference or a study whose prefix was computed in an earlier call
-KEPT = "margin-kept"  # a content-free reference asked the same prompt before: its margin, without a forward
+KEPT = "margin-kept"  # a prompt asked of the same content-free reference, or with no image, before: its margin
 BATCHED = "batched"
 #: prefixes of content-free reference images kept per model (one per image size where the family resizes
 #: dynamically; a fixed-size family needs one per mode)
@@ -65,7 +65,7 @@ STUDY_PREFIXES = 4
 #: without grouped-query attention (LLaVA-1.5) holds 0.3 GB a prefix, so the counts alone could keep gigabytes
 #: on a workstation GPU beside the weights
 KEPT_BYTES = 2**30
-KEPT_MARGINS = 1024  # content-free references' margins kept (a float per prompt)
+KEPT_MARGINS = 1024  # content-free references' and text-only prompts' margins kept (a float per prompt)
 
 
 @dataclass
@@ -164,13 +164,15 @@ class FastPathScorer(StepsScorer):
         self._reused_studies: OrderedDict[tuple, Study] = OrderedDict()  # (reuse key, prompts) -> tokenized
         self._reference_content: OrderedDict[str, str] = OrderedDict()  # reuse key -> its image tensors' hash
         self._kept_margins: OrderedDict[tuple, list[float]] = OrderedDict()  # (image content, token ids) -> margins
+        self._text_only_margins: OrderedDict[str, float] = OrderedDict()  # rendered prompt -> margin
         self._study_prefixes: OrderedDict[tuple, Prefix] = OrderedDict()  # (study key, prefix ids) -> prefix pass
         self._read_images: OrderedDict[str, ReadImage | None] = OrderedDict()  # study key -> the processor's read
 
     def margins(self, requests: Sequence[ScoreRequest]) -> list[ScoreResult]:
         results: list[ScoreResult | None] = [None] * len(requests)
         groups = group_by_image(requests)
-        text_only = groups.pop(None, [])
+        asked_text_only = groups.pop(None, [])
+        text_only = self._text_only_to_score(requests, asked_text_only, results)
         use_prefix = self.prefix_ok()
         chunks = [chunk for indices in groups.values() for chunk in _chunks(indices, self.max_batch)]
         references, own = [], []
@@ -201,7 +203,34 @@ class FastPathScorer(StepsScorer):
             indices = [i for s in batch for i in s.indices] + [i for i, _ in share]
             for index, margin, path in zip(indices, margins, paths, strict=True):
                 results[index] = ScoreResult(margin=margin, path=path)
+        self._keep_text_only(requests, asked_text_only, text_only, results)
         return results
+
+    def _text_only_to_score(self, requests: Sequence[ScoreRequest], indices: list[int],
+                            results: list[ScoreResult | None]) -> list[int]:
+        """The text-only prompts to score: one of each prompt whose margin is not kept; the kept ones answered
+        now. With no image a margin depends on nothing but the prompt, so a question asked again (one finding
+        across a dataset, or of every study a node receives) takes it from the first computation, and a batch
+        of studies asking the same question scores it once."""
+        first: dict[str, int] = {}
+        for index in indices:
+            text = requests[index].rendered
+            if text in self._text_only_margins:
+                self._text_only_margins.move_to_end(text)
+                results[index] = ScoreResult(margin=self._text_only_margins[text], path=KEPT)
+            else:
+                first.setdefault(text, index)
+        return list(first.values())
+
+    def _keep_text_only(self, requests: Sequence[ScoreRequest], asked: list[int], scored: list[int],
+                        results: list[ScoreResult | None]) -> None:
+        """Keep the margins just scored, and give the other requests for the same prompts theirs."""
+        fresh = {requests[index].rendered: results[index] for index in scored}
+        for text, result in fresh.items():
+            kept(self._text_only_margins, text, lambda margin=result.margin: margin, KEPT_MARGINS)
+        for index in asked:
+            if results[index] is None:
+                results[index] = ScoreResult(margin=fresh[requests[index].rendered].margin, path=KEPT)
 
     def warm(self, requests: Sequence[ScoreRequest]) -> None:
         """Each named study's prefix, and each content-free reference's, computed and kept (the image and the
