@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     timings = [(f"naive (each of {result['prompts']} prompts its own forward):", result["naive_ms"]),
                ("one with-image forward of one prompt:", result["one_forward_ms"]),
                (f"Quadrant full check, a new question ({result['path']}):", result["quadrant_ms"]),
-               ("Quadrant full check, a question asked before (reference margin kept):", result["quadrant_repeat_ms"]),
+               ("Quadrant full check, a question asked before (reference and text-only margins kept):", result["quadrant_repeat_ms"]),
                ("Quadrant full check, a study asked about before (its prefix kept):", result["quadrant_followup_ms"])]
     width = max(len(label) for label, _ in timings)
     for label, ms in timings:
