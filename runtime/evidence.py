@@ -109,10 +109,11 @@ def fill_source(image: Image.Image, fill: str, grid: int) -> Image.Image:
     return image.filter(ImageFilter.GaussianBlur(radius))
 
 
-def occluded(image: Image.Image, box: Box, source: Image.Image) -> Image.Image:
-    """A copy of the study with `box` taken from `source`."""
-    copy = image.copy()
-    copy.paste(source.crop(box), box[:2])
+def occluded(pixels: np.ndarray, box: Box, source: np.ndarray) -> np.ndarray:
+    """A copy of the study's pixels with `box` taken from `source`'s."""
+    x0, y0, x1, y1 = box
+    copy = pixels.copy()
+    copy[y0:y1, x0:x1] = source[y0:y1, x0:x1]
     return copy
 
 
@@ -159,12 +160,13 @@ def evidence_maps(margins: Margins, studies: Sequence[tuple[str, Image.Image, fl
     a reading name the patient's zones where a header says which side is which."""
     grid = options.grid
     boxes = [cell_boxes(image.width, image.height, grid) for _, image, _ in studies]
-    sources = [fill_source(image, options.fill, grid) for _, image, _ in studies]
+    pixels = [np.asarray(image) for _, image, _ in studies]
+    sources = [np.asarray(fill_source(image, options.fill, grid)) for _, image, _ in studies]
     filled: list[dict[int, tuple[float, Block]]] = [{} for _ in studies]  # cell -> (delta, smallest block)
     forwards = [0] * len(studies)
     level = [(index, block) for index in range(len(studies)) for block in first_level(options)]
     while level:
-        copies = [(studies[i][0], studies[i][1], block.box(boxes[i], grid), sources[i]) for i, block in level]
+        copies = [(studies[i][0], pixels[i], block.box(boxes[i], grid), sources[i]) for i, block in level]
         deltas = [studies[i][2] - m for (i, _), m in zip(level, _scored(margins, copies, chunk), strict=True)]
         for (index, block), delta in zip(level, deltas, strict=True):
             forwards[index] += 1
@@ -178,7 +180,7 @@ def evidence_maps(margins: Margins, studies: Sequence[tuple[str, Image.Image, fl
     return maps
 
 
-def _scored(margins: Margins, copies: list[tuple[str, Image.Image, Box, Image.Image]], chunk: int) -> list[float]:
+def _scored(margins: Margins, copies: list[tuple[str, np.ndarray, Box, np.ndarray]], chunk: int) -> list[float]:
     """prompt 0's margin on each filled copy, `chunk` copies in memory (and in one call) at a time."""
     scored: list[float] = []
     for start in range(0, len(copies), chunk):

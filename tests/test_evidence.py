@@ -12,6 +12,8 @@ import torch
 from PIL import Image
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
+from conftest import ALL_FAMILIES, LATER_FAMILIES
+from plain_forward import PlainForward
 from quadrant.check import Checker, CheckOptions
 from quadrant.cli.main import main
 from quadrant.errors import OptionError, StudyError
@@ -91,6 +93,26 @@ def test_each_delta_is_a_plain_forward_on_a_copy_filled_by_hand(demo, plain):
     assert moved >= 3  # the check is not vacuous: filling cells really moves this model's margin
 
 
+@pytest.mark.parametrize("family", ALL_FAMILIES + LATER_FAMILIES)
+def test_every_familys_map_is_plain_forwards_on_copies_filled_by_hand(family, tiny_model, study_png):
+    """A map's filled copies go to the processor as pixel arrays and the study as a PIL image: every family's
+    processor must read the two alike, so each cell is the delta of plain forwards on a PIL copy filled by hand."""
+    directory = tiny_model(family)
+    options = CheckOptions(k=2, evidence=EvidenceOptions(grid=2), ablation="blank" if family == "paligemma" else None)
+    study = load_study(study_png)
+    verdict = Checker(load_model(ModelSpec(model=directory, device="cpu")), "torch", options).check(study, QUESTION)
+    oracle = PlainForward(directory)
+    rendered, tokens = verdict.prompts[0].rendered, verdict.model["answer_tokens"]
+    m0 = oracle.margin(rendered, study.image, tokens["yes"], tokens["no"])
+    source = fill_source(study.image, "blur", 2)
+    assert max(abs(cell["delta"]) for cell in verdict.evidence["cells"]) > 1e-3  # the fills move this model
+    for cell in verdict.evidence["cells"]:
+        box = tuple(cell["box"])
+        copy = study.image.copy()
+        copy.paste(source.crop(box), box[:2])
+        assert cell["delta"] == pytest.approx(m0 - oracle.margin(rendered, copy, tokens["yes"], tokens["no"]), abs=1e-4)
+
+
 def test_the_adaptive_map_refines_the_strongest_block_and_marks_the_rest(demo, plain):
     study = load_study(SAMPLE)
     options = EvidenceOptions(grid=4, fill="gray", mode="adaptive")  # 2 x 2 blocks of 2 x 2 cells, then cells
@@ -142,14 +164,15 @@ def test_the_boxes_tile_the_study_exactly_in_its_own_pixels():
 def test_fills_gray_is_exact_and_blur_keeps_the_region_brightness():
     rng = np.random.default_rng(0)
     image = Image.fromarray(rng.integers(0, 256, (40, 60, 3), dtype=np.uint8))
+    pixels = np.asarray(image)
     box = (15, 10, 30, 20)
-    gray = np.asarray(occluded(image, box, fill_source(image, "gray", 4)))
+    gray = occluded(pixels, box, np.asarray(fill_source(image, "gray", 4)))
     assert (gray[10:20, 15:30] == GRAY).all()
     outside = np.ones(gray.shape[:2], bool)
     outside[10:20, 15:30] = False
-    assert (gray[outside] == np.asarray(image)[outside]).all()
-    blurred = np.asarray(occluded(image, box, fill_source(image, "blur", 4))).astype(float)
-    assert blurred[10:20, 15:30].std() < 0.25 * np.asarray(image)[10:20, 15:30].std()
+    assert (gray[outside] == pixels[outside]).all()
+    blurred = occluded(pixels, box, np.asarray(fill_source(image, "blur", 4))).astype(float)
+    assert blurred[10:20, 15:30].std() < 0.25 * pixels[10:20, 15:30].std()
     with pytest.raises(OptionError, match="fill"):
         EvidenceOptions(fill="black")
     with pytest.raises(OptionError, match="grid"):

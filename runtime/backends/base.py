@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import numpy as np
 from PIL import Image
 
 if TYPE_CHECKING:  # loading imports torch; commands that only read results import this interface too
@@ -28,10 +29,15 @@ class ScoreRequest:
     prompts it has scored with it. `study_key` names a study's picture by its pixels (their hash): a backend
     may keep the picture's prefix under it, so that the next question asked of the same picture (a
     clinician's follow-up, another finding) skips the prefix pass.
+
+    The image is a PIL image, or its RGB pixels as an (height, width, 3) uint8 array, which every processor
+    takes alike: an evidence map's filled copies are arrays, since a processor copies a PIL image twice before
+    it resizes it, and on a full-size radiograph (15 MB a copy, 64 copies) those copies cost more than the
+    model.
     """
 
     rendered: str
-    image: Image.Image | None
+    image: Image.Image | np.ndarray | None
     reuse_key: str | None = None
     study_key: str | None = None
 

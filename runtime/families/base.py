@@ -120,7 +120,7 @@ class Family:
             messages, chat_template=chat_template, add_generation_prompt=True, tokenize=False
         )
 
-    def encode(self, processor, rendered: Sequence[str], images: Sequence[Image.Image] | None) -> dict:
+    def encode(self, processor, rendered: Sequence[str], images: Sequence[Image.Image | np.ndarray] | None) -> dict:
         """Tokenize like the processor: special tokens added unless the text already starts with BOS.
 
         One rule for with-image and text-only prompts, so a text-only prompt never silently loses the BOS
@@ -134,13 +134,13 @@ class Family:
         encoded = processor(**kwargs)
         return {k: v for k, v in encoded.items() if k in self.forward_keys and isinstance(v, torch.Tensor)}
 
-    def encode_one_image(self, processor, rendered: Sequence[str], image: Image.Image) -> dict | None:
+    def encode_one_image(self, processor, rendered: Sequence[str], image: Image.Image | np.ndarray) -> dict | None:
         """All prompts of one study with the image preprocessed once, or None where that is not exact: the
         image read with prompt 0 (`read_image`), every prompt spliced with it (`splice`)."""
         read = self.read_image(processor, rendered[0], image)
         return None if read is None else self.splice(processor, rendered, read)
 
-    def read_image(self, processor, rendered: str, image: Image.Image) -> ReadImage | None:
+    def read_image(self, processor, rendered: str, image: Image.Image | np.ndarray) -> ReadImage | None:
         """The image through the processor once, with one prompt, and what the other prompts of its study need
         to be spliced with it (`splice`); None where splicing would not be exact.
 
@@ -231,7 +231,7 @@ class Family:
         token_id = tokenizer.convert_tokens_to_ids(token)
         return None if token_id is None or token_id == tokenizer.unk_token_id else token_id
 
-    def images_argument(self, images: Sequence[Image.Image]):
+    def images_argument(self, images: Sequence[Image.Image | np.ndarray]):
         """One image per text, nested per text: the form every family's processor accepts."""
         return [[image] for image in images]
 

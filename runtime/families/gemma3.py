@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 from PIL import Image
 
@@ -28,7 +29,7 @@ class Gemma3Family(Family):
         starts = image & ~torch.nn.functional.pad(image, (1, 0))[:, :-1]
         return torch.cumsum(starts, dim=1) * image
 
-    def read_image(self, processor, rendered: str, image: Image.Image) -> ReadImage | None:
+    def read_image(self, processor, rendered: str, image: Image.Image | np.ndarray) -> ReadImage | None:
         """The image preprocessed once (at MedGemma's 896 px, the costly part of tokenizing a study).
 
         Gemma3's processor expands the image placeholder as text (`full_image_sequence`, surrounded by
