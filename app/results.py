@@ -25,10 +25,11 @@ def results_offered() -> bool:
     return True
 
 
-def result_files(checked: CheckedUpload, source: Source, folder: Path) -> list[Path]:
+def result_files(checked: CheckedUpload, source: Source, folder: Path, overlay: bytes | None = None) -> list[Path]:
     """The SR, SC and FHIR files of a checked DICOM upload filed under `source`, written into `folder` (made
-    if needed)."""
-    results = build_results(source, [checked.verdict], checked.study.image, sr=True, sc=True, fhir=True)
+    if needed); `overlay`: its evidence map as the page shows it, when it has one."""
+    results = build_results(source, [checked.verdict], checked.study.image, sr=True, sc=True, fhir=True,
+                            overlays=None if overlay is None else [overlay])
     folder.mkdir(parents=True, exist_ok=True)
     stem = f"quadrant-{checked.verdict.image['sha256'][:12]}"
     return results.save(sr=folder / f"{stem}.sr.dcm", sc=folder / f"{stem}.sc.dcm",

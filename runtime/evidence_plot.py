@@ -143,7 +143,12 @@ def verdict_overlay_png(verdict, image: Image.Image) -> bytes:
 
 def verdict_overlay(verdict, image: Image.Image) -> Image.Image:
     """`verdict_overlay_png` as a picture."""
-    with Image.open(io.BytesIO(verdict_overlay_png(verdict, image))) as drawn:
+    return picture(verdict_overlay_png(verdict, image))
+
+
+def picture(png: bytes) -> Image.Image:
+    """An overlay's PNG bytes as an RGB picture."""
+    with Image.open(io.BytesIO(png)) as drawn:
         return drawn.convert("RGB")
 
 

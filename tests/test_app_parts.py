@@ -354,6 +354,39 @@ def test_a_cleared_verdicts_map_stops_and_another_pages_does_not(demo_checker, t
         assert db.execute("SELECT COUNT(*) FROM evidence").fetchone()[0] == 1
 
 
+def test_a_dicoms_results_follow_its_verdict_and_carry_the_map_the_page_drew(demo_checker, tmp_path, monkeypatch):
+    """A DICOM upload's SR, SC and FHIR take longer than a follow-up check: the verdict (and then its map) is shown
+    with them hidden, and they come in a last update that changes nothing else; the SC carries the map the page
+    drew, which matplotlib draws once."""
+    import quadrant.evidence_plot
+    from quadrant.app.check_tab import _Handlers
+    from quadrant.app.downloads import DownloadFolders
+    from quadrant.results import source_from_bytes
+
+    uploads = tmp_path / "uploads"
+    uploads.mkdir()
+    dicom = uploads / "study.dcm"
+    dicom.write_bytes((SAMPLES / "cardiomegaly-dicom.dcm").read_bytes())
+    source = source_from_bytes(dicom.read_bytes(), "upload", "the results")
+    service = CheckService({"demo": demo_checker}, None, upload_dir=uploads, evidence_options=EvidenceOptions(2)).start()
+    handlers = _Handlers(service, DownloadFolders(tmp_path / "downloads"), lambda request: None, lambda path: source)
+    drawn = []
+    draw = quadrant.evidence_plot.overlay_png
+    monkeypatch.setattr(quadrant.evidence_plot, "overlay_png", lambda *args: drawn.append(1) or draw(*args))
+    try:
+        plain, mapped = (list(handlers.run(str(dicom), "Is there cardiomegaly?", "", "", "demo", "", None, evidence,
+                                           None, gr.Request(session_hash="page"))) for evidence in (False, True))
+    finally:
+        service.stop()
+    for updates in (plain, mapped[1:]):
+        assert len(updates) == 2 and "quadrant-banner" in updates[0][0] and not updates[0][4].visible
+        assert all(isinstance(output, type(gr.skip())) for output in updates[1][:4])
+        assert sorted(file["orig_name"].split(".", 1)[1] for file in updates[1][4].value) == \
+            ["fhir.json", "sc.dcm", "sr.dcm"]
+    assert 'data-map="drawing"' in mapped[0][0] and "q-evidence-map" in mapped[1][0]
+    assert len(drawn) == 1  # the page's map, carried by the SC
+
+
 def test_a_map_that_cannot_be_drawn_says_so_and_the_verdict_stands(demo_checker, tmp_path):
     """A model answering in generate mode has no margins to map: the page still shows its verdict, with the
     reason in the map's place, and offers the report and the verdict's download; no map is audited."""

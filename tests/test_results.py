@@ -262,6 +262,20 @@ def test_the_apps_downloads_for_a_dicom_upload(tmp_path):
         service.stop()
 
 
+def test_the_sc_card_carries_a_map_drawn_before_as_it_would_draw_it(checked):
+    """The app hands the SC the map it already shows (a map of a full-size film takes matplotlib over 100 ms):
+    the card is the same picture, pixel for pixel, as the one that draws the map itself."""
+    from quadrant.evidence_plot import verdict_overlay_png
+    from quadrant.images import load_study
+    from quadrant.results.card import render
+
+    verdict = Verdict.from_json(checked["verdict"])
+    image = load_study(rg1()).image
+    assert verdict.evidence
+    drawn = np.asarray(render(image, [verdict]))
+    assert np.array_equal(np.asarray(render(image, [verdict], [verdict_overlay_png(verdict, image)])), drawn)
+
+
 def test_text_in_any_script_survives_in_the_report(checked, tmp_path):
     """A question the user phrased in Chinese or Greek: the results are UTF-8, whatever the source's character
     set (RG1_UNCR's is Latin-1, which holds neither)."""

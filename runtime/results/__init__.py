@@ -51,9 +51,11 @@ class Results:
 
 
 def build_results(source: Source, verdicts: Sequence[Verdict], image: Image.Image, *, sr: bool = False,
-                  sc: bool = False, fhir: bool = False) -> Results:
+                  sc: bool = False, fhir: bool = False, overlays: Sequence[bytes] | None = None) -> Results:
     """The results asked for, from one study's verdicts and the picture the model saw. With both an SR and an
-    SC, the SR references the SC as its visual explanation."""
+    SC, the SR references the SC as its visual explanation. `overlays`: the verdicts' evidence maps already
+    drawn over the study (`verdict_overlay_png`, one per verdict with a map, in order), which the SC then
+    carries instead of drawing them again (a map of a full-size radiograph takes matplotlib over 100 ms)."""
     if not verdicts:
         raise ValueError("a result needs at least one verdict")
     if len({v.image["sha256"] for v in verdicts}) != 1:
@@ -65,7 +67,7 @@ def build_results(source: Source, verdicts: Sequence[Verdict], image: Image.Imag
             from .card import render
             from .sc import build_sc
 
-            secondary = build_sc(source, verdicts, render(image, verdicts))
+            secondary = build_sc(source, verdicts, render(image, verdicts, overlays))
         report = None
         if sr:
             from .sr import build_sr

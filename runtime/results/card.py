@@ -28,12 +28,13 @@ _INK, _MUTED, _PAPER = (20, 20, 20), (85, 85, 85), (255, 255, 255)
 _PARAGRAPH_GAP = 6
 
 
-def render(image: Image.Image, verdicts: Sequence[Verdict]) -> Image.Image:
-    """The whole picture (RGB, WIDTH pixels wide) for one study's verdicts."""
+def render(image: Image.Image, verdicts: Sequence[Verdict], overlays: Sequence[bytes] | None = None) -> Image.Image:
+    """The whole picture (RGB, WIDTH pixels wide) for one study's verdicts; `overlays`: their evidence maps as
+    already drawn (`build_results`)."""
     header = _header()
     study = _study_panel(image)
     cards = [_card(verdict, index, len(verdicts)) for index, verdict in enumerate(verdicts, 1)]
-    maps = _evidence_maps(image, verdicts)
+    maps = _evidence_maps(image, verdicts, overlays)
     footer = _footer(verdicts[0])
     cards_height = sum(c.height for c in cards) + _MARGIN * (len(cards) - 1)
     body = max(study.height, cards_height)
@@ -132,11 +133,15 @@ def _card(verdict: Verdict, index: int, count: int) -> Image.Image:
     return card
 
 
-def _evidence_maps(image: Image.Image, verdicts: Sequence[Verdict]) -> Image.Image | None:
+def _evidence_maps(image: Image.Image, verdicts: Sequence[Verdict],
+                   overlays: Sequence[bytes] | None = None) -> Image.Image | None:
     """The occlusion maps drawn with the verdicts, side by side (each scaled to fit), or None."""
-    from ..evidence_plot import verdict_overlay
+    from ..evidence_plot import picture, verdict_overlay
 
-    drawn = [verdict_overlay(v, image) for v in verdicts if v.evidence]
+    if overlays is None:
+        drawn = [verdict_overlay(v, image) for v in verdicts if v.evidence]
+    else:
+        drawn = [picture(png) for png in overlays]
     if not drawn:
         return None
     width = (WIDTH - _MARGIN * (len(drawn) + 1)) // len(drawn)
