@@ -158,10 +158,3 @@ def check_writable(path: str | Path) -> Path:
     if not path.parent.is_dir():
         raise OptionError(f"cannot write {path}: the folder {path.parent} does not exist")
     return path
-
-
-def write_overlay(path: str | Path, verdict, image: Image.Image) -> Path:
-    """`verdict_overlay_png` written to a file; the folder must exist."""
-    path = check_writable(path)
-    path.write_bytes(verdict_overlay_png(verdict, image))
-    return path

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from ..images import load_study
 from ..paraphrases import paraphrase_plan, parse_paraphrase_text, read_paraphrase_file, validate_question
@@ -49,15 +50,17 @@ def run(args: argparse.Namespace) -> int:
     source = _result_source(args)
     checker = build_checker(args)
     verdict = checker.check(study, args.question, paraphrases or None, label=args.label)
+    overlay = None
     if args.evidence_png:
-        from ..evidence_plot import write_overlay
+        from ..evidence_plot import verdict_overlay_png
 
-        write_overlay(args.evidence_png, verdict, study.image)
+        overlay = verdict_overlay_png(verdict, study.image)
+        Path(args.evidence_png).write_bytes(overlay)
     if source is not None:
         from ..results import build_results
 
         results = build_results(source, [verdict], study.image, sr=bool(args.sr), sc=bool(args.sc),
-                                fhir=bool(args.fhir))
+                                fhir=bool(args.fhir), overlays=None if overlay is None else [overlay])
         results.save(sr=args.sr, sc=args.sc, fhir=args.fhir)
     if args.json:
         json.dump(verdict.to_json(), sys.stdout)
