@@ -27,9 +27,13 @@ from .evidence import DEFAULT_FILL, DEFAULT_GRID, EvidenceOptions, evidence_maps
 from .images import Study
 from .images.load import pixel_sha256
 from .loading import ModelSpec
+from .scope import MIN_SIDE
 from .verdict import Verdict
 
 QUESTION = "Is there a pleural effusion?"
+#: the synthetic study's side by default, and the largest asked for (a 4,096-pixel film is 50 MB in RGB)
+STUDY_SIZE = 512
+MAX_STUDY_SIZE = 4096
 #: questions no timed check has asked before: a check keeps the content-free reference's margin per question
 #: (exact: it depends only on the reference image and the prompt), so the headline check is timed on a
 #: question new to the model, and the repeated question separately. The headline check and the follow-up
@@ -50,12 +54,17 @@ class BenchConfig:
     evidence_grid: int = DEFAULT_GRID
     evidence_fill: str = DEFAULT_FILL
     backend: str = "torch"  # or "onnx": ONNX Runtime runs every path, on each model's export
+    #: the synthetic study's side in pixels: a radiograph from a modality is 2,000-3,000, and at that size the
+    #: image's handling (its copies and the processor's resize) weighs in the check and its map
+    study_size: int = STUDY_SIZE
 
     def __post_init__(self):
         most = len(NEW_QUESTIONS) // 2 - self.warmup
         if not 1 <= self.repeats <= most:
             raise OptionError(f"--repeats must be 1 to {most} (each timed check asks a question new to the model), "
                               f"got {self.repeats}")
+        if not MIN_SIDE <= self.study_size <= MAX_STUDY_SIZE:
+            raise OptionError(f"--study-size must be {MIN_SIDE} to {MAX_STUDY_SIZE} pixels, got {self.study_size}")
 
 
 def _once_ms(fn: Callable[[], object]) -> float:
@@ -83,7 +92,7 @@ def _interleaved_ms(runs: dict, warmup: int, repeats: int) -> dict:
     return {key: statistics.median(times) for key, times in taken.items()}
 
 
-def _study(seed: int = 0, size: int = 512) -> Study:
+def _study(seed: int = 0, size: int = STUDY_SIZE) -> Study:
     """A chest-sized synthetic study, named by its pixels as a loaded one is; its content does not change the
     cost."""
     rng = np.random.default_rng(seed)
@@ -136,7 +145,7 @@ def _ready(model: BenchModel, config: BenchConfig) -> _Timing:
     torch_device = config.device if config.device in ("auto", "cpu", "cuda") else "auto"
     loaded = load_model(ModelSpec(model=model.directory, device=torch_device))
     naive = Checker(loaded, "torch-naive", CheckOptions()).prepare()
-    study = _study()
+    study = _study(size=config.study_size)
     if config.backend == "onnx":
         fast_loaded = load_model(ModelSpec(model=model.export, device=config.device))
         fast = Checker(fast_loaded, "onnx", CheckOptions()).prepare()
@@ -159,8 +168,8 @@ def _ready(model: BenchModel, config: BenchConfig) -> _Timing:
     # each check a study the model has not seen
     calls = config.warmup + config.repeats
     new_questions, followups = iter(NEW_QUESTIONS[:calls]), iter(NEW_QUESTIONS[calls:])
-    new_studies = iter([_study(seed) for seed in range(1, calls + 1)])  # made here, not in the timed calls
-    repeat_studies = iter([_study(seed) for seed in range(calls + 1, 2 * calls + 1)])
+    new_studies = iter([_study(seed, config.study_size) for seed in range(1, calls + 1)])  # made before the timing
+    repeat_studies = iter([_study(seed, config.study_size) for seed in range(calls + 1, 2 * calls + 1)])
     runs = {
         "naive_ms": naive_fn,
         "one_forward_ms": one_fn,
@@ -243,6 +252,7 @@ def run_bench(headline: BenchModel, families: dict[str, BenchModel | str], confi
         "overhead": measured["quadrant_ms"] / measured["one_forward_ms"],
         "overhead_repeat": measured["quadrant_repeat_ms"] / measured["one_forward_ms"],
         "overhead_followup": measured["quadrant_followup_ms"] / measured["one_forward_ms"],
+        "study_size": config.study_size,
         "peak_rss_mib": round(_peak_rss_mib(), 1),
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),

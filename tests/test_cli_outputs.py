@@ -86,12 +86,14 @@ def test_check_prints_a_readable_verdict(capsys, monkeypatch):
 def test_bench_reports_its_ratios_from_its_own_medians(capsys):
     """A tiny LLaVA-1.5-shaped model (576 image tokens, a one-layer width-32 language model): every key, the
     ratios recomputed from the reported medians, the same verdict both ways; no time is asserted."""
-    argv = ["bench", "--json", "--hidden", "32", "--layers", "1", "--repeats", "1", "--no-families", "--device", "cpu"]
+    argv = ["bench", "--json", "--hidden", "32", "--layers", "1", "--repeats", "1", "--no-families", "--device", "cpu",
+            "--study-size", "300"]
     assert main(argv) == 0
     result = json.loads(capsys.readouterr().out)
     for key in ("model", "naive_ms", "one_forward_ms", "quadrant_ms", "speedup", "overhead", "max_margin_diff",
                 "same_verdict", "path", "prompts", "device", "dtype", "peak_rss_mib", "torch", "threads"):
         assert key in result, key
+    assert result["study_size"] == 300
     assert result["model"]["image_tokens"] == 576 and result["model"]["hidden"] == 32
     assert result["model"]["layers"] == 1
     assert all(result[k] > 0 for k in ("naive_ms", "one_forward_ms", "quadrant_ms", "quadrant_repeat_ms",
@@ -114,6 +116,11 @@ def test_bench_reports_its_ratios_from_its_own_medians(capsys):
     assert adaptive["forwards"] == 12
     assert adaptive["vs_check"] == pytest.approx(adaptive["ms"] / result["quadrant_ms"], rel=1e-12)
     assert adaptive["vs_one_forward"] == pytest.approx(adaptive["ms"] / result["one_forward_ms"], rel=1e-12)
+
+
+def test_bench_refuses_a_study_size_it_cannot_time(capsys):
+    assert main(["bench", "--study-size", "10", "--no-families"]) == 2
+    assert "--study-size must be 64 to 4096 pixels, got 10" in capsys.readouterr().err
 
 
 @pytest.mark.slow

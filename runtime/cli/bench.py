@@ -31,6 +31,8 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--evidence-grid", type=int, default=DEFAULT_GRID, metavar="N",
                         help=f"cells per side of the evidence map whose cost is measured (default {DEFAULT_GRID})")
     parser.add_argument("--evidence-fill", default=DEFAULT_FILL, choices=FILLS)
+    parser.add_argument("--study-size", type=int, default=512, metavar="PIXELS",
+                        help="the synthetic study's side (default 512; a radiograph from a modality is 2,000-3,000)")
     parser.set_defaults(run=run)
 
 
@@ -38,7 +40,8 @@ def run(args: argparse.Namespace) -> int:
     from ..bench import BenchConfig, run_bench
 
     config = BenchConfig(hidden=args.hidden, layers=args.layers, repeats=args.repeats, device=args.device,
-                         backend=args.backend, evidence_grid=args.evidence_grid, evidence_fill=args.evidence_fill)
+                         backend=args.backend, evidence_grid=args.evidence_grid, evidence_fill=args.evidence_fill,
+                         study_size=args.study_size)
     names = _family_names(args)
     if args.quantize and args.backend != "onnx":
         raise OptionError("--quantize times smaller ONNX exports: use it with --backend onnx")
@@ -51,7 +54,8 @@ def run(args: argparse.Namespace) -> int:
     m = result["model"]
     runtime = f" on ONNX Runtime's {result['provider']}" if "provider" in result else ""
     print(f"Model: LLaVA-shaped, {m['image_tokens']} image tokens, LM width {m['hidden']} x {m['layers']} layers, "
-          f"on {result['device']} ({result['dtype']}){runtime}, {result['threads']} threads")
+          f"on {result['device']} ({result['dtype']}){runtime}, {result['threads']} threads; "
+          f"a {result['study_size']} px study")
     timings = [(f"naive (each of {result['prompts']} prompts its own forward):", result["naive_ms"]),
                ("one with-image forward of one prompt:", result["one_forward_ms"]),
                (f"Quadrant full check, a new question ({result['path']}):", result["quadrant_ms"]),
