@@ -61,8 +61,12 @@ BLUR_PER_CELL = 1.0
 FLAT_RATIO = 0.1
 #: a cell counts towards the reading's region when it carries at least this share of the strongest support
 SUPPORT_SHARE = 0.5
-#: occluded copies held in memory at once (a large DICOM is tens of MB per copy)
+#: filled copies held in memory (and scored in one call) at once: at most CHUNK of them, and at most CHUNK_BYTES
+#: of pixels, since a radiograph from a modality is 15-20 MB a copy. Measured on a 2,500 px study, maps drawn in
+#: turn in one process: the bench model 6.9-8.3 s in chunks of 32 copies (600 MB) and 5.8-6.2 s in chunks of 4 to
+#: 8, `demo` 4.2-4.7 s and 2.8-3.1 s (README, "Performance")
 CHUNK = 32
+CHUNK_BYTES = 128 * 2**20
 
 Box = tuple[int, int, int, int]
 #: how a chunk of filled copies is scored: a backend's `margins`, or a server's queue in front of it
@@ -181,13 +185,28 @@ def evidence_maps(margins: Margins, studies: Sequence[tuple[str, Image.Image, fl
 
 
 def _scored(margins: Margins, copies: list[tuple[str, np.ndarray, Box, np.ndarray]], chunk: int) -> list[float]:
-    """prompt 0's margin on each filled copy, `chunk` copies in memory (and in one call) at a time."""
+    """prompt 0's margin on each filled copy, at most `chunk` copies and CHUNK_BYTES of them in memory (and in one
+    call) at a time."""
     scored: list[float] = []
-    for start in range(0, len(copies), chunk):
-        requests = [ScoreRequest(rendered, occluded(image, box, source))
-                    for rendered, image, box, source in copies[start : start + chunk]]
+    for run in _runs([pixels.nbytes for _, pixels, _, _ in copies], chunk, CHUNK_BYTES):
+        requests = [ScoreRequest(rendered, occluded(pixels, box, source))
+                    for rendered, pixels, box, source in copies[run.start : run.stop]]
         scored += [r.margin for r in margins(requests)]
     return scored
+
+
+def _runs(sizes: Sequence[int], most: int, budget: int) -> list[range]:
+    """Consecutive runs of the items, each of at most `most` items and `budget` bytes (an item over the budget
+    alone)."""
+    runs, start, held = [], 0, 0
+    for index, size in enumerate(sizes):
+        if index > start and (index - start == most or held + size > budget):
+            runs.append(range(start, index))
+            start, held = index, 0
+        held += size
+    if start < len(sizes):
+        runs.append(range(start, len(sizes)))
+    return runs
 
 
 def _to_refine(level: list[tuple[int, Block]], deltas: list[float], m0s: list[float],

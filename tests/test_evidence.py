@@ -23,6 +23,7 @@ from quadrant.evidence import (
     EvidenceOptions,
     cell_boxes,
     describe,
+    evidence_maps,
     fill_source,
     forwards_per_map,
     occluded,
@@ -31,7 +32,7 @@ from quadrant.evidence import (
     support,
 )
 from quadrant.evidence_plot import COLOUR_FLOOR, figure
-from quadrant.images import load_study
+from quadrant.images import Study, load_study
 from quadrant.backends import load_model
 from quadrant.loading import ModelSpec
 from quadrant.manifest import read_manifest
@@ -111,6 +112,37 @@ def test_every_familys_map_is_plain_forwards_on_copies_filled_by_hand(family, ti
         copy = study.image.copy()
         copy.paste(source.crop(box), box[:2])
         assert cell["delta"] == pytest.approx(m0 - oracle.margin(rendered, copy, tokens["yes"], tokens["no"]), abs=1e-4)
+
+
+def test_a_large_studys_copies_are_scored_within_the_memory_bound(demo, monkeypatch):
+    """A radiograph's filled copy is 15-20 MB: a map holds (and scores in one call) no more than CHUNK_BYTES of
+    them, a copy over the bound alone, and its deltas are those of the map scored all at once."""
+    import quadrant.evidence
+
+    rng = np.random.default_rng(3)
+    image = Image.fromarray(np.repeat(rng.integers(0, 256, (600, 500, 1), dtype=np.uint8), 3, axis=2))  # 0.9 MB
+    checker = Checker(demo, options=CheckOptions(k=2))
+    verdict = checker.check(Study(image, "0" * 64, 500, 600, "PNG"), QUESTION)
+    studies = [(verdict.prompts[0].rendered, image, verdict.prompts[0].margin)]
+    calls: list[list[int]] = []
+
+    def margins(requests):
+        calls.append([r.image.nbytes for r in requests])
+        return checker.scorer.margins(requests)
+
+    options = EvidenceOptions(grid=3)
+    whole = evidence_maps(margins, studies, options)[0]
+    assert [len(c) for c in calls] == [9]
+    calls.clear()
+    monkeypatch.setattr(quadrant.evidence, "CHUNK_BYTES", 2 * image.width * image.height * 3)
+    bounded = evidence_maps(margins, studies, options)[0]
+    assert [len(c) for c in calls] == [2, 2, 2, 2, 1]
+    for a, b in zip(whole["cells"], bounded["cells"], strict=True):
+        assert a["delta"] == pytest.approx(b["delta"], abs=1e-5)
+    monkeypatch.setattr(quadrant.evidence, "CHUNK_BYTES", 1)
+    calls.clear()
+    evidence_maps(margins, studies, options)
+    assert [len(c) for c in calls] == [1] * 9  # each copy over the bound, alone
 
 
 def test_the_adaptive_map_refines_the_strongest_block_and_marks_the_rest(demo, plain):
