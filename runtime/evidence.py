@@ -63,8 +63,8 @@ FLAT_RATIO = 0.1
 SUPPORT_SHARE = 0.5
 #: filled copies held in memory (and scored in one call) at once: at most CHUNK of them, and at most CHUNK_BYTES
 #: of pixels, since a radiograph from a modality is 15-20 MB a copy. Measured on a 2,500 px study, maps drawn in
-#: turn in one process: the bench model 6.9-8.3 s in chunks of 32 copies (600 MB) and 5.8-6.2 s in chunks of 4 to
-#: 8, `demo` 4.2-4.7 s and 2.8-3.1 s (README, "Performance")
+#: turn in one process: the bench model 7.0-9.3 s in chunks of 32 copies (600 MB) and 5.6-5.9 s within 128 MB,
+#: `demo` 4.2-4.5 s and 2.8-3.0 s (README, "Performance")
 CHUNK = 32
 CHUNK_BYTES = 128 * 2**20
 

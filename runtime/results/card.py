@@ -136,12 +136,11 @@ def _card(verdict: Verdict, index: int, count: int) -> Image.Image:
 def _evidence_maps(image: Image.Image, verdicts: Sequence[Verdict],
                    overlays: Sequence[bytes] | None = None) -> Image.Image | None:
     """The occlusion maps drawn with the verdicts, side by side (each scaled to fit), or None."""
-    from ..evidence_plot import picture, verdict_overlay
+    from ..evidence_plot import picture, verdict_overlay_png
 
     if overlays is None:
-        drawn = [verdict_overlay(v, image) for v in verdicts if v.evidence]
-    else:
-        drawn = [picture(png) for png in overlays]
+        overlays = [verdict_overlay_png(v, image) for v in verdicts if v.evidence]
+    drawn = [picture(png) for png in overlays]
     if not drawn:
         return None
     width = (WIDTH - _MARGIN * (len(drawn) + 1)) // len(drawn)
