@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 
 from PIL import Image
@@ -22,7 +22,7 @@ from .answers import Answer, read_generated
 from .backends import BACKENDS, Scorer, ScoreRequest
 from .bank import Bank
 from .errors import InputError, OptionError, UnsupportedModelError
-from .evidence import CHUNK, EvidenceOptions, Margins, evidence_maps, study_sides
+from .evidence import CHUNK, EvidenceOptions, Margins, evidence_stages, study_sides
 from .images import Study
 from .kept import kept
 from .loading import Loaded
@@ -238,17 +238,27 @@ class Checker:
 
         `margins` scores each `chunk` of filled copies (this checker's scorer by default): a server passes its
         model thread's queue, which serves the checks asked meanwhile between the chunks."""
+        *_, (verdicts, _) = self.evidence_stages(checked, options, margins=margins, chunk=chunk)
+        return verdicts
+
+    def evidence_stages(self, checked: Sequence[tuple[Study, Verdict]], options: EvidenceOptions | None = None, *,
+                        margins: Margins | None = None, chunk: int = CHUNK,
+                        first_look: bool = False) -> Iterator[tuple[list[Verdict], bool]]:
+        """`draw_evidence` a stage at a time: the verdicts with their maps as far as they are drawn, and whether
+        this is the last stage (`quadrant.evidence.evidence_stages`; `first_look` as there), for a page that
+        shows the map as it comes."""
         options = options or self.options.evidence
         if options is None:
             raise OptionError("no evidence map options: give them, or check with --evidence")
         self._require_margins()
         started = time.perf_counter()
-        maps = evidence_maps(margins or self.scorer.margins,
-                             [(v.prompts[0].rendered, s.image, v.prompts[0].margin) for s, v in checked], options,
-                             [study_sides(s.facts) for s, _ in checked], chunk=chunk)
-        ms = round((time.perf_counter() - started) * 1000 / (len(checked) or 1), 3)
-        return [replace(v, evidence=m, timing_ms={**v.timing_ms, "evidence": ms})
-                for (_, v), m in zip(checked, maps, strict=True)]
+        for stage in evidence_stages(margins or self.scorer.margins,
+                                     [(v.prompts[0].rendered, s.image, v.prompts[0].margin) for s, v in checked],
+                                     options, [study_sides(s.facts) for s, _ in checked], chunk=chunk,
+                                     first_look=first_look):
+            ms = round((time.perf_counter() - started) * 1000 / (len(checked) or 1), 3)
+            yield [replace(v, evidence=m, timing_ms={**v.timing_ms, "evidence": ms})
+                   for (_, v), m in zip(checked, stage.maps, strict=True)], stage.finished
 
     def _require_margins(self) -> None:
         """An evidence map is made of margins, which a model answering in generate mode does not give."""

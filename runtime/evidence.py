@@ -22,6 +22,11 @@ It is not the default because a block's effect does not predict its cells' (this
 filled block as evidence in its own right): on fresh phantoms its strongest cell is the full map's in about
 half the studies (README, "Evidence maps").
 
+A map is drawn in stages, one per level of copies (`evidence_stages`), so that a page can show it as it comes.
+A full map drawn with a `first_look` fills the adaptive map's coarse blocks first (4 copies for 8 x 8), then
+every cell: a picture of where the answer lies after a sixteenth of the copies, for four copies more than the
+full map; its last stage is the full map, every cell filled on its own.
+
 Flatness is scale-free like the reliance rule (logits have no fixed scale: multiplying every logit by c > 0
 must not change the reading): a map is flat when no cell moves the margin by FLAT_RATIO of |m0|.
 """
@@ -29,7 +34,7 @@ must not change the reading): a map is flat when no cell moves the margin by FLA
 from __future__ import annotations
 
 import statistics
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -147,41 +152,75 @@ class Block:
                 if r < min(self.row + self.size, grid) and c < min(self.col + self.size, grid)]
 
 
-def first_level(options: EvidenceOptions) -> list[Block]:
-    """The blocks filled first: every cell in full mode; in adaptive mode blocks of the largest power of two
-    cells that leaves at most COARSE blocks per side."""
+def first_level(options: EvidenceOptions, first_look: bool = False) -> list[Block]:
+    """The blocks filled first: every cell in full mode; in adaptive mode, or for a full map's first look,
+    blocks of the largest power of two cells that leaves at most COARSE blocks per side."""
     size = 1
-    if options.mode == "adaptive":
+    if options.mode == "adaptive" or first_look:
         while -(-options.grid // size) > COARSE:
             size *= 2
     return [Block(r, c, size) for r in range(0, options.grid, size) for c in range(0, options.grid, size)]
 
 
+@dataclass(frozen=True)
+class Stage:
+    """Every study's map as far as it is drawn (a cell not yet filled on its own carries the delta of the smallest
+    block filled around it, marked as an adaptive map's are); `finished` on the last stage, the map itself."""
+
+    maps: list[dict]
+    finished: bool
+
+
 def evidence_maps(margins: Margins, studies: Sequence[tuple[str, Image.Image, float]], options: EvidenceOptions,
                   sides: Sequence[Sides | None] | None = None, *, chunk: int = CHUNK) -> list[dict]:
-    """One map per (rendered prompt 0, study image, its margin m0); every copy scored through `margins`, each
-    level's copies of every study together, `chunk` copies a call. `sides`, one per study (`study_sides`), lets
-    a reading name the patient's zones where a header says which side is which."""
+    """One map per (rendered prompt 0, study image, its margin m0), as `evidence_stages` draws it."""
+    *_, last = evidence_stages(margins, studies, options, sides, chunk=chunk)
+    return last.maps
+
+
+def evidence_stages(margins: Margins, studies: Sequence[tuple[str, Image.Image, float]], options: EvidenceOptions,
+                    sides: Sequence[Sides | None] | None = None, *, chunk: int = CHUNK,
+                    first_look: bool = False) -> Iterator[Stage]:
+    """The maps of (rendered prompt 0, study image, its margin m0), a stage after each level of copies; every copy
+    scored through `margins`, each level's copies of every study together, `chunk` copies a call. `sides`, one per
+    study (`study_sides`), lets a reading name the patient's zones where a header says which side is which.
+    `first_look`: a full map's coarse blocks first, then its cells (the module's docstring)."""
+    if not studies:  # no map to draw: finished at once
+        yield Stage([], finished=True)
+        return
     grid = options.grid
     boxes = [cell_boxes(image.width, image.height, grid) for _, image, _ in studies]
     pixels = [np.asarray(image) for _, image, _ in studies]
     sources = [np.asarray(fill_source(image, options.fill, grid)) for _, image, _ in studies]
     filled: list[dict[int, tuple[float, Block]]] = [{} for _ in studies]  # cell -> (delta, smallest block)
     forwards = [0] * len(studies)
-    level = [(index, block) for index in range(len(studies)) for block in first_level(options)]
+    m0s = [m0 for *_, m0 in studies]
+    level = [(index, block) for index in range(len(studies)) for block in first_level(options, first_look)]
     while level:
         copies = [(studies[i][0], pixels[i], block.box(boxes[i], grid), sources[i]) for i, block in level]
-        deltas = [studies[i][2] - m for (i, _), m in zip(level, _scored(margins, copies, chunk), strict=True)]
+        deltas = [m0s[i] - m for (i, _), m in zip(level, _scored(margins, copies, chunk), strict=True)]
         for (index, block), delta in zip(level, deltas, strict=True):
             forwards[index] += 1
             filled[index].update((cell, (delta, block)) for cell in block.cells(grid))
-        level = [(index, quarter) for index, block in _to_refine(level, deltas, [m0 for *_, m0 in studies], grid)
-                 for quarter in block.quarters(grid)]
-    maps = []
-    for index, (_, _, m0) in enumerate(studies):
-        cells = [_cell(boxes[index][cell], *filled[index][cell], boxes[index], grid) for cell in range(grid * grid)]
-        maps.append({**describe(cells, m0, options, sides[index] if sides else None), "forwards": forwards[index]})
-    return maps
+        level = _next_level(level, deltas, m0s, filled, options)
+        maps = []
+        for index, m0 in enumerate(m0s):
+            cells = [_cell(boxes[index][cell], *filled[index][cell], boxes[index], grid) for cell in range(grid * grid)]
+            maps.append({**describe(cells, m0, options, sides[index] if sides else None), "forwards": forwards[index]})
+        yield Stage(maps, finished=not level)
+
+
+def _next_level(level: list[tuple[int, Block]], deltas: list[float], m0s: list[float],
+                filled: list[dict[int, tuple[float, Block]]], options: EvidenceOptions) -> list[tuple[int, Block]]:
+    """What to fill after `level`: an adaptive map's best blocks' quarters; for a full map, every cell not yet
+    filled on its own (after a first look's coarse blocks, all of them)."""
+    grid = options.grid
+    if options.mode == "adaptive":
+        return [(index, quarter) for index, block in _to_refine(level, deltas, m0s, grid)
+                for quarter in block.quarters(grid)]
+    return [(index, Block(cell // grid, cell % grid, 1)) for index, cells in enumerate(filled)
+            for cell in range(grid * grid) if len(cells[cell][1].cells(grid)) > 1]
+
 
 
 def _scored(margins: Margins, copies: list[tuple[str, np.ndarray, Box, np.ndarray]], chunk: int) -> list[float]:
@@ -228,10 +267,13 @@ def _cell(box: Box, delta: float, block: Block, boxes: Sequence[Box], grid: int)
     return {"box": list(box), "delta": delta, "refined": False, "block": list(block.box(boxes, grid))}
 
 
-def forwards_per_map(options: EvidenceOptions) -> int:
+def forwards_per_map(options: EvidenceOptions, first_look: bool = False) -> int:
     """With-image prompt forwards one map costs at most (each occluded copy is one image and one prompt): every
-    cell in full mode; in adaptive mode the first level, then four per refined block per level."""
-    first = first_level(options)
+    cell in full mode, and a first look's coarse blocks before them; in adaptive mode the first level, then four
+    per refined block per level."""
+    first = first_level(options, first_look)
+    if options.mode == "full":
+        return options.grid ** 2 + (len(first) if first[0].size > 1 else 0)
     levels = max(first[0].size.bit_length() - 1, 0)
     return len(first) + 4 * REFINE_WIDTH * levels
 

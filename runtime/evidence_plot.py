@@ -57,10 +57,11 @@ def edge_labels(evidence: dict) -> tuple[str, str]:
 
 
 def overlay_png(image: Image.Image, evidence: dict, m0: float, title: str | None = None,
-                answer: str | None = None) -> bytes:
+                answer: str | None = None, first_look: bool = False) -> bytes:
     """The study with its map over it, a colour bar in words, and the map's reading underneath, as a PNG file's
-    bytes (what the app shows and the CLI writes, without decoding and encoding it again)."""
-    fig = figure(image, evidence, m0, title, answer)
+    bytes (what the app shows and the CLI writes, without decoding and encoding it again). `first_look`: a map
+    still being drawn (`figure`)."""
+    fig = figure(image, evidence, m0, title, answer, first_look)
     import matplotlib.pyplot as plt  # after figure() chose the Agg backend
 
     buffer = io.BytesIO()
@@ -69,8 +70,11 @@ def overlay_png(image: Image.Image, evidence: dict, m0: float, title: str | None
     return buffer.getvalue()
 
 
-def figure(image: Image.Image, evidence: dict, m0: float, title: str | None = None, answer: str | None = None):
-    """The overlay as a matplotlib figure (its first collection holds one face colour per cell)."""
+def figure(image: Image.Image, evidence: dict, m0: float, title: str | None = None, answer: str | None = None,
+           first_look: bool = False):
+    """The overlay as a matplotlib figure (its first collection holds one face colour per cell). `first_look`: a
+    map still being drawn, whose strongest cell so far may not be the map's, so none is outlined, and the caption
+    says so."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -92,7 +96,7 @@ def figure(image: Image.Image, evidence: dict, m0: float, title: str | None = No
     for x0, y0, x1, y1 in _whole_blocks(evidence):
         ax.add_patch(plt.Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, edgecolor="0.35", linewidth=0.8,
                                    linestyle="--"))
-    if rests_somewhere(evidence["cells"], m0):  # else no cell holds the answer up, and none is pointed at
+    if rests_somewhere(evidence["cells"], m0) and not first_look:  # else no cell holds it up, none is pointed at
         strongest = boxes[evidence["strongest"]]
         ax.add_patch(plt.Rectangle(strongest[:2], strongest[2] - strongest[0], strongest[3] - strongest[1],
                                    fill=False, edgecolor="black", linewidth=1.5))
@@ -109,7 +113,7 @@ def figure(image: Image.Image, evidence: dict, m0: float, title: str | None = No
     bar.set_label("effect of hiding a cell", fontsize=8)
     if title:
         ax.set_title(textwrap.fill(title, 48), fontsize=10)  # a long question wraps instead of leaving the figure
-    caption = evidence["reading"]
+    caption = f"so far: {evidence['reading']}" if first_look else evidence["reading"]
     if _whole_blocks(evidence):
         caption += "; dashed: a block hidden whole, not cell by cell"
     ax.set_xlabel(textwrap.fill(caption, 64), fontsize=9)
@@ -131,14 +135,14 @@ def _whole_blocks(evidence: dict) -> list[tuple[int, ...]]:
     return list(dict.fromkeys(tuple(c["block"]) for c in evidence["cells"] if c.get("refined", True) is False))
 
 
-def verdict_overlay_png(verdict, image: Image.Image) -> bytes:
+def verdict_overlay_png(verdict, image: Image.Image, first_look: bool = False) -> bytes:
     """The overlay of a verdict made with evidence (what the app shows beside the verdict), titled with the
-    model, the question, the answer and the quadrant, as PNG bytes."""
+    model, the question, the answer and the quadrant, as PNG bytes; `first_look` while its map is drawn."""
     if not verdict.evidence:
         raise OptionError("this verdict has no evidence map: check with evidence switched on")
     title = (f"{verdict.model['name']} answered \u201c{verdict.answer}\u201d to \u201c{verdict.question}\u201d: "
              f"{vocabulary.title(verdict)}")
-    return overlay_png(image, verdict.evidence, verdict.prompts[0].margin, title, verdict.answer)
+    return overlay_png(image, verdict.evidence, verdict.prompts[0].margin, title, verdict.answer, first_look)
 
 
 def verdict_overlay(verdict, image: Image.Image) -> Image.Image:

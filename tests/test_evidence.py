@@ -21,9 +21,11 @@ from quadrant.evidence import (
     DEFAULT_MODE,
     GRAY,
     EvidenceOptions,
+    Stage,
     cell_boxes,
     describe,
     evidence_maps,
+    evidence_stages,
     fill_source,
     forwards_per_map,
     occluded,
@@ -179,6 +181,53 @@ def test_the_adaptive_map_refines_the_strongest_block_and_marks_the_rest(demo, p
         == sorted(blocks)
     assert "a block hidden whole" in fig.axes[0].get_xlabel()
     plt.close(fig)
+
+
+def test_a_full_maps_first_look_fills_blocks_then_every_cell_and_ends_as_the_full_map(demo):
+    """Drawn with a first look, a full map comes in two stages: the adaptive map's coarse blocks (4 copies), each
+    cell marked as not yet filled on its own, then every cell: the full map, cell for cell, for 4 copies more."""
+    study = load_study(SAMPLE)
+    checker = Checker(demo, options=CheckOptions(k=2))
+    verdict = checker.check(study, QUESTION)
+    m0 = verdict.prompts[0].margin
+    studies = [(verdict.prompts[0].rendered, study.image, m0)]
+    options = EvidenceOptions()
+    scored: list[int] = []
+
+    def margins(requests):
+        scored.append(len(requests))
+        return checker.scorer.margins(requests)
+
+    stages = list(evidence_stages(margins, studies, options, first_look=True))
+    assert [stage.finished for stage in stages] == [False, True]
+    coarse, last = (stage.maps[0] for stage in stages)
+    assert [coarse["forwards"], last["forwards"]] == [4, 68] == [4, forwards_per_map(options, first_look=True)]
+    assert sum(scored) == 68
+    assert all(cell["refined"] is False for cell in coarse["cells"])
+    blocks = {tuple(cell["block"]): cell["delta"] for cell in coarse["cells"]}
+    assert sorted(blocks) == [(0, 0, 128, 128), (0, 128, 128, 256), (128, 0, 256, 128), (128, 128, 256, 256)]
+    full = evidence_maps(checker.scorer.margins, studies, options)[0]
+    assert last["strongest"] == full["strongest"] and last["reading"] == full["reading"]
+    assert len({cell["delta"] for cell in full["cells"]}) > 16  # not vacuous: the cells differ
+    for drawn, whole in zip(last["cells"], full["cells"], strict=True):
+        assert set(drawn) == {"box", "delta"} and drawn["box"] == whole["box"]
+        assert drawn["delta"] == pytest.approx(whole["delta"], abs=1e-5)
+    adaptive = evidence_stages(checker.scorer.margins, studies, replace(options, mode="adaptive"))
+    assert [(stage.maps[0]["forwards"], stage.finished) for stage in adaptive] == [(4, False), (8, False), (12, True)]
+    assert list(evidence_stages(margins, [], options, first_look=True)) == [Stage([], finished=True)]
+
+
+def test_a_first_look_outlines_no_cell_and_says_it_is_one():
+    """A map still being drawn points at no cell (its strongest so far need not be the map's), and its caption says
+    that it is the map so far."""
+    import matplotlib.pyplot as plt
+
+    evidence = describe(_cells([0.0] * 6 + [1.5, 0.0, 0.0]), 2.0, EvidenceOptions(grid=3))
+    for first_look, outlined in ((False, 1), (True, 0)):
+        fig = figure(Image.new("RGB", (90, 90), (128, 128, 128)), evidence, 2.0, answer="yes", first_look=first_look)
+        assert len([p for p in fig.axes[0].patches if p.get_linestyle() not in ("--", "dashed")]) == outlined
+        assert fig.axes[0].get_xlabel().startswith("so far: the answer rests") is first_look
+        plt.close(fig)
 
 
 def test_the_boxes_tile_the_study_exactly_in_its_own_pixels():
