@@ -17,6 +17,7 @@ import base64
 import json
 import logging
 import threading
+import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable
@@ -47,6 +48,8 @@ APP_DIR = Path(__file__).resolve().parent
 #: the printable report's styles: the page's own, then the print layout
 REPORT_CSS = "".join((APP_DIR / name).read_text(encoding="utf-8") for name in ("quadrant.css", "report.css"))
 
+#: the least wait still ahead for which a map's first look is shown while it is drawn (`_worth_a_look`)
+FIRST_LOOK_SECONDS = 1.0
 #: the ablations a single upload can use (`swap` needs a second study: evaluate only), in words
 ABLATION_CHOICES = {"none": "taken out of the prompt (none)", "blank": "a blank mid-gray image (blank)",
                     "white": "a blank white image (white)", "noise": "random noise (noise)"}
@@ -111,7 +114,7 @@ def build(service: CheckService, *, downloads: DownloadFolders, examples: list[l
             with gr.Row():
                 run = gr.Button("Check this study", variant="primary", elem_id="run", scale=2)
                 new = gr.ClearButton(value="New check", elem_id="new-check", scale=1)
-            forwards = forwards_per_map(service.evidence_options)
+            forwards = forwards_per_map(service.evidence_options, first_look=True)
             evidence = gr.Checkbox(service.evidence_by_default, elem_id="evidence-toggle",
                                    label=f"Also show where in the image the answer comes from (slower: the question "
                                          f"is asked again up to {forwards} times, with part of the image hidden)")
@@ -250,7 +253,8 @@ class _Handlers:
         """One check: the upload decoded once, checked, its verdict shown. With the map asked for, the verdict is
         shown as soon as it is given, the map's place saying that it is being drawn, and the map, the report and
         the downloads follow (a map is up to grid x grid forwards, a check the cost of about one); a DICOM's
-        results for the patient's record come last. A generator: a change of what the verdict depended on
+        results for the patient's record come last. A map that will take a while shows a first look as it is
+        drawn: the image hidden in coarse blocks, then the block the answer rests on cell by cell. A generator: a change of what the verdict depended on
         cancels it whichever part it is in.
 
         The upload time is restated only when it is this study's: a Check pressed while a newly chosen study's
@@ -269,11 +273,20 @@ class _Handlers:
             yield self._shown(path, checked, check_id, uploaded, user)
             yield from self._results(path, checked)
             return
-        drawing = render.map_drawing(forwards_per_map(self.service.evidence_options))
+        forwards = forwards_per_map(self.service.evidence_options, first_look=True)
+        drawing = render.map_drawing(forwards)
         yield _panel(check_id, render.verdict_html(checked.verdict, uploaded=uploaded, map_note=drawing),
                      drawing=True), *_hidden()
+        started = time.perf_counter()
         try:
-            mapped = self.service.draw_map(checked, still_wanted=lambda: self.clears.count(session) == clears)
+            for mapped, finished in self.service.map_stages(
+                    checked, still_wanted=lambda: self.clears.count(session) == clears, first_look=True):
+                done = mapped.verdict.evidence["forwards"]
+                if not finished and _worth_a_look(time.perf_counter() - started, done, forwards):
+                    look = verdict_overlay_png(mapped.verdict, mapped.study.image, first_look=True)
+                    yield _panel(check_id, render.verdict_html(mapped.verdict, uploaded=uploaded, overlay_png=look,
+                                                               map_note=render.map_so_far(done, forwards)),
+                                 drawing=True), *_hidden()
             overlay = verdict_overlay_png(mapped.verdict, mapped.study.image)
         except MapDropped:  # the verdict was cleared: the page shows what replaced it
             return
@@ -351,6 +364,13 @@ class _Clears:
 def _hidden() -> tuple:
     return (gr.Button(visible=False), gr.DownloadButton(value=None, visible=False),
             gr.DownloadButton(value=None, visible=False), gr.File(value=None, visible=False))
+
+
+def _worth_a_look(elapsed: float, done: int, forwards: int) -> bool:
+    """Whether a map's stage is worth showing before the map is finished: when its copies so far, at the pace
+    they took, leave at least FIRST_LOOK_SECONDS still to wait. Drawing a picture takes about a tenth of a second
+    (matplotlib), which a map finished within a second would only delay."""
+    return done > 0 and elapsed / done * (forwards - done) >= FIRST_LOOK_SECONDS
 
 
 def _panel(check_id: str, shown: str, *, drawing: bool = False) -> str:

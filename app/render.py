@@ -181,7 +181,8 @@ def _phrasing_row(index: int, prompt: PromptReading, answer: str) -> str:
 
 def evidence_html(verdict: Verdict, overlay_png: bytes | None, note: str | None = None) -> str:
     """The map and its reading, under the phrasings; `note` in their place while the map is drawn or when it
-    could not be (a status region, which a screen reader announces); empty when no map was asked for."""
+    could not be (a status region, which a screen reader announces); empty when no map was asked for. A verdict
+    whose map is still being drawn, with a `note`, shows the map so far: its picture a first look, not the map."""
     evidence = verdict.evidence
     if not evidence:
         if note is None:
@@ -190,12 +191,15 @@ def evidence_html(verdict: Verdict, overlay_png: bytes | None, note: str | None 
                 f'aria-labelledby="quadrant-evidence-title"><h3 id="quadrant-evidence-title">Where the answer comes '
                 f'from</h3><p>{_e(note)}</p></section>')
     reading = evidence["reading"]
-    picture = ""
+    picture, status = "", ""
+    if note is not None:
+        status = f'<p id="quadrant-evidence-status" role="status">{_e(note)}</p>'
     if overlay_png is not None:
-        picture = (f'<img class="q-evidence-map" src="{_data_url(overlay_png)}" '
-                   f'alt="Evidence map over the study: {_e(reading)}">')
+        kind, what = ("q-evidence-first-look", "First look at the evidence map") if note else \
+            ("q-evidence-map", "Evidence map")
+        picture = f'<img class="{kind}" src="{_data_url(overlay_png)}" alt="{what} over the study: {_e(reading)}">'
     return (f'<section id="quadrant-evidence" class="q-evidence" aria-labelledby="quadrant-evidence-title">'
-            f'<h3 id="quadrant-evidence-title">Where the answer comes from</h3>'
+            f'<h3 id="quadrant-evidence-title">Where the answer comes from</h3>{status}'
             f'<p><b>{_e(reading[:1].upper() + reading[1:])}.</b> {_e(vocabulary.evidence_key(verdict.answer))} '
             f'{_e(vocabulary.EVIDENCE_NOTE)}</p>{picture}</section>')
 
@@ -204,6 +208,12 @@ def map_drawing(forwards: int) -> str:
     """The map's place while it is drawn, after its verdict is shown."""
     return (f"The map is being drawn: the question is asked again up to {forwards} times with part of the image "
             "hidden. The verdict above does not wait for it; the report and the downloads come with the map.")
+
+
+def map_so_far(done: int, forwards: int) -> str:
+    """Above a map's first look, while the rest is drawn."""
+    return (f"A first look while the map is drawn ({done} of {forwards} questions asked): dashed blocks were hidden "
+            "whole, not cell by cell, and their cells follow. The report and the downloads come with the map.")
 
 
 def map_failed(reason: str) -> str:

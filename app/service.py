@@ -21,7 +21,7 @@ import os
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -171,18 +171,28 @@ class CheckService:
         chunk `still_wanted` is asked, and a map nobody waits for any more stops there (MapDropped). The map
         is audited in a row of its own naming the check's (the check's row was written before its verdict was
         shown)."""
+        *_, (mapped, _) = self.map_stages(checked, still_wanted)
+        return mapped
+
+    def map_stages(self, checked: CheckedUpload, still_wanted: Callable[[], bool] | None = None, *,
+                   first_look: bool = False) -> Iterator[tuple[CheckedUpload, bool]]:
+        """`draw_map` a stage at a time, for a page that shows the map as it comes: the check with its map as far
+        as it is drawn, and whether that is the last stage (`quadrant.evidence.evidence_stages`; `first_look`
+        fills the image in coarse blocks first). Only the finished map is audited."""
         def margins(requests: Sequence[ScoreRequest]) -> list[ScoreResult]:
             if still_wanted is not None and not still_wanted():
                 raise MapDropped("the verdict this map was for is no longer shown")
             return self.batcher.submit(_Margins(checked.model, requests)).result()
 
-        (verdict,) = self.checkers[checked.model].draw_evidence(
-            [(checked.study, checked.verdict)], self.evidence_options, margins=margins, chunk=self.batcher.max_batch)
-        if self.audit is not None and checked.audit_id is not None:
-            self.audit.record_evidence(checked.audit_id, verdict.evidence)
-        log.info("evidence map: %d forwards, study %s", verdict.evidence["forwards"],
-                 checked.study.pixels_sha256[:12])
-        return replace(checked, verdict=verdict)
+        for (verdict,), finished in self.checkers[checked.model].evidence_stages(
+                [(checked.study, checked.verdict)], self.evidence_options, margins=margins,
+                chunk=self.batcher.max_batch, first_look=first_look):
+            if finished:
+                if self.audit is not None and checked.audit_id is not None:
+                    self.audit.record_evidence(checked.audit_id, verdict.evidence)
+                log.info("evidence map: %d forwards, study %s", verdict.evidence["forwards"],
+                         checked.study.pixels_sha256[:12])
+            yield replace(checked, verdict=verdict), finished
 
     def _check_study(self, data: bytes, study: Study, question: str, paraphrases: str, ablation: str | None, *,
                      model: str | None, rule: str | None, threshold: float | None, reference: str | None,

@@ -342,7 +342,7 @@ def test_a_cleared_verdicts_map_stops_and_another_pages_does_not(demo_checker, t
         first = next(shown)[0]
         assert 'data-map="drawing"' in first and "quadrant-banner" in first and "The map is being drawn" in first
         handlers.cleared("the question or its phrasings changed")(elsewhere)
-        assert "q-evidence-map" in next(shown)[0]  # another page's clear: this map is drawn
+        assert "q-evidence-map" in list(shown)[-1][0]  # another page's clear: this map is drawn
         again = run()
         next(again)
         handlers.cleared("the question or its phrasings changed")(page)
@@ -352,6 +352,52 @@ def test_a_cleared_verdicts_map_stops_and_another_pages_does_not(demo_checker, t
     with sqlite3.connect(tmp_path / "audit.sqlite") as db:
         assert db.execute("SELECT COUNT(*) FROM checks").fetchone()[0] == 2
         assert db.execute("SELECT COUNT(*) FROM evidence").fetchone()[0] == 1
+
+
+def test_a_slow_map_shows_a_first_look_as_it_is_drawn(demo_checker, tmp_path, monkeypatch):
+    """A map the page would wait for shows a first look as it is drawn: the verdict with the map's place saying it
+    is being drawn, then the image hidden in blocks (named a first look, the report not yet offered), then the map
+    itself, the full map's 64 cells after 68 questions. Only the finished map is audited."""
+    import quadrant.app.check_tab
+    from quadrant.app.check_tab import _Handlers
+    from quadrant.app.downloads import DownloadFolders
+
+    monkeypatch.setattr(quadrant.app.check_tab, "FIRST_LOOK_SECONDS", 0.0)  # as if the map were slow
+    uploads = tmp_path / "uploads"
+    uploads.mkdir()
+    (uploads / "nodule.png").write_bytes((SAMPLES / "nodule.png").read_bytes())
+    service = CheckService({"demo": demo_checker}, AuditLog(tmp_path / "audit.sqlite").open(),
+                           upload_dir=uploads, evidence_options=EvidenceOptions(8)).start()
+    handlers = _Handlers(service, DownloadFolders(tmp_path / "downloads"), lambda request: None, lambda path: None)
+    try:
+        shown = list(handlers.run(str(uploads / "nodule.png"), "Is there a lung nodule?", "", "", "demo", "", None,
+                                  True, None, gr.Request(session_hash="page")))
+    finally:
+        service.stop()
+    panels = [html.unescape(update[0]) for update in shown]
+    assert len(panels) == 3
+    assert "The map is being drawn" in panels[0] and "up to 68 times" in panels[0]
+    assert 'data-map="drawing"' in panels[1] and 'class="q-evidence-first-look"' in panels[1]
+    assert "q-evidence-map" not in panels[1] and "A first look while the map is drawn (4 of 68" in panels[1]
+    assert "quadrant-banner" in panels[1] and not shown[1][2].visible  # the report comes with the map
+    assert 'class="q-evidence-map"' in panels[2] and "data-map" not in panels[2]
+    assert "quadrant-evidence-status" not in panels[2] and shown[2][2].visible
+    verdict = json.loads(Path(shown[2][3].value["path"]).read_text())
+    assert verdict["evidence"]["forwards"] == 68 and len(verdict["evidence"]["cells"]) == 64
+    assert all(set(cell) == {"box", "delta"} for cell in verdict["evidence"]["cells"])
+    with sqlite3.connect(tmp_path / "audit.sqlite") as db:
+        assert db.execute("SELECT COUNT(*) FROM evidence").fetchone()[0] == 1
+
+
+def test_a_first_look_is_shown_only_where_the_rest_of_the_map_takes_a_while():
+    """Drawing a first look costs about a tenth of a second: it is worth it when the copies still to score, at the
+    pace of those scored so far, take at least FIRST_LOOK_SECONDS."""
+    from quadrant.app.check_tab import FIRST_LOOK_SECONDS, _worth_a_look
+
+    assert FIRST_LOOK_SECONDS == 1.0
+    assert _worth_a_look(0.2, 4, 68)  # a full-size film: 3.2 s still to come
+    assert not _worth_a_look(0.02, 4, 68)  # the bundled sample: 0.3 s
+    assert not _worth_a_look(0.0, 0, 68) and not _worth_a_look(5.0, 68, 68)
 
 
 def test_a_dicoms_results_follow_its_verdict_and_carry_the_map_the_page_drew(demo_checker, tmp_path, monkeypatch):
