@@ -23,8 +23,8 @@ from .backends import ScoreRequest, load_model
 from .backends.torch_naive import NaiveScorer
 from .check import Checker, CheckOptions
 from .errors import OptionError
-from .evidence import DEFAULT_FILL, DEFAULT_GRID, EvidenceOptions, evidence_maps, forwards_per_map
-from .images import Study
+from .evidence import DEFAULT_FILL, DEFAULT_GRID, EvidenceOptions, evidence_maps, evidence_stages, forwards_per_map
+from .images import Facts, Study
 from .images.load import pixel_sha256
 from .loading import ModelSpec
 from .scope import MIN_SIDE
@@ -93,13 +93,14 @@ def _interleaved_ms(runs: dict, warmup: int, repeats: int) -> dict:
 
 
 def _study(seed: int = 0, size: int = STUDY_SIZE) -> Study:
-    """A chest-sized synthetic study, named by its pixels as a loaded one is; its content does not change the
-    cost."""
+    """A chest-sized synthetic study, named by its pixels and carrying the facts its loading would have found
+    (an 8-bit grayscale PNG), as a loaded one does: a study built without them has its colour judged again on
+    every check (1 ms at 512 px), which no loaded study pays. Its content does not change the cost."""
     rng = np.random.default_rng(seed)
     pixels = rng.integers(0, 256, (size, size), dtype=np.uint8)
     image = Image.fromarray(pixels, mode="L").convert("RGB")
     return Study(image=image, sha256=f"{seed:064x}", width=size, height=size, format="PNG",
-                 pixels_sha256=pixel_sha256(image))
+                 pixels_sha256=pixel_sha256(image), facts=Facts(bits=8, photometric="L"))
 
 
 @dataclass(frozen=True)
@@ -196,21 +197,41 @@ def _ready(model: BenchModel, config: BenchConfig) -> _Timing:
 
 def _evidence_cost(timing: _Timing, config: BenchConfig) -> dict:
     """What one occlusion map of prompt 0 costs beside the check: with-image forwards (one per occluded
-    copy, batched by the backend) and milliseconds, for the full map and, under `adaptive`, the coarse-to-fine
-    one, their calls interleaved like the check's."""
+    copy, batched by the backend) and milliseconds, for the full map, under `adaptive` the coarse-to-fine one,
+    and under `first_look` the full map drawn as the app draws it (its coarse blocks first: `first_ms` is the
+    wait for that first look), their calls interleaved like the check's."""
     checker, verdict, study, timings = timing.checker, timing.first, timing.study, timing.row
     studies = [(verdict.prompts[0].rendered, study.image, verdict.prompts[0].margin)]
     modes = {mode: EvidenceOptions(config.evidence_grid, config.evidence_fill, mode) for mode in ("full", "adaptive")}
     runs = {mode: (lambda options=options: evidence_maps(checker.scorer.margins, studies, options))
             for mode, options in modes.items()}
-    taken = _interleaved_ms(runs, min(1, config.warmup), config.repeats)
+    first_looks: list[float] = []  # each call's wait for its first stage
+
+    def first_look() -> None:
+        started = time.perf_counter()
+        stages = evidence_stages(checker.scorer.margins, studies, modes["full"], first_look=True)
+        next(stages)
+        first_looks.append((time.perf_counter() - started) * 1000)
+        for _ in stages:
+            pass
+
+    runs["first_look"] = first_look
+    warmup = min(1, config.warmup)
+    taken = _interleaved_ms(runs, warmup, config.repeats)
     costs = {}
     for mode, options in modes.items():
-        ms = taken[mode]
-        costs[mode] = {"forwards": forwards_per_map(options), "ms": ms, "vs_check": ms / timings["quadrant_ms"],
-                       "vs_one_forward": ms / timings["one_forward_ms"]}
+        costs[mode] = _cost(taken[mode], forwards_per_map(options), timings)
+    costs["first_look"] = {**_cost(taken["first_look"], forwards_per_map(modes["full"], first_look=True), timings),
+                           "first_ms": statistics.median(first_looks[warmup:])}
     return {"grid": [config.evidence_grid, config.evidence_grid], "fill": config.evidence_fill,
-            "check_forwards": timings["prompts"], **costs["full"], "adaptive": costs["adaptive"]}
+            "check_forwards": timings["prompts"], **costs["full"], "adaptive": costs["adaptive"],
+            "first_look": costs["first_look"]}
+
+
+def _cost(ms: float, forwards: int, timings: dict) -> dict:
+    """A map's forwards and time, against the check's and one forward's."""
+    return {"forwards": forwards, "ms": ms, "vs_check": ms / timings["quadrant_ms"],
+            "vs_one_forward": ms / timings["one_forward_ms"]}
 
 
 def _precision_row(precision: str, folder: str, row: dict, fp32: dict) -> dict:

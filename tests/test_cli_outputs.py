@@ -116,6 +116,9 @@ def test_bench_reports_its_ratios_from_its_own_medians(capsys):
     assert adaptive["forwards"] == 12
     assert adaptive["vs_check"] == pytest.approx(adaptive["ms"] / result["quadrant_ms"], rel=1e-12)
     assert adaptive["vs_one_forward"] == pytest.approx(adaptive["ms"] / result["one_forward_ms"], rel=1e-12)
+    first_look = evidence["first_look"]  # the full map as the app draws it: its coarse blocks first
+    assert first_look["forwards"] == 68 and 0 < first_look["first_ms"] < first_look["ms"]
+    assert first_look["vs_check"] == pytest.approx(first_look["ms"] / result["quadrant_ms"], rel=1e-12)
 
 
 def test_bench_refuses_a_study_size_it_cannot_time(capsys):
@@ -134,9 +137,11 @@ def test_bench_prints_a_row_per_family(capsys):
     speedup = float(re.search(r"speedup ([\d.]+)x", lines[6]).group(1))
     assert re.match(r"\s+evidence map \(8x8 blur\): 64 with-image forwards", lines[7])
     assert re.match(r"\s+evidence map, coarse to fine \(--evidence-mode adaptive\): 12 with-image forwards", lines[8])
+    assert re.match(r"\s+evidence map with a first look \(as the app draws it\): 68 with-image forwards, the first "
+                    r"look after [\d.]+ ms", lines[9])
     _assert_ratio_of_printed(speedup, medians[0], medians[2])
     rows = [re.match(r"\s+(\w+)\s+naive\s+([\d.]+) ms\s+quadrant\s+([\d.]+) ms\s+speedup ([\d.]+)x\s+path (\S+)"
-                     r"\s+max diff (\S+)", line) for line in lines[9:]]
+                     r"\s+max diff (\S+)", line) for line in lines[10:]]
     assert [r.group(1) for r in rows] == families
     for row in rows:
         naive, quadrant, shown = float(row.group(2)), float(row.group(3)), float(row.group(4))

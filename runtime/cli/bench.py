@@ -74,6 +74,10 @@ def run(args: argparse.Namespace) -> int:
     a = e["adaptive"]
     print(f"  evidence map, coarse to fine (--evidence-mode adaptive): {a['forwards']} with-image forwards, "
           f"{a['ms']:8.1f} ms = {a['vs_check']:.1f}x the check, {a['vs_one_forward']:.1f}x one forward")
+    f = e["first_look"]
+    print(f"  evidence map with a first look (as the app draws it): {f['forwards']} with-image forwards, the first "
+          f"look after {f['first_ms']:.1f} ms = {f['first_ms'] / result['quadrant_ms']:.1f}x the check, the map "
+          f"{f['ms']:8.1f} ms = {f['vs_check']:.1f}x the check")
     for row in result.get("precisions", []):
         verdicts = f"  {row['verdicts']}" if row["verdicts"] else ""
         print(f"  {row['precision']:5s} quadrant {row['quadrant_ms']:7.1f} ms  one forward "
