@@ -253,8 +253,8 @@ class _Handlers:
         """One check: the upload decoded once, checked, its verdict shown. With the map asked for, the verdict is
         shown as soon as it is given, the map's place saying that it is being drawn, and the map, the report and
         the downloads follow (a map is up to grid x grid forwards, a check the cost of about one); a DICOM's
-        results for the patient's record come last. A map that will take a while shows a first look as it is
-        drawn: the image hidden in coarse blocks, then the block the answer rests on cell by cell. A generator: a change of what the verdict depended on
+        results for the patient's record come last. A map that will take a while shows a first look while its
+        cells are scored: the image hidden in coarse blocks. A generator: a change of what the verdict depended on
         cancels it whichever part it is in.
 
         The upload time is restated only when it is this study's: a Check pressed while a newly chosen study's
