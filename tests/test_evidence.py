@@ -97,9 +97,13 @@ def test_each_delta_is_a_plain_forward_on_a_copy_filled_by_hand(demo, plain):
 
 
 @pytest.mark.parametrize("family", ALL_FAMILIES + LATER_FAMILIES)
-def test_every_familys_map_is_plain_forwards_on_copies_filled_by_hand(family, tiny_model, study_png):
+def test_every_familys_map_is_plain_forwards_on_copies_filled_by_hand(family, tiny_model, study_png, monkeypatch):
     """A map's filled copies go to the processor as pixel arrays and the study as a PIL image: every family's
-    processor must read the two alike, so each cell is the delta of plain forwards on a PIL copy filled by hand."""
+    processor must read the two alike, so each cell is the delta of plain forwards on a PIL copy filled by hand.
+    The copies are read on worker threads, each with its own copy of the processor, whatever this machine's cores."""
+    import quadrant.backends.fast_path
+
+    monkeypatch.setattr(quadrant.backends.fast_path, "PREPROCESS_WORKERS", 2)
     directory = tiny_model(family)
     options = CheckOptions(k=2, evidence=EvidenceOptions(grid=2), ablation="blank" if family == "paligemma" else None)
     study = load_study(study_png)
@@ -145,6 +149,46 @@ def test_a_large_studys_copies_are_scored_within_the_memory_bound(demo, monkeypa
     calls.clear()
     evidence_maps(margins, studies, options)
     assert [len(c) for c in calls] == [1] * 9  # each copy over the bound, alone
+
+
+def test_a_maps_copies_are_read_on_worker_threads_each_with_its_own_processor(demo, monkeypatch):
+    """The copies of one call are read through the processor on worker threads, several at once (a full-size
+    copy's resizing is most of its cost), each worker with a processor of its own (a tokenizer's settings change
+    with every call); the map is the one read copy by copy on the calling thread."""
+    import threading
+
+    import quadrant.backends.fast_path as fast_path
+
+    study = load_study(SAMPLE)
+    options = EvidenceOptions(grid=4)
+
+    def drawn(workers: int) -> dict:
+        monkeypatch.setattr(fast_path, "PREPROCESS_WORKERS", workers)
+        checker = Checker(demo, options=CheckOptions(k=2))  # a scorer of its own: its readers start with this count
+        verdict = checker.check(study, QUESTION)
+        return evidence_maps(checker.scorer.margins, [(verdict.prompts[0].rendered, study.image,
+                                                       verdict.prompts[0].margin)], options)[0]
+
+    family = type(demo.family)
+    read = family.encode_one_image
+    seen: list[tuple[str, int]] = []
+
+    def spied(self, processor, rendered, image):
+        seen.append((threading.current_thread().name, id(processor)))
+        return read(self, processor, rendered, image)
+
+    monkeypatch.setattr(family, "encode_one_image", spied)
+    alone = drawn(1)
+    assert {name for name, _ in seen} == {threading.current_thread().name}
+    seen.clear()
+    together = drawn(3)
+    copies = [(name, processor) for name, processor in seen if name != threading.current_thread().name]
+    assert len(copies) == 16 and all(name.startswith("quadrant-read") for name, _ in copies)
+    assert id(demo.processor) not in {processor for _, processor in copies}
+    threads = {name for name, _ in copies}
+    assert len({processor for _, processor in copies}) == len(threads)  # one processor per worker
+    assert [c["delta"] for c in together["cells"]] == [c["delta"] for c in alone["cells"]]
+    assert len({c["delta"] for c in alone["cells"]}) > 4  # not vacuous: the copies differ
 
 
 def test_the_adaptive_map_refines_the_strongest_block_and_marks_the_rest(demo, plain):

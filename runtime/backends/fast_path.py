@@ -22,11 +22,15 @@ and greedy generation.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import logging
+import os
+import threading
 from abc import ABC, abstractmethod
 from collections import OrderedDict
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from functools import partial
 
@@ -66,6 +70,8 @@ STUDY_PREFIXES = 4
 #: on a workstation GPU beside the weights
 KEPT_BYTES = 2**30
 KEPT_MARGINS = 1024  # content-free references' and text-only prompts' margins kept (a float per prompt)
+#: threads that read a call's unnamed pictures (an evidence map's copies) through the processor at once
+PREPROCESS_WORKERS = min(8, os.cpu_count() or 1)
 
 
 @dataclass
@@ -167,6 +173,8 @@ class FastPathScorer(StepsScorer):
         self._text_only_margins: OrderedDict[str, float] = OrderedDict()  # rendered prompt -> margin
         self._study_prefixes: OrderedDict[tuple, Prefix] = OrderedDict()  # (study key, prefix ids) -> prefix pass
         self._read_images: OrderedDict[str, ReadImage | None] = OrderedDict()  # study key -> the processor's read
+        self._readers: ThreadPoolExecutor | None = None  # made at the first call with pictures to read at once
+        self._worker = threading.local()  # each reader thread's processor
 
     def margins(self, requests: Sequence[ScoreRequest]) -> list[ScoreResult]:
         results: list[ScoreResult | None] = [None] * len(requests)
@@ -178,7 +186,7 @@ class FastPathScorer(StepsScorer):
         references, own = [], []
         for chunk in chunks:
             (references if use_prefix and requests[chunk[0]].reuse_key is not None else own).append(chunk)
-        studies = [self._tokenize_study(requests, chunk, use_prefix) for chunk in own]
+        studies = self._tokenize_studies(requests, own, use_prefix)
         for chunk in references:
             margins, path = self._reference_margins(requests, chunk, studies)
             for index, margin in zip(chunk, margins, strict=True):
@@ -309,15 +317,41 @@ class FastPathScorer(StepsScorer):
 
     # -- preparing studies ---------------------------------------------------------------------------
 
-    def _tokenize_study(self, requests: Sequence[ScoreRequest], indices: list[int], for_prefix: bool) -> Study:
-        """Tokenize one study's prompts; for the cached path, with the image preprocessed only once. A
-        content-free reference (a `reuse_key`) is tokenized once per set of prompts and kept: its image is
-        the same every time, so preprocessing it again would only repeat the same pixels."""
+    def _tokenize_studies(self, requests: Sequence[ScoreRequest], chunks: list[list[int]],
+                          for_prefix: bool) -> list[Study]:
+        """Each chunk's study tokenized (`_tokenize_study`). Pictures nothing keeps (an evidence map's filled
+        copies, each its own image, or studies built without a pixel hash) are read through the processor on
+        worker threads, several at once: resizing a full-size radiograph took most of a map's time (on `demo`,
+        30 ms of a copy's 40), and PIL's resize and NumPy's arithmetic run outside the GIL. Each worker reads
+        with its own copy of the processor, since a tokenizer's settings change with every call."""
+        fresh = [index for index, chunk in enumerate(chunks) if _unnamed(requests[chunk[0]])]
+        read: dict[int, dict] = {}
+        if len(fresh) > 1 and PREPROCESS_WORKERS > 1:
+            if self._readers is None:
+                self._readers = ThreadPoolExecutor(PREPROCESS_WORKERS, thread_name_prefix="quadrant-read")
+            encoded = self._readers.map(
+                lambda index: self._encoded(_rendered(requests, chunks[index]), requests[chunks[index][0]],
+                                            for_prefix, self._worker_processor()), fresh)
+            read = dict(zip(fresh, encoded, strict=True))
+        return [self._tokenize_study(requests, chunk, for_prefix, read.get(index)) for index, chunk in enumerate(chunks)]
+
+    def _worker_processor(self):
+        """This worker thread's own copy of the processor."""
+        if not hasattr(self._worker, "processor"):
+            self._worker.processor = copy.deepcopy(self.loaded.processor)
+        return self._worker.processor
+
+    def _tokenize_study(self, requests: Sequence[ScoreRequest], indices: list[int], for_prefix: bool,
+                        encoded: dict | None = None) -> Study:
+        """Tokenize one study's prompts (or take them as a worker `encoded` them); for the cached path, with the
+        image preprocessed only once. A content-free reference (a `reuse_key`) is tokenized once per set of
+        prompts and kept: its image is the same every time, so preprocessing it again would only repeat the
+        same pixels."""
         first = requests[indices[0]]
-        rendered = [requests[i].rendered for i in indices]
+        rendered = _rendered(requests, indices)
 
         def make() -> Study:
-            return self._tokenize(rendered, first, for_prefix)
+            return self._tokenize(rendered, first, for_prefix, encoded)
 
         if for_prefix and first.reuse_key is not None:
             study = kept(self._reused_studies, (first.reuse_key, tuple(rendered)), make, REUSED_STUDIES)
@@ -325,23 +359,30 @@ class FastPathScorer(StepsScorer):
             study = make()
         return replace(study, indices=indices)
 
-    def _tokenize(self, rendered: list[str], first: ScoreRequest, for_prefix: bool) -> Study:
+    def _tokenize(self, rendered: list[str], first: ScoreRequest, for_prefix: bool,
+                  encoded: dict | None = None) -> Study:
         """The prompts' tensors and shared prefix length (indices are the caller's to fill in)."""
-        once = self._encode_one_image(rendered, first) if for_prefix else None
-        if once is None:
-            inputs = self.encode(rendered, [first.image] * len(rendered))
-        else:
-            inputs = {k: self.steps.place(k, v) for k, v in once.items()}
+        if encoded is None:
+            encoded = self._encoded(rendered, first, for_prefix, self.loaded.processor)
+        inputs = {k: self.steps.place(k, v) for k, v in encoded.items()}
         keyed = first.reuse_key is not None or (for_prefix and first.study_key is not None)
         return Study(indices=[], inputs=inputs, reuse_key=first.reuse_key,
                      study_key=first.study_key if for_prefix else None,
                      prefix_len=self._shared_prefix_len(inputs, image_only=keyed))
 
-    def _encode_one_image(self, rendered: list[str], first: ScoreRequest) -> dict | None:
+    def _encoded(self, rendered: list[str], first: ScoreRequest, for_prefix: bool, processor) -> dict:
+        """The prompts' tensors as the family's processor makes them, not yet placed where the runtime reads
+        them; for the cached path with the image read once where the family can splice exactly."""
+        once = self._encode_one_image(rendered, first, processor) if for_prefix else None
+        if once is not None:
+            return once
+        return self.loaded.family.encode(processor, rendered, [first.image] * len(rendered))
+
+    def _encode_one_image(self, rendered: list[str], first: ScoreRequest, processor) -> dict | None:
         """The prompts with their study's image through the processor once (None where the family cannot
         splice exactly); for a study named by its picture, once across calls: the processor's reading of it
         is kept beside its prefix, so that a later question about it runs no processor on the image."""
-        family, processor = self.loaded.family, self.loaded.processor
+        family = self.loaded.family
         if first.study_key is None:
             return family.encode_one_image(processor, rendered, first.image)
         read = kept(self._read_images, first.study_key,
@@ -535,6 +576,15 @@ class FastPathScorer(StepsScorer):
         """Each study's prompts as one padded full forward (exact for every family), the image encoded
         once where the runtime and family allow."""
         return [m for study in batch for m in self.steps.run_full(study.inputs, one_image=True)]
+
+
+def _unnamed(request: ScoreRequest) -> bool:
+    """A picture that nothing keeps: no reference's reuse key and no study's pixel hash (an evidence map's copy)."""
+    return request.image is not None and request.reuse_key is None and request.study_key is None
+
+
+def _rendered(requests: Sequence[ScoreRequest], indices: list[int]) -> list[str]:
+    return [requests[i].rendered for i in indices]
 
 
 def _split(items: list, parts: int) -> list[list]:
