@@ -170,14 +170,14 @@ def test_a_maps_copies_are_read_on_worker_threads_each_with_its_own_processor(de
                                                        verdict.prompts[0].margin)], options)[0]
 
     family = type(demo.family)
-    read = family.encode_one_image
+    read = family.read_image
     seen: list[tuple[str, int]] = []
 
     def spied(self, processor, rendered, image):
         seen.append((threading.current_thread().name, id(processor)))
         return read(self, processor, rendered, image)
 
-    monkeypatch.setattr(family, "encode_one_image", spied)
+    monkeypatch.setattr(family, "read_image", spied)
     alone = drawn(1)
     assert {name for name, _ in seen} == {threading.current_thread().name}
     seen.clear()

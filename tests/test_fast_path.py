@@ -41,7 +41,12 @@ def _requests(studies):
 
 
 @pytest.mark.parametrize("family", ALL_FAMILIES)
-def test_fast_path_equals_naive_for_a_batch_of_studies(family, tiny_model, studies):
+def test_fast_path_equals_naive_for_a_batch_of_studies(family, tiny_model, studies, monkeypatch):
+    """The batch's new studies are read through the processor on worker threads (each with its own copy of the
+    processor), whatever this machine's cores, and spliced with their prompts on the calling thread."""
+    import quadrant.backends.fast_path
+
+    monkeypatch.setattr(quadrant.backends.fast_path, "PREPROCESS_WORKERS", 2)
     loaded = load_model(ModelSpec(model=tiny_model(family)))
     options = CheckOptions(ablation="blank" if family == "paligemma" else None)
     fast = Checker(loaded, "torch", options).check_many(_requests(studies))

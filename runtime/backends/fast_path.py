@@ -70,8 +70,10 @@ STUDY_PREFIXES = 4
 #: on a workstation GPU beside the weights
 KEPT_BYTES = 2**30
 KEPT_MARGINS = 1024  # content-free references' and text-only prompts' margins kept (a float per prompt)
-#: threads that read a call's unnamed pictures (an evidence map's copies) through the processor at once
+#: threads that read a call's new pictures (an evidence map's copies, a batch's studies) through the processor at once
 PREPROCESS_WORKERS = min(8, os.cpu_count() or 1)
+#: a picture no worker read (`_tokenize_studies`): its reading is made, or found kept, where it is needed
+UNREAD = object()
 
 
 @dataclass
@@ -319,21 +321,28 @@ class FastPathScorer(StepsScorer):
 
     def _tokenize_studies(self, requests: Sequence[ScoreRequest], chunks: list[list[int]],
                           for_prefix: bool) -> list[Study]:
-        """Each chunk's study tokenized (`_tokenize_study`). Pictures nothing keeps (an evidence map's filled
-        copies, each its own image, or studies built without a pixel hash) are read through the processor on
-        worker threads, several at once: resizing a full-size radiograph took most of a map's time (on `demo`,
-        30 ms of a copy's 40), and PIL's resize and NumPy's arithmetic run outside the GIL. Each worker reads
-        with its own copy of the processor, since a tokenizer's settings change with every call."""
-        fresh = [index for index, chunk in enumerate(chunks) if _unnamed(requests[chunk[0]])]
-        read: dict[int, dict] = {}
-        if len(fresh) > 1 and PREPROCESS_WORKERS > 1:
+        """Each chunk's study tokenized (`_tokenize_study`). Pictures the processor has not read yet (an evidence
+        map's filled copies, a dataset batch's studies) are read on worker threads, several at once, and spliced
+        with their prompts here: resizing a full-size radiograph took most of a map's time (on `demo`, 30 ms of a
+        copy's 40), and PIL's resize and NumPy's arithmetic run outside the GIL. Each worker reads with its own
+        copy of the processor, since a tokenizer's settings change with every call; what is kept is kept here."""
+        new = [index for index, chunk in enumerate(chunks) if for_prefix and self._unread(requests[chunk[0]])]
+        reads: dict[int, ReadImage | None] = {}
+        if len(new) > 1 and PREPROCESS_WORKERS > 1:
             if self._readers is None:
                 self._readers = ThreadPoolExecutor(PREPROCESS_WORKERS, thread_name_prefix="quadrant-read")
-            encoded = self._readers.map(
-                lambda index: self._encoded(_rendered(requests, chunks[index]), requests[chunks[index][0]],
-                                            for_prefix, self._worker_processor()), fresh)
-            read = dict(zip(fresh, encoded, strict=True))
-        return [self._tokenize_study(requests, chunk, for_prefix, read.get(index)) for index, chunk in enumerate(chunks)]
+            family = self.loaded.family
+            firsts = [requests[chunks[index][0]] for index in new]
+            reads = dict(zip(new, self._readers.map(
+                lambda first: family.read_image(self._worker_processor(), first.rendered, first.image), firsts),
+                strict=True))
+        return [self._tokenize_study(requests, chunk, for_prefix, reads.get(index, UNREAD))
+                for index, chunk in enumerate(chunks)]
+
+    def _unread(self, request: ScoreRequest) -> bool:
+        """Whether a request's picture is one the processor has not read: any but a content-free reference's (its
+        tokenization is kept) and a study's whose reading is kept."""
+        return request.image is not None and request.reuse_key is None and request.study_key not in self._read_images
 
     def _worker_processor(self):
         """This worker thread's own copy of the processor."""
@@ -342,16 +351,15 @@ class FastPathScorer(StepsScorer):
         return self._worker.processor
 
     def _tokenize_study(self, requests: Sequence[ScoreRequest], indices: list[int], for_prefix: bool,
-                        encoded: dict | None = None) -> Study:
-        """Tokenize one study's prompts (or take them as a worker `encoded` them); for the cached path, with the
-        image preprocessed only once. A content-free reference (a `reuse_key`) is tokenized once per set of
-        prompts and kept: its image is the same every time, so preprocessing it again would only repeat the
-        same pixels."""
+                        read: object = UNREAD) -> Study:
+        """Tokenize one study's prompts; for the cached path, with the image preprocessed only once (or as a
+        worker `read` it). A content-free reference (a `reuse_key`) is tokenized once per set of prompts and kept:
+        its image is the same every time, so preprocessing it again would only repeat the same pixels."""
         first = requests[indices[0]]
-        rendered = _rendered(requests, indices)
+        rendered = [requests[i].rendered for i in indices]
 
         def make() -> Study:
-            return self._tokenize(rendered, first, for_prefix, encoded)
+            return self._tokenize(rendered, first, for_prefix, read)
 
         if for_prefix and first.reuse_key is not None:
             study = kept(self._reused_studies, (first.reuse_key, tuple(rendered)), make, REUSED_STUDIES)
@@ -360,36 +368,36 @@ class FastPathScorer(StepsScorer):
         return replace(study, indices=indices)
 
     def _tokenize(self, rendered: list[str], first: ScoreRequest, for_prefix: bool,
-                  encoded: dict | None = None) -> Study:
+                  read: object = UNREAD) -> Study:
         """The prompts' tensors and shared prefix length (indices are the caller's to fill in)."""
-        if encoded is None:
-            encoded = self._encoded(rendered, first, for_prefix, self.loaded.processor)
-        inputs = {k: self.steps.place(k, v) for k, v in encoded.items()}
+        once = self._encode_one_image(rendered, first, read) if for_prefix else None
+        if once is None:
+            inputs = self.encode(rendered, [first.image] * len(rendered))
+        else:
+            inputs = {k: self.steps.place(k, v) for k, v in once.items()}
         keyed = first.reuse_key is not None or (for_prefix and first.study_key is not None)
         return Study(indices=[], inputs=inputs, reuse_key=first.reuse_key,
                      study_key=first.study_key if for_prefix else None,
                      prefix_len=self._shared_prefix_len(inputs, image_only=keyed))
 
-    def _encoded(self, rendered: list[str], first: ScoreRequest, for_prefix: bool, processor) -> dict:
-        """The prompts' tensors as the family's processor makes them, not yet placed where the runtime reads
-        them; for the cached path with the image read once where the family can splice exactly."""
-        once = self._encode_one_image(rendered, first, processor) if for_prefix else None
-        if once is not None:
-            return once
-        return self.loaded.family.encode(processor, rendered, [first.image] * len(rendered))
-
-    def _encode_one_image(self, rendered: list[str], first: ScoreRequest, processor) -> dict | None:
+    def _encode_one_image(self, rendered: list[str], first: ScoreRequest,
+                          read: object = UNREAD) -> dict | None:
         """The prompts with their study's image through the processor once (None where the family cannot
         splice exactly); for a study named by its picture, once across calls: the processor's reading of it
-        is kept beside its prefix, so that a later question about it runs no processor on the image."""
-        family = self.loaded.family
+        is kept beside its prefix, so that a later question about it runs no processor on the image. `read`:
+        the reading a worker made (UNREAD: none)."""
+        family, processor = self.loaded.family, self.loaded.processor
+
+        def reading() -> ReadImage | None:
+            return family.read_image(processor, rendered[0], first.image) if read is UNREAD else read
+
         if first.study_key is None:
-            return family.encode_one_image(processor, rendered, first.image)
-        read = kept(self._read_images, first.study_key,
-                    partial(family.read_image, processor, rendered[0], first.image), STUDY_PREFIXES)
-        if read is None:
+            found = reading()
+        else:
+            found = kept(self._read_images, first.study_key, reading, STUDY_PREFIXES)
+        if found is None:
             return None
-        spliced = family.splice(processor, rendered, read)
+        spliced = family.splice(processor, rendered, found)
         return spliced if spliced is not None else family.encode_one_image(processor, rendered, first.image)
 
     def _shared_prefix_len(self, inputs: dict[str, torch.Tensor], image_only: bool = False) -> int:
@@ -576,15 +584,6 @@ class FastPathScorer(StepsScorer):
         """Each study's prompts as one padded full forward (exact for every family), the image encoded
         once where the runtime and family allow."""
         return [m for study in batch for m in self.steps.run_full(study.inputs, one_image=True)]
-
-
-def _unnamed(request: ScoreRequest) -> bool:
-    """A picture that nothing keeps: no reference's reuse key and no study's pixel hash (an evidence map's copy)."""
-    return request.image is not None and request.reuse_key is None and request.study_key is None
-
-
-def _rendered(requests: Sequence[ScoreRequest], indices: list[int]) -> list[str]:
-    return [requests[i].rendered for i in indices]
 
 
 def _split(items: list, parts: int) -> list[list]:
