@@ -318,24 +318,31 @@ def test_a_map_nobody_waits_for_stops_at_its_next_chunk(demo_checker, tmp_path):
         assert db.execute("SELECT COUNT(*) FROM evidence").fetchone()[0] == 1  # the whole map's alone
 
 
-def test_a_cleared_verdicts_map_stops_and_another_pages_does_not(demo_checker, tmp_path):
-    """The page's wiring: the verdict is shown while its map is drawn; a change that clears that page's verdict
-    stops its map (the check's generator ends with nothing more to show), while a clear on another page does
-    not touch it."""
+def _page_drawing_maps(checker: Checker, tmp_path: Path):
+    """A started service that draws 8 x 8 maps and audits to a file, the check tab's handlers on it, and the
+    nodule sample uploaded to it (its path)."""
     from quadrant.app.check_tab import _Handlers
     from quadrant.app.downloads import DownloadFolders
 
     uploads = tmp_path / "uploads"
     uploads.mkdir()
-    (uploads / "nodule.png").write_bytes((SAMPLES / "nodule.png").read_bytes())
-    service = CheckService({"demo": demo_checker}, AuditLog(tmp_path / "audit.sqlite").open(),
+    nodule = uploads / "nodule.png"
+    nodule.write_bytes((SAMPLES / "nodule.png").read_bytes())
+    service = CheckService({"demo": checker}, AuditLog(tmp_path / "audit.sqlite").open(),
                            upload_dir=uploads, evidence_options=EvidenceOptions(8)).start()
     handlers = _Handlers(service, DownloadFolders(tmp_path / "downloads"), lambda request: None, lambda path: None)
+    return service, handlers, nodule
+
+
+def test_a_cleared_verdicts_map_stops_and_another_pages_does_not(demo_checker, tmp_path):
+    """The page's wiring: the verdict is shown while its map is drawn; a change that clears that page's verdict
+    stops its map (the check's generator ends with nothing more to show), while a clear on another page does
+    not touch it."""
+    service, handlers, nodule = _page_drawing_maps(demo_checker, tmp_path)
     page, elsewhere = gr.Request(session_hash="page"), gr.Request(session_hash="elsewhere")
 
     def run():
-        return handlers.run(str(uploads / "nodule.png"), "Is there a lung nodule?", "", "", "demo", "", None, True,
-                            None, page)
+        return handlers.run(str(nodule), "Is there a lung nodule?", "", "", "demo", "", None, True, None, page)
 
     try:
         shown = run()
@@ -359,19 +366,12 @@ def test_a_slow_map_shows_a_first_look_as_it_is_drawn(demo_checker, tmp_path, mo
     is being drawn, then the image hidden in blocks (named a first look, the report not yet offered), then the map
     itself, the full map's 64 cells after 68 questions. Only the finished map is audited."""
     import quadrant.app.check_tab
-    from quadrant.app.check_tab import _Handlers
-    from quadrant.app.downloads import DownloadFolders
 
     monkeypatch.setattr(quadrant.app.check_tab, "FIRST_LOOK_SECONDS", 0.0)  # as if the map were slow
-    uploads = tmp_path / "uploads"
-    uploads.mkdir()
-    (uploads / "nodule.png").write_bytes((SAMPLES / "nodule.png").read_bytes())
-    service = CheckService({"demo": demo_checker}, AuditLog(tmp_path / "audit.sqlite").open(),
-                           upload_dir=uploads, evidence_options=EvidenceOptions(8)).start()
-    handlers = _Handlers(service, DownloadFolders(tmp_path / "downloads"), lambda request: None, lambda path: None)
+    service, handlers, nodule = _page_drawing_maps(demo_checker, tmp_path)
     try:
-        shown = list(handlers.run(str(uploads / "nodule.png"), "Is there a lung nodule?", "", "", "demo", "", None,
-                                  True, None, gr.Request(session_hash="page")))
+        shown = list(handlers.run(str(nodule), "Is there a lung nodule?", "", "", "demo", "", None, True, None,
+                                  gr.Request(session_hash="page")))
     finally:
         service.stop()
     panels = [html.unescape(update[0]) for update in shown]
