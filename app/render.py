@@ -212,8 +212,8 @@ def map_drawing(forwards: int) -> str:
 
 def map_so_far(done: int, forwards: int) -> str:
     """Above a map's first look, while the rest is drawn."""
-    return (f"A first look while the map is drawn ({done} of {forwards} questions asked): dashed blocks were hidden "
-            "whole, not cell by cell, and their cells follow. The report and the downloads come with the map.")
+    return (f"A first look while the map is drawn ({done} of up to {forwards} questions asked): dashed blocks were "
+            "hidden whole, not cell by cell, so far. The report and the downloads come with the map.")
 
 
 def map_failed(reason: str) -> str:

@@ -378,7 +378,7 @@ def test_a_slow_map_shows_a_first_look_as_it_is_drawn(demo_checker, tmp_path, mo
     assert len(panels) == 3
     assert "The map is being drawn" in panels[0] and "up to 68 times" in panels[0]
     assert 'data-map="drawing"' in panels[1] and 'class="q-evidence-first-look"' in panels[1]
-    assert "q-evidence-map" not in panels[1] and "A first look while the map is drawn (4 of 68" in panels[1]
+    assert "q-evidence-map" not in panels[1] and "A first look while the map is drawn (4 of up to 68" in panels[1]
     assert "quadrant-banner" in panels[1] and not shown[1][2].visible  # the report comes with the map
     assert 'class="q-evidence-map"' in panels[2] and "data-map" not in panels[2]
     assert "quadrant-evidence-status" not in panels[2] and shown[2][2].visible
