@@ -48,8 +48,10 @@ APP_DIR = Path(__file__).resolve().parent
 #: the printable report's styles: the page's own, then the print layout
 REPORT_CSS = "".join((APP_DIR / name).read_text(encoding="utf-8") for name in ("quadrant.css", "report.css"))
 
-#: the least wait still ahead for which a map's first look is shown while it is drawn (`_worth_a_look`)
-FIRST_LOOK_SECONDS = 1.0
+#: the least wait still ahead for which a map's first look is shown while it is drawn (`_worth_a_look`). The wait is
+#: estimated from the first stage, which also pays the map's fixed costs, so it runs long: on `demo` the bundled
+#: sample's rest was put at 0.38-0.56 s (it took 0.32-0.45 s), a full-size DICOM's at 4.6-6.1 s (1.8-2.4 s)
+FIRST_LOOK_SECONDS = 2.0
 #: the ablations a single upload can use (`swap` needs a second study: evaluate only), in words
 ABLATION_CHOICES = {"none": "taken out of the prompt (none)", "blank": "a blank mid-gray image (blank)",
                     "white": "a blank white image (white)", "noise": "random noise (noise)"}
@@ -369,7 +371,7 @@ def _hidden() -> tuple:
 def _worth_a_look(elapsed: float, done: int, forwards: int) -> bool:
     """Whether a map's stage is worth showing before the map is finished: when its copies so far, at the pace
     they took, leave at least FIRST_LOOK_SECONDS still to wait. Drawing a picture takes about a tenth of a second
-    (matplotlib), which a map finished within a second would only delay."""
+    (matplotlib), which a map finished soon after would only delay."""
     return done > 0 and elapsed / done * (forwards - done) >= FIRST_LOOK_SECONDS
 
 
