@@ -391,13 +391,13 @@ class FastPathScorer(StepsScorer):
         def reading() -> ReadImage | None:
             return family.read_image(processor, rendered[0], first.image) if read is UNREAD else read
 
-        if first.study_key is None:
+        if first.study_key is None:  # read with these very prompts: a failed splice would fail again
             found = reading()
-        else:
-            found = kept(self._read_images, first.study_key, reading, STUDY_PREFIXES)
+            return None if found is None else family.splice(processor, rendered, found)
+        found = kept(self._read_images, first.study_key, reading, STUDY_PREFIXES)
         if found is None:
             return None
-        spliced = family.splice(processor, rendered, found)
+        spliced = family.splice(processor, rendered, found)  # a kept reading may have been made with other prompts
         return spliced if spliced is not None else family.encode_one_image(processor, rendered, first.image)
 
     def _shared_prefix_len(self, inputs: dict[str, torch.Tensor], image_only: bool = False) -> int:
