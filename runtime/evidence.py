@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageFilter
+from PIL import Image, ImageChops, ImageFilter
 
 from .backends import ScoreRequest, ScoreResult
 from .errors import OptionError, StudyError, StudyNotFoundError
@@ -114,8 +114,18 @@ def fill_source(image: Image.Image, fill: str, grid: int) -> Image.Image:
     """The picture each box's pixels are taken from: the study blurred, or uniform mid-gray."""
     if fill == "gray":
         return Image.new("RGB", image.size, GRAY)
-    radius = BLUR_PER_CELL * min(image.size) / grid
-    return image.filter(ImageFilter.GaussianBlur(radius))
+    blur = ImageFilter.GaussianBlur(BLUR_PER_CELL * min(image.size) / grid)
+    if _is_gray(image):  # a radiograph: the blur treats channels alike, so one channel's blur is all three's
+        return image.getchannel(0).filter(blur).convert("RGB")
+    return image.filter(blur)
+
+
+def _is_gray(image: Image.Image) -> bool:
+    """Whether the picture is RGB with its three channels the same everywhere."""
+    if image.mode != "RGB":
+        return False
+    red, green, blue = image.split()
+    return ImageChops.difference(red, green).getbbox() is None and ImageChops.difference(green, blue).getbbox() is None
 
 
 def occluded(pixels: np.ndarray, box: Box, source: np.ndarray) -> np.ndarray:

@@ -9,7 +9,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from PIL import Image, ImageFilter
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
 from conftest import ALL_FAMILIES, LATER_FAMILIES
@@ -304,6 +304,20 @@ def test_fills_gray_is_exact_and_blur_keeps_the_region_brightness():
         EvidenceOptions(grid=0)
     with pytest.raises(OptionError, match="unknown evidence mode 'fine'; choose one of adaptive, full"):
         EvidenceOptions(mode="fine")
+
+
+@pytest.mark.parametrize("gray", [True, False])
+def test_the_blur_is_pillows_blur_of_the_whole_picture(gray):
+    """A gray study is blurred one channel at a time (a third of the work): the fill is still, to the bit,
+    Pillow's blur of the RGB picture; a picture whose channels differ anywhere is blurred whole."""
+    rng = np.random.default_rng(7)
+    channel = rng.integers(0, 256, (90, 120), dtype=np.uint8)
+    pixels = np.stack([channel] * 3, axis=-1)
+    if not gray:
+        pixels[40:50, 50:70, 2] //= 2  # a blue mark
+    image = Image.fromarray(pixels)
+    expected = np.asarray(image.filter(ImageFilter.GaussianBlur(90 / 8)))
+    assert np.array_equal(np.asarray(fill_source(image, "blur", 8)), expected)
 
 
 def _cells(deltas: list[float], side: int = 3, size: int = 90) -> list[dict]:
