@@ -20,6 +20,7 @@ from ..verdict import Verdict
 if TYPE_CHECKING:  # the model stack (torch) loads where checks run, not where results are written
     from ..check import Checker, CheckOptions, CheckRequest
     from ..loading import ModelSpec
+    from .reading import Reading
 
 
 class SwapImage(NamedTuple):
@@ -96,15 +97,24 @@ class Engine(ABC):
 
 
 def check_jobs(checker: Checker, jobs: Sequence[Job]) -> BatchResult:
-    """Check a batch on one checker: rows that cannot be checked become error records, the rest one scoring
-    call. The same function runs in the local engine and in every Ray worker, so both write the same lines."""
+    """Read a batch's files and check it on one checker (what a caller with a single batch wants)."""
+    from .reading import StudyReader
+
+    with StudyReader() as reader:
+        return check_read(checker, reader.read(jobs))
+
+
+def check_read(checker: Checker, readings: Sequence[Reading]) -> BatchResult:
+    """Check a batch whose files are being read: rows that cannot be checked become error records, the rest one
+    scoring call. The same function runs in the local engine and in every Ray worker, so both write the same
+    lines."""
     loaded = []  # per job: (job, its request or the InputError that stopped it, its mask)
-    for job in jobs:
+    for reading in readings:
         try:
-            request = _request(checker, job)
-            loaded.append((job, request, _mask(checker, job.row, request)))
+            request = reading.request()
+            loaded.append((reading.job, request, _mask(checker, reading.job.row, request)))
         except InputError as exc:
-            loaded.append((job, exc, None))
+            loaded.append((reading.job, exc, None))
     checked = iter(checker.check_each([r for _, r, _ in loaded if not isinstance(r, InputError)]))
     samples, errors = [], []
     for job, request, mask in loaded:
@@ -113,7 +123,7 @@ def check_jobs(checker: Checker, jobs: Sequence[Job]) -> BatchResult:
             errors.append({"study_id": job.row.study_id, "image": str(job.row.image), "error": str(outcome)})
         else:
             samples.append(_with_pointing(_with_swap_hash(outcome, job.swap).to_json(), mask))
-    return BatchResult(samples, errors, len(jobs))
+    return BatchResult(samples, errors, len(readings))
 
 
 def _mask(checker: Checker, row: ManifestRow, request: CheckRequest):
@@ -132,19 +142,6 @@ def _with_pointing(record: dict, mask) -> dict:
 
         record["evidence"]["pointing"] = pointing(record["evidence"], mask)
     return record
-
-
-def _request(checker: Checker, job: Job) -> CheckRequest:
-    from ..check import CheckRequest, OtherStudy
-    from ..images import load_study
-
-    row, partner = job.row, job.partner
-    swap = load_study(job.swap.path).image if job.swap is not None else None
-    other = None if partner is None else OtherStudy(load_study(partner.path), partner.study_id, partner.label)
-    return CheckRequest(
-        study=load_study(row.image, frame=row.frame), question=row.question, paraphrases=row.paraphrases, label=row.label,
-        study_id=row.study_id, swap_image=swap, extra=row.extra, other_study=other,
-    )
 
 
 def _with_swap_hash(verdict: Verdict, swap: SwapImage | None) -> Verdict:

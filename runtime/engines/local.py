@@ -1,4 +1,5 @@
-"""The local engine: one checker in this process, batches checked in order."""
+"""The local engine: one checker in this process, batches checked in order, each batch's files read while the
+batch before it is checked."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ from collections.abc import Iterable, Iterator, Sequence
 
 from ..check import Checker
 from ..run_folder import run_record
-from .base import BatchResult, Engine, Job, check_jobs
+from .base import BatchResult, Engine, Job, check_read
+from .reading import StudyReader
 
 
 class LocalEngine(Engine):
@@ -19,5 +21,12 @@ class LocalEngine(Engine):
         return run_record(self.checker, self.settings.spec)
 
     def run(self, batches: Iterable[Sequence[Job]]) -> Iterator[BatchResult]:
-        for batch in batches:
-            yield check_jobs(self.checker, batch)
+        with StudyReader() as reader:
+            waiting = None  # the batch read ahead, checked once the one before it is written
+            for batch in batches:
+                readings = reader.read(batch)
+                if waiting is not None:
+                    yield check_read(self.checker, waiting)
+                waiting = readings
+            if waiting is not None:
+                yield check_read(self.checker, waiting)

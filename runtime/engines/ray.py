@@ -18,7 +18,8 @@ import os
 from collections.abc import Iterable, Iterator, Sequence
 
 from ..errors import ModelError, OptionError, QuadrantError, one_line, require
-from .base import BatchResult, Engine, Job, Settings, check_jobs
+from .base import BatchResult, Engine, Job, Settings, check_read
+from .reading import StudyReader
 
 #: batches queued per worker: one running, one waiting, so no worker idles while the driver writes
 IN_FLIGHT = 2
@@ -34,6 +35,7 @@ class _Worker:
         self.failure: QuadrantError | None = None
         try:
             self.checker = settings.load_checker()
+            self.reader = StudyReader()
         except QuadrantError as exc:  # kept for record(): Ray would report a failed __init__ without its cause
             self.failure = exc
 
@@ -45,7 +47,7 @@ class _Worker:
         return run_record(self.checker, self.settings.spec)
 
     def check(self, jobs: Sequence[Job]) -> BatchResult:
-        return check_jobs(self.checker, jobs)
+        return check_read(self.checker, self.reader.read(jobs))
 
 
 class RayEngine(Engine):
