@@ -198,13 +198,25 @@ def _ready(model: BenchModel, config: BenchConfig) -> _Timing:
 def _evidence_cost(timing: _Timing, config: BenchConfig) -> dict:
     """What one occlusion map of prompt 0 costs beside the check: with-image forwards (one per occluded
     copy, batched by the backend) and milliseconds, for the full map, under `adaptive` the coarse-to-fine one,
-    and under `first_look` the full map drawn as the app draws it (its coarse blocks first: `first_ms` is the
-    wait for that first look), their calls interleaved like the check's."""
+    under `first_look` the full map drawn as the app draws it (its coarse blocks first: `first_ms` is the
+    wait for that first look), and under `follow_up` the full map of another question about a study already
+    mapped (its copies' readings kept, as a checker keeps them), their calls interleaved like the check's."""
     checker, verdict, study, timings = timing.checker, timing.first, timing.study, timing.row
     studies = [(verdict.prompts[0].rendered, study.image, verdict.prompts[0].margin)]
     modes = {mode: EvidenceOptions(config.evidence_grid, config.evidence_fill, mode) for mode in ("full", "adaptive")}
     runs = {mode: (lambda options=options: evidence_maps(checker.scorer.margins, studies, options))
             for mode, options in modes.items()}
+    pictures = [study.pixels_sha256]
+    evidence_maps(checker.scorer.margins, studies, modes["full"], pictures=pictures)  # the map asked before
+    # prompt 0 of other questions about the study (the timed checks' questions), asked before the timing
+    others = iter([checker.check(study, q).prompts[0] for q in NEW_QUESTIONS[: config.warmup + config.repeats]])
+
+    def follow_up() -> None:
+        prompt = next(others)
+        evidence_maps(checker.scorer.margins, [(prompt.rendered, study.image, prompt.margin)], modes["full"],
+                      pictures=pictures)
+
+    runs["follow_up"] = follow_up
     first_looks: list[float] = []  # each call's wait for its first stage
 
     def first_look() -> None:
@@ -225,7 +237,8 @@ def _evidence_cost(timing: _Timing, config: BenchConfig) -> dict:
                            "first_ms": statistics.median(first_looks[warmup:])}
     return {"grid": [config.evidence_grid, config.evidence_grid], "fill": config.evidence_fill,
             "check_forwards": timings["prompts"], **costs["full"], "adaptive": costs["adaptive"],
-            "first_look": costs["first_look"]}
+            "first_look": costs["first_look"], "follow_up": _cost(taken["follow_up"], forwards_per_map(modes["full"]),
+                                                                  timings)}
 
 
 def _cost(ms: float, forwards: int, timings: dict) -> dict:

@@ -255,7 +255,7 @@ class Checker:
         for stage in evidence_stages(margins or self.scorer.margins,
                                      [(v.prompts[0].rendered, s.image, v.prompts[0].margin) for s, v in checked],
                                      options, [study_sides(s.facts) for s, _ in checked], chunk=chunk,
-                                     first_look=first_look):
+                                     first_look=first_look, pictures=[_picture(s) for s, _ in checked]):
             ms = round((time.perf_counter() - started) * 1000 / (len(checked) or 1), 3)
             yield [replace(v, evidence=m, timing_ms={**v.timing_ms, "evidence": ms})
                    for (_, v), m in zip(checked, stage.maps, strict=True)], stage.finished

@@ -182,19 +182,22 @@ class Stage:
 
 
 def evidence_maps(margins: Margins, studies: Sequence[tuple[str, Image.Image, float]], options: EvidenceOptions,
-                  sides: Sequence[Sides | None] | None = None, *, chunk: int = CHUNK) -> list[dict]:
+                  sides: Sequence[Sides | None] | None = None, *, chunk: int = CHUNK,
+                  pictures: Sequence[str | None] | None = None) -> list[dict]:
     """One map per (rendered prompt 0, study image, its margin m0), as `evidence_stages` draws it."""
-    *_, last = evidence_stages(margins, studies, options, sides, chunk=chunk)
+    *_, last = evidence_stages(margins, studies, options, sides, chunk=chunk, pictures=pictures)
     return last.maps
 
 
 def evidence_stages(margins: Margins, studies: Sequence[tuple[str, Image.Image, float]], options: EvidenceOptions,
                     sides: Sequence[Sides | None] | None = None, *, chunk: int = CHUNK,
-                    first_look: bool = False) -> Iterator[Stage]:
+                    first_look: bool = False, pictures: Sequence[str | None] | None = None) -> Iterator[Stage]:
     """The maps of (rendered prompt 0, study image, its margin m0), a stage after each level of copies; every copy
     scored through `margins`, each level's copies of every study together, `chunk` copies a call. `sides`, one per
     study (`study_sides`), lets a reading name the patient's zones where a header says which side is which.
-    `first_look`: a full map's coarse blocks first, then its cells (the module's docstring)."""
+    `first_look`: a full map's coarse blocks first, then its cells (the module's docstring). `pictures`, one per
+    study, names its picture (its pixels' hash, or None): each filled copy is then named by it, its fill and its
+    box (`ScoreRequest.copy_key`), so that a backend may keep the copies' readings for the next question's map."""
     if not studies:  # no map to draw: finished at once
         yield Stage([], finished=True)
         return
@@ -202,12 +205,14 @@ def evidence_stages(margins: Margins, studies: Sequence[tuple[str, Image.Image, 
     boxes = [cell_boxes(image.width, image.height, grid) for _, image, _ in studies]
     pixels = [np.asarray(image) for _, image, _ in studies]
     sources = [np.asarray(fill_source(image, options.fill, grid)) for _, image, _ in studies]
+    names = [None if not pictures or pictures[i] is None else f"{pictures[i]} {options.fill} {grid}"
+             for i in range(len(studies))]
     filled: list[dict[int, tuple[float, Block]]] = [{} for _ in studies]  # cell -> (delta, smallest block)
     forwards = [0] * len(studies)
     m0s = [m0 for *_, m0 in studies]
     level = [(index, block) for index in range(len(studies)) for block in first_level(options, first_look)]
     while level:
-        copies = [(studies[i][0], pixels[i], block.box(boxes[i], grid), sources[i]) for i, block in level]
+        copies = [(studies[i][0], pixels[i], block.box(boxes[i], grid), sources[i], names[i]) for i, block in level]
         deltas = [m0s[i] - m for (i, _), m in zip(level, _scored(margins, copies, chunk), strict=True)]
         for (index, block), delta in zip(level, deltas, strict=True):
             forwards[index] += 1
@@ -233,13 +238,15 @@ def _next_level(level: list[tuple[int, Block]], deltas: list[float], m0s: list[f
 
 
 
-def _scored(margins: Margins, copies: list[tuple[str, np.ndarray, Box, np.ndarray]], chunk: int) -> list[float]:
+def _scored(margins: Margins, copies: list[tuple[str, np.ndarray, Box, np.ndarray, str | None]],
+            chunk: int) -> list[float]:
     """prompt 0's margin on each filled copy, at most `chunk` copies and CHUNK_BYTES of them in memory (and in one
     call) at a time."""
     scored: list[float] = []
-    for run in _runs([pixels.nbytes for _, pixels, _, _ in copies], chunk, CHUNK_BYTES):
-        requests = [ScoreRequest(rendered, occluded(pixels, box, source))
-                    for rendered, pixels, box, source in copies[run.start : run.stop]]
+    for run in _runs([pixels.nbytes for _, pixels, _, _, _ in copies], chunk, CHUNK_BYTES):
+        requests = [ScoreRequest(rendered, occluded(pixels, box, source),
+                                 copy_key=None if name is None else f"{name} {box}")
+                    for rendered, pixels, box, source, name in copies[run.start : run.stop]]
         scored += [r.margin for r in margins(requests)]
     return scored
 

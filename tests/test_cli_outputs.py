@@ -119,6 +119,9 @@ def test_bench_reports_its_ratios_from_its_own_medians(capsys):
     first_look = evidence["first_look"]  # the full map as the app draws it: its coarse blocks first
     assert first_look["forwards"] == 68 and 0 < first_look["first_ms"] < first_look["ms"]
     assert first_look["vs_check"] == pytest.approx(first_look["ms"] / result["quadrant_ms"], rel=1e-12)
+    follow_up = evidence["follow_up"]  # another question's map of the study, its copies' readings kept
+    assert follow_up["forwards"] == 64 and follow_up["ms"] > 0
+    assert follow_up["vs_check"] == pytest.approx(follow_up["ms"] / result["quadrant_ms"], rel=1e-12)
 
 
 def test_bench_refuses_a_study_size_it_cannot_time(capsys):
@@ -139,9 +142,11 @@ def test_bench_prints_a_row_per_family(capsys):
     assert re.match(r"\s+evidence map, coarse to fine \(--evidence-mode adaptive\): 12 with-image forwards", lines[8])
     assert re.match(r"\s+evidence map with a first look \(as the app draws it\): 68 with-image forwards, the first "
                     r"look after [\d.]+ ms", lines[9])
+    assert re.match(r"\s+evidence map of another question about a study mapped before \(its copies' readings "
+                    r"kept\): +[\d.]+ ms", lines[10])
     _assert_ratio_of_printed(speedup, medians[0], medians[2])
     rows = [re.match(r"\s+(\w+)\s+naive\s+([\d.]+) ms\s+quadrant\s+([\d.]+) ms\s+speedup ([\d.]+)x\s+path (\S+)"
-                     r"\s+max diff (\S+)", line) for line in lines[10:]]
+                     r"\s+max diff (\S+)", line) for line in lines[11:]]
     assert [r.group(1) for r in rows] == families
     for row in rows:
         naive, quadrant, shown = float(row.group(2)), float(row.group(3)), float(row.group(4))

@@ -100,24 +100,65 @@ def test_each_delta_is_a_plain_forward_on_a_copy_filled_by_hand(demo, plain):
 def test_every_familys_map_is_plain_forwards_on_copies_filled_by_hand(family, tiny_model, study_png, monkeypatch):
     """A map's filled copies go to the processor as pixel arrays and the study as a PIL image: every family's
     processor must read the two alike, so each cell is the delta of plain forwards on a PIL copy filled by hand.
-    The copies are read on worker threads, each with its own copy of the processor, whatever this machine's cores."""
+    The copies are read on worker threads, each with its own copy of the processor, whatever this machine's cores.
+    The next question's map reads no copy again: it splices the copies' kept readings with its own prompt, and
+    is held to plain forwards the same way."""
     import quadrant.backends.fast_path
 
     monkeypatch.setattr(quadrant.backends.fast_path, "PREPROCESS_WORKERS", 2)
     directory = tiny_model(family)
     options = CheckOptions(k=2, evidence=EvidenceOptions(grid=2), ablation="blank" if family == "paligemma" else None)
     study = load_study(study_png)
-    verdict = Checker(load_model(ModelSpec(model=directory, device="cpu")), "torch", options).check(study, QUESTION)
+    checker = Checker(load_model(ModelSpec(model=directory, device="cpu")), "torch", options)
     oracle = PlainForward(directory)
-    rendered, tokens = verdict.prompts[0].rendered, verdict.model["answer_tokens"]
-    m0 = oracle.margin(rendered, study.image, tokens["yes"], tokens["no"])
     source = fill_source(study.image, "blur", 2)
-    assert max(abs(cell["delta"]) for cell in verdict.evidence["cells"]) > 1e-3  # the fills move this model
-    for cell in verdict.evidence["cells"]:
-        box = tuple(cell["box"])
-        copy = study.image.copy()
-        copy.paste(source.crop(box), box[:2])
-        assert cell["delta"] == pytest.approx(m0 - oracle.margin(rendered, copy, tokens["yes"], tokens["no"]), abs=1e-4)
+    reads = []
+    for question in (QUESTION, "Is there cardiomegaly?"):
+        verdict = checker.check(study, question)
+        rendered, tokens = verdict.prompts[0].rendered, verdict.model["answer_tokens"]
+        m0 = oracle.margin(rendered, study.image, tokens["yes"], tokens["no"])
+        assert max(abs(cell["delta"]) for cell in verdict.evidence["cells"]) > 1e-3  # the fills move this model
+        for cell in verdict.evidence["cells"]:
+            box = tuple(cell["box"])
+            copy = study.image.copy()
+            copy.paste(source.crop(box), box[:2])
+            expected = m0 - oracle.margin(rendered, copy, tokens["yes"], tokens["no"])
+            assert cell["delta"] == pytest.approx(expected, abs=1e-4)
+        reads.append(len(checker.scorer._copy_readings))
+        monkeypatch.setattr(checker.loaded.family, "read_image", _no_reading)
+    kept = 4 if checker.scorer.prefix_ok() else 0  # a model on batched full forwards reads copies whole
+    assert reads == [kept, kept]  # the second map's copies were the first's
+
+
+def _no_reading(*args):
+    raise AssertionError("a map copy's picture was read again")
+
+
+def test_a_maps_kept_copy_readings_stay_within_their_bound(tiny_model, study_png, monkeypatch):
+    """Within a bound of two copies' readings, the store never holds more, the next question's map reads its
+    copies again, and both maps are the maps of a checker that keeps them all."""
+    import quadrant.backends.fast_path as fast_path
+
+    loaded = load_model(ModelSpec(model=tiny_model("llava"), device="cpu"))
+    study = load_study(study_png)
+    options = CheckOptions(k=2, evidence=EvidenceOptions(grid=2))
+    reads = []
+    read_image = loaded.family.read_image
+    monkeypatch.setattr(loaded.family, "read_image", lambda *args: reads.append(1) or read_image(*args))
+
+    def two_maps(checker: Checker) -> list[float]:
+        return [cell["delta"] for question in (QUESTION, "Is there cardiomegaly?")
+                for cell in checker.check(study, question).evidence["cells"]]
+
+    keeping = Checker(loaded, "torch", options)
+    expected = two_maps(keeping)
+    read_keeping = len(reads)
+    one = fast_path._reading_bytes(next(iter(keeping.scorer._copy_readings.values())))
+    monkeypatch.setattr(fast_path, "COPY_READING_BYTES", 2 * one)
+    bounded = Checker(loaded, "torch", options)
+    assert two_maps(bounded) == pytest.approx(expected, abs=1e-6)
+    assert len(bounded.scorer._copy_readings) == 2
+    assert len(reads) - read_keeping == read_keeping + 4  # the second map's four copies read again
 
 
 def test_a_large_studys_copies_are_scored_within_the_memory_bound(demo, monkeypatch):

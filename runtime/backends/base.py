@@ -28,7 +28,9 @@ class ScoreRequest:
     backend may compute its prefix once under that key and reuse it in later calls, and keep the margins of
     prompts it has scored with it. `study_key` names a study's picture by its pixels (their hash): a backend
     may keep the picture's prefix under it, so that the next question asked of the same picture (a
-    clinician's follow-up, another finding) skips the prefix pass.
+    clinician's follow-up, another finding) skips the prefix pass. `copy_key` names a picture asked one
+    question at a time but read again and again (an evidence map's filled copy, drawn anew for each question
+    about its study): a backend may keep the processor's reading of it under that key, not its prefix.
 
     The image is a PIL image, or its RGB pixels as an (height, width, 3) uint8 array, which every processor
     takes alike: an evidence map's filled copies are arrays, since a processor copies a PIL image twice before
@@ -40,6 +42,7 @@ class ScoreRequest:
     image: Image.Image | np.ndarray | None
     reuse_key: str | None = None
     study_key: str | None = None
+    copy_key: str | None = None
 
 
 @dataclass(frozen=True)

@@ -70,6 +70,11 @@ STUDY_PREFIXES = 4
 #: on a workstation GPU beside the weights
 KEPT_BYTES = 2**30
 KEPT_MARGINS = 1024  # content-free references' and text-only prompts' margins kept (a float per prompt)
+#: evidence map copies' readings kept (`ScoreRequest.copy_key`), for the next question's map of the same study:
+#: two maps' worth, and at most COPY_READING_BYTES of tensors (a LLaVA-1.5 copy's is 1.4 MB, 87 MB a map; a
+#: processor that reads a full-size film at its own size keeps fewer, the most recent)
+COPY_READINGS = 2 * 68
+COPY_READING_BYTES = 256 * 2**20
 #: threads that read a call's new pictures (an evidence map's copies, a batch's studies) through the processor at once
 PREPROCESS_WORKERS = min(8, os.cpu_count() or 1)
 #: a picture no worker read (`_tokenize_studies`): its reading is made, or found kept, where it is needed
@@ -175,6 +180,7 @@ class FastPathScorer(StepsScorer):
         self._text_only_margins: OrderedDict[str, float] = OrderedDict()  # rendered prompt -> margin
         self._study_prefixes: OrderedDict[tuple, Prefix] = OrderedDict()  # (study key, prefix ids) -> prefix pass
         self._read_images: OrderedDict[str, ReadImage | None] = OrderedDict()  # study key -> the processor's read
+        self._copy_readings: OrderedDict[str, ReadImage | None] = OrderedDict()  # copy key -> the processor's read
         self._readers: ThreadPoolExecutor | None = None  # made at the first call with pictures to read at once
         self._worker = threading.local()  # each reader thread's processor
 
@@ -341,8 +347,9 @@ class FastPathScorer(StepsScorer):
 
     def _unread(self, request: ScoreRequest) -> bool:
         """Whether a request's picture is one the processor has not read: any but a content-free reference's (its
-        tokenization is kept) and a study's whose reading is kept."""
-        return request.image is not None and request.reuse_key is None and request.study_key not in self._read_images
+        tokenization is kept), and a study's or a map copy's whose reading is kept."""
+        return (request.image is not None and request.reuse_key is None and request.study_key not in self._read_images
+                and request.copy_key not in self._copy_readings)
 
     def _worker_processor(self):
         """This worker thread's own copy of the processor."""
@@ -384,17 +391,21 @@ class FastPathScorer(StepsScorer):
                           read: object = UNREAD) -> dict | None:
         """The prompts with their study's image through the processor once (None where the family cannot
         splice exactly); for a study named by its picture, once across calls: the processor's reading of it
-        is kept beside its prefix, so that a later question about it runs no processor on the image. `read`:
-        the reading a worker made (UNREAD: none)."""
+        is kept beside its prefix, so that a later question about it runs no processor on the image; so is a
+        map copy's named by its `copy_key`, for the next question's map. `read`: the reading a worker made
+        (UNREAD: none)."""
         family, processor = self.loaded.family, self.loaded.processor
 
         def reading() -> ReadImage | None:
             return family.read_image(processor, rendered[0], first.image) if read is UNREAD else read
 
-        if first.study_key is None:  # read with these very prompts: a failed splice would fail again
+        if first.study_key is not None:
+            found = kept(self._read_images, first.study_key, reading, STUDY_PREFIXES)
+        elif first.copy_key is not None:
+            found = kept(self._copy_readings, first.copy_key, reading, COPY_READINGS, _reading_bytes, COPY_READING_BYTES)
+        else:  # read with these very prompts: a failed splice would fail again
             found = reading()
             return None if found is None else family.splice(processor, rendered, found)
-        found = kept(self._read_images, first.study_key, reading, STUDY_PREFIXES)
         if found is None:
             return None
         spliced = family.splice(processor, rendered, found)  # a kept reading may have been made with other prompts
@@ -584,6 +595,11 @@ class FastPathScorer(StepsScorer):
         """Each study's prompts as one padded full forward (exact for every family), the image encoded
         once where the runtime and family allow."""
         return [m for study in batch for m in self.steps.run_full(study.inputs, one_image=True)]
+
+
+def _reading_bytes(read: ReadImage | None) -> int:
+    """The bytes of a reading's tensors (none for a picture the family cannot splice)."""
+    return 0 if read is None else sum(t.nbytes for t in read.tensors.values())
 
 
 def _split(items: list, parts: int) -> list[list]:

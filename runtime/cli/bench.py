@@ -78,6 +78,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"  evidence map with a first look (as the app draws it): {f['forwards']} with-image forwards, the first "
           f"look after {f['first_ms']:.1f} ms = {f['first_ms'] / result['quadrant_ms']:.1f}x the check, the map "
           f"{f['ms']:8.1f} ms = {f['vs_check']:.1f}x the check")
+    u = e["follow_up"]
+    print(f"  evidence map of another question about a study mapped before (its copies' readings kept): "
+          f"{u['ms']:8.1f} ms = {u['vs_check']:.1f}x the check, {u['vs_one_forward']:.1f}x one forward")
     for row in result.get("precisions", []):
         verdicts = f"  {row['verdicts']}" if row["verdicts"] else ""
         print(f"  {row['precision']:5s} quadrant {row['quadrant_ms']:7.1f} ms  one forward "
