@@ -17,7 +17,6 @@ import base64
 import json
 import logging
 import threading
-import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable
@@ -48,10 +47,11 @@ APP_DIR = Path(__file__).resolve().parent
 #: the printable report's styles: the page's own, then the print layout
 REPORT_CSS = "".join((APP_DIR / name).read_text(encoding="utf-8") for name in ("quadrant.css", "report.css"))
 
-#: the least wait still ahead for which a map's first look is shown while it is drawn (`_worth_a_look`). The wait is
-#: estimated from the first stage, which also pays the map's fixed costs, so it runs long: on `demo` the bundled
-#: sample's rest was put at 0.38-0.56 s (it took 0.32-0.45 s), a full-size DICOM's at 4.6-6.1 s (1.8-2.4 s)
-FIRST_LOOK_SECONDS = 2.0
+#: the least wait still ahead for which a map's first look is shown while it is drawn (`_worth_a_look`), estimated
+#: from the first stage's copies: on `demo`, the bundled sample's rest put at 0.21-0.45 s (it took 0.15-0.26 s), a
+#: full-size DICOM's first map at 1.84 s (1.59 s) and its next question's map, whose copies' readings are kept,
+#: at 0.50-0.55 s (0.34-0.35 s)
+FIRST_LOOK_SECONDS = 1.5
 #: the ablations a single upload can use (`swap` needs a second study: evaluate only), in words
 ABLATION_CHOICES = {"none": "taken out of the prompt (none)", "blank": "a blank mid-gray image (blank)",
                     "white": "a blank white image (white)", "noise": "random noise (noise)"}
@@ -279,12 +279,11 @@ class _Handlers:
         drawing = render.map_drawing(forwards)
         yield _panel(check_id, render.verdict_html(checked.verdict, uploaded=uploaded, map_note=drawing),
                      drawing=True), *_hidden()
-        started = time.perf_counter()
         try:
-            for mapped, finished in self.service.map_stages(
+            for mapped, stage in self.service.map_stages(
                     checked, still_wanted=lambda: self.clears.count(session) == clears, first_look=True):
                 done = mapped.verdict.evidence["forwards"]
-                if not finished and _worth_a_look(time.perf_counter() - started, done, forwards):
+                if not stage.finished and _worth_a_look(stage.seconds, done, forwards):
                     look = verdict_overlay_png(mapped.verdict, mapped.study.image, first_look=True)
                     yield _panel(check_id, render.verdict_html(mapped.verdict, uploaded=uploaded, overlay_png=look,
                                                                map_note=render.map_so_far(done, forwards)),
@@ -368,11 +367,11 @@ def _hidden() -> tuple:
             gr.DownloadButton(value=None, visible=False), gr.File(value=None, visible=False))
 
 
-def _worth_a_look(elapsed: float, done: int, forwards: int) -> bool:
-    """Whether a map's stage is worth showing before the map is finished: when its copies so far, at the pace
-    they took, leave at least FIRST_LOOK_SECONDS still to wait. Drawing a picture takes about a tenth of a second
-    (matplotlib), which a map finished soon after would only delay."""
-    return done > 0 and elapsed / done * (forwards - done) >= FIRST_LOOK_SECONDS
+def _worth_a_look(seconds: float, done: int, forwards: int) -> bool:
+    """Whether a map's first stage is worth showing before the map is finished: when its `done` copies, at the
+    pace they took (`seconds`), leave at least FIRST_LOOK_SECONDS still to wait. Drawing a picture takes about a
+    tenth of a second (matplotlib), which a map finished soon after would only delay."""
+    return done > 0 and seconds / done * (forwards - done) >= FIRST_LOOK_SECONDS
 
 
 def _panel(check_id: str, shown: str, *, drawing: bool = False) -> str:

@@ -30,7 +30,7 @@ from quadrant.backends import ScoreRequest, ScoreResult
 from quadrant.bank import Bank, load_bank
 from quadrant.check import Checker, CheckOptions, CheckRequest
 from quadrant.errors import InputError, OptionError, ParaphraseError, QuadrantError, StudyError
-from quadrant.evidence import EvidenceOptions
+from quadrant.evidence import EvidenceOptions, Stage
 from quadrant.images import MAX_FILE_BYTES, Study, load_study_bytes
 from quadrant.kept import kept
 from quadrant.paraphrases import Phrasing, paraphrase_set, parse_paraphrase_text, validate_question
@@ -175,24 +175,24 @@ class CheckService:
         return mapped
 
     def map_stages(self, checked: CheckedUpload, still_wanted: Callable[[], bool] | None = None, *,
-                   first_look: bool = False) -> Iterator[tuple[CheckedUpload, bool]]:
+                   first_look: bool = False) -> Iterator[tuple[CheckedUpload, Stage]]:
         """`draw_map` a stage at a time, for a page that shows the map as it comes: the check with its map as far
-        as it is drawn, and whether that is the last stage (`quadrant.evidence.evidence_stages`; `first_look`
-        fills the image in coarse blocks first). Only the finished map is audited."""
+        as it is drawn, and the stage (`quadrant.evidence.evidence_stages`: whether it is the last, how long its
+        copies took; `first_look` fills the image in coarse blocks first). Only the finished map is audited."""
         def margins(requests: Sequence[ScoreRequest]) -> list[ScoreResult]:
             if still_wanted is not None and not still_wanted():
                 raise MapDropped("the verdict this map was for is no longer shown")
             return self.batcher.submit(_Margins(checked.model, requests)).result()
 
-        for (verdict,), finished in self.checkers[checked.model].evidence_stages(
+        for (verdict,), stage in self.checkers[checked.model].evidence_stages(
                 [(checked.study, checked.verdict)], self.evidence_options, margins=margins,
                 chunk=self.batcher.max_batch, first_look=first_look):
-            if finished:
+            if stage.finished:
                 if self.audit is not None and checked.audit_id is not None:
                     self.audit.record_evidence(checked.audit_id, verdict.evidence)
                 log.info("evidence map: %d forwards, study %s", verdict.evidence["forwards"],
                          checked.study.pixels_sha256[:12])
-            yield replace(checked, verdict=verdict), finished
+            yield replace(checked, verdict=verdict), stage
 
     def _check_study(self, data: bytes, study: Study, question: str, paraphrases: str, ablation: str | None, *,
                      model: str | None, rule: str | None, threshold: float | None, reference: str | None,

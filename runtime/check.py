@@ -22,7 +22,7 @@ from .answers import Answer, read_generated
 from .backends import BACKENDS, Scorer, ScoreRequest
 from .bank import Bank
 from .errors import InputError, OptionError, UnsupportedModelError
-from .evidence import CHUNK, EvidenceOptions, Margins, evidence_stages, study_sides
+from .evidence import CHUNK, EvidenceOptions, Margins, Stage, evidence_stages, study_sides
 from .images import Study
 from .kept import kept
 from .loading import Loaded
@@ -243,10 +243,10 @@ class Checker:
 
     def evidence_stages(self, checked: Sequence[tuple[Study, Verdict]], options: EvidenceOptions | None = None, *,
                         margins: Margins | None = None, chunk: int = CHUNK,
-                        first_look: bool = False) -> Iterator[tuple[list[Verdict], bool]]:
-        """`draw_evidence` a stage at a time: the verdicts with their maps as far as they are drawn, and whether
-        this is the last stage (`quadrant.evidence.evidence_stages`; `first_look` as there), for a page that
-        shows the map as it comes."""
+                        first_look: bool = False) -> Iterator[tuple[list[Verdict], Stage]]:
+        """`draw_evidence` a stage at a time: the verdicts with their maps as far as they are drawn, and the stage
+        (`quadrant.evidence.evidence_stages`: whether it is the last, how long its copies took; `first_look` as
+        there), for a page that shows the map as it comes."""
         options = options or self.options.evidence
         if options is None:
             raise OptionError("no evidence map options: give them, or check with --evidence")
@@ -258,7 +258,7 @@ class Checker:
                                      first_look=first_look, pictures=[_picture(s) for s, _ in checked]):
             ms = round((time.perf_counter() - started) * 1000 / (len(checked) or 1), 3)
             yield [replace(v, evidence=m, timing_ms={**v.timing_ms, "evidence": ms})
-                   for (_, v), m in zip(checked, stage.maps, strict=True)], stage.finished
+                   for (_, v), m in zip(checked, stage.maps, strict=True)], stage
 
     def _require_margins(self) -> None:
         """An evidence map is made of margins, which a model answering in generate mode does not give."""

@@ -34,6 +34,7 @@ must not change the reading): a map is flat when no cell moves the margin by FLA
 from __future__ import annotations
 
 import statistics
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -175,10 +176,13 @@ def first_level(options: EvidenceOptions, first_look: bool = False) -> list[Bloc
 @dataclass(frozen=True)
 class Stage:
     """Every study's map as far as it is drawn (a cell not yet filled on its own carries the delta of the smallest
-    block filled around it, marked as an adaptive map's are); `finished` on the last stage, the map itself."""
+    block filled around it, marked as an adaptive map's are); `finished` on the last stage, the map itself.
+    `seconds`: how long this stage's copies took to fill and score, without the map's one-off costs (its fill,
+    the pictures as arrays), so that a page can tell from it how long the copies still to come will take."""
 
     maps: list[dict]
     finished: bool
+    seconds: float = 0.0
 
 
 def evidence_maps(margins: Margins, studies: Sequence[tuple[str, Image.Image, float]], options: EvidenceOptions,
@@ -212,8 +216,10 @@ def evidence_stages(margins: Margins, studies: Sequence[tuple[str, Image.Image, 
     m0s = [m0 for *_, m0 in studies]
     level = [(index, block) for index in range(len(studies)) for block in first_level(options, first_look)]
     while level:
+        started = time.perf_counter()
         copies = [(studies[i][0], pixels[i], block.box(boxes[i], grid), sources[i], names[i]) for i, block in level]
         deltas = [m0s[i] - m for (i, _), m in zip(level, _scored(margins, copies, chunk), strict=True)]
+        seconds = time.perf_counter() - started
         for (index, block), delta in zip(level, deltas, strict=True):
             forwards[index] += 1
             filled[index].update((cell, (delta, block)) for cell in block.cells(grid))
@@ -222,7 +228,7 @@ def evidence_stages(margins: Margins, studies: Sequence[tuple[str, Image.Image, 
         for index, m0 in enumerate(m0s):
             cells = [_cell(boxes[index][cell], *filled[index][cell], boxes[index], grid) for cell in range(grid * grid)]
             maps.append({**describe(cells, m0, options, sides[index] if sides else None), "forwards": forwards[index]})
-        yield Stage(maps, finished=not level)
+        yield Stage(maps, finished=not level, seconds=seconds)
 
 
 def _next_level(level: list[tuple[int, Block]], deltas: list[float], m0s: list[float],

@@ -394,9 +394,10 @@ def test_a_first_look_is_shown_only_where_the_rest_of_the_map_takes_a_while():
     pace of those scored so far, take at least FIRST_LOOK_SECONDS."""
     from quadrant.app.check_tab import FIRST_LOOK_SECONDS, _worth_a_look
 
-    assert FIRST_LOOK_SECONDS == 2.0
-    assert _worth_a_look(0.2, 4, 68)  # a full-size film: 3.2 s still to come
-    assert not _worth_a_look(0.02, 4, 68)  # the bundled sample: 0.3 s
+    assert FIRST_LOOK_SECONDS == 1.5
+    assert _worth_a_look(0.115, 4, 68)  # a full-size film's first map: 1.84 s still to come
+    assert not _worth_a_look(0.035, 4, 68)  # its next question's map, the copies' readings kept: 0.56 s
+    assert not _worth_a_look(0.028, 4, 68)  # the bundled sample: 0.45 s
     assert not _worth_a_look(0.0, 0, 68) and not _worth_a_look(5.0, 68, 68)
 
 

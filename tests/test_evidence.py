@@ -4,6 +4,7 @@ fills, the scale-free reading, the verdict key, the command line, and the pointi
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import replace
 
 import numpy as np
@@ -300,6 +301,27 @@ def test_a_full_maps_first_look_fills_blocks_then_every_cell_and_ends_as_the_ful
     adaptive = evidence_stages(checker.scorer.margins, studies, replace(options, mode="adaptive"))
     assert [(stage.maps[0]["forwards"], stage.finished) for stage in adaptive] == [(4, False), (8, False), (12, True)]
     assert list(evidence_stages(margins, [], options, first_look=True)) == [Stage([], finished=True)]
+
+
+def test_a_stages_seconds_are_its_copies_not_the_maps_one_off_costs(demo, monkeypatch):
+    """A page estimates the rest of a map from its first stage's pace: the stage's `seconds` time its copies
+    alone, not the fill made once a map (here slowed to 0.3 s by hand)."""
+    import quadrant.evidence
+
+    study = load_study(SAMPLE)
+    checker = Checker(demo, options=CheckOptions(k=2))
+    verdict = checker.check(study, QUESTION)
+    studies = [(verdict.prompts[0].rendered, study.image, verdict.prompts[0].margin)]
+    real_fill = quadrant.evidence.fill_source
+    monkeypatch.setattr(quadrant.evidence, "fill_source", lambda *args: time.sleep(0.3) or real_fill(*args))
+    delays = iter([0.2])
+
+    def margins(requests):
+        time.sleep(next(delays, 0.0))  # the first stage's copies take 0.2 s more
+        return checker.scorer.margins(requests)
+
+    first, last = evidence_stages(margins, studies, EvidenceOptions(), first_look=True)
+    assert 0.2 <= first.seconds < 0.5 and 0 < last.seconds  # the copies' 0.2 s and more, not the fill's 0.3 s
 
 
 def test_a_first_look_outlines_no_cell_and_says_it_is_one():
