@@ -123,11 +123,15 @@ def figure(image: Image.Image, evidence: dict, m0: float, title: str | None = No
 def _shrunk(image: Image.Image) -> Image.Image:
     """The study at most as wide as the whole figure: a radiograph of 2,000-3,000 pixels a side is drawn about
     450 wide, and matplotlib colour-mapping and resampling all its pixels took most of a map's drawing (0.3 of
-    0.44 s). Its coordinates stay the study's (imshow's extent), so the cells fall where they did."""
+    0.44 s). Its coordinates stay the study's (imshow's extent), so the cells fall where they did. Pillow first
+    averages whole blocks of pixels (`reducing_gap`), then resamples: 18-20 ms instead of 42-44 on a 2,048 x 2,500
+    film, within 2 levels of 255 of the plain resize (a mean of 0.25; on a 1,841 x 1,955 CR film within 5, 99%
+    within 1), on a picture drawn for the eye."""
     most = round(FIGURE_INCHES * FIGURE_DPI)
     if image.width <= most:
         return image
-    return image.resize((most, max(1, round(image.height * most / image.width))), Image.Resampling.LANCZOS)
+    return image.resize((most, max(1, round(image.height * most / image.width))), Image.Resampling.LANCZOS,
+                        reducing_gap=1.5)
 
 
 def _whole_blocks(evidence: dict) -> list[tuple[int, ...]]:
