@@ -15,7 +15,7 @@ from transformers import AutoModelForImageTextToText, AutoProcessor
 
 from conftest import ALL_FAMILIES, LATER_FAMILIES
 from plain_forward import PlainForward
-from quadrant.check import Checker, CheckOptions
+from quadrant.check import Checker, CheckOptions, CheckRequest
 from quadrant.cli.main import main
 from quadrant.errors import OptionError, StudyError
 from quadrant.evidence import (
@@ -133,6 +133,31 @@ def test_every_familys_map_is_plain_forwards_on_copies_filled_by_hand(family, ti
 
 def _no_reading(*args):
     raise AssertionError("a map copy's picture was read again")
+
+
+def test_maps_of_one_films_findings_in_one_call_read_each_copy_once(tiny_model, study_png, monkeypatch):
+    """A dataset batch asks several findings of one film: their maps' copies are the same pictures, read once on
+    the workers and spliced with each question's prompt, and each map is the map drawn alone."""
+    import quadrant.backends.fast_path as fast_path
+
+    monkeypatch.setattr(fast_path, "PREPROCESS_WORKERS", 2)
+    loaded = load_model(ModelSpec(model=tiny_model("llava"), device="cpu"))
+    study = load_study(study_png)
+    options = CheckOptions(k=2)
+    questions = (QUESTION, "Is there cardiomegaly?", "Is there a pneumothorax?")
+    checker = Checker(loaded, "torch", options)
+    verdicts = checker.check_many([CheckRequest(study, question) for question in questions])
+    reads = []
+    read_image = loaded.family.read_image
+    monkeypatch.setattr(loaded.family, "read_image", lambda *args: reads.append(1) or read_image(*args))
+    together = checker.draw_evidence([(study, verdict) for verdict in verdicts], EvidenceOptions(grid=2))
+    assert len(reads) == 4  # the four copies, not twelve
+    monkeypatch.setattr(loaded.family, "read_image", read_image)
+    for verdict, mapped in zip(verdicts, together, strict=True):
+        (alone,) = Checker(loaded, "torch", options).draw_evidence([(study, verdict)], EvidenceOptions(grid=2))
+        assert [c["delta"] for c in mapped.evidence["cells"]] == \
+            pytest.approx([c["delta"] for c in alone.evidence["cells"]], abs=1e-5)
+        assert len({c["delta"] for c in mapped.evidence["cells"]}) == 4  # not vacuous
 
 
 def test_a_maps_kept_copy_readings_stay_within_their_bound(tiny_model, study_png, monkeypatch):

@@ -331,17 +331,24 @@ class FastPathScorer(StepsScorer):
         map's filled copies, a dataset batch's studies) are read on worker threads, several at once, and spliced
         with their prompts here: resizing a full-size radiograph took most of a map's time (on `demo`, 30 ms of a
         copy's 40), and PIL's resize and NumPy's arithmetic run outside the GIL. Each worker reads with its own
-        copy of the processor, since a tokenizer's settings change with every call; what is kept is kept here."""
+        copy of the processor, since a tokenizer's settings change with every call; what is kept is kept here.
+        A map copy that several chunks show (the maps of a film's several findings in one dataset batch) is read
+        once, and its reading spliced with each chunk's prompts."""
         new = [index for index, chunk in enumerate(chunks) if for_prefix and self._unread(requests[chunk[0]])]
         reads: dict[int, ReadImage | None] = {}
         if len(new) > 1 and PREPROCESS_WORKERS > 1:
             if self._readers is None:
                 self._readers = ThreadPoolExecutor(PREPROCESS_WORKERS, thread_name_prefix="quadrant-read")
             family = self.loaded.family
-            firsts = [requests[chunks[index][0]] for index in new]
-            reads = dict(zip(new, self._readers.map(
-                lambda first: family.read_image(self._worker_processor(), first.rendered, first.image), firsts),
-                strict=True))
+
+            def picture(index: int) -> str | int:
+                return requests[chunks[index][0]].copy_key or index
+
+            firsts = {picture(index): requests[chunks[index][0]] for index in new}  # a request showing each picture
+            read = dict(zip(firsts, self._readers.map(
+                lambda first: family.read_image(self._worker_processor(), first.rendered, first.image),
+                firsts.values()), strict=True))
+            reads = {index: read[picture(index)] for index in new}
         return [self._tokenize_study(requests, chunk, for_prefix, reads.get(index, UNREAD))
                 for index, chunk in enumerate(chunks)]
 
