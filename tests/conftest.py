@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import os
 import signal
 import subprocess
@@ -63,6 +64,16 @@ def stop_process(process: subprocess.Popen, timeout: float = 30) -> int:
             os.kill(process.pid, signal.SIGKILL)
             process.wait()
     return process.returncode
+
+
+def write_manifest(folder: Path, rows: list[dict]) -> Path:
+    """The rows as `folder`/manifest.csv, their keys its columns."""
+    path = folder / "manifest.csv"
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
 
 
 def write_png(path, seed: int = 0, size=(72, 64)) -> str:

@@ -3,7 +3,6 @@ kill, fail-if gates, unreadable rows, and the metrics behind the summary."""
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import signal
@@ -13,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import QUADRANT, write_png
+from conftest import QUADRANT, write_manifest, write_png
 from quadrant.cli.main import main
 from quadrant.metrics import auroc, pearson, wilson_interval
 
@@ -30,12 +29,7 @@ def make_manifest(folder: Path, n: int, broken: int | None = None, bad_question:
         question = "What is the cardiothoracic ratio?" if i == bad_question else QUESTIONS[i % 3]
         rows.append({"image": image, "question": question, "label": "yes" if i % 2 else "no",
                      "study_id": f"s{i:03d}", "finding": ["effusion", "heart", "ptx"][i % 3]})
-    path = folder / "manifest.csv"
-    with open(path, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    return path
+    return write_manifest(folder, rows)
 
 
 def samples(out: Path) -> list[dict]:

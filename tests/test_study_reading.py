@@ -3,12 +3,11 @@ while this one is checked; what is written is what checking each row alone write
 
 from __future__ import annotations
 
-import csv
 import json
 import threading
 from pathlib import Path
 
-from conftest import write_png
+from conftest import write_manifest, write_png
 from quadrant.cli.main import main
 from quadrant.engines import Job, Settings
 from quadrant.engines import reading as reading_module
@@ -32,12 +31,7 @@ def film_manifest(folder: Path, films: int, missing: str | None = None) -> Path:
         if name != missing:
             write_png(folder / "images" / name, seed=300 + i)
         rows += [{"image": f"images/{name}", "question": q, "study_id": f"{name}-{j}"} for j, q in enumerate(QUESTIONS)]
-    path = folder / "manifest.csv"
-    with open(path, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    return path
+    return write_manifest(folder, rows)
 
 
 def lines(path: Path) -> list[dict]:
