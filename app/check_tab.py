@@ -161,8 +161,10 @@ def build(service: CheckService, *, downloads: DownloadFolders, examples: list[l
                             (threshold, "an option changed"), (evidence, "an option changed")):
         component.change(handlers.cleared(what), None, outputs, api_visibility="private", queue=False,
                          cancels=[checked])
-    study.change(handlers.describe, [study, model], [shown, facts, uploaded], api_visibility="private", queue=False)
-    model.change(handlers.reread, [study, model], None, api_visibility="private", queue=False)
+    study.change(handlers.describe, [study, model, evidence], [shown, facts, uploaded], api_visibility="private",
+                 queue=False)
+    model.change(handlers.reread, [study, model, evidence], None, api_visibility="private", queue=False)
+    evidence.change(handlers.reread, [study, model, evidence], None, api_visibility="private", queue=False)
     finding.change(handlers.question_for, [finding, model], question, api_visibility="private", queue=False)
     question.change(handlers.suggest, [question, model], [paraphrases, offered_for], api_visibility="private",
                     queue=False, trigger_mode="always_last")
@@ -181,10 +183,10 @@ class _Handlers:
         self.user_of = user_of
         self.source_of = source_of
 
-    def describe(self, path: str | None, model: str | None):
+    def describe(self, path: str | None, model: str | None, evidence: bool = False):
         """The viewer, the safe facts and the upload time of a freshly chosen study (with its file, which a
-        check compares with its own: see `run`); and the model set to read the study while the question is
-        typed."""
+        check compares with its own: see `run`); and the model set to read the study (and, with the map on,
+        its map's copies) while the question is typed."""
         if not path:
             return viewer.empty_html(), "", None
         try:
@@ -200,23 +202,25 @@ class _Handlers:
             return viewer.empty_html(), render.error_html(f"unexpected {type(exc).__name__}",
                                                           title="This file cannot be used.",
                                                           elem_id="study-error"), None
-        self._read(study, model)
+        self._read(study, model, evidence)
         return shown, render.facts_list(facts, elem_id="study-facts-list"), (path, _now())
 
-    def reread(self, path: str | None, model: str | None) -> None:
-        """A model newly chosen reads the study shown (the upload's reading was the last model's)."""
+    def reread(self, path: str | None, model: str | None, evidence: bool = False) -> None:
+        """A model newly chosen, or the map switched on, reads the study shown (the upload's reading was the last
+        model's, or without the map's copies); what was read already is kept, not read again."""
         if not path:
             return
         try:
             study = self.service.load_upload(path)
         except QuadrantError:  # the preview already says what is wrong with the file
             return
-        self._read(study, model)
+        self._read(study, model, evidence)
 
-    def _read(self, study: Study, model: str | None) -> None:
-        """The model reads the study while the question is typed (`CheckService.warm`)."""
+    def _read(self, study: Study, model: str | None, evidence: bool) -> None:
+        """The model reads the study, and with the map on its map's copies, while the question is typed
+        (`CheckService.warm`)."""
         try:
-            self.service.warm(study, model)
+            self.service.warm(study, model, evidence=evidence)
         except QuadrantError:  # a model this app does not serve: the check says so
             pass
 

@@ -86,10 +86,12 @@ class _Margins:
 
 @dataclass(frozen=True)
 class _Warm:
-    """A study's image read by a model before it is asked anything (`CheckService.warm`)."""
+    """A study's image read by a model before it is asked anything, and with `evidence` its map's copies
+    (`CheckService.warm`)."""
 
     model: str
     study: Study
+    evidence: bool = False
 
 
 class CheckService:
@@ -213,12 +215,14 @@ class CheckService:
                  data_json["timing_ms"].get("studies_in_batch"))
         return CheckedUpload(data, study, verdict, name, audit_id)
 
-    def warm(self, study: Study, model: str | None = None) -> Future:
+    def warm(self, study: Study, model: str | None = None, *, evidence: bool = False) -> Future:
         """Have a model read a newly uploaded study's image now, while the clinician types the question, so that
-        its first check costs what a follow-up question does. It runs on the batcher's thread after the checks
-        of its batch, and not at all while anything is queued behind that batch, so a flood of uploads never
-        holds a check back by more than one study's reading; nobody needs to wait on the Future."""
-        return self.batcher.submit(_Warm(self._model_name(model), study))
+        its first check costs what a follow-up question does; with `evidence` (the page's map is on), the copies its
+        map fills too (a chunk of them at a time), so that its first map costs what the next question's does. It
+        runs on the batcher's thread after the checks of its batch, and stops (or does not start) while anything
+        is queued, so a flood of uploads never holds a check back by more than a study's or a chunk's reading;
+        nobody needs to wait on the Future."""
+        return self.batcher.submit(_Warm(self._model_name(model), study, evidence))
 
     def bank(self, model: str | None = None) -> Bank:
         """The paraphrase bank a model's checks use (`--paraphrase-bank`, else the built-in one)."""
@@ -344,6 +348,11 @@ class CheckService:
                 break
             try:
                 self.checkers[warm.model].warm(warm.study)
+                if warm.evidence:
+                    read = self.checkers[warm.model].warm_map(warm.study, self.evidence_options, first_look=True,
+                                                              still_wanted=lambda: not self.batcher.waiting(),
+                                                              chunk=self.batcher.max_batch)
+                    log.info("read ahead: %d map copies, study %s", read, warm.study.pixels_sha256[:12])
             except Exception as exc:  # a warm-up is an optimisation: its check will say what is wrong
                 log.warning("warming a study failed: %s", type(exc).__name__)
         return results

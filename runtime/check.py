@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 
 from PIL import Image
@@ -22,7 +22,7 @@ from .answers import Answer, read_generated
 from .backends import BACKENDS, Scorer, ScoreRequest
 from .bank import Bank
 from .errors import InputError, OptionError, UnsupportedModelError
-from .evidence import CHUNK, EvidenceOptions, Margins, Stage, evidence_stages, study_sides
+from .evidence import CHUNK, EvidenceOptions, Margins, Stage, evidence_stages, study_sides, warm_copies
 from .images import Study
 from .kept import kept
 from .loading import Loaded
@@ -162,11 +162,7 @@ class Checker:
         of it (the app does this while the question is typed): where the backend keeps prefixes, the first check
         then runs as a follow-up question does. Nothing in generate mode, or for a study whose check would be
         refused as out of scope."""
-        if self.scoring != "logits":
-            return
-        try:
-            require_scope(study, self.options.scope, self.options.modalities)
-        except InputError:
+        if not self._worth_warming(study):
             return
         rendered = self._render(ANY_QUESTION, True)  # the kept prefix ends at the image, whatever the question
         requests = [ScoreRequest(rendered, study.image, study_key=_picture(study))]
@@ -175,6 +171,30 @@ class Checker:
             if key is not None:  # a reference drawn per study (noise) is not kept
                 requests.append(ScoreRequest(rendered, reference, key))
         self.scorer.warm(requests)
+
+    def warm_map(self, study: Study, options: EvidenceOptions | None = None, *, first_look: bool = False,
+                 still_wanted: Callable[[], bool] | None = None, chunk: int = CHUNK) -> int:
+        """Have the model read the filled copies a map of the study shows whatever the question, before any is
+        asked (the app does this while the question is typed, with the map on): its first map then costs what the
+        next question's map does. `still_wanted` is asked between chunks of `chunk` copies, and the reading stops
+        when it says no; nothing where `warm` does nothing, or for a study not named by its pixels. Returns the
+        copies read."""
+        options = options or self.options.evidence
+        picture = _picture(study)
+        if options is None or picture is None or not self._worth_warming(study):
+            return 0
+        return warm_copies(self.scorer.warm, self._render(ANY_QUESTION, True), study.image, options, picture,
+                           first_look=first_look, still_wanted=still_wanted, chunk=chunk)
+
+    def _worth_warming(self, study: Study) -> bool:
+        """Whether reading a study ahead can serve a check: in logits mode, and for a study in scope."""
+        if self.scoring != "logits":
+            return False
+        try:
+            require_scope(study, self.options.scope, self.options.modalities)
+        except InputError:
+            return False
+        return True
 
     def check(self, study: Study, question: str, paraphrases: Sequence[Phrasing] | None = None,
               label: str | None = None) -> Verdict:

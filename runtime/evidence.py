@@ -209,16 +209,15 @@ def evidence_stages(margins: Margins, studies: Sequence[tuple[str, Image.Image, 
     boxes = [cell_boxes(image.width, image.height, grid) for _, image, _ in studies]
     pixels = [np.asarray(image) for _, image, _ in studies]
     sources = [np.asarray(fill_source(image, options.fill, grid)) for _, image, _ in studies]
-    names = [None if not pictures or pictures[i] is None else f"{pictures[i]} {options.fill} {grid}"
-             for i in range(len(studies))]
+    pictures = list(pictures) if pictures else [None] * len(studies)
     filled: list[dict[int, tuple[float, Block]]] = [{} for _ in studies]  # cell -> (delta, smallest block)
     forwards = [0] * len(studies)
     m0s = [m0 for *_, m0 in studies]
     level = [(index, block) for index in range(len(studies)) for block in first_level(options, first_look)]
     while level:
         started = time.perf_counter()
-        copies = [(studies[i][0], pixels[i], block.box(boxes[i], grid), sources[i], names[i]) for i, block in level]
-        deltas = [m0s[i] - m for (i, _), m in zip(level, _scored(margins, copies, chunk), strict=True)]
+        copies = [(studies[i][0], pixels[i], block.box(boxes[i], grid), sources[i], pictures[i]) for i, block in level]
+        deltas = [m0s[i] - m for (i, _), m in zip(level, _scored(margins, copies, options, chunk), strict=True)]
         seconds = time.perf_counter() - started
         for (index, block), delta in zip(level, deltas, strict=True):
             forwards[index] += 1
@@ -245,16 +244,45 @@ def _next_level(level: list[tuple[int, Block]], deltas: list[float], m0s: list[f
 
 
 def _scored(margins: Margins, copies: list[tuple[str, np.ndarray, Box, np.ndarray, str | None]],
-            chunk: int) -> list[float]:
+            options: EvidenceOptions, chunk: int) -> list[float]:
     """prompt 0's margin on each filled copy, at most `chunk` copies and CHUNK_BYTES of them in memory (and in one
     call) at a time."""
     scored: list[float] = []
     for run in _runs([pixels.nbytes for _, pixels, _, _, _ in copies], chunk, CHUNK_BYTES):
-        requests = [ScoreRequest(rendered, occluded(pixels, box, source),
-                                 copy_key=None if name is None else f"{name} {box}")
-                    for rendered, pixels, box, source, name in copies[run.start : run.stop]]
+        requests = [ScoreRequest(rendered, occluded(pixels, box, source), copy_key=copy_key(picture, options, box))
+                    for rendered, pixels, box, source, picture in copies[run.start : run.stop]]
         scored += [r.margin for r in margins(requests)]
     return scored
+
+
+def copy_key(picture: str | None, options: EvidenceOptions, box: Box) -> str | None:
+    """A filled copy's name (`ScoreRequest.copy_key`): its study's picture, its fill and grid (the blur's width is a
+    cell's), and its box; None for a study with no name."""
+    return None if picture is None else f"{picture} {options.fill} {options.grid} {box}"
+
+
+def warm_copies(read: Callable[[Sequence[ScoreRequest]], None], rendered: str, image: Image.Image,
+                options: EvidenceOptions, picture: str, *, first_look: bool = False,
+                still_wanted: Callable[[], bool] | None = None, chunk: int = CHUNK) -> int:
+    """Have a backend read (`Scorer.warm`) the copies a map of this study fills whatever its question, under the
+    names its map gives them, before any question is asked: a full map's cells (and its first look's blocks), an
+    adaptive map's first level. `rendered` is any prompt with the image; `still_wanted` is asked before each chunk,
+    and the reading stops when it says no. Returns the copies read."""
+    boxes = cell_boxes(image.width, image.height, options.grid)
+    blocks = first_level(options, first_look)
+    if options.mode == "full" and blocks[0].size > 1:
+        blocks += first_level(options)
+    filled = [block.box(boxes, options.grid) for block in blocks]
+    pixels = np.asarray(image)
+    source = np.asarray(fill_source(image, options.fill, options.grid))
+    done = 0
+    for run in _runs([pixels.nbytes] * len(filled), chunk, CHUNK_BYTES):
+        if still_wanted is not None and not still_wanted():
+            break
+        read([ScoreRequest(rendered, occluded(pixels, box, source), copy_key=copy_key(picture, options, box))
+              for box in filled[run.start : run.stop]])
+        done += len(run)
+    return done
 
 
 def _runs(sizes: Sequence[int], most: int, budget: int) -> list[range]:

@@ -267,9 +267,9 @@ def test_a_check_pressed_before_a_new_studys_preview_is_in_never_states_another_
     app.wait_for_timeout(1100)  # the next upload's second differs
     held = []
 
-    def hold(route):  # the new study's preview: its file and the model
+    def hold(route):  # the new study's preview: its file, the model and the map's toggle
         data = posted_data(route)
-        if isinstance(data, list) and len(data) == 2 and isinstance(data[0], dict) and "path" in data[0]:
+        if isinstance(data, list) and len(data) == 3 and isinstance(data[0], dict) and "path" in data[0]:
             held.append(route)
         else:
             route.continue_()

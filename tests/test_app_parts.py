@@ -761,6 +761,42 @@ def test_a_study_warmed_on_upload_is_checked_without_its_prefix_pass(demo_checke
     assert all(a["text"] == b["text"] and abs(a["margin"] - b["margin"]) < 1e-4 for a, b in pairs)
 
 
+def test_with_the_map_on_an_uploads_copies_are_read_before_its_first_map(demo_checker, monkeypatch):
+    """With the map on, the upload's reading includes the copies its map fills (a first look's blocks and every
+    cell): its first map then reads no copy, and is the map of a checker that read nothing ahead."""
+    checker = Checker(demo_checker.loaded)
+    service = CheckService({"demo": checker}, None, evidence_options=EvidenceOptions()).start()
+    study = SAMPLES / "nodule.png"
+    try:
+        service.warm(load_study(study), evidence=True).result(timeout=60)
+        assert len(checker.scorer._copy_readings) == 68
+        monkeypatch.setattr(checker.loaded.family, "read_image", _no_copy_read)
+        checked = service.check_upload(str(study), "Is there a lung nodule?", "")
+        *_, (mapped, _) = service.map_stages(checked, first_look=True)
+    finally:
+        service.stop()
+    monkeypatch.undo()
+    fresh = Checker(demo_checker.loaded, options=CheckOptions(evidence=EvidenceOptions()))
+    expected = fresh.check(load_study(study), "Is there a lung nodule?").evidence["cells"]
+    assert [c["delta"] for c in mapped.verdict.evidence["cells"]] == \
+        pytest.approx([c["delta"] for c in expected], abs=1e-5)
+
+
+def _no_copy_read(processor, rendered, image):
+    raise AssertionError("a copy was read at its map")
+
+
+def test_reading_a_maps_copies_ahead_stops_when_a_check_is_queued(demo_checker):
+    """A map's copies are read a chunk at a time (the app's batch of copies), asking between chunks whether
+    anything waits: a check queued meanwhile waits for one chunk, not for the map's 68 copies."""
+    checker = Checker(demo_checker.loaded)
+    study = load_study(SAMPLES / "nodule.png")
+    answers = iter([True, False])
+    read = checker.warm_map(study, EvidenceOptions(), first_look=True, still_wanted=lambda: next(answers), chunk=8)
+    assert read == 8 == len(checker.scorer._copy_readings)  # the first chunk, then no more
+    assert checker.warm_map(study, EvidenceOptions(), first_look=True) == 68
+
+
 def test_warm_ups_are_dropped_while_anything_is_queued_behind_them(demo_checker, tmp_path):
     """A flood of uploads must not hold a check back: a warm-up is dropped while anything is queued behind its
     batch, and done when nothing is. Three uploads and a check queue up before the model's thread starts, two

@@ -251,11 +251,15 @@ class FastPathScorer(StepsScorer):
     def warm(self, requests: Sequence[ScoreRequest]) -> None:
         """Each named study's prefix, and each content-free reference's, computed and kept (the image and the
         template's opening: the same whatever the question), so that the first question asked of a study runs
-        on the suffix passes alone, even at a size whose reference the model has not seen."""
+        on the suffix passes alone, even at a size whose reference the model has not seen; each map copy's
+        reading kept (on the workers), and no prefix of it, so that its study's first map reads no copy."""
         if not self.prefix_ok():
             return
-        for image, indices in group_by_image(requests).items():
-            if image is None:
+        groups = [indices for image, indices in group_by_image(requests).items() if image is not None]
+        copies = [indices for indices in groups if requests[indices[0]].copy_key is not None]
+        self._tokenize_studies(requests, copies, for_prefix=True)  # tokenizing a copy keeps its reading
+        for indices in groups:
+            if indices in copies:
                 continue
             study = self._tokenize_study(requests, indices, for_prefix=True)
             if study.prefix_len < 1:  # the image ends the prompt: no prefix to keep
