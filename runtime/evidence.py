@@ -249,13 +249,13 @@ def _scored(margins: Margins, copies: list[tuple[str, np.ndarray, Box, np.ndarra
     call) at a time."""
     scored: list[float] = []
     for run in _runs([pixels.nbytes for _, pixels, _, _, _ in copies], chunk, CHUNK_BYTES):
-        requests = [ScoreRequest(rendered, occluded(pixels, box, source), copy_key=copy_key(picture, options, box))
+        requests = [ScoreRequest(rendered, occluded(pixels, box, source), copy_key=_copy_key(picture, options, box))
                     for rendered, pixels, box, source, picture in copies[run.start : run.stop]]
         scored += [r.margin for r in margins(requests)]
     return scored
 
 
-def copy_key(picture: str | None, options: EvidenceOptions, box: Box) -> str | None:
+def _copy_key(picture: str | None, options: EvidenceOptions, box: Box) -> str | None:
     """A filled copy's name (`ScoreRequest.copy_key`): its study's picture, its fill and grid (the blur's width is a
     cell's), and its box; None for a study with no name."""
     return None if picture is None else f"{picture} {options.fill} {options.grid} {box}"
@@ -279,7 +279,7 @@ def warm_copies(read: Callable[[Sequence[ScoreRequest]], None], rendered: str, i
     for run in _runs([pixels.nbytes] * len(filled), chunk, CHUNK_BYTES):
         if still_wanted is not None and not still_wanted():
             break
-        read([ScoreRequest(rendered, occluded(pixels, box, source), copy_key=copy_key(picture, options, box))
+        read([ScoreRequest(rendered, occluded(pixels, box, source), copy_key=_copy_key(picture, options, box))
               for box in filled[run.start : run.stop]])
         done += len(run)
     return done
