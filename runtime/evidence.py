@@ -122,7 +122,8 @@ def fill_source(image: Image.Image, fill: str, grid: int) -> Image.Image:
 
 
 def _is_gray(image: Image.Image) -> bool:
-    """Whether the picture is RGB with its three channels the same everywhere."""
+    """Whether the picture is RGB with its three channels the same everywhere: exactly, as the one-channel blur
+    needs (`images.has_chroma` judges colour with a tolerance, on a sample of pixels)."""
     if image.mode != "RGB":
         return False
     red, green, blue = image.split()
