@@ -257,10 +257,9 @@ class FastPathScorer(StepsScorer):
             return
         groups = [indices for image, indices in group_by_image(requests).items() if image is not None]
         copies = [indices for indices in groups if requests[indices[0]].copy_key is not None]
+        studies = [indices for indices in groups if requests[indices[0]].copy_key is None]
         self._tokenize_studies(requests, copies, for_prefix=True)  # tokenizing a copy keeps its reading
-        for indices in groups:
-            if indices in copies:
-                continue
+        for indices in studies:
             study = self._tokenize_study(requests, indices, for_prefix=True)
             if study.prefix_len < 1:  # the image ends the prompt: no prefix to keep
                 continue

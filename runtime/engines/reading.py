@@ -36,16 +36,16 @@ class Reading:
 
     job: Job
     study: Future[Study]
-    swap: Future[Study] | None
-    partner: Future[Study] | None
+    swap_study: Future[Study] | None
+    partner_study: Future[Study] | None
 
     def request(self) -> CheckRequest:
         """The job's check, once its files are read; a file that cannot be read raises its InputError here."""
         from ..check import CheckRequest, OtherStudy
 
         row, partner = self.job.row, self.job.partner
-        swap = None if self.swap is None else self.swap.result().image
-        other = None if partner is None else OtherStudy(self.partner.result(), partner.study_id, partner.label)
+        swap = None if self.swap_study is None else self.swap_study.result().image
+        other = None if partner is None else OtherStudy(self.partner_study.result(), partner.study_id, partner.label)
         return CheckRequest(
             study=self.study.result(), question=row.question, paraphrases=row.paraphrases, label=row.label,
             study_id=row.study_id, swap_image=swap, extra=row.extra, other_study=other,
