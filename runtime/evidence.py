@@ -34,15 +34,17 @@ must not change the reading): a map is flat when no cell moves the margin by FLA
 from __future__ import annotations
 
 import statistics
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageChops, ImageFilter
 
-from .backends import ScoreRequest, ScoreResult
+from .backends import LazyPicture, ScoreRequest, ScoreResult
 from .errors import OptionError, StudyError, StudyNotFoundError
 from .images import Facts
 from .vocabulary import QUADRANTS
@@ -67,10 +69,11 @@ BLUR_PER_CELL = 1.0
 FLAT_RATIO = 0.1
 #: a cell counts towards the reading's region when it carries at least this share of the strongest support
 SUPPORT_SHARE = 0.5
-#: filled copies held in memory (and scored in one call) at once: at most CHUNK of them, and at most CHUNK_BYTES
-#: of pixels, since a radiograph from a modality is 15-20 MB a copy. Measured on a 2,500 px study, maps drawn in
-#: turn in one process: the bench model 7.0-9.3 s in chunks of 32 copies (600 MB) and 5.6-5.9 s within 128 MB,
-#: `demo` 4.2-4.5 s and 2.8-3.0 s (README, "Performance")
+#: filled copies scored in one call: at most CHUNK of them, and at most CHUNK_BYTES of pixels, since a radiograph
+#: from a modality is 15-20 MB a copy. The bound was set when a call's copies were all held at once (a 2,500 px
+#: study, the bench model 7.0-9.3 s in chunks of 32 and 5.6-5.9 s within 128 MB); copies are now made as they are
+#: read, but what a backend holds for a call's copies still grows with the picture (a processor that keeps a film's
+#: resolution, as Qwen2-VL's does, reads a full-size copy into about 120 MB) (README, "Performance")
 CHUNK = 32
 CHUNK_BYTES = 128 * 2**20
 
@@ -136,6 +139,36 @@ def occluded(pixels: np.ndarray, box: Box, source: np.ndarray) -> np.ndarray:
     copy = pixels.copy()
     copy[y0:y1, x0:x1] = source[y0:y1, x0:x1]
     return copy
+
+
+class _Filling:
+    """A study's filled copies, each made when a backend reads it (`LazyPicture`), and its fill made with the
+    first: a map whose copies' readings are all kept (the next question's) makes neither. Copies are made on the
+    backend's reader threads, so the fill is made once, by whichever asks first. `seconds` is the time spent
+    making the fill, which is the map's, not any one copy's."""
+
+    def __init__(self, image: Image.Image, options: EvidenceOptions):
+        self.image, self.options = image, options
+        self.seconds = 0.0
+        self._lock = threading.Lock()
+        self._made: tuple[np.ndarray, np.ndarray] | None = None
+
+    def copy(self, box: Box) -> LazyPicture:
+        return LazyPicture(partial(self._occluded, box), self.image.size)
+
+    def nbytes(self) -> int:
+        """A copy's bytes, as the processor receives it."""
+        return self.image.width * self.image.height * len(self.image.getbands())
+
+    def _occluded(self, box: Box) -> np.ndarray:
+        with self._lock:
+            if self._made is None:
+                started = time.perf_counter()
+                source = fill_source(self.image, self.options.fill, self.options.grid)
+                self._made = np.asarray(self.image), np.asarray(source)
+                self.seconds = time.perf_counter() - started
+        pixels, source = self._made
+        return occluded(pixels, box, source)
 
 
 @dataclass(frozen=True)
@@ -208,18 +241,17 @@ def evidence_stages(margins: Margins, studies: Sequence[tuple[str, Image.Image, 
         return
     grid = options.grid
     boxes = [cell_boxes(image.width, image.height, grid) for _, image, _ in studies]
-    pixels = [np.asarray(image) for _, image, _ in studies]
-    sources = [np.asarray(fill_source(image, options.fill, grid)) for _, image, _ in studies]
+    fillings = [_Filling(image, options) for _, image, _ in studies]
     pictures = list(pictures) if pictures else [None] * len(studies)
     filled: list[dict[int, tuple[float, Block]]] = [{} for _ in studies]  # cell -> (delta, smallest block)
     forwards = [0] * len(studies)
     m0s = [m0 for *_, m0 in studies]
     level = [(index, block) for index in range(len(studies)) for block in first_level(options, first_look)]
     while level:
-        started = time.perf_counter()
-        copies = [(studies[i][0], pixels[i], block.box(boxes[i], grid), sources[i], pictures[i]) for i, block in level]
+        started, filling = time.perf_counter(), sum(f.seconds for f in fillings)
+        copies = [(studies[i][0], fillings[i], block.box(boxes[i], grid), pictures[i]) for i, block in level]
         deltas = [m0s[i] - m for (i, _), m in zip(level, _scored(margins, copies, options, chunk), strict=True)]
-        seconds = time.perf_counter() - started
+        seconds = time.perf_counter() - started - (sum(f.seconds for f in fillings) - filling)
         for (index, block), delta in zip(level, deltas, strict=True):
             forwards[index] += 1
             filled[index].update((cell, (delta, block)) for cell in block.cells(grid))
@@ -244,14 +276,13 @@ def _next_level(level: list[tuple[int, Block]], deltas: list[float], m0s: list[f
 
 
 
-def _scored(margins: Margins, copies: list[tuple[str, np.ndarray, Box, np.ndarray, str | None]],
-            options: EvidenceOptions, chunk: int) -> list[float]:
-    """prompt 0's margin on each filled copy, at most `chunk` copies and CHUNK_BYTES of them in memory (and in one
-    call) at a time."""
+def _scored(margins: Margins, copies: list[tuple[str, _Filling, Box, str | None]], options: EvidenceOptions,
+            chunk: int) -> list[float]:
+    """prompt 0's margin on each filled copy, at most `chunk` copies and CHUNK_BYTES of them in one call."""
     scored: list[float] = []
-    for run in _runs([pixels.nbytes for _, pixels, _, _, _ in copies], chunk, CHUNK_BYTES):
-        requests = [ScoreRequest(rendered, occluded(pixels, box, source), copy_key=_copy_key(picture, options, box))
-                    for rendered, pixels, box, source, picture in copies[run.start : run.stop]]
+    for run in _runs([filling.nbytes() for _, filling, _, _ in copies], chunk, CHUNK_BYTES):
+        requests = [ScoreRequest(rendered, filling.copy(box), copy_key=_copy_key(picture, options, box))
+                    for rendered, filling, box, picture in copies[run.start : run.stop]]
         scored += [r.margin for r in margins(requests)]
     return scored
 
@@ -274,13 +305,12 @@ def warm_copies(read: Callable[[Sequence[ScoreRequest]], None], rendered: str, i
     if options.mode == "full" and blocks[0].size > 1:
         blocks += first_level(options)
     filled = [block.box(boxes, options.grid) for block in blocks]
-    pixels = np.asarray(image)
-    source = np.asarray(fill_source(image, options.fill, options.grid))
+    filling = _Filling(image, options)
     done = 0
-    for run in _runs([pixels.nbytes] * len(filled), chunk, CHUNK_BYTES):
+    for run in _runs([filling.nbytes()] * len(filled), chunk, CHUNK_BYTES):
         if still_wanted is not None and not still_wanted():
             break
-        read([ScoreRequest(rendered, occluded(pixels, box, source), copy_key=_copy_key(picture, options, box))
+        read([ScoreRequest(rendered, filling.copy(box), copy_key=_copy_key(picture, options, box))
               for box in filled[run.start : run.stop]])
         done += len(run)
     return done

@@ -103,19 +103,26 @@ def test_every_familys_map_is_plain_forwards_on_copies_filled_by_hand(family, ti
     processor must read the two alike, so each cell is the delta of plain forwards on a PIL copy filled by hand.
     The copies are read on worker threads, each with its own copy of the processor, whatever this machine's cores.
     The next question's map reads no copy again: it splices the copies' kept readings with its own prompt, and
-    is held to plain forwards the same way."""
+    is held to plain forwards the same way; nor does it make the copies, or the fill they are made from."""
     import quadrant.backends.fast_path
+    import quadrant.evidence
 
     monkeypatch.setattr(quadrant.backends.fast_path, "PREPROCESS_WORKERS", 2)
+    made = []
+    for name in ("occluded", "fill_source"):
+        real = getattr(quadrant.evidence, name)
+        monkeypatch.setattr(quadrant.evidence, name, lambda *args, real=real, name=name: made.append(name) or real(*args))
     directory = tiny_model(family)
     options = CheckOptions(k=2, evidence=EvidenceOptions(grid=2), ablation="blank" if family == "paligemma" else None)
     study = load_study(study_png)
     checker = Checker(load_model(ModelSpec(model=directory, device="cpu")), "torch", options)
     oracle = PlainForward(directory)
     source = fill_source(study.image, "blur", 2)
-    reads = []
+    reads, makes = [], []
     for question in (QUESTION, "Is there cardiomegaly?"):
+        made.clear()
         verdict = checker.check(study, question)
+        makes.append(sorted(made))
         rendered, tokens = verdict.prompts[0].rendered, verdict.model["answer_tokens"]
         m0 = oracle.margin(rendered, study.image, tokens["yes"], tokens["no"])
         assert max(abs(cell["delta"]) for cell in verdict.evidence["cells"]) > 1e-3  # the fills move this model
@@ -129,6 +136,8 @@ def test_every_familys_map_is_plain_forwards_on_copies_filled_by_hand(family, ti
         monkeypatch.setattr(checker.loaded.family, "read_image", _no_reading)
     kept = 4 if checker.scorer.prefix_ok() else 0  # a model on batched full forwards reads copies whole
     assert reads == [kept, kept]  # the second map's copies were the first's
+    first = ["fill_source"] + ["occluded"] * 4
+    assert makes == [first, [] if kept else first]
 
 
 def _no_reading(*args):
@@ -200,7 +209,7 @@ def test_a_large_studys_copies_are_scored_within_the_memory_bound(demo, monkeypa
     calls: list[list[int]] = []
 
     def margins(requests):
-        calls.append([r.image.nbytes for r in requests])
+        calls.append(requests)
         return checker.scorer.margins(requests)
 
     options = EvidenceOptions(grid=3)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import OptionError
 from ..registry import Registry
-from .base import Scorer, ScoreRequest, ScoreResult
+from .base import LazyPicture, Scorer, ScoreRequest, ScoreResult
 
 if TYPE_CHECKING:  # loading imports torch: commands that load no model (compare, manifest) stay light
     from ..loading import Loaded, ModelSpec
@@ -56,4 +56,4 @@ def load_model(spec: ModelSpec | None = None) -> Loaded:
     return loaded
 
 
-__all__ = ["BACKENDS", "Scorer", "ScoreRequest", "ScoreResult", "choose_backend", "load_model"]
+__all__ = ["BACKENDS", "LazyPicture", "Scorer", "ScoreRequest", "ScoreResult", "choose_backend", "load_model"]

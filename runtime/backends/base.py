@@ -8,7 +8,7 @@ may run that image once.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -17,6 +17,18 @@ from PIL import Image
 
 if TYPE_CHECKING:  # loading imports torch; commands that only read results import this interface too
     from ..loading import Loaded, ModelSource, ModelSpec
+
+
+@dataclass(frozen=True, eq=False)
+class LazyPicture:
+    """A picture made when a backend reads it, and not before: an evidence map's filled copy of a full-size
+    radiograph is a 15 MB copy of the study (and the first one its fill's blur, 70-90 ms), which a backend
+    that keeps the copy's reading under its `copy_key` does not need, since the next question's map reads
+    nothing. `make` returns the picture's pixels as a (height, width, 3) uint8 array, anew at each call; `size`
+    is its (width, height), as PIL gives it."""
+
+    make: Callable[[], np.ndarray]
+    size: tuple[int, int]
 
 
 @dataclass(frozen=True, eq=False)
@@ -35,14 +47,24 @@ class ScoreRequest:
     The image is a PIL image, or its RGB pixels as an (height, width, 3) uint8 array, which every processor
     takes alike: an evidence map's filled copies are arrays, since a processor copies a PIL image twice before
     it resizes it, and on a full-size radiograph (15 MB a copy, 64 copies) those copies cost more than the
-    model.
+    model; and they come as `LazyPicture`s, made only where a backend reads them (`picture`).
     """
 
     rendered: str
-    image: Image.Image | np.ndarray | None
+    image: Image.Image | np.ndarray | LazyPicture | None
     reuse_key: str | None = None
     study_key: str | None = None
     copy_key: str | None = None
+
+    def picture(self) -> Image.Image | np.ndarray | None:
+        """The image to read: a lazy one made now."""
+        return self.image.make() if isinstance(self.image, LazyPicture) else self.image
+
+    def size(self) -> tuple[int, int]:
+        """The image's (width, height), without making a lazy one."""
+        if isinstance(self.image, np.ndarray):
+            return self.image.shape[1], self.image.shape[0]
+        return self.image.size
 
 
 @dataclass(frozen=True)

@@ -161,7 +161,7 @@ class StepsScorer(Scorer):
         tokenizer = self.loaded.processor.tokenizer
         texts = []
         for request in requests:
-            inputs = self.encode([request.rendered], None if request.image is None else [request.image])
+            inputs = self.encode([request.rendered], None if request.image is None else [request.picture()])
             new_tokens = self.steps.generate(inputs, max_new_tokens)
             texts.append(tokenizer.decode(new_tokens, skip_special_tokens=True).strip())
         return texts
@@ -349,7 +349,7 @@ class FastPathScorer(StepsScorer):
 
             firsts = {picture(index): requests[chunks[index][0]] for index in new}  # a request showing each picture
             read = dict(zip(firsts, self._readers.map(
-                lambda first: family.read_image(self._worker_processor(), first.rendered, first.image),
+                lambda first: family.read_image(self._worker_processor(), first.rendered, first.picture()),
                 firsts.values()), strict=True))
             reads = {index: read[picture(index)] for index in new}
         return [self._tokenize_study(requests, chunk, for_prefix, reads.get(index, UNREAD))
@@ -389,7 +389,7 @@ class FastPathScorer(StepsScorer):
         """The prompts' tensors and shared prefix length (indices are the caller's to fill in)."""
         once = self._encode_one_image(rendered, first, read) if for_prefix else None
         if once is None:
-            inputs = self.encode(rendered, [first.image] * len(rendered))
+            inputs = self.encode(rendered, [first.picture()] * len(rendered))
         else:
             inputs = {k: self.steps.place(k, v) for k, v in once.items()}
         keyed = first.reuse_key is not None or (for_prefix and first.study_key is not None)
@@ -407,7 +407,7 @@ class FastPathScorer(StepsScorer):
         family, processor = self.loaded.family, self.loaded.processor
 
         def reading() -> ReadImage | None:
-            return family.read_image(processor, rendered[0], first.image) if read is UNREAD else read
+            return family.read_image(processor, rendered[0], first.picture()) if read is UNREAD else read
 
         if first.study_key is not None:
             found = kept(self._read_images, first.study_key, reading, STUDY_PREFIXES)
@@ -419,7 +419,7 @@ class FastPathScorer(StepsScorer):
         if found is None:
             return None
         spliced = family.splice(processor, rendered, found)  # a kept reading may have been made with other prompts
-        return spliced if spliced is not None else family.encode_one_image(processor, rendered, first.image)
+        return spliced if spliced is not None else family.encode_one_image(processor, rendered, first.picture())
 
     def _shared_prefix_len(self, inputs: dict[str, torch.Tensor], image_only: bool = False) -> int:
         """Longest common token prefix, leaving every row at least one token of its own, and covering
@@ -562,7 +562,7 @@ class FastPathScorer(StepsScorer):
         wanted = [requests[i].rendered for i in indices]
         per_token = ("input_ids", "attention_mask") + self.loaded.family.prefix_keys
         for donor in studies:
-            if requests[donor.indices[0]].image.size != first.image.size:
+            if requests[donor.indices[0]].size() != first.size():
                 continue
             asked = [requests[i].rendered for i in donor.indices]
             if not set(wanted) <= set(asked):

@@ -17,7 +17,7 @@ class NaiveScorer(TorchSources, StepsScorer):
     def margins(self, requests: Sequence[ScoreRequest]) -> list[ScoreResult]:
         results = []
         for request in requests:
-            images = None if request.image is None else [request.image]
+            images = None if request.image is None else [request.picture()]
             (margin,) = self.full_forward_margins([request.rendered], images)
             results.append(ScoreResult(margin=margin, path="naive"))
         return results
