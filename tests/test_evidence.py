@@ -169,6 +169,41 @@ def test_maps_of_one_films_findings_in_one_call_read_each_copy_once(tiny_model, 
         assert len({c["delta"] for c in mapped.evidence["cells"]}) == 4  # not vacuous
 
 
+def test_a_reference_scored_beside_a_maps_copies_is_cut_from_one_and_is_still_a_plain_forward(tiny_model,
+                                                                                              study_png, monkeypatch):
+    """A server's queue may put a check's content-free reference and a map's copies of a study of its size in one
+    call. A reference's prompt is cut from a study in the call that asks it (its token ids depend on the image's
+    size alone), and a lazily made copy can be that study: its size is known without making it. The reference's
+    margin must still be a plain forward's on the gray picture, and each copy's on its own pixels."""
+    from quadrant.backends import LazyPicture, ScoreRequest
+
+    directory = tiny_model("llava")
+    checker = Checker(load_model(ModelSpec(model=directory, device="cpu")), "torch").prepare()
+    study = load_study(study_png)
+    checker.check(study, QUESTION)  # keeps the reference's prefix for this size
+    family, gray_reads = checker.loaded.family, []
+    read_image = family.read_image
+    monkeypatch.setattr(family, "read_image", lambda processor, text, image: gray_reads.append(
+        np.asarray(image).std() == 0) or read_image(processor, text, image))
+    rendered = checker._render("Is there cardiomegaly?", True)
+    reference, key = checker._reference_image(study)
+    pixels = np.asarray(study.image)
+    fills = [pixels.copy() for _ in range(2)]
+    fills[0][:20, :20], fills[1][-20:, -20:] = 0, 255
+    made = []
+    copies = [ScoreRequest(rendered, LazyPicture(lambda f=f: made.append(1) or f.copy(), study.image.size))
+              for f in fills]
+    results = checker.scorer.margins([*copies, ScoreRequest(rendered, reference, key)])
+    oracle = PlainForward(directory)
+    tokens = checker.check(study, QUESTION).model["answer_tokens"]
+    expected = [oracle.margin(rendered, Image.fromarray(f), tokens["yes"], tokens["no"]) for f in fills]
+    expected.append(oracle.margin(rendered, reference, tokens["yes"], tokens["no"]))
+    assert [r.margin for r in results] == pytest.approx(expected, abs=1e-4)
+    assert gray_reads == [False, False]  # the reference was cut from a copy: only the copies met the processor
+    assert len(made) == 2  # each copy made once, where it was read
+    assert abs(expected[0] - expected[1]) > 1e-4  # not vacuous: the copies differ
+
+
 def test_a_maps_kept_copy_readings_stay_within_their_bound(tiny_model, study_png, monkeypatch):
     """Within a bound of two copies' readings, the store never holds more, the next question's map reads its
     copies again, and both maps are the maps of a checker that keeps them all."""
