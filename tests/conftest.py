@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import csv
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -12,6 +14,7 @@ from pathlib import Path
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["QUADRANT_CACHE"] = tempfile.mkdtemp(prefix="quadrant-test-cache-")  # never the user's own
+atexit.register(shutil.rmtree, os.environ["QUADRANT_CACHE"], ignore_errors=True)  # nor left behind in /tmp
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
 os.environ["TOKENIZERS_PARALLELISM"] = "false"
