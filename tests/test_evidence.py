@@ -232,8 +232,8 @@ def test_a_maps_kept_copy_readings_stay_within_their_bound(tiny_model, study_png
 
 
 def test_a_large_studys_copies_are_scored_within_the_memory_bound(demo, monkeypatch):
-    """A radiograph's filled copy is 15-20 MB: a map holds (and scores in one call) no more than CHUNK_BYTES of
-    them, a copy over the bound alone, and its deltas are those of the map scored all at once."""
+    """A radiograph's filled copy is 15-20 MB: a map scores no more than CHUNK_BYTES of copies in one call, a copy
+    over the bound alone, and its deltas are those of the map scored all at once."""
     import quadrant.evidence
 
     rng = np.random.default_rng(3)
