@@ -145,16 +145,20 @@ class _Filling:
     """A study's filled copies, each made when a backend reads it (`LazyPicture`), and its fill made with the
     first: a map whose copies' readings are all kept (the next question's) makes neither. Copies are made on the
     backend's reader threads, so the fill is made once, by whichever asks first. `seconds` is the time spent
-    making the fill, which is the map's, not any one copy's."""
+    making the fill, which is the map's, not any one copy's. `picture` names the study (its pixels' hash, or
+    None): each copy is then named by it, its fill and grid (the blur's width is a cell's), and its box
+    (`ScoreRequest.copy_key`), so that a backend may keep the copies' readings for the next question's map."""
 
-    def __init__(self, image: Image.Image, options: EvidenceOptions):
-        self.image, self.options = image, options
+    def __init__(self, image: Image.Image, options: EvidenceOptions, picture: str | None):
+        self.image, self.options, self.picture = image, options, picture
         self.seconds = 0.0
         self._lock = threading.Lock()
         self._made: tuple[np.ndarray, np.ndarray] | None = None
 
-    def copy(self, box: Box) -> LazyPicture:
-        return LazyPicture(partial(self._occluded, box), self.image.size)
+    def request(self, rendered: str, box: Box) -> ScoreRequest:
+        """`rendered` asked of the copy with `box` filled."""
+        key = None if self.picture is None else f"{self.picture} {self.options.fill} {self.options.grid} {box}"
+        return ScoreRequest(rendered, LazyPicture(partial(self._occluded, box), self.image.size), copy_key=key)
 
     def nbytes(self) -> int:
         """A copy's bytes, as the processor receives it."""
@@ -241,16 +245,16 @@ def evidence_stages(margins: Margins, studies: Sequence[tuple[str, Image.Image, 
         return
     grid = options.grid
     boxes = [cell_boxes(image.width, image.height, grid) for _, image, _ in studies]
-    fillings = [_Filling(image, options) for _, image, _ in studies]
     pictures = list(pictures) if pictures else [None] * len(studies)
+    fillings = [_Filling(image, options, picture) for (_, image, _), picture in zip(studies, pictures, strict=True)]
     filled: list[dict[int, tuple[float, Block]]] = [{} for _ in studies]  # cell -> (delta, smallest block)
     forwards = [0] * len(studies)
     m0s = [m0 for *_, m0 in studies]
     level = [(index, block) for index in range(len(studies)) for block in first_level(options, first_look)]
     while level:
         started, filling = time.perf_counter(), sum(f.seconds for f in fillings)
-        copies = [(studies[i][0], fillings[i], block.box(boxes[i], grid), pictures[i]) for i, block in level]
-        deltas = [m0s[i] - m for (i, _), m in zip(level, _scored(margins, copies, options, chunk), strict=True)]
+        copies = [(studies[i][0], fillings[i], block.box(boxes[i], grid)) for i, block in level]
+        deltas = [m0s[i] - m for (i, _), m in zip(level, _scored(margins, copies, chunk), strict=True)]
         seconds = time.perf_counter() - started - (sum(f.seconds for f in fillings) - filling)
         for (index, block), delta in zip(level, deltas, strict=True):
             forwards[index] += 1
@@ -276,21 +280,13 @@ def _next_level(level: list[tuple[int, Block]], deltas: list[float], m0s: list[f
 
 
 
-def _scored(margins: Margins, copies: list[tuple[str, _Filling, Box, str | None]], options: EvidenceOptions,
-            chunk: int) -> list[float]:
+def _scored(margins: Margins, copies: list[tuple[str, _Filling, Box]], chunk: int) -> list[float]:
     """prompt 0's margin on each filled copy, at most `chunk` copies and CHUNK_BYTES of them in one call."""
     scored: list[float] = []
-    for run in _runs([filling.nbytes() for _, filling, _, _ in copies], chunk, CHUNK_BYTES):
-        requests = [ScoreRequest(rendered, filling.copy(box), copy_key=_copy_key(picture, options, box))
-                    for rendered, filling, box, picture in copies[run.start : run.stop]]
+    for run in _runs([filling.nbytes() for _, filling, _ in copies], chunk, CHUNK_BYTES):
+        requests = [filling.request(rendered, box) for rendered, filling, box in copies[run.start : run.stop]]
         scored += [r.margin for r in margins(requests)]
     return scored
-
-
-def _copy_key(picture: str | None, options: EvidenceOptions, box: Box) -> str | None:
-    """A filled copy's name (`ScoreRequest.copy_key`): its study's picture, its fill and grid (the blur's width is a
-    cell's), and its box; None for a study with no name."""
-    return None if picture is None else f"{picture} {options.fill} {options.grid} {box}"
 
 
 def warm_copies(read: Callable[[Sequence[ScoreRequest]], None], rendered: str, image: Image.Image,
@@ -305,13 +301,12 @@ def warm_copies(read: Callable[[Sequence[ScoreRequest]], None], rendered: str, i
     if options.mode == "full" and blocks[0].size > 1:
         blocks += first_level(options)
     filled = [block.box(boxes, options.grid) for block in blocks]
-    filling = _Filling(image, options)
+    filling = _Filling(image, options, picture)
     done = 0
     for run in _runs([filling.nbytes()] * len(filled), chunk, CHUNK_BYTES):
         if still_wanted is not None and not still_wanted():
             break
-        read([ScoreRequest(rendered, filling.copy(box), copy_key=_copy_key(picture, options, box))
-              for box in filled[run.start : run.stop]])
+        read([filling.request(rendered, box) for box in filled[run.start : run.stop]])
         done += len(run)
     return done
 
