@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import subprocess
+import sys
 from pathlib import Path
 
 import highdicom as hd
@@ -288,3 +289,62 @@ def test_text_in_any_script_survives_in_the_report(checked, tmp_path):
     (group,) = hd.sr.srread(tmp_path / "r.sr.dcm").content.get_image_measurement_groups()
     assert [t.value for t in find_content_items(group[0], name=codes.QUESTION)] == [question]
     assert pydicom.dcmread(tmp_path / "r.sc.dcm").PatientName == pydicom.dcmread(rg1()).PatientName
+
+
+#: a header as real archives hold them: a name with no ^, an ISO birth date, a sex DICOM does not allow, an hour
+#: that does not exist, two referring physicians, an accession number over DICOM's 16 characters
+MESSY = {"PatientName": "DOE JOHN", "PatientBirthDate": "1951-02-03", "PatientSex": "U", "StudyTime": "250000",
+         "ReferringPhysicianName": "SMITH^ANN\\JONES^BOB", "AccessionNumber": "ACC-2026-000012345"}
+
+
+def messy_study(path: Path) -> Path:
+    """RG1_UNCR with MESSY written into its header as it stands (pydicom would warn about each on assignment)."""
+    dataset = pydicom.dcmread(rg1())
+    for keyword, value in MESSY.items():
+        element = dataset[keyword] if keyword in dataset else None
+        vr = element.VR if element is not None else pydicom.datadict.dictionary_VR(keyword)
+        dataset[pydicom.datadict.tag_for_keyword(keyword)] = pydicom.dataelem.RawDataElement(
+            pydicom.datadict.tag_for_keyword(keyword), vr, len(value), value.encode(), 0, False, True)
+    dataset.save_as(path)
+    return path
+
+
+def test_a_header_that_breaks_dicoms_rules_is_filed_with_those_elements_empty(checked, tmp_path, caplog):
+    """highdicom refused such a header with an error quoting the birth date (the whole check failed, and the
+    node logged the date); now the results are written, the elements highdicom cannot take left empty (type 2:
+    unknown), one line naming them, no value, and what it takes filed as it stands."""
+    source = read_source(messy_study(tmp_path / "messy.dcm"), "--sr")
+    with caplog.at_level("DEBUG"):
+        results = build_results(source, [Verdict.from_json(checked["verdict"])], Image.new("RGB", (64, 64)),
+                                sr=True, sc=True, fhir=True)
+    results.save(sr=tmp_path / "r.sr.dcm", sc=tmp_path / "r.sc.dcm", fhir=tmp_path / "r.fhir.json")
+    for written in (pydicom.dcmread(tmp_path / "r.sr.dcm"), pydicom.dcmread(tmp_path / "r.sc.dcm")):
+        assert (written.PatientBirthDate, written.PatientSex, written.StudyTime, written.ReferringPhysicianName) \
+            == ("", "", "", "")
+        assert written.PatientName == "DOE JOHN^"  # the same name, by the standard
+        assert (written.PatientID, written.AccessionNumber) == ("9RG1", MESSY["AccessionNumber"])
+    assert "has PatientBirthDate, PatientSex, StudyTime, ReferringPhysicianName not valid" in caplog.text
+    for value in ("DOE", "1951", "SMITH", "9RG1", "ACC-"):
+        assert value not in caplog.text
+
+
+def test_a_library_user_sees_no_identifier_from_the_result_writers(checked, tmp_path):
+    """Outside the `quadrant` command (which silences every library's warnings), in a process that logs as a
+    server does: highdicom's and pydicom's warnings and log lines quote header values, and none may show."""
+    study = messy_study(tmp_path / "messy.dcm")
+    verdict = tmp_path / "verdict.json"
+    verdict.write_text(json.dumps(checked["verdict"]))
+    script = ("import json, logging, sys; logging.basicConfig(level=logging.DEBUG)\n"
+              "from PIL import Image\n"
+              "from quadrant.results import build_results, read_source\n"
+              "from quadrant.verdict import Verdict\n"
+              "verdict = Verdict.from_json(json.load(open(sys.argv[2])))\n"
+              "build_results(read_source(sys.argv[1], 'the results'), [verdict], Image.new('RGB', (64, 64)),"
+              " sr=True, sc=True, fhir=True)\n"
+              "print('written')\n")
+    result = subprocess.run([sys.executable, "-c", script, str(study), str(verdict)], capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0 and result.stdout == "written\n", result.stderr
+    assert "left empty in the results" in result.stderr
+    for value in ("DOE", "JOHN", "1951", "SMITH", "JONES", "9RG1", "ACC-", "CompressedSamples"):
+        assert value not in result.stderr

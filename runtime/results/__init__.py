@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import tempfile
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,24 +59,22 @@ def build_results(source: Source, verdicts: Sequence[Verdict], image: Image.Imag
         raise ValueError("a result needs at least one verdict")
     if len({v.image["sha256"] for v in verdicts}) != 1:
         raise ValueError("the verdicts of one result must all be about the same study")
-    with warnings.catch_warnings():  # highdicom's warnings about a header quote its values: patient names
-        warnings.simplefilter("ignore")
-        secondary = None
-        if sc:
-            from .card import render
-            from .sc import build_sc
+    secondary = None
+    if sc:
+        from .card import render
+        from .sc import build_sc
 
-            secondary = build_sc(source, verdicts, render(image, verdicts, overlays))
-        report = None
-        if sr:
-            from .sr import build_sr
+        secondary = build_sc(source, verdicts, render(image, verdicts, overlays))
+    report = None
+    if sr:
+        from .sr import build_sr
 
-            report = build_sr(source, verdicts, visual=secondary)
-        bundle = None
-        if fhir:
-            from .fhir import build_fhir
+        report = build_sr(source, verdicts, visual=secondary)
+    bundle = None
+    if fhir:
+        from .fhir import build_fhir
 
-            bundle = build_fhir(source, verdicts)
+        bundle = build_fhir(source, verdicts)
     return Results(report, secondary, bundle)
 
 

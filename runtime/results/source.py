@@ -3,7 +3,7 @@
 The image readers parse only pixel and technical elements, so that identifiers never enter a check. A result
 filed in the patient's record needs exactly what they leave out: the patient and study modules and the UIDs
 that tie a structured report or secondary capture to its study. So the header is read here, from the original
-file, by the result writers alone; a `Source` never prints its dataset, and nothing here logs.
+file, by the result writers alone; a `Source` never prints its dataset, and nothing here logs a value.
 
 A PNG or JPEG has no Study Instance UID to file a result under, and is refused with one line.
 """
@@ -11,11 +11,14 @@ A PNG or JPEG has no Study Instance UID to file a result under, and is refused w
 from __future__ import annotations
 
 import io
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pydicom
 from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
+from pydicom.valuerep import DA, TM
 
 from ..errors import StudyError, one_line
 
@@ -24,6 +27,10 @@ _REQUIRED = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "SOPClas
 #: patient and study elements DICOM requires in every object of the study, empty when unknown (type 2)
 _TYPE_2 = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "AccessionNumber", "StudyID", "StudyDate",
            "StudyTime", "ReferringPhysicianName")
+#: the values DICOM allows for Patient's Sex (PS3.3 C.7.1.1.1); highdicom refuses any other
+_SEXES = ("M", "F", "O")
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -73,4 +80,39 @@ def source_from_bytes(data: bytes, name: str, what: str) -> Source:
     for keyword in _TYPE_2:  # a source that left one out still gets a valid result: present, and empty
         if keyword not in dataset:
             setattr(dataset, keyword, "")
+    _fit_for_filing(dataset)
     return Source(dataset)
+
+
+def _fit_for_filing(dataset: Dataset) -> None:
+    """Make the patient and study elements the results copy ones highdicom takes. Real headers break DICOM's
+    rules (a birth date written 1951-02-03, a sex of "U"), and highdicom refuses such a value with an error that
+    quotes it, and an error message reaches a log. So each one is left empty (type 2: unknown), and one line
+    names the elements, never their values; the study's own file keeps them. Values it takes as they are (an ID
+    over DICOM's length) are filed as they stand: they tie the result to the patient. A name with no ^ gets one
+    at its end: the same name by the standard (one component, the family name), where highdicom warns with the
+    name in full."""
+    unfit = [keyword for keyword in _TYPE_2 if not _fits(dataset.data_element(keyword))]
+    for keyword in unfit:
+        setattr(dataset, keyword, "")
+    if unfit:
+        log.warning("the study's header has %s not valid in DICOM: left empty in the results", ", ".join(unfit))
+    name = str(dataset.PatientName)
+    if name and "^" not in name:
+        dataset.PatientName = name + "^"
+
+
+def _fits(element) -> bool:
+    """Whether highdicom takes `element`'s value: it converts dates and times, knows only DICOM's sexes, and
+    reads a name, a date or a code as one value."""
+    value = element.value
+    if value in ("", None):
+        return True
+    if isinstance(value, MultiValue):
+        return element.VR not in ("PN", "DA", "TM", "CS")
+    if element.VR in ("DA", "TM"):
+        try:
+            (DA if element.VR == "DA" else TM)(value)
+        except (ValueError, TypeError, OverflowError):
+            return False
+    return element.keyword != "PatientSex" or value in _SEXES
