@@ -34,6 +34,11 @@ _DEEP_MODES = ("I", "F")
 #: modes whose transparency must be flattened before dropping to RGB
 _ALPHA_MODES = ("RGBA", "RGBa", "LA", "La", "PA")
 
+# Pillow warns between its warning and error thresholds (89 and 179 MP), sizes check_dimensions refuses with its
+# own error anyway. Set once rather than around each open: studies are read on several threads, and
+# warnings.catch_warnings switches one list for the whole process.
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+
 
 class RasterReader(Reader):
     """Any of FORMATS, recognised by Pillow's own magic-number checks."""
@@ -77,10 +82,7 @@ def _bits(mode: str) -> int:
 def _open(data: bytes, name: str) -> Image.Image:
     """Read the header only. Pillow's own bomb check (about 179 MP) fires here and becomes our size error."""
     try:
-        with warnings.catch_warnings():
-            # Between Pillow's warning and error thresholds; check_dimensions refuses these anyway.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            return Image.open(io.BytesIO(data), formats=FORMATS)
+        return Image.open(io.BytesIO(data), formats=FORMATS)
     except Image.DecompressionBombError as exc:
         raise StudyError(
             f"{name}: the image is too large to decode safely ({one_line(exc)}); downscale it first"
