@@ -199,6 +199,27 @@ def test_cr_chest_stored_in_orthanc_is_routed_to_the_node_and_its_results_come_b
         assert not any(identifier in str(value) for row in node.audit_rows() for value in row)
 
 
+def test_a_header_that_breaks_dicoms_rules_is_answered_and_its_values_stay_out_of_the_log(orthanc, node, tmp_path):
+    """A birth date written 1951-02-03 and a sex of "U", as real archives hold them: highdicom refused them with
+    the date in its error, which the node logged as it set the study aside. Now the results go back, those two
+    elements empty, and the log names them without their values."""
+    ((study, study_uid),) = copies(SAMPLE, 1, tmp_path)
+    ds = pydicom.dcmread(study)
+    for keyword, value in (("PatientBirthDate", "1951-02-03"), ("PatientSex", "U")):
+        tag = pydicom.datadict.tag_for_keyword(keyword)
+        ds[tag] = pydicom.dataelem.RawDataElement(tag, pydicom.datadict.dictionary_VR(keyword), len(value),
+                                                  value.encode(), 0, False, True)
+    ds.save_as(study, enforce_file_format=True)
+    assert c_store(node.port, [study]) == [0x0000]
+    sr_ids, _ = wait_for(lambda: all(results_of(orthanc, study_uid)) and results_of(orthanc, study_uid), 120,
+                         "the SR and SC in Orthanc")
+    report = pydicom.dcmread(pydicom.filebase.DicomBytesIO(orthanc.file(sr_ids[0])))
+    assert (report.PatientID, report.PatientBirthDate, report.PatientSex) == (PATIENT_ID, "", "")
+    assert report.PatientName == PATIENT_NAME + "^"  # the same one-component name, as highdicom wants it
+    assert "has PatientBirthDate, PatientSex not valid in DICOM" in node.text()
+    assert "1951" not in node.text() and "set aside" not in node.text()
+
+
 def test_unreadable_study_gets_no_result_and_the_node_keeps_serving(orthanc, node, tmp_path):
     ((study, study_uid),) = copies(SAMPLE, 1, tmp_path)
     ds = pydicom.dcmread(study)
