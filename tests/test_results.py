@@ -291,10 +291,11 @@ def test_text_in_any_script_survives_in_the_report(checked, tmp_path):
     assert pydicom.dcmread(tmp_path / "r.sc.dcm").PatientName == pydicom.dcmread(rg1()).PatientName
 
 
-#: a header as real archives hold them: a name with no ^, an ISO birth date, a sex DICOM does not allow, an hour
-#: that does not exist, two referring physicians, an accession number over DICOM's 16 characters
-MESSY = {"PatientName": "DOE JOHN", "PatientBirthDate": "1951-02-03", "PatientSex": "U", "StudyTime": "250000",
-         "ReferringPhysicianName": "SMITH^ANN\\JONES^BOB", "AccessionNumber": "ACC-2026-000012345"}
+#: a header as real archives hold them: names with no ^, an ISO birth date, a sex DICOM does not allow, two
+#: study dates, an hour that does not exist, an accession number over DICOM's 16 characters
+MESSY = {"PatientName": "DOE JOHN", "ReferringPhysicianName": "SMITH ANN", "PatientBirthDate": "1951-02-03",
+         "PatientSex": "U", "StudyDate": "20260101\\20260102", "StudyTime": "250000",
+         "AccessionNumber": "ACC-2026-000012345"}
 
 
 def messy_study(path: Path) -> Path:
@@ -319,12 +320,12 @@ def test_a_header_that_breaks_dicoms_rules_is_filed_with_those_elements_empty(ch
                                 sr=True, sc=True, fhir=True)
     results.save(sr=tmp_path / "r.sr.dcm", sc=tmp_path / "r.sc.dcm", fhir=tmp_path / "r.fhir.json")
     for written in (pydicom.dcmread(tmp_path / "r.sr.dcm"), pydicom.dcmread(tmp_path / "r.sc.dcm")):
-        assert (written.PatientBirthDate, written.PatientSex, written.StudyTime, written.ReferringPhysicianName) \
-            == ("", "", "", "")
-        assert written.PatientName == "DOE JOHN^"  # the same name, by the standard
+        assert (written.PatientBirthDate, written.PatientSex, written.StudyDate, written.StudyTime) == ("", "", "", "")
+        # the same names, by the standard
+        assert (written.PatientName, written.ReferringPhysicianName) == ("DOE JOHN^", "SMITH ANN^")
         assert (written.PatientID, written.AccessionNumber) == ("9RG1", MESSY["AccessionNumber"])
-    assert "has PatientBirthDate, PatientSex, StudyTime, ReferringPhysicianName not valid" in caplog.text
-    for value in ("DOE", "1951", "SMITH", "9RG1", "ACC-"):
+    assert "has PatientBirthDate, PatientSex, StudyDate, StudyTime not valid" in caplog.text
+    for value in ("DOE", "1951", "SMITH", "9RG1", "ACC-", "2026010"):
         assert value not in caplog.text
 
 
@@ -346,5 +347,21 @@ def test_a_library_user_sees_no_identifier_from_the_result_writers(checked, tmp_
                             text=True, timeout=300)
     assert result.returncode == 0 and result.stdout == "written\n", result.stderr
     assert "left empty in the results" in result.stderr
-    for value in ("DOE", "JOHN", "1951", "SMITH", "JONES", "9RG1", "ACC-", "CompressedSamples"):
+    for value in ("DOE", "JOHN", "1951", "SMITH", "9RG1", "ACC-", "2026010", "CompressedSamples"):
         assert value not in result.stderr
+
+
+def test_a_japanese_study_is_filed_with_the_name_as_it_spells_it(checked, tmp_path):
+    """A header in ISO 2022 IR 87 (the set's first value empty, as Japanese modalities write it), which
+    highdicom refused ("'' is not a valid SpecificCharacterSetValues"): the results are UTF-8, the name in all
+    three of its forms."""
+    name = "Yamada^Tarou=山田^太郎=やまだ^たろう"
+    dataset = pydicom.dcmread(rg1())
+    dataset.SpecificCharacterSet, dataset.PatientName = ["", "ISO 2022 IR 87"], name
+    dataset.save_as(tmp_path / "jp.dcm")
+    assert b"\x1b$B" in (tmp_path / "jp.dcm").read_bytes()  # written in the Japanese set, escape sequences and all
+    results = build_results(read_source(tmp_path / "jp.dcm", "--sr"), [Verdict.from_json(checked["verdict"])],
+                            Image.new("RGB", (64, 64)), sr=True, sc=True)
+    results.save(sr=tmp_path / "r.sr.dcm", sc=tmp_path / "r.sc.dcm")
+    for written in (pydicom.dcmread(tmp_path / "r.sr.dcm"), pydicom.dcmread(tmp_path / "r.sc.dcm")):
+        assert (written.SpecificCharacterSet, str(written.PatientName)) == ("ISO_IR 192", name)

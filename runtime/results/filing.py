@@ -21,8 +21,6 @@ MANUFACTURER = "Quadrant"
 SERIES_DESCRIPTION = "Quadrant model check - NOT FOR DIAGNOSTIC USE"
 #: high series numbers keep derived results after the acquired series in a viewer's list
 SERIES_NUMBERS = {"sr": 9901, "sc": 9902}
-#: the results' character set (UTF-8), whatever the source's: their text is Quadrant's and the user's
-UTF8 = "ISO_IR 192"
 #: the namespace of Quadrant's name-based UUIDs (itself name-based, so fixed for good)
 _NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "quadrant:result-uids")
 

@@ -18,7 +18,7 @@ from pydicom.dataset import Dataset
 from .. import __version__
 from ..errors import require
 from ..verdict import Verdict
-from .filing import MANUFACTURER, SERIES_DESCRIPTION, SERIES_NUMBERS, UTF8, filing_key, result_uid
+from .filing import MANUFACTURER, SERIES_DESCRIPTION, SERIES_NUMBERS, filing_key, result_uid
 from .source import Source
 
 hd = require("highdicom", "hospital")
@@ -41,7 +41,6 @@ def build_sc(source: Source, verdicts: Sequence[Verdict], picture: Image.Image):
         transfer_syntax_uid="1.2.840.10008.1.2.1")
     if not known:
         sc.PatientOrientation = ""
-    sc.SpecificCharacterSet = UTF8  # as the report's: the patient's name as the source spells it, in any script
     sc.SeriesDescription = SERIES_DESCRIPTION
     sc.ManufacturerModelName = "Quadrant"
     sc.SoftwareVersions = __version__

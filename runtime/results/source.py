@@ -27,6 +27,10 @@ _REQUIRED = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "SOPClas
 #: patient and study elements DICOM requires in every object of the study, empty when unknown (type 2)
 _TYPE_2 = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "AccessionNumber", "StudyID", "StudyDate",
            "StudyTime", "ReferringPhysicianName")
+#: the person names among them, which highdicom checks for a ^
+_NAMES = ("PatientName", "ReferringPhysicianName")
+#: the results' character set, whatever the source's (`_in_unicode`)
+UTF8 = "ISO_IR 192"
 #: the values DICOM allows for Patient's Sex (PS3.3 C.7.1.1.1); highdicom refuses any other
 _SEXES = ("M", "F", "O")
 
@@ -80,8 +84,18 @@ def source_from_bytes(data: bytes, name: str, what: str) -> Source:
     for keyword in _TYPE_2:  # a source that left one out still gets a valid result: present, and empty
         if keyword not in dataset:
             setattr(dataset, keyword, "")
+    _in_unicode(dataset)
     _fit_for_filing(dataset)
     return Source(dataset)
+
+
+def _in_unicode(dataset: Dataset) -> None:
+    """Decode every text value by the study's own character set, then declare the header UTF-8, which the
+    results are written in and highdicom copies into them. A result's text is the user's question as well as
+    the patient's name, in any script, which the source's set may not hold; and highdicom refuses some sets a
+    header may rightly name (a Japanese study's ["", "ISO 2022 IR 87"])."""
+    dataset.decode()
+    dataset.SpecificCharacterSet = UTF8
 
 
 def _fit_for_filing(dataset: Dataset) -> None:
@@ -89,17 +103,18 @@ def _fit_for_filing(dataset: Dataset) -> None:
     rules (a birth date written 1951-02-03, a sex of "U"), and highdicom refuses such a value with an error that
     quotes it, and an error message reaches a log. So each one is left empty (type 2: unknown), and one line
     names the elements, never their values; the study's own file keeps them. Values it takes as they are (an ID
-    over DICOM's length) are filed as they stand: they tie the result to the patient. A name with no ^ gets one
-    at its end: the same name by the standard (one component, the family name), where highdicom warns with the
-    name in full."""
+    over DICOM's length) are filed as they stand: they tie the result to the patient. A name with no ^ (the
+    patient's, the referring physician's) gets one at its end: the same name by the standard (one component, the
+    family name), where highdicom warns with the name in full."""
     unfit = [keyword for keyword in _TYPE_2 if not _fits(dataset.data_element(keyword))]
     for keyword in unfit:
         setattr(dataset, keyword, "")
     if unfit:
         log.warning("the study's header has %s not valid in DICOM: left empty in the results", ", ".join(unfit))
-    name = str(dataset.PatientName)
-    if name and "^" not in name:
-        dataset.PatientName = name + "^"
+    for keyword in _NAMES:
+        name = str(dataset.data_element(keyword).value)
+        if name and "^" not in name:
+            setattr(dataset, keyword, name + "^")
 
 
 def _fits(element) -> bool:

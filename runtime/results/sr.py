@@ -24,7 +24,7 @@ from .. import __version__, vocabulary
 from ..errors import require
 from ..verdict import Verdict
 from . import codes
-from .filing import MANUFACTURER, SERIES_DESCRIPTION, SERIES_NUMBERS, UTF8, device_uid, filing_key, result_uid
+from .filing import MANUFACTURER, SERIES_DESCRIPTION, SERIES_NUMBERS, device_uid, filing_key, result_uid
 from .source import Source
 
 hd = require("highdicom", "hospital")
@@ -50,7 +50,6 @@ def build_sr(source: Source, verdicts: Sequence[Verdict], visual: Dataset | None
         series_number=SERIES_NUMBERS["sr"], sop_instance_uid=result_uid(key, "sr"), instance_number=1,
         manufacturer=MANUFACTURER, is_complete=True, is_final=False, is_verified=False,
         series_description=SERIES_DESCRIPTION)
-    sr.SpecificCharacterSet = UTF8  # a question may be in any language; the source's set may not hold it
     sr.ManufacturerModelName = "Quadrant"
     sr.SoftwareVersions = __version__
     sr.CodingSchemeIdentificationSequence = [*sr.get("CodingSchemeIdentificationSequence", []),
