@@ -591,3 +591,17 @@ def test_chroma_is_a_pixels_largest_channel_minus_its_smallest(spread, share):
     image = Image.fromarray(pixels.astype(np.uint8))
     expected = np.mean((pixels.max(axis=2) - pixels.min(axis=2)) > CHROMA_LEVELS) > CHROMA_SHARE
     assert has_chroma(image) == expected
+
+
+def test_a_dicom_data_set_without_its_file_header_is_named_as_one(tmp_path):
+    """pydicom-data's OT-PAL-8-face is a bare data set (no preamble, no "DICM", no file meta), as older systems
+    store studies: refused as such, with what to do, rather than as no DICOM at all; a file that only starts
+    like one is still not an image."""
+    with pytest.raises(StudyError) as exc:
+        load_study(data_store_file("OT-PAL-8-face.dcm"))
+    assert_clear(exc, "OT-PAL-8-face.dcm", "DICOM data set without the header", "Part 10")
+    noise = tmp_path / "noise.bin"
+    noise.write_bytes(b"\x08\x00" + bytes(range(200, 256)) * 4)
+    with pytest.raises(StudyError) as exc:
+        load_study(noise)
+    assert_clear(exc, "noise.bin", "not a PNG, JPEG, DICOM")

@@ -71,6 +71,18 @@ class DicomReader(Reader):
         return Decoded(_to_rgb(pixels, photometric, ds, name), "DICOM", facts)
 
 
+def is_bare_data_set(head: bytes) -> bool:
+    """Whether `head` starts a DICOM data set written without the Part 10 preamble and file meta, as some older
+    systems store studies: a little-endian element of group 0008 (where every image's data set starts), its
+    VR two capital letters (explicit VR) or its length a short 4-byte count (implicit VR). Not read (the file
+    meta would name its transfer syntax, and an upload is kept without its patient header only as Part 10),
+    but named, rather than called no DICOM at all."""
+    if len(head) < 8 or head[:2] != b"\x08\x00":
+        return False
+    vr = head[4:6]
+    return (vr.isalpha() and vr.isupper()) or int.from_bytes(head[4:8], "little") < 1024
+
+
 @lru_cache(maxsize=1)
 def _image_tags() -> tuple[int, ...]:
     """Every tag in the Image Pixel, Modality LUT and VOI LUT groups, the pixel data itself, and the technical

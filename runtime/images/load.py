@@ -17,7 +17,7 @@ from PIL import Image
 
 from ..errors import StudyError, StudyNotFoundError
 from .base import HEAD_BYTES, MAX_FILE_BYTES, Facts, Reader
-from .dicom import DicomReader
+from .dicom import DicomReader, is_bare_data_set
 from .raster import RasterReader
 
 #: tried in order; a new format is one more Reader here
@@ -108,4 +108,8 @@ def _reader_for(data: bytes, name: str) -> Reader:
     for reader in READERS:
         if reader.can_read(head):
             return reader
+    if is_bare_data_set(head):
+        raise StudyError(f"{name}: a DICOM data set without the header a DICOM file starts with (\"DICM\" after a "
+                         "128-byte preamble), as some older systems store them; export the study again as a DICOM "
+                         "file (Part 10)")
     raise StudyError(f"{name}: not a PNG, JPEG, DICOM or other image Quadrant can read")
