@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from . import vocabulary
+from . import fonts, vocabulary
 from .errors import OptionError
 from .evidence import rests_somewhere, support
 
@@ -112,7 +112,8 @@ def figure(image: Image.Image, evidence: dict, m0: float, title: str | None = No
     bar.ax.set_yticklabels([against, "no effect", supports_it], fontsize=8)
     bar.set_label("effect of hiding a cell", fontsize=8)
     if title:
-        ax.set_title(textwrap.fill(title, 48), fontsize=10)  # a long question wraps instead of leaving the figure
+        # a long question wraps instead of leaving the figure; in any script the fallbacks have
+        ax.set_title(textwrap.fill(title, 48), fontsize=10, fontfamily=list(fonts.families()))
     caption = f"so far: {evidence['reading']}" if first_look else evidence["reading"]
     if _whole_blocks(evidence):
         caption += "; dashed: a block hidden whole, not cell by cell"

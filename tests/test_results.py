@@ -8,9 +8,11 @@ import importlib.util
 import json
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import highdicom as hd
+import matplotlib
 import numpy as np
 import pydicom
 import pytest
@@ -18,10 +20,10 @@ from fhir.resources import get_fhir_model_class
 from fhir.resources.bundle import Bundle
 from highdicom.sr.utils import find_content_items
 from pydicom.sr.codedict import codes as dicom_codes
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 
 from conftest import QUADRANT
-from quadrant import vocabulary
+from quadrant import fonts, vocabulary
 from quadrant.models.presets import MODELS_DIR
 from quadrant.results import build_results, read_source, source_from_bytes
 from quadrant.manifest import read_manifest
@@ -365,3 +367,56 @@ def test_a_japanese_study_is_filed_with_the_name_as_it_spells_it(checked, tmp_pa
     results.save(sr=tmp_path / "r.sr.dcm", sc=tmp_path / "r.sc.dcm")
     for written in (pydicom.dcmread(tmp_path / "r.sr.dcm"), pydicom.dcmread(tmp_path / "r.sc.dcm")):
         assert (written.SpecificCharacterSet, str(written.PatientName)) == ("ISO_IR 192", name)
+
+
+#: a question in each script DejaVu Sans lacks, as a user might type it with their own phrasings
+CJK = {"Chinese": "胸腔积液吗", "Japanese": "胸水はありますか", "Korean": "흉수가 있습니까"}
+
+
+def _drawn(text: str, font) -> bytes:
+    """`text` drawn alone, black on white, as pixels (a face's missing-glyph box is the same for every letter)."""
+    picture = Image.new("L", (400, 60), 255)
+    draw = ImageDraw.Draw(picture)
+    if isinstance(font, fonts.Face):
+        font.draw(draw, (5, 5), text, 0)
+    else:
+        draw.text((5, 5), text, font=font, fill=0)
+    return picture.tobytes()
+
+
+def test_the_card_draws_chinese_japanese_and_korean_letters_not_boxes():
+    """DejaVu Sans alone draws every CJK letter as the same box; the card's face draws each its own glyph from
+    an installed fallback (CI installs fonts-wqy-microhei)."""
+    from quadrant.results.card import _font
+
+    assert fonts.fallback_files(), "no CJK face installed: apt-get install fonts-wqy-microhei (.ci/run does)"
+    letters = ["积", "液", "は", "흉", "있"]  # Chinese, Japanese kana, Korean
+    dejavu = ImageFont.truetype(str(Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"), 21)
+    assert len({_drawn(letter, dejavu) for letter in letters}) == 1  # the boxes the card drew before
+    assert len({_drawn(letter, _font(21, True)) for letter in letters}) == len(letters)
+    assert _drawn("Effusion?", _font(21, True)) == _drawn("Effusion?", ImageFont.truetype(
+        str(Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans-Bold.ttf"), 21))  # Latin as before
+
+
+def test_a_question_without_spaces_is_wrapped_within_the_card():
+    """Chinese and Japanese put no spaces between words: a long question is cut between letters, none lost."""
+    from quadrant.results.card import _CARD_WIDTH, _font, _wrap
+
+    question = "Question: " + "心脏是否增大，肺部是否有结节或者实变，胸腔积液吗" * 3
+    lines = _wrap(question, _font(21, True), _CARD_WIDTH)
+    assert len(lines) >= 3 and "".join(lines) == question
+    assert all(_font(21, True).length(line) <= _CARD_WIDTH for line in lines)
+
+
+def test_the_maps_title_has_every_letter_of_a_cjk_question(checked):
+    """The overlay's title quotes the question: matplotlib falls back to the installed CJK face, and says
+    nothing about glyphs missing from DejaVu Sans."""
+    from quadrant.evidence_plot import verdict_overlay_png
+
+    data = dict(checked["verdict"])
+    verdict = Verdict.from_json({**data, "question": CJK["Korean"] + " " + CJK["Chinese"]})
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        drawn = verdict_overlay_png(verdict, Image.new("RGB", (256, 256)))
+    assert drawn.startswith(b"\x89PNG")
+    assert not [w for w in seen if "missing from font" in str(w.message)]

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import lru_cache
-from pathlib import Path
-
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
 
 from .. import __version__, vocabulary
+from ..fonts import Face
 from ..verdict import Verdict
 
 WIDTH = 1280
@@ -56,31 +55,42 @@ def render(image: Image.Image, verdicts: Sequence[Verdict], overlays: Sequence[b
 
 
 @lru_cache(maxsize=8)
-def _font(size: int, bold: bool = False) -> ImageFont.FreeTypeFont:
-    """DejaVu Sans, which matplotlib ships: the same face on every machine, whatever fonts it has."""
-    import matplotlib
-
-    name = "DejaVuSans-Bold.ttf" if bold else "DejaVuSans.ttf"
-    return ImageFont.truetype(str(Path(matplotlib.get_data_path()) / "fonts" / "ttf" / name), size)
+def _font(size: int, bold: bool = False) -> Face:
+    """DejaVu Sans, which matplotlib ships (the same face on every machine), with the fallbacks for the scripts it
+    lacks (`quadrant.fonts`)."""
+    return Face(size, bold)
 
 
-def _wrap(text: str, font: ImageFont.FreeTypeFont, width: int) -> list[str]:
-    """`text` broken into lines no wider than `width` pixels (a word longer than a line gets its own)."""
+def _wrap(text: str, font: Face, width: int) -> list[str]:
+    """`text` broken into lines no wider than `width` pixels: between words, and within a word wider than a line
+    (Chinese and Japanese put no spaces between words)."""
     lines: list[str] = []
     for paragraph in text.split("\n"):
         line = ""
         for word in paragraph.split():
             candidate = f"{line} {word}".strip()
-            if line and font.getlength(candidate) > width:
+            if line and font.length(candidate) > width and font.length(word) <= width:
                 lines.append(line)
                 line = word
-            else:
+            else:  # it fits, or no line holds it: it begins here and is cut below
                 line = candidate
+            while len(line) > 1 and font.length(line) > width:
+                cut = _fitting(line, font, width)
+                lines.append(line[:cut])
+                line = line[cut:]
         lines.append(line)
     return lines
 
 
-def _text_block(lines: Sequence[tuple[str, ImageFont.FreeTypeFont, tuple]], width: int,
+def _fitting(text: str, font: Face, width: int) -> int:
+    """How many of `text`'s first characters fit in `width` pixels (at least one)."""
+    count = len(text) - 1
+    while count > 1 and font.length(text[:count]) > width:
+        count -= 1
+    return count
+
+
+def _text_block(lines: Sequence[tuple[str, Face, tuple]], width: int,
                 background=_PAPER, padding: int = 0) -> Image.Image:
     """Paragraphs (text, font, colour), wrapped to `width` and stacked, on `background`."""
     placed = []  # (line, font, colour, top)
@@ -93,7 +103,7 @@ def _text_block(lines: Sequence[tuple[str, ImageFont.FreeTypeFont, tuple]], widt
     block = Image.new("RGB", (width, y + padding), background)
     draw = ImageDraw.Draw(block)
     for line, font, colour, top in placed:
-        draw.text((padding, top), line, font=font, fill=colour)
+        font.draw(draw, (padding, top), line, colour)
     return block
 
 
