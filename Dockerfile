@@ -11,6 +11,11 @@ ARG VARIANT=cpu
 FROM python:3.11-slim AS base
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONUNBUFFERED=1 \
     HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 GRADIO_ANALYTICS_ENABLED=False
+# a face with Chinese, Japanese and Korean letters, for a question asked in them (runtime/fonts.py); Debian's
+# current build, as the base image's other packages
+# hadolint ignore=DL3008
+RUN apt-get update && apt-get install -y --no-install-recommends fonts-wqy-microhei \
+    && rm -rf /var/lib/apt/lists/*
 WORKDIR /opt/quadrant
 
 # torch's CPU wheel and onnxruntime (the default image)

@@ -28,6 +28,8 @@ def test_space_folder_has_what_a_space_needs_and_runs_the_demo_pair(tmp_path):
     requirements = (out / "requirements.txt").read_text(encoding="utf-8").splitlines()
     names = {line.split(">")[0].split("=")[0].split("<")[0] for line in requirements[1:]}
     assert {"torch", "transformers", "peft", "pydicom", "platformdirs"} <= names and "gradio" not in names
+    # Debian packages: the face a question in Chinese, Japanese or Korean is drawn in (runtime/fonts.py)
+    assert (out / "packages.txt").read_text(encoding="utf-8").split() == ["fonts-wqy-microhei"]
     assert (out / "quadrant" / "models" / "demo" / "model.safetensors").is_file()
     assert (out / "quadrant" / "models" / "demo-shortcut" / "adapter_model.safetensors").is_file()
     assert not (out / "quadrant" / "app" / "space").exists()

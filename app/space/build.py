@@ -21,6 +21,8 @@ SPACE = Path(__file__).resolve().parent
 PROVIDED = ("gradio",)
 #: CPU torch: a Space on free hardware has no GPU, and the CUDA wheel is gigabytes
 TORCH_INDEX = "--extra-index-url https://download.pytorch.org/whl/cpu"
+#: Debian packages a Space installs from packages.txt: the CJK face runtime/fonts.py falls back to
+PACKAGES = ("fonts-wqy-microhei",)
 #: binary files a Space's git must keep in LFS/Xet (`hf upload` handles this by itself)
 BINARY = ("*.safetensors", "*.png", "*.dcm", "*.jpg")
 
@@ -37,6 +39,7 @@ def build(out: Path) -> Path:
     for package, folder in pyproject["tool"]["setuptools"]["package-dir"].items():
         shutil.copytree(REPO / folder, out / Path(*package.split(".")), ignore=ignore, dirs_exist_ok=True)
     (out / "requirements.txt").write_text(requirements(pyproject), encoding="utf-8")
+    (out / "packages.txt").write_text("\n".join(PACKAGES) + "\n", encoding="utf-8")
     (out / ".gitattributes").write_text(
         "".join(f"{pattern} filter=lfs diff=lfs merge=lfs -text\n" for pattern in BINARY), encoding="utf-8")
     return out
