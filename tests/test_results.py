@@ -294,10 +294,11 @@ def test_text_in_any_script_survives_in_the_report(checked, tmp_path):
 
 
 #: a header as real archives hold them: names with no ^, an ISO birth date, a sex DICOM does not allow, two
-#: study dates, an hour that does not exist, an accession number over DICOM's 16 characters
+#: study dates, an hour that does not exist, an accession number over DICOM's 16 characters, an orientation in
+#: letters that name no direction
 MESSY = {"PatientName": "DOE JOHN", "ReferringPhysicianName": "SMITH ANN", "PatientBirthDate": "1951-02-03",
          "PatientSex": "U", "StudyDate": "20260101\\20260102", "StudyTime": "250000",
-         "AccessionNumber": "ACC-2026-000012345"}
+         "AccessionNumber": "ACC-2026-000012345", "PatientOrientation": "QQ\\ZZ"}
 
 
 def messy_study(path: Path) -> Path:
@@ -326,9 +327,21 @@ def test_a_header_that_breaks_dicoms_rules_is_filed_with_those_elements_empty(ch
         # the same names, by the standard
         assert (written.PatientName, written.ReferringPhysicianName) == ("DOE JOHN^", "SMITH ANN^")
         assert (written.PatientID, written.AccessionNumber) == ("9RG1", MESSY["AccessionNumber"])
+    assert pydicom.dcmread(tmp_path / "r.sc.dcm").PatientOrientation == ""  # unknown, not invented
     assert "has PatientBirthDate, PatientSex, StudyDate, StudyTime not valid" in caplog.text
     for value in ("DOE", "1951", "SMITH", "9RG1", "ACC-", "2026010"):
         assert value not in caplog.text
+
+
+def test_an_oblique_orientation_is_filed_as_the_study_gives_it(checked, tmp_path):
+    """DICOM writes an oblique direction in two letters ("AL": anterior and left); highdicom takes one letter a
+    value and refused the whole result. The SC carries the study's own orientation."""
+    dataset = pydicom.dcmread(rg1())
+    dataset.PatientOrientation = ["AL", "FH"]
+    dataset.save_as(tmp_path / "oblique.dcm")
+    results = build_results(read_source(tmp_path / "oblique.dcm", "--sc"), [Verdict.from_json(checked["verdict"])],
+                            Image.new("RGB", (64, 64)), sc=True)
+    assert list(results.sc.PatientOrientation) == ["AL", "FH"]
 
 
 def test_a_library_user_sees_no_identifier_from_the_result_writers(checked, tmp_path):

@@ -22,6 +22,8 @@ from .filing import MANUFACTURER, SERIES_DESCRIPTION, SERIES_NUMBERS, filing_key
 from .source import Source
 
 hd = require("highdicom", "hospital")
+#: the letters a biped patient's orientation is written in, one or more a value (PS3.3 C.7.6.1.1.1)
+_BIPED = {value.value for value in hd.PatientOrientationValuesBiped}
 
 
 def build_sc(source: Source, verdicts: Sequence[Verdict], picture: Image.Image):
@@ -29,18 +31,17 @@ def build_sc(source: Source, verdicts: Sequence[Verdict], picture: Image.Image):
     key = filing_key(source, verdicts)
     header = source.dataset
     orientation = [str(o) for o in header.get("PatientOrientation") or ()]
-    known = len(orientation) == 2 and all(orientation)
+    valid = len(orientation) == 2 and all(orientation) and all(set(o) <= _BIPED for o in orientation)
     sc = hd.sc.SCImage.from_ref_dataset(
         ref_dataset=header, pixel_array=np.asarray(picture.convert("RGB")), photometric_interpretation="RGB",
-        bits_allocated=8, coordinate_system="PATIENT",
-        # highdicom wants an orientation for a patient image; where the source names none it is set empty
-        # below (type 2: unknown) rather than invented
-        patient_orientation=tuple(orientation) if known else ("L", "F"),
+        bits_allocated=8, coordinate_system="PATIENT", patient_orientation=("L", "F"),
         series_instance_uid=result_uid(key, "sc-series"), series_number=SERIES_NUMBERS["sc"],
         sop_instance_uid=result_uid(key, "sc"), instance_number=1, manufacturer=MANUFACTURER,
         transfer_syntax_uid="1.2.840.10008.1.2.1")
-    if not known:
-        sc.PatientOrientation = ""
+    # highdicom wants an orientation for a patient image, one letter a value, where DICOM allows an oblique
+    # "AL": the source's own is set here instead, and one that names no direction (or none) is left empty
+    # (type 2: unknown), never invented
+    sc.PatientOrientation = orientation if valid else ""
     sc.SeriesDescription = SERIES_DESCRIPTION
     sc.ManufacturerModelName = "Quadrant"
     sc.SoftwareVersions = __version__
