@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import lru_cache
+
 from PIL import Image, ImageDraw
 
 from .. import __version__, vocabulary

@@ -30,7 +30,7 @@ _TYPE_2 = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "Access
 #: the person names among them, which highdicom checks for a ^
 _NAMES = ("PatientName", "ReferringPhysicianName")
 #: the results' character set, whatever the source's (`_in_unicode`)
-UTF8 = "ISO_IR 192"
+_UTF8 = "ISO_IR 192"
 #: the values DICOM allows for Patient's Sex (PS3.3 C.7.1.1.1); highdicom refuses any other
 _SEXES = ("M", "F", "O")
 
@@ -95,7 +95,7 @@ def _in_unicode(dataset: Dataset) -> None:
     the patient's name, in any script, which the source's set may not hold; and highdicom refuses some sets a
     header may rightly name (a Japanese study's ["", "ISO 2022 IR 87"])."""
     dataset.decode()
-    dataset.SpecificCharacterSet = UTF8
+    dataset.SpecificCharacterSet = _UTF8
 
 
 def _fit_for_filing(dataset: Dataset) -> None:
