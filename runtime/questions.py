@@ -16,7 +16,8 @@ datasets write them. Refused, with a message that names the problem and shows a 
 - markup, code, a formula or a URL ("<img src=x>?", "alert(1)?", "CTR = 0.6?", "https://...");
 - empty text, text with no words or no question in it ("Yes or no?"), text over MAX_QUESTION_CHARS,
   text on several lines;
-- a statement: no final "?" and no auxiliary to start it ("There is a pleural effusion.").
+- a statement: no final question mark ("?", or another script's: "？", "؟", Greek ";") and no auxiliary to
+  start it ("There is a pleural effusion.").
 
 Accepted, for example: "Effusion?", "Signs of consolidation?", "Pleural effusion present?", "Based on this
 film, is there an effusion?", "Yes or no: is there a pneumothorax?", "Q: effusion?", "Would you say there is
@@ -47,6 +48,10 @@ from .errors import ParaphraseError, QuestionError
 
 MAX_QUESTION_CHARS = 300
 EXAMPLE = "ask e.g. 'Is there a pleural effusion?'"
+#: the question mark as other scripts write it: full-width (Chinese, Japanese), Arabic, Greek (U+037E, which
+#: Greek keyboards and Unicode normalisation write as ";", so a ";" ends a question in Greek text), Ethiopic
+QUESTION_MARKS = ("?", "\uff1f", "\u061f", "\u037e", "\u1367", "\ufe56")
+_GREEK = re.compile(r"[\u0370-\u03ff\u1f00-\u1fff]")
 
 AUXILIARIES = frozenset(
     "is are was were am does do did can could has have had will would should may might must shall".split()
@@ -337,12 +342,18 @@ def question_problem(text: Any, noun: str = "the question", *, suggest: bool = F
     if choices:
         named = " and ".join(repr(clip(c)) for c in choices[:3]) + (" ..." if len(choices) > 3 else "")
         return f"{noun} {lead} (got an either/or question): ask one yes/no question for each, e.g. {named}"
-    if body.rstrip().endswith("?") or word in AUXILIARIES or word in NEGATIVE_AUXILIARIES:
+    if _ends_as_question(body) or word in AUXILIARIES or word in NEGATIVE_AUXILIARIES:
         return None
     if word in ("any", "whether") or word in INSTRUCTIONS:  # "Any effusion", "Tell me whether ..."
         return None
-    fixed = text.rstrip(" .!") + "?"
+    fixed = text.rstrip(" .!;") + "?"
     return f"{noun} {lead} (got a statement): end it with '?', e.g. {clip(fixed)!r}, or {EXAMPLE}"
+
+
+def _ends_as_question(text: str) -> bool:
+    """Whether `text` ends in a question mark of any script (`QUESTION_MARKS`), a Greek one written ";" too."""
+    end = text.rstrip()[-1:]
+    return end in QUESTION_MARKS or (end == ";" and bool(_GREEK.search(text)))
 
 
 def _foreign_content(text: str, noun: str) -> str | None:

@@ -77,11 +77,25 @@ def test_over_long_questions_are_refused():
         ("Pleural effusion", "'Pleural effusion?'"),
         ("Is there an effusion, and how large is it?", "'Is there an effusion?'"),
         ("Is there a pneumothorax? Describe its size.", "'Is there a pneumothorax?'"),
+        ("There is a pleural effusion;", "'There is a pleural effusion?'"),
     ],
 )
 def test_refusals_show_a_fix_in_the_users_own_words(question, fix):
     with pytest.raises(QuestionError, match="e.g. " + fix.replace("?", "\\?")):
         validate_question(question)
+
+
+@pytest.mark.parametrize("question", [
+    "胸腔积液吗？",  # Chinese, the full-width mark its keyboards type
+    "胸水はありますか？",  # Japanese
+    "هل يوجد انصباب جنبي؟",  # Arabic
+    "Υπάρχει πλευριτική συλλογή;",  # Greek, as its keyboards type the mark
+    "Υπάρχει πλευριτική συλλογή\u037e",  # Greek, the mark's own code point
+])
+def test_a_question_ended_by_another_scripts_question_mark_is_a_question(question):
+    """These were refused as statements, with the fix of adding a '?' after the mark they end in; a question in
+    another language is then asked with the user's own phrasings (`quadrant.language`)."""
+    assert validate_question(question) == question
 
 
 # ------------------------------------------------------------------------------------------- faithfulness
