@@ -10,6 +10,9 @@ its API and the DICOM node alike):
   MONOCHROME1 or MONOCHROME2; at least MIN_SIDE pixels on its short side.
 - PNG, JPEG and other rasters have no header: in scope unless colour (real chroma, not grayscale saved as
   RGB) or tiny, and the verdict says the scope could not be verified from a header.
+- Either kind, blank (`Study.spread` under MIN_SPREAD): a flat gray, a black or white page, a film windowed
+  into white. The model sees nothing there, yet the comparison with a mid-gray reference can still find the
+  answer moved, and a blank page would get a green Ideal.
 
 Why MIN_SIDE = 64: it is the input size of the bundled demo model (the smallest any model Quadrant ships
 works at), and at 64 pixels a 35-43 cm detector is still 6-7 mm a pixel, so the heart, the diaphragm, an
@@ -38,6 +41,8 @@ DEFAULT_SCOPE = "chest-radiograph"
 #: DICOM modalities that are projection radiographs: computed and digital radiography
 DEFAULT_MODALITIES = ("CR", "DX")
 MIN_SIDE = 64
+#: the least spread of gray levels (`Study.spread`) a radiograph shows; a picture with less is blank
+MIN_SPREAD = 16
 #: words of BodyPartExamined that name the chest (DICOM's defined term is CHEST; the rest are seen in the wild)
 CHEST_WORDS = frozenset({"CHEST", "THORAX", "TORAX", "TORACE", "THORAKS", "LUNG", "LUNGS", "CHESTABDOMEN",
                          "PECHO", "POITRINE"})
@@ -79,7 +84,10 @@ class StudyScope:
         if any(r.startswith(("modality", "body part", "the DICOM header")) for r in self.reasons):
             return line
         needs = [need for word, need in (("pixels", f"of at least {MIN_SIDE} pixels on the short side"),
-                                         ("colour", "in grayscale")) if any(word in r for r in self.reasons)]
+                                         ("colour", "in grayscale"),
+                                         ("blank", "that show an image (a DICOM's window can also turn one "
+                                                   "black or white)"))
+                 if any(word in r for r in self.reasons)]
         line += f" {' and '.join(needs)}" if needs else ""
         if any("frames" in r for r in self.reasons):
             line += f", one frame at a time: choose one with --frame N (1 to {self.facts.frames})"
@@ -112,6 +120,8 @@ def study_scope(study: Study, modalities: Sequence[str] = DEFAULT_MODALITIES) ->
         reasons.append(f"colour ({facts.photometric or 'RGB'}), not a grayscale radiograph")
     if min(study.width, study.height) < MIN_SIDE:
         reasons.append(f"{study.width} x {study.height} pixels, under {MIN_SIDE} on the short side")
+    elif study.spread < MIN_SPREAD:
+        reasons.append(f"blank: the picture spans {study.spread} of 255 gray levels")
     frame = facts.frame if facts.frame is not None else (1 if facts.frames > 1 else None)
     return StudyScope(not reasons, reasons, facts.from_header, frame, facts, describe(study, facts),
                       _warnings(facts, study.format) if not reasons else [])
@@ -149,6 +159,8 @@ def describe(study: Study, facts: Facts) -> str:
         extras.append(f"{facts.frames} frames")
     if min(study.width, study.height) < MIN_SIDE:
         extras.append(f"{study.width} x {study.height} pixels")
+    elif study.spread < MIN_SPREAD:
+        extras.append("blank (one flat gray)" if study.spread == 0 else "nearly blank")
     return ", ".join([what, *extras])
 
 

@@ -15,14 +15,13 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from PIL import Image
 from scipy import stats
 
 from quadrant.cli.main import main
 from quadrant.compare import compare
 from quadrant.metrics import Z95, auroc, pearson, summarize, wilson_interval
 from quadrant.vocabulary import QUADRANTS
-from toy_reader import build_toy_reader
+from toy_reader import build_toy_reader, toy_picture
 
 WILSON_POINTS = [(5, 20), (0, 7), (7, 7), (1, 1), (0, 1), (197, 200), (1, 1000), (999, 1000), (3, 9), (50, 100)]
 
@@ -356,8 +355,8 @@ ROWS = (
 def toy_evaluation(tmp_path_factory):
     folder = tmp_path_factory.mktemp("toy-eval")
     model = build_toy_reader(folder / "model")
-    for name, value in (("bright", 255), ("dark", 0)):
-        Image.new("RGB", (64, 64), (value, value, value)).save(folder / f"{name}.png")  # in scope: >= 64 px
+    for name in ("bright", "dark"):
+        toy_picture(name == "bright").save(folder / f"{name}.png")
     lines = []
     for i, (image, paraphrases, label) in enumerate(ROWS):
         row = {"image": f"{image}.png", "question": "Is there a pleural effusion?", "paraphrases": paraphrases,

@@ -10,7 +10,6 @@ chosen. Below those, the small decision helpers on their own.
 import json
 
 import pytest
-from PIL import Image
 
 from quadrant.answers import Answer, binary_entropy_bits, parse_generated
 from quadrant.check import Checker, CheckOptions
@@ -28,7 +27,7 @@ from quadrant.reliance import (
     margin_spread,
     pairwise_disagreement,
 )
-from toy_reader import build_toy_reader
+from toy_reader import build_toy_reader, toy_picture
 
 FLIP = CheckOptions(reliance=Reliance("flip"))
 QUESTION = "Is there a pleural effusion?"
@@ -44,8 +43,8 @@ INV_SAYS_NO = "!Are the costophrenic angles sharp?"  # inverted; raw no, so it r
 def toy(tmp_path_factory):
     folder = tmp_path_factory.mktemp("toy")
     build_toy_reader(folder / "model")
-    for name, value in (("bright", 255), ("dark", 0)):
-        Image.new("RGB", (64, 64), (value, value, value)).save(folder / f"{name}.png")  # in scope: >= 64 px
+    for name in ("bright", "dark"):
+        toy_picture(name == "bright").save(folder / f"{name}.png")
     return folder
 
 

@@ -143,6 +143,23 @@ def test_rasters_are_in_scope_unless_colour_or_tiny_and_say_they_were_not_verifi
     assert study_scope(load_study(write_png(tmp_path / "edge.png", size=(MIN_SIDE, MIN_SIDE)))).in_scope
 
 
+def test_a_blank_picture_is_out_of_scope_whatever_its_gray(tmp_path):
+    """A flat gray, a black or white page, a film windowed into white: the model sees nothing, and the
+    comparison with a mid-gray reference still called its answer image-reliant (a flat 200 gray PNG got a green
+    Ideal on `demo`). A faint film is still a film."""
+    for value in (0, 128, 200, 255):
+        Image.new("RGB", (256, 256), (value, value, value)).save(tmp_path / f"flat{value}.png")
+        with pytest.raises(StudyScopeError, match=r"a PNG, blank \(one flat gray\); .* that show an image"):
+            require_scope(load_study(tmp_path / f"flat{value}.png"))
+    white = load_study(dicom_with(tmp_path / "white.dcm", WindowCenter=-5000, WindowWidth=10))
+    assert white.image.getextrema() == ((255, 255),) * 3  # every value above the window
+    assert study_scope(white).reasons == ["blank: the picture spans 0 of 255 gray levels"]
+    film = np.asarray(Image.open(SAMPLES / "cardiomegaly-effusion.png").convert("L"), dtype=float)
+    faint = (110 + film / 255 * 40).round().astype(np.uint8)  # 40 gray levels where the film had 255
+    Image.fromarray(faint).save(tmp_path / "faint.png")
+    assert study_scope(load_study(tmp_path / "faint.png")).in_scope
+
+
 def test_multi_frame_needs_a_frame_and_frame_n_decodes_that_frame(tmp_path):
     path = multi_frame_chest(tmp_path / "cine.dcm")
     with pytest.raises(StudyScopeError, match=r"a CR of the CHEST, 3 frames; .* choose one with --frame N \(1 to 3\)"):

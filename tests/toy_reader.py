@@ -25,7 +25,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
+from PIL import Image
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
 from quadrant.models.tiny import build_tiny
@@ -34,6 +36,15 @@ YES_WORD, NO_WORD = "fluid", "angles"
 _ANSWER, _IMAGE, _YES, _NO = 0, 1, 2, 3  # hidden dimensions: read by lm_head; the three channels
 PRIOR = -1.0  # the answer direction every token carries: "no" when nothing else speaks
 IMAGE_GAIN, WORD_GAIN, HEAD_GAIN = 1.0, 100.0, 0.3
+
+
+def toy_picture(bright: bool) -> Image.Image:
+    """A 64 x 64 study (in scope: MIN_SIDE) the toy reads as bright or dark: a gradient whose every patch is
+    above CLIP's mean pixel (about 123) or below it. Not one flat gray, which Quadrant refuses as blank; the toy
+    reads only each patch's sign, so its answers are those of a flat 255 or 0."""
+    low, high = (160, 255) if bright else (0, 90)
+    row = np.linspace(low, high, 64).round().astype(np.uint8)
+    return Image.fromarray(np.repeat(np.tile(row, (64, 1))[..., None], 3, axis=2))
 
 
 def build_toy_reader(out_dir: str | Path) -> Path:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +42,15 @@ class Study:
     format: str  # "PNG", "JPEG", "DICOM", or Pillow's name for another raster format
     pixels_sha256: str = ""  # of the decoded picture (pixel_sha256): the same for any encoding of the same pixels
     facts: Facts | None = None  # None: a picture built in memory, with nothing known about where it came from
+
+    @cached_property
+    def spread(self) -> int:
+        """The gray levels `image` spans between its 1st and 99th percentiles: 150 to 250 on a radiograph, none
+        on a blank page, a uniform fill or a study windowed into black. From the picture shrunk 8-fold (the same
+        spread, 2-3 ms on a full-size film), once a study."""
+        counts = self.image.reduce(8).convert("L").histogram()
+        cumulative = np.cumsum(counts) / sum(counts)
+        return int(np.searchsorted(cumulative, 0.99) - np.searchsorted(cumulative, 0.01))
 
     def to_json(self) -> dict:
         """The verdict's `image` block: enough to identify the study, nothing that identifies the patient."""
