@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import os
 from dataclasses import dataclass
-from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -43,12 +42,13 @@ class Study:
     pixels_sha256: str = ""  # of the decoded picture (pixel_sha256): the same for any encoding of the same pixels
     facts: Facts | None = None  # None: a picture built in memory, with nothing known about where it came from
 
-    @cached_property
+    @property
     def spread(self) -> int:
         """The gray levels `image` spans between its 1st and 99th percentiles: 150 to 250 on a radiograph, none
-        on a blank page, a uniform fill or a study windowed into black. From the picture shrunk 8-fold (the same
-        spread, 2-3 ms on a full-size film), once a study."""
-        counts = self.image.reduce(8).convert("L").histogram()
+        on a blank page, a uniform fill or a study windowed into black. From a 128 x 128 sample of its pixels
+        (nearest neighbours: within a few levels of every pixel's, 0.05 ms on a full-size film where shrinking
+        it took 2.6)."""
+        counts = self.image.resize((128, 128), Image.Resampling.NEAREST).convert("L").histogram()
         cumulative = np.cumsum(counts) / sum(counts)
         return int(np.searchsorted(cumulative, 0.99) - np.searchsorted(cumulative, 0.01))
 
