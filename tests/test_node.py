@@ -34,7 +34,7 @@ from quadrant.models.presets import MODELS_DIR
 from quadrant.node.network import Destination, Receiver, Sender, SendError
 from quadrant.node.spool import Spool
 from quadrant.results import codes
-from test_results import rg1
+from test_results import rg1, written_as_is
 
 SAMPLE = MODELS_DIR / "samples" / "cardiomegaly-dicom.dcm"
 NODE_AET = "QUADRANT"
@@ -205,10 +205,7 @@ def test_a_header_that_breaks_dicoms_rules_is_answered_and_its_values_stay_out_o
     elements empty, and the log names them without their values."""
     ((study, study_uid),) = copies(SAMPLE, 1, tmp_path)
     ds = pydicom.dcmread(study)
-    for keyword, value in (("PatientBirthDate", "1951-02-03"), ("PatientSex", "U")):
-        tag = pydicom.datadict.tag_for_keyword(keyword)
-        ds[tag] = pydicom.dataelem.RawDataElement(tag, pydicom.datadict.dictionary_VR(keyword), len(value),
-                                                  value.encode(), 0, False, True)
+    written_as_is(ds, {"PatientBirthDate": "1951-02-03", "PatientSex": "U"})
     ds.save_as(study, enforce_file_format=True)
     assert c_store(node.port, [study]) == [0x0000]
     sr_ids, _ = wait_for(lambda: all(results_of(orthanc, study_uid)) and results_of(orthanc, study_uid), 120,

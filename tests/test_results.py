@@ -301,14 +301,19 @@ MESSY = {"PatientName": "DOE JOHN", "ReferringPhysicianName": "SMITH ANN", "Pati
          "AccessionNumber": "ACC-2026-000012345", "PatientOrientation": "QQ\\ZZ"}
 
 
+def written_as_is(dataset: pydicom.Dataset, values: dict[str, str]) -> None:
+    """Header values set as the bytes an archive holds (an assignment would have pydicom check, and warn about,
+    each one)."""
+    for keyword, value in values.items():
+        tag = pydicom.datadict.tag_for_keyword(keyword)
+        dataset[tag] = pydicom.dataelem.RawDataElement(tag, pydicom.datadict.dictionary_VR(keyword), len(value),
+                                                       value.encode(), 0, False, True)
+
+
 def messy_study(path: Path) -> Path:
-    """RG1_UNCR with MESSY written into its header as it stands (pydicom would warn about each on assignment)."""
+    """RG1_UNCR with MESSY written into its header as it stands."""
     dataset = pydicom.dcmread(rg1())
-    for keyword, value in MESSY.items():
-        element = dataset[keyword] if keyword in dataset else None
-        vr = element.VR if element is not None else pydicom.datadict.dictionary_VR(keyword)
-        dataset[pydicom.datadict.tag_for_keyword(keyword)] = pydicom.dataelem.RawDataElement(
-            pydicom.datadict.tag_for_keyword(keyword), vr, len(value), value.encode(), 0, False, True)
+    written_as_is(dataset, MESSY)
     dataset.save_as(path)
     return path
 
