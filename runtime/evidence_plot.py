@@ -113,7 +113,7 @@ def figure(image: Image.Image, evidence: dict, m0: float, title: str | None = No
     bar.set_label("effect of hiding a cell", fontsize=8)
     if title:
         # a long question wraps instead of leaving the figure; in any script the fallbacks have
-        ax.set_title(textwrap.fill(title, 48), fontsize=10, fontfamily=list(fonts.families()))
+        ax.set_title(textwrap.fill(title, 48), fontsize=10, fontfamily=fonts.families())
     caption = f"so far: {evidence['reading']}" if first_look else evidence["reading"]
     if _whole_blocks(evidence):
         caption += "; dashed: a block hidden whole, not cell by cell"

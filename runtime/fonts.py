@@ -21,8 +21,8 @@ FALLBACKS = ("Noto Sans CJK JP", "Noto Sans CJK SC", "WenQuanYi Micro Hei", "Wen
 
 
 @lru_cache(maxsize=1)
-def fallback_files() -> tuple[Path, ...]:
-    """The installed FALLBACKS faces' files, in FALLBACKS order, each also made known to matplotlib by name.
+def fallbacks() -> dict[str, Path]:
+    """The installed FALLBACKS faces' files by family, in FALLBACKS order, each also made known to matplotlib.
     Read from the font folders, not matplotlib's font cache, which does not see a face installed after it was
     built."""
     from matplotlib import font_manager, ft2font
@@ -35,18 +35,14 @@ def fallback_files() -> tuple[Path, ...]:
             continue
         if family in FALLBACKS:
             found.setdefault(family, Path(file))
-    files = tuple(found[family] for family in FALLBACKS if family in found)
-    for file in files:
+    for file in found.values():
         font_manager.fontManager.addfont(str(file))
-    return files
+    return {family: found[family] for family in FALLBACKS if family in found}
 
 
-@lru_cache(maxsize=1)
-def families() -> tuple[str, ...]:
+def families() -> list[str]:
     """matplotlib's `fontfamily` for text a user wrote: DejaVu Sans, then the installed fallbacks."""
-    from matplotlib import ft2font
-
-    return (PRIMARY, *(ft2font.FT2Font(str(file)).family_name for file in fallback_files()))
+    return [PRIMARY, *fallbacks()]
 
 
 class Face:
@@ -59,7 +55,7 @@ class Face:
         name = "DejaVuSans-Bold.ttf" if bold else "DejaVuSans.ttf"
         primary = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / name
         self.size = size
-        self._files = (primary, *fallback_files())
+        self._files = (primary, *fallbacks().values())
         self._fonts = [ImageFont.truetype(str(file), size) for file in self._files]
 
     def length(self, text: str) -> float:

@@ -407,7 +407,7 @@ def test_the_card_draws_chinese_japanese_and_korean_letters_not_boxes():
     an installed fallback (CI installs fonts-wqy-microhei)."""
     from quadrant.results.card import _font
 
-    assert fonts.fallback_files(), "no CJK face installed: apt-get install fonts-wqy-microhei (.ci/run does)"
+    assert fonts.fallbacks(), "no CJK face installed: apt-get install fonts-wqy-microhei (.ci/run does)"
     letters = ["积", "液", "は", "흉", "있"]  # Chinese, Japanese kana, Korean
     dejavu = ImageFont.truetype(str(Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"), 21)
     assert len({_drawn(letter, dejavu) for letter in letters}) == 1  # the boxes the card drew before
