@@ -23,6 +23,8 @@ REQUIRED = ("image", "question")
 COLUMNS = ("image", "question", "label", "paraphrases", "study_id", "mask", "frame")
 #: the file types by their name's ending; anything else is read as CSV, but written only when asked plainly
 SUFFIXES = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
+#: the delimiters a header may use, by name: Excel saves ";" where the decimal mark is a comma, ".tsv" uses tabs
+_DELIMITER_NAMES = {",": "comma", ";": "semicolon", "\t": "tab"}
 _LABELS = {"yes": "yes", "no": "no", "1": "yes", "0": "no", "1.0": "yes", "0.0": "no", "true": "yes",
            "false": "no", "": None}
 
@@ -73,12 +75,48 @@ def _records(path: Path) -> Iterator[tuple[int, dict]]:
                 raise ManifestError(f"manifest {path}, line {number}: expected a JSON object")
             yield number, record
         return
-    reader = csv.DictReader(text.splitlines())
-    missing = [c for c in REQUIRED if c not in (reader.fieldnames or [])]
-    if missing:
-        raise ManifestError(f"manifest {path} lacks the column(s) {', '.join(missing)}")
-    for number, record in enumerate(reader, start=2):
-        yield number, record
+    yield from _csv_records(path, text)
+
+
+def _csv_records(path: Path, text: str) -> Iterator[tuple[int, dict]]:
+    """CSV rows as a spreadsheet saves them: the delimiter read off the header, the documented column names
+    in any case and spacing, a quoted cell's line breaks kept (its text is then refused by the question
+    rule, not glued into one word). A row with more cells than the header is refused: its cells would
+    otherwise shift or vanish, e.g. the end of a question holding an unquoted comma."""
+    lines = text.splitlines(keepends=True)
+    delimiter = _delimiter(path, lines[0] if lines else "")
+    reader = csv.reader(lines, delimiter=delimiter)
+    names = [_column_name(cell) for cell in next(reader, [])]
+    twice = sorted({name for name in names if name and names.count(name) > 1})
+    if twice:
+        raise ManifestError(f"manifest {path}: the column(s) {', '.join(twice)} appear more than once")
+    for number, cells in enumerate(reader, start=2):
+        if not any(cell.strip() for cell in cells):
+            continue  # a blank line, or a spreadsheet's row of empty cells
+        if len(cells) > len(names) and any(cell.strip() for cell in cells[len(names):]):
+            raise ManifestError(
+                f"manifest {path.name}, row {number} has {len(cells)} cells where the header names "
+                f"{len(names)} columns: put a cell that holds a {_DELIMITER_NAMES[delimiter]} in double quotes")
+        yield number, dict(zip(names, cells, strict=False))  # short rows: missing cells are empty
+
+
+def _delimiter(path: Path, header: str) -> str:
+    """The delimiter with which the header names the required columns, or a ManifestError."""
+    for delimiter in _DELIMITER_NAMES:
+        names = {_column_name(cell) for cell in next(csv.reader([header], delimiter=delimiter), [])}
+        if all(column in names for column in REQUIRED):
+            return delimiter
+    # the first line is not echoed: without a header it is a data row, whose file names can hold identifiers
+    names = {_column_name(cell) for cell in next(csv.reader([header]), [])}
+    missing = [c for c in REQUIRED if c not in names]
+    raise ManifestError(f"manifest {path} lacks the column(s) {', '.join(missing)}: its first line must name "
+                        f"the columns ({', '.join(COLUMNS)}), separated by commas, semicolons or tabs")
+
+
+def _column_name(cell: str) -> str:
+    """A header cell as a column name: one of ours in any case and spacing, any other as written, trimmed."""
+    name = cell.strip()
+    return name.lower() if name.lower() in COLUMNS else name
 
 
 def _row(path: Path, number: int, record: dict) -> ManifestRow:

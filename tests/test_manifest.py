@@ -54,3 +54,50 @@ def test_missing_manifest_and_bad_jsonl(tmp_path):
     path.write_text('{"image": "a.png", "question": "Is there a nodule?"}\n[1]\n')
     with pytest.raises(ManifestError, match="line 2: expected a JSON object"):
         read_manifest(path)
+
+
+@pytest.mark.parametrize(
+    "name, content",
+    [
+        ("m.csv", "image;question;label\r\na.png;Is there a nodule?;yes\r\n"),  # Excel where "," is the decimal mark
+        ("m.tsv", "image\tquestion\tlabel\na.png\tIs there a nodule?\tyes\n"),
+        ("m.csv", "\ufeffImage , Question,LABEL\r\na.png,Is there a nodule?,yes\r\n"),  # Excel's UTF-8 CSV
+        ("m.csv", "image,question,label,,\na.png,Is there a nodule?,yes,,\n,,,,\n\n"),  # trailing empty cells
+    ],
+)
+def test_a_spreadsheets_csv_reads_as_written(tmp_path, name, content):
+    path = tmp_path / name
+    path.write_bytes(content.encode("utf-8"))
+    (row,) = read_manifest(path)
+    assert (row.image, row.question, row.label, row.extra) == (tmp_path / "a.png", "Is there a nodule?", "yes", {})
+
+
+def test_an_unquoted_delimiter_in_a_cell_is_refused_not_cut(tmp_path):
+    path = tmp_path / "m.csv"
+    path.write_text("image,question\na.png,Is there an effusion?\nb.png,Is there an effusion, on the left?\n")
+    with pytest.raises(ManifestError, match=r"row 3 has 3 cells where the header names 2 columns: .*comma in double"):
+        read_manifest(path)
+
+
+def test_a_quoted_line_break_stays_in_the_question(tmp_path):
+    """Kept, so that the question rule names it; the words on either side were once glued into one."""
+    path = tmp_path / "m.csv"
+    path.write_text('image,question\n"a.png","Is there a pleural\neffusion?"\nb.png,Any nodule?\n')
+    first, second = read_manifest(path)
+    assert first.question == "Is there a pleural\neffusion?" and "pleuraleffusion" not in first.question
+    assert (second.question, second.study_id) == ("Any nodule?", "row-3")  # a spreadsheet's row, not a line
+
+
+def test_a_column_named_twice_is_refused(tmp_path):
+    path = tmp_path / "m.csv"
+    path.write_text("image,question,Image\na.png,Any nodule?,b.png\n")
+    with pytest.raises(ManifestError, match="column.s. image appear more than once"):
+        read_manifest(path)
+
+
+def test_a_manifest_without_a_header_is_refused_without_echoing_its_first_row(tmp_path):
+    path = tmp_path / "m.csv"
+    path.write_text("MRN12345_DOE.png,Is there a nodule?\n")
+    with pytest.raises(ManifestError, match="lacks the column.s. image, question: its first line must name") as caught:
+        read_manifest(path)
+    assert "MRN12345" not in str(caught.value)
