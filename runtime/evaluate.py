@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import json
 import os
+import operator
+import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +33,9 @@ RULE_NAMES = ("ideal", "fragile", "dangerous", "worst", "flip_rate", "accuracy",
 
 @dataclass(frozen=True)
 class FailRule:
-    """`NAME>VALUE` or `NAME<VALUE` over summary.json; a rule that holds fails the run (exit 1)."""
+    """`NAME>VALUE` (or `<`, `>=`, `<=`) over summary.json; a rule that holds fails the run (exit 1). Every
+    name is a fraction, so the value is one from 0 to 1 or a percentage: a rule that could never hold (a
+    gate written `dangerous>2` for 2%) is refused rather than left to pass every run."""
 
     name: str
     op: str
@@ -39,29 +43,46 @@ class FailRule:
 
     @classmethod
     def parse(cls, text: str) -> "FailRule":
-        for op in (">", "<"):
-            name, sep, value = text.partition(op)
-            if sep:
-                name = name.strip().lower()
-                if name not in RULE_NAMES:
-                    raise OptionError(f"--fail-if {text!r}: unknown name {name!r}; known: {', '.join(RULE_NAMES)}")
-                try:
-                    return cls(name, op, float(value))
-                except ValueError:
-                    raise OptionError(f"--fail-if {text!r}: {value.strip()!r} is not a number") from None
-        raise OptionError(f"--fail-if {text!r}: expected NAME>VALUE or NAME<VALUE")
+        match = _RULE.fullmatch(text)
+        if match is None:
+            raise OptionError(f"--fail-if {text!r}: expected NAME>VALUE, NAME<VALUE, NAME>=VALUE or NAME<=VALUE, "
+                              "one rule per --fail-if (e.g. 'dangerous>0.2')")
+        name, op, raw = match.group("name").lower(), match.group("op"), match.group("value").strip()
+        if name not in RULE_NAMES:
+            raise OptionError(f"--fail-if {text!r}: unknown name {name!r}; known: {', '.join(RULE_NAMES)}")
+        try:
+            value = float(raw[:-1]) / 100 if raw.endswith("%") else float(raw)
+        except ValueError:
+            raise OptionError(f"--fail-if {text!r}: {raw!r} is not a number (e.g. 0.2 or 20%)") from None
+        if not 0 <= value <= 1:
+            raise OptionError(f"--fail-if {text!r}: {name} is a fraction from 0 to 1, so {raw} can never be "
+                              "crossed: give a fraction such as 0.2 or a percentage such as 20%")
+        return cls(name, op, value)
+
+    def measured(self, summary: dict) -> float | None:
+        """The summary's figure this rule judges; None where the run has none (accuracy without labels)."""
+        if self.name in ("ideal", "fragile", "dangerous", "worst"):
+            return summary["fractions"].get(self.name.capitalize())
+        return summary.get(self.name)
+
+    def not_judged(self, summary: dict) -> str | None:
+        """Why this rule cannot be judged on `summary`, or None: a gate that silently never holds is worse
+        than none."""
+        if self.measured(summary) is not None:
+            return None
+        why = "no row has a label" if self.name == "accuracy" else "no study was checked"
+        return f"fail-if rule {self} not judged: there is no {self.name} ({why})"
 
     def holds(self, summary: dict) -> bool:
-        if self.name in ("ideal", "fragile", "dangerous", "worst"):
-            actual = summary["fractions"].get(self.name.capitalize())
-        else:
-            actual = summary.get(self.name)
-        if actual is None:
-            return False
-        return actual > self.value if self.op == ">" else actual < self.value
+        actual = self.measured(summary)
+        return actual is not None and _COMPARE[self.op](actual, self.value)
 
     def __str__(self) -> str:
         return f"{self.name}{self.op}{self.value:g}"
+
+
+_RULE = re.compile(r"\s*(?P<name>[A-Za-z_]+)\s*(?P<op>[<>]=?)(?P<value>[^<>=]+)")
+_COMPARE = {">": operator.gt, "<": operator.lt, ">=": operator.ge, "<=": operator.le}
 
 
 def finished_ids(out_dir: Path) -> set[str]:

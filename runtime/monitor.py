@@ -85,10 +85,8 @@ def judge(report: Sequence[dict], rules: Sequence[FailRule]) -> list[dict]:
     for model in report:
         for rule in rules:
             summary = model["summary"]
-            value = (summary["fractions"].get(rule.name.capitalize()) if rule.name in ("ideal", "fragile",
-                     "dangerous", "worst") else summary.get(rule.name))
             outcomes.append({"rule": str(rule), "model": model["model"], "fingerprint": model["fingerprint"],
-                             "n": model["n"], "value": value, "holds": rule.holds(summary)})
+                             "n": model["n"], "value": rule.measured(summary), "holds": rule.holds(summary)})
     return outcomes
 
 

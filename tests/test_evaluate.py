@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -108,13 +109,41 @@ def test_fail_if_rules(tmp_path, tiny_model, capsys):
     manifest = make_manifest(tmp_path / "data", 3)
     out = tmp_path / "run"
     base = ["evaluate", "--manifest", str(manifest), "--out", str(out), "--model", tiny_model("llava"), "--quiet"]
-    assert main(base + ["--fail-if", "flip_rate>-1", "--fail-if", "accuracy<-1"]) == 1
+    assert main(base + ["--fail-if", "flip_rate>=0", "--fail-if", "Ideal < 0%"]) == 1
     err = capsys.readouterr().err
-    assert "flip_rate>-1" in err and "accuracy<-1" not in err
+    assert "holds: flip_rate>=0" in err and "ideal<0" not in err
     assert (out / "summary.json").exists()  # everything written before failing
-    assert main(base + ["--fail-if", "dangerous>2"]) == 0
-    assert main(base + ["--fail-if", "sparkle>0.5"]) == 2
-    assert "sparkle" in capsys.readouterr().err
+    assert main(base + ["--fail-if", "dangerous>1"]) == 0
+    # without labels, an accuracy gate is named as not judged rather than passing in silence
+    unlabelled = manifest.with_name("unlabelled.csv")
+    unlabelled.write_text(re.sub(r",(yes|no),", ",,", manifest.read_text()))
+    capsys.readouterr()
+    assert main([*base[:2], str(unlabelled), "--out", str(tmp_path / "unlabelled"), *base[5:],
+                 "--fail-if", "accuracy<0.9"]) == 0
+    assert "fail-if rule accuracy<0.9 not judged: there is no accuracy (no row has a label)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("rule, message", [
+    ("sparkle>0.5", "unknown name 'sparkle'"),
+    ("dangerous>2", "a fraction from 0 to 1, so 2 can never be crossed"),  # meant 2%: would never fail a run
+    ("dangerous>-0.1", "a fraction from 0 to 1"),
+    ("dangerous>0.2,worst>0", "one rule per --fail-if"),
+    ("dangerous=>0.2", "expected NAME>VALUE"),
+    ("dangerous>lots", "'lots' is not a number"),
+])
+def test_fail_if_rules_that_could_never_judge_a_run_are_refused(rule, message, capsys):
+    assert main(["evaluate", "--manifest", "none.csv", "--out", "o", "--fail-if", rule]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_fail_if_reads_the_operators_and_percentages_people_write():
+    from quadrant.evaluate import FailRule
+
+    summary = {"fractions": {"Dangerous": 0.2}}
+    assert [FailRule.parse(r).holds(summary) for r in ("dangerous>=0.2", "Dangerous >= 20%", "dangerous>0.2",
+                                                       "dangerous<=0.2", "dangerous<20%")] == [True, True, False,
+                                                                                               True, False]
 
 
 def test_bad_manifest_is_refused_before_the_model_loads(tmp_path, capsys):

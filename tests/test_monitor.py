@@ -111,8 +111,9 @@ def test_table_and_plot(audit, tmp_path):
 @pytest.mark.parametrize("args, message", [
     (["--audit", "missing.sqlite"], "no such file"),
     (["--audit", "{text}"], "not a Quadrant audit log"),
-    (["--audit", "{audit}", "--fail-if", "dangerous>>0.2"], "is not a number"),
+    (["--audit", "{audit}", "--fail-if", "dangerous>>0.2"], "expected NAME>VALUE"),
     (["--audit", "{audit}", "--fail-if", "scary>0.2"], "unknown name 'scary'"),
+    (["--audit", "{audit}", "--fail-if", "accuracy<0.9"], "an audit log holds no labels"),
     (["--audit", "{audit}", "--since", "last week"], "expected a date"),
     (["--audit", "{audit}", "--window", "0"], "--window must be at least 1"),
     (["--audit", "{audit}", "--window", "5", "--since", "2026-11-01"], "not allowed with argument"),

@@ -16,7 +16,9 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="output folder (rerun the same command to resume)")
     parser.add_argument("--batch-size", type=int, default=8, help="studies scored together (default 8)")
     parser.add_argument("--fail-if", action="append", default=[], metavar="RULE",
-                        help="e.g. 'dangerous>0.2': exit 1 after writing everything if it holds")
+                        help="e.g. 'dangerous>0.2' or 'accuracy<90%%' (>, <, >=, <=; ideal, fragile, dangerous, "
+                             "worst, flip_rate, accuracy, text_only_agreement), repeatable: exit 1 after writing "
+                             "everything if one holds")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     results = parser.add_argument_group("results filed in each DICOM row's study, one per study image with all its "
                                         "questions (pip install 'quadrant[hospital]')")
@@ -61,6 +63,9 @@ def run(args: argparse.Namespace) -> int:
         written = write_dataset_results(rows, Path(args.out) / SAMPLES, folders)
         print(f"results: {written.studies} DICOM studies written, {written.kept} already there, "
               f"{written.not_dicom} rows not DICOM (no UIDs to file a result under)", file=sys.stderr)
+    for rule in rules:
+        if rule.not_judged(summary):
+            print(f"quadrant evaluate: {rule.not_judged(summary)}", file=sys.stderr)
     held = [rule for rule in rules if rule.holds(summary)]
     for rule in held:
         print(f"quadrant evaluate: fail-if rule holds: {rule}", file=sys.stderr)

@@ -24,10 +24,15 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..errors import OptionError
     from ..evaluate import FailRule
     from ..monitor import judge, mix, parse_since, plot, read_checks
 
     rules = [FailRule.parse(text) for text in args.fail_if]
+    for rule in rules:
+        if rule.name == "accuracy":
+            raise OptionError(f"--fail-if {rule}: an audit log holds no labels, so it has no accuracy to judge; "
+                              "measure accuracy with quadrant evaluate on a labelled manifest")
     since = parse_since(args.since) if args.since else None
     if args.plot:
         from ..results import check_writable
