@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import io
 import textwrap
-from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -159,11 +158,3 @@ def picture(png: bytes) -> Image.Image:
     """An overlay's PNG bytes as an RGB picture."""
     with Image.open(io.BytesIO(png)) as drawn:
         return drawn.convert("RGB")
-
-
-def check_writable(path: str | Path) -> Path:
-    """The PNG's path, refused with a clear message when its folder does not exist."""
-    path = Path(path)
-    if not path.parent.is_dir():
-        raise OptionError(f"cannot write {path}: the folder {path.parent} does not exist")
-    return path

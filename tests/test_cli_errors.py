@@ -19,6 +19,7 @@ from conftest import QUADRANT
 from quadrant.cli.main import main
 
 QUESTION = "Is there a pleural effusion?"
+SAMPLE_DICOM = str(Path(__file__).parents[1] / "models" / "samples" / "cardiomegaly-dicom.dcm")
 
 
 def _png_header_only(path: Path, width: int, height: int) -> Path:
@@ -135,6 +136,34 @@ def test_every_file_option_names_a_missing_file(option, tmp_path, study_png, cap
     missing = str(tmp_path / f"missing{option}")
     code, out, err = _run(capsys, ["check", "--image", study_png, "--question", QUESTION, option, missing])
     _assert_one_clean_line(code, out, err, missing)
+
+
+def test_an_output_never_replaces_a_file_the_check_reads(tmp_path, study_png, capsys):
+    """`--sr` naming the study once wrote the report over the patient's image."""
+    study = tmp_path / "chest.dcm"
+    study.write_bytes(Path(SAMPLE_DICOM).read_bytes())
+    before = study.read_bytes()
+    code, out, err = _run(capsys, ["check", "--image", str(study), "--question", QUESTION, "--sr", str(study)])
+    _assert_one_clean_line(code, out, err, "--sr", "is the file --image reads")
+    (tmp_path / "link.png").symlink_to(study_png)
+    code, out, err = _run(capsys, ["check", "--image", str(tmp_path / "link.png"), "--question", QUESTION,
+                                   "--evidence-png", study_png])
+    _assert_one_clean_line(code, out, err, "--evidence-png", "is the file --image reads")
+    phrasings = tmp_path / "phrasings.txt"
+    phrasings.write_text("Is an effusion present?\nIs there fluid in the pleural space?\n")
+    code, out, err = _run(capsys, ["check", "--image", study_png, "--question", QUESTION, "--paraphrases",
+                                   str(phrasings), "--fhir", str(phrasings)])
+    _assert_one_clean_line(code, out, err, "--fhir", "is the file --paraphrases reads")
+    assert study.read_bytes() == before and "fluid" in phrasings.read_text()
+
+
+def test_two_outputs_naming_one_file_or_a_missing_folder_are_refused(tmp_path, study_png, capsys):
+    out = str(tmp_path / "result.dcm")
+    code, o, err = _run(capsys, ["check", "--image", SAMPLE_DICOM, "--question", QUESTION, "--sr", out, "--sc", out])
+    _assert_one_clean_line(code, o, err, "--sr and --sc both name")
+    code, o, err = _run(capsys, ["check", "--image", study_png, "--question", QUESTION, "--evidence-png",
+                                 str(tmp_path / "none" / "map.png")])
+    _assert_one_clean_line(code, o, err, "--evidence-png", "does not exist")
 
 
 def test_unknown_options_exit_2_with_one_line(study_png, tiny_model, capsys):

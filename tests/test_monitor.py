@@ -114,6 +114,7 @@ def test_table_and_plot(audit, tmp_path):
     (["--audit", "{audit}", "--fail-if", "dangerous>>0.2"], "expected NAME>VALUE"),
     (["--audit", "{audit}", "--fail-if", "scary>0.2"], "unknown name 'scary'"),
     (["--audit", "{audit}", "--fail-if", "accuracy<0.9"], "an audit log holds no labels"),
+    (["--audit", "{audit}", "--plot", "{audit}"], "is the file --audit reads"),  # would replace the record
     (["--audit", "{audit}", "--since", "last week"], "expected a date"),
     (["--audit", "{audit}", "--window", "0"], "--window must be at least 1"),
     (["--audit", "{audit}", "--window", "5", "--since", "2026-11-01"], "not allowed with argument"),

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from ..images import load_study
+from ..outputs import check_outputs
 from ..paraphrases import paraphrase_plan, parse_paraphrase_text, read_paraphrase_file, validate_question
 from .options import add_model_options, build_checker, single_study
 
@@ -43,10 +44,9 @@ def run(args: argparse.Namespace) -> int:
         paraphrases += read_paraphrase_file(args.paraphrases)
     _check_before_loading(args, study, paraphrases)
     args.evidence = args.evidence or bool(args.evidence_png)
-    if args.evidence_png:
-        from ..evidence_plot import check_writable
-
-        check_writable(args.evidence_png)  # before the model runs
+    check_outputs({"--evidence-png": args.evidence_png, "--sr": args.sr, "--sc": args.sc, "--fhir": args.fhir},
+                  reads={"--image": args.image, "--paraphrases": args.paraphrases,
+                         "--paraphrase-bank": args.paraphrase_bank, "--chat-template": args.chat_template})
     source = _result_source(args)
     checker = build_checker(args)
     verdict = checker.check(study, args.question, paraphrases or None, label=args.label)
@@ -85,13 +85,11 @@ def _check_before_loading(args: argparse.Namespace, study, paraphrases) -> None:
 
 def _result_source(args: argparse.Namespace):
     """The study's header when a result is asked for, checked before the model loads: a PNG or JPEG has no
-    UIDs to file a result under, an output folder must exist, and the `hospital` extra must be installed."""
-    asked = {option: path for option, path in (("--sr", args.sr), ("--sc", args.sc), ("--fhir", args.fhir)) if path}
+    UIDs to file a result under, and the `hospital` extra must be installed."""
+    asked = [option for option, path in (("--sr", args.sr), ("--sc", args.sc), ("--fhir", args.fhir)) if path]
     if not asked:
         return None
-    from ..results import check_writable, read_source, require_formats
+    from ..results import read_source, require_formats
 
-    for option, path in asked.items():
-        check_writable(path, option)
     require_formats(sr=bool(args.sr), sc=bool(args.sc), fhir=bool(args.fhir))
     return read_source(args.image, "/".join(asked))

@@ -27,6 +27,7 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import OptionError
     from ..evaluate import FailRule
     from ..monitor import judge, mix, parse_since, plot, read_checks
+    from ..outputs import check_outputs
 
     rules = [FailRule.parse(text) for text in args.fail_if]
     for rule in rules:
@@ -34,10 +35,7 @@ def run(args: argparse.Namespace) -> int:
             raise OptionError(f"--fail-if {rule}: an audit log holds no labels, so it has no accuracy to judge; "
                               "measure accuracy with quadrant evaluate on a labelled manifest")
     since = parse_since(args.since) if args.since else None
-    if args.plot:
-        from ..results import check_writable
-
-        check_writable(args.plot, "--plot")
+    check_outputs({"--plot": args.plot}, reads={"--audit": args.audit})
     checks = read_checks(args.audit, window=args.window, since=since)
     report = mix(checks, args.period)
     outcomes = judge(report, rules)

@@ -22,12 +22,10 @@ from typing import Any
 
 from PIL import Image
 
-from ..errors import OptionError
 from ..verdict import Verdict
 from .source import Source, read_source, source_from_bytes
 
-__all__ = ["Results", "Source", "build_results", "read_source", "source_from_bytes", "check_writable",
-           "require_formats"]
+__all__ = ["Results", "Source", "build_results", "read_source", "source_from_bytes", "require_formats"]
 
 
 @dataclass(frozen=True)
@@ -86,16 +84,6 @@ def require_formats(*, sr: bool = False, sc: bool = False, fhir: bool = False) -
         require("highdicom", "hospital")
     if fhir:
         require("fhir.resources", "hospital")
-
-
-def check_writable(path: str | Path, option: str) -> Path:
-    """An output path whose folder exists, checked before any model work."""
-    path = Path(path)
-    if not path.parent.is_dir():
-        raise OptionError(f"{option} {path}: the folder {path.parent} does not exist")
-    if path.is_dir():
-        raise OptionError(f"{option} {path}: is a folder; give a file name")
-    return path
 
 
 def _write_dicom(dataset, handle) -> None:
