@@ -65,7 +65,7 @@ def test_ray_and_local_engines_write_the_same_samples(tmp_path, manifest, ray_ad
     assert (tmp_path / "ray" / "report.md").exists() and (tmp_path / "ray" / "quadrants.png").exists()
     assert json.loads((local / "run.json").read_text()) == json.loads((distributed / "run.json").read_text())
     # the gate and resume work the same way: nothing left to do, the rule is applied to everything written
-    assert main(base + ["--out", str(distributed), "--engine", "ray", "--fail-if", "flip_rate>-1"]) == 1
+    assert main(base + ["--out", str(distributed), "--engine", "ray", "--fail-if", "flip_rate>=0"]) == 1
     assert by_id(distributed) == b
 
 
