@@ -11,9 +11,11 @@ the run.
 
 from __future__ import annotations
 
+import hashlib
 import json
-import os
+import logging
 import operator
+import os
 import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -22,12 +24,15 @@ from pathlib import Path
 from .engines.base import Engine, Job, Partner, SwapImage
 from .errors import OptionError
 from .fingerprint import file_digest
-from .manifest import ManifestRow, read_manifest
+from .manifest import ManifestRow, read_manifest, row_digests
 from .metrics import summarize
 from .reliance import Reliance
 from .run_folder import RunFolder
 
+log = logging.getLogger(__name__)
+
 SAMPLES, ERRORS, SUMMARY = "samples.jsonl", "errors.jsonl", "summary.json"
+ROW_DIGEST = "manifest_row_sha256"  # in each sample: the manifest row it was checked from (`row_digests`)
 RULE_NAMES = ("ideal", "fragile", "dangerous", "worst", "flip_rate", "accuracy", "text_only_agreement")
 
 
@@ -85,23 +90,38 @@ _RULE = re.compile(r"\s*(?P<name>[A-Za-z_]+)\s*(?P<op>[<>]=?)(?P<value>[^<>=]+)"
 _COMPARE = {">": operator.gt, "<": operator.lt, ">=": operator.ge, "<=": operator.le}
 
 
-def finished_ids(out_dir: Path) -> set[str]:
-    """study_ids already in samples.jsonl; a torn last line (killed mid-write) is cut off the file."""
+def finished(out_dir: Path) -> dict[str, str | None]:
+    """study_id -> the digest of the manifest row each sample in samples.jsonl was checked from (None in a
+    folder written before samples recorded it); a torn last line (killed mid-write) is cut off the file."""
     path = out_dir / SAMPLES
     if not path.exists():
-        return set()
-    ids, good_bytes = set(), 0
+        return {}
+    rows, good_bytes = {}, 0
     with open(path, "rb") as handle:
         for line in handle:
             try:
-                ids.add(json.loads(line)["study_id"])
+                sample = json.loads(line)
+                rows[sample["study_id"]] = sample.get(ROW_DIGEST)
             except (json.JSONDecodeError, KeyError, UnicodeDecodeError):
                 break
             good_bytes += len(line)
     if good_bytes != path.stat().st_size:
         with open(path, "r+b") as handle:
             handle.truncate(good_bytes)
-    return ids
+    return rows
+
+
+def _drop_samples(out_dir: Path, study_ids: set[str]) -> None:
+    """samples.jsonl without the given studies' lines, replaced whole so that a kill leaves one or the other."""
+    path = out_dir / SAMPLES
+    partial = path.with_name(path.name + ".partial")
+    with open(path, "rb") as source, open(partial, "wb") as kept:
+        for line in source:
+            if json.loads(line)["study_id"] not in study_ids:
+                kept.write(line)
+        kept.flush()
+        os.fsync(kept.fileno())
+    os.replace(partial, path)
 
 
 def _append(path: Path, record: dict) -> None:
@@ -136,8 +156,15 @@ def evaluate(
     with RunFolder(out_dir) as folder, engine:
         folder.claim(engine.start(), SAMPLES)
         out = folder.path
-        done = finished_ids(out)
-        jobs = [Job(r, swaps.get(r.study_id), partners.get(r.study_id)) for r in rows if r.study_id not in done]
+        digests = _job_digests(row_digests(manifest, rows), swaps, partners)
+        done = finished(out)
+        edited = {i for i, digest in done.items() if digest is not None and digests.get(i, digest) != digest}
+        if edited:
+            log.warning("%d finished row(s) changed in the manifest since they were checked: checking them again",
+                        len(edited))
+            _drop_samples(out, edited)
+        jobs = [Job(r, swaps.get(r.study_id), partners.get(r.study_id)) for r in rows
+                if r.study_id not in done or r.study_id in edited]
         completed = len(rows) - len(jobs)
         if progress:
             progress(completed, len(rows))
@@ -145,11 +172,24 @@ def evaluate(
             for record in result.errors:
                 _append(out / ERRORS, record)
             for record in result.samples:
-                _append(out / SAMPLES, record)
+                _append(out / SAMPLES, {**record, ROW_DIGEST: digests[record["study_id"]]})
             completed += result.rows
             if progress:
                 progress(completed, len(rows))
         return write_summary(out, rows)
+
+
+def _job_digests(rows: dict[str, str], swaps: dict[str, SwapImage], partners: dict[str, Partner]) -> dict[str, str]:
+    """study_id -> a digest of what its verdict rests on besides the run's options: its manifest row, and the
+    other study's image it is shown (`swap`) or compared with (a counterfactual reference), which an edit to
+    another row (an image, a label) can change."""
+    digests = {}
+    for study_id, row in rows.items():
+        swap, partner = swaps.get(study_id), partners.get(study_id)
+        others = [swap and swap.sha256, partner and [partner.sha256, partner.study_id, partner.label]]
+        digests[study_id] = row if others == [None, None] else hashlib.sha256(
+            json.dumps([row, others]).encode("utf-8")).hexdigest()
+    return digests
 
 
 def swap_partners(rows: Sequence[ManifestRow]) -> dict[str, SwapImage]:

@@ -10,6 +10,7 @@ together. `write_manifest` writes what `read_manifest` reads: the rows read back
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import os
 from collections.abc import Callable, Iterator, Sequence
@@ -218,6 +219,15 @@ def _relative_paths(folder: Path) -> Callable[[Path], str]:
         return done[image]
 
     return relative
+
+
+def row_digests(path: str | Path, rows: Sequence[ManifestRow]) -> dict[str, str]:
+    """study_id -> a digest of the row as the manifest holds it (paths relative to its folder, so a dataset
+    moved whole keeps its digests): how a resumed run tells a row edited since it was checked."""
+    relative = _relative_paths(Path(path).parent)
+    return {row.study_id: hashlib.sha256(json.dumps(_record(row, relative), sort_keys=True,
+                                                    ensure_ascii=False).encode("utf-8")).hexdigest()
+            for row in rows}
 
 
 def _record(row: ManifestRow, relative: Callable[[Path], str]) -> dict:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 SCHEMA_VERSION = 1
 
@@ -106,9 +106,10 @@ class Verdict:
 
     @classmethod
     def from_json(cls, data: dict) -> "Verdict":
-        """Read back what `to_json` wrote (samples.jsonl lines included)."""
-        data = dict(data)
-        data.pop("schema_version", None)
+        """Read back what `to_json` wrote (samples.jsonl lines included). Keys that are not a verdict's (a run's
+        bookkeeping in samples.jsonl, such as the manifest row's digest) are left out, as a tolerant reader does."""
+        names = {f.name for f in fields(cls)}
+        data = {k: v for k, v in data.items() if k in names}
         data["prompts"] = [PromptReading(**p) for p in data["prompts"]]
         data["text_only"] = TextOnlyReading(**data["text_only"])
         for key in ("text_only_all", "content_free_all"):

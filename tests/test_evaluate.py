@@ -4,6 +4,7 @@ kill, fail-if gates, unreadable rows, and the metrics behind the summary."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import signal
@@ -79,6 +80,44 @@ def test_rerun_resumes_without_redoing_or_duplicating(tmp_path, tiny_model, caps
     assert sorted(json.loads(x)["study_id"] for x in after) == [f"s{i:03d}" for i in range(5)]
     assert main(argv) == 0  # a third run has nothing to do and changes nothing
     assert (out / "samples.jsonl").read_text().splitlines(keepends=True) == after
+
+
+def test_a_row_edited_after_it_was_checked_is_checked_again(tmp_path, tiny_model, caplog):
+    """A resumed run once kept a finished row's verdict after its label or question was corrected in the
+    manifest: the summary went on counting the old label."""
+    manifest = make_manifest(tmp_path / "data", 4)
+    out = tmp_path / "run"
+    argv = ["evaluate", "--manifest", str(manifest), "--out", str(out), "--model", tiny_model("llava"), "--quiet"]
+    assert main(argv) == 0
+    before = {json.loads(x)["study_id"]: x for x in (out / "samples.jsonl").read_text().splitlines()}
+    edited = manifest.read_text().splitlines()
+    edited[2] = edited[2].replace(",yes,", ",no,")  # s001: its label corrected
+    edited[3] = edited[3].replace(QUESTIONS[2], QUESTIONS[0])  # s002: another question
+    manifest.write_text("\n".join(edited) + "\n")
+    with caplog.at_level(logging.WARNING, logger="quadrant.evaluate"):
+        assert main(argv) == 0
+    assert "2 finished row(s) changed in the manifest" in caplog.text
+    after = {json.loads(x)["study_id"]: x for x in (out / "samples.jsonl").read_text().splitlines()}
+    assert sorted(after) == ["s000", "s001", "s002", "s003"]  # each row once
+    assert after["s000"] == before["s000"] and after["s003"] == before["s003"]  # untouched, byte for byte
+    assert json.loads(after["s001"])["label"] == "no" and json.loads(after["s002"])["question"] == QUESTIONS[0]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["accuracy"] == pytest.approx(sum(json.loads(x)["correct"] for x in after.values()) / 4)
+    caplog.clear()
+    assert main(argv) == 0 and "changed in the manifest" not in caplog.text  # nothing left to redo
+
+
+def test_a_folder_from_before_rows_were_recorded_resumes_as_it_stands(tmp_path, tiny_model):
+    manifest = make_manifest(tmp_path / "data", 3)
+    out = tmp_path / "run"
+    argv = ["evaluate", "--manifest", str(manifest), "--out", str(out), "--model", tiny_model("llava"), "--quiet"]
+    assert main(argv) == 0
+    lines = [json.loads(x) for x in (out / "samples.jsonl").read_text().splitlines()]
+    old = "".join(json.dumps({k: v for k, v in x.items() if k != "manifest_row_sha256"}) + "\n" for x in lines)
+    (out / "samples.jsonl").write_text(old)
+    manifest.write_text(manifest.read_text().replace(",yes,", ",no,"))
+    assert main(argv) == 0
+    assert (out / "samples.jsonl").read_text() == old  # no digest to compare: nothing is redone or dropped
 
 
 def test_killed_process_resumes(tmp_path, tiny_model):
