@@ -4,6 +4,7 @@ while this one is checked; what is written is what checking each row alone write
 from __future__ import annotations
 
 import json
+import re
 import threading
 from pathlib import Path
 
@@ -70,7 +71,9 @@ def test_a_film_asked_several_findings_is_read_once_and_written_as_if_checked_al
     assert [e["study_id"] for e in errors] == [f"gone.png-{j}" for j in range(3)]
     assert all("gone.png: no such study file" in e["error"] for e in errors)
 
-    written = {r["study_id"]: without_timing(r) for r in lines(out / "samples.jsonl")}
+    samples = lines(out / "samples.jsonl")
+    assert all(re.fullmatch(r"[0-9a-f]{64}", r.pop("manifest_row_sha256")) for r in samples)  # the run's own
+    written = {r["study_id"]: without_timing(r) for r in samples}
     assert len(written) == 9
     checker = Settings(ModelSpec(model=model), CheckOptions()).load_checker()
     rows = read_manifest(manifest)
