@@ -6,7 +6,8 @@ no paraphrase repeats the question:
 
 1. the user's own (``--paraphrase``, ``--paraphrases FILE``, the app's box, a manifest column): used exactly as
    given, after validation (sources "user" and "file"), in any language; at least two, and a duplicate (of
-   the question or of another) is refused with a message naming both;
+   the question or of another) is refused with a message naming both, as is, where the question names a bank
+   finding, a phrasing naming another finding or turning presence into absence without the inverted mark;
 2. with ``--paraphraser MODEL_DIR``, a local language model's candidates that pass the question rule and the
    faithfulness filter (source "model"), topped up from the rules below;
 3. a bank finding asked plainly ("Is there a pleural effusion?", "Effusion?", "Would you say there is
@@ -109,7 +110,8 @@ FINDING_QUESTIONS: dict[str, str] = load_bank().questions
 _ABSENCE_WORDS = frozenset(
     """
     no not without absent absence exclude excluded excluding excludable normal unremarkable negative
-    resolved none nothing lack lacks lacking cannot never neither nor sharp preserved intact
+    resolved none nothing lack lacks lacking cannot never neither nor sharp preserved intact gone cleared
+    disappeared
     """.split()
 )
 _ABSENCE_PAIRS = frozenset({("free", "of"), ("clear", "of"), ("rule", "out"), ("ruled", "out"), ("rules", "out")})
@@ -124,6 +126,8 @@ def _rest(words: Sequence[str], m: Match | None) -> tuple[str, ...]:
 def _absence_cue(words: Sequence[str], finding: str | None = None) -> str | None:
     ignore = {"normal", "unremarkable"} if finding == _NO_FINDING else set()
     for i, token in enumerate(words):
+        if token in ("no", "not") and i == len(words) - 1 and i > 0 and words[i - 1] == "or":
+            continue  # "Is there an effusion or not?" asks about presence
         if token in _ABSENCE_WORDS and token not in ignore:
             return token
         if tuple(words[i : i + 2]) in _ABSENCE_PAIRS:
@@ -282,10 +286,10 @@ def paraphrase_plan(question: str, *, k: int = DEFAULT_K, user: Sequence[Phrasin
     """
     q = validate_question(question)
     original = Phrasing(q, source="question")
-    if user:
-        return ParaphrasePlan([original, *_users(q, user)])
-    check_k(k)
     bank = bank or load_bank()
+    if user:
+        return ParaphrasePlan([original, *_users(q, user, bank)])
+    check_k(k)
     known = known_english_words()
     language = identify(q, known)
     if not language.english:
@@ -308,8 +312,9 @@ def paraphrase_set(question: str, *, k: int = DEFAULT_K, user: Sequence[Phrasing
     return paraphrase_plan(question, k=k, user=user, bank=bank, paraphraser=paraphraser).phrasings
 
 
-def _users(question: str, user: Sequence[Phrasing]) -> list[Phrasing]:
-    """The user's own paraphrases, validated: at least MIN_K, at most MAX_PARAPHRASES, none repeated."""
+def _users(question: str, user: Sequence[Phrasing], bank: Bank) -> list[Phrasing]:
+    """The user's own paraphrases, validated: at least MIN_K, at most MAX_PARAPHRASES, none repeated, none
+    asking another question where the bank can tell (`_asks_otherwise`)."""
     if isinstance(user, (str, Phrasing)):
         user = [user]
     if len(user) > MAX_PARAPHRASES:
@@ -329,6 +334,9 @@ def _users(question: str, user: Sequence[Phrasing]) -> list[Phrasing]:
                 "punctuation): each paraphrase must be a different wording"
             )
         seen[wording] = f"paraphrase {i}"
+        otherwise = _asks_otherwise(question, phrasing, bank)
+        if otherwise:
+            raise ParaphraseError(f"paraphrase {i} ({clip(phrasing.text)!r}) {otherwise}")
         out.append(phrasing)
     if len(out) < MIN_K:
         raise ParaphraseError(
@@ -336,6 +344,36 @@ def _users(question: str, user: Sequence[Phrasing]) -> list[Phrasing]:
             "question with several wordings (or none, for Quadrant's own)"
         )
     return out
+
+
+def _asks_otherwise(question: str, phrasing: Phrasing, bank: Bank) -> str | None:
+    """How a user's phrasing of a question about a bank finding asks something else, or None: it names another
+    finding instead, leaves one of the question's out, or asks about absence where the question asks about
+    presence without being marked inverted (or the reverse). A phrasing that names a sign beside the finding
+    ("... pleural fluid, blunting the costophrenic angles?") only adds detail. Such a phrasing makes a consistency verdict compare two questions: a sound model looks
+    Fragile, or answers that disagree look consistent. A phrasing that names no bank finding ("Is there fluid
+    around the lung?") is taken on trust for its finding, as is every phrasing of a question naming none."""
+    asked = bank.named(tokens(core_question(question))) - {_NO_FINDING}
+    if not asked:
+        return None  # "no finding" is named by words such as "normal" in questions about anything
+    every = bank.named(tokens(core_question(phrasing.text)))
+    named = every - {_NO_FINDING}
+    if named and not named & asked:
+        return (f"asks about {' and '.join(sorted(named))}, not {' and '.join(sorted(asked))}: each paraphrase "
+                "must ask the question's own question")
+    if named and asked - named:
+        return f"leaves out {' and '.join(sorted(asked - named))}: each paraphrase must ask the question's own question"
+    if every and not named:
+        return None  # only "no finding" named ("Is the heart normal in size?"): its absence words mean little
+    absence = asks_absence(phrasing.text, bank)
+    if absence != asks_absence(question, bank) and not phrasing.inverted:
+        turned = ("whether the finding is absent where the question asks whether it is present" if absence
+                  else "whether the finding is present where the question asks whether it is absent")
+        return (f"asks {turned}: if its yes means the question's no, mark it inverted ('[inverted] ' or '! ' "
+                "before it, \"inverted\": true in JSON)")
+    if absence == asks_absence(question, bank) and phrasing.inverted:
+        return "is marked inverted, but its yes means what the question's yes means: remove the mark"
+    return None
 
 
 def _foreign(question: str, k: int, bank: Bank, language: str) -> list[Phrasing]:

@@ -38,6 +38,22 @@ PHRASINGS = [
              "this frontal chest radiograph?"),
     Phrasing("Can a pleural effusion be ruled out?", inverted=True),
 ]
+#: phrasings of each batch question of the same shapes (short, long, inverted): a user's must ask their question
+PHRASINGS_OF = {
+    "Is there a pleural effusion?": PHRASINGS,
+    "Is there a pneumothorax?": [
+        Phrasing("Any pneumothorax?"),
+        Phrasing("Is there any air in the pleural space with a visible pleural line, a pneumothorax, on this "
+                 "frontal chest radiograph?"),
+        Phrasing("Can a pneumothorax be ruled out?", inverted=True),
+    ],
+    "Is there cardiomegaly?": [
+        Phrasing("Any cardiomegaly?"),
+        Phrasing("Is the cardiac silhouette enlarged beyond half of the thoracic width, cardiomegaly, on this "
+                 "frontal chest radiograph?"),
+        Phrasing("Can cardiomegaly be ruled out?", inverted=True),
+    ],
+}
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +73,7 @@ def test_batch_of_studies_equals_a_plain_forward(family, tiny_model, studies):
     loaded = load_model(ModelSpec(model=directory))
     assert loaded.family.name == EXPECTED_FAMILY[family]
     questions = ["Is there a pleural effusion?", "Is there a pneumothorax?", "Is there cardiomegaly?"]
-    requests = [CheckRequest(s, q, PHRASINGS) for s, q in zip(studies, questions)]
+    requests = [CheckRequest(s, q, PHRASINGS_OF[q]) for s, q in zip(studies, questions)]
     checker = Checker(loaded, "torch")
     verdicts = checker.check_many(requests)
     again = checker.check_many(requests[::-1])[::-1]  # the content-free references now come from kept prefixes

@@ -22,6 +22,14 @@ PHRASINGS = [
     Phrasing("Can a pleural effusion be ruled out?", inverted=True),
     Phrasing("Is fluid present?"),
 ]
+#: the same shapes (short, long, inverted) for another question: a user's phrasings must ask their question
+HEART_PHRASINGS = [
+    Phrasing("Any cardiomegaly?"),
+    Phrasing("Is the cardiac silhouette enlarged beyond half of the thoracic width on this frontal chest "
+             "radiograph taken in the upright position?"),
+    Phrasing("Can cardiomegaly be ruled out?", inverted=True),
+    Phrasing("Is the heart enlarged?"),
+]
 EXPECTED_PATH = {"llava": "prefix-shared", "gemma3": "prefix-shared", "idefics3": "prefix-shared",
                  "paligemma": "batched"}
 
@@ -34,10 +42,9 @@ def studies(tmp_path):
 
 def _requests(studies):
     questions = ["Is there a pleural effusion?", "Is there a pneumothorax?", "Is there cardiomegaly?"]
-    return [
-        CheckRequest(study, question, PHRASINGS if i != 1 else None, label="yes")
-        for i, (study, question) in enumerate(zip(studies, questions))
-    ]
+    phrasings = [PHRASINGS, None, HEART_PHRASINGS]
+    return [CheckRequest(study, question, given, label="yes")
+            for study, question, given in zip(studies, questions, phrasings, strict=True)]
 
 
 @pytest.mark.parametrize("family", ALL_FAMILIES)

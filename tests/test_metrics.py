@@ -344,7 +344,7 @@ def test_a_run_without_a_counterfactual_has_no_beside_figures():
 FOLLOWS = "Does this radiograph show a pleural effusion?"  # no marker word: the toy follows the image
 ROWS = (
     [("bright", ["Is a pleural effusion present?", FOLLOWS], "yes")] * 3  # Ideal
-    + [("bright", ["Are the costophrenic angles blunted?", FOLLOWS], "yes")]  # Fragile
+    + [("bright", ["Are the angles blunted by an effusion?", FOLLOWS], "yes")]  # Fragile
     + [("dark", ["Is a pleural effusion present?", FOLLOWS], "no")] * 3  # Dangerous
     + [("dark", ["Is a pleural effusion present?", FOLLOWS], "yes")]  # Dangerous, answered wrongly
     + [("dark", ["Is there fluid in the pleural space?", FOLLOWS], None)]  # Worst, no label

@@ -187,6 +187,40 @@ def test_the_users_own_duplicates_and_single_paraphrases_are_refused(texts, prob
         paraphrase_set("Is there a pleural effusion?", user=parse_paraphrase_text("\n".join(texts)))
 
 
+@pytest.mark.parametrize("question, texts, problem", [
+    # another finding: the verdict would compare two questions (this pair once came back Ideal on `demo`)
+    ("Is there a pleural effusion?", ["Is there a pneumothorax?", "Is there cardiomegaly?"],
+     "paraphrase 1 .* asks about pneumothorax, not pleural effusion"),
+    ("Is there consolidation?", ["Is there airspace opacity?", "Is there pneumonia?"], "paraphrase 2 .* pneumonia"),
+    ("Is there an effusion with cardiomegaly?", ["Is there an effusion?", "Is there cardiomegaly with an effusion?"],
+     "paraphrase 1 .* leaves out cardiomegaly"),
+    # absence without the mark: its yes would count as a flip of the question's yes
+    ("Is there a pleural effusion?", ["Is the pleural space free of fluid?", "Is an effusion absent?"],
+     r"paraphrase 1 .* asks whether the finding is absent where the question asks whether it is present: .*inverted"),
+    ("Has the pneumothorax resolved?", ["Is the pneumothorax gone?", "Is there still a pneumothorax?"],
+     "paraphrase 2 .* asks whether the finding is present where the question asks whether it is absent"),
+    ("Is there a pleural effusion?", ["Is there fluid around the lung?", "! Is pleural fluid present?"],
+     "paraphrase 2 .* is marked inverted, but its yes means what the question's yes means"),
+])
+def test_the_users_own_phrasings_of_another_question_are_refused(question, texts, problem):
+    with pytest.raises(ParaphraseError, match=problem):
+        paraphrase_set(question, user=parse_paraphrase_text("\n".join(texts)))
+
+
+@pytest.mark.parametrize("question, texts", [
+    ("Is there a pleural effusion?", ["Is there fluid around the lung?", "Is there a hydrothorax?"]),  # no bank word
+    ("Is there a pleural effusion?", ["Any effusion?", "Is there pleural fluid blunting the costophrenic angles?"]),
+    ("Is there a pleural effusion?", ["Is there a pleural effusion or not?", "[inverted] Can effusion be ruled out?"]),
+    ("Is the heart size normal?", ["Is the heart not enlarged?", "! Is there cardiomegaly?"]),
+    ("Is there any abnormality?", ["Is this chest normal?", "Is anything abnormal seen?"]),  # "no finding": trusted
+    ("Is the ET tube in good position?", ["Is the endotracheal tube well positioned?", "Is the ETT correctly placed?"]),
+    ("¿Hay derrame pleural?", ["¿Existe derrame pleural?", "¿Se observa derrame pleural?"]),
+])
+def test_the_users_own_phrasings_of_the_same_question_are_used_as_given(question, texts):
+    given = parse_paraphrase_text("\n".join(texts))
+    assert paraphrase_set(question, user=given)[1:] == given
+
+
 def test_generated_duplicates_are_dropped_and_replaced():
     for question in ("is there a pneumothorax", "IS THERE A PNEUMOTHORAX?", "Is there a pneumothorax ?"):
         out = paraphrase_set(question, k=8)

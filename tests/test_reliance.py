@@ -33,10 +33,10 @@ FLIP = CheckOptions(reliance=Reliance("flip"))
 QUESTION = "Is there a pleural effusion?"
 PLAIN = "Is a pleural effusion present?"  # the toy follows the image on it
 SAYS_YES = "Is there fluid in the pleural space?"  # holds "fluid": the toy says yes whatever the image
-SAYS_NO = "Are the costophrenic angles blunted?"  # holds "angles": the toy says no
+SAYS_NO = "Are the angles blunted by an effusion?"  # holds "angles": the toy says no
 INV_FOLLOWS = "!Can a pleural effusion be ruled out?"  # inverted; the toy ignores negation: follows the image
 INV_SAYS_YES = "!Is the pleural space free of fluid?"  # inverted; raw yes, so it reads as "no effusion"
-INV_SAYS_NO = "!Are the costophrenic angles sharp?"  # inverted; raw no, so it reads as "effusion"
+INV_SAYS_NO = "!Are the angles free of effusion?"  # inverted; raw no, so it reads as "effusion"
 
 
 @pytest.fixture(scope="module")
