@@ -6,8 +6,9 @@ one rule (`require_scope`, called by the Checker's preparation step: `quadrant c
 its API and the DICOM node alike):
 
 - DICOM, judged from its header: Modality in the configured list (CR and DX by default); BodyPartExamined,
-  when present, names the chest (`CHEST_WORDS`); one frame, or the frame the caller chose (`--frame N`);
-  MONOCHROME1 or MONOCHROME2; at least MIN_SIDE pixels on its short side.
+  when present, names the chest (`CHEST_WORDS`); not an image FOR PROCESSING (a DX detector's raw data, sent
+  beside the processed FOR PRESENTATION image that radiologists and models see); one frame, or the frame the
+  caller chose (`--frame N`); MONOCHROME1 or MONOCHROME2; at least MIN_SIDE pixels on its short side.
 - PNG, JPEG and other rasters have no header: in scope unless colour (real chroma, not grayscale saved as
   RGB) or tiny, and the verdict says the scope could not be verified from a header.
 - Either kind, blank (`Study.spread` under MIN_SPREAD): a flat gray, a black or white page, a film windowed
@@ -41,6 +42,8 @@ DEFAULT_SCOPE = "chest-radiograph"
 #: DICOM modalities that are projection radiographs: computed and digital radiography
 DEFAULT_MODALITIES = ("CR", "DX")
 MIN_SIDE = 64
+#: a digital radiograph's raw detector data (PresentationIntentType), which no model was trained on or shown
+FOR_PROCESSING = "FOR PROCESSING"
 #: the least spread of gray levels (`Study.spread`) a radiograph shows; a picture with less is blank
 MIN_SPREAD = 16
 #: words of BodyPartExamined that name the chest (DICOM's defined term is CHEST; the rest are seen in the wild)
@@ -83,7 +86,8 @@ class StudyScope:
         line = f"the study is {self.description}; Quadrant checks chest radiographs ({', '.join(modalities)})"
         if any(r.startswith(("modality", "body part", "the DICOM header")) for r in self.reasons):
             return line
-        needs = [need for word, need in (("pixels", f"of at least {MIN_SIDE} pixels on the short side"),
+        needs = [need for word, need in (("FOR PROCESSING", "FOR PRESENTATION (the processed image a viewer shows)"),
+                                         ("pixels", f"of at least {MIN_SIDE} pixels on the short side"),
                                          ("colour", "in grayscale"),
                                          ("blank", "that show an image (a DICOM's window can also turn one "
                                                    "black or white)"))
@@ -100,6 +104,7 @@ class StudyScope:
             "frame": self.frame, "frames": f.frames, "rule": rule, "modalities": list(modalities),
             "min_side": MIN_SIDE, "modality": f.modality, "body_part": f.body_part, "view": f.view,
             "laterality": f.laterality, "photometric": f.photometric, "colour": f.colour, "bits": f.bits,
+            "presentation_intent": f.intent,
         }
 
 
@@ -114,6 +119,8 @@ def study_scope(study: Study, modalities: Sequence[str] = DEFAULT_MODALITIES) ->
             reasons.append(f"modality {facts.modality} is not a radiograph Quadrant checks ({', '.join(modalities)})")
         if facts.body_part is not None and not names_chest(facts.body_part):
             reasons.append(f"body part {facts.body_part} is not the chest")
+        if (facts.intent or "").upper() == FOR_PROCESSING:
+            reasons.append("an image FOR PROCESSING: the detector's raw data, not the picture a viewer shows")
     if facts.frames > 1 and facts.frame is None:
         reasons.append(f"{facts.frames} frames and none chosen (--frame N)")
     if facts.colour:
@@ -153,6 +160,8 @@ def describe(study: Study, facts: Facts) -> str:
     else:
         what = f"{'a colour' if facts.colour else _article(study.format)} {study.format}"
     extras = []
+    if (facts.intent or "").upper() == FOR_PROCESSING:
+        extras.append(FOR_PROCESSING)
     if facts.from_header and facts.colour:
         extras.append(f"colour ({facts.photometric})")
     if facts.frames > 1:

@@ -113,6 +113,22 @@ def test_body_part_must_name_the_chest_when_present(tmp_path, body_part, in_scop
         assert any("names no body part" in w for w in judged.warnings)
 
 
+@pytest.mark.parametrize("intent, in_scope", [("FOR PRESENTATION", True), ("FOR PROCESSING", False),
+                                               ("for processing", False), (None, True)])
+def test_a_digital_radiographs_raw_detector_image_is_out_of_scope(tmp_path, intent, in_scope):
+    """A DX FOR PROCESSING image is the detector's unprocessed data: no model was trained on one, and it was
+    once checked like any other."""
+    given = {"PresentationIntentType": intent} if intent else {}  # CR has no such element
+    study = load_study(dicom_with(tmp_path / "x.dcm", Modality="DX", **given))
+    judged = study_scope(study)
+    assert judged.in_scope is in_scope, judged.reasons
+    assert judged.to_json("chest-radiograph", ("CR", "DX"))["presentation_intent"] == intent
+    if not in_scope:
+        with pytest.raises(StudyScopeError, match=r"^the study is a DX of the CHEST, FOR PROCESSING; Quadrant checks "
+                                                  r"chest radiographs \(CR, DX\) FOR PRESENTATION \(the processed "):
+            require_scope(study)
+
+
 def test_modalities_are_configurable_and_checked():
     study = load_study(SAMPLES / "cardiomegaly-dicom.dcm")  # CR
     assert study_scope(study, ("CR", "DX")).in_scope

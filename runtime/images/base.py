@@ -52,6 +52,7 @@ class Facts:
     view: str | None = None  # DICOM ViewPosition: PA, AP, LL, ...
     laterality: str | None = None  # DICOM ImageLaterality (or Laterality)
     orientation: str | None = None  # DICOM PatientOrientation: the rows' and columns' directions, e.g. "A\\F"
+    intent: str | None = None  # DICOM PresentationIntentType (DX, MG, IO): FOR PRESENTATION or FOR PROCESSING
 
 
 class Decoded(NamedTuple):

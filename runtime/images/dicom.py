@@ -6,7 +6,8 @@ in every MONOCHROME2 image a model was trained on. Colour (RGB, YBR, palette) be
 multi-frame file is decoded: the one asked for (counted from 1), else the first.
 
 Privacy by construction: only the image-pixel elements (groups 0028 and 7FE0) and a short allow-list of
-technical elements (`TECHNICAL_TAGS`: modality, body part, view, laterality, orientation) are parsed, so
+technical elements (`TECHNICAL_TAGS`: modality, presentation intent, body part, view, laterality,
+orientation) are parsed, so
 patient identifiers never enter the dataset object, any message, or the returned study. The dataset is never
 printed.
 """
@@ -34,6 +35,7 @@ _MONOCHROME = ("MONOCHROME1", "MONOCHROME2")
 #: the technical elements read besides the image groups: what a study's scope is judged by, nothing personal
 TECHNICAL_TAGS = {
     0x00080060: "Modality",
+    0x00080068: "PresentationIntentType",
     0x00180015: "BodyPartExamined",
     0x00185101: "ViewPosition",
     0x00200020: "PatientOrientation",
@@ -66,7 +68,7 @@ class DicomReader(Reader):
             from_header=True, modality=_text(ds, "Modality"), body_part=_text(ds, "BodyPartExamined"),
             view=_text(ds, "ViewPosition"),
             laterality=_text(ds, "ImageLaterality") or _text(ds, "Laterality"),
-            orientation=_text(ds, "PatientOrientation"),
+            orientation=_text(ds, "PatientOrientation"), intent=_text(ds, "PresentationIntentType"),
         )
         return Decoded(_to_rgb(pixels, photometric, ds, name), "DICOM", facts)
 
