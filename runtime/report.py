@@ -22,6 +22,11 @@ def _pct(value) -> str:
     return "n/a" if value is None else f"{100 * value:.1f}%"
 
 
+def _number(value) -> str:
+    """A figure to three places, or "n/a" where the run has none (an AUROC needs both classes)."""
+    return "n/a" if value is None else f"{value:.3f}"
+
+
 #: the plots a report embeds, in order, and their alt text
 PLOTS = {
     "quadrants.png": "quadrants",
@@ -78,7 +83,7 @@ def render_markdown(summary: dict) -> str:
         f"| flip rate | {_pct(summary['flip_rate'])} |",
         f"| pairwise flip rate | {_pct(summary['pairwise_flip_rate'])} |",
         f"| text-only agreement | {_pct(summary['text_only_agreement'])} |",
-        f"| entropy AUROC for Dangerous | {summary['entropy_auroc_dangerous'] if summary['entropy_auroc_dangerous'] is None else round(summary['entropy_auroc_dangerous'], 3)} |",
+        f"| entropy AUROC for Dangerous | {_number(summary['entropy_auroc_dangerous'])} |",
         "",
         "| quadrant | share (95% CI) |" + (f" against the {beside} image |" if beside else "")
         + " paper's flip rule | accuracy | mean entropy |",
@@ -86,7 +91,7 @@ def render_markdown(summary: dict) -> str:
     ]
     for q in QUADRANTS:
         per = summary["per_quadrant"][q]
-        entropy = "n/a" if per["mean_entropy"] is None else f"{per['mean_entropy']:.3f}"
+        entropy = _number(per["mean_entropy"])
         kept = f" {_share(summary, q, 'fractions_content_free_reference')} |" if beside else ""
         lines.append(f"| {q} | {_share(summary, q)} |{kept} {_pct(summary['fractions_flip_rule'][q])} "
                      f"| {_pct(per['accuracy'])} | {entropy} |")

@@ -394,6 +394,20 @@ def test_summary_json_of_a_known_evaluation(toy_evaluation):
     assert_matches(summary, independent_summary(samples))
 
 
+def test_a_report_without_a_figure_says_n_a_not_none(toy_evaluation, tmp_path):
+    """With no Dangerous sample the entropy AUROC has no value: the report once printed Python's None."""
+    from quadrant.report import write_report
+
+    samples = [json.loads(line) for line in (toy_evaluation / "samples.jsonl").read_text().splitlines()]
+    ideal = [s for s in samples if s["quadrant"] == "Ideal"]
+    summary = summarize(ideal)
+    assert summary["entropy_auroc_dangerous"] is None
+    write_report(tmp_path, summary, ideal)
+    report = (tmp_path / "report.md").read_text()
+    assert "| entropy AUROC for Dangerous | n/a |" in report and "None" not in report
+    assert "| entropy AUROC for Dangerous | 0." in (toy_evaluation / "report.md").read_text()
+
+
 # -- compare ----------------------------------------------------------------------------------------------------
 
 CONFIGS = [  # flip rate, Dangerous fraction
