@@ -30,4 +30,11 @@ def compare(directories: list[str]) -> dict:
     dangerous = [r["summary"]["fractions"]["Dangerous"] for r in rows]
     pairs = [(f, d) for f, d in zip(flip, dangerous, strict=True) if f is not None and d is not None]
     correlation = pearson([f for f, _ in pairs], [d for _, d in pairs])
-    return {"rows": rows, "flip_vs_dangerous": correlation}
+    return {"rows": rows, "flip_vs_dangerous": correlation, "same_studies": same_studies(rows)}
+
+
+def same_studies(rows: list[dict]) -> bool | None:
+    """Whether every run answered the same questions about the same studies (`studies_digest`); None where a
+    run's summary is from before the digest was recorded."""
+    digests = [row["summary"].get("studies_sha256") for row in rows]
+    return None if None in digests else len(set(digests)) == 1

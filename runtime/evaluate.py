@@ -316,6 +316,14 @@ def first_sample(out_dir: str | Path) -> dict | None:
     return json.loads(line) if line.strip() else None
 
 
+def studies_digest(samples: Sequence[dict]) -> str:
+    """A digest of which questions a run answered, about which studies, against which labels: equal for two
+    runs of one manifest whatever their model or options, so `compare` can tell runs on other data (or a run
+    cut short) from configurations of one evaluation."""
+    asked = sorted(json.dumps([s["study_id"], s["question"], s.get("label")]) for s in samples)
+    return hashlib.sha256("\n".join(asked).encode("utf-8")).hexdigest()
+
+
 def write_summary(out_dir: Path, rows: Sequence[ManifestRow] | None = None) -> dict:
     """summary.json, plots and report from samples.jsonl (only rows of the manifest, when given)."""
     samples = read_outcomes(out_dir)
@@ -324,6 +332,7 @@ def write_summary(out_dir: Path, rows: Sequence[ManifestRow] | None = None) -> d
         samples = [s for s in samples if s["study_id"] in wanted]
     summary = summarize(samples)
     summary["n_errors"] = len(_failed_ids(out_dir) - {s["study_id"] for s in samples})
+    summary["studies_sha256"] = studies_digest(samples)
     with open(out_dir / SUMMARY, "w", encoding="utf-8") as handle:
         json.dump(summary, handle, indent=2)
     from .report import write_report

@@ -107,6 +107,17 @@ def test_a_row_edited_after_it_was_checked_is_checked_again(tmp_path, tiny_model
     assert main(argv) == 0 and "changed in the manifest" not in caplog.text  # nothing left to redo
 
 
+def test_runs_of_one_manifest_share_their_studies_digest_whatever_the_options(tmp_path, tiny_model):
+    manifest = make_manifest(tmp_path / "data", 3)
+    base = ["evaluate", "--manifest", str(manifest), "--model", tiny_model("llava"), "--quiet"]
+    assert main([*base, "--out", str(tmp_path / "a")]) == 0
+    assert main([*base, "--out", str(tmp_path / "b"), "-k", "3", "--reliance", "flip"]) == 0
+    manifest.write_text(manifest.read_text().replace(",yes,", ",no,"))  # the same studies, other labels
+    assert main([*base, "--out", str(tmp_path / "c")]) == 0
+    digests = [json.loads((tmp_path / run / "summary.json").read_text())["studies_sha256"] for run in "abc"]
+    assert digests[0] == digests[1] != digests[2]
+
+
 def test_a_folder_from_before_rows_were_recorded_resumes_as_it_stands(tmp_path, tiny_model):
     manifest = make_manifest(tmp_path / "data", 3)
     out = tmp_path / "run"

@@ -461,6 +461,21 @@ def test_compare_by_hand_and_on_the_command_line(tmp_path, capsys):
     assert rows and "| 20.0% |" in rows[0] and "| 30.0% |" in rows[0]  # flip rate, Dangerous
 
 
+def test_compare_says_when_runs_did_not_answer_the_same_questions(tmp_path, capsys):
+    dirs = write_configs(tmp_path, [(0.1, 0.1), (0.2, 0.3), (0.3, 0.2)])
+    for folder, digest in zip(dirs, ["a", "a", "b"], strict=True):  # the third: cut short, or another manifest
+        summary = json.loads(Path(folder, "summary.json").read_text())
+        Path(folder, "summary.json").write_text(json.dumps({**summary, "studies_sha256": digest}))
+    assert compare(dirs[:2])["same_studies"] is True and compare(dirs)["same_studies"] is False
+    assert main(["compare", *dirs]) == 0
+    assert "These runs did not answer the same questions about the same studies (n = 100, 100, 100)" in (
+        capsys.readouterr().out)
+    assert main(["compare", *dirs[:2]]) == 0 and "did not answer" not in capsys.readouterr().out
+    (tmp_path / "older").mkdir()
+    older = write_configs(tmp_path / "older", [(0.1, 0.1)])
+    assert compare([dirs[2], *older])["same_studies"] is None  # a summary from before the digest: unknown
+
+
 def test_compare_names_each_runs_reference_and_its_correct_negatives(tmp_path, capsys):
     from quadrant import vocabulary
 

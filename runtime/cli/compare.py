@@ -56,6 +56,10 @@ def run(args: argparse.Namespace) -> int:
     notes = dict.fromkeys(dataset_note(row["summary"].get("reliance") or {}) for row in result["rows"])
     for note in filter(None, notes):
         print(f"\n{note}")
+    if result["same_studies"] is False:
+        sizes = ", ".join(str(row["summary"]["n"]) for row in result["rows"])
+        print(f"\nThese runs did not answer the same questions about the same studies (n = {sizes}): a run cut "
+              "short, or another manifest. The rows and r compare different data, not only configurations.")
     c = result["flip_vs_dangerous"]
     r = "n/a" if c["r"] is None else f"{c['r']:+.3f}"
     ci = "" if c["ci95"] is None else f", 95% CI {c['ci95'][0]:+.2f} to {c['ci95'][1]:+.2f}"
