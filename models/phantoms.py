@@ -466,6 +466,21 @@ def write_dicom(path: Path, image: np.ndarray, study: str, *, monochrome1: bool,
     ds.save_as(path, enforce_file_format=True)
 
 
+def _check_not_replacing_a_manifest(manifest: Path) -> None:
+    """Refuse a folder whose manifest.csv is not one this generator wrote (a row whose study is not a
+    phantom): writing the phantoms' would replace a dataset's manifest. Rewriting phantoms is fine."""
+    if not manifest.exists():
+        return
+    try:
+        with open(manifest, newline="", encoding="utf-8") as fh:
+            ours = all(row.get("study_id", "").startswith("phantom-") for row in csv.DictReader(fh))
+    except (OSError, UnicodeDecodeError, csv.Error):
+        ours = False
+    if not ours:
+        raise OptionError(f"{manifest} exists and is not a phantom manifest: writing the phantoms' would replace "
+                          "it; choose another --out")
+
+
 def generate_phantoms(out_dir, n: int, seed: int, *, size: int = 256, dicom_every: int = 5,
                       masks: bool = True) -> Path:
     """Write n studies and out_dir/manifest.csv (one row per study and finding); return the manifest's path.
@@ -484,6 +499,7 @@ def generate_phantoms(out_dir, n: int, seed: int, *, size: int = 256, dicom_ever
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise OptionError(f"{out} exists and is not a folder; choose another --out")
+    _check_not_replacing_a_manifest(out / "manifest.csv")
     images = out / "images"
     images.mkdir(parents=True, exist_ok=True)
     if masks:

@@ -311,6 +311,17 @@ def test_generate_is_byte_identical_by_seed_and_a_prefix_for_smaller_n(tmp_path)
         assert (a / name).read_bytes() == (d / name).read_bytes()
 
 
+def test_a_datasets_own_manifest_is_never_replaced(tmp_path):
+    mine = "image,question,label\nscan.png,Is there a nodule?,yes\n"
+    (tmp_path / "manifest.csv").write_text(mine)
+    with pytest.raises(OptionError, match="manifest.csv exists and is not a phantom manifest"):
+        generate_phantoms(tmp_path, 2, 0, size=64)
+    assert (tmp_path / "manifest.csv").read_text() == mine and not (tmp_path / "images").exists()
+    generate_phantoms(tmp_path / "again", 2, 0, size=64)
+    generate_phantoms(tmp_path / "again", 3, 0, size=64)  # phantoms over phantoms: rewritten
+    assert len((tmp_path / "again" / "manifest.csv").read_text().splitlines()) == 1 + 3 * 5
+
+
 def test_no_dicoms_when_dicom_every_is_zero(tmp_path):
     manifest = generate_phantoms(tmp_path, 4, 0, size=32, dicom_every=0)
     _, rows = read_manifest(manifest)
