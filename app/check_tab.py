@@ -27,7 +27,7 @@ from pathlib import Path
 import gradio as gr
 
 from quadrant.ablation import ABLATIONS
-from quadrant.errors import QuadrantError, one_line
+from quadrant.errors import QuadrantError, one_line, unexpected
 from quadrant.evidence import forwards_per_map
 from quadrant.evidence_plot import verdict_overlay_png
 from quadrant.images import Study
@@ -300,7 +300,7 @@ class _Handlers:
             yield from self._results(path, checked)
             return
         except Exception as exc:
-            log.exception("evidence map failed unexpectedly")
+            log.error("evidence map failed unexpectedly: %s", unexpected(exc))
             yield self._shown(path, checked, check_id, uploaded, user,
                               map_note=render.map_failed(f"unexpected {type(exc).__name__}"))
             yield from self._results(path, checked)
@@ -335,6 +335,9 @@ class _Handlers:
             files = result_files(checked, source, self.downloads.new(), overlay)
         except QuadrantError as exc:
             log.warning("no DICOM results for this check: %s", one_line(exc))
+            return
+        except Exception as exc:  # the verdict stands; a header no one foresaw must not take the page with it
+            log.error("no DICOM results for this check: unexpected %s", unexpected(exc))
             return
         yield gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.File(value=[str(f) for f in files], visible=True)
 
@@ -390,9 +393,8 @@ def _refused(exc: Exception) -> str:
     unexpected error (logged; the app keeps running)."""
     if isinstance(exc, QuadrantError):  # bad input, and refusals of a study or question out of scope
         return render.error_html(str(exc), title=render.refusal_title(exc))
-    log.error("check failed unexpectedly", exc_info=exc)
-    return render.error_html(f"unexpected error ({type(exc).__name__}: {one_line(exc)}); "
-                             "the app keeps running, try again or report it")
+    log.error("check failed unexpectedly: %s", unexpected(exc))
+    return render.error_html(f"unexpected error ({unexpected(exc)}); the app keeps running, try again or report it")
 
 
 def _report_holder(report: str) -> str:

@@ -25,6 +25,8 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from typing import Generic, TypeVar
 
+from .errors import unexpected
+
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -112,7 +114,7 @@ class Batcher(Generic[T, R]):
             if len(results) != len(live):
                 raise RuntimeError(f"batch handler returned {len(results)} results for {len(live)} items")
         except BaseException as exc:  # the worker must survive whatever one batch does
-            log.exception("batch of %d failed", len(live))
+            log.error("batch of %d failed: %s", len(live), unexpected(exc))
             results = [exc] * len(live)
         for (_, future), result in zip(live, results, strict=True):
             if isinstance(result, BaseException):

@@ -75,6 +75,24 @@ class MissingDependencyError(QuadrantError, ImportError):
     """An optional dependency is missing; the message names the pip extra that provides it."""
 
 
+def unexpected(exc: BaseException) -> str:
+    """An unexpected error for a log line or a page: its type and the line that raised it, never its text.
+    A library's message quotes the value it choked on, and in a study's header that value can be a birth date
+    or a name; a type and a line are enough to reproduce it on test data. QUADRANT_DEBUG=1 adds the text, for
+    an engineer working on such data."""
+    import os
+    import traceback
+
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = ""
+    if frames:
+        path = frames[-1].filename.replace("\\", "/")
+        short = path.split("site-packages/")[-1] if "site-packages/" in path else "/".join(path.split("/")[-2:])
+        where = f" at {short}:{frames[-1].lineno}"
+    text = f": {one_line(exc)}" if os.environ.get("QUADRANT_DEBUG") else ""
+    return f"{type(exc).__name__}{where}{text}"
+
+
 def one_line(exc: BaseException, limit: int = 200) -> str:
     """A foreign exception's text squeezed onto one short line, for the reason part of a message."""
     text = " ".join(str(exc).split()) or type(exc).__name__

@@ -10,6 +10,7 @@ import csv
 import html
 import io
 import json
+import logging
 import re
 import sqlite3
 import threading
@@ -432,6 +433,47 @@ def test_a_dicoms_results_follow_its_verdict_and_carry_the_map_the_page_drew(dem
             ["fhir.json", "sc.dcm", "sr.dcm"]
     assert 'data-map="drawing"' in mapped[0][0] and "q-evidence-map" in mapped[1][0]
     assert len(drawn) == 1  # the page's map, carried by the SC
+
+
+def test_results_that_fail_unexpectedly_leave_the_verdict_and_no_value_in_the_log(demo_checker, tmp_path,
+                                                                                   monkeypatch, caplog):
+    """A header no one foresaw can make a results library raise, quoting the value: the verdict stays on the
+    page, and the log names the error's type and line, not its text."""
+    import quadrant.app.check_tab
+    from quadrant.app.check_tab import _Handlers
+    from quadrant.app.downloads import DownloadFolders
+    from quadrant.results import source_from_bytes
+
+    def fails(*args, **kwargs):
+        raise ValueError(f"Unable to convert '19510203' to 'DA' object for {PATIENT_NAME}")
+
+    monkeypatch.setattr(quadrant.app.check_tab, "result_files", fails)
+    uploads = tmp_path / "uploads"
+    uploads.mkdir()
+    dicom = uploads / "study.dcm"
+    dicom.write_bytes((SAMPLES / "cardiomegaly-dicom.dcm").read_bytes())
+    source = source_from_bytes(dicom.read_bytes(), "upload", "the results")
+    service = CheckService({"demo": demo_checker}, None, upload_dir=uploads).start()
+    handlers = _Handlers(service, DownloadFolders(tmp_path / "downloads"), lambda request: None, lambda path: source)
+    try:
+        with caplog.at_level(logging.WARNING, logger="quadrant.app"):
+            updates = list(handlers.run(str(dicom), "Is there cardiomegaly?", "", "", "demo", "", None, False, None,
+                                        gr.Request(session_hash="page")))
+    finally:
+        service.stop()
+    assert len(updates) == 1 and "quadrant-banner" in updates[0][0] and not updates[0][4].visible
+    assert "no DICOM results for this check: unexpected ValueError at tests/test_app_parts.py:" in caplog.text
+    assert "19510203" not in caplog.text and PATIENT_NAME.split("^")[0] not in caplog.text
+
+
+def test_an_unexpected_refusal_shows_where_not_what():
+    from quadrant.app.check_tab import _refused
+
+    try:
+        raise KeyError(PATIENT_ID)
+    except KeyError as exc:
+        shown = _refused(exc)
+    assert "unexpected error (KeyError at tests/test_app_parts.py:" in shown and PATIENT_ID not in shown
 
 
 def test_a_map_that_cannot_be_drawn_says_so_and_the_verdict_stands(demo_checker, tmp_path):

@@ -166,6 +166,35 @@ def test_two_outputs_naming_one_file_or_a_missing_folder_are_refused(tmp_path, s
     _assert_one_clean_line(code, o, err, "--evidence-png", "does not exist")
 
 
+LIBRARY_MESSAGE = "Unable to convert '1951-02-03' to 'DA' object for DOE^JOHN"  # as pydicom words it
+
+
+def test_an_unexpected_error_names_its_type_and_line_never_its_text(study_png, capsys, monkeypatch):
+    """A library's message quotes the value it choked on, which in a header can identify the patient."""
+    def fails(*args, **kwargs):
+        raise ValueError(LIBRARY_MESSAGE)
+
+    monkeypatch.setattr("quadrant.cli.check.load_study", fails)
+    code = main(["check", "--image", study_png, "--question", QUESTION])
+    err = capsys.readouterr().err
+    assert code == 3 and "unexpected error: ValueError at tests/test_cli_errors.py:" in err, err
+    assert "1951" not in err and "DOE" not in err and len(err.strip().splitlines()) == 1
+    monkeypatch.setenv("QUADRANT_DEBUG", "1")  # an engineer on test data sees it whole
+    with pytest.raises(ValueError, match="1951"):
+        main(["check", "--image", study_png, "--question", QUESTION])
+
+
+def test_unexpected_names_the_raising_line_inside_a_library():
+    from quadrant.errors import unexpected
+
+    try:
+        pydicom.valuerep.DA("1951-02-03x")
+    except ValueError as exc:
+        text = unexpected(exc)
+    assert text.startswith("ValueError at pydicom/valuerep.py:") and "1951" not in text
+    assert unexpected(RuntimeError("no traceback")) == "RuntimeError"
+
+
 def test_unknown_options_exit_2_with_one_line(study_png, tiny_model, capsys):
     code, out, err = _run(capsys, ["check", "--image", study_png, "--question", QUESTION, "--reliance", "vibes"])
     _assert_one_clean_line(code, out, err, "vibes")

@@ -15,7 +15,7 @@ import os
 import sys
 import warnings
 
-from ..errors import QuadrantError, one_line
+from ..errors import QuadrantError, unexpected
 
 EXIT_OK, EXIT_RULE, EXIT_INPUT, EXIT_INTERNAL = 0, 1, 2, 3
 #: subcommand -> its one-line help in `quadrant --help` (the only copy); its options live in quadrant.cli.<name>
@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # the last line of defence: no traceback for a user, unless asked
         if os.environ.get("QUADRANT_DEBUG"):
             raise
-        print(f"quadrant {args.command}: unexpected error: {type(exc).__name__}: {one_line(exc)} "
+        print(f"quadrant {args.command}: unexpected error: {unexpected(exc)} "
               "(set QUADRANT_DEBUG=1 for the traceback)", file=sys.stderr)
         return EXIT_INTERNAL
 

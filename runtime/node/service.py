@@ -32,7 +32,7 @@ from pathlib import Path
 from ..audit import AuditLog
 from ..batcher import Batcher
 from ..check import Checker, CheckRequest
-from ..errors import InputError, one_line
+from ..errors import InputError, one_line, unexpected
 from ..images import Study, load_study_bytes
 from ..results import Source, build_results, source_from_bytes
 from ..telemetry import telemetry
@@ -137,8 +137,8 @@ class Node:
                 try:
                     job = self._read(path)
                 except Exception as exc:  # the dispatcher must outlive whatever one study does
-                    log.error("a study cannot be read from the spool (%s: %s); it stays there until the next start",
-                              type(exc).__name__, one_line(exc))
+                    log.error("a study cannot be read from the spool (%s); it stays there until the next start",
+                              unexpected(exc))
                     continue
                 if job is None:  # refused or set aside: gone from the spool's incoming
                     with self._lock:
@@ -183,8 +183,7 @@ class Node:
             try:
                 self._finish_one(job, future)
             except Exception as exc:  # the finisher must outlive whatever one study does
-                log.error("study %s: unexpected %s while finishing: %s", job.study.sha256[:12], type(exc).__name__,
-                          one_line(exc))
+                log.error("study %s: unexpected %s while finishing", job.study.sha256[:12], unexpected(exc))
             finally:
                 with self._lock:
                     self._in_flight.discard(job.path)
@@ -230,8 +229,7 @@ class Node:
     def _set_aside(self, path: Path, exc: BaseException, study_hash: str) -> None:
         """A study an unexpected error stopped: moved to the spool's failed/ folder for a person, logged."""
         where = self.spool.quarantine(path) or "(already retired)"
-        log.error("study %s: not checked, set aside in %s: unexpected %s: %s", study_hash, where,
-                  type(exc).__name__, one_line(exc))
+        log.error("study %s: not checked, set aside in %s: unexpected %s", study_hash, where, unexpected(exc))
         self._metrics["studies"].labels(outcome="failed").inc()
         telemetry().failed(exc)
 
