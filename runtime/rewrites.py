@@ -171,10 +171,12 @@ def _clean_subject(x: str) -> tuple[str, bool]:
 def subject(core: str) -> tuple[str, bool] | None:
     """(X, plural) for the shapes the templates serve, else None. `core` as `core_question` gives it."""
     q = " ".join(core.split()).rstrip("?.! ")
+    initial = False  # whether X starts the question, so that a capital may be the sentence's, not the word's
     for pattern, plural in _SHAPES:
         m = pattern.match(q)
         if m:
             x, led = _clean_subject(m.group("x").strip())
+            initial = m.start("x") == 0
             break
     else:
         word = first_word(q)
@@ -187,15 +189,16 @@ def subject(core: str) -> tuple[str, bool] | None:
             return None  # "Heart enlarged?", "Lungs clear?": a predicate, not a noun phrase
         if _names_device(x) and _has_tail(x):
             return None  # "ETT 4 cm above the carina?": where a device is, not whether there is one
-        plural = None
+        plural, initial = None, True
         x = lower_first(x)
         if _head(x) in _COUNT_HEADS and first_word(x) not in _DETERMINERS:
             x = fix_articles(f"a {x}")  # "Small left effusion?" asks about "a small left effusion"
     if not x or x.lower() in ("any", "there") or first_word(x) in _NOT_NOUN_PHRASE - {"no"}:
         return None
-    if plural is None or led:
-        plural = guess_plural(x)
-    return lower_first(x) if x[:1].isupper() and not x[1:2].isupper() else x, plural
+    if plural is None or led or (plural is False and first_word(x) not in _DETERMINERS):
+        plural = guess_plural(x)  # "Is there bilateral infiltrates?", as typed in haste, is asked "Are ..."
+    # mid-sentence capitals are the word's own: "Is there Kerley B lines?" keeps its eponym
+    return lower_first(x) if initial and x[:1].isupper() and not x[1:2].isupper() else x, plural
 
 
 def _words_before_tail(x: str) -> list[str]:

@@ -364,6 +364,18 @@ def test_template_fallback_for_unknown_findings():
     assert "Is free air under the diaphragm present?" not in texts(out)
 
 
+@pytest.mark.parametrize("question, first", [
+    ("Is there Kerley B lines?", "Are Kerley B lines present?"),  # its eponym once came back "kerley"
+    ("Is there a Swan-Ganz catheter?", "Is a Swan-Ganz catheter present?"),
+    ("Is there diffuse ground-glass opacities?", "Are diffuse ground-glass opacities present?"),  # typed in haste
+    ("Is there metastases?", "Are metastases present?"),
+    ("Is there lymphadenopathy?", "Is lymphadenopathy present?"),
+    ("Is there a mass?", "Is a mass present?"),
+])
+def test_rewrites_keep_a_words_own_capitals_and_agree_with_its_number(question, first):
+    assert texts(paraphrase_set(question))[1] == first
+
+
 def test_narrowed_questions_keep_their_words_instead_of_the_bank():
     out = texts(paraphrase_set("Is there a left pleural effusion?"))
     assert all("left pleural effusion" in t or "left effusion" in t for t in out)  # a bank synonym, "left" kept
