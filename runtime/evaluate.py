@@ -165,6 +165,9 @@ def evaluate(
             _drop_samples(out, edited)
         jobs = [Job(r, swaps.get(r.study_id), partners.get(r.study_id)) for r in rows
                 if r.study_id not in done or r.study_id in edited]
+        # every row without a sample is tried again, its error with it: errors.jsonl holds each failing row of
+        # the manifest once, from its latest try, not one line per rerun
+        (out / ERRORS).unlink(missing_ok=True)
         completed = len(rows) - len(jobs)
         if progress:
             progress(completed, len(rows))
@@ -331,7 +334,8 @@ def write_summary(out_dir: Path, rows: Sequence[ManifestRow] | None = None) -> d
         wanted = {r.study_id for r in rows}
         samples = [s for s in samples if s["study_id"] in wanted]
     summary = summarize(samples)
-    summary["n_errors"] = len(_failed_ids(out_dir) - {s["study_id"] for s in samples})
+    failed = _failed_ids(out_dir) if rows is None else _failed_ids(out_dir) & {r.study_id for r in rows}
+    summary["n_errors"] = len(failed - {s["study_id"] for s in samples})
     summary["studies_sha256"] = studies_digest(samples)
     with open(out_dir / SUMMARY, "w", encoding="utf-8") as handle:
         json.dump(summary, handle, indent=2)

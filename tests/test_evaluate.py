@@ -118,6 +118,24 @@ def test_runs_of_one_manifest_share_their_studies_digest_whatever_the_options(tm
     assert digests[0] == digests[1] != digests[2]
 
 
+def test_errors_hold_each_failing_row_once_from_its_latest_try(tmp_path, tiny_model):
+    """A rerun tries every failing row again: its error was once appended again each time, and an error of a
+    row since fixed, or taken out of the manifest, stayed in the file and in n_errors."""
+    manifest = make_manifest(tmp_path / "data", 4, broken=1, bad_question=2)
+    out = tmp_path / "run"
+    argv = ["evaluate", "--manifest", str(manifest), "--out", str(out), "--model", tiny_model("llava"), "--quiet"]
+    for _ in range(3):
+        assert main(argv) == 0
+    errors = [json.loads(line)["study_id"] for line in (out / "errors.jsonl").read_text().splitlines()]
+    assert errors == ["s001", "s002"]
+    write_png(tmp_path / "data" / "images" / "1.png", seed=101)  # the missing study, delivered
+    manifest.write_text("\n".join(line for line in manifest.read_text().splitlines() if ",s002," not in line) + "\n")
+    assert main(argv) == 0
+    assert not (out / "errors.jsonl").exists()  # as after a first run without errors
+    summary = json.loads((out / "summary.json").read_text())
+    assert (summary["n"], summary["n_errors"]) == (3, 0)
+
+
 def test_a_folder_from_before_rows_were_recorded_resumes_as_it_stands(tmp_path, tiny_model):
     manifest = make_manifest(tmp_path / "data", 3)
     out = tmp_path / "run"
