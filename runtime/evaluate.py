@@ -111,6 +111,19 @@ def finished(out_dir: Path) -> dict[str, str | None]:
     return rows
 
 
+def _current_samples(out_dir: Path, digests: dict[str, str]) -> set[str]:
+    """The study_ids whose samples stand: those checked from their row as the manifest now holds it. A sample
+    of a row edited since is dropped, so that its row is checked again (one warning line says how many); a
+    sample from before digests were recorded stands."""
+    done = finished(out_dir)
+    edited = {i for i, digest in done.items() if digest is not None and digests.get(i, digest) != digest}
+    if edited:
+        log.warning("%d finished row(s) changed in the manifest since they were checked: checking them again",
+                    len(edited))
+        _drop_samples(out_dir, edited)
+    return set(done) - edited
+
+
 def _drop_samples(out_dir: Path, study_ids: set[str]) -> None:
     """samples.jsonl without the given studies' lines, replaced whole so that a kill leaves one or the other."""
     path = out_dir / SAMPLES
@@ -157,14 +170,8 @@ def evaluate(
         folder.claim(engine.start(), SAMPLES)
         out = folder.path
         digests = _job_digests(row_digests(manifest, rows), swaps, partners)
-        done = finished(out)
-        edited = {i for i, digest in done.items() if digest is not None and digests.get(i, digest) != digest}
-        if edited:
-            log.warning("%d finished row(s) changed in the manifest since they were checked: checking them again",
-                        len(edited))
-            _drop_samples(out, edited)
-        jobs = [Job(r, swaps.get(r.study_id), partners.get(r.study_id)) for r in rows
-                if r.study_id not in done or r.study_id in edited]
+        kept = _current_samples(out, digests)
+        jobs = [Job(r, swaps.get(r.study_id), partners.get(r.study_id)) for r in rows if r.study_id not in kept]
         # every row without a sample is tried again, its error with it: errors.jsonl holds each failing row of
         # the manifest once, from its latest try, not one line per rerun
         (out / ERRORS).unlink(missing_ok=True)
@@ -189,7 +196,8 @@ def _job_digests(rows: dict[str, str], swaps: dict[str, SwapImage], partners: di
     digests = {}
     for study_id, row in rows.items():
         swap, partner = swaps.get(study_id), partners.get(study_id)
-        others = [swap and swap.sha256, partner and [partner.sha256, partner.study_id, partner.label]]
+        others = [swap.sha256 if swap else None,
+                  [partner.sha256, partner.study_id, partner.label] if partner else None]
         digests[study_id] = row if others == [None, None] else hashlib.sha256(
             json.dumps([row, others]).encode("utf-8")).hexdigest()
     return digests
