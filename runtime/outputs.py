@@ -12,10 +12,9 @@ from pathlib import Path
 from .errors import OptionError
 
 
-def check_outputs(writes: Mapping[str, str | Path | None],
-                  reads: Mapping[str, str | Path | None] | None = None) -> dict[str, Path]:
-    """The paths given in `writes` (option -> path; None: not asked), or an OptionError naming the option
-    and what is wrong. `reads`: option -> a file the same command reads, never to be written over."""
+def check_outputs(writes: Mapping[str, str | Path | None], reads: Mapping[str, str | Path | None] | None = None) -> None:
+    """An OptionError naming the option and what is wrong with a path of `writes` (option -> path; None: not
+    asked). `reads`: option -> a file the same command reads, never to be written over."""
     given = {option: Path(path) for option, path in writes.items() if path}
     for option, path in given.items():
         if not path.parent.is_dir():
@@ -31,7 +30,6 @@ def check_outputs(writes: Mapping[str, str | Path | None],
         for second in options[i + 1:]:
             if _same_file(given[first], given[second]):
                 raise OptionError(f"{first} and {second} both name {given[first]}: give each its own file")
-    return given
 
 
 def _same_file(a: Path, b: Path) -> bool:
