@@ -143,16 +143,15 @@ def _row(path: Path, number: int, record: dict) -> ManifestRow:
 
 
 def _frame(where: str, value) -> int | None:
-    """The optional `frame` cell: a whole number from 1, or empty."""
+    """The optional `frame` cell: a whole number from 1, or empty; "2.0" is 2, as pandas writes a column of
+    whole numbers with gaps (and as labels read "1.0")."""
     if value is None or str(value).strip() == "":
         return None
-    try:
-        frame = int(str(value).strip())
-    except ValueError:
-        frame = 0
-    if frame < 1 or str(frame) != str(value).strip():
+    text = str(value).strip()
+    whole = text[:-2] if text.endswith(".0") else text
+    if not (whole.isascii() and whole.isdigit()) or int(whole) < 1:
         raise ManifestError(f"{where}: frame must be a whole number from 1, got {value!r}")
-    return frame
+    return int(whole)
 
 
 def _relative_to(manifest: Path, value) -> Path:

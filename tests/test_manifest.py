@@ -101,3 +101,18 @@ def test_a_manifest_without_a_header_is_refused_without_echoing_its_first_row(tm
     with pytest.raises(ManifestError, match="lacks the column.s. image, question: its first line must name") as caught:
         read_manifest(path)
     assert "MRN12345" not in str(caught.value)
+
+
+@pytest.mark.parametrize("cell, frame", [("2", 2), ("2.0", 2), ("", None)])  # pandas writes 2.0 beside gaps
+def test_a_frame_cell_is_a_whole_number_as_spreadsheets_and_pandas_write_it(tmp_path, cell, frame):
+    path = tmp_path / "m.csv"
+    path.write_text(f"image,question,frame\na.png,Is there a nodule?,{cell}\n")
+    assert read_manifest(path)[0].frame == frame
+
+
+@pytest.mark.parametrize("cell", ["0", "1.5", "-1", "two", "\u00b2"])
+def test_a_frame_cell_that_is_no_frame_number_is_refused(tmp_path, cell):
+    path = tmp_path / "m.csv"
+    path.write_text(f"image,question,frame\na.png,Is there a nodule?,{cell}\n", encoding="utf-8")
+    with pytest.raises(ManifestError, match="row 2: frame must be a whole number from 1"):
+        read_manifest(path)
