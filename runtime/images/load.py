@@ -61,6 +61,8 @@ class Study:
 def load_study(path: str | os.PathLike, frame: int | None = None) -> Study:
     """Load a study file, refusing a missing path, a folder, an empty or oversized file before reading it.
     `frame`: which frame of a multi-frame file to decode, counted from 1 (None: the first)."""
+    if not str(path).strip():
+        raise StudyNotFoundError("no study file named (the path is empty)")
     path = Path(path)
     name = path.name or str(path)
     if not path.exists():
