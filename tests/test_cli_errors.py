@@ -64,7 +64,7 @@ def _unsupported_dicom() -> str:
 
 CASES = {
     "missing path": (lambda tmp, png: str(tmp / "nope.png"), "nope.png"),
-    "empty path": (lambda tmp, png: "", "the path is empty"),  # once "., is a folder"
+    "empty path": (lambda tmp, png: "", "the path is empty"),  # once refused as the folder "."
     "a folder": (lambda tmp, png: str(tmp), "folder"),
     "zero bytes": (lambda tmp, png: _write(tmp / "empty.png", b""), "empty"),
     "not an image": (lambda tmp, png: _write(tmp / "notes.png", b"hello"), "notes.png"),
