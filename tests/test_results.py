@@ -236,6 +236,14 @@ def test_evaluate_writes_one_result_per_dicom_study_with_all_its_questions(tmp_p
     again = write_dataset_results(read_manifest(manifest), tmp_path / "run" / "samples.jsonl",
                                   {"sr": tmp_path / "results", "fhir": tmp_path / "results"})
     assert (again.studies, again.kept, again.not_dicom) == (0, 1, 1) and sr_path.stat().st_mtime_ns == before
+    # a row reworded since: the resumed run checks it again, and the study's results are written anew with it
+    manifest.write_text(manifest.read_text().replace("Is there a pleural effusion?", "Is there any effusion?"))
+    rerun = subprocess.run(command, capture_output=True, text=True)
+    assert rerun.returncode == 0 and "1 DICOM studies written, 0 already there" in rerun.stderr, rerun.stderr
+    groups = hd.sr.srread(sr_path).content.get_image_measurement_groups()
+    assert [t.value for g in groups for t in find_content_items(g[0], name=codes.QUESTION)] == [
+        "Is the heart enlarged?", "Is there any effusion?"]
+    assert "Is there any effusion?" in fhir_path.read_text()
 
 
 def test_the_apps_downloads_for_a_dicom_upload(tmp_path):

@@ -2,7 +2,8 @@
 image, holding every question the manifest asked of it, written from samples.jsonl once the run is done.
 
 Written after the run, from what it wrote, so they are the same whichever engine ran the checks and however
-often the run was resumed; a rerun skips the files already there (their UIDs would be the same anyway).
+often the run was resumed; a rerun skips the files already there that hold the same verdicts (their UIDs would
+be the same anyway), and writes anew those of a study whose rows were edited and checked again.
 Rows whose image is a PNG or JPEG have no UIDs to file a result under: they are counted, not written.
 """
 
@@ -18,6 +19,7 @@ from ..images import load_study
 from ..manifest import ManifestRow
 from ..verdict import Verdict
 from . import build_results, read_source
+from .filing import filing_key, result_uid
 
 SUFFIXES = {"sr": ".sr.dcm", "sc": ".sc.dcm", "fhir": ".fhir.json"}
 
@@ -45,14 +47,33 @@ def write_dataset_results(rows: Sequence[ManifestRow], samples: Path, folders: d
     for image, checked in images.items():
         stem = f"{_safe(image.stem)}-{checked[0].image['sha256'][:8]}"
         paths = {kind: folder / f"{stem}{SUFFIXES[kind]}" for kind, folder in folders.items()}
-        if all(path.exists() for path in paths.values()):
+        source = read_source(image, "the results")
+        if _already_written(paths, filing_key(source, checked)):
             kept += 1
             continue
-        results = build_results(read_source(image, "the results"), checked, load_study(image).image,
-                                **{kind: True for kind in paths})
+        results = build_results(source, checked, load_study(image).image, **{kind: True for kind in paths})
         results.save(**paths)
         written += 1
     return Written(written, kept, not_dicom)
+
+
+def _already_written(paths: dict[str, Path], key: str) -> bool:
+    """Whether every file asked for is there and holds these verdicts: it carries the UID their filing key
+    names. A row edited and checked again since gives other verdicts, so its study's files are written anew."""
+    import pydicom
+
+    for kind, path in paths.items():
+        try:
+            if kind == "fhir":
+                held = result_uid(key, "fhir-report") in path.read_text(encoding="utf-8")
+            else:
+                held = pydicom.dcmread(path, stop_before_pixels=True,
+                                       specific_tags=["SOPInstanceUID"]).SOPInstanceUID == result_uid(key, kind)
+        except (OSError, UnicodeDecodeError, AttributeError, pydicom.errors.InvalidDicomError):
+            held = False  # missing, unreadable or not ours: written again
+        if not held:
+            return False
+    return True
 
 
 def _verdicts(samples: Path, wanted: set[str]) -> dict[str, Verdict]:
