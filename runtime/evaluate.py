@@ -24,7 +24,7 @@ from pathlib import Path
 from .engines.base import Engine, Job, Partner, SwapImage
 from .errors import OptionError
 from .fingerprint import file_digest
-from .manifest import ManifestRow, read_manifest, row_digests
+from .manifest import FINDING, ManifestRow, read_manifest, row_digests
 from .metrics import summarize
 from .reliance import Reliance
 from .run_folder import RunFolder
@@ -244,7 +244,7 @@ def population(row: ManifestRow) -> str:
     """Which rows share a label for a question: those of the same `finding` where the manifest has that column
     (the dataset builders and the phantoms write it; a finding asked in several wordings is one population),
     else those asking the same question, case and spacing aside."""
-    finding = str(row.extra.get("finding") or "").strip()
+    finding = str(row.extra.get(FINDING) or "").strip()
     return f"finding {finding!r}" if finding else f"question {' '.join(row.question.lower().split())!r}"
 
 

@@ -21,6 +21,8 @@ from .errors import ManifestError, ParaphraseError
 from .paraphrases import Phrasing, phrasings_from_json
 
 REQUIRED = ("image", "question")
+#: the extra column reports break results down by, and counterfactual references pair rows within
+FINDING = "finding"
 COLUMNS = ("image", "question", "label", "paraphrases", "study_id", "mask", "frame")
 #: the file types by their name's ending; anything else is read as CSV, but written only when asked plainly
 SUFFIXES = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
@@ -115,9 +117,10 @@ def _delimiter(path: Path, header: str) -> str:
 
 
 def _column_name(cell: str) -> str:
-    """A header cell as a column name: one of ours in any case and spacing, any other as written, trimmed."""
+    """A header cell as a column name: one of ours (or `finding`, which reports break results down by) in any
+    case and spacing, any other as written, trimmed."""
     name = cell.strip()
-    return name.lower() if name.lower() in COLUMNS else name
+    return name.lower() if name.lower() in (*COLUMNS, FINDING) else name
 
 
 def _row(path: Path, number: int, record: dict) -> ManifestRow:

@@ -72,6 +72,12 @@ def test_a_spreadsheets_csv_reads_as_written(tmp_path, name, content):
     assert (row.image, row.question, row.label, row.extra) == (tmp_path / "a.png", "Is there a nodule?", "yes", {})
 
 
+def test_the_finding_column_is_found_in_any_case_and_other_extras_keep_their_names(tmp_path):
+    path = tmp_path / "m.csv"
+    path.write_text("Image,Question,Finding,Site\na.png,Is there a nodule?,nodule,B\n")
+    assert read_manifest(path)[0].extra == {"finding": "nodule", "Site": "B"}
+
+
 def test_an_unquoted_delimiter_in_a_cell_is_refused_not_cut(tmp_path):
     path = tmp_path / "m.csv"
     path.write_text("image,question\na.png,Is there an effusion?\nb.png,Is there an effusion, on the left?\n")
