@@ -20,6 +20,9 @@ Messages say what happened, to what, and what to do. Foreign exceptions are tran
 
 from __future__ import annotations
 
+import os
+import traceback
+
 
 class QuadrantError(Exception):
     """Base of every error Quadrant raises on purpose."""
@@ -80,9 +83,6 @@ def unexpected(exc: BaseException) -> str:
     A library's message quotes the value it choked on, and in a study's header that value can be a birth date
     or a name; a type and a line are enough to reproduce it on test data. QUADRANT_DEBUG=1 adds the text, for
     an engineer working on such data."""
-    import os
-    import traceback
-
     frames = traceback.extract_tb(exc.__traceback__)
     where = ""
     if frames:
