@@ -158,8 +158,12 @@ def _frame(where: str, value) -> int | None:
 
 
 def _relative_to(manifest: Path, value) -> Path:
-    """A path cell, relative to the manifest's folder unless absolute."""
-    resolved = Path(str(value).strip())
+    """A path cell, relative to the manifest's folder unless absolute. A cell written on Windows
+    (`images\\a.png`, no forward slash) names the same file here: its backslashes are separators."""
+    text = str(value).strip()
+    if "\\" in text and "/" not in text and os.sep == "/":
+        text = text.replace("\\", "/")
+    resolved = Path(text)
     return resolved if resolved.is_absolute() else manifest.parent / resolved
 
 

@@ -122,3 +122,10 @@ def test_a_frame_cell_that_is_no_frame_number_is_refused(tmp_path, cell):
     path.write_text(f"image,question,frame\na.png,Is there a nodule?,{cell}\n", encoding="utf-8")
     with pytest.raises(ManifestError, match="row 2: frame must be a whole number from 1"):
         read_manifest(path)
+
+
+def test_a_path_written_on_windows_names_the_same_file(tmp_path):
+    path = tmp_path / "m.csv"
+    path.write_text("image,question,mask\r\nimages\\a.png,Is there a nodule?,masks\\a.png\r\n")
+    (row,) = read_manifest(path)
+    assert (row.image, row.mask) == (tmp_path / "images" / "a.png", tmp_path / "masks" / "a.png")
