@@ -136,6 +136,25 @@ def test_errors_hold_each_failing_row_once_from_its_latest_try(tmp_path, tiny_mo
     assert (summary["n"], summary["n_errors"]) == (3, 0)
 
 
+def test_a_row_inserted_above_rows_without_ids_never_inherits_their_samples(tmp_path, tiny_model):
+    """Rows without a study_id are named by their row number: once, the row inserted at the top took over the
+    sample of the row it displaced (its image, question and label)."""
+    data = tmp_path / "data"
+    data.mkdir()
+    for name, seed in (("old", 1), ("new", 2)):
+        write_png(data / f"{name}.png", seed=seed)
+    manifest = data / "m.csv"
+    manifest.write_text(f"image,question,label\nold.png,{QUESTIONS[0]},yes\n")
+    argv = ["evaluate", "--manifest", str(manifest), "--out", str(tmp_path / "run"), "--model", tiny_model("llava"),
+            "--quiet"]
+    assert main(argv) == 0
+    manifest.write_text(f"image,question,label\nnew.png,{QUESTIONS[1]},no\nold.png,{QUESTIONS[0]},yes\n")
+    assert main(argv) == 0
+    by_id = {r["study_id"]: r for r in samples(tmp_path / "run")}
+    assert (by_id["row-2"]["question"], by_id["row-2"]["label"]) == (QUESTIONS[1], "no")
+    assert (by_id["row-3"]["question"], by_id["row-3"]["label"]) == (QUESTIONS[0], "yes")
+
+
 def test_a_folder_from_before_rows_were_recorded_resumes_as_it_stands(tmp_path, tiny_model):
     manifest = make_manifest(tmp_path / "data", 3)
     out = tmp_path / "run"
