@@ -28,8 +28,10 @@ COLUMNS = ("image", "question", "label", "paraphrases", "study_id", "mask", "fra
 SUFFIXES = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 #: the delimiters a header may use, by name: Excel saves ";" where the decimal mark is a comma, ".tsv" uses tabs
 _DELIMITER_NAMES = {",": "comma", ";": "semicolon", "\t": "tab"}
-_LABELS = {"yes": "yes", "no": "no", "1": "yes", "0": "no", "1.0": "yes", "0.0": "no", "true": "yes",
-           "false": "no", "": None}
+#: the true answer to the row's question, as spreadsheets and label files write it; not "present"/"positive",
+#: which name the finding's state and would read backwards for a question about absence
+_LABELS = {"yes": "yes", "no": "no", "y": "yes", "n": "no", "1": "yes", "0": "no", "1.0": "yes", "0.0": "no",
+           "true": "yes", "false": "no", "": None}
 
 
 @dataclass(frozen=True)

@@ -129,3 +129,18 @@ def test_a_path_written_on_windows_names_the_same_file(tmp_path):
     path.write_text("image,question,mask\r\nimages\\a.png,Is there a nodule?,masks\\a.png\r\n")
     (row,) = read_manifest(path)
     assert (row.image, row.mask) == (tmp_path / "images" / "a.png", tmp_path / "masks" / "a.png")
+
+
+@pytest.mark.parametrize("cell, label", [("Y", "yes"), ("n", "no"), ("TRUE", "yes"), ("0.0", "no")])
+def test_a_label_as_spreadsheets_write_it(tmp_path, cell, label):
+    path = tmp_path / "m.csv"
+    path.write_text(f"image,question,label\na.png,Is there a nodule?,{cell}\n")
+    assert read_manifest(path)[0].label == label
+
+
+def test_a_label_naming_the_findings_state_is_refused(tmp_path):
+    """'present' would read backwards for a question about absence ("Can a nodule be ruled out?")."""
+    path = tmp_path / "m.csv"
+    path.write_text("image,question,label\na.png,Can a nodule be ruled out?,present\n")
+    with pytest.raises(ManifestError, match="row 2: label must be yes or no, got 'present'"):
+        read_manifest(path)
