@@ -47,21 +47,29 @@ def write_dataset_results(rows: Sequence[ManifestRow], samples: Path, folders: d
     for image, checked in images.items():
         stem = f"{_safe(image.stem)}-{checked[0].image['sha256'][:8]}"
         paths = {kind: folder / f"{stem}{SUFFIXES[kind]}" for kind, folder in folders.items()}
-        source = read_source(image, "the results")
-        if _already_written(paths, filing_key(source, checked)):
+        if _already_written(paths, image, checked):
             kept += 1
             continue
-        results = build_results(source, checked, load_study(image).image, **{kind: True for kind in paths})
+        results = build_results(read_source(image, "the results"), checked, load_study(image).image,
+                                **{kind: True for kind in paths})
         results.save(**paths)
         written += 1
     return Written(written, kept, not_dicom)
 
 
-def _already_written(paths: dict[str, Path], key: str) -> bool:
+def _already_written(paths: dict[str, Path], image: Path, checked: Sequence[Verdict]) -> bool:
     """Whether every file asked for is there and holds these verdicts: it carries the UID their filing key
-    names. A row edited and checked again since gives other verdicts, so its study's files are written anew."""
+    names. A row edited and checked again since gives other verdicts, so its study's files are written anew.
+    Only the study's header is read, up to its SOP Instance UID: a rerun of a finished dataset reads no pixels."""
     import pydicom
 
+    if not all(path.exists() for path in paths.values()):
+        return False
+    try:
+        uid = pydicom.dcmread(image, stop_before_pixels=True, specific_tags=["SOPInstanceUID"]).SOPInstanceUID
+    except (OSError, AttributeError, pydicom.errors.InvalidDicomError):
+        return False  # read_source, next, names what is wrong with it
+    key = filing_key(str(uid), checked)
     for kind, path in paths.items():
         try:
             if kind == "fhir":

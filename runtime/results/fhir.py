@@ -34,7 +34,7 @@ UCUM = "http://unitsofmeasure.org"
 
 def build_fhir(source: Source, verdicts: Sequence[Verdict]) -> Bundle:
     """The validated transaction Bundle for `verdicts` on `source` (raises pydantic's error if invalid)."""
-    key = filing_key(source, verdicts)
+    key = filing_key(source.sop_instance_uid, verdicts)
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
     study = {"type": "ImagingStudy", "identifier": {"system": DICOM_UID, "value": f"urn:oid:{source.study_uid}"}}
     device_id = f"urn:oid:{device_uid(verdicts[0])}"

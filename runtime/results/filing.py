@@ -14,7 +14,6 @@ from collections.abc import Sequence
 
 from .. import __version__
 from ..verdict import Verdict
-from .source import Source
 
 MANUFACTURER = "Quadrant"
 #: what a PACS worklist shows for the result's series (DICOM allows 64 characters)
@@ -25,12 +24,13 @@ SERIES_NUMBERS = {"sr": 9901, "sc": 9902}
 _NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "quadrant:result-uids")
 
 
-def filing_key(source: Source, verdicts: Sequence[Verdict]) -> str:
-    """What a result's identity rests on (margins left out: they may differ in the last digits between runs
-    on other hardware, and must not make a second object of the same result)."""
+def filing_key(source_uid: str, verdicts: Sequence[Verdict]) -> str:
+    """What a result's identity rests on: the source image's SOP Instance UID and the verdicts (margins left
+    out: they may differ in the last digits between runs on other hardware, and must not make a second object
+    of the same result)."""
     return json.dumps({
         "quadrant": __version__,
-        "source": source.sop_instance_uid,
+        "source": source_uid,
         "checks": [[v.model["fingerprint"], v.reliance, v.prompts[0].text, v.quadrant, v.answer] for v in verdicts],
     }, sort_keys=True)
 

@@ -28,7 +28,7 @@ _BIPED = {value.value for value in hd.PatientOrientationValuesBiped}
 
 def build_sc(source: Source, verdicts: Sequence[Verdict], picture: Image.Image):
     """The secondary capture (a highdicom SCImage) of `picture` for `verdicts` on `source`."""
-    key = filing_key(source, verdicts)
+    key = filing_key(source.sop_instance_uid, verdicts)
     header = source.dataset
     orientation = [str(o) for o in header.get("PatientOrientation") or ()]
     valid = len(orientation) == 2 and all(orientation) and all(set(o) <= _BIPED for o in orientation)

@@ -33,7 +33,7 @@ hd = require("highdicom", "hospital")
 def build_sr(source: Source, verdicts: Sequence[Verdict], visual: Dataset | None = None):
     """The report (a highdicom ComprehensiveSR) for `verdicts` on `source`; `visual` is the secondary
     capture of the same check, referenced as each group's visual explanation."""
-    key = filing_key(source, verdicts)
+    key = filing_key(source.sop_instance_uid, verdicts)
     first = verdicts[0]
     device = hd.sr.DeviceObserverIdentifyingAttributes(
         uid=device_uid(first), name=MANUFACTURER, manufacturer_name=MANUFACTURER,
