@@ -349,10 +349,11 @@ def _users(question: str, user: Sequence[Phrasing], bank: Bank) -> list[Phrasing
 def _asks_otherwise(question: str, phrasing: Phrasing, bank: Bank) -> str | None:
     """How a user's phrasing of a question about a bank finding asks something else, or None: it names another
     finding instead, leaves one of the question's out, or asks about absence where the question asks about
-    presence without being marked inverted (or the reverse). A phrasing that names a sign beside the finding
-    ("... pleural fluid, blunting the costophrenic angles?") only adds detail. Such a phrasing makes a consistency verdict compare two questions: a sound model looks
-    Fragile, or answers that disagree look consistent. A phrasing that names no bank finding ("Is there fluid
-    around the lung?") is taken on trust for its finding, as is every phrasing of a question naming none."""
+    presence without being marked inverted (or the reverse). Such a phrasing makes a consistency verdict
+    compare two questions: a sound model looks Fragile, or answers that disagree look consistent. A phrasing
+    that names a sign beside the finding ("... pleural fluid, blunting the costophrenic angles?") only adds
+    detail; one that names no bank finding ("Is there fluid around the lung?") is taken on trust for its
+    finding, as is every phrasing of a question naming none."""
     asked = bank.named(tokens(core_question(question))) - {_NO_FINDING}
     if not asked:
         return None  # "no finding" is named by words such as "normal" in questions about anything
@@ -366,12 +367,13 @@ def _asks_otherwise(question: str, phrasing: Phrasing, bank: Bank) -> str | None
     if every and not named:
         return None  # only "no finding" named ("Is the heart normal in size?"): its absence words mean little
     absence = asks_absence(phrasing.text, bank)
-    if absence != asks_absence(question, bank) and not phrasing.inverted:
-        turned = ("whether the finding is absent where the question asks whether it is present" if absence
-                  else "whether the finding is present where the question asks whether it is absent")
-        return (f"asks {turned}: if its yes means the question's no, mark it inverted ('[inverted] ' or '! ' "
+    turned = absence != asks_absence(question, bank)
+    if turned and not phrasing.inverted:
+        how = ("whether the finding is absent where the question asks whether it is present" if absence
+               else "whether the finding is present where the question asks whether it is absent")
+        return (f"asks {how}: if its yes means the question's no, mark it inverted ('[inverted] ' or '! ' "
                 "before it, \"inverted\": true in JSON)")
-    if absence == asks_absence(question, bank) and phrasing.inverted:
+    if phrasing.inverted and not turned:
         return "is marked inverted, but its yes means what the question's yes means: remove the mark"
     return None
 
