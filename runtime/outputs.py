@@ -12,7 +12,8 @@ from pathlib import Path
 from .errors import OptionError
 
 
-def check_outputs(writes: Mapping[str, str | Path | None], reads: Mapping[str, str | Path | None] | None = None) -> None:
+def check_outputs(writes: Mapping[str, str | Path | None],
+                  reads: Mapping[str, str | Path | None] | None = None) -> None:
     """An OptionError naming the option and what is wrong with a path of `writes` (option -> path; None: not
     asked). `reads`: option -> a file the same command reads, never to be written over."""
     given = {option: Path(path) for option, path in writes.items() if path}

@@ -73,7 +73,8 @@ def render_markdown(summary: dict) -> str:
     lines = [
         "# Quadrant evaluation",
         "",
-        f"{summary['n']} samples; {how}; {summary.get('n_errors', 0)} rows could not be checked: unreadable, out of scope or a refused question (errors.jsonl).",
+        f"{summary['n']} samples; {how}; {summary.get('n_errors', 0)} rows could not be checked: unreadable, out "
+        "of scope or a refused question (errors.jsonl).",
         "",
         compared + (f" {note}" if note else ""),
         "",
