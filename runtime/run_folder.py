@@ -132,6 +132,10 @@ class RunFolder:
                 f"{self.path} has samples but no {RUN} (written by an older quadrant), so this run cannot be "
                 f"matched to them; {_AFRESH.format(out=self.path)}"
             )
+        others = [entry for entry in self.path.iterdir() if not entry.name.startswith(".")]
+        if others:  # a dataset's own folder: its report.md or summary.json would be written over
+            raise OptionError(f"--out {self.path} already holds {len(others)} file(s) and no run: a new run writes "
+                              "samples, a summary, a report and plots there; give a new or empty folder")
         _write_atomically(path, {"run": record})
 
 

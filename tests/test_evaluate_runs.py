@@ -87,6 +87,24 @@ def test_folder_from_before_run_records_is_not_resumed(tmp_path, phantoms, capsy
     assert "older quadrant" in capsys.readouterr().err and snapshot(out) == before
 
 
+def test_a_new_run_never_writes_among_a_folders_own_files(tmp_path, phantoms, capsys):
+    """`--out` naming the dataset's folder once wrote samples, a summary, report.md and plots among its files,
+    over any of the same name."""
+    manifest = first_rows(phantoms, 5)
+    out = tmp_path / "dataset"
+    out.mkdir()
+    (out / "report.md").write_text("the site's own report\n")
+    before = snapshot(out)
+    assert main(["evaluate", "--manifest", str(manifest), "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "already holds 1 file(s) and no run" in err and "report.md" not in err
+    assert {name: data for name, data in snapshot(out).items() if name != ".quadrant.lock"} == before  # the lock: empty
+    empty = tmp_path / "made-beforehand"
+    empty.mkdir()
+    (empty / ".DS_Store").write_bytes(b"")  # what a file browser leaves in a folder it showed
+    assert main(["evaluate", "--manifest", str(manifest), "--out", str(empty), "--quiet"]) == 0
+
+
 def test_second_concurrent_run_is_refused_and_the_first_writes_every_study_once(tmp_path, phantoms):
     """Two real processes on one folder, started half a second apart (the issue's measurement), their stderr
     not a terminal (so no progress bar either)."""
