@@ -63,9 +63,8 @@ def run(args: argparse.Namespace) -> int:
         written = write_dataset_results(rows, Path(args.out) / SAMPLES, folders)
         print(f"results: {written.studies} DICOM studies written, {written.kept} already there, "
               f"{written.not_dicom} rows not DICOM (no UIDs to file a result under)", file=sys.stderr)
-    for rule in rules:
-        if rule.not_judged(summary):
-            print(f"quadrant evaluate: {rule.not_judged(summary)}", file=sys.stderr)
+    for reason in filter(None, (rule.not_judged(summary) for rule in rules)):
+        print(f"quadrant evaluate: {reason}", file=sys.stderr)
     held = [rule for rule in rules if rule.holds(summary)]
     for rule in held:
         print(f"quadrant evaluate: fail-if rule holds: {rule}", file=sys.stderr)
