@@ -2,8 +2,11 @@
 verdict, print it.
 
 One verdict, one study: whatever the verdict depended on (the study, the question, the phrasings, the model,
-an option) clears it the moment it changes, with its evidence map, report and downloads, and cancels a check
-still running for the old inputs, so a verdict on screen is always the verdict on what is shown beside it.
+an option) clears it the moment it changes, with its evidence map, report and downloads, and a check still
+running for the old inputs shows nothing more (its map stops at its next chunk), so a verdict on screen is always
+the verdict on what is shown beside it. That is the page's own doing (`_Sessions`), not Gradio's `cancels`: a
+cancel stops every running event of its function in the session, and one sent for the last check but handled
+after the next Check had started (a loaded server) stopped that check too, a Check that never answered.
 The banner restates the question, the model and its version, and the study, so a screenshot or a printout
 says what was judged.
 
@@ -17,6 +20,7 @@ import base64
 import json
 import logging
 import threading
+import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable
@@ -107,6 +111,7 @@ def build(service: CheckService, *, downloads: DownloadFolders, examples: list[l
             # the phrasings the last check asked, as the box shows them, and a stamp renewed whenever the box
             # moves away from them: the stamp, not the box, clears the verdict (_Handlers.moved_away)
             asked = gr.Textbox("", visible=False, elem_id="asked")
+            clicked = gr.State(None)  # when Check was last pressed, on the server's clock (_Sessions.answered)
             edited = gr.Textbox("", visible=False, elem_id="phrasings-edited")
             paraphrases = gr.Textbox(
                 label="Other ways to ask it, one per line (a leading ! marks one whose yes means absent)",
@@ -146,21 +151,23 @@ def build(service: CheckService, *, downloads: DownloadFolders, examples: list[l
     new.add([study, finding, question, paraphrases])
 
     outputs = [verdict, printed, report, download, filed]
-    checked = run.click(handlers.asking, [question, paraphrases, offered_for, model], asked, api_visibility="private",
-                        queue=False).then(
-        handlers.run, [study, question, asked, ablation, model, rule, threshold, evidence, uploaded], outputs,
-        api_visibility="private", scroll_to_output=True, concurrency_id="check",
-        concurrency_limit=service.batcher.max_batch)
+    # A Check pressed while the last check is still under way waits for it and then runs (Gradio's default for a
+    # click drops it: a click that does nothing, when the inputs changed meanwhile); one pressed for the inputs
+    # that check was given shows nothing new (`_Sessions.answered`), as a double click should.
+    checked = run.click(handlers.asking, [question, paraphrases, offered_for, model], [asked, clicked],
+                        api_visibility="private", queue=False).then(
+        handlers.run, [study, question, asked, ablation, model, rule, threshold, evidence, uploaded, clicked],
+        outputs, api_visibility="private", scroll_to_output=True, concurrency_id="check",
+        concurrency_limit=service.batcher.max_batch, trigger_mode="always_last")
     printed.click(None, js=PRINT_JS)
     # Registered first: Gradio 6 runs the handlers of one change in the order they were registered, each after
     # the last has answered, so a clear registered after the phrasings' refill came only once the refill was
-    # back, and cancelled a check pressed in between.
+    # back, and cleared the verdict of a check pressed in between.
     for component, what in ((study, "the study changed"), (question, "the question or its phrasings changed"),
                             (edited, "the question or its phrasings changed"), (model, "the model changed"),
                             (ablation, "an option changed"), (rule, "an option changed"),
                             (threshold, "an option changed"), (evidence, "an option changed")):
-        component.change(handlers.cleared(what), None, outputs, api_visibility="private", queue=False,
-                         cancels=[checked])
+        component.change(handlers.cleared(what), None, outputs, api_visibility="private", queue=False)
     study.change(handlers.describe, [study, model, evidence], [shown, facts, uploaded], api_visibility="private",
                  queue=False)
     model.change(handlers.reread, [study, model, evidence], None, api_visibility="private", queue=False)
@@ -178,7 +185,7 @@ class _Handlers:
     def __init__(self, service: CheckService, downloads: DownloadFolders, user_of: Callable[[gr.Request | None], str | None],
                  source_of: Callable[[str], Source | None]):
         self.service = service
-        self.clears = _Clears()
+        self.sessions = _Sessions()
         self.downloads = downloads
         self.user_of = user_of
         self.source_of = source_of
@@ -237,37 +244,55 @@ class _Handlers:
         """The handler for a change of something the verdict depended on: the verdict and its files go, and a
         map still being drawn for it stops at its next chunk."""
         def clear(request: gr.Request):
-            self.clears.count_one(request.session_hash)
+            self.sessions.clear(request.session_hash)
             return render.placeholder_html(what), *_hidden()
         return clear
 
-    def asking(self, question: str, paraphrases: str, offered_for: str, model: str | None) -> str:
-        """The phrasings a check about to run asks, as the box shows them: the box's own, unless it still holds
-        another question's (`offered_for` says whose: Check was pressed while this question's phrasings were on
-        their way). Those are not this question's paraphrases, so the check asks the model's own set, the one
-        the box is about to show, rather than check one question with another's; and when that set lands, the
-        box then shows what the verdict asked, so its arrival is no change that clears the verdict."""
-        return paraphrases if offered_for == question else self.suggest(question, model)[0]
+    def asking(self, question: str, paraphrases: str, offered_for: str, model: str | None) -> tuple[str, float]:
+        """The phrasings a check about to run asks, as the box shows them, and when Check was pressed. The box's
+        own, unless it still holds another question's (`offered_for` says whose: Check was pressed while this
+        question's phrasings were on their way). Those are not this question's paraphrases, so the check asks
+        the model's own set, the one the box is about to show, rather than check one question with another's;
+        and when that set lands, the box then shows what the verdict asked, so its arrival is no change that
+        clears the verdict."""
+        asked = paraphrases if offered_for == question else self.suggest(question, model)[0]
+        return asked, time.monotonic()
 
     def moved_away(self, paraphrases: str, asked: str):
         """A new stamp when the box no longer holds what the last check asked (an edit, another question's
-        set), which clears the verdict and cancels a check still running; nothing when it does."""
+        set), which clears the verdict; nothing when it does."""
         return gr.skip() if paraphrases == asked else uuid.uuid4().hex
 
-    def run(self, path, question, paraphrases, ablation, model, rule, threshold, evidence, uploaded,
+    def run(self, path, question, paraphrases, ablation, model, rule, threshold, evidence, uploaded, clicked,
             request: gr.Request):
+        """One check, its verdict shown (`_check`), unless what it was pressed for is already on the page: Check
+        pressed again while a check of the same inputs was under way (a double click). Whatever it would show
+        once the page's verdict has been cleared is not shown: the page already says why it has none."""
+        session = request.session_hash
+        clears = self.sessions.clears(session)
+        if self.sessions.answered(session, clears, clicked):
+            return
+        for outputs in self._check(path, question, paraphrases, ablation, model, rule, threshold, evidence,
+                                   uploaded, request, clears):
+            if self.sessions.clears(session) != clears:
+                return
+            yield outputs
+        self.sessions.answered_now(session, clears)
+
+    def _check(self, path, question, paraphrases, ablation, model, rule, threshold, evidence, uploaded,
+               request: gr.Request, clears: int):
         """One check: the upload decoded once, checked, its verdict shown. With the map asked for, the verdict is
         shown as soon as it is given, the map's place saying that it is being drawn, and the map, the report and
         the downloads follow (a map is up to grid x grid forwards, a check the cost of about one); a DICOM's
         results for the patient's record come last. A map that will take a while shows a first look while its
-        cells are scored: the image hidden in coarse blocks. A generator: a change of what the verdict depended on
-        cancels it whichever part it is in.
+        cells are scored: the image hidden in coarse blocks. `clears`: the page's clears when it began; the map
+        stops at its next chunk once there are more.
 
         The upload time is restated only when it is this study's: a Check pressed while a newly chosen study's
         preview is still being made finds the last study's time in `uploaded`, and the banner then says none."""
         uploaded = uploaded[1] if uploaded and uploaded[0] == path else None
         user = self.user_of(request)
-        session, clears = request.session_hash, self.clears.count(request.session_hash)
+        session = request.session_hash
         try:
             checked = self.service.check_upload(path, question, paraphrases, ablation, model=model, rule=rule,
                                                 threshold=threshold, user=user)
@@ -285,7 +310,7 @@ class _Handlers:
                      drawing=True), *_hidden()
         try:
             for mapped, stage in self.service.map_stages(
-                    checked, still_wanted=lambda: self.clears.count(session) == clears, first_look=True):
+                    checked, still_wanted=lambda: self.sessions.clears(session) == clears, first_look=True):
                 done = mapped.verdict.evidence["forwards"]
                 if not stage.finished and _worth_a_look(stage.seconds, done, forwards):
                     look = verdict_overlay_png(mapped.verdict, mapped.study.image, first_look=True)
@@ -347,26 +372,47 @@ class _Handlers:
         return str(path)
 
 
-class _Clears:
-    """How many times each page session's verdict has been cleared, so that a map still being drawn for a
-    verdict no longer shown stops (`CheckService.draw_map`). The last KEPT sessions are remembered: a session
-    forgotten while its map is drawn would have that map stopped, which only costs its redrawing."""
+class _Sessions:
+    """Per page session: how many times its verdict has been cleared, which stops whatever a check for the old
+    inputs would still show (a map at its next chunk), and when its last check finished, which tells a Check
+    pressed while that check was under way. The last KEPT sessions are remembered: a session forgotten while its
+    map is drawn would have that map stopped, which only costs its redrawing."""
 
     KEPT = 4096
 
     def __init__(self):
-        self._counts: OrderedDict[str | None, int] = OrderedDict()
+        self._clears: OrderedDict[str | None, int] = OrderedDict()
+        self._finished: OrderedDict[str | None, tuple[int, float]] = OrderedDict()  # (clears, when)
         self._lock = threading.Lock()  # the page's handlers run on several threads
 
-    def count(self, session: str | None) -> int:
+    def clears(self, session: str | None) -> int:
         with self._lock:
-            return self._counts.get(session, 0)
+            return self._clears.get(session, 0)
 
-    def count_one(self, session: str | None) -> None:
+    def clear(self, session: str | None) -> None:
         with self._lock:
-            self._counts[session] = self._counts.pop(session, 0) + 1
-            while len(self._counts) > self.KEPT:
-                self._counts.popitem(last=False)
+            _remember(self._clears, session, self._clears.get(session, 0) + 1, self.KEPT)
+
+    def answered_now(self, session: str | None, clears: int) -> None:
+        """A check begun at `clears` has shown all it had to show."""
+        with self._lock:
+            _remember(self._finished, session, (clears, time.monotonic()), self.KEPT)
+
+    def answered(self, session: str | None, clears: int, clicked: float | None) -> bool:
+        """Whether a Check pressed at `clicked` (`time.monotonic()`) asks for what the page shows already: the
+        last check finished after it was pressed, nothing cleared since that check began. A Check pressed after
+        that check's answer was in runs again, as one would expect of a button."""
+        with self._lock:
+            last = self._finished.get(session)
+        return clicked is not None and last is not None and last[0] == clears and clicked < last[1]
+
+
+def _remember(kept: OrderedDict, key, value, most: int) -> None:
+    """`kept[key] = value`, the key made the newest, the oldest dropped beyond `most`."""
+    kept.pop(key, None)
+    kept[key] = value
+    while len(kept) > most:
+        kept.popitem(last=False)
 
 
 def _hidden() -> tuple:

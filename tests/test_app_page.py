@@ -208,6 +208,55 @@ def test_a_verdict_goes_when_anything_it_depended_on_changes(app, server):
     assert app.locator("#question textarea, #question input").first.input_value() == ""
 
 
+def test_check_pressed_while_the_last_check_still_runs_is_answered_and_a_double_click_checks_once(app, server,
+                                                                                                   tmp_path):
+    """The question changed while its check's map is being drawn, and Check pressed at once: the page answers
+    with the new question's verdict once the old check has stopped (it shows nothing more), never dropping the
+    click; and it never asks Gradio to cancel anything (a cancel stops every run of the check's function in the
+    session, a Check sent just before it was handled included, which left a Check unanswered on a loaded server).
+    Then a double click makes one check."""
+    rng = np.random.default_rng()
+    y, x = np.mgrid[0:1024, 0:1024]
+    smooth = (127 + 100 * np.sin(x / rng.uniform(40, 80) + rng.uniform(0, 6)) * np.cos(y / 90)).astype(np.uint8)
+    Image.fromarray(smooth).save(tmp_path / "new-film.png")  # a study the model has read nothing of
+    cancels = []
+
+    def cancelling(request):
+        if "/cancel" in request.url or "/reset" in request.url:
+            cancels.append(request.url)
+
+    app.on("request", cancelling)
+    try:
+        _check_while_the_last_runs_then_double_click(app, server, tmp_path / "new-film.png")
+    finally:
+        app.remove_listener("request", cancelling)
+    assert cancels == []
+
+
+def _check_while_the_last_runs_then_double_click(app, server, film: Path) -> None:
+    upload(app, film)
+    ask(app, "Is there a pleural effusion?")
+    choose(app, "demo", evidence=True)
+    checks = server.audit_rows()
+    app.locator("#run").click()
+    app.wait_for_selector(".q-verdict[data-map=drawing] #quadrant-banner", timeout=60_000)
+    app.locator("#question textarea, #question input").first.fill("Is there cardiomegaly?")
+    app.locator("#run").click()
+    app.wait_for_function("() => { const judged = document.querySelector('.q-verdict:not([data-map]) #quadrant-judged');"
+                          " return !!judged && judged.innerText.includes('cardiomegaly'); }", timeout=120_000)
+    assert app.locator("#quadrant-evidence img.q-evidence-map").count() == 1
+    assert server.audit_rows() == checks + 2  # the old check was made (and audited), only the new one shown
+    shot(app, "checked-while-the-last-ran")
+
+    choose(app, "demo")
+    old = app.evaluate("document.querySelector('#verdict .q-verdict')?.dataset.check || ''")
+    checks = server.audit_rows()
+    app.locator("#run").dblclick()
+    app.wait_for_selector(f".q-verdict:not([data-check='{old}']) #quadrant-banner", timeout=60_000)
+    app.wait_for_timeout(1500)  # a second check would have been sent by now
+    assert server.audit_rows() == checks + 1
+
+
 def test_check_pressed_before_a_new_questions_phrasings_arrive_checks_it_with_its_own(app, server):
     """Check pressed while a new question's phrasings are on their way (the page's request for them held back):
     the box still holds the last question's. The check is the new question's with its own phrasings, the ones

@@ -343,7 +343,7 @@ def test_a_cleared_verdicts_map_stops_and_another_pages_does_not(demo_checker, t
     page, elsewhere = gr.Request(session_hash="page"), gr.Request(session_hash="elsewhere")
 
     def run():
-        return handlers.run(str(nodule), "Is there a lung nodule?", "", "", "demo", "", None, True, None, page)
+        return handlers.run(str(nodule), "Is there a lung nodule?", "", "", "demo", "", None, True, None, None, page)
 
     try:
         shown = run()
@@ -362,6 +362,64 @@ def test_a_cleared_verdicts_map_stops_and_another_pages_does_not(demo_checker, t
         assert db.execute("SELECT COUNT(*) FROM evidence").fetchone()[0] == 1
 
 
+def test_a_check_whose_verdict_was_cleared_while_it_ran_shows_nothing(demo_checker, tmp_path, monkeypatch):
+    """The page's verdict cleared while its check is being made (another question typed, another study): the
+    check finishes and is audited, as any check the model made, but shows nothing, the check itself as well as
+    its map; a check begun after the clear shows its verdict."""
+    service, handlers, nodule = _page_drawing_maps(demo_checker, tmp_path)
+    page = gr.Request(session_hash="page")
+    check_upload = service.check_upload
+
+    def cleared_meanwhile(*args, **kwargs):
+        checked = check_upload(*args, **kwargs)
+        handlers.cleared("the question or its phrasings changed")(page)
+        return checked
+
+    def run(evidence: bool) -> list:
+        return list(handlers.run(str(nodule), "Is there a lung nodule?", "", "", "demo", "", None, evidence, None,
+                                 None, page))
+
+    try:
+        monkeypatch.setattr(service, "check_upload", cleared_meanwhile)
+        assert run(False) == [] and run(True) == []
+        monkeypatch.setattr(service, "check_upload", check_upload)
+        assert "quadrant-banner" in run(False)[0][0]
+    finally:
+        service.stop()
+    with sqlite3.connect(tmp_path / "audit.sqlite") as db:
+        assert db.execute("SELECT COUNT(*) FROM checks").fetchone()[0] == 3
+        assert db.execute("SELECT COUNT(*) FROM evidence").fetchone()[0] == 0
+
+
+def test_check_pressed_during_a_check_of_the_same_inputs_shows_nothing_new_and_after_it_checks_again(demo_checker,
+                                                                                                     tmp_path):
+    """A double click: the page sends the second Check once the first has finished (Gradio's `always_last`),
+    and it asks for the verdict the page already shows, so it makes no second check and no second audit row. A
+    Check pressed after that verdict was in checks again, and one pressed during a check whose verdict was then
+    cleared (the inputs changed meanwhile) checks the new inputs."""
+    service, handlers, nodule = _page_drawing_maps(demo_checker, tmp_path)
+    page = gr.Request(session_hash="page")
+
+    def run(clicked: float) -> list:
+        return list(handlers.run(str(nodule), "Is there a lung nodule?", "", "", "demo", "", None, False, None,
+                                 clicked, page))
+
+    try:
+        pressed = handlers.asking("Is there a lung nodule?", "", "", "demo")[1]
+        again = handlers.asking("Is there a lung nodule?", "", "", "demo")[1]  # pressed again while it runs
+        assert "quadrant-banner" in run(pressed)[0][0]
+        assert run(again) == []
+        assert "quadrant-banner" in run(handlers.asking("Is there a lung nodule?", "", "", "demo")[1])[0][0]
+        during = time.monotonic()
+        first = run(during)
+        handlers.cleared("the question or its phrasings changed")(page)
+        assert first and "quadrant-banner" in run(during)[0][0]  # pressed while the last one ran, then cleared
+    finally:
+        service.stop()
+    with sqlite3.connect(tmp_path / "audit.sqlite") as db:
+        assert db.execute("SELECT COUNT(*) FROM checks").fetchone()[0] == 4
+
+
 def test_a_slow_map_shows_a_first_look_as_it_is_drawn(demo_checker, tmp_path, monkeypatch):
     """A map the page would wait for shows a first look as it is drawn: the verdict with the map's place saying it
     is being drawn, then the image hidden in blocks (named a first look, the report not yet offered), then the map
@@ -372,7 +430,7 @@ def test_a_slow_map_shows_a_first_look_as_it_is_drawn(demo_checker, tmp_path, mo
     service, handlers, nodule = _page_drawing_maps(demo_checker, tmp_path)
     try:
         shown = list(handlers.run(str(nodule), "Is there a lung nodule?", "", "", "demo", "", None, True, None,
-                                  gr.Request(session_hash="page")))
+                                  None, gr.Request(session_hash="page")))
     finally:
         service.stop()
     panels = [html.unescape(update[0]) for update in shown]
@@ -423,7 +481,7 @@ def test_a_dicoms_results_follow_its_verdict_and_carry_the_map_the_page_drew(dem
     monkeypatch.setattr(quadrant.evidence_plot, "overlay_png", lambda *args: drawn.append(1) or draw(*args))
     try:
         plain, mapped = (list(handlers.run(str(dicom), "Is there cardiomegaly?", "", "", "demo", "", None, evidence,
-                                           None, gr.Request(session_hash="page"))) for evidence in (False, True))
+                                           None, None, gr.Request(session_hash="page"))) for evidence in (False, True))
     finally:
         service.stop()
     for updates in (plain, mapped[1:]):
@@ -458,7 +516,7 @@ def test_results_that_fail_unexpectedly_leave_the_verdict_and_no_value_in_the_lo
     try:
         with caplog.at_level(logging.WARNING, logger="quadrant.app"):
             updates = list(handlers.run(str(dicom), "Is there cardiomegaly?", "", "", "demo", "", None, False, None,
-                                        gr.Request(session_hash="page")))
+                                        None, gr.Request(session_hash="page")))
     finally:
         service.stop()
     assert len(updates) == 1 and "quadrant-banner" in updates[0][0] and not updates[0][4].visible
@@ -490,7 +548,7 @@ def test_a_map_that_cannot_be_drawn_says_so_and_the_verdict_stands(demo_checker,
     handlers = _Handlers(service, DownloadFolders(tmp_path / "downloads"), lambda request: None, lambda path: None)
     try:
         shown = list(handlers.run(str(uploads / "nodule.png"), "Is there a lung nodule?", "", "", "demo", "", None,
-                                  True, None, gr.Request(session_hash="page")))
+                                  True, None, None, gr.Request(session_hash="page")))
     finally:
         service.stop()
     assert len(shown) == 2 and 'data-map="drawing"' in shown[0][0]

@@ -319,7 +319,7 @@ def _run(page, model: str, quadrant_expected: str | None = None):
 
 def _settled(page, quiet: float = 1.5) -> None:
     """Wait until the page has finished filling in the phrasings for the question typed: a phrasing that
-    arrives after Check is pressed changes the inputs, which clears (and cancels) that check, as it must."""
+    arrives after Check is pressed changes the inputs, which clears that check's verdict, as it must."""
     value, since = None, time.monotonic()
     while time.monotonic() - since < quiet:
         now = page.locator("#paraphrases textarea").input_value()
