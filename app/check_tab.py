@@ -2,11 +2,13 @@
 verdict, print it.
 
 One verdict, one study: whatever the verdict depended on (the study, the question, the phrasings, the model,
-an option) clears it the moment it changes, with its evidence map, report and downloads, and a check still
-running for the old inputs shows nothing more (its map stops at its next chunk), so a verdict on screen is always
-the verdict on what is shown beside it. That is the page's own doing (`_Sessions`), not Gradio's `cancels`: a
-cancel stops every running event of its function in the session, and one sent for the last check but handled
-after the next Check had started (a loaded server) stopped that check too, a Check that never answered.
+an option) clears it the moment it changes, with its evidence map, report and downloads, and a check pressed
+before that change shows nothing more (its map stops at its next chunk), so a verdict on screen is always the
+verdict on what is shown beside it. Presses and clears are told apart by the page's own clock (`PAGE_CLOCK_JS`),
+stamped in the browser as they happen: the server may handle them in another order. That is the page's own doing
+(`_Sessions`), not Gradio's `cancels`: a cancel stops every running event of its function in the session, and one
+sent for the last check but handled after the next Check had started (a loaded server) stopped that check too, a
+Check that never answered.
 The banner restates the question, the model and its version, and the study, so a screenshot or a printout
 says what was judged.
 
@@ -61,6 +63,37 @@ ABLATION_CHOICES = {"none": "taken out of the prompt (none)", "blank": "a blank 
                     "white": "a blank white image (white)", "noise": "random noise (noise)"}
 UI_ABLATIONS = tuple(a for a in ABLATIONS if a != "swap")
 
+#: the browser's clock, in milliseconds since the epoch: stamped on each press of Check and on each change
+#: that clears the verdict
+PAGE_CLOCK_JS = "performance.timeOrigin + performance.now()"
+#: a clear noted in the page, made `at` (PAGE_CLOCK_JS), for `STALE_GUARD_JS`; the time is sent on to the server
+CLEARED_AT_JS = "(at) => [window.quadrantClearedAt = Math.max(window.quadrantClearedAt ?? -Infinity, at)]"
+#: what stands in the verdict's place when a check's panel is turned away (`STALE_GUARD_JS`) before the change's
+#: own placeholder has come
+STALE_PLACEHOLDER = render.placeholder_html("something the verdict depended on changed")
+#: The verdict's guard, in the page: a check's panel that reaches it after a change made since its Check was
+#: pressed (the server sent it before it heard of the change, and the change's placeholder came back first) is
+#: turned away, the placeholder that says what changed put back, and the check's buttons kept hidden until a
+#: panel pressed after the change comes (quadrant.css: body.q-stale-verdict). The server stops such a check at
+#: its next step (`_Handlers.run`); only the page can order what it receives with what it did.
+STALE_GUARD_JS = f"""
+watch('value', () => {{
+  const now = {PAGE_CLOCK_JS};
+  if (element.querySelector('#quadrant-placeholder')) {{
+    window.quadrantPlaceholder = {{html: props.value, at: now}};
+    return;
+  }}
+  const panel = element.querySelector('.q-verdict[data-pressed]');
+  if (!panel) return;
+  const pressed = Number(panel.dataset.pressed);
+  const stale = pressed < (window.quadrantClearedAt ?? -Infinity);
+  document.body.classList.toggle('q-stale-verdict', stale);
+  if (!stale) return;
+  const shown = window.quadrantPlaceholder;  // put back when it came after this Check was pressed
+  props.value = shown && shown.at > pressed ? shown.html : {json.dumps(STALE_PLACEHOLDER)};
+}});
+"""
+
 #: the Print button: opens the report (kept, encoded, in the verdict panel) in a window of its own and prints it
 PRINT_JS = """() => {
   const holder = document.querySelector('#quadrant-report');
@@ -111,7 +144,8 @@ def build(service: CheckService, *, downloads: DownloadFolders, examples: list[l
             # the phrasings the last check asked, as the box shows them, and a stamp renewed whenever the box
             # moves away from them: the stamp, not the box, clears the verdict (_Handlers.moved_away)
             asked = gr.Textbox("", visible=False, elem_id="asked")
-            clicked = gr.State(None)  # when Check was last pressed, on the server's clock (_Sessions.answered)
+            pressed = gr.State(None)  # the last press of Check (`Pressed`)
+            clock = gr.Number(visible=False, elem_id="page-clock")  # a stand-in input: PAGE_CLOCK_JS fills it in
             edited = gr.Textbox("", visible=False, elem_id="phrasings-edited")
             paraphrases = gr.Textbox(
                 label="Other ways to ask it, one per line (a leading ! marks one whose yes means absent)",
@@ -135,7 +169,7 @@ def build(service: CheckService, *, downloads: DownloadFolders, examples: list[l
                                          "flip: the answer must change without the image)")
                 threshold = gr.Number(value=base.options.reliance.threshold, minimum=0, elem_id="threshold",
                                       label="Content rule: the share the study must move the score by")
-    verdict = gr.HTML(render.placeholder_html(), elem_id="verdict")
+    verdict = gr.HTML(render.placeholder_html(), elem_id="verdict", js_on_load=STALE_GUARD_JS)
     with gr.Row():
         printed = gr.Button("Print the report", visible=False, elem_id="print-report", size="sm")
         report = gr.DownloadButton("Download the report (HTML, one page)", visible=False, elem_id="report-html",
@@ -152,11 +186,12 @@ def build(service: CheckService, *, downloads: DownloadFolders, examples: list[l
 
     outputs = [verdict, printed, report, download, filed]
     # A Check pressed while the last check is still under way waits for it and then runs (Gradio's default for a
-    # click drops it: a click that does nothing, when the inputs changed meanwhile); one pressed for the inputs
-    # that check was given shows nothing new (`_Sessions.answered`), as a double click should.
-    checked = run.click(handlers.asking, [question, paraphrases, offered_for, model], [asked, clicked],
-                        api_visibility="private", queue=False).then(
-        handlers.run, [study, question, asked, ablation, model, rule, threshold, evidence, uploaded, clicked],
+    # click drops it: a click that does nothing, when the inputs changed meanwhile), unless the page changed
+    # since the press (`_Handlers.run`).
+    checked = run.click(handlers.asking, [question, paraphrases, offered_for, model, clock], [asked, pressed],
+                        js=f"(...values) => [...values.slice(0, 4), {PAGE_CLOCK_JS}]", api_visibility="private",
+                        queue=False).then(
+        handlers.run, [study, question, asked, ablation, model, rule, threshold, evidence, uploaded, pressed],
         outputs, api_visibility="private", scroll_to_output=True, concurrency_id="check",
         concurrency_limit=service.batcher.max_batch, trigger_mode="always_last")
     printed.click(None, js=PRINT_JS)
@@ -164,10 +199,15 @@ def build(service: CheckService, *, downloads: DownloadFolders, examples: list[l
     # the last has answered, so a clear registered after the phrasings' refill came only once the refill was
     # back, and cleared the verdict of a check pressed in between.
     for component, what in ((study, "the study changed"), (question, "the question or its phrasings changed"),
-                            (edited, "the question or its phrasings changed"), (model, "the model changed"),
-                            (ablation, "an option changed"), (rule, "an option changed"),
-                            (threshold, "an option changed"), (evidence, "an option changed")):
-        component.change(handlers.cleared(what), None, outputs, api_visibility="private", queue=False)
+                            (model, "the model changed"), (ablation, "an option changed"),
+                            (rule, "an option changed"), (threshold, "an option changed"),
+                            (evidence, "an option changed")):
+        component.change(handlers.cleared(what), clock, outputs, api_visibility="private", queue=False,
+                         js=f"() => ({CLEARED_AT_JS})({PAGE_CLOCK_JS})")
+    # an edit of the phrasings clears as of when the box changed (the stamp is that time), not of when the
+    # server's answer came back: a Check pressed in between asks what the box then held
+    edited.change(handlers.cleared("the question or its phrasings changed"), edited, outputs,
+                  api_visibility="private", queue=False, js=f"(stamp) => ({CLEARED_AT_JS})(Number(stamp))")
     study.change(handlers.describe, [study, model, evidence], [shown, facts, uploaded], api_visibility="private",
                  queue=False)
     model.change(handlers.reread, [study, model, evidence], None, api_visibility="private", queue=False)
@@ -175,7 +215,8 @@ def build(service: CheckService, *, downloads: DownloadFolders, examples: list[l
     finding.change(handlers.question_for, [finding, model], question, api_visibility="private", queue=False)
     question.change(handlers.suggest, [question, model], [paraphrases, offered_for], api_visibility="private",
                     queue=False, trigger_mode="always_last")
-    paraphrases.change(handlers.moved_away, [paraphrases, asked], edited, api_visibility="private", queue=False)
+    paraphrases.change(handlers.moved_away, [paraphrases, asked, clock], edited, api_visibility="private",
+                       queue=False, js=f"(box, asked) => [box, asked, {PAGE_CLOCK_JS}]")
     return CheckTab(checked)
 
 
@@ -243,98 +284,114 @@ class _Handlers:
     def cleared(self, what: str) -> Callable[[gr.Request], tuple]:
         """The handler for a change of something the verdict depended on: the verdict and its files go, and a
         map still being drawn for it stops at its next chunk."""
-        def clear(request: gr.Request):
-            self.sessions.clear(request.session_hash)
+        def clear(at: float | str, request: gr.Request):  # a number, or the phrasings' stamp
+            self.sessions.clear(request.session_hash, float(at))
             return render.placeholder_html(what), *_hidden()
         return clear
 
-    def asking(self, question: str, paraphrases: str, offered_for: str, model: str | None) -> tuple[str, float]:
-        """The phrasings a check about to run asks, as the box shows them, and when Check was pressed. The box's
-        own, unless it still holds another question's (`offered_for` says whose: Check was pressed while this
-        question's phrasings were on their way). Those are not this question's paraphrases, so the check asks
-        the model's own set, the one the box is about to show, rather than check one question with another's;
-        and when that set lands, the box then shows what the verdict asked, so its arrival is no change that
-        clears the verdict."""
+    def asking(self, question: str, paraphrases: str, offered_for: str, model: str | None, at: float,
+               request: gr.Request) -> tuple[str, Pressed]:
+        """The phrasings a check about to run asks, as the box shows them, and the press (`at`: the page's
+        clock). The box's own phrasings, unless it still holds another question's (`offered_for` says whose:
+        Check was pressed while this question's phrasings were on their way). Those are not this question's
+        paraphrases, so the check asks the model's own set, the one the box is about to show, rather than check
+        one question with another's; and when that set lands, the box then shows what the verdict asked, so its
+        arrival is no change that clears the verdict."""
         asked = paraphrases if offered_for == question else self.suggest(question, model)[0]
-        return asked, time.monotonic()
+        self.sessions.pressed(request.session_hash, asked)
+        return asked, Pressed(at, time.monotonic())
 
-    def moved_away(self, paraphrases: str, asked: str):
-        """A new stamp when the box no longer holds what the last check asked (an edit, another question's
-        set), which clears the verdict; nothing when it does."""
-        return gr.skip() if paraphrases == asked else uuid.uuid4().hex
+    def moved_away(self, paraphrases: str, asked: str, at: float, request: gr.Request):
+        """A new stamp, when the box changed (`at`, the page's clock), if it no longer holds what the last check
+        asked (an edit, another question's set), which clears the verdict; nothing when it does. The last
+        press's phrasings count as well as the page's `asked`: a box refilled just after Check was pressed, with
+        the set that check asks, may land before `asked` does."""
+        if paraphrases in (asked, self.sessions.asked(request.session_hash)):
+            return gr.skip()
+        return repr(at)
 
-    def run(self, path, question, paraphrases, ablation, model, rule, threshold, evidence, uploaded, clicked,
-            request: gr.Request):
-        """One check, its verdict shown (`_check`), unless what it was pressed for is already on the page: Check
-        pressed again while a check of the same inputs was under way (a double click). Whatever it would show
-        once the page's verdict has been cleared is not shown: the page already says why it has none."""
+    def run(self, path, question, paraphrases, ablation, model, rule, threshold, evidence, uploaded,
+            pressed: Pressed, request: gr.Request):
+        """One check, its verdict shown (`_check`), unless the page changed since Check was pressed: a press
+        made while the last check still ran is sent once that check has stopped, with the page as it is then,
+        and if the question was typed on meanwhile (or the study replaced, ...) the page's verdict was cleared,
+        saying why. Nor when a check of the same inputs finished after the press (a double click): its verdict is
+        the one on the page. Whatever a check would show once a later change has cleared the page's verdict is
+        not shown either."""
         session = request.session_hash
-        clears = self.sessions.clears(session)
-        if self.sessions.answered(session, clears, clicked):
+
+        def still_wanted() -> bool:
+            return not self.sessions.cleared_since(session, pressed.at)
+
+        if not still_wanted() or self.sessions.answered(session, pressed):
+            yield _unchanged()
             return
-        for outputs in self._check(path, question, paraphrases, ablation, model, rule, threshold, evidence,
-                                   uploaded, request, clears):
-            if self.sessions.clears(session) != clears:
+        for step, outputs in enumerate(self._check(path, question, paraphrases, ablation, model, rule, threshold,
+                                                   evidence, uploaded, request, pressed.at, still_wanted)):
+            if not still_wanted():
+                if step == 0:
+                    yield _unchanged()
                 return
             yield outputs
-        self.sessions.answered_now(session, clears)
+        self.sessions.finished(session, pressed)
 
     def _check(self, path, question, paraphrases, ablation, model, rule, threshold, evidence, uploaded,
-               request: gr.Request, clears: int):
+               request: gr.Request, pressed_at: float, still_wanted: Callable[[], bool]):
         """One check: the upload decoded once, checked, its verdict shown. With the map asked for, the verdict is
         shown as soon as it is given, the map's place saying that it is being drawn, and the map, the report and
         the downloads follow (a map is up to grid x grid forwards, a check the cost of about one); a DICOM's
         results for the patient's record come last. A map that will take a while shows a first look while its
-        cells are scored: the image hidden in coarse blocks. `clears`: the page's clears when it began; the map
-        stops at its next chunk once there are more.
+        cells are scored: the image hidden in coarse blocks. The map stops at its next chunk once `still_wanted`
+        says no. Every panel carries `pressed_at`, when its Check was pressed (`STALE_GUARD_JS`).
 
         The upload time is restated only when it is this study's: a Check pressed while a newly chosen study's
         preview is still being made finds the last study's time in `uploaded`, and the banner then says none."""
         uploaded = uploaded[1] if uploaded and uploaded[0] == path else None
         user = self.user_of(request)
-        session = request.session_hash
         try:
             checked = self.service.check_upload(path, question, paraphrases, ablation, model=model, rule=rule,
                                                 threshold=threshold, user=user)
         except Exception as exc:
-            yield _refused(exc), *_hidden()
+            yield _panel(uuid.uuid4().hex[:12], pressed_at, _refused(exc)), *_hidden()
             return
         check_id = uuid.uuid4().hex[:12]
         if not evidence:
-            yield self._shown(path, checked, check_id, uploaded, user)
+            yield self._shown(path, checked, check_id, pressed_at, uploaded, user)
             yield from self._results(path, checked)
             return
         forwards = forwards_per_map(self.service.evidence_options, first_look=True)
         drawing = render.map_drawing(forwards)
-        yield _panel(check_id, render.verdict_html(checked.verdict, uploaded=uploaded, map_note=drawing),
+        yield _panel(check_id, pressed_at, render.verdict_html(checked.verdict, uploaded=uploaded, map_note=drawing),
                      drawing=True), *_hidden()
         try:
             for mapped, stage in self.service.map_stages(
-                    checked, still_wanted=lambda: self.sessions.clears(session) == clears, first_look=True):
+                    checked, still_wanted=still_wanted, first_look=True):
                 done = mapped.verdict.evidence["forwards"]
                 if not stage.finished and _worth_a_look(stage.seconds, done, forwards):
                     look = verdict_overlay_png(mapped.verdict, mapped.study.image, first_look=True)
-                    yield _panel(check_id, render.verdict_html(mapped.verdict, uploaded=uploaded, overlay_png=look,
-                                                               map_note=render.map_so_far(done, forwards)),
+                    yield _panel(check_id, pressed_at,
+                                 render.verdict_html(mapped.verdict, uploaded=uploaded, overlay_png=look,
+                                                     map_note=render.map_so_far(done, forwards)),
                                  drawing=True), *_hidden()
             overlay = verdict_overlay_png(mapped.verdict, mapped.study.image)
         except MapDropped:  # the verdict was cleared: the page shows what replaced it
             return
         except QuadrantError as exc:
-            yield self._shown(path, checked, check_id, uploaded, user, map_note=render.map_failed(one_line(exc)))
+            yield self._shown(path, checked, check_id, pressed_at, uploaded, user,
+                              map_note=render.map_failed(one_line(exc)))
             yield from self._results(path, checked)
             return
         except Exception as exc:
             log.error("evidence map failed unexpectedly: %s", unexpected(exc))
-            yield self._shown(path, checked, check_id, uploaded, user,
+            yield self._shown(path, checked, check_id, pressed_at, uploaded, user,
                               map_note=render.map_failed(f"unexpected {type(exc).__name__}"))
             yield from self._results(path, checked)
             return
-        yield self._shown(path, mapped, check_id, uploaded, user, overlay=overlay)
+        yield self._shown(path, mapped, check_id, pressed_at, uploaded, user, overlay=overlay)
         yield from self._results(path, mapped, overlay)
 
-    def _shown(self, path: str, checked: CheckedUpload, check_id: str, uploaded: str | None, user: str | None, *,
-               overlay: bytes | None = None, map_note: str | None = None) -> tuple:
+    def _shown(self, path: str, checked: CheckedUpload, check_id: str, pressed_at: float, uploaded: str | None,
+               user: str | None, *, overlay: bytes | None = None, map_note: str | None = None) -> tuple:
         """A finished check's outputs: the verdict panel (its map, or `map_note` in the map's place), the Print
         button, the report and the verdict to download; the results for the patient's record hidden until
         `_results` has made them."""
@@ -343,7 +400,7 @@ class _Handlers:
                                     checked=_now(), user=user, uploaded=uploaded, overlay_png=overlay)
         shown = render.verdict_html(verdict, uploaded=uploaded, overlay_png=overlay, map_note=map_note)
         name = f"{verdict.image['sha256'][:12]}-{check_id}"
-        return (_panel(check_id, shown + _report_holder(report)), gr.Button(visible=True),
+        return (_panel(check_id, pressed_at, shown + _report_holder(report)), gr.Button(visible=True),
                 gr.DownloadButton(value=self._save(f"quadrant-report-{name}.html", report), visible=True),
                 gr.DownloadButton(value=self._save(f"verdict-{name}.json", _json(verdict)), visible=True),
                 gr.File(value=None, visible=False))
@@ -372,39 +429,60 @@ class _Handlers:
         return str(path)
 
 
+@dataclass(frozen=True)
+class Pressed:
+    """A press of Check: when, on the page's clock (`PAGE_CLOCK_JS`, to order it with the page's clears), and
+    when its request reached the server (`time.monotonic()`, to order it with checks finishing)."""
+
+    at: float
+    reached: float
+
+
 class _Sessions:
-    """Per page session: how many times its verdict has been cleared, which stops whatever a check for the old
-    inputs would still show (a map at its next chunk), and when its last check finished, which tells a Check
-    pressed while that check was under way. The last KEPT sessions are remembered: a session forgotten while its
-    map is drawn would have that map stopped, which only costs its redrawing."""
+    """Per page session: when its verdict was last cleared (the page's clock), which stops whatever a check
+    pressed before would still show (a map at its next chunk), and the last check that finished, which tells a
+    Check pressed while that check was under way. The last KEPT sessions are remembered: a session forgotten
+    while its map is drawn would have that map stopped, which only costs its redrawing."""
 
     KEPT = 4096
 
     def __init__(self):
-        self._clears: OrderedDict[str | None, int] = OrderedDict()
-        self._finished: OrderedDict[str | None, tuple[int, float]] = OrderedDict()  # (clears, when)
+        self._cleared: OrderedDict[str | None, float] = OrderedDict()
+        self._finished: OrderedDict[str | None, tuple[Pressed, float]] = OrderedDict()  # (its press, when)
+        self._asked: OrderedDict[str | None, str] = OrderedDict()  # the phrasings of the last press
         self._lock = threading.Lock()  # the page's handlers run on several threads
 
-    def clears(self, session: str | None) -> int:
+    def clear(self, session: str | None, at: float) -> None:
+        """The page's verdict cleared by a change made `at` (the page's clock): the latest change counts,
+        whichever the server heard first."""
         with self._lock:
-            return self._clears.get(session, 0)
+            _remember(self._cleared, session, max(at, self._cleared.get(session, at)), self.KEPT)
 
-    def clear(self, session: str | None) -> None:
+    def pressed(self, session: str | None, asked: str) -> None:
         with self._lock:
-            _remember(self._clears, session, self._clears.get(session, 0) + 1, self.KEPT)
+            _remember(self._asked, session, asked, self.KEPT)
 
-    def answered_now(self, session: str | None, clears: int) -> None:
-        """A check begun at `clears` has shown all it had to show."""
+    def asked(self, session: str | None) -> str | None:
         with self._lock:
-            _remember(self._finished, session, (clears, time.monotonic()), self.KEPT)
+            return self._asked.get(session)
 
-    def answered(self, session: str | None, clears: int, clicked: float | None) -> bool:
-        """Whether a Check pressed at `clicked` (`time.monotonic()`) asks for what the page shows already: the
-        last check finished after it was pressed, nothing cleared since that check began. A Check pressed after
-        that check's answer was in runs again, as one would expect of a button."""
+    def cleared_since(self, session: str | None, at: float) -> bool:
+        with self._lock:
+            return self._cleared.get(session, float("-inf")) > at
+
+    def finished(self, session: str | None, pressed: Pressed) -> None:
+        """The check of `pressed` has shown all it had to show."""
+        with self._lock:
+            _remember(self._finished, session, (pressed, time.monotonic()), self.KEPT)
+
+    def answered(self, session: str | None, pressed: Pressed) -> bool:
+        """Whether `pressed` asks for what the page shows already: the last check finished after this press
+        reached the server, and nothing was cleared since that check was pressed. A Check pressed after that
+        check's answer was in runs again, as one would expect of a button."""
         with self._lock:
             last = self._finished.get(session)
-        return clicked is not None and last is not None and last[0] == clears and clicked < last[1]
+        return (last is not None and pressed.reached < last[1]
+                and not self.cleared_since(session, last[0].at))
 
 
 def _remember(kept: OrderedDict, key, value, most: int) -> None:
@@ -413,6 +491,13 @@ def _remember(kept: OrderedDict, key, value, most: int) -> None:
     kept[key] = value
     while len(kept) > most:
         kept.popitem(last=False)
+
+
+def _unchanged() -> tuple:
+    """Outputs that leave the page as it is. A check's handler that ends without a first output must still give
+    one: Gradio sets every output to None after a generator's first step that yields nothing (the verdict blanked,
+    the buttons' labels gone); an end after a yield changes nothing."""
+    return (gr.skip(),) * 5
 
 
 def _hidden() -> tuple:
@@ -427,11 +512,12 @@ def _worth_a_look(seconds: float, done: int, forwards: int) -> bool:
     return done > 0 and seconds / done * (forwards - done) >= FIRST_LOOK_SECONDS
 
 
-def _panel(check_id: str, shown: str, *, drawing: bool = False) -> str:
+def _panel(check_id: str, pressed_at: float, shown: str, *, drawing: bool = False) -> str:
     """The verdict panel, named by its check (a page, and its tests, tell a new verdict from the last one by
-    it); `drawing` while the map is still to come."""
+    it) and stamped with when its Check was pressed (`STALE_GUARD_JS`); `drawing` while the map is still to
+    come."""
     state = ' data-map="drawing"' if drawing else ""
-    return f'<div class="q-verdict" data-check="{check_id}"{state}>{shown}</div>'
+    return f'<div class="q-verdict" data-check="{check_id}" data-pressed="{pressed_at!r}"{state}>{shown}</div>'
 
 
 def _refused(exc: Exception) -> str:

@@ -255,6 +255,41 @@ def _check_while_the_last_runs_then_double_click(app, server, film: Path) -> Non
     app.wait_for_selector(f".q-verdict:not([data-check='{old}']) #quadrant-banner", timeout=60_000)
     app.wait_for_timeout(1500)  # a second check would have been sent by now
     assert server.audit_rows() == checks + 1
+    # and the second press left the verdict as it was (a handler that gives Gradio no output blanks every one)
+    assert app.locator("#quadrant-banner").count() == 1
+    assert app.locator("#print-report").inner_text().strip() == "Print the report"
+
+
+def test_a_verdict_reaching_the_page_after_its_question_changed_is_turned_away(app, server):
+    """The server made a check and sent its verdict before it heard that the question changed, and the page got
+    the change's placeholder first (the page's event stream held back here, as a loaded network or server
+    delivers it): the verdict is not shown, the placeholder stays, and the verdict's buttons stay hidden."""
+    upload(app, SAMPLES / "nodule.png")
+    ask(app, "Is there a lung nodule?")
+    choose(app, "demo")
+    held = []
+
+    def hold(route):
+        held.append(route)
+
+    checks = server.audit_rows()
+    app.route("**/gradio_api/queue/data**", hold)
+    try:
+        app.locator("#run").click()
+        deadline = time.monotonic() + 60
+        while server.audit_rows() == checks and time.monotonic() < deadline:  # the check is made...
+            time.sleep(0.1)
+        app.wait_for_timeout(500)  # ...and its verdict sent, into the stream held back
+        assert held and server.audit_rows() == checks + 1
+        app.locator("#question textarea, #question input").first.fill("Is there cardiomegaly?")
+        cleared(app, "the question or its phrasings changed")
+    finally:
+        for route in held:
+            route.continue_()
+        app.unroute("**/gradio_api/queue/data**")
+    app.wait_for_timeout(2000)  # the stream delivers the old check's verdict
+    cleared(app, "the question or its phrasings changed")
+    shot(app, "verdict-turned-away")
 
 
 def test_check_pressed_before_a_new_questions_phrasings_arrive_checks_it_with_its_own(app, server):

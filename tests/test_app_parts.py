@@ -335,6 +335,35 @@ def _page_drawing_maps(checker: Checker, tmp_path: Path):
     return service, handlers, nodule
 
 
+def _page_clock() -> float:
+    """Now on a page's clock (the app's PAGE_CLOCK_JS): milliseconds since the epoch."""
+    return time.time() * 1000
+
+
+def _press(handlers, question: str):
+    """A press of Check, now, on a page that asks `demo` the model's own phrasings: what `asking` hands the
+    check."""
+    return handlers.asking(question, "", question, "demo", _page_clock(), gr.Request(session_hash="page"))[1]
+
+
+def _page_check(handlers, path: Path, question: str, request: gr.Request, evidence: bool = False, pressed=None):
+    """The Check's handler as the page calls it: `demo`, the default options, the model's own phrasings, Check
+    pressed now unless `pressed` says otherwise."""
+    return handlers.run(str(path), question, "", "", "demo", "", None, evidence, None,
+                        pressed or _press(handlers, question), request)
+
+
+def _clear(handlers, request: gr.Request) -> None:
+    """The page's question changed, now."""
+    handlers.cleared("the question or its phrasings changed")(_page_clock(), request)
+
+
+def _nothing(shown: list) -> bool:
+    """A check's outputs that leave the page as it is: one step, every output skipped (a first step with no output
+    would set them all to None)."""
+    return len(shown) == 1 and all(output == gr.skip() for output in shown[0])
+
+
 def test_a_cleared_verdicts_map_stops_and_another_pages_does_not(demo_checker, tmp_path):
     """The page's wiring: the verdict is shown while its map is drawn; a change that clears that page's verdict
     stops its map (the check's generator ends with nothing more to show), while a clear on another page does
@@ -343,17 +372,17 @@ def test_a_cleared_verdicts_map_stops_and_another_pages_does_not(demo_checker, t
     page, elsewhere = gr.Request(session_hash="page"), gr.Request(session_hash="elsewhere")
 
     def run():
-        return handlers.run(str(nodule), "Is there a lung nodule?", "", "", "demo", "", None, True, None, None, page)
+        return _page_check(handlers, nodule, "Is there a lung nodule?", page, evidence=True)
 
     try:
         shown = run()
         first = next(shown)[0]
         assert 'data-map="drawing"' in first and "quadrant-banner" in first and "The map is being drawn" in first
-        handlers.cleared("the question or its phrasings changed")(elsewhere)
+        _clear(handlers, elsewhere)
         assert "q-evidence-map" in list(shown)[-1][0]  # another page's clear: this map is drawn
         again = run()
         next(again)
-        handlers.cleared("the question or its phrasings changed")(page)
+        _clear(handlers, page)
         assert list(again) == []  # this page's clear: the map stops, nothing more is shown
     finally:
         service.stop()
@@ -372,16 +401,15 @@ def test_a_check_whose_verdict_was_cleared_while_it_ran_shows_nothing(demo_check
 
     def cleared_meanwhile(*args, **kwargs):
         checked = check_upload(*args, **kwargs)
-        handlers.cleared("the question or its phrasings changed")(page)
+        _clear(handlers, page)
         return checked
 
     def run(evidence: bool) -> list:
-        return list(handlers.run(str(nodule), "Is there a lung nodule?", "", "", "demo", "", None, evidence, None,
-                                 None, page))
+        return list(_page_check(handlers, nodule, "Is there a lung nodule?", page, evidence))
 
     try:
         monkeypatch.setattr(service, "check_upload", cleared_meanwhile)
-        assert run(False) == [] and run(True) == []
+        assert _nothing(run(False)) and _nothing(run(True))
         monkeypatch.setattr(service, "check_upload", check_upload)
         assert "quadrant-banner" in run(False)[0][0]
     finally:
@@ -395,29 +423,31 @@ def test_check_pressed_during_a_check_of_the_same_inputs_shows_nothing_new_and_a
                                                                                                      tmp_path):
     """A double click: the page sends the second Check once the first has finished (Gradio's `always_last`),
     and it asks for the verdict the page already shows, so it makes no second check and no second audit row. A
-    Check pressed after that verdict was in checks again, and one pressed during a check whose verdict was then
-    cleared (the inputs changed meanwhile) checks the new inputs."""
+    Check pressed after that verdict was in checks again. A Check sent late shows nothing when the page changed
+    after it was pressed (its phrasings were read for the question then in the box), whenever the server heard
+    of the change."""
     service, handlers, nodule = _page_drawing_maps(demo_checker, tmp_path)
-    page = gr.Request(session_hash="page")
+    page, question = gr.Request(session_hash="page"), "Is there a lung nodule?"
 
-    def run(clicked: float) -> list:
-        return list(handlers.run(str(nodule), "Is there a lung nodule?", "", "", "demo", "", None, False, None,
-                                 clicked, page))
+    def run(pressed, asked: str = question) -> list:
+        return list(_page_check(handlers, nodule, asked, page, pressed=pressed))
 
     try:
-        pressed = handlers.asking("Is there a lung nodule?", "", "", "demo")[1]
-        again = handlers.asking("Is there a lung nodule?", "", "", "demo")[1]  # pressed again while it runs
+        pressed, again = _press(handlers, question), _press(handlers, question)
         assert "quadrant-banner" in run(pressed)[0][0]
-        assert run(again) == []
-        assert "quadrant-banner" in run(handlers.asking("Is there a lung nodule?", "", "", "demo")[1])[0][0]
-        during = time.monotonic()
-        first = run(during)
-        handlers.cleared("the question or its phrasings changed")(page)
-        assert first and "quadrant-banner" in run(during)[0][0]  # pressed while the last one ran, then cleared
+        assert _nothing(run(again))  # pressed while that check ran
+        assert "quadrant-banner" in run(_press(handlers, question))[0][0]
+        typed_on = _press(handlers, question)
+        _clear(handlers, page)
+        assert _nothing(run(typed_on, "Is there a lung nodule or mass?"))
+        late = _page_clock()  # a change made before the press, heard by the server after it
+        pressed = _press(handlers, question)
+        handlers.cleared("the question or its phrasings changed")(late, page)
+        assert "quadrant-banner" in run(pressed)[0][0]
     finally:
         service.stop()
     with sqlite3.connect(tmp_path / "audit.sqlite") as db:
-        assert db.execute("SELECT COUNT(*) FROM checks").fetchone()[0] == 4
+        assert db.execute("SELECT COUNT(*) FROM checks").fetchone()[0] == 3
 
 
 def test_a_slow_map_shows_a_first_look_as_it_is_drawn(demo_checker, tmp_path, monkeypatch):
@@ -429,8 +459,7 @@ def test_a_slow_map_shows_a_first_look_as_it_is_drawn(demo_checker, tmp_path, mo
     monkeypatch.setattr(quadrant.app.check_tab, "FIRST_LOOK_SECONDS", 0.0)  # as if the map were slow
     service, handlers, nodule = _page_drawing_maps(demo_checker, tmp_path)
     try:
-        shown = list(handlers.run(str(nodule), "Is there a lung nodule?", "", "", "demo", "", None, True, None,
-                                  None, gr.Request(session_hash="page")))
+        shown = list(_page_check(handlers, nodule, "Is there a lung nodule?", gr.Request(session_hash="page"), True))
     finally:
         service.stop()
     panels = [html.unescape(update[0]) for update in shown]
@@ -480,8 +509,8 @@ def test_a_dicoms_results_follow_its_verdict_and_carry_the_map_the_page_drew(dem
     draw = quadrant.evidence_plot.overlay_png
     monkeypatch.setattr(quadrant.evidence_plot, "overlay_png", lambda *args: drawn.append(1) or draw(*args))
     try:
-        plain, mapped = (list(handlers.run(str(dicom), "Is there cardiomegaly?", "", "", "demo", "", None, evidence,
-                                           None, None, gr.Request(session_hash="page"))) for evidence in (False, True))
+        plain, mapped = (list(_page_check(handlers, dicom, "Is there cardiomegaly?", gr.Request(session_hash="page"),
+                                          evidence)) for evidence in (False, True))
     finally:
         service.stop()
     for updates in (plain, mapped[1:]):
@@ -515,8 +544,7 @@ def test_results_that_fail_unexpectedly_leave_the_verdict_and_no_value_in_the_lo
     handlers = _Handlers(service, DownloadFolders(tmp_path / "downloads"), lambda request: None, lambda path: source)
     try:
         with caplog.at_level(logging.WARNING, logger="quadrant.app"):
-            updates = list(handlers.run(str(dicom), "Is there cardiomegaly?", "", "", "demo", "", None, False, None,
-                                        None, gr.Request(session_hash="page")))
+            updates = list(_page_check(handlers, dicom, "Is there cardiomegaly?", gr.Request(session_hash="page")))
     finally:
         service.stop()
     assert len(updates) == 1 and "quadrant-banner" in updates[0][0] and not updates[0][4].visible
@@ -547,8 +575,8 @@ def test_a_map_that_cannot_be_drawn_says_so_and_the_verdict_stands(demo_checker,
     service = CheckService({"demo": generating}, AuditLog(tmp_path / "audit.sqlite").open(), upload_dir=uploads).start()
     handlers = _Handlers(service, DownloadFolders(tmp_path / "downloads"), lambda request: None, lambda path: None)
     try:
-        shown = list(handlers.run(str(uploads / "nodule.png"), "Is there a lung nodule?", "", "", "demo", "", None,
-                                  True, None, None, gr.Request(session_hash="page")))
+        shown = list(_page_check(handlers, uploads / "nodule.png", "Is there a lung nodule?",
+                                 gr.Request(session_hash="page"), True))
     finally:
         service.stop()
     assert len(shown) == 2 and 'data-map="drawing"' in shown[0][0]
