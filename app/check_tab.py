@@ -141,10 +141,9 @@ def build(service: CheckService, *, downloads: DownloadFolders, examples: list[l
             # the question whose phrasings the box was last filled with: a page value (not session state), sent
             # with the box's own, so that the two always come from the same moment
             offered_for = gr.Textbox("", visible=False, elem_id="offered-for")
-            # the phrasings the last check asked, as the box shows them, and a stamp renewed whenever the box
-            # moves away from them: the stamp, not the box, clears the verdict (_Handlers.moved_away)
-            asked = gr.Textbox("", visible=False, elem_id="asked")
-            pressed = gr.State(None)  # the last press of Check (`Pressed`)
+            # the last press of Check, with the phrasings it asks (`Pressed`), and a stamp renewed whenever the
+            # box moves away from them: the stamp, not the box, clears the verdict (_Handlers.moved_away)
+            pressed = gr.State(None)
             clock = gr.Number(visible=False, elem_id="page-clock")  # a stand-in input: PAGE_CLOCK_JS fills it in
             edited = gr.Textbox("", visible=False, elem_id="phrasings-edited")
             paraphrases = gr.Textbox(
@@ -188,10 +187,10 @@ def build(service: CheckService, *, downloads: DownloadFolders, examples: list[l
     # A Check pressed while the last check is still under way waits for it and then runs (Gradio's default for a
     # click drops it: a click that does nothing, when the inputs changed meanwhile), unless the page changed
     # since the press (`_Handlers.run`).
-    checked = run.click(handlers.asking, [question, paraphrases, offered_for, model, clock], [asked, pressed],
+    checked = run.click(handlers.asking, [question, paraphrases, offered_for, model, clock], pressed,
                         js=f"(...values) => [...values.slice(0, 4), {PAGE_CLOCK_JS}]", api_visibility="private",
                         queue=False).then(
-        handlers.run, [study, question, asked, ablation, model, rule, threshold, evidence, uploaded, pressed],
+        handlers.run, [study, question, ablation, model, rule, threshold, evidence, uploaded, pressed],
         outputs, api_visibility="private", scroll_to_output=True, concurrency_id="check",
         concurrency_limit=service.batcher.max_batch, trigger_mode="always_last")
     printed.click(None, js=PRINT_JS)
@@ -215,8 +214,8 @@ def build(service: CheckService, *, downloads: DownloadFolders, examples: list[l
     finding.change(handlers.question_for, [finding, model], question, api_visibility="private", queue=False)
     question.change(handlers.suggest, [question, model], [paraphrases, offered_for], api_visibility="private",
                     queue=False, trigger_mode="always_last")
-    paraphrases.change(handlers.moved_away, [paraphrases, asked, clock], edited, api_visibility="private",
-                       queue=False, js=f"(box, asked) => [box, asked, {PAGE_CLOCK_JS}]")
+    paraphrases.change(handlers.moved_away, [paraphrases, pressed, clock], edited, api_visibility="private",
+                       queue=False, js=f"(box, pressed) => [box, pressed, {PAGE_CLOCK_JS}]")
     return CheckTab(checked)
 
 
@@ -289,29 +288,25 @@ class _Handlers:
             return render.placeholder_html(what), *_hidden()
         return clear
 
-    def asking(self, question: str, paraphrases: str, offered_for: str, model: str | None, at: float,
-               request: gr.Request) -> tuple[str, Pressed]:
-        """The phrasings a check about to run asks, as the box shows them, and the press (`at`: the page's
-        clock). The box's own phrasings, unless it still holds another question's (`offered_for` says whose:
-        Check was pressed while this question's phrasings were on their way). Those are not this question's
-        paraphrases, so the check asks the model's own set, the one the box is about to show, rather than check
-        one question with another's; and when that set lands, the box then shows what the verdict asked, so its
-        arrival is no change that clears the verdict."""
+    def asking(self, question: str, paraphrases: str, offered_for: str, model: str | None, at: float) -> Pressed:
+        """A press of Check (`at`: the page's clock) and the phrasings the check asks, as the box shows them: the
+        box's own, unless it still holds another question's (`offered_for` says whose: Check was pressed while
+        this question's phrasings were on their way). Those are not this question's paraphrases, so the check
+        asks the model's own set, the one the box is about to show, rather than check one question with
+        another's; and when that set lands, the box then shows what the verdict asked, so its arrival is no
+        change that clears the verdict."""
         asked = paraphrases if offered_for == question else self.suggest(question, model)[0]
-        self.sessions.pressed(request.session_hash, asked)
-        return asked, Pressed(at, time.monotonic())
+        return Pressed(asked, at, time.monotonic())
 
-    def moved_away(self, paraphrases: str, asked: str, at: float, request: gr.Request):
-        """A new stamp, when the box changed (`at`, the page's clock), if it no longer holds what the last check
-        asked (an edit, another question's set), which clears the verdict; nothing when it does. The last
-        press's phrasings count as well as the page's `asked`: a box refilled just after Check was pressed, with
-        the set that check asks, may land before `asked` does."""
-        if paraphrases in (asked, self.sessions.asked(request.session_hash)):
-            return gr.skip()
-        return repr(at)
+    def moved_away(self, paraphrases: str, pressed: Pressed | None, at: float):
+        """A stamp, when the box changed (`at`, the page's clock), if it no longer holds what the last check
+        asked (an edit, another question's set), which clears the verdict; nothing when it does. `pressed` is
+        the session's own: a box refilled just after Check was pressed, with the set that check asks, may reach
+        the page before the press's answer does."""
+        return gr.skip() if paraphrases == (pressed.asked if pressed else "") else repr(at)
 
-    def run(self, path, question, paraphrases, ablation, model, rule, threshold, evidence, uploaded,
-            pressed: Pressed, request: gr.Request):
+    def run(self, path, question, ablation, model, rule, threshold, evidence, uploaded, pressed: Pressed,
+            request: gr.Request):
         """One check, its verdict shown (`_check`), unless the page changed since Check was pressed: a press
         made while the last check still ran is sent once that check has stopped, with the page as it is then,
         and if the question was typed on meanwhile (or the study replaced, ...) the page's verdict was cleared,
@@ -326,8 +321,8 @@ class _Handlers:
         if not still_wanted() or self.sessions.answered(session, pressed):
             yield _unchanged()
             return
-        for step, outputs in enumerate(self._check(path, question, paraphrases, ablation, model, rule, threshold,
-                                                   evidence, uploaded, request, pressed.at, still_wanted)):
+        for step, outputs in enumerate(self._check(path, question, pressed.asked, ablation, model, rule,
+                                                   threshold, evidence, uploaded, request, pressed.at, still_wanted)):
             if not still_wanted():
                 if step == 0:
                     yield _unchanged()
@@ -431,9 +426,11 @@ class _Handlers:
 
 @dataclass(frozen=True)
 class Pressed:
-    """A press of Check: when, on the page's clock (`PAGE_CLOCK_JS`, to order it with the page's clears), and
-    when its request reached the server (`time.monotonic()`, to order it with checks finishing)."""
+    """A press of Check: the phrasings its check asks, when it was made on the page's clock (`PAGE_CLOCK_JS`,
+    to order it with the page's clears), and when it reached the server (`time.monotonic()`, to order it with
+    checks finishing)."""
 
+    asked: str
     at: float
     reached: float
 
@@ -449,7 +446,6 @@ class _Sessions:
     def __init__(self):
         self._cleared: OrderedDict[str | None, float] = OrderedDict()
         self._finished: OrderedDict[str | None, tuple[Pressed, float]] = OrderedDict()  # (its press, when)
-        self._asked: OrderedDict[str | None, str] = OrderedDict()  # the phrasings of the last press
         self._lock = threading.Lock()  # the page's handlers run on several threads
 
     def clear(self, session: str | None, at: float) -> None:
@@ -457,14 +453,6 @@ class _Sessions:
         whichever the server heard first."""
         with self._lock:
             _remember(self._cleared, session, max(at, self._cleared.get(session, at)), self.KEPT)
-
-    def pressed(self, session: str | None, asked: str) -> None:
-        with self._lock:
-            _remember(self._asked, session, asked, self.KEPT)
-
-    def asked(self, session: str | None) -> str | None:
-        with self._lock:
-            return self._asked.get(session)
 
     def cleared_since(self, session: str | None, at: float) -> bool:
         with self._lock:

@@ -343,13 +343,13 @@ def _page_clock() -> float:
 def _press(handlers, question: str):
     """A press of Check, now, on a page that asks `demo` the model's own phrasings: what `asking` hands the
     check."""
-    return handlers.asking(question, "", question, "demo", _page_clock(), gr.Request(session_hash="page"))[1]
+    return handlers.asking(question, "", question, "demo", _page_clock())
 
 
 def _page_check(handlers, path: Path, question: str, request: gr.Request, evidence: bool = False, pressed=None):
     """The Check's handler as the page calls it: `demo`, the default options, the model's own phrasings, Check
     pressed now unless `pressed` says otherwise."""
-    return handlers.run(str(path), question, "", "", "demo", "", None, evidence, None,
+    return handlers.run(str(path), question, "", "demo", "", None, evidence, None,
                         pressed or _press(handlers, question), request)
 
 
