@@ -9,6 +9,7 @@ stamped in the browser as they happen: the server may handle them in another ord
 (`_Sessions`), not Gradio's `cancels`: a cancel stops every running event of its function in the session, and one
 sent for the last check but handled after the next Check had started (a loaded server) stopped that check too, a
 Check that never answered.
+
 The banner restates the question, the model and its version, and the study, so a screenshot or a printout
 says what was judged.
 
@@ -78,9 +79,8 @@ STALE_PLACEHOLDER = render.placeholder_html("something the verdict depended on c
 #: its next step (`_Handlers.run`); only the page can order what it receives with what it did.
 STALE_GUARD_JS = f"""
 watch('value', () => {{
-  const now = {PAGE_CLOCK_JS};
   if (element.querySelector('#quadrant-placeholder')) {{
-    window.quadrantPlaceholder = {{html: props.value, at: now}};
+    window.quadrantPlaceholder = {{html: props.value, at: {PAGE_CLOCK_JS}}};
     return;
   }}
   const panel = element.querySelector('.q-verdict[data-pressed]');
