@@ -17,9 +17,10 @@ import logging
 import operator
 import os
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from .engines.base import Engine, Job, Partner, SwapImage
 from .errors import OptionError
@@ -33,6 +34,7 @@ log = logging.getLogger(__name__)
 
 SAMPLES, ERRORS, SUMMARY = "samples.jsonl", "errors.jsonl", "summary.json"
 ROW_DIGEST = "manifest_row_sha256"  # in each sample: the manifest row it was checked from (`row_digests`)
+IMAGE_FILE = "image_file"  # in each sample: its image file's size and mtime when its row went out (`_stamp`)
 RULE_NAMES = ("ideal", "fragile", "dangerous", "worst", "flip_rate", "accuracy", "text_only_agreement")
 
 
@@ -90,9 +92,19 @@ _RULE = re.compile(r"\s*(?P<name>[A-Za-z_]+)\s*(?P<op>[<>]=?)(?P<value>[^<>=]+)"
 _COMPARE = {">": operator.gt, "<": operator.lt, ">=": operator.ge, "<=": operator.le}
 
 
-def finished(out_dir: Path) -> dict[str, str | None]:
-    """study_id -> the digest of the manifest row each sample in samples.jsonl was checked from (None in a
-    folder written before samples recorded it); a torn last line (killed mid-write) is cut off the file."""
+class Finished(NamedTuple):
+    """What resume needs of a sample: the digest of the row it was checked from (None in a folder written before
+    samples recorded it), its image's sha256, and the image file's stamp when its row went out (None before
+    samples recorded it)."""
+
+    row_digest: str | None
+    image_sha256: str | None
+    image_file: dict | None
+
+
+def finished(out_dir: Path) -> dict[str, Finished]:
+    """study_id -> what each sample in samples.jsonl was checked from; a torn last line (killed mid-write) is cut
+    off the file."""
     path = out_dir / SAMPLES
     if not path.exists():
         return {}
@@ -101,7 +113,10 @@ def finished(out_dir: Path) -> dict[str, str | None]:
         for line in handle:
             try:
                 sample = json.loads(line)
-                rows[sample["study_id"]] = sample.get(ROW_DIGEST)
+                image = sample.get("image")
+                rows[sample["study_id"]] = Finished(sample.get(ROW_DIGEST),
+                                                    image.get("sha256") if isinstance(image, dict) else None,
+                                                    sample.get(IMAGE_FILE))
             except (json.JSONDecodeError, KeyError, UnicodeDecodeError):
                 break
             good_bytes += len(line)
@@ -111,17 +126,54 @@ def finished(out_dir: Path) -> dict[str, str | None]:
     return rows
 
 
-def _current_samples(out_dir: Path, digests: dict[str, str]) -> set[str]:
-    """The study_ids whose samples stand: those checked from their row as the manifest now holds it. A sample
-    of a row edited since is dropped, so that its row is checked again (one warning line says how many); a
-    sample from before digests were recorded stands."""
+def _current_samples(out_dir: Path, digests: dict[str, str], images: dict[str, Path]) -> set[str]:
+    """The study_ids whose samples stand: those checked from their row as the manifest now holds it, and from the
+    image file now at the row's path. A sample of a row edited since, or of an image replaced under the same
+    name, is dropped, so that its row is checked again (a warning line says how many); a sample from before
+    digests were recorded stands."""
     done = finished(out_dir)
-    edited = {i for i, digest in done.items() if digest is not None and digests.get(i, digest) != digest}
+    edited = {i for i, f in done.items() if f.row_digest is not None and digests.get(i, f.row_digest) != f.row_digest}
     if edited:
         log.warning("%d finished row(s) changed in the manifest since they were checked: checking them again",
                     len(edited))
-        _drop_samples(out_dir, edited)
-    return set(done) - edited
+    current = _FileContents()
+    replaced = {i for i, f in done.items()
+                if f.row_digest is not None and i not in edited and i in images and current.differs(images[i], f)}
+    if replaced:
+        log.warning("%d finished row(s) whose image file was replaced since they were checked: checking them again",
+                    len(replaced))
+    if edited or replaced:
+        _drop_samples(out_dir, edited | replaced)
+    return set(done) - edited - replaced
+
+
+class _FileContents:
+    """Whether an image file is still the one a sample was checked from, reading as little as it can: a file
+    with the size and mtime it had when its row went out is taken as unchanged without being read (as make and
+    rsync judge files), any other is hashed, once per path, and compared with the sample's sha256 (a dataset
+    copied without its mtimes is read once, and nothing is redone for it)."""
+
+    def __init__(self):
+        self._sha256: dict[Path, str | None] = {}
+
+    def differs(self, path: Path, sample: Finished) -> bool:
+        if sample.image_sha256 is None or (sample.image_file is not None and sample.image_file == _stamp(path)):
+            return False
+        if path not in self._sha256:
+            try:
+                self._sha256[path] = file_digest(path)
+            except OSError:  # gone or unreadable: nothing to compare with, and its sample stands
+                self._sha256[path] = None
+        return self._sha256[path] not in (None, sample.image_sha256)
+
+
+def _stamp(path: Path) -> dict | None:
+    """A file's size and modification time (ns), or None where it cannot be read."""
+    try:
+        status = path.stat()
+    except OSError:
+        return None
+    return {"size": status.st_size, "mtime_ns": status.st_mtime_ns}
 
 
 def _drop_samples(out_dir: Path, study_ids: set[str]) -> None:
@@ -149,6 +201,17 @@ def _batches(jobs: Sequence[Job], size: int) -> Iterator[list[Job]]:
         yield list(jobs[start : start + size])
 
 
+def _stamped(batches: Iterable[list[Job]], stamps: dict[Path, dict | None]) -> Iterator[list[Job]]:
+    """The batches as they go to the engine, each image file stamped first (`_stamp`): before any engine has read
+    it, so that a file replaced after the stamp and before its reading is hashed at the next resume rather than
+    taken for the file its sample was checked from."""
+    for batch in batches:
+        for job in batch:
+            if job.row.image not in stamps:
+                stamps[job.row.image] = _stamp(job.row.image)
+        yield batch
+
+
 def evaluate(
     engine: Engine,
     manifest: str | Path,
@@ -169,8 +232,10 @@ def evaluate(
     with RunFolder(out_dir) as folder, engine:
         folder.claim(engine.start(), SAMPLES)
         out = folder.path
-        digests = _job_digests(row_digests(manifest, rows), swaps, partners)
-        kept = _current_samples(out, digests)
+        masks = mask_hashes(rows) if options.evidence is not None else {}
+        digests = _job_digests(row_digests(manifest, rows), swaps, partners, masks)
+        images = {row.study_id: row.image for row in rows}
+        kept = _current_samples(out, digests, images)
         jobs = [Job(r, swaps.get(r.study_id), partners.get(r.study_id)) for r in rows if r.study_id not in kept]
         # every row without a sample is tried again, its error with it: errors.jsonl holds each failing row of
         # the manifest once, from its latest try, not one line per rerun
@@ -178,26 +243,31 @@ def evaluate(
         completed = len(rows) - len(jobs)
         if progress:
             progress(completed, len(rows))
-        for result in engine.run(_batches(jobs, batch_size)):
+        stamps: dict[Path, dict | None] = {}
+        for result in engine.run(_stamped(_batches(jobs, batch_size), stamps)):
             for record in result.errors:
                 _append(out / ERRORS, record)
             for record in result.samples:
-                _append(out / SAMPLES, {**record, ROW_DIGEST: digests[record["study_id"]]})
+                study_id = record["study_id"]
+                _append(out / SAMPLES, {**record, ROW_DIGEST: digests[study_id], IMAGE_FILE: stamps[images[study_id]]})
             completed += result.rows
             if progress:
                 progress(completed, len(rows))
         return write_summary(out, rows)
 
 
-def _job_digests(rows: dict[str, str], swaps: dict[str, SwapImage], partners: dict[str, Partner]) -> dict[str, str]:
-    """study_id -> a digest of what its verdict rests on besides the run's options: its manifest row, and the
-    other study's image it is shown (`swap`) or compared with (a counterfactual reference), which an edit to
-    another row (an image, a label) can change."""
+def _job_digests(rows: dict[str, str], swaps: dict[str, SwapImage], partners: dict[str, Partner],
+                 masks: dict[str, str | None]) -> dict[str, str]:
+    """study_id -> a digest of what its verdict rests on besides the run's options: its manifest row, the other
+    study's image it is shown (`swap`) or compared with (a counterfactual reference), which an edit to another
+    row (an image, a label) can change, and the content of its finding mask where a map is pointed at it."""
     digests = {}
     for study_id, row in rows.items():
         swap, partner = swaps.get(study_id), partners.get(study_id)
         others = [swap.sha256 if swap else None,
                   [partner.sha256, partner.study_id, partner.label] if partner else None]
+        if masks.get(study_id):
+            others.append(masks[study_id])
         digests[study_id] = row if others == [None, None] else hashlib.sha256(
             json.dumps([row, others]).encode("utf-8")).hexdigest()
     return digests
@@ -238,6 +308,18 @@ def image_hashes(rows: Sequence[ManifestRow]) -> dict[Path, str]:
         except OSError:
             continue
     return hash_of
+
+
+def mask_hashes(rows: Sequence[ManifestRow]) -> dict[str, str | None]:
+    """study_id -> its finding mask file's sha256, for the rows that have one (None where it cannot be read: the
+    row fails on its own). Masks are small, and a replaced one changes the pointing game a sample records."""
+    digests: dict[Path, str | None] = {}
+    for path in sorted({row.mask for row in rows if row.mask is not None}):
+        try:
+            digests[path] = file_digest(path)
+        except OSError:
+            digests[path] = None
+    return {row.study_id: digests[row.mask] for row in rows if row.mask is not None}
 
 
 def population(row: ManifestRow) -> str:

@@ -3,6 +3,7 @@ kill, fail-if gates, unreadable rows, and the metrics behind the summary."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -12,7 +13,9 @@ import subprocess
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from conftest import QUADRANT, write_manifest, write_png
 from quadrant.cli.main import main
@@ -105,6 +108,76 @@ def test_a_row_edited_after_it_was_checked_is_checked_again(tmp_path, tiny_model
     assert summary["accuracy"] == pytest.approx(sum(json.loads(x)["correct"] for x in after.values()) / 4)
     caplog.clear()
     assert main(argv) == 0 and "changed in the manifest" not in caplog.text  # nothing left to redo
+
+
+def test_an_image_replaced_under_its_name_is_checked_again(tmp_path, tiny_model, caplog):
+    """A resumed run once kept a finished row's verdict after its image file was replaced by another picture under
+    the same name (a corrected export, a re-anonymised file): the summary counted a verdict about a picture no
+    longer in the dataset."""
+    data = tmp_path / "data"
+    manifest = make_manifest(data, 3)
+    out = tmp_path / "run"
+    argv = ["evaluate", "--manifest", str(manifest), "--out", str(out), "--model", tiny_model("llava"), "--quiet"]
+    assert main(argv) == 0
+    before = {json.loads(x)["study_id"]: x for x in (out / "samples.jsonl").read_text().splitlines()}
+    assert json.loads(before["s000"])["image_file"]["size"] == (data / "images" / "0.png").stat().st_size
+    write_png(data / "images" / "1.png", seed=999)  # s001's picture replaced
+    with caplog.at_level(logging.WARNING, logger="quadrant.evaluate"):
+        assert main(argv) == 0
+    assert "1 finished row(s) whose image file was replaced" in caplog.text
+    after = {json.loads(x)["study_id"]: x for x in (out / "samples.jsonl").read_text().splitlines()}
+    assert sorted(after) == ["s000", "s001", "s002"]
+    assert after["s000"] == before["s000"] and after["s002"] == before["s002"]  # untouched, byte for byte
+    new_sha = hashlib.sha256((data / "images" / "1.png").read_bytes()).hexdigest()
+    assert json.loads(before["s001"])["image"]["sha256"] != new_sha == json.loads(after["s001"])["image"]["sha256"]
+    caplog.clear()
+    assert main(argv) == 0 and "replaced" not in caplog.text  # nothing left to redo
+
+
+def test_an_image_copied_with_a_new_mtime_is_read_and_not_checked_again(tmp_path, tiny_model, caplog):
+    """A dataset copied without its modification times (cp without -p) gives every file a new stamp: each is then
+    hashed, found to be the picture its sample was checked from, and nothing is redone."""
+    data = tmp_path / "data"
+    manifest = make_manifest(data, 3)
+    out = tmp_path / "run"
+    argv = ["evaluate", "--manifest", str(manifest), "--out", str(out), "--model", tiny_model("llava"), "--quiet"]
+    assert main(argv) == 0
+    before = (out / "samples.jsonl").read_text()
+    for image in (data / "images").iterdir():
+        os.utime(image, ns=(image.stat().st_atime_ns, image.stat().st_mtime_ns + 10**9))
+    with caplog.at_level(logging.WARNING, logger="quadrant.evaluate"):
+        assert main(argv) == 0
+    assert "replaced" not in caplog.text and (out / "samples.jsonl").read_text() == before
+
+
+def test_a_finding_mask_replaced_under_its_name_is_checked_again_when_maps_are_made(tmp_path, tiny_model, caplog):
+    """The pointing game a sample records depends on its mask's pixels: a corrected mask under the same name
+    redoes its row when maps are made, and changes nothing without them."""
+    data = tmp_path / "data"
+    (data / "images").mkdir(parents=True)
+    rows = []
+    for i in range(2):
+        write_png(data / "images" / f"{i}.png", seed=300 + i)
+        Image.fromarray(np.pad(np.full((16, 16), 255, np.uint8), ((0, 48), (0, 56)))).save(data / f"mask{i}.png")
+        rows.append({"image": f"images/{i}.png", "question": QUESTIONS[0], "label": "yes", "study_id": f"m{i}",
+                     "mask": f"mask{i}.png"})
+    manifest = write_manifest(data, rows)
+    base = ["evaluate", "--manifest", str(manifest), "--model", tiny_model("llava"), "--quiet"]
+    mapped = [*base, "--out", str(tmp_path / "mapped"), "--evidence", "--evidence-grid", "2"]
+    plain = [*base, "--out", str(tmp_path / "plain")]
+    assert main(mapped) == 0 and main(plain) == 0
+    before = {name: (tmp_path / name / "samples.jsonl").read_text().splitlines() for name in ("mapped", "plain")}
+    Image.fromarray(np.pad(np.full((16, 16), 255, np.uint8), ((48, 0), (56, 0)))).save(data / "mask1.png")
+    with caplog.at_level(logging.WARNING, logger="quadrant.evaluate"):
+        assert main(mapped) == 0
+    assert "1 finished row(s) changed" in caplog.text
+    after = (tmp_path / "mapped" / "samples.jsonl").read_text().splitlines()
+    assert after[0] == before["mapped"][0] and after[1] != before["mapped"][1]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="quadrant.evaluate"):
+        assert main(plain) == 0
+    assert "changed" not in caplog.text and (tmp_path / "plain" / "samples.jsonl").read_text().splitlines() == \
+        before["plain"]
 
 
 def test_runs_of_one_manifest_share_their_studies_digest_whatever_the_options(tmp_path, tiny_model):

@@ -73,10 +73,12 @@ def test_a_film_asked_several_findings_is_read_once_and_written_as_if_checked_al
 
     samples = lines(out / "samples.jsonl")
     assert all(re.fullmatch(r"[0-9a-f]{64}", r.pop("manifest_row_sha256")) for r in samples)  # the run's own
+    stamps = {r["study_id"]: r.pop("image_file") for r in samples}  # the run's own too
     written = {r["study_id"]: without_timing(r) for r in samples}
     assert len(written) == 9
     checker = Settings(ModelSpec(model=model), CheckOptions()).load_checker()
     rows = read_manifest(manifest)
+    assert all(stamps[r.study_id]["size"] == r.image.stat().st_size for r in rows if r.study_id in stamps)
     for start in (0, 4, 8):  # the same batches, each row's file read on this thread by load_study itself
         batch = [row for row in rows[start : start + 4] if row.image.exists()]
         requests = [CheckRequest(load_study(row.image), row.question, study_id=row.study_id) for row in batch]
