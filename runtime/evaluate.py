@@ -24,7 +24,7 @@ from typing import NamedTuple
 
 from .engines.base import Engine, Job, Partner, SwapImage
 from .errors import OptionError
-from .fingerprint import file_digest
+from .fingerprint import DigestCache, file_digest
 from .manifest import FINDING, ManifestRow, read_manifest, row_digests
 from .metrics import summarize
 from .reliance import Reliance
@@ -33,6 +33,7 @@ from .run_folder import RunFolder
 log = logging.getLogger(__name__)
 
 SAMPLES, ERRORS, SUMMARY = "samples.jsonl", "errors.jsonl", "summary.json"
+IMAGE_DIGESTS = ".image-digests.json"  # image files read at a resume, by size and mtime (`_replaced_images`)
 ROW_DIGEST = "manifest_row_sha256"  # in each sample: the manifest row it was checked from (`row_digests`)
 IMAGE_FILE = "image_file"  # in each sample: its image file's size and mtime when its row went out (`_stamp`)
 RULE_NAMES = ("ideal", "fragile", "dangerous", "worst", "flip_rate", "accuracy", "text_only_agreement")
@@ -136,9 +137,8 @@ def _current_samples(out_dir: Path, digests: dict[str, str], images: dict[str, P
     if edited:
         log.warning("%d finished row(s) changed in the manifest since they were checked: checking them again",
                     len(edited))
-    current = _FileContents()
-    replaced = {i for i, f in done.items()
-                if f.row_digest is not None and i not in edited and i in images and current.differs(images[i], f)}
+    replaced = _replaced_images({i: f for i, f in done.items() if f.row_digest is not None and i not in edited},
+                                images, DigestCache.load(out_dir / IMAGE_DIGESTS))
     if replaced:
         log.warning("%d finished row(s) whose image file was replaced since they were checked: checking them again",
                     len(replaced))
@@ -147,24 +147,38 @@ def _current_samples(out_dir: Path, digests: dict[str, str], images: dict[str, P
     return set(done) - edited - replaced
 
 
-class _FileContents:
-    """Whether an image file is still the one a sample was checked from, reading as little as it can: a file
-    with the size and mtime it had when its row went out is taken as unchanged without being read (as make and
-    rsync judge files), any other is hashed, once per path, and compared with the sample's sha256 (a dataset
-    copied without its mtimes is read once, and nothing is redone for it)."""
+def _replaced_images(samples: dict[str, Finished], images: dict[str, Path], read: DigestCache) -> set[str]:
+    """The study_ids whose image file is no longer the one their sample was checked from, reading as little as
+    it can: a file with the size and mtime it had when its row went out is taken as unchanged without being read
+    (as make and rsync judge files); any other is hashed and compared with the sample's sha256, and its digest
+    kept in the run folder (`read`) under its new size and mtime, so that a dataset copied without its mtimes is
+    read at one resume only, and nothing is redone for it. A file that cannot be read now leaves its sample
+    standing: there is nothing to compare it with."""
+    stamps = {path: _stamp(path) for path in {images[i] for i in samples if i in images}}
+    unsure = {i: f for i, f in samples.items()
+              if i in images and f.image_sha256 is not None and stamps[images[i]] is not None
+              and f.image_file != stamps[images[i]]}
+    paths = sorted({images[i] for i in unsure})
+    unread = {path for path in paths if _known(read, path) is None}
+    if unread:
+        log.warning("%d finished row(s) whose image file changed size or time since it was checked, or whose "
+                    "sample did not record them: reading %d file(s) to tell a replaced picture from a copied one",
+                    sum(images[i] in unread for i in unsure), len(unread))
+    now: dict[Path, str | None] = {}
+    for path in paths:
+        try:
+            now[path] = read.digest(path)
+        except OSError:
+            now[path] = None
+    read.save()
+    return {i for i, f in unsure.items() if now[images[i]] not in (None, f.image_sha256)}
 
-    def __init__(self):
-        self._sha256: dict[Path, str | None] = {}
 
-    def differs(self, path: Path, sample: Finished) -> bool:
-        if sample.image_sha256 is None or (sample.image_file is not None and sample.image_file == _stamp(path)):
-            return False
-        if path not in self._sha256:
-            try:
-                self._sha256[path] = file_digest(path)
-            except OSError:  # gone or unreadable: nothing to compare with, and its sample stands
-                self._sha256[path] = None
-        return self._sha256[path] not in (None, sample.image_sha256)
+def _known(read: DigestCache, path: Path) -> str | None:
+    try:
+        return read.known(path)
+    except OSError:
+        return None
 
 
 def _stamp(path: Path) -> dict | None:

@@ -29,7 +29,7 @@ def fingerprint(*directories: Path | str | None) -> str:
     Names are hashed with the contents so that swapping two shards changes the fingerprint; the
     directories' own paths are not, so a copied model keeps its fingerprint.
     """
-    cache = _DigestCache.load()
+    cache = DigestCache.load()
     digest = hashlib.sha256()
     for index, directory in enumerate(directories):
         if directory is None:
@@ -49,8 +49,9 @@ def file_digest(path: Path) -> str:
     return digest.hexdigest()
 
 
-class _DigestCache:
-    """File digests by (path, size, mtime); a cache that cannot be read or written is simply not used."""
+class DigestCache:
+    """File digests by (path, size, mtime), kept in a JSON file (the user's cache, or one a caller names); a cache
+    that cannot be read or written is simply not used."""
 
     def __init__(self, path: Path, entries: dict[str, list]):
         self.path = path
@@ -58,24 +59,31 @@ class _DigestCache:
         self.changed = False
 
     @classmethod
-    def load(cls) -> "_DigestCache":
-        root = os.environ.get("QUADRANT_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "quadrant")
-        path = Path(root) / "fingerprints.json"
+    def load(cls, path: Path | None = None) -> "DigestCache":
+        if path is None:
+            root = os.environ.get("QUADRANT_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "quadrant")
+            path = Path(root) / "fingerprints.json"
         try:
             entries = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             entries = {}
         return cls(path, entries if isinstance(entries, dict) else {})
 
-    def digest(self, path: Path) -> str:
+    def known(self, path: Path) -> str | None:
+        """The file's digest where its size and mtime are those it was hashed with, else None."""
         stat = path.stat()
-        key = str(path.resolve())
-        stamp = [stat.st_size, stat.st_mtime_ns]
-        entry = self.entries.get(key)
-        if isinstance(entry, list) and len(entry) == 3 and entry[:2] == stamp:
+        entry = self.entries.get(str(path.resolve()))
+        if isinstance(entry, list) and len(entry) == 3 and entry[:2] == [stat.st_size, stat.st_mtime_ns]:
             return entry[2]
+        return None
+
+    def digest(self, path: Path) -> str:
+        known = self.known(path)
+        if known is not None:
+            return known
+        stat = path.stat()
         value = file_digest(path)
-        self.entries[key] = stamp + [value]
+        self.entries[str(path.resolve())] = [stat.st_size, stat.st_mtime_ns, value]
         self.changed = True
         return value
 

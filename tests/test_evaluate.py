@@ -124,6 +124,7 @@ def test_an_image_replaced_under_its_name_is_checked_again(tmp_path, tiny_model,
     write_png(data / "images" / "1.png", seed=999)  # s001's picture replaced
     with caplog.at_level(logging.WARNING, logger="quadrant.evaluate"):
         assert main(argv) == 0
+    assert "reading 1 file(s)" in caplog.text  # the other two files kept their size and time: not read
     assert "1 finished row(s) whose image file was replaced" in caplog.text
     after = {json.loads(x)["study_id"]: x for x in (out / "samples.jsonl").read_text().splitlines()}
     assert sorted(after) == ["s000", "s001", "s002"]
@@ -131,7 +132,7 @@ def test_an_image_replaced_under_its_name_is_checked_again(tmp_path, tiny_model,
     new_sha = hashlib.sha256((data / "images" / "1.png").read_bytes()).hexdigest()
     assert json.loads(before["s001"])["image"]["sha256"] != new_sha == json.loads(after["s001"])["image"]["sha256"]
     caplog.clear()
-    assert main(argv) == 0 and "replaced" not in caplog.text  # nothing left to redo
+    assert main(argv) == 0 and "image file" not in caplog.text  # nothing left to read or redo
 
 
 def test_an_image_copied_with_a_new_mtime_is_read_and_not_checked_again(tmp_path, tiny_model, caplog):
@@ -147,7 +148,34 @@ def test_an_image_copied_with_a_new_mtime_is_read_and_not_checked_again(tmp_path
         os.utime(image, ns=(image.stat().st_atime_ns, image.stat().st_mtime_ns + 10**9))
     with caplog.at_level(logging.WARNING, logger="quadrant.evaluate"):
         assert main(argv) == 0
-    assert "replaced" not in caplog.text and (out / "samples.jsonl").read_text() == before
+    assert "reading 3 file(s) to tell a replaced picture from a copied one" in caplog.text
+    assert "whose image file was replaced" not in caplog.text and (out / "samples.jsonl").read_text() == before
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="quadrant.evaluate"):
+        assert main(argv) == 0
+    assert "image file" not in caplog.text  # what that resume read is known by the files' new times: none read again
+
+
+def test_a_folder_from_before_image_files_were_recorded_reads_each_image_once(tmp_path, tiny_model, caplog):
+    """Samples written before they recorded their image file's size and time are checked against their image's
+    sha256 at the first resume (a picture replaced since is checked again), and not read again after that."""
+    data = tmp_path / "data"
+    manifest = make_manifest(data, 3)
+    out = tmp_path / "run"
+    argv = ["evaluate", "--manifest", str(manifest), "--out", str(out), "--model", tiny_model("llava"), "--quiet"]
+    assert main(argv) == 0
+    old = "".join(json.dumps({k: v for k, v in json.loads(x).items() if k != "image_file"}) + "\n"
+                  for x in (out / "samples.jsonl").read_text().splitlines())
+    (out / "samples.jsonl").write_text(old)
+    write_png(data / "images" / "2.png", seed=777)
+    with caplog.at_level(logging.WARNING, logger="quadrant.evaluate"):
+        assert main(argv) == 0
+    assert "reading 3 file(s)" in caplog.text and "1 finished row(s) whose image file was replaced" in caplog.text
+    assert (out / "samples.jsonl").read_text().splitlines()[:2] == old.splitlines()[:2]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="quadrant.evaluate"):
+        assert main(argv) == 0
+    assert "image file" not in caplog.text
 
 
 def test_a_finding_mask_replaced_under_its_name_is_checked_again_when_maps_are_made(tmp_path, tiny_model, caplog):
