@@ -127,7 +127,8 @@ def finished(out_dir: Path) -> dict[str, Finished]:
     return rows
 
 
-def _current_samples(out_dir: Path, digests: dict[str, str], images: dict[str, Path]) -> set[str]:
+def _current_samples(out_dir: Path, digests: dict[str, str], images: dict[str, Path],
+                     known: DigestCache) -> set[str]:
     """The study_ids whose samples stand: those checked from their row as the manifest now holds it, and from the
     image file now at the row's path. A sample of a row edited since, or of an image replaced under the same
     name, is dropped, so that its row is checked again (a warning line says how many); a sample from before
@@ -138,7 +139,7 @@ def _current_samples(out_dir: Path, digests: dict[str, str], images: dict[str, P
         log.warning("%d finished row(s) changed in the manifest since they were checked: checking them again",
                     len(edited))
     replaced = _replaced_images({i: f for i, f in done.items() if f.row_digest is not None and i not in edited},
-                                images, DigestCache.load(out_dir / IMAGE_DIGESTS))
+                                images, known)
     if replaced:
         log.warning("%d finished row(s) whose image file was replaced since they were checked: checking them again",
                     len(replaced))
@@ -147,11 +148,11 @@ def _current_samples(out_dir: Path, digests: dict[str, str], images: dict[str, P
     return set(done) - edited - replaced
 
 
-def _replaced_images(samples: dict[str, Finished], images: dict[str, Path], read: DigestCache) -> set[str]:
+def _replaced_images(samples: dict[str, Finished], images: dict[str, Path], known: DigestCache) -> set[str]:
     """The study_ids whose image file is no longer the one their sample was checked from, reading as little as
     it can: a file with the size and mtime it had when its row went out is taken as unchanged without being read
     (as make and rsync judge files); any other is hashed and compared with the sample's sha256, and its digest
-    kept in the run folder (`read`) under its new size and mtime, so that a dataset copied without its mtimes is
+    kept in the run folder (`known`) under its new size and mtime, so that a dataset copied without its mtimes is
     read at one resume only, and nothing is redone for it. A file that cannot be read now leaves its sample
     standing: there is nothing to compare it with."""
     stamps = {path: _stamp(path) for path in {images[i] for i in samples if i in images}}
@@ -159,7 +160,7 @@ def _replaced_images(samples: dict[str, Finished], images: dict[str, Path], read
               if i in images and f.image_sha256 is not None and stamps[images[i]] is not None
               and f.image_file != stamps[images[i]]}
     paths = sorted({images[i] for i in unsure})
-    unread = {path for path in paths if _known(read, path) is None}
+    unread = {path for path in paths if _known(known, path) is None}
     if unread:
         log.warning("%d finished row(s) whose image file changed size or time since it was checked, or whose "
                     "sample did not record them: reading %d file(s) to tell a replaced picture from a copied one",
@@ -167,16 +168,15 @@ def _replaced_images(samples: dict[str, Finished], images: dict[str, Path], read
     now: dict[Path, str | None] = {}
     for path in paths:
         try:
-            now[path] = read.digest(path)
+            now[path] = known.digest(path)
         except OSError:
             now[path] = None
-    read.save()
     return {i for i, f in unsure.items() if now[images[i]] not in (None, f.image_sha256)}
 
 
-def _known(read: DigestCache, path: Path) -> str | None:
+def _known(known: DigestCache, path: Path) -> str | None:
     try:
-        return read.known(path)
+        return known.known(path)
     except OSError:
         return None
 
@@ -241,15 +241,18 @@ def evaluate(
         raise OptionError("--batch-size must be at least 1")
     rows = read_manifest(manifest)
     options = engine.settings.options
-    swaps = swap_partners(rows) if options.ablation == "swap" else {}
-    partners = reference_partners(rows, options.reliance) if options.reliance.counterfactual else {}
+    # what earlier runs in this folder read of the images, by size and mtime: saved once the folder is claimed
+    known = DigestCache.load(Path(out_dir) / IMAGE_DIGESTS)
+    swaps = swap_partners(rows, known) if options.ablation == "swap" else {}
+    partners = reference_partners(rows, options.reliance, known) if options.reliance.counterfactual else {}
     with RunFolder(out_dir) as folder, engine:
         folder.claim(engine.start(), SAMPLES)
         out = folder.path
         masks = mask_hashes(rows) if options.evidence is not None else {}
         digests = _job_digests(row_digests(manifest, rows), swaps, partners, masks)
         images = {row.study_id: row.image for row in rows}
-        kept = _current_samples(out, digests, images)
+        kept = _current_samples(out, digests, images, known)
+        known.save()
         jobs = [Job(r, swaps.get(r.study_id), partners.get(r.study_id)) for r in rows if r.study_id not in kept]
         # every row without a sample is tried again, its error with it: errors.jsonl holds each failing row of
         # the manifest once, from its latest try, not one line per rerun
@@ -287,15 +290,15 @@ def _job_digests(rows: dict[str, str], swaps: dict[str, SwapImage], partners: di
     return digests
 
 
-def swap_partners(rows: Sequence[ManifestRow]) -> dict[str, SwapImage]:
+def swap_partners(rows: Sequence[ManifestRow], known: DigestCache | None = None) -> dict[str, SwapImage]:
     """study_id -> the image `--ablation swap` shows it: another study's, by content.
 
     The partner of an image is the next distinct sha256 after its own in the sorted set of the manifest's
     image hashes (cyclically), so it is never the study's own image however many rows share it, and it
     depends only on the manifest: not on batches, engines or how often the run was resumed. Unreadable
-    images are left out (their rows fail on their own).
+    images are left out (their rows fail on their own). `known`: as in `image_hashes`.
     """
-    hash_of = image_hashes(rows)
+    hash_of = image_hashes(rows, known)
     path_of: dict[str, Path] = {}
     for path, digest in hash_of.items():  # sorted by path: the first path holding each image
         path_of.setdefault(digest, path)
@@ -313,12 +316,15 @@ def swap_partners(rows: Sequence[ManifestRow]) -> dict[str, SwapImage]:
     }
 
 
-def image_hashes(rows: Sequence[ManifestRow]) -> dict[Path, str]:
-    """Each readable image's sha256 (of the file's bytes, as a verdict's image.sha256), by path, sorted by path."""
+def image_hashes(rows: Sequence[ManifestRow], known: DigestCache | None = None) -> dict[Path, str]:
+    """Each readable image's sha256 (of the file's bytes, as a verdict's image.sha256), by path, sorted by path.
+    With `known` (a run folder's), a file whose size and mtime are those it was hashed with is not read again,
+    and what is read is added: a resumed swap or counterfactual run over a large dataset stats its images
+    instead of reading them all before its first check."""
     hash_of: dict[Path, str] = {}
     for path in sorted({row.image for row in rows}):
         try:
-            hash_of[path] = file_digest(path)
+            hash_of[path] = file_digest(path) if known is None else known.digest(path)
         except OSError:
             continue
     return hash_of
@@ -344,7 +350,8 @@ def population(row: ManifestRow) -> str:
     return f"finding {finding!r}" if finding else f"question {' '.join(row.question.lower().split())!r}"
 
 
-def reference_partners(rows: Sequence[ManifestRow], reliance: Reliance) -> dict[str, Partner]:
+def reference_partners(rows: Sequence[ManifestRow], reliance: Reliance,
+                       known: DigestCache | None = None) -> dict[str, Partner]:
     """study_id -> the study a counterfactual reference compares it with: another image of the manifest whose
     label for the same question (see `population`) is the opposite of the row's (`--reference opposite`) or
     the same (`same-label`).
@@ -364,7 +371,7 @@ def reference_partners(rows: Sequence[ManifestRow], reliance: Reliance) -> dict[
             f"{len(unlabelled)} of {len(rows)} manifest rows have no label (first: {unlabelled[0]}); "
             "give every row a yes/no label, or use --reference blank"
         )
-    hash_of = image_hashes(rows)
+    hash_of = image_hashes(rows, known)
     first_row: dict[tuple[str, str], dict[str, ManifestRow]] = {}  # (population, label) -> hash -> first row
     for row in sorted((r for r in rows if r.image in hash_of), key=lambda r: r.study_id):
         first_row.setdefault((population(row), row.label), {}).setdefault(hash_of[row.image], row)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import subprocess
 import sys
 import time
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from conftest import QUADRANT
+from quadrant import evaluate, fingerprint
 from quadrant.check import CheckOptions
 from quadrant.cli.main import main
 from quadrant.errors import OptionError
@@ -155,6 +157,26 @@ def test_swap_never_shows_a_study_its_own_image(tmp_path, phantoms):
     # another study's image moves the margins: the measured failure was a median |shift| of 1e-6
     shifts = sorted(abs(v["margin_shift"]) for v in runs["a"].values())
     assert shifts[len(shifts) // 2] > 1e-3
+
+
+def test_a_resumed_swap_run_reads_only_the_images_changed_since(tmp_path, monkeypatch):
+    """`--ablation swap` picks each study's partner by its image's sha256, and read every image of the manifest at
+    every resume before its first check: on MIMIC-CXR, the whole dataset again. What a run read is now kept in
+    its folder by size and mtime."""
+    manifest = generate_phantoms(tmp_path / "phantoms", n=4, seed=12, size=64)
+    out = tmp_path / "run"
+    argv = ["evaluate", "--manifest", str(manifest), "--out", str(out), "--quiet", "--ablation", "swap"]
+    assert main(argv) == 0
+    written = (out / "samples.jsonl").read_text()
+    real, read = fingerprint.file_digest, []
+    for module in (fingerprint, evaluate):  # every name a file is hashed under
+        monkeypatch.setattr(module, "file_digest", lambda path: read.append(Path(path).name) or real(path))
+    assert main(argv) == 0
+    assert read == [] and (out / "samples.jsonl").read_text() == written
+    image = read_manifest(manifest)[0].image
+    os.utime(image, ns=(image.stat().st_atime_ns, image.stat().st_mtime_ns + 10**9))  # copied, not changed
+    assert main(argv) == 0
+    assert read == [image.name] and (out / "samples.jsonl").read_text() == written
 
 
 def test_swap_needs_two_distinct_images(tmp_path, phantoms, capsys):
