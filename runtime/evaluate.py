@@ -160,23 +160,21 @@ def _replaced_images(samples: dict[str, Finished], images: dict[str, Path], know
               if i in images and f.image_sha256 is not None and stamps[images[i]] is not None
               and f.image_file != stamps[images[i]]}
     paths = sorted({images[i] for i in unsure})
-    unread = {path for path in paths if _known(known, path) is None}
+    now = {path: _digest(known.known, path) for path in paths}
+    unread = {path for path, digest in now.items() if digest is None}
     if unread:
         log.warning("%d finished row(s) whose image file changed size or time since it was checked, or whose "
                     "sample did not record them: reading %d file(s) to tell a replaced picture from a copied one",
                     sum(images[i] in unread for i in unsure), len(unread))
-    now: dict[Path, str | None] = {}
-    for path in paths:
-        try:
-            now[path] = known.digest(path)
-        except OSError:
-            now[path] = None
+    for path in unread:
+        now[path] = _digest(known.digest, path)
     return {i for i, f in unsure.items() if now[images[i]] not in (None, f.image_sha256)}
 
 
-def _known(known: DigestCache, path: Path) -> str | None:
+def _digest(of: Callable[[Path], str | None], path: Path) -> str | None:
+    """`of(path)`, or None for a file that cannot be read."""
     try:
-        return known.known(path)
+        return of(path)
     except OSError:
         return None
 
@@ -248,7 +246,7 @@ def evaluate(
     with RunFolder(out_dir) as folder, engine:
         folder.claim(engine.start(), SAMPLES)
         out = folder.path
-        masks = mask_hashes(rows) if options.evidence is not None else {}
+        masks = mask_hashes(rows, known) if options.evidence is not None else {}
         digests = _job_digests(row_digests(manifest, rows), swaps, partners, masks)
         images = {row.study_id: row.image for row in rows}
         kept = _current_samples(out, digests, images, known)
@@ -321,25 +319,18 @@ def image_hashes(rows: Sequence[ManifestRow], known: DigestCache | None = None) 
     With `known` (a run folder's), a file whose size and mtime are those it was hashed with is not read again,
     and what is read is added: a resumed swap or counterfactual run over a large dataset stats its images
     instead of reading them all before its first check."""
-    hash_of: dict[Path, str] = {}
-    for path in sorted({row.image for row in rows}):
-        try:
-            hash_of[path] = file_digest(path) if known is None else known.digest(path)
-        except OSError:
-            continue
-    return hash_of
+    digests = {path: _digest(file_digest if known is None else known.digest, path)
+               for path in sorted({row.image for row in rows})}
+    return {path: digest for path, digest in digests.items() if digest is not None}
 
 
-def mask_hashes(rows: Sequence[ManifestRow]) -> dict[str, str | None]:
+def mask_hashes(rows: Sequence[ManifestRow], known: DigestCache | None = None) -> dict[str, str | None]:
     """study_id -> its finding mask file's sha256, for the rows that have one (None where it cannot be read: the
-    row fails on its own). Masks are small, and a replaced one changes the pointing game a sample records."""
-    digests: dict[Path, str | None] = {}
-    for path in sorted({row.mask for row in rows if row.mask is not None}):
-        try:
-            digests[path] = file_digest(path)
-        except OSError:
-            digests[path] = None
-    return {row.study_id: digests[row.mask] for row in rows if row.mask is not None}
+    row fails on its own). A replaced mask changes the pointing game a sample records. `known`: as in
+    `image_hashes`."""
+    hash_of = {path: _digest(file_digest if known is None else known.digest, path)
+               for path in sorted({row.mask for row in rows if row.mask is not None})}
+    return {row.study_id: hash_of[row.mask] for row in rows if row.mask is not None}
 
 
 def population(row: ManifestRow) -> str:

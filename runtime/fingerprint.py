@@ -71,21 +71,23 @@ class DigestCache:
 
     def known(self, path: Path) -> str | None:
         """The file's digest where its size and mtime are those it was hashed with, else None."""
-        stat = path.stat()
-        entry = self.entries.get(str(path.resolve()))
-        if isinstance(entry, list) and len(entry) == 3 and entry[:2] == [stat.st_size, stat.st_mtime_ns]:
-            return entry[2]
-        return None
+        return self._entry(path, path.stat())
 
     def digest(self, path: Path) -> str:
-        known = self.known(path)
+        stat = path.stat()
+        known = self._entry(path, stat)
         if known is not None:
             return known
-        stat = path.stat()
         value = file_digest(path)
         self.entries[str(path.resolve())] = [stat.st_size, stat.st_mtime_ns, value]
         self.changed = True
         return value
+
+    def _entry(self, path: Path, stat: os.stat_result) -> str | None:
+        entry = self.entries.get(str(path.resolve()))
+        if isinstance(entry, list) and len(entry) == 3 and entry[:2] == [stat.st_size, stat.st_mtime_ns]:
+            return entry[2]
+        return None
 
     def save(self) -> None:
         if not self.changed:
