@@ -59,6 +59,9 @@ REPORT_CSS = "".join((APP_DIR / name).read_text(encoding="utf-8") for name in ("
 #: full-size DICOM's first map at 1.84 s (1.59 s) and its next question's map, whose copies' readings are kept,
 #: at 0.50-0.55 s (0.34-0.35 s)
 FIRST_LOOK_SECONDS = 1.5
+#: how long a change of the phrasings waits for the server to hear of a Check pressed before it: that press's
+#: own handling is a few milliseconds' work; past this the change clears the verdict (`_Handlers.moved_away`)
+PRESS_WAIT_SECONDS = 10.0
 #: the ablations a single upload can use (`swap` needs a second study: evaluate only), in words
 ABLATION_CHOICES = {"none": "taken out of the prompt (none)", "blank": "a blank mid-gray image (blank)",
                     "white": "a blank white image (white)", "noise": "random noise (noise)"}
@@ -67,6 +70,9 @@ UI_ABLATIONS = tuple(a for a in ABLATIONS if a != "swap")
 #: the browser's clock, in milliseconds since the epoch: stamped on each press of Check and on each change
 #: that clears the verdict
 PAGE_CLOCK_JS = "performance.timeOrigin + performance.now()"
+#: a press of Check noted in the page, made `at` (PAGE_CLOCK_JS): a change of the phrasings box sends it, so that
+#: the server can tell a press it has not heard of yet (`_Handlers.moved_away`); the time is sent on to the server
+PRESSED_AT_JS = "(at) => (window.quadrantPressedAt = at)"
 #: a clear noted in the page, made `at` (PAGE_CLOCK_JS), for `STALE_GUARD_JS`; the time is sent on to the server
 CLEARED_AT_JS = "(at) => [window.quadrantClearedAt = Math.max(window.quadrantClearedAt ?? -Infinity, at)]"
 #: what stands in the verdict's place when a check's panel is turned away (`STALE_GUARD_JS`) before the change's
@@ -141,10 +147,12 @@ def build(service: CheckService, *, downloads: DownloadFolders, examples: list[l
             # the question whose phrasings the box was last filled with: a page value (not session state), sent
             # with the box's own, so that the two always come from the same moment
             offered_for = gr.Textbox("", visible=False, elem_id="offered-for")
-            # the last press of Check, with the phrasings it asks (`Pressed`), and a stamp renewed whenever the
-            # box moves away from them: the stamp, not the box, clears the verdict (_Handlers.moved_away)
+            # a press of Check, with the phrasings it asks (`Pressed`), handed on to its check, and a stamp renewed
+            # whenever the box moves away from what the last press asks: the stamp, not the box, clears the
+            # verdict (_Handlers.moved_away)
             pressed = gr.State(None)
             clock = gr.Number(visible=False, elem_id="page-clock")  # a stand-in input: PAGE_CLOCK_JS fills it in
+            last_press = gr.Number(visible=False, elem_id="page-last-press")  # stand-in: PRESSED_AT_JS's time
             edited = gr.Textbox("", visible=False, elem_id="phrasings-edited")
             paraphrases = gr.Textbox(
                 label="Other ways to ask it, one per line (a leading ! marks one whose yes means absent)",
@@ -188,7 +196,8 @@ def build(service: CheckService, *, downloads: DownloadFolders, examples: list[l
     # click drops it: a click that does nothing, when the inputs changed meanwhile), unless the page changed
     # since the press (`_Handlers.run`).
     checked = run.click(handlers.asking, [question, paraphrases, offered_for, model, clock], pressed,
-                        js=f"(...values) => [...values.slice(0, 4), {PAGE_CLOCK_JS}]", api_visibility="private",
+                        js=f"(...values) => [...values.slice(0, 4), ({PRESSED_AT_JS})({PAGE_CLOCK_JS})]",
+                        api_visibility="private",
                         queue=False).then(
         handlers.run, [study, question, ablation, model, rule, threshold, evidence, uploaded, pressed],
         outputs, api_visibility="private", scroll_to_output=True, concurrency_id="check",
@@ -214,8 +223,8 @@ def build(service: CheckService, *, downloads: DownloadFolders, examples: list[l
     finding.change(handlers.question_for, [finding, model], question, api_visibility="private", queue=False)
     question.change(handlers.suggest, [question, model], [paraphrases, offered_for], api_visibility="private",
                     queue=False, trigger_mode="always_last")
-    paraphrases.change(handlers.moved_away, [paraphrases, pressed, clock], edited, api_visibility="private",
-                       queue=False, js=f"(box, pressed) => [box, pressed, {PAGE_CLOCK_JS}]")
+    paraphrases.change(handlers.moved_away, [paraphrases, last_press, clock], edited, api_visibility="private",
+                       queue=False, js=f"(box) => [box, window.quadrantPressedAt ?? null, {PAGE_CLOCK_JS}]")
     return CheckTab(checked)
 
 
@@ -288,7 +297,8 @@ class _Handlers:
             return render.placeholder_html(what), *_hidden()
         return clear
 
-    def asking(self, question: str, paraphrases: str, offered_for: str, model: str | None, at: float) -> Pressed:
+    def asking(self, question: str, paraphrases: str, offered_for: str, model: str | None, at: float,
+               request: gr.Request) -> Pressed:
         """A press of Check (`at`: the page's clock) and the phrasings the check asks, as the box shows them: the
         box's own, unless it still holds another question's (`offered_for` says whose: Check was pressed while
         this question's phrasings were on their way). Those are not this question's paraphrases, so the check
@@ -296,13 +306,19 @@ class _Handlers:
         another's; and when that set lands, the box then shows what the verdict asked, so its arrival is no
         change that clears the verdict."""
         asked = paraphrases if offered_for == question else self.suggest(question, model)[0]
-        return Pressed(asked, at, time.monotonic())
+        pressed = Pressed(asked, at, time.monotonic())
+        self.sessions.pressed(request.session_hash, pressed)
+        return pressed
 
-    def moved_away(self, paraphrases: str, pressed: Pressed | None, at: float):
+    def moved_away(self, paraphrases: str, last_press: float | None, at: float, request: gr.Request):
         """A stamp, when the box changed (`at`, the page's clock), if it no longer holds what the last check
-        asked (an edit, another question's set), which clears the verdict; nothing when it does. `pressed` is
-        the session's own: a box refilled just after Check was pressed, with the set that check asks, may reach
-        the page before the press's answer does."""
+        asked (an edit, another question's set), which clears the verdict; nothing when it does. The last press
+        is the one the page made last (`last_press`, its clock), as the server heard it: a box refilled just
+        after Check was pressed, with the set that check asks, changes the page before the press's answer is
+        back, and the server may even handle the change first (both are answered at once, on threads of their
+        own); it waits for that press rather than judge the box against the one before, which cleared the
+        verdict of the press and so dropped its check."""
+        pressed = self.sessions.last_press(request.session_hash, last_press or float("-inf"), PRESS_WAIT_SECONDS)
         return gr.skip() if paraphrases == (pressed.asked if pressed else "") else repr(at)
 
     def run(self, path, question, ablation, model, rule, threshold, evidence, uploaded, pressed: Pressed,
@@ -437,16 +453,18 @@ class Pressed:
 
 class _Sessions:
     """Per page session: when its verdict was last cleared (the page's clock), which stops whatever a check
-    pressed before would still show (a map at its next chunk), and the last check that finished, which tells a
-    Check pressed while that check was under way. The last KEPT sessions are remembered: a session forgotten
-    while its map is drawn would have that map stopped, which only costs its redrawing."""
+    pressed before would still show (a map at its next chunk), the last press of Check heard, against which a
+    change of the phrasings is judged, and the last check that finished, which tells a Check pressed while that
+    check was under way. The last KEPT sessions are remembered: a session forgotten while its map is drawn would
+    have that map stopped, which only costs its redrawing."""
 
     KEPT = 4096
 
     def __init__(self):
         self._cleared: OrderedDict[str | None, float] = OrderedDict()
+        self._presses: OrderedDict[str | None, Pressed] = OrderedDict()
         self._finished: OrderedDict[str | None, tuple[Pressed, float]] = OrderedDict()  # (its press, when)
-        self._lock = threading.Lock()  # the page's handlers run on several threads
+        self._lock = threading.Condition()  # the page's handlers run on several threads; a press is waited for
 
     def clear(self, session: str | None, at: float) -> None:
         """The page's verdict cleared by a change made `at` (the page's clock): the latest change counts,
@@ -457,6 +475,22 @@ class _Sessions:
     def cleared_since(self, session: str | None, at: float) -> bool:
         with self._lock:
             return self._cleared.get(session, float("-inf")) > at
+
+    def pressed(self, session: str | None, pressed: Pressed) -> None:
+        """Check pressed, as the server heard it."""
+        with self._lock:
+            _remember(self._presses, session, pressed, self.KEPT)
+            self._lock.notify_all()
+
+    def last_press(self, session: str | None, made: float, wait: float) -> Pressed | None:
+        """The session's last press heard, once it is the one the page made at `made` (its clock) or later: up to
+        `wait` seconds for it to be heard. None when it was not heard in time (or none was made)."""
+        def heard() -> bool:
+            last = self._presses.get(session)
+            return made == float("-inf") or (last is not None and last.at >= made)
+
+        with self._lock:
+            return self._presses.get(session) if self._lock.wait_for(heard, timeout=wait) else None
 
     def finished(self, session: str | None, pressed: Pressed) -> None:
         """The check of `pressed` has shown all it had to show."""

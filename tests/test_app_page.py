@@ -340,6 +340,53 @@ def test_check_pressed_before_a_new_questions_phrasings_arrive_checks_it_with_it
     cleared(app, "the question or its phrasings changed")
 
 
+def test_check_pressed_just_before_the_phrasings_land_is_answered_when_the_server_hears_the_press_last(app, server):
+    """As above, and the server hears the box's refill before the press (the page sends both at once; a loaded
+    server answers them in either order): the refill is the set the press asks, so it clears nothing and the check
+    is answered. (The refill judged against the press before cleared the verdict, and the check was dropped.)"""
+    upload(app, SAMPLES / "cardiomegaly-effusion.png")
+    ask(app, "Is there a pleural effusion?")
+    choose(app, "demo")
+    check(app)
+    question, held, refills = "Is there a pneumothorax?", {}, []
+
+    def hold(route):
+        data = posted_data(route)
+        if data == [question, "demo"]:  # the new question's phrasings
+            held["phrasings"] = route
+        elif data and len(data) == 5 and data[0] == question:  # the press: the question, its phrasings, ...
+            held["press"] = route
+        else:
+            if data and len(data) == 3 and "pneumothorax" in str(data[0]):  # the box's refill, judged
+                refills.append(data)
+            route.continue_()
+
+    app.route("**/gradio_api/**", hold)
+    try:
+        app.locator("#question textarea, #question input").first.fill(question)
+        old = app.evaluate("document.querySelector('#verdict .q-verdict')?.dataset.check || ''")
+        app.wait_for_timeout(500)
+        app.locator("#run").click()
+        deadline = time.monotonic() + 30
+        while len(held) < 2 and time.monotonic() < deadline:
+            app.wait_for_timeout(100)
+        assert set(held) == {"phrasings", "press"}
+        held.pop("phrasings").continue_()
+        deadline = time.monotonic() + 30
+        while not refills and time.monotonic() < deadline:
+            app.wait_for_timeout(100)
+        assert refills and "pneumothorax" in app.locator("#paraphrases textarea").input_value()
+        app.wait_for_timeout(1000)  # the refill handled first
+        held.pop("press").continue_()
+        app.wait_for_selector(f".q-verdict:not([data-check='{old}']) #quadrant-banner", timeout=60_000)
+    finally:
+        for route in held.values():
+            route.continue_()
+        app.unroute("**/gradio_api/**")
+    assert "\u201cIs there a pneumothorax?\u201d" in app.locator("#quadrant-judged").inner_text()
+    assert app.locator("#quadrant-placeholder").count() == 0
+
+
 def test_a_check_pressed_before_a_new_studys_preview_is_in_never_states_another_upload_time(app):
     """The upload time the banner restates is noted when the study's preview is made; a Check pressed before
     that (the preview's request held back) must not restate the last study's upload time as this one's."""

@@ -340,17 +340,17 @@ def _page_clock() -> float:
     return time.time() * 1000
 
 
-def _press(handlers, question: str):
+def _press(handlers, question: str, request: gr.Request):
     """A press of Check, now, on a page that asks `demo` the model's own phrasings: what `asking` hands the
     check."""
-    return handlers.asking(question, "", question, "demo", _page_clock())
+    return handlers.asking(question, "", question, "demo", _page_clock(), request)
 
 
 def _page_check(handlers, path: Path, question: str, request: gr.Request, evidence: bool = False, pressed=None):
     """The Check's handler as the page calls it: `demo`, the default options, the model's own phrasings, Check
     pressed now unless `pressed` says otherwise."""
     return handlers.run(str(path), question, "", "demo", "", None, evidence, None,
-                        pressed or _press(handlers, question), request)
+                        pressed or _press(handlers, question, request), request)
 
 
 def _clear(handlers, request: gr.Request) -> None:
@@ -433,21 +433,54 @@ def test_check_pressed_during_a_check_of_the_same_inputs_shows_nothing_new_and_a
         return list(_page_check(handlers, nodule, asked, page, pressed=pressed))
 
     try:
-        pressed, again = _press(handlers, question), _press(handlers, question)
+        pressed, again = _press(handlers, question, page), _press(handlers, question, page)
         assert "quadrant-banner" in run(pressed)[0][0]
         assert _nothing(run(again))  # pressed while that check ran
-        assert "quadrant-banner" in run(_press(handlers, question))[0][0]
-        typed_on = _press(handlers, question)
+        assert "quadrant-banner" in run(_press(handlers, question, page))[0][0]
+        typed_on = _press(handlers, question, page)
         _clear(handlers, page)
         assert _nothing(run(typed_on, "Is there a lung nodule or mass?"))
         late = _page_clock()  # a change made before the press, heard by the server after it
-        pressed = _press(handlers, question)
+        pressed = _press(handlers, question, page)
         handlers.cleared("the question or its phrasings changed")(late, page)
         assert "quadrant-banner" in run(pressed)[0][0]
     finally:
         service.stop()
     with sqlite3.connect(tmp_path / "audit.sqlite") as db:
         assert db.execute("SELECT COUNT(*) FROM checks").fetchone()[0] == 3
+
+
+def test_phrasings_refilled_after_a_press_the_server_has_not_heard_of_yet_keep_its_check(demo_checker, tmp_path,
+                                                                                         monkeypatch):
+    """Check pressed while a new question's phrasings were on their way, and the box refilled with them just after:
+    the page sends both at once, and a loaded server may handle the refill first. The refill holds the set the
+    press asks, so it waits for the press and clears nothing, and that check shows its verdict (judged against the
+    press before, it cleared the verdict and dropped the check). An edit after it clears; so does a refill whose
+    press the server never hears of, once the wait is over."""
+    import quadrant.app.check_tab
+
+    service, handlers, nodule = _page_drawing_maps(demo_checker, tmp_path)
+    page, before, question = gr.Request(session_hash="page"), "Is there a lung nodule?", "Is there a pneumothorax?"
+    try:
+        assert "quadrant-banner" in list(_page_check(handlers, nodule, before, page))[0][0]
+        offered, made = handlers.suggest(question, "demo")[0], _page_clock()
+        refilled = {}
+        waiting = threading.Thread(target=lambda: refilled.update(
+            result=handlers.moved_away(offered, made, made + 50, page)))
+        waiting.start()
+        waiting.join(0.5)
+        assert waiting.is_alive()  # the refill waits for the press the page made before it
+        pressed = handlers.asking(question, handlers.suggest(before, "demo")[0], before, "demo", made, page)
+        waiting.join(10)
+        assert refilled["result"] == gr.skip() and pressed.asked == offered
+        assert "quadrant-banner" in list(_page_check(handlers, nodule, question, page, pressed=pressed))[0][0]
+        edited = offered + "\nIs there air in the pleural space?"
+        assert handlers.moved_away(edited, made, made + 60, page) == repr(made + 60)
+        monkeypatch.setattr(quadrant.app.check_tab, "PRESS_WAIT_SECONDS", 0.2)
+        never = _page_clock()
+        assert handlers.moved_away(offered, never, never + 10, page) == repr(never + 10)
+    finally:
+        service.stop()
 
 
 def test_a_slow_map_shows_a_first_look_as_it_is_drawn(demo_checker, tmp_path, monkeypatch):
