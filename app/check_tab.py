@@ -75,6 +75,16 @@ PAGE_CLOCK_JS = "performance.timeOrigin + performance.now()"
 PRESSED_AT_JS = "(at) => (window.quadrantPressedAt = at)"
 #: a clear noted in the page, made `at` (PAGE_CLOCK_JS), for `STALE_GUARD_JS`; the time is sent on to the server
 CLEARED_AT_JS = "(at) => [window.quadrantClearedAt = Math.max(window.quadrantClearedAt ?? -Infinity, at)]"
+#: a change of the study, `file` the study chosen (Gradio's file data): cleared as of now (`CLEARED_AT_JS`) unless the
+#: same upload is still in place, which is no change (None). The page announces its study again while a check that
+#: reads it is under way on a loaded server (a dozen times in three seconds, with the same file), and each
+#: announcement cleared the verdict of a Check pressed meanwhile: that check ran and showed nothing.
+STUDY_CHANGED_JS = f"""(at, file) => {{
+  const path = file?.path ?? null;
+  if ('quadrantStudy' in window && window.quadrantStudy === path) return [null, null];
+  window.quadrantStudy = path;
+  return [({CLEARED_AT_JS})({PAGE_CLOCK_JS})[0], null];
+}}"""
 #: what stands in the verdict's place when a check's panel is turned away (`STALE_GUARD_JS`) before the change's
 #: own placeholder has come
 STALE_PLACEHOLDER = render.placeholder_html("something the verdict depended on changed")
@@ -206,7 +216,9 @@ def build(service: CheckService, *, downloads: DownloadFolders, examples: list[l
     # Registered first: Gradio 6 runs the handlers of one change in the order they were registered, each after
     # the last has answered, so a clear registered after the phrasings' refill came only once the refill was
     # back, and cleared the verdict of a check pressed in between.
-    for component, what in ((study, "the study changed"), (question, "the question or its phrasings changed"),
+    study.change(handlers.study_changed, [clock, study], outputs, api_visibility="private", queue=False,
+                 js=STUDY_CHANGED_JS)
+    for component, what in ((question, "the question or its phrasings changed"),
                             (model, "the model changed"), (ablation, "an option changed"),
                             (rule, "an option changed"), (threshold, "an option changed"),
                             (evidence, "an option changed")):
@@ -216,8 +228,8 @@ def build(service: CheckService, *, downloads: DownloadFolders, examples: list[l
     # server's answer came back: a Check pressed in between asks what the box then held
     edited.change(handlers.cleared("the question or its phrasings changed"), edited, outputs,
                   api_visibility="private", queue=False, js=f"(stamp) => ({CLEARED_AT_JS})(Number(stamp))")
-    study.change(handlers.describe, [study, model, evidence], [shown, facts, uploaded], api_visibility="private",
-                 queue=False)
+    study.change(handlers.describe, [study, model, evidence, uploaded], [shown, facts, uploaded],
+                 api_visibility="private", queue=False)
     model.change(handlers.reread, [study, model, evidence], None, api_visibility="private", queue=False)
     evidence.change(handlers.reread, [study, model, evidence], None, api_visibility="private", queue=False)
     finding.change(handlers.question_for, [finding, model], question, api_visibility="private", queue=False)
@@ -239,10 +251,14 @@ class _Handlers:
         self.user_of = user_of
         self.source_of = source_of
 
-    def describe(self, path: str | None, model: str | None, evidence: bool = False):
+    def describe(self, path: str | None, model: str | None, evidence: bool = False,
+                 uploaded: tuple[str, str] | None = None):
         """The viewer, the safe facts and the upload time of a freshly chosen study (with its file, which a
         check compares with its own: see `run`); and the model set to read the study (and, with the map on,
-        its map's copies) while the question is typed."""
+        its map's copies) while the question is typed. The study described last (`uploaded`), announced again
+        by the page (`STUDY_CHANGED_JS`), is left as it is: its upload time stays the time it was chosen."""
+        if path and uploaded and uploaded[0] == path:
+            return gr.skip(), gr.skip(), gr.skip()
         if not path:
             return viewer.empty_html(), "", None
         try:
@@ -296,6 +312,10 @@ class _Handlers:
             self.sessions.clear(request.session_hash, float(at))
             return render.placeholder_html(what), *_hidden()
         return clear
+
+    def study_changed(self, at: float | None, _study: None, request: gr.Request):
+        """A change of the study: `cleared`, unless the page found the same upload still in place (`at` None)."""
+        return _unchanged() if at is None else self.cleared("the study changed")(at, request)
 
     def asking(self, question: str, paraphrases: str, offered_for: str, model: str | None, at: float,
                request: gr.Request) -> Pressed:

@@ -387,6 +387,24 @@ def test_check_pressed_just_before_the_phrasings_land_is_answered_when_the_serve
     assert app.locator("#quadrant-placeholder").count() == 0
 
 
+def test_the_same_upload_announced_again_is_no_change_of_the_study(app):
+    """On a loaded server the page announces its study again, the same file each time, while a check that reads it
+    is under way (a dozen times in three seconds, seen in the server's handlers): each announcement stamped a clear
+    after the Check pressed meanwhile, and that check showed nothing. The page's rule, run in the page: a change
+    of the study clears unless the same upload is still in place; a new upload, or none, does."""
+    from quadrant.app.check_tab import STUDY_CHANGED_JS
+
+    stamps = app.evaluate(f"""() => {{
+      const changed = {STUDY_CHANGED_JS};
+      delete window.quadrantStudy;
+      const file = (path, url) => ({{path, url, orig_name: 'study.png', meta: {{_type: 'gradio.FileData'}}}});
+      return [changed(0, file('/up/a', 'u1')), changed(0, file('/up/a', 'u2')), changed(0, null), changed(0, null),
+              changed(0, file('/up/a', 'u1')), changed(0, file('/up/b', 'u1'))].map(([at]) => at);
+    }}""")
+    assert [at is not None for at in stamps] == [True, False, True, False, True, True]
+    assert all(isinstance(at, float | int) and at > 1e12 for at in stamps if at is not None)  # the page's clock
+
+
 def test_a_check_pressed_before_a_new_studys_preview_is_in_never_states_another_upload_time(app):
     """The upload time the banner restates is noted when the study's preview is made; a Check pressed before
     that (the preview's request held back) must not restate the last study's upload time as this one's."""
@@ -398,9 +416,9 @@ def test_a_check_pressed_before_a_new_studys_preview_is_in_never_states_another_
     app.wait_for_timeout(1100)  # the next upload's second differs
     held = []
 
-    def hold(route):  # the new study's preview: its file, the model and the map's toggle
+    def hold(route):  # the new study's preview: its file, the model, the map's toggle and the last study's upload
         data = posted_data(route)
-        if isinstance(data, list) and len(data) == 3 and isinstance(data[0], dict) and "path" in data[0]:
+        if isinstance(data, list) and len(data) == 4 and isinstance(data[0], dict) and "path" in data[0]:
             held.append(route)
         else:
             route.continue_()
