@@ -97,7 +97,15 @@ def check(page, quadrant: str | None = None) -> str:
 
 def cleared(page, because: str) -> None:
     """The verdict, its map and its files are gone, and the page says why."""
-    page.wait_for_selector(f"#quadrant-placeholder[data-changed='{because}']", timeout=30_000)
+    try:
+        page.wait_for_selector(f"#quadrant-placeholder[data-changed='{because}']", timeout=30_000)
+    except PlaywrightTimeoutError:  # say what the page shows instead: this has failed only under load
+        shot(page, "not-cleared")
+        shown = page.evaluate("(() => { const v = document.querySelector('#verdict'); return v ? "
+                              "[v.innerText.slice(0, 400), [...v.querySelectorAll('[data-changed]')]"
+                              ".map(e => e.dataset.changed), document.body.className] : null; })()")
+        raise AssertionError(f"no placeholder saying {because!r}; the verdict's place shows {shown!r} "
+                             f"(test-artifacts/page-not-cleared.png)") from None
     assert page.locator("#quadrant-banner, #quadrant-error, #quadrant-evidence").count() == 0
     for button in ("#verdict-json", "#report-html", "#print-report", "#dicom-results"):
         assert not page.locator(button).is_visible(), button
