@@ -319,8 +319,7 @@ def image_hashes(rows: Sequence[ManifestRow], known: DigestCache | None = None) 
     With `known` (a run folder's), a file whose size and mtime are those it was hashed with is not read again,
     and what is read is added: a resumed swap or counterfactual run over a large dataset stats its images
     instead of reading them all before its first check."""
-    digests = {path: _digest(file_digest if known is None else known.digest, path)
-               for path in sorted({row.image for row in rows})}
+    digests = _file_digests({row.image for row in rows}, known)
     return {path: digest for path, digest in digests.items() if digest is not None}
 
 
@@ -328,9 +327,13 @@ def mask_hashes(rows: Sequence[ManifestRow], known: DigestCache | None = None) -
     """study_id -> its finding mask file's sha256, for the rows that have one (None where it cannot be read: the
     row fails on its own). A replaced mask changes the pointing game a sample records. `known`: as in
     `image_hashes`."""
-    hash_of = {path: _digest(file_digest if known is None else known.digest, path)
-               for path in sorted({row.mask for row in rows if row.mask is not None})}
+    hash_of = _file_digests({row.mask for row in rows if row.mask is not None}, known)
     return {row.study_id: hash_of[row.mask] for row in rows if row.mask is not None}
+
+
+def _file_digests(paths: set[Path], known: DigestCache | None) -> dict[Path, str | None]:
+    """Each file's sha256 by path, sorted by path (None for one that cannot be read), through `known` when given."""
+    return {path: _digest(file_digest if known is None else known.digest, path) for path in sorted(paths)}
 
 
 def population(row: ManifestRow) -> str:
