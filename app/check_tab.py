@@ -338,7 +338,7 @@ class _Handlers:
         back, and the server may even handle the change first (both are answered at once, on threads of their
         own); it waits for that press rather than judge the box against the one before, which cleared the
         verdict of the press and so dropped its check."""
-        pressed = self.sessions.last_press(request.session_hash, last_press or float("-inf"), PRESS_WAIT_SECONDS)
+        pressed = self.sessions.last_press(request.session_hash, last_press, PRESS_WAIT_SECONDS)
         return gr.skip() if paraphrases == (pressed.asked if pressed else "") else repr(at)
 
     def run(self, path, question, ablation, model, rule, threshold, evidence, uploaded, pressed: Pressed,
@@ -502,12 +502,13 @@ class _Sessions:
             _remember(self._presses, session, pressed, self.KEPT)
             self._lock.notify_all()
 
-    def last_press(self, session: str | None, made: float, wait: float) -> Pressed | None:
-        """The session's last press heard, once it is the one the page made at `made` (its clock) or later: up to
-        `wait` seconds for it to be heard. None when it was not heard in time (or none was made)."""
+    def last_press(self, session: str | None, made: float | None, wait: float) -> Pressed | None:
+        """The session's last press heard, once it is the one the page made at `made` (its clock; None: the page
+        made none) or later: up to `wait` seconds for it to be heard. None when it was not heard in time (or none
+        was made)."""
         def heard() -> bool:
             last = self._presses.get(session)
-            return made == float("-inf") or (last is not None and last.at >= made)
+            return made is None or (last is not None and last.at >= made)
 
         with self._lock:
             return self._presses.get(session) if self._lock.wait_for(heard, timeout=wait) else None
