@@ -73,40 +73,50 @@ PAGE_CLOCK_JS = "performance.timeOrigin + performance.now()"
 #: a press of Check noted in the page, made `at` (PAGE_CLOCK_JS): a change of the phrasings box sends it, so that
 #: the server can tell a press it has not heard of yet (`_Handlers.moved_away`); the time is sent on to the server
 PRESSED_AT_JS = "(at) => (window.quadrantPressedAt = at)"
-#: a clear noted in the page, made `at` (PAGE_CLOCK_JS), for `STALE_GUARD_JS`; the time is sent on to the server
-CLEARED_AT_JS = "(at) => [window.quadrantClearedAt = Math.max(window.quadrantClearedAt ?? -Infinity, at)]"
-#: a change of the study, `file` the study chosen (Gradio's file data): cleared as of now (`CLEARED_AT_JS`) unless the
-#: same upload is still in place, which is no change (None). The page announces its study again while a check that
-#: reads it is under way on a loaded server (a dozen times in three seconds, with the same file), and each
+#: why the page's verdict is cleared, by what changed: the placeholder names it
+STUDY_CHANGED = "the study changed"
+QUESTION_CHANGED = "the question or its phrasings changed"
+MODEL_CHANGED = "the model changed"
+OPTION_CHANGED = "an option changed"
+PLACEHOLDERS = {why: render.placeholder_html(why) for why in (STUDY_CHANGED, QUESTION_CHANGED, MODEL_CHANGED,
+                                                             OPTION_CHANGED)}
+
+
+def cleared_at_js(why: str) -> str:
+    """A clear noted in the page, made `at` (PAGE_CLOCK_JS) because of `why`, for `STALE_GUARD_JS`: the latest
+    clear by the page's clock is kept (a phrasings' stamp can come back after a later change), and its time is
+    sent on to the server."""
+    return (f"(at) => {{ const last = window.quadrantCleared; "
+            f"if (!last || at >= last.at) window.quadrantCleared = {{at, why: {json.dumps(why)}}}; "
+            f"return [window.quadrantCleared.at]; }}")
+
+
+#: a change of the study, `file` the study chosen (Gradio's file data): cleared as of now (`cleared_at_js`) unless
+#: the same upload is still in place, which is no change (None). The page announces its study again while a check
+#: that reads it is under way on a loaded server (a dozen times in three seconds, with the same file), and each
 #: announcement cleared the verdict of a Check pressed meanwhile: that check ran and showed nothing.
 STUDY_CHANGED_JS = f"""(at, file) => {{
   const path = file?.path ?? null;
   if ('quadrantStudy' in window && window.quadrantStudy === path) return [null, null];
   window.quadrantStudy = path;
-  return [({CLEARED_AT_JS})({PAGE_CLOCK_JS})[0], null];
+  return [({cleared_at_js(STUDY_CHANGED)})({PAGE_CLOCK_JS})[0], null];
 }}"""
-#: what stands in the verdict's place when a check's panel is turned away (`STALE_GUARD_JS`) before the change's
-#: own placeholder has come
-STALE_PLACEHOLDER = render.placeholder_html("something the verdict depended on changed")
 #: The verdict's guard, in the page: a check's panel that reaches it after a change made since its Check was
-#: pressed (the server sent it before it heard of the change, and the change's placeholder came back first) is
-#: turned away, the placeholder that says what changed put back, and the check's buttons kept hidden until a
-#: panel pressed after the change comes (quadrant.css: body.q-stale-verdict). The server stops such a check at
-#: its next step (`_Handlers.run`); only the page can order what it receives with what it did.
+#: pressed (the server sent it before it heard of the change) is turned away, the placeholder that names the
+#: page's latest change put in its place, and the check's buttons kept hidden until a panel pressed after the
+#: change comes (quadrant.css: body.q-stale-verdict). The server stops such a check at its next step
+#: (`_Handlers.run`); only the page can order what it receives with what it did. The placeholder is the page's
+#: own, not the last one the server sent: that may be the same words as one shown before the press (the question
+#: typed, Check pressed, the question typed again), which changes nothing on the page and so cannot be told from
+#: a placeholder older than the press.
 STALE_GUARD_JS = f"""
 watch('value', () => {{
-  if (element.querySelector('#quadrant-placeholder')) {{
-    window.quadrantPlaceholder = {{html: props.value, at: {PAGE_CLOCK_JS}}};
-    return;
-  }}
   const panel = element.querySelector('.q-verdict[data-pressed]');
   if (!panel) return;
-  const pressed = Number(panel.dataset.pressed);
-  const stale = pressed < (window.quadrantClearedAt ?? -Infinity);
+  const cleared = window.quadrantCleared;
+  const stale = !!cleared && Number(panel.dataset.pressed) < cleared.at;
   document.body.classList.toggle('q-stale-verdict', stale);
-  if (!stale) return;
-  const shown = window.quadrantPlaceholder;  // put back when it came after this Check was pressed
-  props.value = shown && shown.at > pressed ? shown.html : {json.dumps(STALE_PLACEHOLDER)};
+  if (stale) props.value = {json.dumps(PLACEHOLDERS)}[cleared.why];
 }});
 """
 
@@ -218,16 +228,14 @@ def build(service: CheckService, *, downloads: DownloadFolders, examples: list[l
     # back, and cleared the verdict of a check pressed in between.
     study.change(handlers.study_changed, [clock, study], outputs, api_visibility="private", queue=False,
                  js=STUDY_CHANGED_JS)
-    for component, what in ((question, "the question or its phrasings changed"),
-                            (model, "the model changed"), (ablation, "an option changed"),
-                            (rule, "an option changed"), (threshold, "an option changed"),
-                            (evidence, "an option changed")):
+    for component, what in ((question, QUESTION_CHANGED), (model, MODEL_CHANGED), (ablation, OPTION_CHANGED),
+                            (rule, OPTION_CHANGED), (threshold, OPTION_CHANGED), (evidence, OPTION_CHANGED)):
         component.change(handlers.cleared(what), clock, outputs, api_visibility="private", queue=False,
-                         js=f"() => ({CLEARED_AT_JS})({PAGE_CLOCK_JS})")
+                         js=f"() => ({cleared_at_js(what)})({PAGE_CLOCK_JS})")
     # an edit of the phrasings clears as of when the box changed (the stamp is that time), not of when the
     # server's answer came back: a Check pressed in between asks what the box then held
-    edited.change(handlers.cleared("the question or its phrasings changed"), edited, outputs,
-                  api_visibility="private", queue=False, js=f"(stamp) => ({CLEARED_AT_JS})(Number(stamp))")
+    edited.change(handlers.cleared(QUESTION_CHANGED), edited, outputs, api_visibility="private", queue=False,
+                  js=f"(stamp) => ({cleared_at_js(QUESTION_CHANGED)})(Number(stamp))")
     study.change(handlers.describe, [study, model, evidence, uploaded], [shown, facts, uploaded],
                  api_visibility="private", queue=False)
     model.change(handlers.reread, [study, model, evidence], None, api_visibility="private", queue=False)
@@ -315,7 +323,7 @@ class _Handlers:
 
     def study_changed(self, at: float | None, _study: None, request: gr.Request):
         """A change of the study: `cleared`, unless the page found the same upload still in place (`at` None)."""
-        return _unchanged() if at is None else self.cleared("the study changed")(at, request)
+        return _unchanged() if at is None else self.cleared(STUDY_CHANGED)(at, request)
 
     def asking(self, question: str, paraphrases: str, offered_for: str, model: str | None, at: float,
                request: gr.Request) -> Pressed:
