@@ -28,15 +28,20 @@ import io
 import os
 import secrets
 import time
+from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import parse_qs
+
+from python_multipart.multipart import MultipartParser, parse_options_header
 
 from quadrant.errors import StudyError
 from quadrant.images import READERS, load_study_bytes
 from quadrant.results.source import Source, source_from_bytes
 
-from .asgi import header, read_body, reply_json
+from .asgi import header, reply, reply_json
 from .auth import signed_in_user
 from .files import SESSION_KEY, SessionFiles
+from .upload_progress import Progress, UploadProgress
 
 #: how messages name an upload: never the file's own name, which may carry a patient's name
 UPLOAD_NAME = "uploaded study"
@@ -179,7 +184,8 @@ def _note(message: str) -> bytes:
 class UploadRoute:
     """ASGI middleware that answers Gradio's upload route (`POST /gradio_api/upload`) itself, as the module
     docstring says, with Gradio's login rule (with a login, only a signed-in request may upload) and size
-    limit. The new paths are granted to the uploading session only."""
+    limit. The new paths are granted to the uploading session only. It answers the upload's progress stream
+    too (`GET /gradio_api/upload_progress`, upload_progress.py), which Gradio's route fed."""
 
     def __init__(self, app, uploads: Uploads, files: SessionFiles, max_bytes: int, login_required: bool):
         self.app = app
@@ -187,75 +193,134 @@ class UploadRoute:
         self.files = files
         self.max_bytes = max_bytes
         self.login_required = login_required
+        self.progress = UploadProgress()
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] == "http" and scope["method"] == "POST" and \
-                scope.get("path", "").rstrip("/").endswith("/gradio_api/upload"):
-            return await self._upload(scope, receive, send)
+        if scope["type"] == "http":
+            path = scope.get("path", "").rstrip("/")
+            if scope["method"] == "POST" and path.endswith("/gradio_api/upload"):
+                return await self._upload(scope, receive, send)
+            if scope["method"] == "GET" and path.endswith("/gradio_api/upload_progress"):
+                return await self._progress(scope, send)
         await self.app(scope, receive, send)
 
     async def _upload(self, scope, receive, send) -> None:
-        import anyio
-
         if self.login_required and signed_in_user(scope) is None:
             return await reply_json(send, 401, {"detail": "Not authenticated"})
-        body = await read_body(receive, self.max_bytes + 2**20)  # room for the multipart framing
-        if body is None:
-            return await reply_json(send, 413, {"detail": f"{UPLOAD_NAME}: over the {self.max_bytes // 2**20} MB "
-                                                      "upload limit"})
+        upload_id = _upload_id(scope)
+        progress = self.progress.begin(upload_id, scope[SESSION_KEY]) if upload_id else None
         try:
-            parts = _file_parts(header(scope, b"content-type"), body)
+            await self._store(scope, receive, send, progress)
+        finally:
+            if progress is not None:
+                progress.finished()
+
+    async def _store(self, scope, receive, send, progress: Progress | None) -> None:
+        import anyio
+
+        too_large = {"detail": f"{UPLOAD_NAME}: over the {self.max_bytes // 2**20} MB upload limit"}
+        try:
+            parts = _FileParts(header(scope, b"content-type"), progress.received if progress else None)
         except ValueError as exc:
             return await reply_json(send, 400, {"detail": f"not a file upload ({exc})"})
+        size, limit = 0, self.max_bytes + 2**20  # room for the multipart framing
+        while True:
+            message = await receive()
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                return await reply_json(send, 413, too_large)
+            try:
+                parts.write(chunk)
+                files = None if message.get("more_body") else parts.files()
+            except ValueError as exc:
+                return await reply_json(send, 400, {"detail": f"not a file upload ({exc})"})
+            if files is not None:
+                break
         paths = []
-        for data in parts:
+        for data in files:
             if len(data) > self.max_bytes:
-                return await reply_json(send, 413, {"detail": f"{UPLOAD_NAME}: over the {self.max_bytes // 2**20} MB "
-                                                          "upload limit"})
+                return await reply_json(send, 413, too_large)
             path = await anyio.to_thread.run_sync(self.uploads.store, data)
             self.files.grant(path, scope[SESSION_KEY])
             paths.append(str(path))
         await reply_json(send, 200, paths)
 
+    async def _progress(self, scope, send) -> None:
+        if self.login_required and signed_in_user(scope) is None:
+            return await reply_json(send, 401, {"detail": "Not authenticated"})
+        upload_id = _upload_id(scope)
+        events = await self.progress.stream(upload_id, scope[SESSION_KEY]) if upload_id else None
+        if events is None:
+            return await reply(send, 404, b"Upload not found")
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]})
+        async for event in events:
+            await send({"type": "http.response.body", "body": event, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
 
-def _file_parts(content_type: str, body: bytes) -> list[bytes]:
-    """The files of a multipart/form-data body (field `files`), parsed in memory, never spooled to disk."""
-    from python_multipart.multipart import MultipartParser, parse_options_header
 
-    kind, params = parse_options_header(content_type)
-    boundary = params.get(b"boundary")
-    if kind != b"multipart/form-data" or not boundary:
-        raise ValueError("expected multipart/form-data")
-    files: list[bytes] = []
-    part: dict = {}
+def _upload_id(scope) -> str | None:
+    """The id the page gave an upload (`?upload_id=`), or None."""
+    found = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("upload_id")
+    return found[0] if found else None
 
-    def begin():
-        part.update(headers={}, field=b"", value=b"", data=bytearray())
 
-    def header_field(data, start, end):
-        part["field"] += data[start:end]
+class _FileParts:
+    """The files of a multipart/form-data body (field `files`), parsed in memory as the body arrives, never
+    spooled to disk; `on_data(file name, bytes)` hears of each piece of a file as it is parsed. A malformed
+    body raises ValueError, from `write` or once it has all come (`files`)."""
 
-    def header_value(data, start, end):
-        part["value"] += data[start:end]
+    def __init__(self, content_type: str, on_data: Callable[[str, int], None] | None = None):
+        kind, params = parse_options_header(content_type)
+        boundary = params.get(b"boundary")
+        if kind != b"multipart/form-data" or not boundary:
+            raise ValueError("expected multipart/form-data")
+        self._on_data = on_data
+        self._found: list[bytes] = []
+        self._part: dict = {}
+        self._parser = MultipartParser(boundary, {
+            "on_part_begin": self._begin, "on_header_field": self._header_field,
+            "on_header_value": self._header_value, "on_header_end": self._header_end,
+            "on_headers_finished": self._headers_finished, "on_part_data": self._data, "on_part_end": self._end})
 
-    def header_end():
-        part["headers"][part["field"].lower()] = part["value"]
-        part.update(field=b"", value=b"")
+    def write(self, chunk: bytes) -> None:
+        try:
+            self._parser.write(chunk)
+        except Exception as exc:  # python_multipart's parse errors
+            raise ValueError(type(exc).__name__) from None
 
-    def data(chunk, start, end):
-        part["data"] += chunk[start:end]
+    def files(self) -> list[bytes]:
+        """The files, once the body has all been written."""
+        try:
+            self._parser.finalize()
+        except Exception as exc:
+            raise ValueError(type(exc).__name__) from None
+        return self._found
 
-    def end():
-        _, disposition = parse_options_header(part["headers"].get(b"content-disposition", b""))
+    def _begin(self):
+        self._part = {"headers": {}, "field": b"", "value": b"", "data": bytearray(), "name": None}
+
+    def _header_field(self, data, start, end):
+        self._part["field"] += data[start:end]
+
+    def _header_value(self, data, start, end):
+        self._part["value"] += data[start:end]
+
+    def _header_end(self):
+        self._part["headers"][self._part["field"].lower()] = self._part["value"]
+        self._part.update(field=b"", value=b"")
+
+    def _headers_finished(self):
+        _, disposition = parse_options_header(self._part["headers"].get(b"content-disposition", b""))
         if disposition.get(b"name") == b"files" and b"filename" in disposition:
-            files.append(bytes(part["data"]))
+            self._part["name"] = disposition[b"filename"].decode("utf-8", "replace")
 
-    parser = MultipartParser(boundary, {"on_part_begin": begin, "on_header_field": header_field,
-                                        "on_header_value": header_value, "on_header_end": header_end,
-                                        "on_part_data": data, "on_part_end": end})
-    try:
-        parser.write(body)
-        parser.finalize()
-    except Exception as exc:  # python_multipart's parse errors
-        raise ValueError(type(exc).__name__) from None
-    return files
+    def _data(self, chunk, start, end):
+        self._part["data"] += chunk[start:end]
+        if self._part["name"] is not None and self._on_data is not None:
+            self._on_data(self._part["name"], end - start)
+
+    def _end(self):
+        if self._part["name"] is not None:
+            self._found.append(bytes(self._part["data"]))

@@ -139,6 +139,26 @@ def test_the_check_button_is_in_view_at_1366_by_768(app):
     app.screenshot(path=str(ARTIFACTS / "page-start-1366.png"))
 
 
+def test_an_uploads_progress_stream_is_answered(app, tmp_path):
+    """The page follows each upload on a stream of its own (its progress bar): the stream is answered and
+    ends, where it was a 404 once the app answered uploads itself."""
+    rng = np.random.default_rng(20261206)
+    Image.fromarray(rng.integers(0, 256, (768, 768), dtype=np.uint8)).save(tmp_path / "progress.png")
+    answered = []
+
+    def progress(response):
+        if "/upload_progress" in response.url:
+            answered.append(response.status)
+
+    app.on("response", progress)
+    try:
+        upload(app, tmp_path / "progress.png")
+        app.wait_for_timeout(500)
+    finally:
+        app.remove_listener("response", progress)
+    assert answered and set(answered) == {200}, answered
+
+
 def test_the_model_reads_an_uploaded_study_while_the_question_is_typed(app, server, tmp_path):
     """A study the server has not seen: once its preview is in, the model has read its image, so its first
     check makes no prefix pass of its own (the audit row's path has no "prefix-shared"); and so has another

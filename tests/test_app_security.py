@@ -14,13 +14,16 @@ import re
 import shutil
 import sqlite3
 import statistics
+import threading
 import time
 import uuid
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 from gradio_client import Client, handle_file
+from PIL import Image
 
 from quadrant.app.auth import auth_line
 from quadrant.images import load_study
@@ -138,6 +141,56 @@ def test_an_upload_is_kept_under_a_random_name_without_its_header_and_audited_by
     (kept,) = set(uploads.iterdir()) - before
     assert re.fullmatch(r"[0-9a-f]{32}", kept.name)
     assert_nothing_identifying_on_disk(server)
+
+
+def test_an_uploads_progress_goes_to_its_session_alone_and_ends_with_done(server, tmp_path):
+    """The page's progress bar: the stream it opens with an upload gets the file's bytes piece by piece, under
+    the name the page knows the file by, then `done`; a stream opened after a small upload was answered still
+    gets them. Another session asking after that upload, a request without a login and an id no upload has
+    get nothing (Gradio's own route, which ours replaced, fed this stream; without it every upload's stream
+    was a 404 after 3 s)."""
+    big = tmp_path / PATIENT_FILE.replace(".dcm", ".png")
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (1024, 1024), dtype=np.uint8)).save(big)
+    alice = session(server, "alice")
+    heard: list = []
+
+    def listen(upload_id: str) -> None:
+        with httpx.stream("GET", server.url + "gradio_api/upload_progress", params={"upload_id": upload_id},
+                          cookies=alice, timeout=30) as response:
+            heard.append(response.status_code)
+            heard.extend(json.loads(line[len("data: "):]) for line in response.iter_lines() if line.startswith("data: "))
+
+    def upload_as(cookies: dict, path: Path, upload_id: str) -> None:
+        with path.open("rb") as file:
+            response = httpx.post(server.url + "gradio_api/upload", params={"upload_id": upload_id}, cookies=cookies,
+                                  files=[("files", (path.name, file))])
+        assert response.status_code == 200, response.text
+
+    def pieces(events: list) -> tuple[set, int]:
+        return {e["orig_name"] for e in events}, sum(e["chunk_size"] for e in events)
+
+    listener = threading.Thread(target=listen, args=("big-1",))
+    listener.start()  # the page opens the stream as it starts the upload: either may reach the server first
+    upload_as(alice, big, "big-1")
+    listener.join(timeout=30)
+    assert heard[0] == 200 and heard[-1] == {"msg": "done"}, heard[:3]
+    assert len(heard) > 3 and pieces(heard[1:-1]) == ({big.name}, big.stat().st_size)
+
+    small = SAMPLES / "nodule.png"
+    upload_as(alice, small, "small-1")
+    heard.clear()
+    listen("small-1")  # after the upload was answered
+    assert heard[0] == 200 and heard[-1] == {"msg": "done"} and pieces(heard[1:-1]) == ({small.name}, small.stat().st_size)
+
+    upload_as(alice, small, "small-2")
+    url = server.url + "gradio_api/upload_progress"
+    assert httpx.get(url, params={"upload_id": "small-2"}, cookies=session(server, "bob")).status_code == 404
+    assert httpx.get(url, params={"upload_id": "small-2"}).status_code in (401, 403)
+    assert httpx.get(url, params={"upload_id": "never-made"}, cookies=alice, timeout=30).status_code == 404
+    heard.clear()
+    listen("small-2")  # the other session's try took nothing from alice's stream
+    assert heard[-1] == {"msg": "done"} and pieces(heard[1:-1]) == ({small.name}, small.stat().st_size)
+    assert PATIENT_FILE.split(".")[0] not in server.log.read_text(errors="replace")
 
 
 @pytest.fixture(scope="module")

@@ -26,7 +26,7 @@ from quadrant.app.auth import (Account, LoginGate, Throttle, auth_line, hash_pas
                                verify_password)
 from quadrant.app.files import SessionFiles
 from quadrant.app.studyinfo import SAFE_DICOM_ELEMENTS
-from quadrant.app.uploads import KEPT_DICOM_ELEMENTS, UPLOAD_NAME, Uploads, _file_parts, refusal, without_header
+from quadrant.app.uploads import KEPT_DICOM_ELEMENTS, UPLOAD_NAME, Uploads, _FileParts, refusal, without_header
 from quadrant.audit import AuditLog
 from quadrant.errors import OptionError, StudyError
 from quadrant.images import load_study, load_study_bytes
@@ -265,9 +265,19 @@ def test_multipart_uploads_are_parsed_in_memory(tmp_path):
     body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"Doe_Jane.png\"\r\n"
             f"Content-Type: image/png\r\n\r\n").encode() + b"\x89PNG\r\n--x" + \
            f"\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"other\"\r\n\r\nvalue\r\n--{boundary}--\r\n".encode()
-    assert _file_parts(f"multipart/form-data; boundary={boundary}", body) == [b"\x89PNG\r\n--x"]
+    heard = []
+    parts = _FileParts(f"multipart/form-data; boundary={boundary}", lambda name, size: heard.append((name, size)))
+    for start in range(0, len(body), 7):  # as a request's body arrives: in pieces, cut anywhere
+        parts.write(body[start : start + 7])
+    assert parts.files() == [b"\x89PNG\r\n--x"]
+    # the progress bar's pieces: the file's bytes, under its own name, and nothing of the other field
+    assert {name for name, _ in heard} == {"Doe_Jane.png"} and sum(size for _, size in heard) == 9
     with pytest.raises(ValueError):
-        _file_parts("application/json", body)
+        _FileParts("application/json")
+    broken = _FileParts(f"multipart/form-data; boundary={boundary}")
+    with pytest.raises(ValueError):
+        broken.write(b"not multipart at all\r\n")
+        broken.files()
 
 
 def test_session_files_serve_a_file_only_to_its_session(tmp_path):
