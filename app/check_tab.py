@@ -85,9 +85,13 @@ PLACEHOLDERS = {why: render.placeholder_html(why) for why in (STUDY_CHANGED, QUE
 def cleared_at_js(why: str) -> str:
     """A clear noted in the page, made `at` (PAGE_CLOCK_JS) because of `why`, for `STALE_GUARD_JS`: the latest
     clear by the page's clock is kept (a phrasings' stamp can come back after a later change), and its time is
-    sent on to the server."""
+    sent on to the server. The check's buttons and results are hidden from now until a panel pressed after the
+    clear comes (quadrant.css: body.q-stale-verdict): the server's reply hides them too, but an output the check
+    sent before the server heard of the change (a DICOM's results, which follow its verdict) may reach the page
+    after that reply."""
     return (f"(at) => {{ const last = window.quadrantCleared; "
             f"if (!last || at >= last.at) window.quadrantCleared = {{at, why: {json.dumps(why)}}}; "
+            f"document.body.classList.add('q-stale-verdict'); "
             f"return [window.quadrantCleared.at]; }}")
 
 

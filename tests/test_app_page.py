@@ -92,6 +92,7 @@ def check(page, quadrant: str | None = None) -> str:
     page.locator("#run").click()
     selector = f".q-verdict:not([data-check='{old}']):not([data-map]) #quadrant-banner"
     page.wait_for_selector(selector + (f"[data-quadrant={quadrant}]" if quadrant else ""), timeout=120_000)
+    assert not page.evaluate("document.body.classList.contains('q-stale-verdict')")  # its buttons may show
     return page.locator("#quadrant-banner").inner_text()
 
 
@@ -109,6 +110,8 @@ def cleared(page, because: str) -> None:
     assert page.locator("#quadrant-banner, #quadrant-error, #quadrant-evidence").count() == 0
     for button in ("#verdict-json", "#report-html", "#print-report", "#dicom-results"):
         assert not page.locator(button).is_visible(), button
+    # and stay hidden whatever of the old check still comes, until a new check's verdict
+    assert page.evaluate("document.body.classList.contains('q-stale-verdict')")
 
 
 def settled(page, selector: str, quiet: float = 2.0) -> str:
