@@ -171,10 +171,8 @@ def build(service: CheckService, *, downloads: DownloadFolders, examples: list[l
             # the question whose phrasings the box was last filled with: a page value (not session state), sent
             # with the box's own, so that the two always come from the same moment
             offered_for = gr.Textbox("", visible=False, elem_id="offered-for")
-            # a press of Check, with the phrasings it asks (`Pressed`), handed on to its check, and a stamp renewed
-            # whenever the box moves away from what the last press asks: the stamp, not the box, clears the
-            # verdict (_Handlers.moved_away)
-            pressed = gr.State(None)
+            # a stamp renewed whenever the box moves away from what the last press of Check asks (the session's
+            # record of it: _Sessions): the stamp, not the box, clears the verdict (_Handlers.moved_away)
             clock = gr.Number(visible=False, elem_id="page-clock")  # a stand-in input: PAGE_CLOCK_JS fills it in
             last_press = gr.Number(visible=False, elem_id="page-last-press")  # stand-in: PRESSED_AT_JS's time
             edited = gr.Textbox("", visible=False, elem_id="phrasings-edited")
@@ -219,11 +217,11 @@ def build(service: CheckService, *, downloads: DownloadFolders, examples: list[l
     # A Check pressed while the last check is still under way waits for it and then runs (Gradio's default for a
     # click drops it: a click that does nothing, when the inputs changed meanwhile), unless the page changed
     # since the press (`_Handlers.run`).
-    checked = run.click(handlers.asking, [question, paraphrases, offered_for, model, clock], pressed,
+    checked = run.click(handlers.asking, [question, paraphrases, offered_for, model, clock], None,
                         js=f"(...values) => [...values.slice(0, 4), ({PRESSED_AT_JS})({PAGE_CLOCK_JS})]",
                         api_visibility="private",
                         queue=False).then(
-        handlers.run, [study, question, ablation, model, rule, threshold, evidence, uploaded, pressed],
+        handlers.run, [study, question, ablation, model, rule, threshold, evidence, uploaded],
         outputs, api_visibility="private", scroll_to_output=True, concurrency_id="check",
         concurrency_limit=service.batcher.max_batch, trigger_mode="always_last")
     printed.click(None, js=PRINT_JS)
@@ -330,17 +328,16 @@ class _Handlers:
         return _unchanged() if at is None else self.cleared(STUDY_CHANGED)(at, request)
 
     def asking(self, question: str, paraphrases: str, offered_for: str, model: str | None, at: float,
-               request: gr.Request) -> Pressed:
-        """A press of Check (`at`: the page's clock) and the phrasings the check asks, as the box shows them: the
+               request: gr.Request) -> None:
+        """A press of Check (`at`: the page's clock), noted in the session's record with the phrasings its check
+        asks (`run` reads it there; so does a change of the box, `moved_away`), as the box shows them: the
         box's own, unless it still holds another question's (`offered_for` says whose: Check was pressed while
         this question's phrasings were on their way). Those are not this question's paraphrases, so the check
         asks the model's own set, the one the box is about to show, rather than check one question with
         another's; and when that set lands, the box then shows what the verdict asked, so its arrival is no
         change that clears the verdict."""
         asked = paraphrases if offered_for == question else self.suggest(question, model)[0]
-        pressed = Pressed(asked, at, time.monotonic())
-        self.sessions.pressed(request.session_hash, pressed)
-        return pressed
+        self.sessions.pressed(request.session_hash, Pressed(asked, at, time.monotonic()))
 
     def moved_away(self, paraphrases: str, last_press: float | None, at: float, request: gr.Request):
         """A stamp, when the box changed (`at`, the page's clock), if it no longer holds what the last check
@@ -353,20 +350,21 @@ class _Handlers:
         pressed = self.sessions.last_press(request.session_hash, last_press, PRESS_WAIT_SECONDS)
         return gr.skip() if paraphrases == (pressed.asked if pressed else "") else repr(at)
 
-    def run(self, path, question, ablation, model, rule, threshold, evidence, uploaded, pressed: Pressed,
-            request: gr.Request):
-        """One check, its verdict shown (`_check`), unless the page changed since Check was pressed: a press
+    def run(self, path, question, ablation, model, rule, threshold, evidence, uploaded, request: gr.Request):
+        """The check of the session's last press of Check, its verdict shown (`_check`), unless the page changed
+        since that press: a press
         made while the last check still ran is sent once that check has stopped, with the page as it is then,
         and if the question was typed on meanwhile (or the study replaced, ...) the page's verdict was cleared,
         saying why. Nor when a check of the same inputs finished after the press (a double click): its verdict is
         the one on the page. Whatever a check would show once a later change has cleared the page's verdict is
         not shown either."""
         session = request.session_hash
+        pressed = self.sessions.last_press(session)
 
         def still_wanted() -> bool:
             return not self.sessions.cleared_since(session, pressed.at)
 
-        if not still_wanted() or self.sessions.answered(session, pressed):
+        if pressed is None or not still_wanted() or self.sessions.answered(session, pressed):
             yield _unchanged()
             return
         for step, outputs in enumerate(self._check(path, question, pressed.asked, ablation, model, rule,
@@ -485,8 +483,8 @@ class Pressed:
 
 class _Sessions:
     """Per page session: when its verdict was last cleared (the page's clock), which stops whatever a check
-    pressed before would still show (a map at its next chunk), the last press of Check heard, against which a
-    change of the phrasings is judged, and the last check that finished, which tells a Check pressed while that
+    pressed before would still show (a map at its next chunk), the last press of Check heard, whose check runs
+    and against which a change of the phrasings is judged, and the last check that finished, which tells a Check pressed while that
     check was under way. The last KEPT sessions are remembered: a session forgotten while its map is drawn would
     have that map stopped, which only costs its redrawing."""
 
@@ -514,10 +512,10 @@ class _Sessions:
             _remember(self._presses, session, pressed, self.KEPT)
             self._lock.notify_all()
 
-    def last_press(self, session: str | None, made: float | None, wait: float) -> Pressed | None:
-        """The session's last press heard, once it is the one the page made at `made` (its clock; None: the page
-        made none) or later: up to `wait` seconds for it to be heard. None when it was not heard in time (or none
-        was made)."""
+    def last_press(self, session: str | None, made: float | None = None, wait: float = 0.0) -> Pressed | None:
+        """The session's last press heard, once it is the one the page made at `made` (its clock; None: any) or
+        later: up to `wait` seconds for it to be heard. None when it was not heard in time (or none was made, or
+        the session is forgotten)."""
         def heard() -> bool:
             last = self._presses.get(session)
             return made is None or (last is not None and last.at >= made)

@@ -340,17 +340,18 @@ def _page_clock() -> float:
     return time.time() * 1000
 
 
-def _press(handlers, question: str, request: gr.Request):
-    """A press of Check, now, on a page that asks `demo` the model's own phrasings: what `asking` hands the
-    check."""
-    return handlers.asking(question, "", question, "demo", _page_clock(), request)
+def _press(handlers, question: str, request: gr.Request) -> None:
+    """A press of Check, now, on a page that asks `demo` the model's own phrasings."""
+    handlers.asking(question, "", question, "demo", _page_clock(), request)
 
 
-def _page_check(handlers, path: Path, question: str, request: gr.Request, evidence: bool = False, pressed=None):
-    """The Check's handler as the page calls it: `demo`, the default options, the model's own phrasings, Check
-    pressed now unless `pressed` says otherwise."""
-    return handlers.run(str(path), question, "", "demo", "", None, evidence, None,
-                        pressed or _press(handlers, question, request), request)
+def _page_check(handlers, path: Path, question: str, request: gr.Request, evidence: bool = False,
+                press: bool = True):
+    """The Check's handler as the page calls it after a press: `demo`, the default options, the model's own
+    phrasings; Check pressed now, or (`press` False) the check of the last press the server heard."""
+    if press:
+        _press(handlers, question, request)
+    return handlers.run(str(path), question, "", "demo", "", None, evidence, None, request)
 
 
 def _clear(handlers, request: gr.Request) -> None:
@@ -429,21 +430,23 @@ def test_check_pressed_during_a_check_of_the_same_inputs_shows_nothing_new_and_a
     service, handlers, nodule = _page_drawing_maps(demo_checker, tmp_path)
     page, question = gr.Request(session_hash="page"), "Is there a lung nodule?"
 
-    def run(pressed, asked: str = question) -> list:
-        return list(_page_check(handlers, nodule, asked, page, pressed=pressed))
+    def run(asked: str = question) -> list:  # the check of the last press heard
+        return list(_page_check(handlers, nodule, asked, page, press=False))
 
     try:
-        pressed, again = _press(handlers, question, page), _press(handlers, question, page)
-        assert "quadrant-banner" in run(pressed)[0][0]
-        assert _nothing(run(again))  # pressed while that check ran
-        assert "quadrant-banner" in run(_press(handlers, question, page))[0][0]
-        typed_on = _press(handlers, question, page)
+        _press(handlers, question, page)
+        _press(handlers, question, page)  # a double click: both heard before the check runs
+        assert "quadrant-banner" in run()[0][0]
+        assert _nothing(run())  # the second press's turn, sent once that check had finished after it
+        _press(handlers, question, page)  # pressed after its verdict was in
+        assert "quadrant-banner" in run()[0][0]
+        _press(handlers, question, page)
         _clear(handlers, page)
-        assert _nothing(run(typed_on, "Is there a lung nodule or mass?"))
+        assert _nothing(run("Is there a lung nodule or mass?"))
         late = _page_clock()  # a change made before the press, heard by the server after it
-        pressed = _press(handlers, question, page)
+        _press(handlers, question, page)
         handlers.cleared("the question or its phrasings changed")(late, page)
-        assert "quadrant-banner" in run(pressed)[0][0]
+        assert "quadrant-banner" in run()[0][0]
     finally:
         service.stop()
     with sqlite3.connect(tmp_path / "audit.sqlite") as db:
@@ -470,10 +473,10 @@ def test_phrasings_refilled_after_a_press_the_server_has_not_heard_of_yet_keep_i
         waiting.start()
         waiting.join(0.5)
         assert waiting.is_alive()  # the refill waits for the press the page made before it
-        pressed = handlers.asking(question, handlers.suggest(before, "demo")[0], before, "demo", made, page)
+        handlers.asking(question, handlers.suggest(before, "demo")[0], before, "demo", made, page)
         waiting.join(10)
-        assert refilled["result"] == gr.skip() and pressed.asked == offered
-        assert "quadrant-banner" in list(_page_check(handlers, nodule, question, page, pressed=pressed))[0][0]
+        assert refilled["result"] == gr.skip() and handlers.sessions.last_press("page").asked == offered
+        assert "quadrant-banner" in list(_page_check(handlers, nodule, question, page, press=False))[0][0]
         edited = offered + "\nIs there air in the pleural space?"
         assert handlers.moved_away(edited, made, made + 60, page) == repr(made + 60)
         monkeypatch.setattr(quadrant.app.check_tab, "PRESS_WAIT_SECONDS", 0.2)
