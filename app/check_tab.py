@@ -484,9 +484,9 @@ class Pressed:
 class _Sessions:
     """Per page session: when its verdict was last cleared (the page's clock), which stops whatever a check
     pressed before would still show (a map at its next chunk), the last press of Check heard, whose check runs
-    and against which a change of the phrasings is judged, and the last check that finished, which tells a Check pressed while that
-    check was under way. The last KEPT sessions are remembered: a session forgotten while its map is drawn would
-    have that map stopped, which only costs its redrawing."""
+    and against which a change of the phrasings is judged, and the last check that finished, which tells a
+    Check pressed while that check was under way. The last KEPT sessions are remembered: a session forgotten
+    while its map is drawn would have that map stopped, which only costs its redrawing."""
 
     KEPT = 4096
 

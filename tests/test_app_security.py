@@ -158,7 +158,8 @@ def test_an_uploads_progress_goes_to_its_session_alone_and_ends_with_done(server
         with httpx.stream("GET", server.url + "gradio_api/upload_progress", params={"upload_id": upload_id},
                           cookies=alice, timeout=30) as response:
             heard.append(response.status_code)
-            heard.extend(json.loads(line[len("data: "):]) for line in response.iter_lines() if line.startswith("data: "))
+            heard.extend(json.loads(line.removeprefix("data: ")) for line in response.iter_lines()
+                         if line.startswith("data: "))
 
     def upload_as(cookies: dict, path: Path, upload_id: str) -> None:
         with path.open("rb") as file:
@@ -180,7 +181,8 @@ def test_an_uploads_progress_goes_to_its_session_alone_and_ends_with_done(server
     upload_as(alice, small, "small-1")
     heard.clear()
     listen("small-1")  # after the upload was answered
-    assert heard[0] == 200 and heard[-1] == {"msg": "done"} and pieces(heard[1:-1]) == ({small.name}, small.stat().st_size)
+    assert heard[0] == 200 and heard[-1] == {"msg": "done"}
+    assert pieces(heard[1:-1]) == ({small.name}, small.stat().st_size)
 
     upload_as(alice, small, "small-2")
     url = server.url + "gradio_api/upload_progress"
