@@ -26,50 +26,45 @@ PROGRESS_KEPT_S = 60.0
 
 
 @dataclass
-class _Upload:
+class Progress:
+    """One upload's progress as it is received (`received` for each piece of a file, `finished` once), queued
+    for its stream."""
+
     session: str | None = None
     started: asyncio.Event = field(default_factory=asyncio.Event)
     messages: asyncio.Queue = field(default_factory=asyncio.Queue)
     finished_at: float | None = None
 
-
-class Progress:
-    """One upload's progress as it is received: `received` for each piece of a file, `finished` once."""
-
-    def __init__(self, upload: _Upload):
-        self._upload = upload
-
     def received(self, name: str, size: int) -> None:
-        self._upload.messages.put_nowait({"msg": "update", "orig_name": name, "chunk_size": size})
+        self.messages.put_nowait({"msg": "update", "orig_name": name, "chunk_size": size})
 
     def finished(self) -> None:
-        self._upload.messages.put_nowait({"msg": "done"})
-        self._upload.finished_at = time.monotonic()
+        self.messages.put_nowait({"msg": "done"})
+        self.finished_at = time.monotonic()
 
 
 class UploadProgress:
     """Every upload's progress under the id its page gave it, until its stream has read it or it is old."""
 
-    def __init__(self, wait_s: float = PROGRESS_WAIT_S, kept_s: float = PROGRESS_KEPT_S):
-        self.wait_s, self.kept_s = wait_s, kept_s
-        self._uploads: dict[str, _Upload] = {}
+    def __init__(self):
+        self._uploads: dict[str, Progress] = {}
 
     def begin(self, upload_id: str, session: str) -> Progress:
         """An upload by `session` has started: its stream may read it."""
         self._sweep()
-        upload = self._uploads.setdefault(upload_id, _Upload())
+        upload = self._uploads.setdefault(upload_id, Progress())
         if upload.started.is_set():  # the id is taken: a second upload under it gets a stream of its own
-            upload = self._uploads[upload_id] = _Upload()
+            upload = self._uploads[upload_id] = Progress()
         upload.session = session
         upload.started.set()
-        return Progress(upload)
+        return upload
 
     async def stream(self, upload_id: str, session: str) -> AsyncIterator[bytes] | None:
         """The upload's messages as server-sent events, `done` last; None when no upload of this session by
-        that id starts within wait_s."""
-        upload = self._uploads.setdefault(upload_id, _Upload())
+        that id starts within PROGRESS_WAIT_S."""
+        upload = self._uploads.setdefault(upload_id, Progress())
         try:
-            await asyncio.wait_for(upload.started.wait(), self.wait_s)
+            await asyncio.wait_for(upload.started.wait(), PROGRESS_WAIT_S)
         except TimeoutError:
             if not upload.started.is_set() and self._uploads.get(upload_id) is upload:
                 del self._uploads[upload_id]
@@ -78,7 +73,7 @@ class UploadProgress:
             return None
         return self._events(upload_id, upload)
 
-    async def _events(self, upload_id: str, upload: _Upload) -> AsyncIterator[bytes]:
+    async def _events(self, upload_id: str, upload: Progress) -> AsyncIterator[bytes]:
         try:
             while True:
                 message = await upload.messages.get()
@@ -91,7 +86,7 @@ class UploadProgress:
 
     def _sweep(self) -> None:
         """Forget the finished uploads whose stream never came."""
-        cutoff = time.monotonic() - self.kept_s
+        cutoff = time.monotonic() - PROGRESS_KEPT_S
         for upload_id, upload in list(self._uploads.items()):
             if upload.finished_at is not None and upload.finished_at < cutoff:
                 del self._uploads[upload_id]

@@ -355,7 +355,7 @@ def _sign_in_page(context, server, user: str):
     page.locator("input[type=password]").fill(USERS[user][0])
     page.get_by_role("button", name="Login").click()
     page.wait_for_selector("#run", timeout=60_000)
-    page.wait_for_function("document.querySelector('#signed-in-as').innerText.includes('Signed in as')")
+    page.wait_for_function("document.querySelector('#signed-in-as')?.innerText.includes('Signed in as')")
     return page
 
 
@@ -393,7 +393,7 @@ def test_a_clinician_sees_only_their_checks_and_only_an_auditor_exports(server, 
     alice.wait_for_selector("#viewer .q-viewer[data-ready]", timeout=60_000)
     alice.get_by_role("tab", name="Audit log").click()
     alice.locator("#audit-refresh").click()
-    alice.wait_for_function("document.querySelector('#audit-table').innerText.includes('alice')")
+    alice.wait_for_function("document.querySelector('#audit-table')?.innerText.includes('alice')")
     shown = alice.locator("#audit-table").inner_text()
     assert "bob" not in shown and "Your checks" in alice.locator("#audit-about").inner_text()
     assert not alice.locator("#audit-export").is_visible()
@@ -410,7 +410,7 @@ def test_a_clinician_sees_only_their_checks_and_only_an_auditor_exports(server, 
 
     auditor = _sign_in_page(browser.new_context(), server, "audrey")
     auditor.get_by_role("tab", name="Audit log").click()
-    auditor.wait_for_function("document.querySelector('#audit-table').innerText.includes('bob')")
+    auditor.wait_for_function("document.querySelector('#audit-table')?.innerText.includes('bob')")
     assert "All checks" in auditor.locator("#audit-about").inner_text()
     with auditor.expect_download() as download:
         auditor.locator("#audit-export").click()

@@ -377,7 +377,7 @@ def test_browser_red_banner_for_dangerous_and_none_for_ideal(app_page):
 
     page.get_by_role("tab", name="Audit log").click()
     page.locator("#audit-refresh").click()
-    page.wait_for_function("document.querySelector('#audit-table').innerText.includes('Dangerous')")
+    page.wait_for_function("document.querySelector('#audit-table')?.innerText.includes('Dangerous')")
     assert page.outside == []
 
 
