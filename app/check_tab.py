@@ -352,12 +352,11 @@ class _Handlers:
 
     def run(self, path, question, ablation, model, rule, threshold, evidence, uploaded, request: gr.Request):
         """The check of the session's last press of Check, its verdict shown (`_check`), unless the page changed
-        since that press: a press
-        made while the last check still ran is sent once that check has stopped, with the page as it is then,
-        and if the question was typed on meanwhile (or the study replaced, ...) the page's verdict was cleared,
-        saying why. Nor when a check of the same inputs finished after the press (a double click): its verdict is
-        the one on the page. Whatever a check would show once a later change has cleared the page's verdict is
-        not shown either."""
+        since that press: a press made while the last check still ran is sent once that check has stopped, with
+        the page as it is then, and if the question was typed on meanwhile (or the study replaced, ...) the page's
+        verdict was cleared, saying why. Nor when a check of the same inputs finished after the press (a double
+        click): its verdict is the one on the page. Whatever a check would show once a later change has cleared
+        the page's verdict is not shown either."""
         session = request.session_hash
         pressed = self.sessions.last_press(session)
 
