@@ -65,7 +65,7 @@ class UploadProgress:
         upload = self._uploads.setdefault(upload_id, Progress())
         try:
             await asyncio.wait_for(upload.started.wait(), PROGRESS_WAIT_S)
-        except TimeoutError:
+        except asyncio.TimeoutError:  # the builtin TimeoutError from Python 3.11 on, its own class before
             if not upload.started.is_set() and self._uploads.get(upload_id) is upload:
                 del self._uploads[upload_id]
             return None
