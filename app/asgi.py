@@ -4,20 +4,34 @@ api.py): reading a request's body, handing a changed one on, and short replies."
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
 
 
-async def read_body(receive, limit: int) -> bytes | None:
-    """The whole request body, in memory; None when it is longer than `limit` bytes."""
-    chunks, size = [], 0
+class BodyTooLarge(Exception):
+    """A request body ran past the limit it was read against."""
+
+
+async def body_chunks(receive, limit: int) -> AsyncIterator[bytes]:
+    """A request body's chunks as they arrive, none kept here; BodyTooLarge once more than `limit` bytes came.
+    A reader that parses as it goes (an upload streamed into its parts) holds no second copy of the body."""
+    size = 0
     while True:
         message = await receive()
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
-            return None
-        chunks.append(chunk)
+            raise BodyTooLarge
+        yield chunk
         if not message.get("more_body"):
-            return b"".join(chunks)
+            return
+
+
+async def read_body(receive, limit: int) -> bytes | None:
+    """The whole request body, in memory; None when it is longer than `limit` bytes."""
+    try:
+        return b"".join([chunk async for chunk in body_chunks(receive, limit)])
+    except BodyTooLarge:
+        return None
 
 
 def replaying(scope, body: bytes, receive):

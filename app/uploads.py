@@ -38,7 +38,7 @@ from quadrant.errors import StudyError
 from quadrant.images import READERS, load_study_bytes
 from quadrant.results.source import Source, source_from_bytes
 
-from .asgi import header, reply, reply_json
+from .asgi import BodyTooLarge, body_chunks, header, reply, reply_json
 from .auth import signed_in_user
 from .files import SESSION_KEY, SessionFiles
 from .upload_progress import Progress, UploadProgress
@@ -223,20 +223,14 @@ class UploadRoute:
             parts = _FileParts(header(scope, b"content-type"), progress.received if progress else None)
         except ValueError as exc:
             return await reply_json(send, 400, {"detail": f"not a file upload ({exc})"})
-        size, limit = 0, self.max_bytes + 2**20  # room for the multipart framing
-        while True:
-            message = await receive()
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > limit:
-                return await reply_json(send, 413, too_large)
-            try:
+        try:
+            async for chunk in body_chunks(receive, self.max_bytes + 2**20):  # room for the multipart framing
                 parts.write(chunk)
-                files = None if message.get("more_body") else parts.files()
-            except ValueError as exc:
-                return await reply_json(send, 400, {"detail": f"not a file upload ({exc})"})
-            if files is not None:
-                break
+            files = parts.files()
+        except BodyTooLarge:
+            return await reply_json(send, 413, too_large)
+        except ValueError as exc:
+            return await reply_json(send, 400, {"detail": f"not a file upload ({exc})"})
         paths = []
         for data in files:
             if len(data) > self.max_bytes:
