@@ -8,6 +8,7 @@ one of those changes.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -90,12 +91,23 @@ class DigestCache:
         return None
 
     def save(self) -> None:
+        """Whole or not at all: written beside the cache, then renamed over it. What stops the writing (a full
+        disk, Ctrl-C in an evaluation) takes the half-written file with it, so no stray file is left in the
+        user's cache or run folder."""
         if not self.changed:
             return
+        written = None
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            with tempfile.NamedTemporaryFile("w", dir=self.path.parent, delete=False, suffix=".tmp") as handle:
+            with tempfile.NamedTemporaryFile("w", dir=self.path.parent, delete=False, prefix=f"{self.path.name}.",
+                                             suffix=".tmp") as handle:
+                written = handle.name
                 json.dump(self.entries, handle)
-            os.replace(handle.name, self.path)
+            os.replace(written, self.path)
+            written = None
         except OSError:
             pass  # a read-only home: fingerprints are still right, only slower next time
+        finally:
+            if written is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(written)

@@ -96,6 +96,37 @@ def test_generate_and_parse_mode_runs_end_to_end(tiny_model, study_png, capsys):
     assert verdict["quadrant"] in ("Ideal", "Fragile", "Dangerous", "Worst")
 
 
+def test_a_digest_cache_cut_off_mid_write_leaves_the_old_file_and_no_stray_one(tmp_path, monkeypatch):
+    """A full disk or Ctrl-C while the cache is written: the cache is what it was, and the half-written file
+    is gone (an evaluation's run folder holds one of these caches)."""
+    import quadrant.fingerprint as module
+    from quadrant.fingerprint import DigestCache
+
+    path = tmp_path / "digests.json"
+    path.write_text('{"kept": [1, 2, "abc"]}')
+    cache = DigestCache.load(path)
+    cache.digest(path)  # a new entry: the cache has something to save
+
+    def cut_off(error):
+        def dump(entries, handle):
+            handle.write('{"half')
+            raise error
+        return dump
+
+    for error in (OSError(28, "No space left on device"), KeyboardInterrupt()):
+        monkeypatch.setattr(module.json, "dump", cut_off(error))
+        if isinstance(error, OSError):
+            cache.save()
+        else:
+            with pytest.raises(KeyboardInterrupt):
+                cache.save()
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["digests.json"]
+        assert json.loads(path.read_text()) == {"kept": [1, 2, "abc"]}
+    monkeypatch.undo()
+    cache.save()
+    assert set(json.loads(path.read_text())) == {"kept", str(path.resolve())}
+
+
 def test_fingerprint_cache_notices_a_changed_file(tiny_model, tmp_path, monkeypatch):
     """Digests are cached by path, size and mtime: an edit in place must still change the fingerprint."""
     import os
