@@ -13,6 +13,10 @@ datasets write them. Refused, with a message that names the problem and shows a 
   message names the separate yes/no questions to ask. "Yes or no: ...", "... or not?" and an "or" under
   "any" or "no" ("Any effusion or pneumothorax?") are yes/no questions and stay accepted;
 - an instruction or a request for a report ("Describe the findings.", "Can you summarize this film?");
+- more than one sentence: two questions in one ("Is there an effusion? Is it large?", "Effusion? Pneumothorax?"),
+  or a sentence of context or a remark beside the question ("Post-op day 1. Any pneumothorax?"); a closing
+  courtesy or yes/no tag ("... Thanks.", "..., please?", "... Yes/no") is no sentence, and a full stop in an
+  abbreviation, a number or an initial ("approx. 5 cm", "2.5 cm", "the R. arm"), or an ellipsis, ends none;
 - markup, code, a formula or a URL ("<img src=x>?", "alert(1)?", "CTR = 0.6?", "https://...");
 - empty text, text with no words or no question in it ("Yes or no?"), text over MAX_QUESTION_CHARS,
   text on several lines;
@@ -95,6 +99,17 @@ YES_NO_TAG = re.compile(
     r"['\"]?(?:\s+only)?\s*\)?\s*[?.!]*$",
     re.I,
 )
+#: a closing courtesy ("..., thanks.", "Thank you!", "Please answer.", "..., please?"): says nothing about the finding, and is left out
+#: of the question's rewrites as a closing yes/no tag is (`without_closing`)
+TRAILING_COURTESY = re.compile(
+    r"[\s,;:.?!\-]*\b(?:thanks?(?:\s+you)?(?:\s+(?:so\s+much|very\s+much|a\s+lot))?(?:\s+in\s+advance)?|thx"
+    r"|cheers|much\s+appreciated|please\s+answer|answer\s+please|please)\s*[.!?]*$",
+    re.I,
+)
+#: where a sentence ends inside a text: "?" (any script's), "!", ";", or "." (`sentences` skips abbreviations)
+_SENTENCE_END = re.compile(r"(?P<mark>[.?!;\uff1f\u061f]+)\s+(?=\S)")
+#: words whose full stop ends no sentence: "approx. 5 cm", "e.g.", "vs.", "Dr.", "pt."
+_ABBREVIATIONS = frozenset("approx e.g i.e vs cf dr pt no nr st etc ca fig ref resp prev hx sx dx".split())
 _OR_NOT_TAG = re.compile(r",?\s*\bor\s+(?:not|no)\s*[?.!]*$", re.I)
 _AN_LETTERS = set("aefhilmnorsx")  # initialisms read letter by letter: "an NG tube", "an ET tube", "an MRI"
 
@@ -342,7 +357,10 @@ def question_problem(text: Any, noun: str = "the question", *, suggest: bool = F
     if choices:
         named = " and ".join(repr(clip(c)) for c in choices[:3]) + (" ..." if len(choices) > 3 else "")
         return f"{noun} {lead} (got an either/or question): ask one yes/no question for each, e.g. {named}"
-    if _ends_as_question(body) or word in AUXILIARIES or word in NEGATIVE_AUXILIARIES:
+    several = _several_sentences(body, noun)
+    if several:
+        return several
+    if _ends_as_question(without_closing(body)) or word in AUXILIARIES or word in NEGATIVE_AUXILIARIES:
         return None
     if word in ("any", "whether") or word in INSTRUCTIONS:  # "Any effusion", "Tell me whether ..."
         return None
@@ -354,6 +372,62 @@ def _ends_as_question(text: str) -> bool:
     """Whether `text` ends in a question mark of any script (`QUESTION_MARKS`), a Greek one written ";" too."""
     end = text.rstrip()[-1:]
     return end in QUESTION_MARKS or (end == ";" and bool(_GREEK.search(text)))
+
+
+def sentences(text: str) -> list[str]:
+    """`text` cut where a sentence ends inside it: after "?", "!", ";" or a full stop followed by more words. A
+    full stop after an abbreviation ("approx. 5 cm", "e.g.") or a single letter ("the R. arm"), or an ellipsis,
+    ends none."""
+    parts, start = [], 0
+    for end in _SENTENCE_END.finditer(text):
+        if _ends_sentence(text, end):
+            parts.append(text[start : end.end()].strip())
+            start = end.end()
+    parts.append(text[start:].strip())
+    return [part for part in parts if part]
+
+
+def _ends_sentence(text: str, end: re.Match) -> bool:
+    mark = end.group("mark")
+    if set(mark) != {"."}:
+        return True
+    before = text[: end.start()].split()[-1:]
+    word = before[0].lower().lstrip("(") if before else ""
+    return len(mark) == 1 and word not in _ABBREVIATIONS and not (len(word) == 1 and word.isalpha())
+
+
+def without_closing(text: str) -> str:
+    """`text` without a closing yes/no tag or courtesy ("..., yes or no?", "Thanks!"), in either order, keeping
+    the question mark that ended the question before them ("Hiatal hernia? Yes/no" -> "Hiatal hernia?");
+    `text` itself where nothing would be left."""
+    rest = text.strip()
+    for pattern in (TRAILING_COURTESY, YES_NO_TAG, TRAILING_COURTESY):
+        found = pattern.search(rest)
+        if found and found.start() > 0:
+            mark = next((ch for ch in found.group(0) if ch in QUESTION_MARKS), "")
+            rest = rest[: found.start()].rstrip() + mark
+    return rest or text
+
+
+def _several_sentences(body: str, noun: str) -> str | None:
+    """Why a text of more than one sentence is not one yes/no question, or None. Two questions in one ("Is there
+    an effusion? Is it large?") get one answer for both, and a sentence of context or a remark ("Post-op day
+    1.", "Patient is febrile.") is not part of what the phrasings can ask again: both came back as word salad
+    ("Is a post-op day 1. Any pneumothorax present?"). A closing yes/no tag or courtesy is no sentence."""
+    parts = sentences(without_closing(body))
+    if len(parts) < 2:
+        return None
+    asked = [part for part in parts if _ends_as_question(part) or first_word(strip_frames(part)) in
+             AUXILIARIES | NEGATIVE_AUXILIARIES | {"any"}]
+    if not asked:
+        return None  # statements only: refused as a statement
+    fix = asked[0] if _ends_as_question(asked[0]) else asked[0].rstrip(" .;!") + "?"
+    if len(asked) > 1:
+        named = " and ".join(repr(clip(part, 40)) for part in asked[:3]) + (" ..." if len(asked) > 3 else "")
+        return f"{noun} must be one yes/no question (got {len(asked)}: {named}): ask each on its own, e.g. {clip(fix)!r}"
+    other = next(part for part in parts if part is not asked[0])
+    return (f"{noun} must be the yes/no question alone (got another sentence, {clip(other, 40)!r}): leave context "
+            f"and remarks out, e.g. {clip(fix)!r}")
 
 
 def _foreign_content(text: str, noun: str) -> str | None:
@@ -375,7 +449,7 @@ def alternatives(body: str, *, suggest: bool = False) -> list[str] | None:
     atelectasis?" -> ["Is it pneumonia?", "Is it atelectasis?"]), or None when `body` (frames already off)
     offers no alternatives. An "or" in a yes/no tag ("..., yes or no?", "... or not?") or under "any" / "no"
     ("Any effusion or pneumothorax?") is not a choice. `suggest`: bank terms mark multi-word alternatives."""
-    text = YES_NO_TAG.sub("", body).strip() or body
+    text = without_closing(body)
     text = _OR_NOT_TAG.sub("", text).strip().rstrip("?.! ")
     text = _NOT_ALTERNATIVES.sub(" ", text)
     found = list(_ALTERNATIVE.finditer(text))

@@ -23,11 +23,11 @@ from .questions import (
     AUXILIARIES,
     GENERIC_WORDS,
     NEGATIVE_AUXILIARIES,
-    YES_NO_TAG,
     first_word,
     fix_articles,
     strip_frames,
     tokens,
+    without_closing,
 )
 
 _IMAGE_NOUNS = r"(?:chest\s+)?(?:image|images|radiograph|x-?ray|xray|film|study|scan|cxr|picture|exam|examination)"
@@ -122,7 +122,7 @@ def core_question(text: str) -> str:
     with content ("In the left lung, ...") stays in front. Abbreviations are written out ("Consolidation RLL?"
     -> "Consolidation in the right lower lobe?", see `quadrant.abbreviations`)."""
     lead, body = split_lead(strip_frames(expand(text), keep=lambda frame: not _content_free(frame)))
-    body = YES_NO_TAG.sub("", body).strip() or body
+    body = without_closing(body)
     body = _TRAILING_FRAME.sub(r"\1", body)
     opinion = _OPINION.match(body)
     if opinion:

@@ -82,6 +82,66 @@ def test_an_or_that_asks_for_yes_or_no_or_for_any_of_several_stays_accepted(ques
     assert len(paraphrase_set(question)) == 6
 
 
+@pytest.mark.parametrize("question, asked", [
+    ("Is there a pleural effusion? Is there a pneumothorax?", ["Is there a pleural effusion?", "Is there a pneumothorax?"]),
+    ("Effusion? Pneumothorax?", ["Effusion?", "Pneumothorax?"]),
+    ("Is there a pleural effusion? And a pneumothorax?", ["Is there a pleural effusion?", "And a pneumothorax?"]),
+    ("Is there a pleural effusion. Is there a pneumothorax?", ["Is there a pleural effusion.", "Is there a pneumothorax?"]),
+    ("Is there a pleural effusion; is there a pneumothorax?", ["Is there a pleural effusion;", "is there a pneumothorax?"]),
+    ("Is there cardiomegaly? If so, is it severe?", ["Is there cardiomegaly?", "If so, is it severe?"]),
+    ("Is there an effusion? Is there an effusion?", ["Is there an effusion?", "Is there an effusion?"]),
+    ("\u00bfHay derrame pleural? \u00bfY neumot\u00f3rax?", ["\u00bfHay derrame pleural?", "\u00bfY neumot\u00f3rax?"]),
+])
+def test_two_questions_in_one_are_refused_naming_each(question, asked):
+    """One answer cannot answer two questions, and their phrasings came back as word salad ("Is a pleural
+    effusion? Is there a pneumothorax present?"); the fix is the first question, ending in '?'."""
+    message = refusal(question)
+    named = " and ".join(repr(q) for q in asked)
+    first = asked[0].rstrip(".;") + ("" if asked[0].endswith("?") else "?")
+    assert f"must be one yes/no question (got 2: {named}): ask each on its own, e.g. {first!r}" in message
+
+
+@pytest.mark.parametrize("question, other, fix", [
+    ("Post-op day 1. Any pneumothorax?", "Post-op day 1.", "Any pneumothorax?"),
+    ("Patient with dyspnea. Is there a pleural effusion?", "Patient with dyspnea.", "Is there a pleural effusion?"),
+    ("Is there a pleural effusion? Patient is post-op.", "Patient is post-op.", "Is there a pleural effusion?"),
+    ("Is there a pleural effusion? Known CHF.", "Known CHF.", "Is there a pleural effusion?"),
+])
+def test_a_sentence_of_context_or_a_remark_beside_the_question_is_refused(question, other, fix):
+    """Context ("Post-op day 1.") is no part of what the phrasings ask again ("Is a post-op day 1. Any
+    pneumothorax present?" was one of them); the fix is the question alone."""
+    assert refusal(question).endswith(f"(got another sentence, {other!r}): leave context and remarks out, e.g. {fix!r}")
+
+
+@pytest.mark.parametrize("question, core", [
+    ("Is there a cervical rib? Thanks.", "Is there a cervical rib?"),
+    ("Is there a cervical rib? Thank you!", "Is there a cervical rib?"),
+    ("Is there a cervical rib, please?", "Is there a cervical rib?"),
+    ("Is there a cervical rib? Please answer.", "Is there a cervical rib?"),
+    ("Is there a cervical rib? Yes or no, thanks.", "Is there a cervical rib?"),
+    ("Cervical rib? Yes/no", "Cervical rib?"),
+    ("Is there a pleural effusion? Thanks in advance.", "Is there a pleural effusion?"),
+])
+def test_a_closing_courtesy_or_yes_no_tag_is_accepted_and_left_out_of_the_paraphrases(question, core):
+    """Not a second sentence: prompt 0 is the question as typed, and no paraphrase carries the courtesy along
+    ("Is a cervical rib? Thanks present?" was one)."""
+    assert validate_question(question) == question
+    phrasings = [p.text for p in paraphrase_set(question)]
+    assert phrasings[0] == question and core in phrasings[1:]
+    for text in phrasings[1:]:
+        assert not any(word in text.lower() for word in ("thank", "please", "yes/no", "yes or no,"))
+        assert validate_question(text) == text
+
+
+@pytest.mark.parametrize("question", [
+    "Is the ETT approx. 5 cm above the carina?", "Is there a 2.5 cm nodule?", "Q. Is there an effusion?",
+    "Is there a PICC in the R. arm?", "Is there an effusion (e.g. blunting)?", "Is there an effusion?? ",
+    "Is the pt. intubated?", "Dr. Smith asks: is there a pneumothorax?", "Is there... an effusion?",
+])
+def test_a_full_stop_inside_an_abbreviation_a_number_an_initial_or_an_ellipsis_ends_no_sentence(question):
+    assert validate_question(question.strip()) == question.strip()
+
+
 @pytest.mark.parametrize("question, what, fix", [
     ("<img src=x onerror=alert(1)>?", "markup", "e.g. 'Is there a pleural effusion?'"),
     ("Is there <b>effusion</b>?", "markup", "e.g. 'Is there effusion?'"),
