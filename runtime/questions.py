@@ -12,7 +12,8 @@ datasets write them. Refused, with a message that names the problem and shows a 
   atelectasis?", "Left or right effusion?", "Is the effusion small, moderate or large?", "AP/PA film?"); the
   message names the separate yes/no questions to ask. "Yes or no: ...", "... or not?" and an "or" under
   "any" or "no" ("Any effusion or pneumothorax?") are yes/no questions and stay accepted;
-- an instruction or a request for a report ("Describe the findings.", "Can you summarize this film?");
+- an instruction or a request for a report ("Describe the findings.", "Can you summarize this film?"), a
+  work-up order among them ("r/o PTX", "Rule out pneumothorax?", "Eval for PNA?");
 - more than one sentence: two questions in one ("Is there an effusion? Is it large?", "Effusion? Pneumothorax?"),
   or a sentence of context or a remark beside the question ("Post-op day 1. Any pneumothorax?"); a closing
   courtesy or yes/no tag ("... Thanks.", "..., please?", "... Yes/no") is no sentence, and a full stop in an
@@ -27,7 +28,7 @@ Accepted, for example: "Effusion?", "Signs of consolidation?", "Pleural effusion
 film, is there an effusion?", "Yes or no: is there a pneumothorax?", "Q: effusion?", "Would you say there is
 cardiomegaly?", "Could this be pneumonia?", "Do you see a nodule?", "isn't there a pneumothorax",
 "is there a pleural effusion" (the "?" may be left out after an auxiliary), "Tell me whether there is an
-effusion." (an instruction that embeds a yes/no question).
+effusion." (an instruction that embeds a yes/no question), "?PTX" (a request form's query).
 
 A leading frame is a clause before "," or ":" that starts with a frame word ("Based on", "Looking at", "In",
 "Yes or no", "Q", "Please answer", "I'm just wondering", an adverb such as "Clinically"); the rule judges what
@@ -106,6 +107,10 @@ TRAILING_COURTESY = re.compile(
     r"|cheers|much\s+appreciated|please\s+answer|answer\s+please|please)\s*[.!?]*$",
     re.I,
 )
+#: a request form's query, a question mark before the finding ("?PTX", "? pneumothorax"): asks "PTX?"
+_QUERY = re.compile(r"^\?+\s*(?P<rest>[^?\s].*?)\s*\?*$", re.S)
+#: a work-up order written as a question ("r/o PTX?", "Rule out pneumothorax?", "Eval for PNA?"): an instruction
+_WORK_UP = re.compile(r"^(?P<verb>r\s*/\s*o|rule\s+out|eval)\b", re.I)
 #: where a sentence ends inside a text: "?" (any script's), "!", ";", or "." (`sentences` skips abbreviations)
 _SENTENCE_END = re.compile(r"(?P<mark>[.?!;\uff1f\u061f]+)\s+(?=\S)")
 #: words whose full stop ends no sentence: "approx. 5 cm", "e.g.", "vs.", "Dr.", "pt."
@@ -321,7 +326,7 @@ def question_problem(text: Any, noun: str = "the question", *, suggest: bool = F
     if first_word(text) is None:
         return f"{noun} has no words: {EXAMPLE}"
     lead = "must be answerable with yes or no"
-    body = strip_frames(text)
+    body = unqueried(strip_frames(text))
     if not body or set(tokens(body)) <= _FILLER:
         return f"{noun} has no question in it, only a frame: {EXAMPLE}"
     word = first_word(body)
@@ -336,8 +341,10 @@ def question_problem(text: Any, noun: str = "the question", *, suggest: bool = F
     wh = wh_word(word)
     if wh:
         return f"{noun} {lead} (got a '{wh}' question): {example}"
-    if word in INSTRUCTIONS and not _EMBEDDED.match(after):
-        return f"{noun} {lead} (got an instruction, '{word}'): {example}, or 'Is there any abnormality?'"
+    if word in INSTRUCTIONS and not _EMBEDDED.match(after) or _WORK_UP.match(body):
+        order = _WORK_UP.match(body)
+        named = " ".join(order.group("verb").lower().split()) if order else word
+        return f"{noun} {lead} (got an instruction, '{named}'): {example}, or 'Is there any abnormality?'"
     request = _REQUEST.match(body)
     if request:
         return f"{noun} {lead} (got a request for a report, '{request.group('verb').lower()}'): {example}"
@@ -396,6 +403,12 @@ def _ends_sentence(text: str, end: re.Match) -> bool:
     return len(mark) == 1 and word not in _ABBREVIATIONS and not (len(word) == 1 and word.isalpha())
 
 
+def unqueried(text: str) -> str:
+    """A request form's query asked as a question ("?PTX" -> "PTX?"); other text as it is."""
+    query = _QUERY.match(text.strip())
+    return query.group("rest") + "?" if query else text
+
+
 def without_closing(text: str) -> str:
     """`text` without a closing yes/no tag or courtesy ("..., yes or no?", "Thanks!"), in either order, keeping
     the question mark that ended the question before them ("Hiatal hernia? Yes/no" -> "Hiatal hernia?");
@@ -414,7 +427,7 @@ def _several_sentences(body: str, noun: str) -> str | None:
     an effusion? Is it large?") get one answer for both, and a sentence of context or a remark ("Post-op day
     1.", "Patient is febrile.") is not part of what the phrasings can ask again: both came back as word salad
     ("Is a post-op day 1. Any pneumothorax present?"). A closing yes/no tag or courtesy is no sentence."""
-    parts = sentences(without_closing(body))
+    parts = [part for part in sentences(without_closing(body)) if first_word(part)]
     if len(parts) < 2:
         return None
     asked = [part for part in parts if _ends_as_question(part) or first_word(strip_frames(part)) in
@@ -508,10 +521,11 @@ _DEVICE_WORDS = frozenset("tube line catheter wire lead drain port pacemaker pac
 def _fitting_example(text: str) -> str:
     """A yes/no question in the spirit of `text`, for a refusal's fix: a device's position, the bank's question
     for the finding the text names, else a general example that names no single finding."""
+    from .abbreviations import expand
     from .bank import load_bank
 
     bank = load_bank()
-    words = tokens(text)
+    words = tokens(expand(text))  # "Eval for PNA?": pneumonia's question
     match = bank.match(words)
     device = next((i for i, w in enumerate(words) if w in _DEVICE_WORDS or w[:-1] in _DEVICE_WORDS), None)
     if device is not None and (match is None or bank.findings[match.finding].device):

@@ -27,6 +27,7 @@ from .questions import (
     fix_articles,
     strip_frames,
     tokens,
+    unqueried,
     without_closing,
 )
 
@@ -122,7 +123,7 @@ def core_question(text: str) -> str:
     with content ("In the left lung, ...") stays in front. Abbreviations are written out ("Consolidation RLL?"
     -> "Consolidation in the right lower lobe?", see `quadrant.abbreviations`)."""
     lead, body = split_lead(strip_frames(expand(text), keep=lambda frame: not _content_free(frame)))
-    body = without_closing(body)
+    body = without_closing(unqueried(body))
     body = _TRAILING_FRAME.sub(r"\1", body)
     opinion = _OPINION.match(body)
     if opinion:

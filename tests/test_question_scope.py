@@ -133,6 +133,28 @@ def test_a_closing_courtesy_or_yes_no_tag_is_accepted_and_left_out_of_the_paraph
         assert validate_question(text) == text
 
 
+@pytest.mark.parametrize("question, core", [
+    ("?PTX", "Pneumothorax?"), ("?pneumothorax", "Is there a pneumothorax?"),
+    ("? pneumothorax", "Is there a pneumothorax?"), ("??cervical rib", "Is cervical rib present?"),
+])
+def test_a_request_forms_query_mark_before_the_finding_asks_about_it(question, core):
+    """"?PTX" is how a request form asks "pneumothorax?"; it was refused as a statement, with the fix '?PTX?'."""
+    assert validate_question(question) == question
+    phrasings = [p.text for p in paraphrase_set(question)]
+    assert phrasings[0] == question and core in phrasings[1:]
+    assert all(not text.startswith("?") and validate_question(text) == text for text in phrasings[1:])
+
+
+@pytest.mark.parametrize("question, order, fix", [
+    ("r/o PTX", "r/o", "'Is there a pneumothorax?'"), ("R/O pneumothorax?", "r/o", "'Is there a pneumothorax?'"),
+    ("Rule out pneumothorax?", "rule out", "'Is there a pneumothorax?'"),
+    ("Eval for PNA?", "eval", "'Is there pneumonia?'"),
+])
+def test_a_work_up_order_is_refused_as_an_instruction_with_the_findings_question(question, order, fix):
+    """As "Evaluate for pneumothorax?" is; their rewrites were word salad ("Is a r/O pneumothorax present?")."""
+    assert f"(got an instruction, '{order}'): ask e.g. {fix}" in refusal(question)
+
+
 @pytest.mark.parametrize("question", [
     "Is the ETT approx. 5 cm above the carina?", "Is there a 2.5 cm nodule?", "Q. Is there an effusion?",
     "Is there a PICC in the R. arm?", "Is there an effusion (e.g. blunting)?", "Is there an effusion?? ",
