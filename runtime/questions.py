@@ -100,9 +100,9 @@ YES_NO_TAG = re.compile(
     r"['\"]?(?:\s+only)?\s*\)?\s*[?.!]*$",
     re.I,
 )
-#: a closing courtesy ("..., thanks.", "Thank you!", "Please answer.", "..., please?"): says nothing about the finding, and is left out
-#: of the question's rewrites as a closing yes/no tag is (`without_closing`)
-TRAILING_COURTESY = re.compile(
+#: a closing courtesy ("..., thanks.", "Thank you!", "Please answer.", "..., please?"): says nothing about the
+#: finding, and is left out of the question's rewrites as a closing yes/no tag is (`without_closing`)
+_COURTESY = re.compile(
     r"[\s,;:.?!\-]*\b(?:thanks?(?:\s+you)?(?:\s+(?:so\s+much|very\s+much|a\s+lot))?(?:\s+in\s+advance)?|thx"
     r"|cheers|much\s+appreciated|please\s+answer|answer\s+please|please)\s*[.!?]*$",
     re.I,
@@ -111,7 +111,7 @@ TRAILING_COURTESY = re.compile(
 _QUERY = re.compile(r"^\?+\s*(?P<rest>[^?\s].*?)\s*\?*$", re.S)
 #: a work-up order written as a question ("r/o PTX?", "Rule out pneumothorax?", "Eval for PNA?"): an instruction
 _WORK_UP = re.compile(r"^(?P<verb>r\s*/\s*o|rule\s+out|eval)\b", re.I)
-#: where a sentence ends inside a text: "?" (any script's), "!", ";", or "." (`sentences` skips abbreviations)
+#: where a sentence ends inside a text: "?" (any script's), "!", ";", or "." (`_sentences` skips abbreviations)
 _SENTENCE_END = re.compile(r"(?P<mark>[.?!;\uff1f\u061f]+)\s+(?=\S)")
 #: words whose full stop ends no sentence: "approx. 5 cm", "e.g.", "vs.", "Dr.", "pt."
 _ABBREVIATIONS = frozenset("approx e.g i.e vs cf dr pt no nr st etc ca fig ref resp prev hx sx dx".split())
@@ -341,8 +341,8 @@ def question_problem(text: Any, noun: str = "the question", *, suggest: bool = F
     wh = wh_word(word)
     if wh:
         return f"{noun} {lead} (got a '{wh}' question): {example}"
-    if word in INSTRUCTIONS and not _EMBEDDED.match(after) or _WORK_UP.match(body):
-        order = _WORK_UP.match(body)
+    order = _WORK_UP.match(body)
+    if order or (word in INSTRUCTIONS and not _EMBEDDED.match(after)):
         named = " ".join(order.group("verb").lower().split()) if order else word
         return f"{noun} {lead} (got an instruction, '{named}'): {example}, or 'Is there any abnormality?'"
     request = _REQUEST.match(body)
@@ -381,7 +381,7 @@ def _ends_as_question(text: str) -> bool:
     return end in QUESTION_MARKS or (end == ";" and bool(_GREEK.search(text)))
 
 
-def sentences(text: str) -> list[str]:
+def _sentences(text: str) -> list[str]:
     """`text` cut where a sentence ends inside it: after "?", "!", ";" or a full stop followed by more words. A
     full stop after an abbreviation ("approx. 5 cm", "e.g.") or a single letter ("the R. arm"), or an ellipsis,
     ends none."""
@@ -414,7 +414,7 @@ def without_closing(text: str) -> str:
     the question mark that ended the question before them ("Hiatal hernia? Yes/no" -> "Hiatal hernia?");
     `text` itself where nothing would be left."""
     rest = text.strip()
-    for pattern in (TRAILING_COURTESY, YES_NO_TAG, TRAILING_COURTESY):
+    for pattern in (_COURTESY, YES_NO_TAG, _COURTESY):
         found = pattern.search(rest)
         if found and found.start() > 0:
             mark = next((ch for ch in found.group(0) if ch in QUESTION_MARKS), "")
@@ -427,7 +427,7 @@ def _several_sentences(body: str, noun: str) -> str | None:
     an effusion? Is it large?") get one answer for both, and a sentence of context or a remark ("Post-op day
     1.", "Patient is febrile.") is not part of what the phrasings can ask again: both came back as word salad
     ("Is a post-op day 1. Any pneumothorax present?"). A closing yes/no tag or courtesy is no sentence."""
-    parts = [part for part in sentences(without_closing(body)) if first_word(part)]
+    parts = [part for part in _sentences(without_closing(body)) if first_word(part)]
     if len(parts) < 2:
         return None
     asked = [part for part in parts if _ends_as_question(part) or first_word(strip_frames(part)) in
@@ -437,7 +437,8 @@ def _several_sentences(body: str, noun: str) -> str | None:
     fix = asked[0] if _ends_as_question(asked[0]) else asked[0].rstrip(" .;!") + "?"
     if len(asked) > 1:
         named = " and ".join(repr(clip(part, 40)) for part in asked[:3]) + (" ..." if len(asked) > 3 else "")
-        return f"{noun} must be one yes/no question (got {len(asked)}: {named}): ask each on its own, e.g. {clip(fix)!r}"
+        return (f"{noun} must be one yes/no question (got {len(asked)}: {named}): ask each on its own, "
+                f"e.g. {clip(fix)!r}")
     other = next(part for part in parts if part is not asked[0])
     return (f"{noun} must be the yes/no question alone (got another sentence, {clip(other, 40)!r}): leave context "
             f"and remarks out, e.g. {clip(fix)!r}")

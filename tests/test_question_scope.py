@@ -83,11 +83,14 @@ def test_an_or_that_asks_for_yes_or_no_or_for_any_of_several_stays_accepted(ques
 
 
 @pytest.mark.parametrize("question, asked", [
-    ("Is there a pleural effusion? Is there a pneumothorax?", ["Is there a pleural effusion?", "Is there a pneumothorax?"]),
+    ("Is there a pleural effusion? Is there a pneumothorax?",
+     ["Is there a pleural effusion?", "Is there a pneumothorax?"]),
     ("Effusion? Pneumothorax?", ["Effusion?", "Pneumothorax?"]),
     ("Is there a pleural effusion? And a pneumothorax?", ["Is there a pleural effusion?", "And a pneumothorax?"]),
-    ("Is there a pleural effusion. Is there a pneumothorax?", ["Is there a pleural effusion.", "Is there a pneumothorax?"]),
-    ("Is there a pleural effusion; is there a pneumothorax?", ["Is there a pleural effusion;", "is there a pneumothorax?"]),
+    ("Is there a pleural effusion. Is there a pneumothorax?",
+     ["Is there a pleural effusion.", "Is there a pneumothorax?"]),
+    ("Is there a pleural effusion; is there a pneumothorax?",
+     ["Is there a pleural effusion;", "is there a pneumothorax?"]),
     ("Is there cardiomegaly? If so, is it severe?", ["Is there cardiomegaly?", "If so, is it severe?"]),
     ("Is there an effusion? Is there an effusion?", ["Is there an effusion?", "Is there an effusion?"]),
     ("\u00bfHay derrame pleural? \u00bfY neumot\u00f3rax?", ["\u00bfHay derrame pleural?", "\u00bfY neumot\u00f3rax?"]),
