@@ -12,6 +12,7 @@ from ..answers import margins_from_logits
 from ..errors import OptionError
 from ..loading import LoadedModel, ModelSource, ModelSpec, load_transformers
 from .fast_path import ForwardSteps, Prefix
+from .keys_only import last_layer_keys_only
 from .onnx_format import is_export
 from .packing import PackedBatch
 
@@ -65,7 +66,8 @@ class TorchSteps(ForwardSteps):
         inputs = dict(tokens)
         for key in images[0]:
             inputs[key] = torch.cat([i[key] for i in images])
-        return Prefix(inputs, self.model(**inputs, use_cache=True, logits_to_keep=1).cache)
+        with last_layer_keys_only(self.model):  # nothing reads the prefix's own outputs
+            return Prefix(inputs, self.model(**inputs, use_cache=True, logits_to_keep=1).cache)
 
     @torch.inference_mode()
     def run_suffixes(self, prefix: Prefix, laid: PackedBatch) -> list[float]:
