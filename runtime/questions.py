@@ -364,10 +364,11 @@ def question_problem(text: Any, noun: str = "the question", *, suggest: bool = F
     if choices:
         named = " and ".join(repr(clip(c)) for c in choices[:3]) + (" ..." if len(choices) > 3 else "")
         return f"{noun} {lead} (got an either/or question): ask one yes/no question for each, e.g. {named}"
-    several = _several_sentences(body, noun)
+    plain = without_closing(body)
+    several = _several_sentences(plain, noun)
     if several:
         return several
-    if _ends_as_question(without_closing(body)) or word in AUXILIARIES or word in NEGATIVE_AUXILIARIES:
+    if _ends_as_question(plain) or word in AUXILIARIES or word in NEGATIVE_AUXILIARIES:
         return None
     if word in ("any", "whether") or word in INSTRUCTIONS:  # "Any effusion", "Tell me whether ..."
         return None
@@ -422,12 +423,13 @@ def without_closing(text: str) -> str:
     return rest or text
 
 
-def _several_sentences(body: str, noun: str) -> str | None:
+def _several_sentences(plain: str, noun: str) -> str | None:
     """Why a text of more than one sentence is not one yes/no question, or None. Two questions in one ("Is there
     an effusion? Is it large?") get one answer for both, and a sentence of context or a remark ("Post-op day
     1.", "Patient is febrile.") is not part of what the phrasings can ask again: both came back as word salad
-    ("Is a post-op day 1. Any pneumothorax present?"). A closing yes/no tag or courtesy is no sentence."""
-    parts = [part for part in _sentences(without_closing(body)) if first_word(part)]
+    ("Is a post-op day 1. Any pneumothorax present?"). `plain`: the text without its closing yes/no tag or
+    courtesy (`without_closing`), which is no sentence."""
+    parts = [part for part in _sentences(plain) if first_word(part)]
     if len(parts) < 2:
         return None
     asked = [part for part in parts if _ends_as_question(part) or first_word(strip_frames(part)) in
