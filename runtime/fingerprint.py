@@ -8,12 +8,12 @@ one of those changes.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
+
+from .atomic import write_atomically
 
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".onnx", ".data")
 _CHUNK = 1 << 20
@@ -91,23 +91,12 @@ class DigestCache:
         return None
 
     def save(self) -> None:
-        """Whole or not at all: written beside the cache, then renamed over it. What stops the writing (a full
-        disk, Ctrl-C in an evaluation) takes the half-written file with it, so no stray file is left in the
-        user's cache or run folder."""
+        """Replaced whole or not at all (`write_atomically`): a full disk or Ctrl-C in an evaluation leaves no
+        stray file in the user's cache or run folder."""
         if not self.changed:
             return
-        written = None
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            with tempfile.NamedTemporaryFile("w", dir=self.path.parent, delete=False, prefix=f"{self.path.name}.",
-                                             suffix=".tmp") as handle:
-                written = handle.name
-                json.dump(self.entries, handle)
-            os.replace(written, self.path)
-            written = None
+            write_atomically(self.path, lambda handle: handle.write(json.dumps(self.entries).encode("utf-8")))
         except OSError:
             pass  # a read-only home: fingerprints are still right, only slower next time
-        finally:
-            if written is not None:
-                with contextlib.suppress(OSError):
-                    os.unlink(written)

@@ -19,6 +19,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .atomic import write_atomically
 from .errors import InputError, OptionError
 
 if TYPE_CHECKING:
@@ -136,7 +137,8 @@ class RunFolder:
         if others:  # a dataset's own folder: its report.md or summary.json would be written over
             raise OptionError(f"--out {self.path} already holds {len(others)} file(s) and no run: a new run writes "
                               "samples, a summary, a report and plots there; give a new or empty folder")
-        _write_atomically(path, {"run": record})
+        text = json.dumps({"run": record}, indent=2) + "\n"
+        write_atomically(path, lambda handle: handle.write(text.encode("utf-8")))
 
 
 _AFRESH = "to start afresh use a new --out, or delete {out}"
@@ -166,11 +168,3 @@ def _short(value: object) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-def _write_atomically(path: Path, data: dict) -> None:
-    temporary = path.with_suffix(".tmp")
-    with open(temporary, "w", encoding="utf-8") as handle:
-        json.dump(data, handle, indent=2)
-        handle.write("\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)

@@ -99,7 +99,7 @@ def test_generate_and_parse_mode_runs_end_to_end(tiny_model, study_png, capsys):
 def test_a_digest_cache_cut_off_mid_write_leaves_the_old_file_and_no_stray_one(tmp_path, monkeypatch):
     """A full disk or Ctrl-C while the cache is written: the cache is what it was, and the half-written file
     is gone (an evaluation's run folder holds one of these caches)."""
-    import quadrant.fingerprint as module
+    import quadrant.atomic as module
     from quadrant.fingerprint import DigestCache
 
     path = tmp_path / "digests.json"
@@ -108,13 +108,12 @@ def test_a_digest_cache_cut_off_mid_write_leaves_the_old_file_and_no_stray_one(t
     cache.digest(path)  # a new entry: the cache has something to save
 
     def cut_off(error):
-        def dump(entries, handle):
-            handle.write('{"half')
+        def sync(descriptor):  # the new text written, not yet on disk
             raise error
-        return dump
+        return sync
 
     for error in (OSError(28, "No space left on device"), KeyboardInterrupt()):
-        monkeypatch.setattr(module.json, "dump", cut_off(error))
+        monkeypatch.setattr(module.os, "fsync", cut_off(error))
         if isinstance(error, OSError):
             cache.save()
         else:

@@ -13,8 +13,6 @@ belong to the patient's record, and nothing else: the FHIR Bundle names the stud
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +20,7 @@ from typing import Any
 
 from PIL import Image
 
+from ..atomic import write_atomically
 from ..verdict import Verdict
 from .source import Source, read_source, source_from_bytes
 
@@ -43,7 +42,7 @@ class Results:
         for path, result, write in ((sr, self.sr, _write_dicom), (sc, self.sc, _write_dicom),
                                     (fhir, self.fhir, _write_fhir)):
             if path is not None and result is not None:
-                written.append(_atomic(Path(path), lambda handle, r=result, w=write: w(r, handle)))
+                written.append(write_atomically(Path(path), lambda handle, r=result, w=write: w(r, handle)))
         return written
 
 
@@ -96,15 +95,3 @@ def _write_fhir(bundle, handle) -> None:
     handle.write(to_json(bundle).encode("utf-8"))
 
 
-def _atomic(path: Path, write) -> Path:
-    handle = tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", delete=False)
-    try:
-        with handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(handle.name, path)
-    except BaseException:
-        Path(handle.name).unlink(missing_ok=True)
-        raise
-    return path
