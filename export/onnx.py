@@ -59,6 +59,7 @@ from transformers.cache_utils import Cache, DynamicLayer
 
 from quadrant import __version__
 from quadrant.backends import BACKENDS, ScoreRequest, load_model
+from quadrant.backends.last_layer import last_layer_reads_only
 from quadrant.backends.onnx_format import (
     EMBEDDINGS,
     FORMAT,
@@ -246,8 +247,9 @@ class _VisionGraph(torch.nn.Module):
 
 
 class _DecoderGraph(torch.nn.Module):
-    """The language model on input embeddings and past key/values, with the LM head applied only at the
-    read positions (so the prefix pass does not pay for a vocabulary-wide projection of every token).
+    """The language model on input embeddings and past key/values, with its last layer's attention output,
+    output projection and MLP, and the LM head, computed only at the read positions (no pass reads any other
+    position's output, and every pass needs every position's keys and values: `last_layer_reads_only`).
     Qwen3-VL's deepstack features come in dense, [layers, B, Q, hidden], zero away from image tokens."""
 
     def __init__(self, model, deepstack: bool):
@@ -265,8 +267,9 @@ class _DecoderGraph(torch.nn.Module):
             deepstack, *rest = rest
             extra["deepstack_visual_embeds"] = list(deepstack)
         cache = Cache(layers=[_PastLayer(rest[2 * i], rest[2 * i + 1]) for i in range(self.layers)])
-        hidden = self.decoder(inputs_embeds=inputs_embeds, attention_mask=attention_mask, position_ids=position_ids,
-                              cache=cache, use_cache=True, **extra).last_hidden_state
+        with last_layer_reads_only(self.decoder, read_index):
+            hidden = self.decoder(inputs_embeds=inputs_embeds, attention_mask=attention_mask,
+                                  position_ids=position_ids, cache=cache, use_cache=True, **extra).last_hidden_state
         picked = torch.gather(hidden, 1, read_index[:, :, None].expand(-1, -1, hidden.shape[-1]))
         logits = self.head(picked)
         if self.softcap:

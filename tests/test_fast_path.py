@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from conftest import ALL_FAMILIES, LATER_FAMILIES, write_png
-from quadrant.backends.keys_only import KEYS_ONLY
+from quadrant.backends.last_layer import READS_ONLY
 from quadrant.backends.torch_prefix import PrefixSharedScorer
 from quadrant.check import Checker, CheckOptions, CheckRequest
 from quadrant.images import load_study
@@ -157,43 +157,54 @@ def test_the_head_runs_only_where_answers_are_read(family, backend, tiny_model, 
 
 
 @pytest.mark.parametrize("family", [f for f in ALL_FAMILIES + LATER_FAMILIES if f != "paligemma"])
-def test_the_prefix_passs_last_layer_computes_its_keys_and_values_only(family, tiny_model, studies):
+def test_the_last_layer_computes_only_what_each_pass_reads(family, tiny_model, studies):
     """Nothing reads a prefix's own outputs, so its last layer's attention, output projection and MLP are
-    skipped (`quadrant.backends.keys_only`): the cache holds the same keys and values to the bit as a whole
-    forward's, and the suffix pass, which reads its own outputs, runs the layer whole."""
+    skipped (`quadrant.backends.last_layer`): the cache holds the same keys and values to the bit as a whole
+    forward's. The suffix pass reads its outputs at the answer positions only, so the layer's MLP runs on
+    those rows and no others; every margin is held to plain forwards by the parity tests."""
     loaded = load_model(ModelSpec(model=tiny_model(family)))
     checker = Checker(loaded, "torch", CheckOptions()).prepare()
     layer = loaded.model.get_decoder().layers[-1]
-    ran: list[str] = []
-    hooks = [part.register_forward_hook(lambda module, args, output, name=name: ran.append(name))
+    ran: list[tuple[str, int]] = []
+    hooks = [part.register_forward_hook(lambda module, args, output, name=name: ran.append((name, args[0].shape[1])))
              for name, part in (("mlp", layer.mlp), ("o_proj", layer.self_attn.o_proj))]
     steps, seen = checker.scorer.steps, []
-    run_prefix = steps.run_prefix
+    run_prefix, run_suffixes = steps.run_prefix, steps.run_suffixes
 
     def recorded(tokens, images):
-        ran.append("prefix")
+        ran.append(("prefix", 0))
         prefix = run_prefix(tokens, images)
         seen.append((tokens, images, prefix))
-        ran.append("prefix done")
+        ran.append(("prefix done", 0))
         return prefix
 
-    steps.run_prefix = recorded
+    def suffixes(prefix, laid):
+        ran.append(("suffixes", len({position for _, position in laid.answer_at})))
+        return run_suffixes(prefix, laid)
+
+    steps.run_prefix, steps.run_suffixes = recorded, suffixes
     try:
         verdict = checker.check(studies[1], "Is there a pleural effusion?")
     finally:
         for hook in hooks:
             hook.remove()
     assert "prefix-shared" in verdict.timing_ms["path"]
-    assert ran[: 2] == ["prefix", "prefix done"]  # no part of the last layer ran in the prefix pass ...
-    assert {"mlp", "o_proj"} <= set(ran[2:])  # ... and all of it in the suffix pass
+    passes = [index for index, (name, _) in enumerate(ran) if name in ("prefix", "prefix done", "suffixes")]
+    assert ran[passes[0]][0] == "prefix" and "suffixes" in {ran[index][0] for index in passes}
+    for start, end in zip(passes, [*passes[1:], len(ran)]):
+        name, reads = ran[start]
+        if name == "prefix":  # no part of the last layer in a prefix pass ...
+            assert ran[start + 1 : end] == []
+        elif name == "suffixes":  # ... and all of it in a suffix pass, at the read rows only
+            assert sorted(ran[start + 1 : end]) == [("mlp", reads), ("o_proj", reads)]
     tokens, images, prefix = seen[0]
     inputs = {**tokens, **{key: torch.cat([image[key] for image in images]) for key in images[0]}}
     with torch.inference_mode():
         whole = loaded.model(**inputs, use_cache=True).past_key_values
     for trimmed, full in zip(prefix.cache.layers, whole.layers, strict=True):
         assert torch.equal(trimmed.keys, full.keys) and torch.equal(trimmed.values, full.values)
-    assert all(getattr(getattr(module, "config", None), "_attn_implementation", None) != KEYS_ONLY
-               for module in loaded.model.modules())  # the model is itself again after the pass
+    assert all(getattr(getattr(module, "config", None), "_attn_implementation", None) != READS_ONLY
+               and type(module).__name__ != "_AtReads" for module in loaded.model.modules())  # itself again
 
 
 def test_self_check_falls_back_when_the_cache_is_not_exact(tiny_model, studies):

@@ -134,6 +134,40 @@ def test_ort_fast_path_matches_pytorch_and_a_plain_unmerged_forward(exported, fa
     assert max(abs(a - b) for a, b in zip(plain[:3], plain[3:6])) > 1e-4  # the two images are told apart
 
 
+def test_the_decoder_graph_runs_its_last_layer_at_the_read_positions_only(exported, tmp_path):
+    """A margin reads one position a prompt, so the exported decoder computes its last layer's attention
+    output, output projection and MLP at the `read_index` positions alone (`quadrant.backends.last_layer`),
+    and every other layer over all tokens: ONNX Runtime's own profile of one call shows the MLP's widening
+    matrix product over all 9 tokens in each layer but the last, and over the 2 read positions in the last.
+    The margins themselves are held to PyTorch and plain forwards by the test above."""
+    import onnxruntime
+    from transformers import AutoConfig
+
+    base, _, out, _ = exported("llava")
+    text = read_manifest(Path(out)).text
+    width = AutoConfig.from_pretrained(base).get_text_config().intermediate_size
+    options = onnxruntime.SessionOptions()
+    options.enable_profiling, options.profile_file_prefix = True, str(tmp_path / "decoder")
+    session = onnxruntime.InferenceSession(str(Path(out) / "decoder.onnx"), options,
+                                           providers=["CPUExecutionProvider"])
+    queries, reads = 9, [[3, 8]]
+    causal = np.tril(np.ones((queries, queries), dtype=bool))
+    feeds = {"inputs_embeds": np.random.default_rng(0).standard_normal((1, queries, text["hidden"]), np.float32),
+             "attention_mask": np.where(causal, 0, np.finfo(np.float32).min).astype(np.float32)[None, None],
+             "position_ids": np.arange(queries)[None], "read_index": np.array(reads)}
+    for past in (i.name for i in session.get_inputs() if i.name.startswith("past_")):
+        feeds[past] = np.zeros((1, text["kv_heads"], 0, text["head_dim"]), np.float32)
+    (logits, *_) = session.run(None, feeds)
+    events = json.loads(Path(session.end_profiling()).read_text())
+    widening = [shape for event in events if event.get("cat") == "Node" and event["args"].get("op_name") == "MatMul"
+                for shape in (list(event["args"]["output_type_shape"][0].values())[0],)
+                if len(shape) == 3 and shape[-1] == width]
+    rows = [shape[1] for shape in widening]
+    per_layer = rows.count(len(reads[0]))
+    assert logits.shape[:2] == (1, 2) and per_layer >= 1
+    assert sorted(rows) == sorted([queries] * per_layer * (text["layers"] - 1) + [len(reads[0])] * per_layer)
+
+
 def test_studies_preprocessed_per_row_give_the_same_margins(exported, monkeypatch):
     """Where a family cannot preprocess a study's image once, every row carries the image: the prefix pass
     must still take it once per study."""

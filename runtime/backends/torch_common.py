@@ -12,7 +12,7 @@ from ..answers import margins_from_logits
 from ..errors import OptionError
 from ..loading import LoadedModel, ModelSource, ModelSpec, load_transformers
 from .fast_path import ForwardSteps, Prefix
-from .keys_only import last_layer_keys_only
+from .last_layer import last_layer_reads_only
 from .onnx_format import is_export
 from .packing import PackedBatch
 
@@ -66,7 +66,7 @@ class TorchSteps(ForwardSteps):
         inputs = dict(tokens)
         for key in images[0]:
             inputs[key] = torch.cat([i[key] for i in images])
-        with last_layer_keys_only(self.model):  # nothing reads the prefix's own outputs
+        with last_layer_reads_only(self.model.get_decoder()):  # nothing reads the prefix's own outputs
             return Prefix(inputs, self.model(**inputs, use_cache=True, logits_to_keep=1).cache)
 
     @torch.inference_mode()
@@ -77,9 +77,11 @@ class TorchSteps(ForwardSteps):
         position_ids = family.packed_position_ids(self.loaded.config, prefix.inputs, laid.positions.to(device),
                                                   laid.sees_prefix.to(device))
         keep, rows, columns = _read_at(laid.answer_at, device)
-        logits = self.model(input_ids=laid.input_ids.to(device), position_ids=position_ids,
-                            attention_mask=laid.mask.to(device), cache=prefix.cache, use_cache=True,
-                            logits_to_keep=keep).logits
+        reads = keep[None].expand(len(laid.input_ids), -1)
+        with last_layer_reads_only(self.model.get_decoder(), reads):
+            logits = self.model(input_ids=laid.input_ids.to(device), position_ids=position_ids,
+                                attention_mask=laid.mask.to(device), cache=prefix.cache, use_cache=True,
+                                logits_to_keep=keep).logits
         return margins_from_logits(logits[rows, columns], self.loaded.answer_tokens).tolist()
 
     @torch.inference_mode()
