@@ -191,7 +191,7 @@ def _ready(model: BenchModel, config: BenchConfig) -> _Timing:
         "backend": fast.backend,
     }
     if "provider" in fast_loaded.extra:
-        row["provider"] = fast_loaded.extra["provider"]
+        row["provider"], row["opset"] = fast_loaded.extra["provider"], fast_loaded.graphs.manifest.opset
     return _Timing(runs, row, fast, first, study)
 
 

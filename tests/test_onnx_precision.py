@@ -148,3 +148,16 @@ def test_bench_times_each_precision_beside_fp32_with_its_size(capsys):
     assert int8["size_vs_fp32"] < 1 and int8["weights_vs_fp32"] < 1
     assert fp32["max_margin_diff"] < 1e-4 and "prefix-shared" in int8["path"]
     assert int8["verdicts"].startswith("int8, ") and int8["verdicts"].endswith("as fp32 on 10 phantoms (seed 2031)")
+
+
+def test_bench_times_an_export_of_the_opset_asked(capsys):
+    """`quadrant bench --backend onnx --opset 23`: the exports are made at that opset (its fused attention,
+    rotary and RMS norm operators) and say so; the fast path on them is still exact. `--opset` without ONNX
+    is refused by name."""
+    argv = ["bench", "--json", "--backend", "onnx", "--opset", "23", "--hidden", "32", "--layers", "1",
+            "--repeats", "1", "--no-families", "--device", "cpu"]
+    assert main(argv) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["opset"] == 23 and result["max_margin_diff"] < 1e-4 and "prefix-shared" in result["path"]
+    assert main(["bench", "--opset", "23", "--no-families"]) == 2
+    assert "--opset" in capsys.readouterr().err

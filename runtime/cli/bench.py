@@ -19,6 +19,9 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quantize", action="append", choices=("int8", "int4"), default=[],
                         help="--backend onnx: also time the headline model's int8 or int4 export (repeatable), "
                         "each beside fp32, with its files' size")
+    parser.add_argument("--opset", type=int, default=None, metavar="N",
+                        help="--backend onnx: the exports' ONNX opset (default: the export's, 18; 23 has fused "
+                        "attention, rotary and RMS norm operators)")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "tensorrt"),
                         help="tensorrt: ONNX Runtime's TensorRT provider (--backend onnx)")
     parser.add_argument("--hidden", type=int, default=256, help="language-model width (default 256 on any device)")
@@ -45,14 +48,16 @@ def run(args: argparse.Namespace) -> int:
     names = _family_names(args)
     if args.quantize and args.backend != "onnx":
         raise OptionError("--quantize times smaller ONNX exports: use it with --backend onnx")
+    if args.opset and args.backend != "onnx":
+        raise OptionError("--opset is the ONNX exports' opset: use it with --backend onnx")
     with tempfile.TemporaryDirectory() as tmp:
-        headline, families = _build_models(Path(tmp), config, names, args.quantize)
+        headline, families = _build_models(Path(tmp), config, names, args.quantize, args.opset)
         result = run_bench(headline, families, config)
     if args.json:
         print(json.dumps(result))
         return 0
     m = result["model"]
-    runtime = f" on ONNX Runtime's {result['provider']}" if "provider" in result else ""
+    runtime = f" on ONNX Runtime's {result['provider']} (opset {result['opset']})" if "provider" in result else ""
     print(f"Model: LLaVA-shaped, {m['image_tokens']} image tokens, LM width {m['hidden']} x {m['layers']} layers, "
           f"on {result['device']} ({result['dtype']}){runtime}, {result['threads']} threads; "
           f"a {result['study_size']} px study")
@@ -109,7 +114,7 @@ def _family_names(args: argparse.Namespace) -> list[str]:
     return list(args.family_names or known)
 
 
-def _build_models(root: Path, config, names: list[str], quantize: list[str]):
+def _build_models(root: Path, config, names: list[str], quantize: list[str], opset: int | None):
     """The bench models, built offline (and exported, for ONNX): the headline LLaVA-1.5-shaped model (and its
     smaller exports) and a tiny model per family."""
     from dataclasses import replace
@@ -119,7 +124,7 @@ def _build_models(root: Path, config, names: list[str], quantize: list[str]):
     from ..bench import BenchModel
 
     def bench_model(directory: Path) -> BenchModel:
-        return BenchModel(str(directory), _export(directory) if config.backend == "onnx" else None)
+        return BenchModel(str(directory), _export(directory, opset) if config.backend == "onnx" else None)
 
     headline = bench_model(llava_15_shaped(root / "llava15", hidden=config.hidden, layers=config.layers))
     if quantize:
@@ -136,12 +141,12 @@ def _build_models(root: Path, config, names: list[str], quantize: list[str]):
     return headline, families
 
 
-def _export(directory: Path) -> str:
+def _export(directory: Path, opset: int | None) -> str:
     """The model exported to ONNX beside it (validated, as every export is)."""
-    from quadrant.export.onnx import export_onnx
+    from quadrant.export.onnx import DEFAULT_OPSET, export_onnx
 
     out = f"{directory}-onnx"
-    export_onnx(str(directory), None, out, log=lambda line: None)
+    export_onnx(str(directory), None, out, opset=opset or DEFAULT_OPSET, log=lambda line: None)
     return out
 
 
