@@ -20,8 +20,9 @@ import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import BinaryIO, NamedTuple
 
+from .atomic import write_atomically
 from .engines.base import Engine, Job, Partner, SwapImage
 from .errors import OptionError
 from .fingerprint import DigestCache, file_digest
@@ -191,14 +192,14 @@ def _stamp(path: Path) -> dict | None:
 def _drop_samples(out_dir: Path, study_ids: set[str]) -> None:
     """samples.jsonl without the given studies' lines, replaced whole so that a kill leaves one or the other."""
     path = out_dir / SAMPLES
-    partial = path.with_name(path.name + ".partial")
-    with open(path, "rb") as source, open(partial, "wb") as kept:
-        for line in source:
-            if json.loads(line)["study_id"] not in study_ids:
-                kept.write(line)
-        kept.flush()
-        os.fsync(kept.fileno())
-    os.replace(partial, path)
+
+    def keep(kept: BinaryIO) -> None:
+        with open(path, "rb") as source:
+            for line in source:
+                if json.loads(line)["study_id"] not in study_ids:
+                    kept.write(line)
+
+    write_atomically(path, keep)
 
 
 def _append(path: Path, record: dict) -> None:

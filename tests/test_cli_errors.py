@@ -171,6 +171,19 @@ def test_two_outputs_naming_one_file_or_a_missing_folder_are_refused(tmp_path, s
 LIBRARY_MESSAGE = "Unable to convert '1951-02-03' to 'DA' object for DOE^JOHN"  # as pydicom words it
 
 
+def test_a_system_error_says_the_systems_reason_never_the_file_name(study_png, capsys, monkeypatch):
+    """A full disk or a folder not writable is not the user's input and not a bug: the one line gives the
+    system's reason, without the file name, which can be a patient's (DOE_JOHN.dcm)."""
+    def fails(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", "/data/DOE_JOHN_19510203.dcm")
+
+    monkeypatch.setattr("quadrant.cli.check.load_study", fails)
+    code = main(["check", "--image", study_png, "--question", QUESTION])
+    err = capsys.readouterr().err
+    assert code == 3 and "quadrant check: error: Permission denied (PermissionError at tests/" in err, err
+    assert "DOE" not in err and "1951" not in err and len(err.strip().splitlines()) == 1
+
+
 def test_an_unexpected_error_names_its_type_and_line_never_its_text(study_png, capsys, monkeypatch):
     """A library's message quotes the value it choked on, which in a header can identify the patient."""
     def fails(*args, **kwargs):

@@ -110,6 +110,32 @@ def test_a_row_edited_after_it_was_checked_is_checked_again(tmp_path, tiny_model
     assert main(argv) == 0 and "changed in the manifest" not in caplog.text  # nothing left to redo
 
 
+def test_a_resume_cut_off_while_dropping_edited_rows_keeps_every_finished_sample(tmp_path, tiny_model, monkeypatch,
+                                                                                 capsys):
+    """Redoing an edited row first rewrites samples.jsonl without it. A full disk during that rewrite leaves
+    the file as it was and no half-written copy beside it, and the next run redoes the row."""
+    import quadrant.atomic as atomic
+
+    manifest = make_manifest(tmp_path / "data", 3)
+    out = tmp_path / "run"
+    argv = ["evaluate", "--manifest", str(manifest), "--out", str(out), "--model", tiny_model("llava"), "--quiet"]
+    assert main(argv) == 0
+    samples = (out / "samples.jsonl").read_bytes()
+    before = sorted(p.name for p in out.iterdir())
+    manifest.write_text(manifest.read_text().replace(",yes,", ",no,", 1))
+
+    def full_disk(descriptor):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(atomic.os, "fsync", full_disk)
+    assert main(argv) == 3
+    assert "quadrant evaluate: error: No space left on device (OSError at" in capsys.readouterr().err
+    assert (out / "samples.jsonl").read_bytes() == samples and sorted(p.name for p in out.iterdir()) == before
+    monkeypatch.undo()
+    assert main(argv) == 0
+    assert len((out / "samples.jsonl").read_text().splitlines()) == 3
+
+
 def test_an_image_replaced_under_its_name_is_checked_again(tmp_path, tiny_model, caplog):
     """A resumed run once kept a finished row's verdict after its image file was replaced by another picture under
     the same name (a corrected export, a re-anonymised file): the summary counted a verdict about a picture no

@@ -97,8 +97,12 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # the last line of defence: no traceback for a user, unless asked
         if os.environ.get("QUADRANT_DEBUG"):
             raise
-        print(f"quadrant {args.command}: unexpected error: {unexpected(exc)} "
-              "(set QUADRANT_DEBUG=1 for the traceback)", file=sys.stderr)
+        if isinstance(exc, OSError) and exc.strerror:  # a full disk, a folder not writable, a refused connection:
+            # the system's reason, never the file name, which can carry a patient's name
+            print(f"quadrant {args.command}: error: {exc.strerror} ({unexpected(exc)})", file=sys.stderr)
+        else:
+            print(f"quadrant {args.command}: unexpected error: {unexpected(exc)} "
+                  "(set QUADRANT_DEBUG=1 for the traceback)", file=sys.stderr)
         return EXIT_INTERNAL
 
 
