@@ -3,6 +3,8 @@ verdicts, with paraphrases of very different lengths, inverted ones, and several
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
@@ -205,6 +207,26 @@ def test_the_last_layer_computes_only_what_each_pass_reads(family, tiny_model, s
         assert torch.equal(trimmed.keys, full.keys) and torch.equal(trimmed.values, full.values)
     assert all(getattr(getattr(module, "config", None), "_attn_implementation", None) != READS_ONLY
                and type(module).__name__ != "_AtReads" for module in loaded.model.modules())  # itself again
+
+
+def test_a_last_layer_whose_attention_takes_no_mask_runs_whole_where_positions_are_read(tiny_model):
+    """Flash attention takes no [batch, 1, queries, keys] mask to pick rows with: given read positions, the
+    layer is left as it is; with none (a prefix pass) nothing of the attention is called, so it is replaced."""
+    from quadrant.backends.last_layer import last_layer_reads_only
+
+    loaded = load_model(ModelSpec(model=tiny_model("llava")))
+    decoder = loaded.model.get_decoder()
+    attention, mlp = decoder.layers[-1].self_attn, decoder.layers[-1].mlp
+    own, attention.config = attention.config, copy.copy(attention.config)
+    attention.config._attn_implementation = "flash_attention_2"
+    try:
+        with last_layer_reads_only(decoder, torch.tensor([[3]])):
+            assert decoder.layers[-1].mlp is mlp and attention.config._attn_implementation == "flash_attention_2"
+        with last_layer_reads_only(decoder):
+            assert decoder.layers[-1].mlp is not mlp and attention.config._attn_implementation == READS_ONLY
+        assert decoder.layers[-1].mlp is mlp and attention.config._attn_implementation == "flash_attention_2"
+    finally:
+        attention.config = own
 
 
 def test_self_check_falls_back_when_the_cache_is_not_exact(tiny_model, studies):

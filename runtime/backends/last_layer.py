@@ -14,8 +14,9 @@ output projection and MLP at any other position produce nothing that is read. So
 The attention at a read position is the one the model would compute (the model's own attention function, on the
 query rows and mask rows of those positions), so every margin is the same to rounding; the fast path's
 self-check compares its passes with full forwards, and a family whose layers do not take the replacement
-falls back like any other inexact prefix. What it saves is a fifth of the bench model's 4-layer prefix and
-under 3% of a 32-layer 7B model's.
+falls back like any other inexact prefix. What it saves is most of one layer of each pass: a fifth of the
+bench model's 4 layers, under 3% of a 32-layer 7B model's. An attention kernel that takes no [batch, 1, queries,
+keys] mask (flash attention) cannot be given the rows picked, and its layer runs whole where reads are given.
 
 Every family's text decoder is transformers' standard shape (`get_decoder().layers`, each with `self_attn`,
 `self_attn.o_proj` and `mlp`, the attention chosen by its config's `_attn_implementation`); a model that is
@@ -82,24 +83,29 @@ class _AtReads(nn.Module):
 
 
 def _own_attention(attention: nn.Module) -> Callable | None:
-    """The attention function the layer would call: a registered one, or its modeling file's eager one."""
+    """The attention function the layer would call, where it takes the [batch, 1, queries, keys] mask that the
+    rows picked need: PyTorch's SDPA, or the modeling file's eager one (flash kernels take no such mask)."""
     implementation = attention.config._attn_implementation
-    if implementation and implementation != "eager":
-        return ALL_ATTENTION_FUNCTIONS.get(implementation)
-    return getattr(sys.modules.get(type(attention).__module__), "eager_attention_forward", None)
+    if implementation == "sdpa":
+        return ALL_ATTENTION_FUNCTIONS["sdpa"]
+    if implementation in (None, "eager"):
+        return getattr(sys.modules.get(type(attention).__module__), "eager_attention_forward", None)
+    return None
 
 
 @contextmanager
 def last_layer_reads_only(decoder: nn.Module, reads: torch.Tensor | None = None) -> Iterator[None]:
-    """Within the block, the last layer of `decoder` (a model's `get_decoder()`) computes its keys and values at every position, and its
-    attention, output projection and MLP only at `reads` ([rows, reads] positions within the forward's input;
-    None: nowhere). See the module."""
+    """Within the block, the last layer of `decoder` (a model's `get_decoder()`) computes its keys and values at
+    every position, and its attention, output projection and MLP only at `reads` ([rows, reads] positions within
+    the forward's input; None: nowhere). See the module."""
     layers = getattr(decoder, "layers", None)
     layer = layers[-1] if layers else None
     attention = getattr(layer, "self_attn", None)
     projection = getattr(attention, "o_proj", None)
-    own = _own_attention(attention) if hasattr(attention, "config") else None
-    if not (isinstance(projection, nn.Linear) and isinstance(getattr(layer, "mlp", None), nn.Module) and own):
+    standard = (isinstance(projection, nn.Linear) and isinstance(getattr(layer, "mlp", None), nn.Module)
+                and hasattr(attention, "config"))
+    own = _own_attention(attention) if standard else None
+    if not standard or (reads is not None and own is None):
         yield
         return
     kept = attention.config, projection, layer.mlp
