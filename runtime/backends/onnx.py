@@ -312,7 +312,7 @@ class OnnxSteps(ForwardSteps):
     def _features(self, encoded: dict[str, torch.Tensor]) -> _Features:
         """The vision graph on the images in `encoded`, arranged one row per image token."""
         declared = {i["name"]: i["dtype"] for i in self.onnx.manifest.graphs["vision"]["inputs"]}
-        given = {name: value.numpy().astype(declared.get(name, value.numpy().dtype))
+        given = {name: value.numpy().astype(declared.get(name, value.numpy().dtype), copy=False)
                  for name, value in self.family.vision_inputs(self.config, encoded).items()}
         outputs = self.onnx.vision.run(self.outputs["vision"], _feeds(given, self.inputs["vision"], "vision"))
         named = {name: torch.from_numpy(value) for name, value in zip(self.outputs["vision"], outputs, strict=True)}
@@ -331,7 +331,7 @@ class OnnxSteps(ForwardSteps):
             blocks = blocks.numpy()
             visible |= (blocks[:, :, None] == blocks[:, None, :]) & (blocks[:, :, None] > 0) & attention[:, None, :]
         minimum = np.finfo(self.onnx.dtype).min
-        return np.where(visible, 0, minimum).astype(self.onnx.dtype)[:, None]
+        return np.where(visible, 0, minimum).astype(self.onnx.dtype, copy=False)[:, None]
 
     def _decode(self, ids, features: _Features | None, mask, positions, read_index, past):
         """One decoder call on token ids with image features placed at the image tokens: (logits at the read
@@ -346,7 +346,7 @@ class OnnxSteps(ForwardSteps):
         if past is None:
             empty = np.zeros((ids.shape[0], text["kv_heads"], 0, text["head_dim"]), dtype=self.onnx.dtype)
             past = {name: empty for name in self.inputs["decoder"] if name.startswith("past_")}
-        given = {"inputs_embeds": embeds, "attention_mask": mask.astype(self.onnx.dtype),
+        given = {"inputs_embeds": embeds, "attention_mask": mask.astype(self.onnx.dtype, copy=False),
                  "position_ids": np.ascontiguousarray(positions, dtype=np.int64),
                  "read_index": np.ascontiguousarray(read_index, dtype=np.int64), **past}
         if deepstack is not None:
@@ -355,14 +355,14 @@ class OnnxSteps(ForwardSteps):
         named = dict(zip(self.outputs["decoder"], outputs, strict=True))
         present = {name.replace("present_", "past_", 1): value for name, value in named.items()
                    if name.startswith("present_")}
-        return named["logits"].astype(np.float32), present
+        return named["logits"].astype(np.float32, copy=False), present
 
     def _embed(self, ids: np.ndarray, features: _Features | None) -> tuple[np.ndarray, np.ndarray | None]:
         """Token embeddings from the table, image features at the image tokens in reading order (what the
         model's masked_scatter does); the deepstack features laid out the same way, zero elsewhere, where
         the decoder takes them."""
         image = ids == self.onnx.manifest.text["image_token_id"]
-        embeds = self.onnx.embeddings[np.where(image, 0, ids)].astype(self.onnx.dtype)
+        embeds = self.onnx.embeddings[np.where(image, 0, ids)].astype(self.onnx.dtype, copy=False)
         count = int(image.sum())
         if count and (features is None or len(features.tokens) != count):
             raise ModelError(f"the prompts hold {count} image tokens but the vision graph gave "
