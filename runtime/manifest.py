@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
+from .atomic import write_atomically
 from .errors import ManifestError, ParaphraseError
 from .paraphrases import Phrasing, phrasings_from_json
 
@@ -205,14 +208,14 @@ def write_manifest(path: str | Path, rows: Sequence[ManifestRow]) -> Path:
         raise ManifestError(f"{path}: no rows to write (a manifest needs at least one)")
     path.parent.mkdir(parents=True, exist_ok=True)
     relative = _relative_paths(path.parent)
-    partial = path.with_name(path.name + ".partial")
-    try:
-        with open(partial, "w", encoding="utf-8", newline="") as handle:
-            (_write_jsonl if kind == "jsonl" else _write_csv)(handle, rows, relative)
-        os.replace(partial, path)
-    finally:
-        partial.unlink(missing_ok=True)
-    return path
+
+    def write(binary: BinaryIO) -> None:
+        text = io.TextIOWrapper(binary, encoding="utf-8", newline="")
+        (_write_jsonl if kind == "jsonl" else _write_csv)(text, rows, relative)
+        text.flush()
+        text.detach()  # the handle stays open for write_atomically to sync and close
+
+    return write_atomically(path, write)
 
 
 def _relative_paths(folder: Path) -> Callable[[Path], str]:

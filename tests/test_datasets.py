@@ -368,6 +368,26 @@ def test_write_manifest_mirrors_read_manifest(tmp_path):
         assert "../img/a b.png" in (tmp_path / name).read_text()  # relative to the manifest
 
 
+def test_a_manifest_written_over_another_is_whole_or_not_written(tmp_path, monkeypatch):
+    """A build cut off by a full disk (or Ctrl-C) leaves the manifest that was there, byte for byte, and no
+    half-written file beside it that `evaluate` could be pointed at."""
+    import quadrant.atomic as atomic
+
+    rows = [ManifestRow(image=tmp_path / f"{i}.png", question="Is there a nodule?", study_id=f"s{i}") for i in range(3)]
+    path = write_manifest(tmp_path / "m.csv", rows[:1])
+    before = path.read_bytes()
+
+    def full_disk(descriptor):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(atomic.os, "fsync", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        write_manifest(path, rows)
+    assert path.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["m.csv"]
+    monkeypatch.undo()
+    assert [row.study_id for row in read_manifest(write_manifest(path, rows))] == ["s0", "s1", "s2"]
+
+
 # --------------------------------------------------------------------------------------- end to end: evaluate
 def test_evaluate_runs_on_built_manifests_with_the_demo_model(tmp_path, capsys):
     mimic, padchest = make_mimic(tmp_path / "mimic"), make_padchest(tmp_path / "padchest")
