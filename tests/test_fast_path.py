@@ -209,6 +209,21 @@ def test_the_last_layer_computes_only_what_each_pass_reads(family, tiny_model, s
                and type(module).__name__ != "_AtReads" for module in loaded.model.modules())  # itself again
 
 
+def test_the_last_layer_at_read_positions_matches_a_plain_forward_without_a_mask(tiny_model):
+    """A forward given no mask (a causal kernel's own square) attends everywhere and restricts only the output
+    projection and MLP to the read rows: the logits there are a plain forward's."""
+    from quadrant.backends.last_layer import last_layer_reads_only
+
+    loaded = load_model(ModelSpec(model=tiny_model("llava")))
+    ids = loaded.processor.tokenizer("Is there a pleural effusion in this study?", return_tensors="pt").input_ids
+    reads = torch.tensor([[2, ids.shape[1] - 1]])
+    with torch.inference_mode():
+        plain = loaded.model(input_ids=ids).logits[:, reads[0]]
+        with last_layer_reads_only(loaded.model.get_decoder(), reads):
+            picked = loaded.model(input_ids=ids, logits_to_keep=reads[0]).logits
+    assert torch.allclose(picked, plain, atol=1e-5)
+
+
 def test_a_last_layer_whose_attention_takes_no_mask_runs_whole_where_positions_are_read(tiny_model):
     """Flash attention takes no [batch, 1, queries, keys] mask to pick rows with: given read positions, the
     layer is left as it is; with none (a prefix pass) nothing of the attention is called, so it is replaced."""

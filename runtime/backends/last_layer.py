@@ -47,19 +47,14 @@ def _attention_at_reads(module: nn.Module, query: torch.Tensor, key: torch.Tenso
     reads = module.quadrant_reads
     if reads is None:
         return query.new_zeros(batch, queries, heads, value.shape[-1]), None
+    if attention_mask is None:  # a causal kernel's square, no rows to pick by: attend everywhere
+        return module.quadrant_attention(module, query, key, value, None, **kwargs)
     picked = query.gather(2, reads[:, None, :, None].expand(-1, heads, -1, width))
-    if attention_mask is None:  # causal: a query at position p of this pass sees the past and keys 0..p
-        past = key.shape[-2] - queries
-        visible = torch.arange(key.shape[-2], device=query.device) <= (reads[:, :, None] + past)
-        mask = torch.zeros(visible.shape, dtype=query.dtype, device=query.device)
-        mask = mask.masked_fill(~visible, torch.finfo(query.dtype).min)[:, None]
-    else:
-        index = reads[:, None, :, None].expand(-1, attention_mask.shape[1], -1, attention_mask.shape[-1])
-        mask = attention_mask.gather(2, index)
+    mask = attention_mask.gather(2, reads[:, None, :, None].expand(-1, attention_mask.shape[1], -1,
+                                                                   attention_mask.shape[-1]))
     kwargs.pop("is_causal", None)  # the rows picked are not the square that a causal kernel assumes
     output, _ = module.quadrant_attention(module, picked, key, value, mask, is_causal=False, **kwargs)
-    whole = output.new_zeros(batch, queries, *output.shape[2:])
-    return whole.scatter(1, reads[:, :, None, None].expand_as(output), output), None
+    return _in_rows(output, reads, queries), None
 
 
 AttentionInterface.register(READS_ONLY, _attention_at_reads)
@@ -77,9 +72,13 @@ class _AtReads(nn.Module):
         if self.reads is None:
             return hidden.new_zeros(*hidden.shape[:-1], self.width or hidden.shape[-1])
         picked = hidden.gather(1, self.reads[:, :, None].expand(-1, -1, hidden.shape[-1]))
-        output = self.inner(picked)
-        whole = output.new_zeros(*hidden.shape[:-1], output.shape[-1])
-        return whole.scatter(1, self.reads[:, :, None].expand_as(output), output)
+        return _in_rows(self.inner(picked), self.reads, hidden.shape[1])
+
+
+def _in_rows(output: torch.Tensor, reads: torch.Tensor, rows: int) -> torch.Tensor:
+    """`output` ([batch, reads, ...]) placed at its read rows of zeros [batch, rows, ...]."""
+    index = reads.reshape(*reads.shape, *[1] * (output.dim() - 2)).expand_as(output)
+    return output.new_zeros(output.shape[0], rows, *output.shape[2:]).scatter(1, index, output)
 
 
 def _own_attention(attention: nn.Module) -> Callable | None:
