@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -14,12 +15,14 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import make_adapter
+from conftest import make_adapter, write_png
 from quadrant.backends import BACKENDS, ScoreRequest
 from quadrant.cli.main import main
 from quadrant.backends.onnx_format import MANIFEST_NAME, read_manifest, write_manifest
 from quadrant.families import FAMILIES
 from quadrant.backends import load_model
+from quadrant.check import Checker, CheckOptions
+from quadrant.images import load_study
 from quadrant.loading import ModelSpec
 
 pytest.importorskip("onnxruntime")
@@ -204,6 +207,30 @@ def test_a_study_keeps_its_prefix_on_the_graphs_for_the_next_question(exported, 
         again = scorer.margins([study[i] for i in order])
         assert passes == [] and {r.path for r in again} == {"prefix-reused", "margin-kept"}
         assert max(abs(a.margin - first[i].margin) for a, i in zip(again, order)) < 1e-5
+
+
+def test_a_check_runs_its_reference_beside_the_prefix_pass_and_gives_the_same_margins(exported, tmp_path):
+    """On CPU the content-free reference's suffix pass runs on a thread of its own while the study's prefix
+    pass runs (its fixed costs hide under the longer call's work): every margin and path must be the one the
+    same check gives with the two calls in turn."""
+    _, _, out, _ = exported("llava")
+    beside, in_turn = (Checker(load_model(ModelSpec(model=out)), "onnx", CheckOptions()).prepare() for _ in range(2))
+    in_turn.scorer.steps.overlaps = False
+    assert beside.scorer.steps.overlaps
+    studies = [load_study(write_png(tmp_path / f"s{i}.png", seed=i, size=(96, 80))) for i in range(2)]
+    for checker in (beside, in_turn):  # the size's reference prefix made and kept: the next check reuses it
+        checker.check(studies[0], QUESTIONS[0])
+    calls = []
+    decoder = beside.loaded.graphs.decoder
+    run = decoder.run
+    decoder.run = lambda names, feeds, *rest: calls.append(
+        (threading.current_thread().name, feeds["past_key_0"].shape[2] > 0)) or run(names, feeds, *rest)
+    first, second = (checker.check(studies[1], QUESTIONS[2]) for checker in (beside, in_turn))
+    # the reference's suffix pass on the reference thread; the study's prefix and suffix passes on the caller's
+    assert sorted(calls) == sorted([("quadrant-reference_0", True), ("MainThread", False), ("MainThread", True)])
+    margins = [[p.margin for p in v.prompts + [v.text_only, v.content_free]] for v in (first, second)]
+    assert margins[0] == margins[1]
+    assert first.timing_ms["path"] == second.timing_ms["path"] == "packed+prefix-reused+prefix-shared"
 
 
 @pytest.mark.parametrize("family", EXPORTED)
