@@ -201,6 +201,16 @@ class FastPathScorer(StepsScorer):
             (references if use_prefix and requests[chunk[0]].reuse_key is not None else own).append(chunk)
         studies = self._tokenize_studies(requests, own, use_prefix)
         references_scored = self._score_references(requests, references, studies, results)
+        try:
+            self._score_studies(requests, studies, text_only, use_prefix, results)
+        finally:  # a reference still running must not outlive the call that laid it out
+            references_scored()
+        self._keep_text_only(requests, asked_text_only, text_only, results)
+        return results
+
+    def _score_studies(self, requests: Sequence[ScoreRequest], studies: list[Study], text_only: list[int],
+                       use_prefix: bool, results: list[ScoreResult | None]) -> None:
+        """Score the studies' prompts into `results`, batched, and the text-only prompts with them."""
         batches = list(self._batches(studies, by_prefix=use_prefix))
         if use_prefix and batches:
             # text-only prompts ride along in the suffix pass, each seeing only itself
@@ -221,9 +231,6 @@ class FastPathScorer(StepsScorer):
             indices = [i for s in batch for i in s.indices] + [i for i, _ in share]
             for index, margin, path in zip(indices, margins, paths, strict=True):
                 results[index] = ScoreResult(margin=margin, path=path)
-        references_scored()
-        self._keep_text_only(requests, asked_text_only, text_only, results)
-        return results
 
     def _text_only_to_score(self, requests: Sequence[ScoreRequest], indices: list[int],
                             results: list[ScoreResult | None]) -> list[int]:
