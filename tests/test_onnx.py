@@ -21,7 +21,7 @@ from quadrant.cli.main import main
 from quadrant.backends.onnx_format import MANIFEST_NAME, read_manifest, write_manifest
 from quadrant.families import FAMILIES
 from quadrant.backends import load_model
-from quadrant.check import Checker, CheckOptions
+from quadrant.check import Checker, CheckOptions, CheckRequest
 from quadrant.images import load_study
 from quadrant.loading import ModelSpec
 
@@ -231,6 +231,14 @@ def test_a_check_runs_its_reference_beside_the_prefix_pass_and_gives_the_same_ma
     margins = [[p.margin for p in v.prompts + [v.text_only, v.content_free]] for v in (first, second)]
     assert margins[0] == margins[1]
     assert first.timing_ms["path"] == second.timing_ms["path"] == "packed+prefix-reused+prefix-shared"
+    # a batch of studies of three sizes, asking three questions: one reference per question beside the studies
+    decoder.run = run
+    batch = [CheckRequest(load_study(write_png(tmp_path / f"b{i}.png", seed=10 + i, size=size)), question)
+             for i, (size, question) in enumerate([((96, 80), QUESTIONS[1]), ((72, 90), QUESTIONS[0]),
+                                                   ((120, 64), QUESTIONS[2]), ((72, 90), QUESTIONS[1])])]
+    together = [[[p.margin for p in v.prompts + [v.text_only, v.content_free]] for v in checker.check_many(batch)]
+                for checker in (beside, in_turn)]
+    assert together[0] == together[1]
 
 
 @pytest.mark.parametrize("family", EXPORTED)
