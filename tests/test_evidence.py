@@ -169,12 +169,11 @@ def test_maps_of_one_films_findings_in_one_call_read_each_copy_once(tiny_model, 
         assert len({c["delta"] for c in mapped.evidence["cells"]}) == 4  # not vacuous
 
 
-def test_a_reference_scored_beside_a_maps_copies_is_cut_from_one_and_is_still_a_plain_forward(tiny_model,
-                                                                                              study_png, monkeypatch):
+def test_a_reference_scored_beside_a_maps_copies_is_still_a_plain_forward(tiny_model, study_png, monkeypatch):
     """A server's queue may put a check's content-free reference and a map's copies of a study of its size in one
-    call. A reference's prompt is cut from a study in the call that asks it (its token ids depend on the image's
-    size alone), and a lazily made copy can be that study: its size is known without making it. The reference's
-    margin must still be a plain forward's on the gray picture, and each copy's on its own pixels."""
+    call. The reference, its size's prefix kept, is spliced without meeting the processor, and each lazily made
+    copy is made once, where it is read. The reference's margin must still be a plain forward's on the gray
+    picture, and each copy's on its own pixels."""
     from quadrant.backends import LazyPicture, ScoreRequest
 
     directory = tiny_model("llava")
@@ -199,7 +198,7 @@ def test_a_reference_scored_beside_a_maps_copies_is_cut_from_one_and_is_still_a_
     expected = [oracle.margin(rendered, Image.fromarray(f), tokens["yes"], tokens["no"]) for f in fills]
     expected.append(oracle.margin(rendered, reference, tokens["yes"], tokens["no"]))
     assert [r.margin for r in results] == pytest.approx(expected, abs=1e-4)
-    assert gray_reads == [False, False]  # the reference was cut from a copy: only the copies met the processor
+    assert gray_reads == [False, False]  # only the copies met the processor, not the gray picture
     assert len(made) == 2  # each copy made once, where it was read
     assert abs(expected[0] - expected[1]) > 1e-4  # not vacuous: the copies differ
 

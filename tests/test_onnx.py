@@ -210,9 +210,9 @@ def test_a_study_keeps_its_prefix_on_the_graphs_for_the_next_question(exported, 
 
 
 def test_a_check_runs_its_reference_beside_the_prefix_pass_and_gives_the_same_margins(exported, tmp_path):
-    """On CPU the content-free reference's suffix pass runs on a thread of its own while the study's prefix
-    pass runs (its fixed costs hide under the longer call's work): every margin and path must be the one the
-    same check gives with the two calls in turn."""
+    """On CPU the content-free reference's suffix pass runs on a thread of its own while the study is read and
+    its prefix pass runs (its fixed costs hide under the longer work): it is handed over before the study meets
+    the processor, and every margin and path must be the one the same check gives with the calls in turn."""
     _, _, out, _ = exported("llava")
     beside, in_turn = (Checker(load_model(ModelSpec(model=out)), "onnx", CheckOptions()).prepare() for _ in range(2))
     in_turn.scorer.steps.overlaps = False
@@ -220,14 +220,20 @@ def test_a_check_runs_its_reference_beside_the_prefix_pass_and_gives_the_same_ma
     studies = [load_study(write_png(tmp_path / f"s{i}.png", seed=i, size=(96, 80))) for i in range(2)]
     for checker in (beside, in_turn):  # the size's reference prefix made and kept: the next check reuses it
         checker.check(studies[0], QUESTIONS[0])
-    calls = []
+    calls, order = [], []
     decoder = beside.loaded.graphs.decoder
     run = decoder.run
     decoder.run = lambda names, feeds, *rest: calls.append(
         (threading.current_thread().name, feeds["past_key_0"].shape[2] > 0)) or run(names, feeds, *rest)
+    family, thread = beside.loaded.family, beside.scorer._beside
+    read_image, submit = family.read_image, thread.submit
+    family.read_image = lambda *args: order.append("study read") or read_image(*args)
+    thread.submit = lambda *args: order.append("reference handed over") or submit(*args)
     first, second = (checker.check(studies[1], QUESTIONS[2]) for checker in (beside, in_turn))
+    family.read_image, thread.submit = read_image, submit
     # the reference's suffix pass on the reference thread; the study's prefix and suffix passes on the caller's
     assert sorted(calls) == sorted([("quadrant-reference_0", True), ("MainThread", False), ("MainThread", True)])
+    assert order[:2] == ["reference handed over", "study read"]  # the in-turn checker reads its study after
     margins = [[p.margin for p in v.prompts + [v.text_only, v.content_free]] for v in (first, second)]
     assert margins[0] == margins[1]
     assert first.timing_ms["path"] == second.timing_ms["path"] == "packed+prefix-reused+prefix-shared"

@@ -377,13 +377,13 @@ def test_a_real_dicom_chest_radiograph_end_to_end(tiny_model, capsys):
 
 
 @pytest.mark.parametrize("family", ["llava", "gemma3", "idefics3", "qwen2_5_vl", "llava_onevision", "internvl"])
-def test_a_new_question_cuts_the_reference_from_its_study_without_processing_the_reference_again(
-        family, tiny_model, study_png):
-    """Once a size's reference prefix is kept, a new question's reference prompt is cut from its study's own
-    tokenization (token ids depend on the image's size alone), so the gray image never meets the processor
-    again; its margin must still be a plain forward's with the gray image. Families with per-token tensors
-    (Gemma3, Qwen) and size-dependent tiling (LLaVA-OneVision, InternVL) are included."""
-    from quadrant.backends import load_model
+def test_a_new_question_splices_the_reference_without_processing_the_reference_again(family, tiny_model, study_png):
+    """Once a size's reference prefix is kept, a new question's reference prompt is spliced as the processor's
+    first reading of the gray image laid out its tokens, so the gray image never meets the processor again,
+    even in a call that holds no study (the reference is laid out before its studies are read); its margin must
+    still be a plain forward's with the gray image. Families with per-token tensors (Gemma3, Qwen) and
+    size-dependent tiling (LLaVA-OneVision, InternVL) are included."""
+    from quadrant.backends import ScoreRequest, load_model
     from quadrant.check import Checker
     from quadrant.images import load_study
     from quadrant.loading import ModelSpec
@@ -409,4 +409,9 @@ def test_a_new_question_cuts_the_reference_from_its_study_without_processing_the
         yes, no = verdict["model"]["answer_tokens"]["yes"], verdict["model"]["answer_tokens"]["no"]
         assert abs(reference["margin"] - oracle.margin(reference["rendered"], gray_like(image), yes, no)) < TOLERANCE
         assert "prefix-reused" in verdict["timing_ms"]["path"]
-    assert len(reference_encodes) == 1  # the first check made the kept prefix; the two after it cut the tokens
+    rendered = checker._render("Is there a rib fracture?", True)
+    gray, key = checker._reference_image(study)
+    (alone,) = checker.scorer.margins([ScoreRequest(rendered, gray, key)])
+    assert alone.path == "prefix-reused"
+    assert abs(alone.margin - oracle.margin(rendered, gray_like(image), yes, no)) < TOLERANCE
+    assert len(reference_encodes) == 1  # the first check made the kept prefix; the three after it spliced the tokens

@@ -180,6 +180,7 @@ class FastPathScorer(StepsScorer):
         self._reused: OrderedDict[tuple, Prefix] = OrderedDict()  # (image content, prefix ids) -> prefix pass
         self._reused_studies: OrderedDict[tuple, Study] = OrderedDict()  # (reuse key, prompts) -> tokenized
         self._reference_content: OrderedDict[str, str] = OrderedDict()  # reuse key -> its image tensors' hash
+        self._reference_splices: OrderedDict[str, tuple] = OrderedDict()  # reuse key -> its reading's `splice`
         self._kept_margins: OrderedDict[tuple, list[float]] = OrderedDict()  # (image content, token ids) -> margins
         self._text_only_margins: OrderedDict[str, float] = OrderedDict()  # rendered prompt -> margin
         self._study_prefixes: OrderedDict[tuple, Prefix] = OrderedDict()  # (study key, prefix ids) -> prefix pass
@@ -199,10 +200,10 @@ class FastPathScorer(StepsScorer):
         references, own = [], []
         for chunk in chunks:
             (references if use_prefix and requests[chunk[0]].reuse_key is not None else own).append(chunk)
-        studies = self._tokenize_studies(requests, own, use_prefix)
-        references_scored = self._score_references(requests, references, studies, results)
+        references_scored = self._score_references(requests, references, results)
         try:
-            self._score_studies(requests, studies, text_only, use_prefix, results)
+            self._score_studies(requests, self._tokenize_studies(requests, own, use_prefix), text_only, use_prefix,
+                                results)
         finally:  # a reference still running must not outlive the call that laid it out
             references_scored()
         self._keep_text_only(requests, asked_text_only, text_only, results)
@@ -425,7 +426,11 @@ class FastPathScorer(StepsScorer):
             found = kept(self._copy_readings, first.copy_key, reading, COPY_READINGS, _reading_bytes, COPY_READING_BYTES)
         else:  # read with these very prompts: a failed splice would fail again
             found = reading()
-            return None if found is None else family.splice(processor, rendered, found)
+            if found is None:
+                return None
+            if first.reuse_key is not None:  # its next prompts are spliced without its pixels (`_spliced_reference`)
+                kept(self._reference_splices, first.reuse_key, lambda: found.splice, REUSED_STUDIES)
+            return family.splice(processor, rendered, found)
         if found is None:
             return None
         spliced = family.splice(processor, rendered, found)  # a kept reading may have been made with other prompts
@@ -517,13 +522,13 @@ class FastPathScorer(StepsScorer):
             return None
         return study.study_key, tuple(study.inputs["input_ids"][0, : study.prefix_len].tolist())
 
-    def _score_references(self, requests: Sequence[ScoreRequest], chunks: list[list[int]], studies: list[Study],
+    def _score_references(self, requests: Sequence[ScoreRequest], chunks: list[list[int]],
                           results: list[ScoreResult | None]) -> Callable[[], None]:
         """Score the content-free references' chunks into `results`, and return what to call before reading
         them. Each chunk is laid out here, on the caller's thread (a tokenizer's settings change with every
         call, so it is not shared with another thread); where the runtime gains from it (`steps.overlaps`), the
-        forwards then run on a thread of their own, beside the studies' prefix pass."""
-        laid = [(chunk, self._reference_margins(requests, chunk, studies)) for chunk in chunks]
+        forwards then run on a thread of their own, beside the studies' reading and prefix pass."""
+        laid = [(chunk, self._reference_margins(requests, chunk)) for chunk in chunks]
 
         def score() -> None:
             for chunk, reference in laid:
@@ -538,10 +543,10 @@ class FastPathScorer(StepsScorer):
             self._beside = ThreadPoolExecutor(1, thread_name_prefix="quadrant-reference")
         return self._beside.submit(score).result
 
-    def _reference_margins(self, requests: Sequence[ScoreRequest], indices: list[int],
-                           studies: list[Study]) -> Callable[[], tuple[list[float], str]]:
+    def _reference_margins(self, requests: Sequence[ScoreRequest],
+                           indices: list[int]) -> Callable[[], tuple[list[float], str]]:
         """What gives a content-free reference's margins and the path that gave them, its prompts laid out
-        (spliced from a study, or tokenized) and its image's content hashed. Its image is the same for every
+        (spliced as its first reading was, or tokenized) and its image's content hashed. Its image is the same for every
         study of a size, so its prefix pass is paid once per model and kept; and its margins depend on nothing
         but that image and the prompts, so a question asked again (one finding across a dataset, a common
         question in the app) takes them from the first computation, exactly, without a forward. Both are kept
@@ -552,7 +557,7 @@ class FastPathScorer(StepsScorer):
         rendered = tuple(requests[i].rendered for i in indices)
         spliced = None
         if (first.reuse_key, rendered) not in self._reused_studies:
-            spliced = self._spliced_reference(requests, indices, studies)
+            spliced = self._spliced_reference(requests, indices)
         study, prefix = spliced or (self._tokenize_study(requests, indices, for_prefix=True), None)
         content = self._content_of(study)
         lengths = study.lengths.tolist()
@@ -568,8 +573,8 @@ class FastPathScorer(StepsScorer):
 
     def _content_of(self, study: Study) -> str:
         """A reference's image as the model takes it (its tensors: pixels, and grids or masks where the family
-        has them), hashed once per reuse key; a reference cut from its study (which holds no image tensors) is
-        cut only once its size's hash is known."""
+        has them), hashed once per reuse key; a reference spliced without its pixels (`_spliced_reference`) is
+        spliced only once this hash is known."""
         def digest() -> str:
             hashed = hashlib.sha256()
             images = self.loaded.family.prefix_image_inputs(self.loaded.config, study.inputs)
@@ -581,37 +586,35 @@ class FastPathScorer(StepsScorer):
 
         return kept(self._reference_content, study.reuse_key, digest, REUSED_STUDIES)
 
-    def _spliced_reference(self, requests: Sequence[ScoreRequest], indices: list[int],
-                           studies: list[Study]) -> tuple[Study, Prefix] | None:
-        """The reference's prompts cut from a study in this call that has the same size and asks the same
-        prompts, with the reference's kept prefix; None when there is no such study, no kept prefix, or the
-        reference's image content is not known yet (its size's first check processes it).
+    def _spliced_reference(self, requests: Sequence[ScoreRequest],
+                           indices: list[int]) -> tuple[Study, Prefix] | None:
+        """The reference's prompts spliced as the processor's first reading of its image laid out its tokens,
+        without its pixels, with its kept prefix; None when that reading, its image's content or its prefix is
+        not kept (its size's first check reads the image and keeps all three), or the prompts do not splice.
 
-        Processing the reference image again would cost a tenth of a check, for nothing: a processor's token
-        ids depend on an image's size alone (the reference is drawn at the study's size, its key says which),
-        and the pixels only enter the prefix pass, which is kept. The kept prefix is looked up by the spliced
-        prefix's own token ids, so a splice that differed from the reference's tokenization would find none."""
+        Processing the reference image again would cost a tenth of a check, for nothing: the pixels are the
+        same every time and only enter the prefix pass, which is kept. The kept prefix is looked up by the
+        spliced prefix's own token ids, so a splice that differed from the processor's would find none. Needing
+        no study, the reference is laid out before its studies are read, and its forward can run beside them."""
         first = requests[indices[0]]
         content = self._reference_content.get(first.reuse_key)
-        if content is None:
+        splice = self._reference_splices.get(first.reuse_key)
+        if content is None or splice is None:
             return None
-        wanted = [requests[i].rendered for i in indices]
+        spliced = self.loaded.family.splice(self.loaded.processor, [requests[i].rendered for i in indices],
+                                            ReadImage({}, splice))
+        if spliced is None:
+            return None
         per_token = ("input_ids", "attention_mask") + self.loaded.family.prefix_keys
-        for donor in studies:
-            if requests[donor.indices[0]].size() != first.size():
-                continue
-            asked = [requests[i].rendered for i in donor.indices]
-            if not set(wanted) <= set(asked):
-                continue
-            rows = [asked.index(text) for text in wanted]
-            inputs = {k: v[rows] for k, v in donor.inputs.items() if k in per_token}
-            prefix_len = self._shared_prefix_len(inputs, image_only=True)
-            key = (content, tuple(inputs["input_ids"][0, :prefix_len].tolist()))
-            if prefix_len > 0 and key in self._reused:
-                self._reused.move_to_end(key)
-                self._reference_content.move_to_end(first.reuse_key)
-                return Study(indices, inputs, prefix_len, first.reuse_key), self._reused[key]
-        return None
+        inputs = {k: self.steps.place(k, v) for k, v in spliced.items() if k in per_token}
+        prefix_len = self._shared_prefix_len(inputs, image_only=True)
+        key = (content, tuple(inputs["input_ids"][0, :prefix_len].tolist()))
+        if prefix_len < 1 or key not in self._reused:
+            return None
+        self._reused.move_to_end(key)
+        self._reference_content.move_to_end(first.reuse_key)
+        self._reference_splices.move_to_end(first.reuse_key)
+        return Study(indices, inputs, prefix_len, first.reuse_key), self._reused[key]
 
     def _reused_suffix_margins(self, study: Study, content: str, prefix: Prefix | None = None) -> list[float]:
         """The reference's suffix pass on its kept prefix (`prefix`, or looked up by its image's `content` and
