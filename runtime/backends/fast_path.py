@@ -103,9 +103,10 @@ class ForwardSteps(ABC):
     #: the most tokens one prefix pass should hold across its studies, where a larger batch runs slower per
     #: token (None: as many as `max_batch` allows)
     prefix_tokens: int | None = None
-    #: whether a short forward gains from running on another thread beside a long one (the content-free
-    #: reference's suffix pass beside the study's prefix pass): where a call's fixed costs (launching each
-    #: operator, waking the thread pool) hide under the other's work. Off where the runtime's threads fight.
+    #: whether a short forward gains from running on another thread beside other work (the content-free
+    #: reference's suffix pass beside the study's reading and prefix pass): where a call's fixed costs
+    #: (launching each operator, waking the thread pool) hide under the other's work, or a core is idle while
+    #: the study is read. Off where the runtime's threads fight.
     overlaps: bool = False
 
     def __init__(self, loaded: Loaded):

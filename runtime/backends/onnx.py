@@ -234,8 +234,9 @@ class OnnxSteps(ForwardSteps):
         super().__init__(loaded)
         self.onnx: OnnxGraphs = loaded.graphs
         # a session takes runs from several threads at once; on CPU a short run's fixed costs hide under a long
-        # one's (measured: the reference's suffix pass beside the prefix pass, 4.4 ms of a ~105 ms check); not
-        # measured on a GPU, where the runs would share one stream
+        # one's (measured: the reference's suffix pass beside the prefix pass, 4.4 ms of a ~105 ms check), and
+        # beside the study's reading it takes a core the processor leaves idle (about 1 ms more); not measured
+        # on a GPU, where the runs would share one stream
         self.overlaps = self.onnx.provider == PROVIDERS["cpu"]
         self.family, self.config = loaded.family, loaded.config
         graphs = self.onnx.manifest.graphs
