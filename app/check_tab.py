@@ -548,8 +548,8 @@ def _remember(kept: OrderedDict, key, value, most: int) -> None:
 def _unchanged() -> tuple:
     """Outputs that leave the page as it is. A check's handler that ends without a first output must still give
     one: Gradio sets every output to None after a generator's first step that yields nothing (the verdict blanked,
-    the buttons' labels gone); an end after a yield changes nothing."""
-    return (gr.skip(),) * 5
+    the buttons' labels gone); an end after a yield changes nothing. One per output: the panel and `_hidden`'s."""
+    return (gr.skip(),) * (1 + len(_hidden()))
 
 
 def _hidden() -> tuple:
