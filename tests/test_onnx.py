@@ -233,7 +233,7 @@ def test_a_check_runs_its_reference_beside_the_prefix_pass_and_gives_the_same_ma
     family.read_image, thread.submit = read_image, submit
     # the reference's suffix pass on the reference thread; the study's prefix and suffix passes on the caller's
     assert sorted(calls) == sorted([("quadrant-reference_0", True), ("MainThread", False), ("MainThread", True)])
-    assert order[:2] == ["reference handed over", "study read"]  # the in-turn checker reads its study after
+    assert order == ["reference handed over", "study read"]  # handed over before the study met the processor
     margins = [[p.margin for p in v.prompts + [v.text_only, v.content_free]] for v in (first, second)]
     assert margins[0] == margins[1]
     assert first.timing_ms["path"] == second.timing_ms["path"] == "packed+prefix-reused+prefix-shared"
