@@ -461,7 +461,7 @@ class _Handlers:
         except Exception as exc:  # the verdict stands; a header no one foresaw must not take the page with it
             log.error("no DICOM results for this check: unexpected %s", unexpected(exc))
             return
-        yield gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.File(value=[str(f) for f in files], visible=True)
+        yield *_unchanged()[:-1], gr.File(value=[str(f) for f in files], visible=True)  # the record's files alone
 
     def _save(self, name: str, text: str) -> str:
         path = self.downloads.new() / name
