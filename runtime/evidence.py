@@ -158,7 +158,7 @@ class _Filling:
     def request(self, rendered: str, box: Box) -> ScoreRequest:
         """`rendered` asked of the copy with `box` filled."""
         key = None if self.picture is None else f"{self.picture} {self.options.fill} {self.options.grid} {box}"
-        return ScoreRequest(rendered, LazyPicture(partial(self._occluded, box), self.image.size), copy_key=key)
+        return ScoreRequest(rendered, LazyPicture(partial(self._occluded, box)), copy_key=key)
 
     def nbytes(self) -> int:
         """A copy's bytes, as the processor receives it."""

@@ -190,7 +190,7 @@ def test_a_reference_scored_beside_a_maps_copies_is_still_a_plain_forward(tiny_m
     fills = [pixels.copy() for _ in range(2)]
     fills[0][:20, :20], fills[1][-20:, -20:] = 0, 255
     made = []
-    copies = [ScoreRequest(rendered, LazyPicture(lambda f=f: made.append(1) or f.copy(), study.image.size))
+    copies = [ScoreRequest(rendered, LazyPicture(lambda f=f: made.append(1) or f.copy()))
               for f in fills]
     results = checker.scorer.margins([*copies, ScoreRequest(rendered, reference, key)])
     oracle = PlainForward(directory)

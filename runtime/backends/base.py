@@ -24,11 +24,9 @@ class LazyPicture:
     """A picture made when a backend reads it, and not before: an evidence map's filled copy of a full-size
     radiograph is a 15 MB copy of the study (and the first one its fill's blur, 70-90 ms), which a backend
     that keeps the copy's reading under its `copy_key` does not need, since the next question's map reads
-    nothing. `make` returns the picture's pixels as a (height, width, 3) uint8 array, anew at each call; `size`
-    is its (width, height), as PIL gives it."""
+    nothing. `make` returns the picture's pixels as a (height, width, 3) uint8 array, anew at each call."""
 
     make: Callable[[], np.ndarray]
-    size: tuple[int, int]
 
 
 @dataclass(frozen=True, eq=False)
@@ -59,12 +57,6 @@ class ScoreRequest:
     def picture(self) -> Image.Image | np.ndarray | None:
         """The image to read: a lazy one made now."""
         return self.image.make() if isinstance(self.image, LazyPicture) else self.image
-
-    def size(self) -> tuple[int, int]:
-        """The image's (width, height), without making a lazy one."""
-        if isinstance(self.image, np.ndarray):
-            return self.image.shape[1], self.image.shape[0]
-        return self.image.size
 
 
 @dataclass(frozen=True)
